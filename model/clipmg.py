@@ -1,0 +1,190 @@
+"""CLIP-MG: the pose-guided CLIP model (spec sections 3-11), with its streaming split.
+
+Shapes: ``B`` windows, ``T`` RGB frames per window (8), ``T_p`` pose samples (32), ``J`` joints,
+``N = 1 + N_p`` tokens per frame, ``D`` ViT width, ``E`` CLIP embedding size, ``C`` classes.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import ModelConfig
+from .heatmaps import heatmap_volume, relevance_map
+from .skeleton import SkeletonEncoder
+from .tower import build_visual, freeze_stem
+
+
+class CLIPMG(nn.Module):
+    """The whole model. ``forward(images, keypoints)`` is exactly ``head(*encode_frames(...))``."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        v, d = cfg.vision, cfg.vision.width
+        self.visual = build_visual(v)
+        self.num_frozen = freeze_stem(self.visual, v.trainable_blocks)
+        variant = cfg.variant
+        self.uses_pose = variant != "no_pose"
+        self.uses_query = variant != "no_cross_attention"
+        self.uses_gates = variant in ("full", "no_pose_guidance")
+        self.uses_guidance = variant == "full"
+        if self.uses_pose:
+            self.skeleton = SkeletonEncoder(cfg.pose.num_joints, cfg.pose.skeleton_channels, d)
+        if self.uses_guidance:
+            self.pose_gate = nn.Linear(d, d, bias=False)  # W_e
+        if self.uses_gates:
+            self.query_gate = nn.Linear(2 * d, d)  # W_q, b_q
+            self.token_gate = nn.Linear(d, d)  # W_x, b_x
+        if variant == "no_gating":
+            self.query_proj = nn.Linear(2 * d, d)
+        head_in = d if self.uses_query else v.embed_dim + d
+        self.classifier = nn.Sequential(
+            nn.Linear(head_in, cfg.head_hidden), nn.GELU(), nn.Dropout(cfg.dropout),
+            nn.Linear(cfg.head_hidden, cfg.num_classes),
+        )
+
+    # ------------------------------------------------------------------ frame encoder (per frame)
+    def encode_frozen(self, images: torch.Tensor) -> torch.Tensor:
+        """Frozen part: ``(N_img, 3, H, W)`` -> tokens after the frozen blocks ``(N_img, N, D)``.
+
+        Runs without autograd: nothing in it is trained.
+        """
+        vis = self.visual
+        with torch.no_grad():
+            x = vis._embeds(images)  # patch embed + class token + positions + ln_pre
+            for blk in vis.transformer.resblocks[: self.num_frozen]:
+                x = blk(x)
+        return x
+
+    def encode_trainable(self, frozen_tokens: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Trainable part of the frame encoder: ``(N_img, N, D)`` -> penultimate tokens
+        ``X (N_img, N, D)`` and frame embedding ``c (N_img, E)``."""
+        blocks = self.visual.transformer.resblocks
+        x = frozen_tokens
+        for blk in blocks[self.num_frozen: -1]:
+            x = blk(x)
+        return x, self.frame_embedding(x)
+
+    def frame_embedding(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Block ``L`` + ``ln_post`` + ``proj`` on the CLS token: ``(N_img, N, D)`` -> ``(N_img, E)``."""
+        vis = self.visual
+        y = vis.transformer.resblocks[-1](tokens)
+        return vis.ln_post(y[:, 0]) @ vis.proj
+
+    def encode_frames(self, images: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Frame encoder: ``(N_img, 3, H, W)`` -> ``X (N_img, N, D)``, ``c (N_img, E)``."""
+        return self.encode_trainable(self.encode_frozen(images))
+
+    # ------------------------------------------------------------------ window head (per window)
+    def pose_feature(self, keypoints: torch.Tensor) -> torch.Tensor:
+        """Keypoints ``(B, T_p, J, 3)`` in model-input pixels -> ``p (B, D)``."""
+        pc = self.cfg.pose
+        vol = heatmap_volume(keypoints, self.cfg.vision.image_size, pc.heatmap_size, pc.heatmap_sigma,
+                             self.cfg.clip.rgb_frames, pc.min_confidence)  # (B, J, T, Hh, Wh)
+        return self.skeleton(vol)
+
+    def query(self, patches: torch.Tensor, p: torch.Tensor | None, keypoints: torch.Tensor) -> torch.Tensor:
+        """The semantic query ``(B, D)`` from patch tokens ``(B, T, N_p, D)`` (sections 6-7)."""
+        if self.uses_guidance:
+            v, pc = self.cfg.vision, self.cfg.pose
+            r = relevance_map(keypoints, v.image_size, v.patch_size, pc.relevance_sigma, pc.relevance_alpha,
+                              self.cfg.clip.rgb_frames, pc.min_confidence)  # (B, T, N_p)
+            e = self.pose_gate(p)  # (B, D)
+            g = torch.sigmoid(torch.einsum("btnd,bd->btn", patches, e) / math.sqrt(patches.shape[-1]))
+            w = r * g
+            q = torch.einsum("btn,btnd->bd", w, patches) / (w.sum(dim=(1, 2)).unsqueeze(-1) + 1e-6)
+        else:
+            q = patches.mean(dim=(1, 2))  # visual-only query: mean patch token
+        if self.cfg.variant == "no_gating":
+            q = self.query_proj(torch.cat([q, p], dim=-1))
+        elif self.uses_gates:
+            q = torch.sigmoid(self.query_gate(torch.cat([q, p], dim=-1))) * q  # q~ = g_q * q
+        return q
+
+    def cross_attend(self, q: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """Query ``(B, D)`` attends over all frames' tokens ``(B, T*N, D)`` through block ``L``'s own
+        weights (section 8); returns ``Y = ln_post(y)`` of shape ``(B, D)``."""
+        blk = self.visual.transformer.resblocks[-1]
+        kv = blk.ln_1(tokens)
+        y = q.unsqueeze(1)  # (B, 1, D)
+        y = y + blk.ls_1(blk.attn(blk.ln_1(y), kv, kv, need_weights=False)[0])
+        y = y + blk.ls_2(blk.mlp(blk.ln_2(y)))
+        return self.visual.ln_post(y[:, 0])
+
+    def head(self, tokens: torch.Tensor, frame_emb: torch.Tensor, keypoints: torch.Tensor) -> torch.Tensor:
+        """Window head: penultimate tokens ``(B, T, N, D)``, frame embeddings ``(B, T, E)`` and
+        keypoints ``(B, T_p, J, 3)`` (model-input pixels) -> logits ``(B, C)``."""
+        b, t, n, d = tokens.shape
+        p = self.pose_feature(keypoints) if self.uses_pose else None
+        if not self.uses_query:  # no_cross_attention: classify [v_cls ; p]
+            return self.classifier(torch.cat([frame_emb.mean(dim=1), p], dim=-1))
+        q = self.query(tokens[:, :, 1:], p, keypoints)
+        if self.uses_gates:
+            tokens = tokens * torch.sigmoid(self.token_gate(p)).reshape(b, 1, 1, d)  # X~ = X * g_x
+        y = self.cross_attend(q, tokens.reshape(b, t * n, d))
+        return self.classifier(y)
+
+    def forward(self, images: torch.Tensor, keypoints: torch.Tensor) -> torch.Tensor:
+        """Monolithic forward: images ``(B, T, 3, H, W)``, keypoints ``(B, T_p, J, 3)`` -> ``(B, C)``."""
+        b, t = images.shape[:2]
+        x, c = self.encode_frames(images.flatten(0, 1))
+        return self.head(x.reshape(b, t, *x.shape[1:]), c.reshape(b, t, -1), keypoints)
+
+    # ------------------------------------------------------------------ streaming split
+    def split(self) -> Tuple["FrameEncoder", "WindowHead"]:
+        """The two halves that streaming and export use; they share this model's weights."""
+        return FrameEncoder(self), WindowHead(self)
+
+    def check_inputs(self, images: torch.Tensor | None = None, keypoints: torch.Tensor | None = None) -> None:
+        """Raise ``ValueError`` saying what was expected for wrongly shaped or invalid inputs."""
+        v, c, j = self.cfg.vision, self.cfg.clip, self.cfg.pose.num_joints
+        if images is not None:
+            exp = (c.rgb_frames, 3, v.image_size, v.image_size)
+            if images.ndim != 5 or tuple(images.shape[1:]) != exp:
+                raise ValueError(f"images: expected shape (B, {', '.join(map(str, exp))}), got {tuple(images.shape)}")
+        if keypoints is not None:
+            exp = (c.pose_frames, j, 3)
+            if keypoints.ndim != 4 or tuple(keypoints.shape[1:]) != exp:
+                raise ValueError(f"keypoints: expected shape (B, {', '.join(map(str, exp))}), "
+                                 f"got {tuple(keypoints.shape)}")
+            if not torch.isfinite(keypoints).all():
+                raise ValueError("keypoints: contain NaN or infinite values; mark missing joints with confidence 0")
+            if (keypoints[..., 2] < 0).any():
+                raise ValueError("keypoints: negative confidence values; confidences must lie in [0, 1]")
+
+    def trainable_parameters(self) -> dict[str, list[nn.Parameter]]:
+        """Parameters to optimise, grouped: ``vit`` (unfrozen blocks, ln_post, proj) and ``new``."""
+        groups: dict[str, list[nn.Parameter]] = {"vit": [], "new": []}
+        for name, prm in self.named_parameters():
+            if prm.requires_grad:
+                groups["vit" if name.startswith("visual.") else "new"].append(prm)
+        return groups
+
+
+class FrameEncoder(nn.Module):
+    """One RGB frame (batch) -> penultimate tokens and frame embedding; runs once per frame."""
+
+    def __init__(self, model: CLIPMG) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """``(N_img, 3, H, W)`` -> ``X (N_img, N, D)``, ``c (N_img, E)``."""
+        return self.model.encode_frames(images)
+
+
+class WindowHead(nn.Module):
+    """Everything after the frame encoder; runs once per window."""
+
+    def __init__(self, model: CLIPMG) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, tokens: torch.Tensor, frame_emb: torch.Tensor, keypoints: torch.Tensor) -> torch.Tensor:
+        """``(B, T, N, D)``, ``(B, T, E)``, ``(B, T_p, J, 3)`` -> logits ``(B, C)``."""
+        return self.model.head(tokens, frame_emb, keypoints)
