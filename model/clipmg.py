@@ -29,6 +29,9 @@ class CLIPMG(nn.Module):
         self.visual = build_visual(v)
         self.num_frozen = freeze_stem(self.visual, v.trainable_blocks)
         variant = cfg.variant
+        # proj only feeds the frame embedding c_t, which only the no_cross_attention head reads; in
+        # the other variants it cannot affect the loss, so it stays frozen at its CLIP value.
+        self.visual.proj.requires_grad_(variant == "no_cross_attention")
         self.uses_pose = variant != "no_pose"
         self.uses_query = variant != "no_cross_attention"
         self.uses_gates = variant in ("full", "no_pose_guidance")

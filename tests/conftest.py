@@ -1,0 +1,19 @@
+"""Shared fixtures: where the read-only real samples live, and small helpers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """``../shared/data`` beside the checkout; tests that need it skip when it is absent."""
+    d = SHARED / "data"
+    if not d.is_dir():
+        pytest.skip(f"real iMiGUE samples not found at {d} (the ../shared folder beside the checkout)")
+    return d

@@ -1,0 +1,247 @@
+"""CLIP-MG model: split == monolithic, open_clip parity, freezing, presets, inputs."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from clipmg.model import VARIANTS, create_model, list_presets, load_config
+from clipmg.model.layouts import assemble_openpose137, extract_layout
+
+
+def _inputs(cfg, b=2, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    s = cfg.vision.image_size
+    images = torch.randn(b, cfg.clip.rgb_frames, 3, s, s, generator=g)
+    kp = torch.rand(b, cfg.clip.pose_frames, cfg.pose.num_joints, 3, generator=g)
+    kp[..., :2] *= s
+    return images, kp
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_split_equals_monolithic(variant):
+    torch.manual_seed(0)
+    model = create_model("clipmg-tiny", num_classes=7, variant=variant).eval()
+    images, kp = _inputs(model.cfg)
+    with torch.no_grad():
+        mono = model(images, kp)
+        enc, head = model.split()
+        x, c = enc(images.flatten(0, 1))
+        split = head(x.reshape(2, 8, *x.shape[1:]), c.reshape(2, 8, -1), kp)
+        # encoding frames one at a time (as the streaming cache does) changes nothing either
+        per_frame = [enc(images[:, t]) for t in range(8)]
+        x1 = torch.stack([p[0] for p in per_frame], 1)
+        c1 = torch.stack([p[1] for p in per_frame], 1)
+        split1 = head(x1, c1, kp)
+    assert mono.shape == (2, 7)
+    assert (mono - split).abs().max().item() <= 1e-5
+    assert (mono - split1).abs().max().item() <= 1e-5
+
+
+def test_variants_differ_in_what_they_use():
+    torch.manual_seed(0)
+    images, kp = _inputs(load_config("clipmg-tiny"))
+    kp2 = kp.clone()
+    kp2[:, :, :, :2] = kp2[:, :, :, :2].flip(0)
+    outs = {}
+    for v in VARIANTS:
+        torch.manual_seed(0)
+        m = create_model("clipmg-tiny", num_classes=5, variant=v).eval()
+        with torch.no_grad():
+            outs[v] = (m(images, kp) - m(images, kp2)).abs().max().item()
+    assert outs["no_pose"] == 0.0  # keypoints are not an input of the no_pose variant
+    for v in ("full", "no_gating", "no_cross_attention", "no_pose_guidance"):
+        assert outs[v] > 1e-6, v
+
+
+def _open_clip_visual(preset: str):
+    import open_clip
+    from open_clip.model import CLIP
+
+    cfg = load_config(preset).vision
+    if preset == "clipmg-vitb32":
+        clip = open_clip.create_model("ViT-B-32", pretrained=None, force_quick_gelu=True)
+    else:
+        clip = CLIP(embed_dim=cfg.embed_dim, quick_gelu=cfg.quick_gelu,
+                    vision_cfg=dict(image_size=cfg.image_size, patch_size=cfg.patch_size, width=cfg.width,
+                                    layers=cfg.layers, head_width=cfg.width // cfg.heads),
+                    text_cfg=dict(context_length=8, vocab_size=16, width=32, heads=2, layers=1))
+    return clip.visual.eval()
+
+
+@pytest.mark.parametrize("preset", ["clipmg-tiny", "clipmg-vitb32"])
+def test_frame_embedding_equals_open_clip(preset):
+    torch.manual_seed(1)
+    visual = _open_clip_visual(preset)
+    model = create_model(preset, num_classes=4).eval()
+    model.visual.load_state_dict(visual.state_dict())
+    s = model.cfg.vision.image_size
+    x = torch.randn(2, 3, s, s)
+    with torch.no_grad():
+        ref = visual(x)
+        tokens, emb = model.encode_frames(x)
+    assert emb.shape == ref.shape == (2, model.cfg.vision.embed_dim)
+    assert tokens.shape == (2, 1 + model.cfg.vision.num_patches, model.cfg.vision.width)
+    assert torch.allclose(emb, ref, atol=1e-5, rtol=1e-4), (emb - ref).abs().max()
+
+
+def test_pretrained_from_local_file(tmp_path):
+    from safetensors.torch import save_file
+
+    torch.manual_seed(2)
+    visual = _open_clip_visual("clipmg-tiny")
+    # a full CLIP-style state dict with "visual." keys, as open_clip checkpoints have
+    save_file({f"visual.{k}": v.contiguous() for k, v in visual.state_dict().items()}, str(tmp_path / "clip.safetensors"))
+    model = create_model("clipmg-tiny", num_classes=3, pretrained=str(tmp_path / "clip.safetensors"))
+    for k, v in visual.state_dict().items():
+        assert torch.equal(model.visual.state_dict()[k], v), k
+    torch.save(visual.state_dict(), tmp_path / "visual.pt")
+    model2 = create_model("clipmg-tiny", num_classes=3, pretrained=str(tmp_path / "visual.pt"))
+    assert torch.equal(model2.visual.proj, visual.proj)
+    with pytest.raises(ValueError, match="neither a local file nor an open_clip pretrained tag"):
+        create_model("clipmg-tiny", num_classes=3, pretrained="no-such-tag")
+
+
+def test_pickled_code_in_clip_weights_is_refused(tmp_path):
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    torch.save({"visual.proj": Evil()}, tmp_path / "evil.pt")
+    with pytest.raises(ValueError, match="cannot read CLIP weights"):
+        create_model("clipmg-tiny", num_classes=3, pretrained=str(tmp_path / "evil.pt"))
+
+
+@pytest.mark.parametrize("variant", ["full", "no_cross_attention"])
+def test_frozen_and_trainable_after_a_step(variant):
+    torch.manual_seed(0)
+    model = create_model("clipmg-tiny", num_classes=5, variant=variant).train()
+    before = {k: v.detach().clone() for k, v in model.named_parameters()}
+    groups = model.trainable_parameters()
+    opt = torch.optim.AdamW([{"params": groups["new"], "lr": 1e-3}, {"params": groups["vit"], "lr": 1e-3}])
+    images, kp = _inputs(model.cfg, b=4)
+    loss = torch.nn.functional.cross_entropy(model(images, kp), torch.tensor([0, 1, 2, 3]))
+    loss.backward()
+    opt.step()
+    n_blocks = model.cfg.vision.layers
+    frozen_prefixes = ["visual.conv1", "visual.class_embedding", "visual.positional_embedding", "visual.ln_pre"] + [
+        f"visual.transformer.resblocks.{i}." for i in range(n_blocks - model.cfg.vision.trainable_blocks)]
+    if variant != "no_cross_attention":  # proj feeds only c_t, which only that variant's head reads
+        frozen_prefixes.append("visual.proj")
+    n_frozen = n_train = 0
+    for name, p in model.named_parameters():
+        frozen = any(name.startswith(f) for f in frozen_prefixes)
+        if frozen:
+            n_frozen += 1
+            assert not p.requires_grad and p.grad is None, name
+            assert torch.equal(p, before[name]), name
+        else:
+            n_train += 1
+            assert p.requires_grad, name
+            assert not torch.equal(p, before[name]), f"{name} did not change"
+    assert n_frozen > 0 and n_train > 0
+    for i in range(n_blocks - 2, n_blocks):
+        assert model.visual.transformer.resblocks[i].attn.in_proj_weight.requires_grad
+
+
+def test_frozen_blocks_run_without_autograd():
+    model = create_model("clipmg-tiny", num_classes=3).train()
+    x = torch.randn(2, 3, 96, 96, requires_grad=True)
+    h = model.encode_frozen(x)
+    assert not h.requires_grad and h.grad_fn is None
+    tokens, emb = model.encode_trainable(h)
+    assert tokens.requires_grad and emb.requires_grad
+
+
+def test_presets_and_errors():
+    assert set(list_presets()) >= {"clipmg-vitb16", "clipmg-vitb32", "clipmg-tiny"}
+    with pytest.raises(ValueError, match="clipmg-tiny, clipmg-vitb16, clipmg-vitb32"):
+        create_model("clipmg-vitl14")
+    with pytest.raises(ValueError, match="full, no_gating, no_cross_attention, no_pose_guidance, no_pose"):
+        create_model("clipmg-tiny", variant="no_skeleton")
+    with pytest.raises(ValueError, match="unknown model option"):
+        create_model("clipmg-tiny", num_layers=3)
+    b16 = load_config("clipmg-vitb16")
+    assert (b16.vision.patch_size, b16.vision.num_patches, b16.vision.width, b16.pose.num_joints) == (16, 196, 768, 22)
+    assert load_config("clipmg-vitb32").vision.num_patches == 49
+
+
+def test_config_json_roundtrip(tmp_path):
+    cfg = load_config("clipmg-tiny").replace(num_classes=11, variant="no_gating")
+    p = tmp_path / "cfg.json"
+    p.write_text(json.dumps(cfg.to_dict()))
+    m = create_model(p)
+    assert m.cfg == cfg
+
+
+def test_bad_inputs_are_named():
+    model = create_model("clipmg-tiny", num_classes=3)
+    images, kp = _inputs(model.cfg)
+    with pytest.raises(ValueError, match=r"images: expected shape \(B, 8, 3, 96, 96\)"):
+        model.check_inputs(images=images[:, :, :, :64])
+    with pytest.raises(ValueError, match=r"expected shape \(B, 32, 22, 3\)"):
+        model.check_inputs(keypoints=kp[:, :, :20])
+    bad = kp.clone()
+    bad[0, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        model.check_inputs(keypoints=bad)
+    bad = kp.clone()
+    bad[0, 0, 0, 2] = -0.5
+    with pytest.raises(ValueError, match="negative confidence"):
+        model.check_inputs(keypoints=bad)
+
+
+def _read_openpose_json(path):
+    person = json.loads(path.read_text())["people"][0]
+    parts = [np.asarray(person[k], np.float32).reshape(-1, 3) for k in
+             ("pose_keypoints_2d", "face_keypoints_2d", "hand_left_keypoints_2d", "hand_right_keypoints_2d")]
+    return assemble_openpose137(*parts)
+
+
+def test_real_openpose_frames_through_the_tiny_model(shared_data):
+    from clipmg.model.crop import center_box
+    from clipmg.model.heatmaps import heatmap_volume
+    from clipmg.model.preprocess import prepare_keypoints
+
+    files = sorted((shared_data / "imigue-openpose-298").glob("*_keypoints.json"))
+    assert len(files) == 48
+    kp137 = np.stack([_read_openpose_json(f) for f in files])  # (48, 137, 3), 1280x720 pixels
+    kp = extract_layout(kp137[13:45], "upper22")  # frames 13..44 -> (32, 22, 3); window 3 = frames 25..28
+    model = create_model("clipmg-tiny", num_classes=4).eval()
+    cfg = model.cfg
+    box = center_box(1280, 720)
+    model_kp = prepare_keypoints(kp, [box] * 8, cfg)
+    vol = heatmap_volume(torch.from_numpy(model_kp)[None], cfg.vision.image_size, cfg.pose.heatmap_size,
+                         cfg.pose.heatmap_sigma, 8, cfg.pose.min_confidence)[0]  # (J, 8, H, W)
+    s, hs = cfg.vision.image_size, cfg.pose.heatmap_size
+    checked = 0
+    for j in range(cfg.pose.num_joints):
+        for t in range(8):
+            grp = model_kp[4 * t: 4 * t + 4, j]
+            ok = grp[:, 2] >= cfg.pose.min_confidence
+            hm = vol[j, t]
+            if not ok.any():
+                assert hm.abs().max() == 0
+                continue
+            if not ok.all() or np.ptp(grp[:, :2], axis=0).max() > s / hs:  # moving joint: peak is blurred
+                continue
+            # joint (x, y) from the JSON, through the crop, onto the canvas
+            x, y = grp[:, 0].mean() * hs / s - 0.5, grp[:, 1].mean() * hs / s - 0.5
+            if not (0 <= x < hs and 0 <= y < hs):
+                continue
+            iy, ix = divmod(int(hm.argmax()), hs)
+            assert abs(ix - x) <= 1.0 and abs(iy - y) <= 1.0, (j, t, ix, iy, x, y)
+            checked += 1
+    assert checked >= 50
+    # frames 25-28 have no right hand (data/README.md): window 3's right-fingertip maps are empty,
+    # while window 2 (frames 21-24) has them
+    rtips = list(range(12, 17))  # upper22: 12 body joints, then the right fingertips
+    assert float(vol[rtips, 3].abs().max()) == 0.0
+    assert float(vol[rtips, 2].abs().max()) > 0.0
+    images = torch.zeros(1, 8, 3, s, s)
+    with torch.no_grad():
+        logits = model(images, torch.from_numpy(model_kp)[None])
+    assert torch.isfinite(logits).all() and logits.shape == (1, 4)
