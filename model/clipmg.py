@@ -132,10 +132,20 @@ class CLIPMG(nn.Module):
         y = self.cross_attend(q, tokens.reshape(b, t * n, d))
         return self.classifier(y)
 
-    def forward(self, images: torch.Tensor, keypoints: torch.Tensor) -> torch.Tensor:
-        """Monolithic forward: images ``(B, T, 3, H, W)``, keypoints ``(B, T_p, J, 3)`` -> ``(B, C)``."""
-        b, t = images.shape[:2]
-        x, c = self.encode_frames(images.flatten(0, 1))
+    def forward(self, images: torch.Tensor | None, keypoints: torch.Tensor,
+                frozen_tokens: torch.Tensor | None = None) -> torch.Tensor:
+        """Monolithic forward: images ``(B, T, 3, H, W)``, keypoints ``(B, T_p, J, 3)`` -> ``(B, C)``.
+
+        Training with cached frozen-block outputs passes ``frozen_tokens (B, T, N, D)`` (from
+        ``encode_frozen``) instead of images.
+        """
+        if frozen_tokens is None:
+            b, t = images.shape[:2]
+            frozen_tokens = self.encode_frozen(images.flatten(0, 1))
+        else:
+            b, t = frozen_tokens.shape[:2]
+            frozen_tokens = frozen_tokens.flatten(0, 1)
+        x, c = self.encode_trainable(frozen_tokens)
         return self.head(x.reshape(b, t, *x.shape[1:]), c.reshape(b, t, -1), keypoints)
 
     # ------------------------------------------------------------------ streaming split

@@ -1,0 +1,124 @@
+"""``clipmg-eval``: top-1, top-5, per-class and macro accuracy, a confusion-matrix PNG and a JSON
+report for any checkpoint on any supported dataset layout."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Dict, List
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from .checkpoint import CheckpointError, load_checkpoint
+from .config import TrainConfig
+from .loop import classification_metrics, resolve_device, DistInfo
+from .trainer import Indexed, collate, evaluate_logits
+
+
+def plot_confusion(confusion: List[List[int]], class_names: List[str], path: Path, title: str) -> None:
+    """Row-normalised confusion matrix as a PNG (rows = true class)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    m = np.asarray(confusion, dtype=np.float64)
+    norm = m / np.maximum(m.sum(1, keepdims=True), 1)
+    n = len(class_names)
+    side = max(4.0, 0.32 * n + 2.5)
+    fig, ax = plt.subplots(figsize=(side, side * 0.9))
+    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(n), class_names, rotation=90, fontsize=7)
+    ax.set_yticks(range(n), class_names, fontsize=7)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title, fontsize=9)
+    if n <= 16:
+        for i in range(n):
+            for j in range(n):
+                if m[i, j]:
+                    ax.text(j, i, int(m[i, j]), ha="center", va="center", fontsize=6,
+                            color="white" if norm[i, j] > 0.5 else "black")
+    fig.colorbar(im, ax=ax, fraction=0.04)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def evaluate_checkpoint(checkpoint: str | Path, data: str, layout: str | None = None, split: str = "val",
+                        out: str | Path | None = None, batch_size: int = 16, device: str = "auto",
+                        strict: bool = False) -> Dict[str, Any]:
+    """Evaluate a checkpoint on a dataset; the split (seed, validation fraction, background class)
+    is the one recorded in the checkpoint, so ``split='val'`` is the held-out set it was chosen on."""
+    from .data import build_data
+
+    model, meta = load_checkpoint(checkpoint)
+    train_meta = meta.get("train", {})
+    cfg = TrainConfig(data=data, layout=layout or train_meta.get("layout", "openpose_json"),
+                      val_fraction=train_meta.get("val_fraction", 0.2), seed=train_meta.get("seed", 0),
+                      background=train_meta.get("background", False), crop=model.cfg.preprocess.crop,
+                      preset=model.cfg.name, strict=strict, augment=False)
+    ds = build_data(cfg, model.cfg)
+    if list(ds.class_names) != list(meta["class_names"]):
+        raise CheckpointError(f"checkpoint {checkpoint} was trained on classes {meta['class_names'][:4]}... but the "
+                              f"dataset at {data} has {list(ds.class_names)[:4]}...; evaluate it on data with "
+                              f"the same class list")
+    subsets = {"val": [ds.val], "train": [ds.train], "all": [ds.train, ds.val]}
+    if split not in subsets:
+        raise ValueError(f"--split must be one of val, train, all; got {split!r}")
+    dev = resolve_device(device, DistInfo())
+    model.to(dev)
+    logits, labels = [], []
+    for sub in subsets[split]:
+        loader = DataLoader(Indexed(sub, cfg.seed), batch_size=batch_size, shuffle=False, collate_fn=collate)
+        lg, lb = evaluate_logits(model, loader, dev, progress=True)
+        logits.append(lg)
+        labels.append(lb)
+    metrics = classification_metrics(np.concatenate(logits), np.concatenate(labels), list(ds.class_names))
+    report = {"checkpoint": str(checkpoint), "data": str(data), "layout": cfg.layout, "split": split,
+              "preset": model.cfg.name, "variant": model.cfg.variant, "class_names": list(ds.class_names),
+              **metrics}
+    if out:
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "report.json").write_text(json.dumps(report, indent=2))
+        plot_confusion(metrics["confusion"], list(ds.class_names), out / "confusion.png",
+                       f"{model.cfg.name} / {model.cfg.variant} on {split}: top-1 {metrics['top1']:.3f}")
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("checkpoint", help="a .safetensors checkpoint written by clipmg-train")
+    ap.add_argument("--data", required=True, help="dataset root")
+    ap.add_argument("--layout", help="dataset layout (default: the one the checkpoint was trained on)")
+    ap.add_argument("--split", default="val", choices=("val", "train", "all"))
+    ap.add_argument("--out", help="write report.json and confusion.png here")
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--strict", action="store_true", help="malformed files are errors, not skipped")
+    args = ap.parse_args(argv)
+    try:
+        r = evaluate_checkpoint(args.checkpoint, args.data, args.layout, args.split, args.out, args.batch_size,
+                                args.device, args.strict)
+    except (ValueError, FileNotFoundError, CheckpointError) as e:
+        print(f"clipmg-eval: {e}", file=sys.stderr)
+        return 2
+    print(f"{r['preset']} / {r['variant']} on {r['split']} ({r['count']} clips): top-1 {r['top1']:.4f}  "
+          f"top-5 {r['top5']:.4f}  macro {r['macro']:.4f}")
+    for name, acc in sorted(r["per_class"].items(), key=lambda kv: kv[1]):
+        print(f"  {acc:6.3f}  {name}")
+    if args.out:
+        print(f"report: {Path(args.out) / 'report.json'}, confusion matrix: {Path(args.out) / 'confusion.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

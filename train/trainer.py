@@ -1,0 +1,365 @@
+"""``clipmg-train``: train CLIP-MG on one CPU/GPU or many (``torchrun``), with exact resume.
+
+Run directory ``--out``: ``config.json`` (training + model + preprocessing settings),
+``log.csv`` (every step), ``metrics.csv`` (every epoch), ``best.safetensors`` and
+``last.safetensors`` (checkpoints, written atomically), ``last.state.pt`` (optimiser, schedule,
+RNG and sampler position for exact resume; plain tensors, loaded with ``weights_only=True``).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, List
+
+import numpy as np
+import torch
+import torch.distributed as dist_
+from torch.utils.data import DataLoader
+
+from clipmg.model import CLIPMG, create_model
+
+from .checkpoint import CheckpointError, atomic_write, load_checkpoint, save_checkpoint
+from .config import TrainConfig, parse
+from .loop import (DistInfo, EpochSampler, amp_dtype, class_prior, classification_metrics, loss_fn, lr_factor,
+                   resolve_device)
+
+log = logging.getLogger("clipmg.train")
+
+
+class Indexed(torch.utils.data.Dataset):
+    """Wraps a dataset so every item also carries its index (for the frozen-output cache) and
+    is drawn with an RNG seeded by ``(seed, epoch, index)``: exact resume needs no hidden state."""
+
+    def __init__(self, ds: Any, seed: int) -> None:
+        self.ds, self.seed, self.epoch = ds, seed, 0
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def __getitem__(self, i: int) -> Dict[str, Any]:
+        rng = np.random.default_rng([self.seed, self.epoch, int(i)])
+        item = self.ds.get(int(i), rng) if hasattr(self.ds, "get") else self.ds[int(i)]
+        return {**item, "index": int(i)}
+
+
+def collate(items: List[Dict[str, Any]]) -> Dict[str, Any]:
+    out: Dict[str, Any] = {}
+    for k in items[0]:
+        vals = [it[k] for it in items]
+        out[k] = torch.as_tensor(np.stack(vals)) if isinstance(vals[0], np.ndarray) else (
+            torch.tensor(vals) if isinstance(vals[0], (int, float)) else vals)
+    return out
+
+
+class FrozenCache:
+    """Outputs of the frozen ViT blocks per clip, ``(T, N, D)`` each, kept across epochs."""
+
+    def __init__(self) -> None:
+        self.store: Dict[int, torch.Tensor] = {}
+        self.hits = self.misses = 0
+
+    def tokens(self, model: CLIPMG, batch: Dict[str, Any], device: torch.device) -> torch.Tensor:
+        idx: List[int] = batch["index"].tolist()
+        missing = [j for j, i in enumerate(idx) if i not in self.store]
+        self.hits += len(idx) - len(missing)
+        self.misses += len(missing)
+        if missing:
+            imgs = batch["images"][missing].to(device)  # (m, T, 3, S, S)
+            h = model.encode_frozen(imgs.flatten(0, 1))
+            h = h.reshape(len(missing), imgs.shape[1], *h.shape[1:])
+            for j, hj in zip(missing, h):
+                self.store[idx[j]] = hj
+        return torch.stack([self.store[i] for i in idx])
+
+
+def evaluate_logits(model: CLIPMG, loader: DataLoader, device: torch.device,
+                    amp: torch.dtype | None = None, progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Logits ``(N, C)`` and labels ``(N,)`` of a whole loader, in eval mode."""
+    from tqdm import tqdm
+
+    model.eval()
+    logits, labels = [], []
+    with torch.no_grad():
+        for batch in tqdm(loader, desc="validate", leave=False, disable=not progress):
+            with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+                out = model(batch["images"].to(device), batch["keypoints"].to(device))
+            logits.append(out.float().cpu().numpy())
+            labels.append(batch["label"].numpy())
+    model.train()
+    if not logits:
+        return np.zeros((0, model.cfg.num_classes), np.float32), np.zeros((0,), np.int64)
+    return np.concatenate(logits), np.concatenate(labels)
+
+
+def _rng_state() -> Dict[str, Any]:
+    return {"torch": torch.get_rng_state(), "python": list(random.getstate()[1]),
+            "python_pos": random.getstate()[2] if random.getstate()[2] is not None else -1,
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+
+def _set_rng_state(s: Dict[str, Any]) -> None:
+    torch.set_rng_state(s["torch"])
+    pos = None if s["python_pos"] == -1 else s["python_pos"]
+    random.setstate((3, tuple(s["python"]), pos))
+    if s["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(s["cuda"])
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, data: Any, dist: DistInfo | None = None) -> None:
+        self.cfg, self.data = cfg, data
+        self.dist = dist or DistInfo()
+        self.device = resolve_device(cfg.device, self.dist)
+        self.amp = amp_dtype(cfg.amp, self.device)
+        self.out = Path(cfg.out)
+        torch.manual_seed(cfg.seed)
+        random.seed(cfg.seed)
+        n_cls = len(data.class_names)
+        self.model = create_model(cfg.preset, num_classes=n_cls, variant=cfg.variant,
+                                  pretrained=cfg.pretrained or None)
+        if cfg.crop != self.model.cfg.preprocess.crop:
+            raise ValueError("internal: the dataset must be built with the model's crop policy")
+        self.model.to(self.device).train()
+        groups = self.model.trainable_parameters()
+        self.opt = torch.optim.AdamW([{"params": groups["new"], "lr": cfg.lr_new, "base_lr": cfg.lr_new},
+                                      {"params": groups["vit"], "lr": cfg.lr_vit, "base_lr": cfg.lr_vit}],
+                                     weight_decay=cfg.weight_decay)
+        self.train_ds = Indexed(data.train, cfg.seed)
+        self.sampler = EpochSampler(data.train_labels, cfg.seed, self.dist, cfg.class_balance == "sampler")
+        self.loader = DataLoader(self.train_ds, batch_size=cfg.batch_size, sampler=self.sampler,
+                                 num_workers=cfg.workers, collate_fn=collate, drop_last=False,
+                                 persistent_workers=False)
+        self.val_loader = DataLoader(Indexed(data.val, cfg.seed), batch_size=cfg.batch_size, shuffle=False,
+                                     num_workers=cfg.workers, collate_fn=collate)
+        self.steps_per_epoch = max(1, -(-len(self.sampler) // cfg.batch_size))
+        self.total_steps = self.steps_per_epoch * cfg.epochs
+        self.warmup_steps = int(cfg.warmup_epochs * self.steps_per_epoch)
+        self.prior = class_prior(data.train_labels, n_cls).to(self.device)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp == torch.float16)
+        self.cache = FrozenCache() if cfg.cache_frozen else None
+        self.step, self.epoch, self.epoch_pos = 0, 0, 0
+        self.best = -1.0
+        self.history: List[Dict[str, Any]] = []
+        self.ddp = None
+        if self.dist.world > 1:
+            self.ddp = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+
+    # ---------------------------------------------------------------- checkpoints
+    def _meta_extra(self) -> Dict[str, Any]:
+        return {"train": self.cfg.to_dict(), "split": self.data.split, "data_summary": self.data.summary}
+
+    def save(self, which: str, metrics: Dict[str, Any] | None = None) -> None:
+        if not self.dist.main:
+            return
+        save_checkpoint(self.out / f"{which}.safetensors", self.model, self.data.class_names,
+                        self.data.duration_stats, metrics or {}, self._meta_extra())
+        if which == "last":
+            state = {"optimizer": self.opt.state_dict(), "scaler": self.scaler.state_dict(),
+                     "step": self.step, "epoch": self.epoch, "epoch_pos": self.epoch_pos, "best": self.best,
+                     "rng": _rng_state(), "history": json.dumps(self.history)}
+            atomic_write(self.out / "last.state.pt", lambda tmp: torch.save(state, tmp))
+
+    def resume(self) -> None:
+        path = self.out / "last.safetensors"
+        if not path.is_file() or not (self.out / "last.state.pt").is_file():
+            raise CheckpointError(f"--resume: no checkpoint to resume in {self.out} (expected last.safetensors "
+                                  f"and last.state.pt); start without --resume")
+        model, meta = load_checkpoint(path, config=self.model.cfg, class_names=self.data.class_names)
+        self.model.load_state_dict(model.state_dict())
+        state = torch.load(self.out / "last.state.pt", map_location=self.device, weights_only=True)
+        self.opt.load_state_dict(state["optimizer"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.step, self.epoch, self.epoch_pos = state["step"], state["epoch"], state["epoch_pos"]
+        self.best = state["best"]
+        self.history = json.loads(state["history"])
+        _set_rng_state(state["rng"])
+        log.info("resumed from %s at epoch %d, step %d", path, self.epoch, self.step)
+
+    # ---------------------------------------------------------------- loop
+    def _set_lr(self) -> float:
+        f = lr_factor(self.step, self.total_steps, self.warmup_steps)
+        for g in self.opt.param_groups:
+            g["lr"] = g["base_lr"] * f
+        return f
+
+    def train_step(self, batch: Dict[str, Any]) -> float:
+        model = self.ddp or self.model
+        kp = batch["keypoints"].to(self.device, non_blocking=True)
+        target = batch["label"].to(self.device)
+        self._set_lr()
+        with torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None):
+            if self.cache is not None:
+                logits = model(None, kp, frozen_tokens=self.cache.tokens(self.model, batch, self.device))
+            else:
+                logits = model(batch["images"].to(self.device, non_blocking=True), kp)
+            loss = loss_fn(logits, target, self.prior, self.cfg.class_balance, self.cfg.label_smoothing,
+                           self.cfg.logit_adjust)
+        self.opt.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if self.cfg.grad_clip > 0:
+            self.scaler.unscale_(self.opt)
+            torch.nn.utils.clip_grad_norm_([p for g in self.opt.param_groups for p in g["params"]], self.cfg.grad_clip)
+        self.scaler.step(self.opt)
+        self.scaler.update()
+        self.step += 1
+        return float(loss.detach())
+
+    def validate(self) -> Dict[str, Any]:
+        logits, labels = evaluate_logits(self.model, self.val_loader, self.device, self.amp)
+        return classification_metrics(logits, labels, list(self.data.class_names))
+
+    def _write_config(self) -> None:
+        if self.dist.main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            cfg = {"train": self.cfg.to_dict(), "model": self.model.cfg.to_dict(),
+                   "class_names": list(self.data.class_names), "split": self.data.split,
+                   "duration_stats": self.data.duration_stats, "data_summary": self.data.summary}
+            (self.out / "config.json").write_text(json.dumps(cfg, indent=2))
+
+    def run(self) -> Dict[str, Any]:
+        from tqdm import tqdm
+
+        cfg = self.cfg
+        if cfg.resume:
+            self.resume()
+        self._write_config()
+        t0 = time.monotonic()
+        steps_this_run = 0
+        stop = False
+        step_log = open(self.out / "log.csv", "a", newline="") if self.dist.main else None
+        writer = csv.writer(step_log) if step_log else None
+        if writer and step_log.tell() == 0:
+            writer.writerow(["step", "epoch", "loss", "lr_new", "elapsed_s"])
+        tb = None
+        if cfg.tensorboard and self.dist.main:
+            from torch.utils.tensorboard import SummaryWriter
+
+            tb = SummaryWriter(str(self.out / "tb"))
+        try:
+            while self.epoch < cfg.epochs and not stop:
+                self.train_ds.epoch = self.epoch
+                self.sampler.set_epoch(self.epoch, self.epoch_pos * cfg.batch_size)
+                losses: List[float] = []
+                bar = tqdm(self.loader, desc=f"epoch {self.epoch + 1}/{cfg.epochs}", leave=False,
+                           disable=not self.dist.main, initial=self.epoch_pos, total=self.steps_per_epoch)
+                for batch in bar:
+                    loss = self.train_step(batch)
+                    losses.append(loss)
+                    self.epoch_pos += 1
+                    steps_this_run += 1
+                    bar.set_postfix(loss=f"{loss:.3f}")
+                    if writer:
+                        writer.writerow([self.step, self.epoch, f"{loss:.6f}",
+                                         f"{self.opt.param_groups[0]['lr']:.3e}", f"{time.monotonic() - t0:.1f}"])
+                    if tb:
+                        tb.add_scalar("train/loss", loss, self.step)
+                    out_of_time = cfg.time_limit_min > 0 and time.monotonic() - t0 > 60 * cfg.time_limit_min
+                    if (cfg.max_steps and steps_this_run >= cfg.max_steps) or out_of_time:
+                        stop = True
+                        break
+                    if cfg.save_every and self.step % cfg.save_every == 0:
+                        self.save("last")
+                bar.close()
+                if stop and self.epoch_pos < self.steps_per_epoch:
+                    self.save("last")  # mid-epoch: resume continues from this exact batch
+                    if step_log:
+                        step_log.flush()
+                    log.info("stopped at step %d (epoch %d, batch %d)", self.step, self.epoch, self.epoch_pos)
+                    break
+                metrics = self._end_epoch(losses, t0, tb)
+                if stop:
+                    break
+        finally:
+            if step_log:
+                step_log.close()
+            if tb:
+                tb.close()
+        if self.cache is not None and self.dist.main:
+            log.info("frozen-output cache: %d hits, %d misses", self.cache.hits, self.cache.misses)
+        return {"best_top1": self.best, "history": self.history, "steps": self.step,
+                "elapsed_s": time.monotonic() - t0}
+
+    def _end_epoch(self, losses: List[float], t0: float, tb: Any) -> Dict[str, Any]:
+        if self.ddp is not None:  # identical BatchNorm statistics on every rank
+            for b in self.model.buffers():
+                dist_.broadcast(b, 0)
+        metrics: Dict[str, Any] = {}
+        if self.dist.main:
+            m = self.validate()
+            metrics = {"epoch": self.epoch + 1, "train_loss": float(np.mean(losses)) if losses else float("nan"),
+                       "val_top1": m["top1"], "val_top5": m["top5"], "val_macro": m["macro"],
+                       "elapsed_s": round(time.monotonic() - t0, 1)}
+            self.history.append(metrics)
+            log.info("epoch %d: loss %.4f  val top-1 %.3f  top-5 %.3f  macro %.3f", metrics["epoch"],
+                     metrics["train_loss"], m["top1"], m["top5"], m["macro"])
+            new_file = not (self.out / "metrics.csv").exists()
+            with open(self.out / "metrics.csv", "a", newline="") as f:
+                w = csv.DictWriter(f, fieldnames=list(metrics))
+                if new_file:
+                    w.writeheader()
+                w.writerow(metrics)
+            if tb:
+                for k in ("val_top1", "val_top5", "val_macro"):
+                    tb.add_scalar(f"val/{k[4:]}", metrics[k], self.step)
+        self.epoch += 1
+        self.epoch_pos = 0
+        if self.dist.main:
+            if metrics["val_top1"] > self.best:
+                self.best = metrics["val_top1"]
+                self.save("best", {**metrics, "per_class": m["per_class"]})
+            self.save("last", metrics)
+        return metrics
+
+
+def train(cfg: TrainConfig, dist: DistInfo | None = None) -> Dict[str, Any]:
+    """Build the data and the model from ``cfg`` and train; returns a summary dict."""
+    from clipmg.model import load_config
+
+    from .data import build_data
+
+    model_cfg = load_config(cfg.preset)
+    data = build_data(cfg, model_cfg)
+    return Trainer(cfg, data, dist).run()
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        cfg = parse(argv, "Train CLIP-MG (single process, or many under torchrun).")
+    except ValueError as e:
+        print(f"clipmg-train: {e}", file=sys.stderr)
+        return 2
+    if not cfg.data:
+        print("clipmg-train: --data is required (a dataset root; make one with clipmg-synth)", file=sys.stderr)
+        return 2
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    d = DistInfo.from_env()
+    if d.world > 1:
+        backend = "nccl" if torch.cuda.is_available() and cfg.device != "cpu" else "gloo"
+        if backend == "nccl":
+            torch.cuda.set_device(d.local_rank)
+        dist_.init_process_group(backend=backend)
+    try:
+        result = train(cfg, d)
+    except (ValueError, FileNotFoundError, CheckpointError) as e:
+        print(f"clipmg-train: {e}", file=sys.stderr)
+        return 2
+    finally:
+        if d.world > 1 and dist_.is_initialized():
+            dist_.destroy_process_group()
+    if d.main:
+        print(f"done: best val top-1 {result['best_top1']:.4f} after {result['steps']} steps "
+              f"in {result['elapsed_s'] / 60:.1f} min; checkpoints in {cfg.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
