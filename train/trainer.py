@@ -33,8 +33,10 @@ log = logging.getLogger("clipmg.train")
 
 
 class Indexed(torch.utils.data.Dataset):
-    """Wraps a dataset so every item also carries its index (for the frozen-output cache) and
-    is drawn with an RNG seeded by ``(seed, epoch, index)``: exact resume needs no hidden state."""
+    """Wraps a dataset so every item also carries its index (for the frozen-output cache) and is
+    drawn with torch's RNG seeded by ``(seed, epoch, index)`` inside a forked RNG: augmentation is
+    reproducible per item and leaves the global RNG (dropout) untouched, so resume is exact and
+    DataLoader workers need no special seeding."""
 
     def __init__(self, ds: Any, seed: int) -> None:
         self.ds, self.seed, self.epoch = ds, seed, 0
@@ -43,18 +45,16 @@ class Indexed(torch.utils.data.Dataset):
         return len(self.ds)
 
     def __getitem__(self, i: int) -> Dict[str, Any]:
-        rng = np.random.default_rng([self.seed, self.epoch, int(i)])
-        item = self.ds.get(int(i), rng) if hasattr(self.ds, "get") else self.ds[int(i)]
+        item_seed = int(np.random.SeedSequence([self.seed, self.epoch, int(i)]).generate_state(1)[0])
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(item_seed)
+            item = self.ds[int(i)]
         return {**item, "index": int(i)}
 
 
 def collate(items: List[Dict[str, Any]]) -> Dict[str, Any]:
-    out: Dict[str, Any] = {}
-    for k in items[0]:
-        vals = [it[k] for it in items]
-        out[k] = torch.as_tensor(np.stack(vals)) if isinstance(vals[0], np.ndarray) else (
-            torch.tensor(vals) if isinstance(vals[0], (int, float)) else vals)
-    return out
+    """Stack arrays/tensors, make int tensors of numbers, keep lists of strings."""
+    return torch.utils.data.default_collate(items)
 
 
 class FrozenCache:
@@ -134,9 +134,12 @@ class Trainer:
         self.sampler = EpochSampler(data.train_labels, cfg.seed, self.dist, cfg.class_balance == "sampler")
         self.loader = DataLoader(self.train_ds, batch_size=cfg.batch_size, sampler=self.sampler,
                                  num_workers=cfg.workers, collate_fn=collate, drop_last=False,
-                                 persistent_workers=False)
+                                 persistent_workers=False,
+                                 # its own generator: making an iterator must not consume the global RNG
+                                 generator=torch.Generator().manual_seed(cfg.seed))
         self.val_loader = DataLoader(Indexed(data.val, cfg.seed), batch_size=cfg.batch_size, shuffle=False,
-                                     num_workers=cfg.workers, collate_fn=collate)
+                                     num_workers=cfg.workers, collate_fn=collate,
+                                     generator=torch.Generator().manual_seed(cfg.seed))
         self.steps_per_epoch = max(1, -(-len(self.sampler) // cfg.batch_size))
         self.total_steps = self.steps_per_epoch * cfg.epochs
         self.warmup_steps = int(cfg.warmup_epochs * self.steps_per_epoch)
@@ -173,7 +176,12 @@ class Trainer:
                                   f"and last.state.pt); start without --resume")
         model, meta = load_checkpoint(path, config=self.model.cfg, class_names=self.data.class_names)
         self.model.load_state_dict(model.state_dict())
-        state = torch.load(self.out / "last.state.pt", map_location=self.device, weights_only=True)
+        try:  # weights_only: tensors and plain containers only; pickled code is refused
+            state = torch.load(self.out / "last.state.pt", map_location=self.device, weights_only=True)
+        except Exception as e:  # noqa: BLE001 - UnpicklingError, EOFError, RuntimeError for damaged files
+            raise CheckpointError(f"cannot resume from {self.out / 'last.state.pt'}: {str(e).splitlines()[0]}; "
+                                  f"the file is damaged or not a clipmg training state. Delete it to start over, "
+                                  f"or restore it from a backup") from e
         self.opt.load_state_dict(state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])
         self.step, self.epoch, self.epoch_pos = state["step"], state["epoch"], state["epoch_pos"]

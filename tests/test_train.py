@@ -1,0 +1,192 @@
+"""Training: loss goes down, checkpoints round-trip and refuse mismatches, exact resume, torchrun."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from clipmg.model import create_model, load_config
+from clipmg.train.checkpoint import CheckpointError, load_checkpoint, read_metadata, save_checkpoint
+from clipmg.train.config import TrainConfig, parse
+from clipmg.train.data import build_data
+from clipmg.train.synth import SynthConfig, write_dataset
+from clipmg.train.trainer import Trainer, collate, main as train_main
+
+CLASSES = ("touch chin", "fold arm", "rub eyes", "no gesture")
+
+
+@pytest.fixture(scope="module")
+def synth_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("synth")
+    write_dataset(root, seed=3, videos=5, clips_per_video=4,
+                  config=SynthConfig(classes=CLASSES, clip_frames=(24, 32), gap_frames=(8, 12)))
+    return root
+
+
+def _cfg(root, out, **kw) -> TrainConfig:
+    base = dict(data=str(root), out=str(out), epochs=2, batch_size=4, device="cpu", lr_new=1e-3, seed=0)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def _losses(out: Path) -> list[float]:
+    with open(out / "log.csv") as f:
+        return [float(r["loss"]) for r in csv.DictReader(f)]
+
+
+def test_a_few_steps_reduce_the_loss(synth_root, tmp_path):
+    cfg = _cfg(synth_root, tmp_path, augment=False, lr_new=2e-3, warmup_epochs=0, epochs=20)
+    data = build_data(cfg, load_config(cfg.preset))
+    tr = Trainer(cfg, data)
+    batch = collate([data.train[i] for i in range(8)])
+
+    def loss() -> float:
+        tr.model.eval()
+        with torch.no_grad():
+            out = tr.model(batch["images"], batch["keypoints"])
+        tr.model.train()
+        return float(torch.nn.functional.cross_entropy(out, batch["label"]))
+
+    before = loss()
+    for _ in range(12):
+        tr.train_step({**batch, "index": torch.arange(8)})
+    after = loss()
+    assert after < 0.7 * before, (before, after)
+
+
+def test_train_writes_checkpoints_that_round_trip(synth_root, tmp_path):
+    out = tmp_path / "run"
+    assert train_main(["--data", str(synth_root), "--out", str(out), "--epochs", "1", "--batch-size", "8",
+                       "--device", "cpu"]) == 0
+    for f in ("config.json", "log.csv", "metrics.csv", "best.safetensors", "last.safetensors", "last.state.pt"):
+        assert (out / f).is_file(), f
+    meta = read_metadata(out / "best.safetensors")
+    assert meta["class_names"] == list(CLASSES)
+    assert meta["config"]["num_classes"] == 4 and meta["config"]["preprocess"]["crop"] == "center"
+    assert meta["duration_stats"]["min"] >= 24 and meta["train"]["seed"] == 0
+    assert meta["split"]["val_videos"] and "val_top1" in meta["metrics"]
+    model, _ = load_checkpoint(out / "best.safetensors")
+    ref = create_model("clipmg-tiny", num_classes=4).eval()
+    model.eval()
+    x = torch.randn(1, 8, 3, 96, 96)
+    kp = torch.rand(1, 32, 22, 3) * 96
+    # the same weights give the same logits after a save/load round trip
+    p = tmp_path / "again.safetensors"
+    save_checkpoint(p, model, CLASSES)
+    again, _ = load_checkpoint(p)
+    with torch.no_grad():
+        assert torch.equal(model(x, kp), again.eval()(x, kp))
+        assert not torch.equal(model(x, kp), ref(x, kp))
+
+
+def test_checkpoint_mismatch_and_damage_are_refused(tmp_path):
+    model = create_model("clipmg-tiny", num_classes=4)
+    p = save_checkpoint(tmp_path / "m.safetensors", model, CLASSES)
+    with pytest.raises(CheckpointError, match="has 4 classes but 32 were requested"):
+        load_checkpoint(p, num_classes=32)
+    with pytest.raises(CheckpointError, match="variant is 'full' in the checkpoint but 'no_pose' was requested"):
+        load_checkpoint(p, variant="no_pose")
+    with pytest.raises(CheckpointError, match="preset is 'clipmg-tiny' in the checkpoint but 'clipmg-vitb32'"):
+        load_checkpoint(p, preset="clipmg-vitb32")
+    other = load_config("clipmg-tiny").replace(num_classes=4)
+    other = other.replace(preprocess=other.preprocess.__class__(crop="person"))
+    with pytest.raises(CheckpointError, match="preprocess.crop is 'center' in the checkpoint but 'person'"):
+        load_checkpoint(p, config=other)
+    with pytest.raises(CheckpointError, match="class names differ"):
+        load_checkpoint(p, class_names=["a", "b", "c", "d"])
+    data = p.read_bytes()
+    (tmp_path / "cut.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="truncated"):
+        load_checkpoint(tmp_path / "cut.safetensors")
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_checkpoint(tmp_path / "none.safetensors")
+    with pytest.raises(ValueError, match="class names given for a model with 4 classes"):
+        save_checkpoint(tmp_path / "x.safetensors", model, ["a"])
+
+
+def test_interrupted_then_resumed_equals_uninterrupted(synth_root, tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    Trainer(_cfg(synth_root, a), build_data(_cfg(synth_root, a), load_config("clipmg-tiny"))).run()
+    full = _losses(a)
+    # stop mid-epoch 2 (4 steps an epoch), then resume in a fresh Trainer
+    cb = _cfg(synth_root, b, max_steps=6)
+    Trainer(cb, build_data(cb, load_config("clipmg-tiny"))).run()
+    assert len(_losses(b)) == 6
+    cr = _cfg(synth_root, b, resume=True)
+    Trainer(cr, build_data(cr, load_config("clipmg-tiny"))).run()
+    resumed = _losses(b)
+    assert len(resumed) == len(full) == 8
+    np.testing.assert_allclose(resumed, full, rtol=0, atol=1e-5)
+    wa, _ = load_checkpoint(a / "last.safetensors")
+    wb, _ = load_checkpoint(b / "last.safetensors")
+    for (k, va), vb in zip(wa.state_dict().items(), wb.state_dict().values()):
+        assert torch.allclose(va, vb, atol=1e-6), k
+
+
+def test_resume_refuses_pickled_code_and_missing_state(synth_root, tmp_path):
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("touch pwned",))
+
+    cfg = _cfg(synth_root, tmp_path, resume=True)
+    data = build_data(cfg, load_config("clipmg-tiny"))
+    with pytest.raises(CheckpointError, match="no checkpoint to resume"):
+        Trainer(cfg, data).run()
+    save_checkpoint(tmp_path / "last.safetensors", create_model("clipmg-tiny", num_classes=4), CLASSES)
+    torch.save({"optimizer": Evil()}, tmp_path / "last.state.pt")
+    with pytest.raises(CheckpointError, match="cannot resume"):
+        Trainer(cfg, data).run()
+    assert not Path("pwned").exists() and not (tmp_path / "pwned").exists()
+
+
+def test_cached_frozen_outputs_give_the_same_training(synth_root, tmp_path):
+    a = _cfg(synth_root, tmp_path / "plain", augment=False, epochs=2)
+    b = _cfg(synth_root, tmp_path / "cached", augment=False, epochs=2, cache_frozen=True)
+    Trainer(a, build_data(a, load_config("clipmg-tiny"))).run()
+    tb = Trainer(b, build_data(b, load_config("clipmg-tiny")))
+    tb.run()
+    assert tb.cache.hits > 0 and tb.cache.misses == len(tb.data.train)
+    np.testing.assert_allclose(_losses(tmp_path / "cached"), _losses(tmp_path / "plain"), atol=1e-4)
+
+
+def test_config_file_and_overrides(tmp_path):
+    f = tmp_path / "t.toml"
+    f.write_text('[train]\nepochs = 7\nbatch_size = 3\nvariant = "no_pose"\n')
+    cfg = parse(["--config", str(f), "--epochs", "9", "--no-augment"], "x")
+    assert (cfg.epochs, cfg.batch_size, cfg.variant, cfg.augment) == (9, 3, "no_pose", False)
+    with pytest.raises(ValueError, match="unknown settings"):
+        parse(["--config", str(tmp_path / "bad.toml")], "x") if (tmp_path / "bad.toml").write_text("lr = 1\n") else None
+    with pytest.raises(ValueError, match="--cache-frozen needs --no-augment"):
+        parse(["--cache-frozen"], "x")
+    with pytest.raises(ValueError, match="--class-balance must be one of"):
+        parse(["--class-balance", "focal"], "x")
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys):
+    assert train_main(["--epochs", "1"]) == 2
+    assert "--data is required" in capsys.readouterr().err
+    assert train_main(["--data", str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err
+    assert "does not exist" in err and "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_torchrun_two_cpu_processes_agree(synth_root, tmp_path):
+    torchrun = Path(sys.executable).parent / "torchrun"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node", "2",
+                        str(Path(__file__).parent / "ddp_worker.py"), str(synth_root), str(tmp_path)],
+                       capture_output=True, text=True, timeout=600, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    d0 = (tmp_path / "rank0.digest").read_text().split()
+    d1 = (tmp_path / "rank1.digest").read_text().split()
+    assert d0[0] == d1[0]  # identical weights (and BatchNorm statistics) on both ranks
+    assert d0[1] == d1[1] and int(d0[1]) >= 2 and d0[2] == "2"
+    assert (tmp_path / "best.safetensors").is_file()
