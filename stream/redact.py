@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from urllib.parse import quote
 
-__all__ = ["redact_url", "redact_text", "MASK", "SENSITIVE_QUERY_KEYS"]
+__all__ = ["redact_url", "redact_text", "url_secrets", "MASK", "SENSITIVE_QUERY_KEYS"]
 
 MASK = "***"
 
@@ -92,3 +92,26 @@ def redact_text(text: str, secrets: tuple[str, ...] | list[str] = ()) -> str:
                 text = text.replace(form, MASK)
     return text
 
+
+
+def url_secrets(url: str) -> tuple[str, ...]:
+    """The secret pieces of a URL (user info, its password alone, sensitive query values), to pass
+    as ``secrets`` to :func:`redact_text` for text that might quote them out of URL context."""
+    scheme, sep, rest = str(url).partition("://")
+    if not sep:
+        return ()
+    rest = rest.partition("#")[0]
+    rest, _, query = rest.partition("?")
+    found = []
+    if "@" in rest:
+        userinfo = rest.rpartition("@")[0]
+        found.append(userinfo)
+        user, colon, password = userinfo.partition(":")
+        if colon:
+            found.append(password)
+    params = rest.partition(";")[2]
+    for part in re.split(r"[&;]", f"{params}&{query}"):
+        key, eq, value = part.partition("=")
+        if eq and value and _is_sensitive(key):
+            found.append(value)
+    return tuple(s for s in found if len(s) >= 3)  # masking 1-2 character strings would garble text
