@@ -1,16 +1,19 @@
-"""``StreamConfig``: every setting of the live recognizer in one frozen dataclass.
+"""``StreamConfig``: every setting of the live recognizer in one frozen dataclass, and the command line.
 
-The supervisor builds it from the command line (``clipmg-live``); the capture and worker processes
-receive it as their first argument (it pickles, so it crosses the ``spawn`` boundary as is).
+The supervisor builds it from the command line (``build_parser`` + ``config_from_args``); the
+worker receives it as its first argument (it pickles, so it crosses the ``spawn`` boundary as is).
 ``validate()`` turns every bad combination into one ``ConfigError`` sentence that says what to do.
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import ipaddress
+import json
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Optional, Tuple
 from urllib.parse import urlparse
 
@@ -19,6 +22,8 @@ POSE_BACKENDS: Tuple[str, ...] = ("synthetic", "mediapipe", "openpose", "replay"
 FORMATS: Tuple[str, ...] = ("json", "msgpack")
 NO_PERSON_POLICIES: Tuple[str, ...] = ("answer", "none")
 STREAM_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+DEMO_DURATION_S = 20.0  # the demo stops by itself after this long
+DEMO_RECORD = "clipmg-demo.mp4"  # the demo's annotated video
 
 
 class ConfigError(ValueError):
@@ -49,6 +54,7 @@ class StreamConfig:
     pose_options: Tuple[Tuple[str, Any], ...] = ()  # extra keyword options for the pose backend
     engine: Optional[str] = None  # checkpoint (.safetensors) or exported engine dir; None = demo model
     device: str = "cpu"  # engine device for the torch backend ('cpu', 'cuda', 'cuda:1', ...)
+    threads: Optional[int] = None  # CPU threads for the engine; None = half the cores (1 on a 2-core machine)
     demo: bool = False  # True when the engine is the synthetic demo model (said plainly on start)
 
     # --- decisions -------------------------------------------------------------------------------
@@ -88,6 +94,15 @@ class StreamConfig:
             return self.pose
         return "synthetic" if self.source.startswith("synthetic") else "mediapipe"
 
+    @property
+    def engine_threads(self) -> int:
+        """CPU threads the engine may use. Half the cores by default: on a small shared CPU a
+        multi-threaded kernel waits for every thread to be scheduled, which costs far more latency
+        than it saves, and the capture and pose need a core too."""
+        import os
+
+        return self.threads or max(1, min(8, (os.cpu_count() or 2) // 2))
+
     def replace(self, **changes: Any) -> "StreamConfig":
         return dataclasses.replace(self, **changes)
 
@@ -125,6 +140,8 @@ class StreamConfig:
             raise ConfigError(f"--duration must be positive, got {self.duration_s}")
         if self.max_windows is not None and self.max_windows < 1:
             raise ConfigError(f"--max-windows must be at least 1, got {self.max_windows}")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"--threads must be at least 1, got {self.threads}")
         if self.heartbeat_s <= 0 or self.sndhwm < 1:
             raise ConfigError("--heartbeat must be positive and --hwm at least 1")
         if self.curve_allow_dir and not self.curve_secret_key:
@@ -154,3 +171,131 @@ def check_endpoint(endpoint: str, allow_remote: bool) -> bool:
         raise ConfigError(f"endpoint {endpoint} is not a loopback address; other machines could subscribe. "
                           f"Pass --allow-remote to bind it on purpose (and consider --curve-secret)")
     return not loop
+
+
+# ---------------------------------------------------------------------------------- command line
+def _kv(text: str) -> Tuple[str, Any]:
+    key, eq, value = text.partition("=")
+    if not eq or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
+def _size(text: str) -> Tuple[int, int]:
+    w, x, h = text.lower().partition("x")
+    if not x or not w.isdigit() or not h.isdigit():
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT such as 1280x720, got {text!r}")
+    return int(w), int(h)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    d = StreamConfig()
+    ap = argparse.ArgumentParser(
+        prog="clipmg-live", description="Live micro-gesture recognition: capture -> pose -> CLIP-MG -> ZeroMQ. "
+        "With no --engine: the built-in synthetic demo (stops by itself after 20 s).")
+    g = ap.add_argument_group("source")
+    g.add_argument("--source", default=d.source, help="webcam index, RTSP/HTTP URL, video file, image folder or "
+                   "'synthetic[:SEED]' (default: %(default)s)")
+    g.add_argument("--stream-id", default=d.stream_id, help="stream name in topics and messages (default: %(default)s)")
+    g.add_argument("--no-pace", action="store_true", help="read files as fast as possible instead of at their fps")
+    g.add_argument("--source-option", type=_kv, action="append", default=[], metavar="KEY=VALUE",
+                   help="extra source option, e.g. loop=true, fps=15, width=1280 (repeatable)")
+    g.add_argument("--ring-slots", type=int, default=d.ring_slots, help="frames in the shared-memory ring")
+    g.add_argument("--max-size", type=_size, default=(d.max_width, d.max_height), metavar="WxH",
+                   help="largest frame kept; bigger frames are shrunk (default 1280x720)")
+    g = ap.add_argument_group("model and pose")
+    g.add_argument("--engine", default=None, help="checkpoint (.safetensors) or exported engine directory; "
+                   "default: the synthetic demo model")
+    g.add_argument("--device", default=d.device, help="torch device for a checkpoint (default: %(default)s)")
+    g.add_argument("--threads", type=int, default=None, help="CPU threads for the engine (default: half the cores)")
+    g.add_argument("--pose", default=None, help="pose backend: synthetic, mediapipe, openpose or replay "
+                   "(default: synthetic for the synthetic source, mediapipe otherwise)")
+    g.add_argument("--pose-option", type=_kv, action="append", default=[], metavar="KEY=VALUE",
+                   help="extra pose backend option, e.g. path=keypoints.npy for replay (repeatable)")
+    g = ap.add_argument_group("windows and decisions")
+    g.add_argument("--stride", type=int, default=d.stride, help="S: pose samples between windows, a multiple of 4 "
+                   "(default: %(default)s)")
+    g.add_argument("--pose-every", type=int, default=d.pose_every, help="Δp: pose on every Δp-th frame (default: %(default)s)")
+    g.add_argument("--top-k", type=int, default=d.top_k, help="labels per window message (default: %(default)s)")
+    g.add_argument("--threshold", type=float, default=d.threshold, help="decide a label only at this probability")
+    g.add_argument("--no-person", choices=("answer", "none"), default=d.no_person,
+                   help="windows without a person: publish the model's answer or none (default: %(default)s)")
+    g.add_argument("--event-threshold", type=float, default=d.event_threshold, help="gesture start probability")
+    g.add_argument("--event-hysteresis", type=float, default=d.event_hysteresis, help="gesture end = threshold - this")
+    g.add_argument("--event-min-duration", type=float, default=d.event_min_duration_s, help="seconds above threshold")
+    g.add_argument("--logits", action="store_true", help="add raw logits to window messages")
+    g = ap.add_argument_group("publishing")
+    g.add_argument("--endpoint", default=d.endpoint, help=f"PUB endpoint (default: {DEFAULT_ENDPOINT})")
+    g.add_argument("--allow-remote", action="store_true", help="allow binding a non-loopback interface")
+    g.add_argument("--format", dest="fmt", choices=("json", "msgpack"), default=d.fmt, help="payload encoding")
+    g.add_argument("--hwm", type=int, default=d.sndhwm, help="messages queued per subscriber before dropping")
+    g.add_argument("--heartbeat", type=float, default=d.heartbeat_s, help="status message period in seconds")
+    g.add_argument("--curve-secret", default=None, help="CURVE: the server's secret certificate file")
+    g.add_argument("--curve-allow", default=None, help="CURVE: folder of allowed client public certificates")
+    g = ap.add_argument_group("run")
+    g.add_argument("--duration", type=float, default=None, help="stop after this many seconds of recognition "
+                   "(0: run until stopped; demo default 20)")
+    g.add_argument("--max-windows", type=int, default=None, help="stop after this many windows")
+    g.add_argument("--display", action="store_true", help="show an OpenCV window (frame, skeleton, top-3, fps, latency)")
+    g.add_argument("--record", default=None, metavar="OUT.mp4", help=f"write the annotated video (demo default {DEMO_RECORD})")
+    g.add_argument("--no-record", action="store_true", help="do not write the demo's video")
+    lg = g.add_mutually_exclusive_group()
+    lg.add_argument("--listen", dest="listen", action="store_true", default=None,
+                    help="start a listener printing the messages (demo default)")
+    lg.add_argument("--no-listen", dest="listen", action="store_false", help="no listener")
+    g.add_argument("-q", "--quiet", action="store_true", help="no live summary lines")
+    return ap
+
+
+def config_from_args(args: argparse.Namespace) -> StreamConfig:
+    """The ``StreamConfig`` of a parsed command line (demo defaults when no ``--engine``)."""
+    demo = args.engine is None
+    duration = args.duration
+    if duration is None and demo and args.max_windows is None:
+        duration = DEMO_DURATION_S
+    record = None if args.no_record else (args.record or (DEMO_RECORD if demo else None))
+    listen = args.listen if args.listen is not None else demo
+    w, h = args.max_size
+    return StreamConfig(
+        source=args.source, stream_id=args.stream_id, pace=not args.no_pace, ring_slots=args.ring_slots,
+        max_height=h, max_width=w, source_options=tuple(args.source_option), stride=args.stride,
+        pose_every=args.pose_every, pose=args.pose, pose_options=tuple(args.pose_option), engine=args.engine,
+        device=args.device, threads=args.threads, demo=demo, top_k=args.top_k, threshold=args.threshold,
+        no_person=args.no_person, include_logits=args.logits, event_threshold=args.event_threshold,
+        event_hysteresis=args.event_hysteresis, event_min_duration_s=args.event_min_duration,
+        endpoint=args.endpoint, allow_remote=args.allow_remote, fmt=args.fmt, sndhwm=args.hwm,
+        heartbeat_s=args.heartbeat, curve_secret_key=args.curve_secret, curve_allow_dir=args.curve_allow,
+        duration_s=duration or None, max_windows=args.max_windows, display=args.display, record=record,
+        listen=listen)
+
+
+def check_source(cfg: StreamConfig) -> None:
+    """Fail fast on a source that is obviously wrong (a missing file); cameras and URLs are tried live."""
+    from .redact import redact_url
+
+    s = cfg.source
+    if s.startswith("synthetic") or s.isdigit() or s.startswith("/dev/video") or "://" in s:
+        if s.startswith("synthetic:") and not s.partition(":")[2].isdigit():
+            raise ConfigError(f"synthetic source seed must be an integer, got {s!r}")
+        return
+    if not Path(s).expanduser().exists():
+        raise ConfigError(f"--source {redact_url(s)}: no such file or folder (give a webcam index, a URL, a video "
+                          f"file, an image folder or 'synthetic')")
+
+
+def check_ring_fits(cfg: StreamConfig) -> None:
+    """Refuse a ring bigger than the free shared memory: tmpfs allocates lazily, so an oversized
+    ring would only fail later, with SIGBUS in the middle of a write."""
+    import shutil
+
+    need = cfg.ring_slots * (cfg.max_height * cfg.max_width * 3 + 2048)
+    try:
+        free = shutil.disk_usage("/dev/shm").free
+    except OSError:  # no /dev/shm (not Linux): let the operating system decide
+        return
+    if need > 0.8 * free:
+        raise ConfigError(f"{cfg.ring_slots} slots of {cfg.max_width}x{cfg.max_height} need {need / 2**20:.0f} MiB but "
+                          f"/dev/shm has {free / 2**20:.0f} MiB free; lower --ring-slots or --max-size")

@@ -1,0 +1,162 @@
+"""``clipmg-listen``: subscribe to a clipmg publisher and print what arrives.
+
+    clipmg-listen                                   # every topic from tcp://127.0.0.1:5556, one line each
+    clipmg-listen --topic mg.event --pretty         # gesture events, indented JSON
+    clipmg-listen --topic mg.window.cam0 --raw -n 5 # five raw window payloads, then exit
+    clipmg-listen --endpoint tcp://10.0.0.7:5556 --server-key server.key   # CURVE-encrypted
+
+Topics are prefixes (ZeroMQ subscriptions): ``mg`` takes everything, ``mg.window`` every window of
+every stream. Gaps in window numbers that the publisher did not report as skipped are counted and
+shown (a slow subscriber's messages are dropped by the publisher, never queued forever).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import time
+from typing import Any, Dict, List, Optional
+
+from .config import DEFAULT_ENDPOINT
+from .messages import MessageError, decode, summary
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="clipmg-listen", description="Print messages from a clipmg publisher.")
+    ap.add_argument("--endpoint", default=DEFAULT_ENDPOINT, help=f"publisher to connect to (default {DEFAULT_ENDPOINT})")
+    ap.add_argument("--topic", action="append", default=None,
+                    help="topic prefix to subscribe to; repeatable (default: mg = everything)")
+    style = ap.add_mutually_exclusive_group()
+    style.add_argument("--raw", action="store_true", help="print each payload as received (JSON text or msgpack as JSON)")
+    style.add_argument("--pretty", action="store_true", help="print each payload as indented JSON")
+    ap.add_argument("-n", "--count", type=int, default=None, help="exit after this many messages")
+    ap.add_argument("--timeout", type=float, default=None, help="exit (status 1) if nothing arrives for this many seconds")
+    ap.add_argument("--server-key", default=None,
+                    help="CURVE: the server's public key (40-char Z85 text or its .key certificate file)")
+    ap.add_argument("--client-cert", default=None,
+                    help="CURVE: this client's secret certificate (needed when the server has an allow-list); "
+                         "default: a fresh key pair")
+    return ap
+
+
+def _curve_client(sock: Any, server_key: str, client_cert: Optional[str]) -> None:
+    import zmq
+
+    from .publisher import load_public_key
+
+    sock.curve_serverkey = load_public_key(server_key)
+    if client_cert:
+        import zmq.auth
+
+        public, secret = zmq.auth.load_certificate(client_cert)
+        if not secret:
+            raise ValueError(f"--client-cert {client_cert} holds no secret key (use the *.key_secret file)")
+    else:
+        public, secret = zmq.curve_keypair()
+    sock.curve_publickey, sock.curve_secretkey = public, secret
+
+
+class GapCounter:
+    """Window numbers a subscriber missed that the publisher did not report as skipped."""
+
+    def __init__(self) -> None:
+        self.last: Dict[str, tuple] = {}  # stream -> (window, skipped)
+        self.missing = 0
+
+    def update(self, msg: Dict[str, Any]) -> int:
+        s, w, sk = msg.get("stream", "?"), int(msg.get("window", 0)), int(msg.get("skipped", 0))
+        gap = 0
+        if s in self.last and sk >= self.last[s][1]:  # skipped went down: a restarted worker, not a loss
+            w0, sk0 = self.last[s]
+            gap = max(0, (w - w0 - 1) - (sk - sk0))
+        self.last[s] = (w, sk)
+        self.missing += gap
+        return gap
+
+
+def listen(endpoint: str, topics: List[str], *, out: Any = sys.stdout, raw: bool = False, pretty: bool = False,
+           count: Optional[int] = None, timeout: Optional[float] = None, server_key: Optional[str] = None,
+           client_cert: Optional[str] = None, stop: Any = None) -> int:
+    """Subscribe and print until ``count`` messages, ``timeout`` of silence, ``stop`` (an Event) or Ctrl-C.
+
+    Returns the process exit status (0, or 1 on timeout).
+    """
+    import zmq
+
+    gaps = GapCounter()
+    n = 0
+    with zmq.Context() as ctx, ctx.socket(zmq.SUB) as sock:
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.RCVHWM, 1000)
+        if server_key:
+            _curve_client(sock, server_key, client_cert)
+        for t in topics:
+            sock.setsockopt(zmq.SUBSCRIBE, t.encode())
+        sock.connect(endpoint)
+        last = time.monotonic()
+        while count is None or n < count:
+            if stop is not None and stop.is_set():
+                break
+            if not sock.poll(100):
+                if timeout is not None and time.monotonic() - last > timeout:
+                    print(f"clipmg-listen: nothing received from {endpoint} for {timeout:g} s", file=sys.stderr)
+                    return 1
+                continue
+            parts = sock.recv_multipart()
+            last = time.monotonic()
+            if len(parts) != 2:
+                print(f"clipmg-listen: ignored a message of {len(parts)} frames (expected [topic, payload])",
+                      file=sys.stderr)
+                continue
+            top = parts[0].decode("utf-8", "replace")
+            try:
+                msg = decode(parts[1])
+            except MessageError as e:
+                print(f"{top}  <undecodable payload: {e}>", file=out, flush=True)
+                continue
+            n += 1
+            gap = gaps.update(msg) if top.startswith("mg.window") else 0
+            if raw:
+                text = parts[1].decode("utf-8") if parts[1][:1] == b"{" else json.dumps(msg, separators=(",", ":"))
+                print(f"{top} {text}", file=out, flush=True)
+            elif pretty:
+                print(f"{top}\n{json.dumps(msg, indent=2)}", file=out, flush=True)
+            else:
+                line = summary(top, msg)
+                print(line + (f"  [{gap} window(s) not received]" if gap else ""), file=out, flush=True)
+    return 0
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    topics = args.topic or ["mg"]
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        return listen(args.endpoint, topics, raw=args.raw, pretty=args.pretty, count=args.count,
+                      timeout=args.timeout, server_key=args.server_key, client_cert=args.client_cert)
+    except KeyboardInterrupt:
+        return 0
+    except Exception as e:  # noqa: BLE001 - one line for the user, never a traceback wall
+        import zmq
+
+        if not isinstance(e, (ValueError, OSError, RuntimeError, zmq.ZMQError)):
+            raise
+        print(f"clipmg-listen: {e} (endpoint {args.endpoint})", file=sys.stderr)
+        return 2
+
+
+def listen_main(endpoint: str, topics: List[str], stop_event: Any = None, raw: bool = False,
+                server_key: Optional[str] = None) -> None:
+    """Process entry point for ``clipmg-live --listen`` (prints to the inherited stdout)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor stops us through stop_event
+    listen(endpoint, topics, raw=raw, server_key=server_key, stop=stop_event)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,505 @@
+"""``clipmg-live`` / ``python run_live.py``: the live recognizer's supervisor.
+
+It parses the command line into a ``StreamConfig`` (a bad configuration fails fast with one line),
+binds the public ZeroMQ socket (through a ``Relay`` that outlives worker restarts), creates the
+shared-memory frame ring (and owns it: unlinked on every exit path), starts the capture and worker
+processes (``spawn``), and watches them: a crashed worker is restarted with exponential back-off and
+a status message says so; SIGINT/SIGTERM, ``--duration`` or ``--max-windows`` stop everything
+cleanly (children joined, then terminated, then killed; no orphan, no leaked segment). It publishes a
+status heartbeat (``mg.status.<stream>``) and prints a short live summary on stderr.
+
+With no ``--engine`` it runs the built-in demo: synthetic camera, synthetic keypoints, the synthetic
+demo model (ONNX Runtime on the CPU when available), a listener printing what subscribers receive,
+an annotated video, and it stops by itself after 20 s.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, Optional, Sequence, TextIO, Tuple
+
+from .config import ConfigError, StreamConfig, build_parser, check_ring_fits, check_source, config_from_args
+
+log = logging.getLogger("clipmg.live")
+
+STARTUP_TIMEOUT_S = 180.0  # the worker must be ready (engine loaded) within this long
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+
+
+# ---------------------------------------------------------------------------------- engine
+def _cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "clipmg"
+
+
+def demo_engine(say: Callable[[str], None]) -> str:
+    """The demo model's path: ``clipmg.train.demo.ensure_demo_model()`` exported to ONNX when possible.
+
+    Falls back, saying so plainly, to an untrained tiny model when the demo model is unavailable.
+    """
+    try:
+        from clipmg.train.demo import ensure_demo_model
+
+        ckpt = Path(ensure_demo_model())
+        say("DEMO: this is the synthetic demo model (a tiny CLIP-MG trained only on synthetic gestures; its labels "
+            "mean nothing for real people). Pass --engine PATH for a real model.")
+    except (ImportError, FileNotFoundError) as e:
+        ckpt = _untrained_tiny(say, str(e) if isinstance(e, FileNotFoundError) else "clipmg.train.demo is missing")
+    if ckpt.is_dir():  # already an exported engine
+        return str(ckpt)
+    return str(_prefer_onnx(ckpt, say))
+
+
+def _untrained_tiny(say: Callable[[str], None], why: str) -> Path:
+    path = _cache_dir() / "demo" / "untrained-tiny.safetensors"
+    say(f"DEMO: the trained synthetic demo model is not available ({why}); running an UNTRAINED tiny model "
+        f"instead, so its labels are meaningless. Pass --engine PATH for a real model.")
+    if not path.is_file():
+        import torch
+
+        from clipmg.model import create_model
+        from clipmg.train.checkpoint import save_checkpoint
+
+        try:
+            from clipmg.train.synth import SYNTH_CLASSES as names
+        except ImportError:
+            names = ("touch chin", "touch forehead", "rub eyes", "fold arm", "no gesture")
+        torch.manual_seed(0)
+        save_checkpoint(path, create_model("clipmg-tiny", num_classes=len(names)), list(names))
+    return path
+
+
+def _prefer_onnx(ckpt: Path, say: Callable[[str], None]) -> Path:
+    """An ONNX export of ``ckpt`` (cached beside it) when ONNX Runtime is installed, else ``ckpt``."""
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        say("ONNX Runtime is not installed: running the demo model in PyTorch")
+        return ckpt
+    from clipmg.train.checkpoint import file_sha256
+
+    out = ckpt.parent / f"{ckpt.stem}.onnx-{file_sha256(ckpt)[:12]}"
+    if (out / "manifest.json").is_file():
+        return out
+    try:
+        from clipmg.engines.export import export_onnx
+
+        say(f"exporting the demo model to ONNX once ({out})")
+        export_onnx(ckpt, out, log=lambda m: None)
+        return out
+    except Exception as e:  # noqa: BLE001 - the demo must run: fall back to PyTorch, say why
+        say(f"ONNX export of the demo model failed ({' '.join(str(e).split())[:200]}): running it in PyTorch")
+        return ckpt
+
+
+def resolve_engine(cfg: StreamConfig, say: Callable[[str], None]) -> StreamConfig:
+    if cfg.engine:
+        if not Path(cfg.engine).exists():
+            raise ConfigError(f"--engine {cfg.engine}: no such file or directory (give a .safetensors checkpoint or "
+                              f"a directory written by clipmg-export / clipmg-build)")
+        return cfg
+    return cfg.replace(engine=demo_engine(say), demo=True)
+
+
+# ---------------------------------------------------------------------------------- children
+def die_with_parent() -> None:
+    """Linux: ask the kernel to send this process SIGTERM when its parent dies (even by SIGKILL),
+    so no child outlives a killed supervisor. Elsewhere a no-op (the worker also polls its parent)."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _child(target: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+    """Entry point of every child process: tie it to the supervisor's life, then run ``target``."""
+    die_with_parent()
+    target(*args, **kwargs)
+
+
+# ---------------------------------------------------------------------------------- bookkeeping
+@dataclass
+class Tally:
+    """What the supervisor knows, from the children's events and the ring."""
+
+    source_state: str = "unknown"
+    source_detail: str = ""
+    worker_state: str = "starting"
+    worker_pid: int = 0
+    model: Dict[str, str] = field(default_factory=dict)
+    stats: Dict[str, Any] = field(default_factory=dict)  # the current worker's last worker_stats
+    done_windows: int = 0  # windows of workers that have exited
+    done_skipped: int = 0
+    done_dropped: int = 0
+    restarts: int = 0
+    fatal: str = ""
+    worker_done: bool = False
+    ready_at: Optional[float] = None
+    fps_in: float = 0.0
+    _last_seq: Tuple[float, int] = (0.0, -1)
+
+    @property
+    def windows(self) -> int:
+        return self.done_windows + int(self.stats.get("windows", 0))
+
+    @property
+    def skipped(self) -> int:
+        return self.done_skipped + int(self.stats.get("skipped", 0))
+
+    def retire_worker(self) -> None:
+        self.done_windows, self.done_skipped = self.windows, self.skipped
+        self.done_dropped += int(self.stats.get("dropped_frames", 0))
+        self.stats = {}
+
+    def measure_fps(self, latest_seq: int) -> None:
+        now = time.monotonic()
+        t0, s0 = self._last_seq
+        if s0 >= 0 and now > t0:
+            self.fps_in = max(0, latest_seq - s0) / (now - t0)
+        self._last_seq = (now, latest_seq)
+
+
+class Supervisor:
+    """Owns the relay, the ring and the child processes of one stream."""
+
+    def __init__(self, cfg: StreamConfig, out: TextIO = sys.stderr,
+                 engine_factory: Optional[Callable[[StreamConfig], Any]] = None, quiet: bool = False) -> None:
+        import multiprocessing as mp
+
+        self.cfg, self.out, self.engine_factory, self.quiet = cfg, out, engine_factory, quiet
+        self.ctx = mp.get_context("spawn")
+        self.tally = Tally()
+        self.status_q = self.ctx.Queue(maxsize=1000)
+        self.stop_capture = self.ctx.Event()
+        self.stop_worker = self.ctx.Event()
+        self.stop_listener = self.ctx.Event()
+        self.capture: Any = None
+        self.worker: Any = None
+        self.listener: Any = None
+        self.signalled = ""
+        self._restart_at: Optional[float] = None
+        self._backoff = cfg.restart_backoff_s
+        self._worker_started = 0.0
+        self._state = "starting"
+
+    def say(self, text: str) -> None:
+        print(f"[clipmg-live] {text}", file=self.out, flush=True)
+
+    # ------------------------------------------------------------------ processes
+    def start_capture(self, ring_name: str) -> None:
+        from .capture import capture_main
+
+        c = self.cfg
+        self.capture = self.ctx.Process(
+            target=_child, name="clipmg-capture", daemon=False,
+            args=(capture_main, c.source, ring_name, self.status_q, self.stop_capture),
+            kwargs=dict(pace=c.pace, open_timeout_s=c.open_timeout_s, read_timeout_s=c.read_timeout_s,
+                        **dict(c.source_options)))
+        self.capture.start()
+
+    def start_worker(self, ring_name: str, link_endpoint: str) -> None:
+        from .worker import worker_main
+
+        c = self.cfg
+        if self.tally.restarts and c.record:  # a restarted worker must not overwrite the first video
+            p = Path(c.record)
+            c = c.replace(record=str(p.with_name(f"{p.stem}.restart{self.tally.restarts}{p.suffix}")))
+        remaining = None if c.max_windows is None else max(1, c.max_windows - self.tally.windows)
+        self.stop_worker = self.ctx.Event()
+        self.worker = self.ctx.Process(
+            target=_child, name="clipmg-worker", daemon=False,
+            args=(worker_main, c, ring_name, self.status_q, self.stop_worker),
+            kwargs=dict(link_endpoint=link_endpoint, max_windows=remaining, engine_factory=self.engine_factory))
+        self.worker.start()
+        self._worker_started = time.monotonic()
+        self.tally.worker_pid = self.worker.pid
+        self.tally.worker_state = "loading"
+
+    def start_listener(self, endpoint: str, server_key: Optional[str]) -> None:
+        from .listen import listen_main
+
+        self.listener = self.ctx.Process(target=_child, name="clipmg-listen", daemon=False,
+                                         args=(listen_main, endpoint, ["mg"], self.stop_listener),
+                                         kwargs=dict(server_key=server_key))
+        self.listener.start()
+
+    # ------------------------------------------------------------------ events
+    def drain(self) -> None:
+        import queue
+
+        while True:
+            try:
+                ev = self.status_q.get_nowait()
+            except (queue.Empty, OSError, ValueError):
+                return
+            self.on_event(ev)
+
+    def on_event(self, ev: Dict[str, Any]) -> None:
+        t = self.tally
+        kind = ev.get("event")
+        if kind == "source_state":
+            t.source_state, t.source_detail = str(ev.get("state")), str(ev.get("detail", ""))
+            if t.source_state in ("reconnecting", "stalled", "failed", "ended"):
+                self.say(f"source {ev.get('source')}: {t.source_state}" + (f" ({t.source_detail})" if t.source_detail else ""))
+        elif ev.get("pid") not in (None, t.worker_pid):
+            return  # a late event from a worker that was replaced
+        elif kind == "worker_state":
+            t.worker_state = str(ev.get("state"))
+            if t.worker_state == "ready":
+                t.model = dict(ev.get("model", {}))
+                if t.ready_at is None:
+                    t.ready_at = time.monotonic()
+                    self.say(f"model ready: {t.model.get('preset')} ({t.model.get('backend')}, {t.model.get('precision')}); "
+                             f"publishing on {self.endpoint}")
+                else:
+                    self.say("worker restarted and ready")
+                self._state = "running"
+            elif t.worker_state == "failed" and ev.get("fatal"):
+                t.fatal = str(ev.get("message", "the worker cannot start"))
+        elif kind == "worker_stats":
+            t.stats = {k: v for k, v in ev.items() if k not in ("event", "pid", "t_wall")}
+        elif kind == "worker_done":
+            t.worker_done = True
+            why = ev.get("reason")
+            self.signalled = f"--max-windows {self.cfg.max_windows} reached" if why == "done" else str(why or "")
+
+    # ------------------------------------------------------------------ status
+    def status(self, link: Any, state: Optional[str] = None, message: str = "") -> None:
+        from .messages import SOURCE_STATES, status_message
+        from .redact import redact_url
+
+        t, s = self.tally, self.tally.stats
+        worker = {"pid": t.worker_pid, "alive": bool(self.worker is not None and self.worker.is_alive()),
+                  "state": t.worker_state}
+        msg = status_message(
+            stream=self.cfg.stream_id, state=state or self._state, t_publish=time.time(),
+            source={"state": t.source_state if t.source_state in SOURCE_STATES else "unknown",
+                    "spec": redact_url(self.cfg.source)},
+            fps_in=t.fps_in, fps_pose=float(s.get("fps_pose", 0.0)), fps_out=float(s.get("fps_out", 0.0)),
+            windows=t.windows, skipped=t.skipped, dropped_frames=t.done_dropped + int(s.get("dropped_frames", 0)),
+            dropped_messages=int(s.get("dropped_messages", 0)), restarts=t.restarts, worker=worker, model=t.model,
+            last_window=s.get("last_window") or None, latency_ms=(s.get("last_window") or {}).get("latency_ms"),
+            message=message)
+        link.publish("status", self.cfg.stream_id, msg, self.cfg.fmt)
+
+    def summary_line(self) -> str:
+        t, s = self.tally, self.tally.stats
+        last = s.get("last_window") or {}
+        lat = (last.get("latency_ms") or {}).get("capture_to_publish")
+        return (f"{self._state}: source {t.source_state}, in {t.fps_in:.1f} fps, pose {float(s.get('fps_pose', 0)):.1f}/s, "
+                f"out {float(s.get('fps_out', 0)):.2f} win/s, windows {t.windows}, skipped {t.skipped}, "
+                f"restarts {t.restarts}" + (f", last {last.get('label')!s} ({lat:.0f} ms)" if lat is not None else ""))
+
+    # ------------------------------------------------------------------ watching
+    def watch_worker(self, ring_name: str, link: Any, link_endpoint: str) -> Optional[int]:
+        """Restart a dead worker with back-off; returns an exit status when the run must end."""
+        t, c = self.tally, self.cfg
+        now = time.monotonic()
+        if self._restart_at is not None:
+            if now >= self._restart_at:
+                self._restart_at = None
+                self.start_worker(ring_name, link_endpoint)
+            return None
+        if self.worker.is_alive():
+            if t.ready_at is None and now - self._worker_started > STARTUP_TIMEOUT_S:
+                self.say(f"the worker did not become ready within {STARTUP_TIMEOUT_S:.0f} s")
+                return EXIT_FAILED
+            if now - self._worker_started > 30.0:  # it ran fine for a while: back-off starts over
+                self._backoff = c.restart_backoff_s
+            return None
+        self.worker.join(0.1)
+        code = self.worker.exitcode
+        self.drain()
+        from .worker import EXIT_FATAL
+
+        if t.fatal or code == EXIT_FATAL:
+            self.say(f"cannot run: {t.fatal or 'the worker reported a configuration error'}")
+            return EXIT_CONFIG
+        if t.worker_done and code == 0:
+            return EXIT_OK
+        t.retire_worker()
+        if t.restarts >= c.max_restarts:
+            self.say(f"the worker crashed {t.restarts + 1} times; giving up")
+            return EXIT_FAILED
+        delay = self._backoff
+        self._backoff = min(self._backoff * 2.0, c.restart_backoff_max_s)
+        t.restarts += 1
+        how = f"was killed by signal {-code}" if code is not None and code < 0 else f"exited with status {code}"
+        msg = f"worker (pid {t.worker_pid}) {how}; restarting in {delay:.1f} s (restart {t.restarts})"
+        self.say(msg)
+        self._state = "restarting"
+        t.worker_state = "restarting"
+        self.status(link, "restarting", msg)
+        self._restart_at = now + delay
+        return None
+
+    def watch_capture(self) -> Optional[int]:
+        if self.capture.is_alive():
+            return None
+        self.capture.join(0.1)
+        self.drain()
+        state, detail = self.tally.source_state, self.tally.source_detail
+        if state == "failed":
+            self.say(f"cannot read the source: {detail or 'it failed to open'}")
+            return EXIT_FAILED
+        if state in ("ended", "stopped"):
+            self.say(f"source {state}" + (f": {detail}" if detail else ""))
+            return EXIT_OK
+        self.say(f"the capture process exited unexpectedly (status {self.capture.exitcode})")
+        return EXIT_FAILED
+
+    # ------------------------------------------------------------------ shutdown
+    def stop_all(self, listener: bool = True) -> None:
+        """Ask the children to stop, then join; terminate and kill whatever is left."""
+        pairs = [(self.stop_worker, self.worker), (self.stop_capture, self.capture)]
+        if listener:
+            pairs.append((self.stop_listener, self.listener))
+        for ev, _ in pairs:
+            ev.set()
+        procs = [p for _, p in pairs if p is not None]
+        deadline = time.monotonic() + 5.0
+        for p in procs:
+            p.join(max(0.1, deadline - time.monotonic()))
+        for p in procs:
+            if p.is_alive():
+                if not (p is self.worker and self.tally.worker_state == "loading"):  # loading: expected
+                    self.say(f"{p.name} (pid {p.pid}) did not stop in time: terminating it")
+                p.terminate()
+                p.join(2.0)
+            if p.is_alive():
+                p.kill()
+                p.join(2.0)
+        self.drain()
+
+    @property
+    def endpoint(self) -> str:
+        return getattr(self, "_endpoint", self.cfg.endpoint)
+
+    # ------------------------------------------------------------------ main loop
+    def run(self) -> int:
+        from .publisher import Link, PublisherError, Relay
+        from .ringbuffer import FrameRing, cleanup_segments
+
+        c = self.cfg
+        try:
+            relay = Relay(c.endpoint, sndhwm=c.sndhwm, allow_remote=c.allow_remote,
+                          curve_secret_key=c.curve_secret_key, curve_allow_dir=c.curve_allow_dir)
+        except PublisherError as e:
+            self.say(str(e))
+            return EXIT_CONFIG
+        self._endpoint = relay.endpoint
+        try:
+            check_ring_fits(c)
+            ring = FrameRing.create(c.ring_slots, c.max_height, c.max_width)
+        except (ConfigError, OSError, ValueError) as e:
+            relay.close()
+            self.say(f"cannot create the shared-memory frame ring: {e}")
+            return EXIT_CONFIG
+        ring_name = ""
+        restore = self._install_signals()
+        try:
+            with relay, ring, Link(relay.link_endpoint) as link:
+                ring_name = ring.name
+                self.start_worker(ring.name, relay.link_endpoint)
+                self.start_capture(ring.name)
+                if c.listen:
+                    key = relay.pub.public_key.decode() if c.curve_secret_key and relay.pub else None
+                    self.start_listener(_connectable(relay.endpoint), key)
+                self.status(link, "starting", "starting capture and worker")
+                code = self._loop(ring, link, relay.link_endpoint)
+                self._state = "stopping"
+                self.status(link, "stopping", self.signalled or "")
+                self.stop_all(listener=False)
+                self._state = "stopped" if code == EXIT_OK else "failed"
+                self.status(link, self._state, self.summary_line())
+                time.sleep(0.3)  # let the relay forward the last status (and a listener print it)
+                self.say(f"{self.summary_line()}" + (f" ({self.signalled})" if self.signalled else ""))
+                if c.record and Path(c.record).is_file():
+                    self.say(f"annotated video: {c.record}")
+                return code
+        finally:
+            self.stop_all()
+            if ring_name:
+                cleanup_segments([ring_name])  # the owner unlinked it already; this is the belt and braces
+            restore()
+
+    def _loop(self, ring: Any, link: Any, link_endpoint: str) -> int:
+        c, t = self.cfg, self.tally
+        last_beat = last_line = 0.0
+        while True:
+            time.sleep(0.05)
+            self.drain()
+            now = time.monotonic()
+            if self.signalled:
+                return EXIT_OK
+            for check in (lambda: self.watch_worker(ring.name, link, link_endpoint), self.watch_capture):
+                code = check()
+                if code is not None:
+                    return code
+            if t.worker_done:
+                return EXIT_OK
+            if t.ready_at is not None and c.duration_s is not None and now - t.ready_at >= c.duration_s:
+                self.signalled = f"--duration {c.duration_s:g} s reached"
+                return EXIT_OK
+            if now - last_beat >= c.heartbeat_s:
+                last_beat = now
+                t.measure_fps(ring.latest_seq())
+                self.status(link)
+            if now - last_line >= 5.0 and t.ready_at is not None and not self.quiet:
+                last_line = now
+                self.say(self.summary_line())
+
+    def _install_signals(self) -> Callable[[], None]:
+        previous = {}
+
+        def handler(signum: int, _frame: Any) -> None:
+            self.signalled = f"received {signal.Signals(signum).name}"
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, handler)
+
+        def restore() -> None:
+            for sig, old in previous.items():
+                signal.signal(sig, old)
+
+        return restore
+
+
+def _connectable(endpoint: str) -> str:
+    """Where a local client connects to reach ``endpoint`` (a wildcard bind is reached on loopback)."""
+    for wild in ("0.0.0.0", "*", "[::]"):
+        endpoint = endpoint.replace(f"//{wild}:", "//127.0.0.1:")
+    return endpoint
+
+
+# ---------------------------------------------------------------------------------- entry point
+def main(argv: Optional[Sequence[str]] = None, *, out: TextIO = sys.stderr,
+         engine_factory: Optional[Callable[[StreamConfig], Any]] = None) -> int:
+    """``clipmg-live``: returns 0 (stopped normally), 1 (a runtime failure) or 2 (a bad configuration)."""
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    args = build_parser().parse_args(None if argv is None else list(argv))
+    say = lambda m: print(f"[clipmg-live] {m}", file=out, flush=True)  # noqa: E731
+    try:
+        cfg = config_from_args(args).validate()
+        check_source(cfg)
+        cfg = resolve_engine(cfg, say)
+    except ConfigError as e:
+        say(f"error: {e}")
+        return EXIT_CONFIG
+    if cfg.duration_s is not None:
+        say(f"stops by itself after {cfg.duration_s:g} s of recognition (Ctrl-C stops it sooner)")
+    return Supervisor(cfg, out, engine_factory, quiet=args.quiet).run()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

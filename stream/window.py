@@ -1,0 +1,359 @@
+"""The frame clock and the sliding windows of the live recognizer: pure logic, no process or socket.
+
+Numbering (streaming.md "Frame clock and windows", model.md section 1). With ``Δp`` = pose_every,
+``S`` = stride, ``G`` = pose samples per RGB frame (4), ``T_p`` = 32, ``T_r`` = 8, offset 2:
+
+- pose sample ``k`` is captured frame ``seq = k * Δp`` (the clock is the capture's frame number, so
+  a restarted worker lands on the same grid);
+- pose sample ``k`` is also an RGB sample when ``k % G == offset``; its group is ``g = k // G``;
+- window ``w`` covers pose samples ``w*S .. w*S + T_p - 1`` and closes when the last one exists;
+  ``S`` is a multiple of ``G``, so every window starts on a group boundary and its RGB frame ``t``
+  is sample ``w*S + G*t + offset`` (the same sample in every window that contains it).
+
+Each RGB sample is encoded once, when it is first seen, with its crop box fixed then; the encoding
+and the box live in an ``T_r``-slot ring, the pose samples (source pixels) in a ``T_p``-slot ring.
+A window maps each group's pose samples with that group's box and runs the head on cached tokens.
+A worker that falls behind jumps to the newest closed window and counts the ones it skipped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, List, Optional, Protocol, Sequence, Tuple
+
+import numpy as np
+
+from clipmg.model.config import ClipConfig, ModelConfig
+from clipmg.model.crop import Box, PersonCropTracker, center_box
+from clipmg.model.preprocess import prepare_frame, prepare_keypoints, prepare_window
+
+
+class FrameEncoderHead(Protocol):
+    """The part of ``clipmg.engines.Engine`` that this module calls."""
+
+    def encode_frames(self, images: np.ndarray) -> Tuple[np.ndarray, np.ndarray]: ...
+
+    def head(self, tokens: np.ndarray, frame_emb: np.ndarray, keypoints: np.ndarray) -> np.ndarray: ...
+
+
+# ------------------------------------------------------------------------------------ schedule
+@dataclass(frozen=True)
+class Schedule:
+    """Which frames are pose samples, which are RGB samples, and which samples form window ``w``."""
+
+    stride: int = 8  # S
+    pose_every: int = 1  # Δp
+    pose_frames: int = 32  # T_p
+    rgb_frames: int = 8  # T_r
+    rgb_offset: int = 2  # RGB sample inside each group of G pose samples
+
+    def __post_init__(self) -> None:
+        g = self.group
+        if self.pose_frames % self.rgb_frames:
+            raise ValueError(f"pose_frames {self.pose_frames} is not a multiple of rgb_frames {self.rgb_frames}")
+        if self.stride < g or self.stride % g:
+            raise ValueError(f"stride {self.stride} must be a positive multiple of {g} (pose samples per RGB frame)")
+        if self.pose_every < 1:
+            raise ValueError(f"pose_every must be at least 1, got {self.pose_every}")
+        if not 0 <= self.rgb_offset < g:
+            raise ValueError(f"rgb_offset {self.rgb_offset} must lie in [0, {g})")
+
+    @classmethod
+    def from_config(cls, clip: ClipConfig, stride: int, pose_every: int) -> "Schedule":
+        return cls(stride, pose_every, clip.pose_frames, clip.rgb_frames, clip.rgb_offset)
+
+    @property
+    def group(self) -> int:  # G
+        return self.pose_frames // self.rgb_frames
+
+    # sample <-> frame
+    def sample_seq(self, k: int) -> int:
+        """Frame number of pose sample ``k``."""
+        return k * self.pose_every
+
+    def newest_sample(self, latest_seq: int) -> int:
+        """The newest pose sample whose frame exists when frame ``latest_seq`` is the newest (-1: none)."""
+        return latest_seq // self.pose_every if latest_seq >= 0 else -1
+
+    def is_rgb(self, k: int) -> bool:
+        return k % self.group == self.rgb_offset
+
+    def rgb_sample_of(self, k: int) -> int:
+        """The RGB sample of pose sample ``k``'s group (its crop box maps ``k``'s keypoints)."""
+        return (k // self.group) * self.group + self.rgb_offset
+
+    # windows
+    def window_start(self, w: int) -> int:
+        return w * self.stride
+
+    def window_end(self, w: int) -> int:
+        """Last pose sample of window ``w``; the window closes when this sample's frame exists."""
+        return w * self.stride + self.pose_frames - 1
+
+    def window_samples(self, w: int) -> np.ndarray:
+        """Pose samples of window ``w``, ``(T_p,)``."""
+        return self.window_start(w) + np.arange(self.pose_frames)
+
+    def window_rgb_samples(self, w: int) -> np.ndarray:
+        """RGB samples of window ``w``, ``(T_r,)``: positions ``G*t + offset``."""
+        return self.window_start(w) + np.arange(self.rgb_frames) * self.group + self.rgb_offset
+
+    def window_frames(self, w: int) -> Tuple[np.ndarray, np.ndarray]:
+        """Frame numbers of window ``w``'s pose samples ``(T_p,)`` and RGB samples ``(T_r,)``."""
+        return self.window_samples(w) * self.pose_every, self.window_rgb_samples(w) * self.pose_every
+
+    def last_closed_window(self, k_now: int) -> int:
+        """The newest window whose last sample is ``<= k_now`` (-1 when none has closed yet)."""
+        if k_now < self.pose_frames - 1:
+            return -1
+        return (k_now - (self.pose_frames - 1)) // self.stride
+
+    def first_window_from(self, k: int) -> int:
+        """The first window that starts at or after sample ``k`` (where a fresh worker begins)."""
+        return -(-max(k, 0) // self.stride)
+
+    def plan(self, k_now: int, next_window: int) -> Tuple[Optional[int], int]:
+        """Lateness policy: the window to run now and how many windows to skip.
+
+        Returns ``(None, 0)`` while ``next_window`` has not closed; otherwise the newest closed
+        window and the count of closed windows before it that will never run (stale).
+        """
+        newest = self.last_closed_window(k_now)
+        if newest < next_window:
+            return None, 0
+        return newest, newest - next_window
+
+
+# ------------------------------------------------------------------------------------ rings
+@dataclass(frozen=True)
+class WindowInputs:
+    """What the head needs for one window, plus the bookkeeping a message reports."""
+
+    window: int
+    tokens: np.ndarray  # (T_r, 1+N_p, D) cached frame-encoder tokens
+    frame_emb: np.ndarray  # (T_r, E) cached frame embeddings
+    keypoints: np.ndarray  # (T_p, J, 3) model-input pixels (each group mapped with its RGB box)
+    boxes: Tuple[Box, ...]  # (T_r,) crop boxes, source pixels
+    pose_seqs: np.ndarray  # (T_p,) frame numbers of the pose samples
+    rgb_seqs: np.ndarray  # (T_r,) frame numbers of the RGB samples
+    t_mono: np.ndarray  # (T_p,) capture monotonic time of each pose sample
+    t_wall: np.ndarray  # (T_p,) capture wall-clock time of each pose sample
+    person: np.ndarray  # (T_p,) bool, a person was found in the pose sample
+
+
+class SampleRings:
+    """The 32-sample pose ring and the 8-sample RGB ring, slots tagged by sample number.
+
+    A slot is valid only while its tag equals the sample asked for, so a slot overwritten by a
+    later sample (or never filled because windows were skipped) can never be read by mistake.
+    """
+
+    def __init__(self, schedule: Schedule, num_joints: int) -> None:
+        s = schedule
+        self.schedule = s
+        self.pose_tag = np.full(s.pose_frames, -1, np.int64)
+        self.keypoints = np.zeros((s.pose_frames, num_joints, 3), np.float32)  # source pixels
+        self.seq = np.zeros(s.pose_frames, np.int64)
+        self.t_mono = np.zeros(s.pose_frames, np.float64)
+        self.t_wall = np.zeros(s.pose_frames, np.float64)
+        self.person = np.zeros(s.pose_frames, bool)
+        self.rgb_tag = np.full(s.rgb_frames, -1, np.int64)
+        self.boxes: List[Box] = [(0.0, 0.0, 1.0)] * s.rgb_frames
+        self.tokens: Optional[np.ndarray] = None  # (T_r, 1+N_p, D), allocated on the first encoding
+        self.frame_emb: Optional[np.ndarray] = None  # (T_r, E)
+
+    def _pslot(self, k: int) -> int:
+        return k % self.schedule.pose_frames
+
+    def _rslot(self, k: int) -> int:
+        return (k // self.schedule.group) % self.schedule.rgb_frames
+
+    def has_pose(self, k: int) -> bool:
+        return bool(self.pose_tag[self._pslot(k)] == k)
+
+    def has_rgb(self, k: int) -> bool:
+        return bool(self.rgb_tag[self._rslot(k)] == k)
+
+    def put_pose(self, k: int, keypoints: np.ndarray, seq: int, t_mono: float, t_wall: float, person: bool) -> None:
+        """Store pose sample ``k``: keypoints ``(J, 3)`` in source pixels of its frame."""
+        i = self._pslot(k)
+        self.keypoints[i] = keypoints
+        self.seq[i], self.t_mono[i], self.t_wall[i], self.person[i] = seq, t_mono, t_wall, person
+        self.pose_tag[i] = k
+
+    def put_rgb(self, k: int, box: Box, tokens: np.ndarray, frame_emb: np.ndarray) -> None:
+        """Store RGB sample ``k``'s crop box and encoding: tokens ``(1+N_p, D)``, embedding ``(E,)``."""
+        if not self.schedule.is_rgb(k):
+            raise ValueError(f"sample {k} is not an RGB sample (k % {self.schedule.group} != {self.schedule.rgb_offset})")
+        if self.tokens is None:
+            self.tokens = np.zeros((self.schedule.rgb_frames, *tokens.shape), np.float32)
+            self.frame_emb = np.zeros((self.schedule.rgb_frames, *frame_emb.shape), np.float32)
+        i = self._rslot(k)
+        self.tokens[i], self.frame_emb[i] = tokens, frame_emb  # type: ignore[index]
+        self.boxes[i] = box
+        self.rgb_tag[i] = k
+
+    def missing(self, w: int) -> Tuple[List[int], List[int]]:
+        """Pose samples and RGB samples of window ``w`` not held yet (oldest first)."""
+        s = self.schedule
+        return ([int(k) for k in s.window_samples(w) if not self.has_pose(int(k))],
+                [int(k) for k in s.window_rgb_samples(w) if not self.has_rgb(int(k))])
+
+    def assemble(self, w: int, cfg: ModelConfig) -> WindowInputs:
+        """Window ``w``'s head inputs from the rings (every sample must be present)."""
+        s = self.schedule
+        pose_k, rgb_k = self.missing(w)
+        if pose_k or rgb_k:
+            raise KeyError(f"window {w} is incomplete: pose samples {pose_k[:4]} and RGB samples {rgb_k[:4]} missing")
+        pi = s.window_samples(w) % s.pose_frames  # (T_p,) slots in window order
+        ri = (s.window_rgb_samples(w) // s.group) % s.rgb_frames  # (T_r,)
+        boxes = tuple(self.boxes[int(i)] for i in ri)
+        kp = prepare_keypoints(self.keypoints[pi], boxes, cfg)
+        assert self.tokens is not None and self.frame_emb is not None
+        return WindowInputs(w, self.tokens[ri], self.frame_emb[ri], kp, boxes, self.seq[pi].copy(),
+                            self.seq[pi][s.group * np.arange(s.rgb_frames) + s.rgb_offset].copy(),
+                            self.t_mono[pi].copy(), self.t_wall[pi].copy(), self.person[pi].copy())
+
+
+# ------------------------------------------------------------------------------------ crop boxes
+class BoxPolicy:
+    """The crop box of each RGB sample, fixed when the sample is first encoded (model.md section 2).
+
+    ``center``: the CLIP centre square of the frame. ``person``: a causally smoothed square around
+    the confident keypoints, updated once per RGB sample in stream order.
+    """
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        self.cfg = cfg
+        self.tracker: Optional[PersonCropTracker] = None
+
+    def box(self, keypoints: np.ndarray, width: int, height: int) -> Box:
+        """Box for one RGB sample from its keypoints ``(J, 3)`` (source pixels) and frame size."""
+        pre = self.cfg.preprocess
+        if pre.crop == "center":
+            return center_box(width, height)
+        t = self.tracker
+        if t is None or (t.width, t.height) != (width, height):  # a new source resolution restarts tracking
+            t = self.tracker = PersonCropTracker(width, height, pre.person_scale, pre.person_smoothing)
+        return t.update(keypoints)
+
+
+# ------------------------------------------------------------------------------------ compute
+def window_logits(engine: FrameEncoderHead, inputs: WindowInputs) -> np.ndarray:
+    """The head on one window's cached inputs -> logits ``(C,)``."""
+    return engine.head(inputs.tokens[None], inputs.frame_emb[None], inputs.keypoints[None])[0]
+
+
+def offline_logits(engine: Any, frames: np.ndarray, keypoints: np.ndarray, cfg: ModelConfig,
+                   boxes: Optional[Sequence[Box]] = None) -> np.ndarray:
+    """Logits ``(C,)`` of one window computed from scratch, without any cache.
+
+    ``frames``: the 8 RGB samples ``(T_r, H, W, 3)`` uint8; ``keypoints``: the 32 pose samples
+    ``(T_p, J, 3)`` in source pixels (model layout). ``boxes``: the crop boxes the stream used (needed
+    for the ``person`` policy, whose boxes depend on earlier frames); by default the boxes are
+    computed as training computes them. All eight frames are encoded in one batch.
+    """
+    if boxes is None:
+        images, kp, _ = prepare_window(frames, keypoints, cfg)
+    else:
+        images = np.stack([prepare_frame(f, b, cfg) for f, b in zip(frames, boxes)])
+        kp = prepare_keypoints(keypoints, list(boxes), cfg)
+    x, c = engine.encode_frames(images)  # (T_r, N, D), (T_r, E)
+    return engine.head(x[None], c[None], kp[None])[0]
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Numerically stable softmax over the last axis, float64."""
+    z = np.asarray(logits, np.float64)
+    z = np.exp(z - z.max(axis=-1, keepdims=True))
+    return z / z.sum(axis=-1, keepdims=True)
+
+
+def top_k(probs: np.ndarray, names: Sequence[str], k: int) -> List[Tuple[int, str, float]]:
+    """The ``k`` most probable classes as ``(index, name, probability)``, best first."""
+    order = np.argsort(-np.asarray(probs), kind="stable")[:k]
+    return [(int(i), str(names[i]), float(probs[i])) for i in order]
+
+
+def decide(probs: np.ndarray, names: Sequence[str], threshold: float,
+           background: Sequence[str] = ()) -> Tuple[Optional[str], Optional[float]]:
+    """The decided label: the most probable class when it reaches ``threshold`` and is not background."""
+    i = int(np.argmax(probs))
+    p = float(probs[i])
+    if p < threshold or names[i] in set(background):
+        return None, p
+    return str(names[i]), p
+
+
+# ------------------------------------------------------------------------------------ streaming
+@dataclass(frozen=True)
+class Sample:
+    """One pose sample as the worker hands it over: keypoints ``(J, 3)`` in source pixels of ``image``."""
+
+    k: int
+    image: Optional[np.ndarray]  # (H, W, 3) uint8 RGB; needed for RGB samples only
+    keypoints: np.ndarray
+    seq: int
+    t_mono: float
+    t_wall: float
+    person: bool
+
+
+class StreamingWindows:
+    """The cache-using computation of a stream, without any I/O: samples in, windows out.
+
+    ``add_sample`` stores one pose sample (and, for an RGB sample, encodes its frame once with its
+    crop box fixed now); ``run`` assembles window ``w`` from the rings and runs the head. The worker
+    drives it from the ring buffer; tests drive it directly and compare with ``offline_logits``.
+    """
+
+    def __init__(self, engine: FrameEncoderHead, cfg: ModelConfig, schedule: Schedule) -> None:
+        if (schedule.pose_frames, schedule.rgb_frames, schedule.rgb_offset) != \
+                (cfg.clip.pose_frames, cfg.clip.rgb_frames, cfg.clip.rgb_offset):
+            raise ValueError("the schedule's sampling differs from the model's (pose_frames, rgb_frames, rgb_offset)")
+        self.engine, self.cfg, self.schedule = engine, cfg, schedule
+        self.rings = SampleRings(schedule, cfg.pose.num_joints)
+        self.boxes = BoxPolicy(cfg)
+        self.encoded = 0  # frame encodings run so far
+        self.heads = 0  # head runs so far
+
+    def add_sample(self, k: int, image: Optional[np.ndarray], keypoints: np.ndarray, seq: int,
+                   t_mono: float, t_wall: float, person: bool) -> bool:
+        """Store pose sample ``k``: keypoints ``(J, 3)`` in source pixels of ``image`` ``(H, W, 3)``.
+
+        For an RGB sample the frame is encoded now (``image`` is required then); returns True when
+        an encoding ran. ``image`` may be ``None`` for pose-only samples.
+        """
+        return self.add_samples([Sample(k, image, keypoints, seq, t_mono, t_wall, person)]) > 0
+
+    def add_samples(self, samples: Sequence["Sample"]) -> int:
+        """Store several samples (oldest first) and encode their RGB frames in one batch.
+
+        Batching is what a window that must be computed from scratch (after skipped windows) or a
+        benchmark wants; a worker keeping up adds one sample at a time. Returns the encodings run.
+        """
+        rgb: List[Tuple[int, Box, np.ndarray]] = []
+        for smp in samples:
+            kp = np.asarray(smp.keypoints, np.float32)
+            self.rings.put_pose(smp.k, kp, smp.seq, smp.t_mono, smp.t_wall, smp.person)
+            if self.schedule.is_rgb(smp.k):
+                if smp.image is None:
+                    raise ValueError(f"sample {smp.k} is an RGB sample: its image is needed")
+                h, w = smp.image.shape[:2]
+                box = self.boxes.box(kp, w, h)  # fixed now, in stream order (causal person crop)
+                rgb.append((smp.k, box, prepare_frame(smp.image, box, self.cfg)))
+        if rgb:
+            x, c = self.engine.encode_frames(np.stack([img for _, _, img in rgb]))  # (n, N, D), (n, E)
+            for i, (k, box, _) in enumerate(rgb):
+                self.rings.put_rgb(k, box, x[i], c[i])
+            self.encoded += len(rgb)
+        return len(rgb)
+
+    def missing(self, w: int) -> Tuple[List[int], List[int]]:
+        return self.rings.missing(w)
+
+    def run(self, w: int) -> Tuple[WindowInputs, np.ndarray]:
+        """Window ``w``'s inputs and logits ``(C,)`` (all its samples must have been added)."""
+        inputs = self.rings.assemble(w, self.cfg)
+        self.heads += 1
+        return inputs, window_logits(self.engine, inputs)

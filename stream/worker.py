@@ -1,0 +1,389 @@
+"""The worker process: newest frames -> pose -> cached frame encodings -> window head -> ZeroMQ.
+
+``worker_main`` is a process entry point (Pupil-launchable style). It attaches to the frame ring
+the supervisor created, loads the engine and the pose backend, and then loops:
+
+1. ``k_now``: the newest pose sample whose frame is in the ring (``ring.latest_seq() // Δp``);
+2. if a window has closed (``Schedule.plan``), it runs the newest closed one, skipping (and
+   counting) the older ones it is too late for; missing samples of that window are computed
+   first. A frame already overwritten in the ring makes its windows unrunnable: skipped too;
+3. otherwise it works ahead: pose (and, for RGB samples, the frame encoder) on the next sample of
+   the upcoming window, so that a closing window needs only its last samples and the head.
+
+Each window is published as ``mg.window.<stream>``; debounced gesture starts/ends as
+``mg.event.<stream>``. Lifecycle and counters go to the supervisor through ``status_queue`` as
+dicts ``{"event": "worker_state" | "worker_stats" | "worker_done", ...}``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import time
+import traceback
+from collections import deque
+from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
+
+import numpy as np
+
+from .config import StreamConfig
+from .display import Annotator, Overlay, rate
+from .events import Debouncer, GestureEvent
+from .messages import encode, event_message, topic, window_message
+
+# .window imports clipmg.model (and with it torch): imported where the work happens, so that the
+# supervisor can name worker_main as a process target without loading torch itself.
+
+log = logging.getLogger(__name__)
+
+EXIT_FATAL = 3  # the worker cannot run with this configuration: the supervisor must not restart it
+
+
+class FatalWorkerError(RuntimeError):
+    """A configuration problem (engine, pose backend, schedule): restarting cannot help."""
+
+
+class _Report:
+    """Non-blocking status events to the supervisor (dropped if the queue is full or gone)."""
+
+    def __init__(self, status_queue: Any) -> None:
+        self.queue = status_queue
+
+    def __call__(self, event: str, **fields: Any) -> None:
+        if self.queue is None:
+            return
+        try:
+            self.queue.put_nowait({"event": event, "pid": os.getpid(), "t_wall": time.time(), **fields})
+        except Exception:  # noqa: BLE001 - a full or closed queue must not stop the worker
+            pass
+
+
+def load_worker_engine(cfg: StreamConfig) -> Any:
+    """The engine ``cfg.engine`` names, warmed up; ``FatalWorkerError`` with one sentence otherwise."""
+    from pathlib import Path
+
+    from clipmg.engines import EngineError, load_engine
+    from clipmg.engines.artifacts import detect_artifact
+
+    if not cfg.engine:
+        raise FatalWorkerError("no engine given: pass --engine PATH (a checkpoint or an exported engine directory)")
+    try:
+        kind, _ = detect_artifact(Path(cfg.engine))
+        opts: Dict[str, Any] = {}
+        if kind == "onnx":
+            opts["threads"] = cfg.engine_threads
+        elif cfg.device != "cpu":
+            opts["device"] = cfg.device
+        return load_engine(cfg.engine, **opts)
+    except (EngineError, ValueError, OSError) as e:
+        raise FatalWorkerError(str(e)) from None
+
+
+class Worker:
+    """The worker's loop over one ring, one engine, one pose backend and one sender."""
+
+    def __init__(self, cfg: StreamConfig, engine: Any, pose: Any, ring: Any, sender: Any, report: _Report,
+                 annotator: Optional[Annotator] = None, max_windows: Optional[int] = None) -> None:
+        from .window import Schedule, StreamingWindows
+
+        mc = engine.config
+        self.cfg, self.engine, self.pose, self.ring, self.sender = cfg, engine, pose, ring, sender
+        self.report, self.annotator, self.max_windows = report, annotator, max_windows
+        self.schedule = Schedule.from_config(mc.clip, cfg.stride, cfg.pose_every)
+        self.sw = StreamingWindows(engine, mc, self.schedule)
+        self.names = list(engine.class_names)
+        self.identity = {k: str(v) for k, v in engine.identity.items()}
+        self.debouncer = Debouncer(cfg.event_threshold, cfg.event_hysteresis, cfg.event_min_duration_s,
+                                   cfg.event_release_s, background=cfg.background)
+        self.next_window: Optional[int] = None
+        self.k_next = 0  # next sample to compute when working ahead
+        self.lost: set = set()  # samples whose frame was gone from the ring
+        self.windows = self.skipped = self.dropped_frames = self.pose_samples = 0
+        self._acc = {"pose": 0.0, "encode": 0.0, "pose_samples": 0, "rgb_encoded": 0}
+        self._sample_times: Deque[float] = deque(maxlen=64)
+        self._window_times: Deque[float] = deque(maxlen=16)
+        self.last: Dict[str, Any] = {}
+        self._overlay = Overlay(banner="synthetic demo model" if cfg.demo else "")
+        self._stats_t = time.monotonic()
+
+    # ------------------------------------------------------------------ loop
+    def step(self) -> bool:
+        """One unit of work; False when there was nothing to do (the caller may sleep)."""
+        k_now = self.schedule.newest_sample(self.ring.latest_seq())
+        if k_now < 0:
+            return False
+        s = self.schedule
+        if self.next_window is None:
+            self.next_window = s.first_window_from(k_now)
+            self.k_next = s.window_start(self.next_window)
+        target, skipped = s.plan(k_now, self.next_window)
+        if target is not None:
+            self.skipped += skipped
+            self.next_window = target + 1
+            self.k_next = max(self.k_next, s.window_start(target))
+            if self._fill(target):
+                self._run_window(target)
+            else:
+                self.skipped += 1
+            self.k_next = max(self.k_next, s.window_end(target) + 1)
+            self.lost = {k for k in self.lost if k >= s.window_start(self.next_window)}
+            return True
+        self.k_next = max(self.k_next, s.window_start(self.next_window))
+        if self.k_next <= k_now:
+            self._compute(self.k_next)
+            self.k_next += 1
+            return True
+        return False
+
+    def _fill(self, w: int) -> bool:
+        """Compute window ``w``'s missing samples (their RGB frames in one batch); False if a frame is gone."""
+        s = self.schedule
+        if any(s.window_start(w) <= k <= s.window_end(w) for k in self.lost):
+            return False
+        pose_missing, rgb_missing = self.sw.missing(w)
+        samples = []
+        for k in sorted(set(pose_missing) | set(rgb_missing)):
+            smp = self._pose(k)
+            if smp is None:
+                return False
+            samples.append(smp)
+        self._add(samples)
+        return True
+
+    def _compute(self, k: int) -> bool:
+        """Pose (and the frame encoder for an RGB sample) on sample ``k``; False if its frame is gone."""
+        smp = self._pose(k)
+        if smp is None:
+            return False
+        self._add([smp])
+        return True
+
+    def _pose(self, k: int) -> Optional[Any]:
+        """Read sample ``k``'s frame and run the pose backend on it (``None``: the frame is gone)."""
+        from clipmg.model.layouts import extract_layout
+
+        from .window import Sample
+
+        seq = self.schedule.sample_seq(k)
+        frame = self.ring.read(seq)
+        if frame is None:
+            self.lost.add(k)
+            self.dropped_frames += 1
+            return None
+        t0 = time.perf_counter()
+        res = self.pose(frame)
+        self._acc["pose"] += time.perf_counter() - t0
+        self._acc["pose_samples"] += 1
+        self.pose_samples += 1
+        self._sample_times.append(frame.t_mono)
+        if self.annotator is not None:
+            self._annotate(frame, res)
+        kp = extract_layout(res.keypoints, self.engine.config.pose.layout)  # (J, 3) source pixels
+        return Sample(k, frame.image, kp, seq, frame.t_mono, frame.t_wall, bool(res.person))
+
+    def _add(self, samples: List[Any]) -> None:
+        t0 = time.perf_counter()
+        n = self.sw.add_samples(samples)
+        if n:
+            self._acc["encode"] += time.perf_counter() - t0
+            self._acc["rgb_encoded"] += n
+
+    # ------------------------------------------------------------------ windows
+    def _run_window(self, w: int) -> None:
+        from .window import decide, softmax, top_k
+
+        cfg = self.cfg
+        t0 = time.perf_counter()
+        inputs = self.sw.rings.assemble(w, self.engine.config)
+        person_fraction = float(inputs.person.mean())
+        person = person_fraction >= 0.5
+        answered = person or cfg.no_person == "answer"
+        logits: Optional[np.ndarray] = None
+        if answered:
+            logits = self.engine.head(inputs.tokens[None], inputs.frame_emb[None], inputs.keypoints[None])[0]
+            self.sw.heads += 1
+        t1 = time.perf_counter()
+        if logits is not None:
+            probs = softmax(logits)
+            top = top_k(probs, self.names, cfg.top_k)
+            label, p = decide(probs, self.names, cfg.threshold, cfg.background)
+            prob_map: Optional[Dict[str, float]] = {n: float(q) for n, q in zip(self.names, probs)}
+        else:
+            top, label, p, prob_map = [], None, None, None
+        events = self.debouncer.update(float(inputs.t_wall[-1]), w, prob_map)
+        self._publish_window(inputs, t0, t1, logits, top, label, p, person, person_fraction, answered)
+        for ev in events:
+            self._publish_event(ev)
+
+    def _publish_window(self, inputs: Any, t0: float, t1: float, logits: Optional[np.ndarray],
+                        top: List[Tuple[int, str, float]], label: Optional[str], p: Optional[float], person: bool,
+                        person_fraction: float, answered: bool) -> None:
+        cfg, acc = self.cfg, self._acc
+        latency = {"pose": acc["pose"] * 1e3, "encode": acc["encode"] * 1e3, "head": (t1 - t0) * 1e3,
+                   "publish": 0.0, "capture_to_publish": 0.0}
+        msg = window_message(
+            stream=cfg.stream_id, window=inputs.window, pose_seqs=inputs.pose_seqs, rgb_seqs=inputs.rgb_seqs,
+            t_wall=inputs.t_wall, stride=cfg.stride, pose_every=cfg.pose_every, t_publish=time.time(),
+            latency_ms=latency, computed={"pose_samples": acc["pose_samples"], "rgb_encoded": acc["rgb_encoded"]},
+            person=person, person_fraction=person_fraction, topk=top, label=label, p=p, model=self.identity,
+            skipped=self.skipped, answered=answered,
+            logits=None if (logits is None or not cfg.include_logits) else logits.tolist())
+        now = time.monotonic()
+        msg["latency_ms"]["publish"] = round((time.perf_counter() - t1) * 1e3, 3)
+        msg["latency_ms"]["capture_to_publish"] = round((now - float(inputs.t_mono[-1])) * 1e3, 3)
+        self.sender.send(topic("window", cfg.stream_id), encode(msg, cfg.fmt))
+        self.windows += 1
+        self._window_times.append(now)
+        self._acc = {"pose": 0.0, "encode": 0.0, "pose_samples": 0, "rgb_encoded": 0}
+        self.last = {"window": inputs.window, "label": label, "p": p, "top": [[n, q] for _, n, q in top],
+                     "person": person, "latency_ms": msg["latency_ms"]}
+        self._overlay = Overlay(top=[(n, q) for _, n, q in top], label=label, person=person,
+                                latency_ms=msg["latency_ms"]["capture_to_publish"], window=inputs.window,
+                                banner=self._overlay.banner)
+
+    def _publish_event(self, ev: GestureEvent) -> None:
+        cfg = self.cfg
+        msg = event_message(stream=cfg.stream_id, kind=ev.kind, label=ev.label, window=ev.window,
+                            window_start=ev.window_start, t=ev.t, t_start=ev.t_start, confidence=ev.confidence,
+                            t_publish=time.time(), reason=ev.reason)
+        self.sender.send(topic("event", cfg.stream_id), encode(msg, cfg.fmt))
+
+    def finish(self) -> None:
+        """End a gesture in progress (the stream stops)."""
+        for ev in self.debouncer.flush(time.time(), self.next_window or 0):
+            self._publish_event(ev)
+
+    # ------------------------------------------------------------------ side outputs
+    def _annotate(self, frame: Any, res: Any) -> None:
+        if len(self._sample_times) < 8:  # the video's frame rate is measured on the first samples
+            return
+        fps = rate(list(self._sample_times))
+        self.annotator.fps = self.annotator.fps if self.annotator.written else max(1.0, fps)  # type: ignore[union-attr]
+        ov = self._overlay
+        ov = Overlay(ov.top, ov.label, fps, rate(list(self._window_times)), ov.latency_ms, ov.person, ov.banner,
+                     ov.window)
+        self.annotator.submit(frame.image, res.keypoints, ov)  # type: ignore[union-attr]
+
+    def stats(self) -> Dict[str, Any]:
+        return {"windows": self.windows, "skipped": self.skipped, "dropped_frames": self.dropped_frames,
+                "dropped_messages": int(getattr(self.sender, "dropped", 0)), "pose_samples": self.pose_samples,
+                "encoded": self.sw.encoded, "heads": self.sw.heads, "fps_pose": rate(list(self._sample_times)),
+                "fps_out": rate(list(self._window_times)), "last_window": self.last,
+                "torn_reads": int(getattr(self.ring, "torn_reads", 0)), "model": self.identity}
+
+    def maybe_report(self, every_s: float) -> None:
+        now = time.monotonic()
+        if now - self._stats_t >= every_s:
+            self._stats_t = now
+            self.report("worker_stats", **self.stats())
+
+    def done(self) -> bool:
+        return self.max_windows is not None and self.windows >= self.max_windows
+
+
+# ---------------------------------------------------------------------------------- entry point
+def worker_main(cfg: StreamConfig, ring_name: str, status_queue: Any, stop_event: Any, *,
+                link_endpoint: Optional[str] = None, max_windows: Optional[int] = None,
+                engine_factory: Optional[Callable[[StreamConfig], Any]] = None) -> None:
+    """Run the worker until ``stop_event`` is set, SIGTERM, the parent dies or ``max_windows`` are published.
+
+    ``link_endpoint``: the supervisor's relay (``Relay.link_endpoint``); ``None`` binds a PUB socket at
+    ``cfg.endpoint`` itself (standalone use). ``engine_factory(cfg)``: build the engine another way
+    (e.g. a wrapper); default ``load_engine(cfg.engine)``. Exits with status ``EXIT_FATAL`` (3) on a
+    configuration error, after reporting it: restarting would not help.
+    """
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(processName)s %(levelname)s %(message)s")
+    report = _Report(status_queue)
+    stop = {"flag": False}
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the supervisor decides
+    signal.signal(signal.SIGTERM, lambda *_: stop.update(flag=True))
+    parent = os.getppid()
+    report("worker_state", state="loading")
+    try:
+        _run(cfg, ring_name, report, stop_event, stop, parent, link_endpoint, max_windows, engine_factory)
+    except FatalWorkerError as e:
+        report("worker_state", state="failed", fatal=True, message=str(e))
+        log.error("%s", e)
+        sys.exit(EXIT_FATAL)
+    except Exception as e:
+        report("worker_state", state="failed", fatal=False, message=f"{type(e).__name__}: {e}")
+        log.error("worker crashed:\n%s", traceback.format_exc())
+        raise
+
+
+def _run(cfg: StreamConfig, ring_name: str, report: _Report, stop_event: Any, stop: Dict[str, bool], parent: int,
+         link_endpoint: Optional[str], max_windows: Optional[int],
+         engine_factory: Optional[Callable[[StreamConfig], Any]]) -> None:
+    from .pose import PoseBackendError, create_pose_backend
+    from .publisher import Link, Publisher, PublisherError
+    from .ringbuffer import FrameRing
+
+    _limit_threads(cfg.engine_threads)
+    engine = (engine_factory or load_worker_engine)(cfg)
+    group = engine.config.clip.group
+    if cfg.stride % group or cfg.stride < group:
+        raise FatalWorkerError(f"--stride {cfg.stride} must be a multiple of {group} for this model")
+    try:
+        pose = create_pose_backend(cfg.pose_backend, **dict(cfg.pose_options))
+    except PoseBackendError as e:
+        raise FatalWorkerError(str(e)) from None
+    try:
+        ring = FrameRing.attach(ring_name)
+    except (FileNotFoundError, ValueError) as e:
+        raise FatalWorkerError(f"cannot attach frame ring {ring_name!r}: {e}") from None
+    try:
+        sender = Link(link_endpoint) if link_endpoint else Publisher(
+            cfg.endpoint, sndhwm=cfg.sndhwm, allow_remote=cfg.allow_remote,
+            curve_secret_key=cfg.curve_secret_key, curve_allow_dir=cfg.curve_allow_dir)
+    except PublisherError as e:
+        ring.close()
+        raise FatalWorkerError(str(e)) from None
+    annot = Annotator(cfg.record, cfg.display, title=f"clipmg {cfg.stream_id}") if (cfg.record or cfg.display) else None
+    with ring, sender, pose:
+        try:
+            w = Worker(cfg, engine, pose, ring, sender, report, annot, max_windows)
+            report("worker_state", state="ready", model=w.identity, classes=len(w.names))
+            why = _loop(w, stop_event, stop, parent, annot)
+            w.finish()
+            report("worker_stats", **w.stats())
+            if why != "stopped":  # max_windows reached or the display window closed: the run is over
+                report("worker_done", windows=w.windows, reason=why)
+        finally:
+            if annot is not None:
+                annot.close()
+    report("worker_state", state="stopped")
+
+
+def _limit_threads(n: int) -> None:
+    """Cap the engine's CPU threads (torch now; ONNX Runtime reads OMP_NUM_THREADS-style settings
+    from its session options, which the backend builds)."""
+    os.environ.setdefault("OMP_NUM_THREADS", str(n))
+    try:
+        import torch
+
+        torch.set_num_threads(n)
+    except ImportError:  # an engine without torch
+        pass
+
+
+def _loop(w: Worker, stop_event: Any, stop: Dict[str, bool], parent: int, annot: Optional[Annotator]) -> str:
+    """Run until asked to stop ('stopped'), ``max_windows`` are published ('done') or the user
+    closes the display window ('display closed')."""
+    last_check = 0.0
+    while not stop["flag"]:
+        if w.done():
+            return "done"
+        busy = w.step()
+        now = time.monotonic()
+        if now - last_check > 0.05:  # cheap checks, at most 20 times a second
+            last_check = now
+            if (stop_event is not None and stop_event.is_set()) or os.getppid() != parent:
+                break
+            w.maybe_report(1.0)
+            if annot is not None and not annot.show():
+                return "display closed"
+        if not busy:
+            time.sleep(0.002)
+    return "stopped"
