@@ -48,6 +48,34 @@ class Engine(ABC):
         x, c = self.encode_frames(images.reshape(b * t, *images.shape[2:]))
         return self.head(x.reshape(b, t, *x.shape[1:]), c.reshape(b, t, -1), keypoints)
 
+    def check_frames(self, images: np.ndarray) -> np.ndarray:
+        """``images`` as contiguous float32 ``(N, 3, S, S)``; ``ValueError`` naming the expected shape."""
+        s = self.config.vision.image_size
+        a = np.ascontiguousarray(images, dtype=np.float32)
+        if a.ndim != 4 or a.shape[1:] != (3, s, s):
+            raise ValueError(f"images: expected shape (N, 3, {s}, {s}), got {tuple(np.shape(images))}")
+        return a
+
+    def check_head_inputs(self, tokens: np.ndarray, frame_emb: np.ndarray,
+                          keypoints: np.ndarray) -> Dict[str, np.ndarray]:
+        """The head's inputs as contiguous float32 arrays keyed by graph input name, shapes checked:
+        ``tokens (B, T_r, 1+N_p, D)``, ``frame_emb (B, T_r, E)``, ``keypoints (B, T_p, J, 3)``."""
+        cfg = self.config
+        v, c = cfg.vision, cfg.clip
+        want = {"tokens": (c.rgb_frames, 1 + v.num_patches, v.width), "frame_emb": (c.rgb_frames, v.embed_dim),
+                "keypoints": (c.pose_frames, cfg.pose.num_joints, 3)}
+        out: Dict[str, np.ndarray] = {}
+        for name, arr in (("tokens", tokens), ("frame_emb", frame_emb), ("keypoints", keypoints)):
+            a = np.ascontiguousarray(arr, dtype=np.float32)
+            if a.ndim != len(want[name]) + 1 or a.shape[1:] != want[name]:
+                raise ValueError(f"{name}: expected shape (B, {', '.join(map(str, want[name]))}), "
+                                 f"got {tuple(np.shape(arr))}")
+            out[name] = a
+        if len({a.shape[0] for a in out.values()}) != 1:
+            raise ValueError(f"tokens, frame_emb and keypoints disagree on the batch size: "
+                             f"{[a.shape[0] for a in out.values()]}")
+        return out
+
     def dummy_inputs(self, batch: int = 1) -> Tuple[np.ndarray, np.ndarray]:
         cfg = self.config
         s = cfg.vision.image_size

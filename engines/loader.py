@@ -1,28 +1,53 @@
-"""``load_engine(path)``: pick the backend from the artifact, load it, warm it up."""
+"""``load_engine(path)``: pick the backend from the artifact, load it, warm it up.
+
+- ``*.safetensors`` checkpoint (``clipmg-train``) -> ``torch``
+- directory with a ``clipmg-onnx-export`` manifest (``clipmg-export``) -> ``onnxruntime``
+- directory with a ``clipmg-tensorrt-export`` manifest (``clipmg-build``) -> ``tensorrt``
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Dict
 
-from .base import Engine, EngineError
+from .base import Engine
+
+
+def _torch(path: Path, **options: Any) -> Engine:
+    from .torch_backend import TorchEngine
+
+    return TorchEngine.load(path, **options)
+
+
+def _onnx(path: Path, **options: Any) -> Engine:
+    from .onnx_backend import OnnxEngine
+
+    return OnnxEngine.load(path, **options)
+
+
+def _tensorrt(path: Path, **options: Any) -> Engine:
+    from .tensorrt_backend import TensorRTEngine
+
+    return TensorRTEngine.load(path, **options)
+
+
+BACKENDS: Dict[str, Callable[..., Engine]] = {"checkpoint": _torch, "onnx": _onnx, "tensorrt": _tensorrt}
 
 
 def load_engine(path: str | Path, warmup: bool = True, **options: Any) -> Engine:
     """Load a checkpoint (``.safetensors`` -> torch) or an exported artifact directory.
 
-    ``options`` are passed to the backend (e.g. ``device``, expectations such as ``num_classes``).
+    ``options`` go to the backend: expectations checked against the artifact's metadata
+    (``config``, ``class_names``, ``num_classes``, ``variant``, ``preset``, ``preprocess``,
+    ``image_size``, ``num_joints``, ``layout``, ``rgb_frames``, ``pose_frames``) and backend
+    settings (torch: ``device``; onnxruntime: ``precision``, ``providers``, ``threads``,
+    ``graph_optimization``, ``allow_spinning``, ``verify``; tensorrt: ``device``, ``cuda_graphs``,
+    ``verify``). Every refusal is an ``EngineError`` whose message says what to do.
     """
-    p = Path(path)
-    if not p.exists():
-        raise EngineError(f"{p} does not exist; give a checkpoint (.safetensors) or an exported engine directory")
-    if p.is_file() and p.suffix == ".safetensors":
-        from .torch_backend import TorchEngine
+    from .artifacts import detect_artifact
 
-        engine: Engine = TorchEngine.load(p, **options)
-    else:
-        raise EngineError(f"{p} is not an artifact clipmg can run: expected a .safetensors checkpoint "
-                          f"or a directory written by clipmg-export / clipmg-build")
+    kind, p = detect_artifact(Path(path))
+    engine = BACKENDS[kind](p, **options)  # an option a backend does not take is refused as unknown
     if warmup:
         engine.warmup()
     return engine

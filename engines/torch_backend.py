@@ -8,7 +8,7 @@ from typing import Any, Tuple
 import numpy as np
 import torch
 
-from .base import Engine
+from .base import Engine, EngineError
 
 
 class TorchEngine(Engine):
@@ -21,10 +21,17 @@ class TorchEngine(Engine):
 
     @classmethod
     def load(cls, path: str | Path, device: str = "cpu", **expect: Any) -> "TorchEngine":
-        from clipmg.train.checkpoint import file_sha256, load_checkpoint
+        """Load a checkpoint; ``expect`` is checked against its metadata before the weights are read."""
+        from clipmg.train.checkpoint import CheckpointError, file_sha256, load_checkpoint
 
-        model, meta = load_checkpoint(path, **expect)
-        meta = {**meta, "checkpoint_sha256": file_sha256(path)}
+        from .metadata import check_checkpoint, preprocess_summary
+
+        check_checkpoint(path, **expect)  # refuse before the weights are read
+        try:
+            model, meta = load_checkpoint(path)
+        except CheckpointError as e:
+            raise EngineError(str(e)) from e
+        meta = {**meta, "checkpoint_sha256": file_sha256(path), "preprocess": preprocess_summary(model.cfg)}
         return cls(model, meta, device)
 
     @torch.inference_mode()

@@ -33,68 +33,17 @@ EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 
 
 # ---------------------------------------------------------------------------------- engine
-def _cache_dir() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "clipmg"
-
-
 def demo_engine(say: Callable[[str], None]) -> str:
-    """The demo model's path: ``clipmg.train.demo.ensure_demo_model()`` exported to ONNX when possible.
+    """The shipped synthetic demo model (``clipmg.train.demo``): its ONNX export when ONNX Runtime
+    is installed (made once and cached), else the checkpoint for the PyTorch backend."""
+    from clipmg.train.demo import DEMO_NOTICE, ensure_demo_model
 
-    Falls back, saying so plainly, to an untrained tiny model when the demo model is unavailable.
-    """
     try:
-        from clipmg.train.demo import ensure_demo_model
-
-        ckpt = Path(ensure_demo_model())
-        say("DEMO: this is the synthetic demo model (a tiny CLIP-MG trained only on synthetic gestures; its labels "
-            "mean nothing for real people). Pass --engine PATH for a real model.")
-    except (ImportError, FileNotFoundError) as e:
-        ckpt = _untrained_tiny(say, str(e) if isinstance(e, FileNotFoundError) else "clipmg.train.demo is missing")
-    if ckpt.is_dir():  # already an exported engine
-        return str(ckpt)
-    return str(_prefer_onnx(ckpt, say))
-
-
-def _untrained_tiny(say: Callable[[str], None], why: str) -> Path:
-    path = _cache_dir() / "demo" / "untrained-tiny.safetensors"
-    say(f"DEMO: the trained synthetic demo model is not available ({why}); running an UNTRAINED tiny model "
-        f"instead, so its labels are meaningless. Pass --engine PATH for a real model.")
-    if not path.is_file():
-        import torch
-
-        from clipmg.model import create_model
-        from clipmg.train.checkpoint import save_checkpoint
-
-        try:
-            from clipmg.train.synth import SYNTH_CLASSES as names
-        except ImportError:
-            names = ("touch chin", "touch forehead", "rub eyes", "fold arm", "no gesture")
-        torch.manual_seed(0)
-        save_checkpoint(path, create_model("clipmg-tiny", num_classes=len(names)), list(names))
-    return path
-
-
-def _prefer_onnx(ckpt: Path, say: Callable[[str], None]) -> Path:
-    """An ONNX export of ``ckpt`` (cached beside it) when ONNX Runtime is installed, else ``ckpt``."""
-    try:
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        say("ONNX Runtime is not installed: running the demo model in PyTorch")
-        return ckpt
-    from clipmg.train.checkpoint import file_sha256
-
-    out = ckpt.parent / f"{ckpt.stem}.onnx-{file_sha256(ckpt)[:12]}"
-    if (out / "manifest.json").is_file():
-        return out
-    try:
-        from clipmg.engines.export import export_onnx
-
-        say(f"exporting the demo model to ONNX once ({out})")
-        export_onnx(ckpt, out, log=lambda m: None)
-        return out
-    except Exception as e:  # noqa: BLE001 - the demo must run: fall back to PyTorch, say why
-        say(f"ONNX export of the demo model failed ({' '.join(str(e).split())[:200]}): running it in PyTorch")
-        return ckpt
+        path = ensure_demo_model(say=say)
+    except FileNotFoundError as e:
+        raise ConfigError(str(e)) from e
+    say(f"DEMO: {DEMO_NOTICE}. Pass --engine PATH for a real model.")
+    return str(path)
 
 
 def resolve_engine(cfg: StreamConfig, say: Callable[[str], None]) -> StreamConfig:
@@ -200,11 +149,12 @@ class Supervisor:
         from .capture import capture_main
 
         c = self.cfg
+        # --source-option values override the defaults (e.g. read_timeout_s=2 for a camera that may stall)
+        opts = {"pace": c.pace, "open_timeout_s": c.open_timeout_s, "read_timeout_s": c.read_timeout_s,
+                **dict(c.source_options)}
         self.capture = self.ctx.Process(
             target=_child, name="clipmg-capture", daemon=False,
-            args=(capture_main, c.source, ring_name, self.status_q, self.stop_capture),
-            kwargs=dict(pace=c.pace, open_timeout_s=c.open_timeout_s, read_timeout_s=c.read_timeout_s,
-                        **dict(c.source_options)))
+            args=(capture_main, c.source, ring_name, self.status_q, self.stop_capture), kwargs=opts)
         self.capture.start()
 
     def start_worker(self, ring_name: str, link_endpoint: str) -> None:
@@ -423,7 +373,8 @@ class Supervisor:
                 self._state = "stopped" if code == EXIT_OK else "failed"
                 self.status(link, self._state, self.summary_line())
                 time.sleep(0.3)  # let the relay forward the last status (and a listener print it)
-                self.say(f"{self.summary_line()}" + (f" ({self.signalled})" if self.signalled else ""))
+                if code != EXIT_CONFIG:  # a configuration error is said in one line, not followed by counters
+                    self.say(f"{self.summary_line()}" + (f" ({self.signalled})" if self.signalled else ""))
                 if c.record and Path(c.record).is_file():
                     self.say(f"annotated video: {c.record}")
                 return code

@@ -22,6 +22,7 @@ import shutil
 import sys
 from importlib import resources
 from pathlib import Path
+from typing import Callable
 
 log = logging.getLogger("clipmg.demo")
 
@@ -46,9 +47,11 @@ def demo_checkpoint() -> Path:
     return p
 
 
-def ensure_demo_model(cache: Path | None = None, backend: str = "auto") -> Path:
+def ensure_demo_model(cache: Path | None = None, backend: str = "auto",
+                      say: Callable[[str], None] = log.info) -> Path:
     """The artifact the live demo runs: an ONNX export of the demo checkpoint (made once, cached)
-    when ONNX Runtime is installed (``backend`` ``auto``/``onnxruntime``), else the checkpoint."""
+    when ONNX Runtime is installed (``backend`` ``auto``/``onnxruntime``), else the checkpoint.
+    A failed export falls back to the checkpoint (PyTorch backend), saying why."""
     ckpt = demo_checkpoint()
     if backend == "torch":
         return ckpt
@@ -64,8 +67,14 @@ def ensure_demo_model(cache: Path | None = None, backend: str = "auto") -> Path:
     if not (out / "manifest.json").is_file():
         from clipmg.engines.export import export_onnx
 
-        log.info("exporting the demo model to ONNX once: %s", out)
-        export_onnx(ckpt, out, log=lambda m: log.info("%s", m))
+        say(f"exporting the demo model to ONNX once ({out})")
+        try:
+            export_onnx(ckpt, out, log=lambda m: None)
+        except Exception as e:  # noqa: BLE001 - the demo must run: fall back to PyTorch, say why
+            if backend == "onnxruntime":
+                raise
+            say(f"ONNX export of the demo model failed ({' '.join(str(e).split())[:200]}): running it in PyTorch")
+            return ckpt
     return out
 
 

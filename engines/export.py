@@ -1,0 +1,331 @@
+"""``clipmg-export CHECKPOINT OUT_DIR``: the two halves of CLIP-MG as ONNX graphs, checked.
+
+Layout of ``OUT_DIR``::
+
+    frame_encoder.onnx        images (n, 3, S, S) -> tokens (n, 1+N_p, D), frame_emb (n, E); n dynamic
+    window_head.onnx          tokens (b, T_r, 1+N_p, D), frame_emb (b, T_r, E), keypoints (b, T_p, J, 3)
+                              -> logits (b, C); b dynamic. Inputs a variant does not use are absent.
+    frame_encoder.int8.onnx   optional (--int8): ONNX Runtime dynamic int8 quantisation
+    manifest.json             written last: files with size + sha256, the metadata, the check results
+
+Each ``.onnx`` carries the metadata (see ``engines/metadata.py``) as JSON under the ``clipmg`` key
+of ``metadata_props``. The export uses the TorchScript exporter (``dynamo=False``, opset 17) with
+the multi-head-attention fast path disabled and a trace batch of 2, then runs both graphs in ONNX
+Runtime against PyTorch; a relative error above the tolerance fails the export and leaves nothing
+at ``OUT_DIR``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterator, List, Sequence, Tuple
+
+import numpy as np
+
+from .base import EngineError
+
+FRAME_ENCODER = "frame_encoder.onnx"
+WINDOW_HEAD = "window_head.onnx"
+FRAME_ENCODER_INT8 = "frame_encoder.int8.onnx"
+FE_INPUTS, FE_OUTPUTS = ("images",), ("tokens", "frame_emb")
+HEAD_INPUTS, HEAD_OUTPUTS = ("tokens", "frame_emb", "keypoints"), ("logits",)
+DEFAULT_OPSET = 17
+DEFAULT_TOLERANCE = 1e-4
+Log = Callable[[str], None]
+
+
+class ExportCheckError(EngineError):
+    """The exported graphs disagree with PyTorch beyond the tolerance."""
+
+
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def rel_error(actual: np.ndarray, reference: np.ndarray) -> float:
+    """``max |actual - reference| / max |reference|``: the error relative to the reference's scale."""
+    a, r = np.asarray(actual, np.float64), np.asarray(reference, np.float64)
+    if a.shape != r.shape:
+        return float("inf")
+    return float(np.abs(a - r).max() / max(float(np.abs(r).max()), 1e-12))
+
+
+@contextlib.contextmanager
+def mha_fastpath_disabled() -> Iterator[None]:
+    """open_clip's ``nn.MultiheadAttention`` eval fast path breaks the TorchScript exporter."""
+    import torch
+
+    before = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        yield
+    finally:
+        torch.backends.mha.set_fastpath_enabled(before)
+
+
+def example_inputs(cfg: Any, windows: int, seed: int = 0) -> Tuple[np.ndarray, np.ndarray]:
+    """Random model inputs: images ``(B, T_r, 3, S, S)`` (unit normal, like normalised pixels) and
+    keypoints ``(B, T_p, J, 3)`` inside the crop with confidences in [0, 1], a tenth of them absent."""
+    rng = np.random.default_rng(seed)
+    s, c, j = cfg.vision.image_size, cfg.clip, cfg.pose.num_joints
+    images = rng.standard_normal((windows, c.rgb_frames, 3, s, s)).astype(np.float32)
+    kp = rng.random((windows, c.pose_frames, j, 3)).astype(np.float32)
+    kp[..., :2] *= s
+    kp[..., 2] *= rng.random(kp.shape[:-1]) > 0.1
+    return images, kp
+
+
+def _to_onnx(module: Any, args: Tuple[Any, ...], inputs: Sequence[str], outputs: Sequence[str],
+             batch_axis: Dict[str, str], opset: int) -> Any:
+    """Trace ``module`` with the TorchScript exporter into an in-memory ``onnx.ModelProto``."""
+    import onnx
+    import torch
+
+    buf = io.BytesIO()
+    axes = {name: {0: batch_axis[name]} for name in (*inputs, *outputs)}
+    with torch.no_grad(), mha_fastpath_disabled(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # deprecation notes of the TorchScript exporter
+        torch.onnx.export(module, args, buf, dynamo=False, opset_version=opset, input_names=list(inputs),
+                          output_names=list(outputs), dynamic_axes=axes, do_constant_folding=True)
+    return onnx.load_from_string(buf.getvalue())
+
+
+def attach_metadata(model: Any, meta: Dict[str, Any], graph: str) -> None:
+    """Store the metadata in ``model.metadata_props`` (replacing any clipmg keys already there)."""
+    from .metadata import META_KEY, encode
+
+    cfg = meta["config"]
+    props = {META_KEY: encode(meta), "clipmg.graph": graph, "clipmg.preset": cfg["name"],
+             "clipmg.variant": cfg["variant"], "clipmg.num_classes": str(cfg["num_classes"]),
+             "clipmg.checkpoint_sha256": meta["checkpoint_sha256"]}
+    keep = [(p.key, p.value) for p in model.metadata_props if not p.key.startswith("clipmg")]
+    del model.metadata_props[:]
+    for k, v in [*keep, *props.items()]:
+        entry = model.metadata_props.add()
+        entry.key, entry.value = k, v
+    model.doc_string = f"CLIP-MG {graph} ({cfg['name']}, {cfg['variant']}, {cfg['num_classes']} classes)"
+
+
+def export_graphs(model: Any, out_dir: Path, meta: Dict[str, Any], opset: int = DEFAULT_OPSET,
+                  trace_batch: int = 2, log: Log = _stderr) -> Dict[str, Any]:
+    """Write ``frame_encoder.onnx`` and ``window_head.onnx`` for ``model`` into ``out_dir``.
+
+    Returns ``meta`` with ``io`` (names and shapes of each graph's inputs and outputs) added.
+    """
+    import onnx
+    import torch
+
+    if trace_batch < 2:
+        raise ValueError("trace_batch must be at least 2 so no batch size is frozen into reshapes")
+    model = model.eval()
+    fe, wh = model.split()
+    fe.eval(), wh.eval()  # torch.onnx.export restores each wrapper's own training flag afterwards
+    cfg = model.cfg
+    s, t = cfg.vision.image_size, cfg.clip.rgb_frames
+    images, kp = example_inputs(cfg, trace_batch)
+    with torch.no_grad(), mha_fastpath_disabled():
+        x, c = fe(torch.from_numpy(images.reshape(-1, 3, s, s)))
+    tokens, emb = x.reshape(trace_batch, t, *x.shape[1:]), c.reshape(trace_batch, t, -1)
+
+    io_desc: Dict[str, Any] = {}
+    t0 = time.perf_counter()
+    log(f"exporting the frame encoder ({cfg.name}, opset {opset}) ...")
+    fe_proto = _to_onnx(fe, (torch.from_numpy(images[0, :trace_batch]),), FE_INPUTS, FE_OUTPUTS,
+                        {"images": "n", "tokens": "n", "frame_emb": "n"}, opset)
+    log(f"exporting the window head ({cfg.variant}) ...")
+    wh_proto = _to_onnx(wh, (tokens, emb, torch.from_numpy(kp)), HEAD_INPUTS, HEAD_OUTPUTS,
+                        {"tokens": "b", "frame_emb": "b", "keypoints": "b", "logits": "b"}, opset)
+    graphs = (("frame_encoder", fe_proto, FRAME_ENCODER), ("window_head", wh_proto, WINDOW_HEAD))
+    for graph, proto, _ in graphs:
+        io_desc[graph] = {"inputs": {i.name: _dims(i) for i in proto.graph.input},
+                          "outputs": {o.name: _dims(o) for o in proto.graph.output}}
+    want = expected_io(cfg)
+    for graph, d in io_desc.items():  # output dims can come out as exporter-made symbols: compare names
+        if d["inputs"] != want[graph]["inputs"] or list(d["outputs"]) != list(want[graph]["outputs"]):
+            raise ExportCheckError(f"the exported {graph} has inputs {d['inputs']} and outputs {list(d['outputs'])}, "
+                                   f"expected {want[graph]['inputs']} and {list(want[graph]['outputs'])}; report "
+                                   f"this with the checkpoint's preset and variant")
+    full_meta = {**meta, "io": want}
+    for graph, proto, fname in graphs:
+        for out in proto.graph.output:  # declare the static output dims the exporter left symbolic
+            for dim, value in zip(out.type.tensor_type.shape.dim, want[graph]["outputs"][out.name]):
+                if isinstance(value, int):
+                    dim.dim_value = value
+                else:
+                    dim.dim_param = value
+        attach_metadata(proto, full_meta, graph)
+        onnx.checker.check_model(proto)
+        onnx.save_model(proto, str(out_dir / fname))
+    dropped = [n for n in HEAD_INPUTS if n not in io_desc["window_head"]["inputs"]]
+    log(f"exported in {time.perf_counter() - t0:.1f} s"
+        + (f" (the {cfg.variant} head does not use: {', '.join(dropped)})" if dropped else ""))
+    return full_meta
+
+
+def used_head_inputs(variant: str) -> List[str]:
+    """The head inputs a variant reads; the others are absent from its exported graph."""
+    if variant == "no_pose":
+        return ["tokens"]
+    if variant == "no_cross_attention":
+        return ["frame_emb", "keypoints"]
+    return ["tokens", "keypoints"]
+
+
+def expected_io(cfg: Any) -> Dict[str, Any]:
+    """Names and symbolic shapes of both graphs' inputs and outputs for ``cfg``."""
+    v, c = cfg.vision, cfg.clip
+    s, n = v.image_size, 1 + v.num_patches
+    head_in = {"tokens": ["b", c.rgb_frames, n, v.width], "frame_emb": ["b", c.rgb_frames, v.embed_dim],
+               "keypoints": ["b", c.pose_frames, cfg.pose.num_joints, 3]}
+    return {"frame_encoder": {"inputs": {"images": ["n", 3, s, s]},
+                              "outputs": {"tokens": ["n", n, v.width], "frame_emb": ["n", v.embed_dim]}},
+            "window_head": {"inputs": {k: head_in[k] for k in used_head_inputs(cfg.variant)},
+                            "outputs": {"logits": ["b", cfg.num_classes]}}}
+
+
+def _dims(value_info: Any) -> List[Any]:
+    return [d.dim_param or d.dim_value for d in value_info.type.tensor_type.shape.dim]
+
+
+def check_export(model: Any, out_dir: Path, tolerance: float = DEFAULT_TOLERANCE, windows: int = 1,
+                 seed: int = 1, threads: int | None = None, log: Log = _stderr) -> Dict[str, float]:
+    """Run the exported graphs in ONNX Runtime (CPU, float32) against eager PyTorch.
+
+    Uses ``windows`` windows (a batch other than the trace batch, so dynamic axes are exercised).
+    Returns the relative errors (see ``rel_error``) of the frame encoder's two outputs, of the head
+    fed PyTorch's tokens, and of the composition (ONNX encoder -> ONNX head) against the monolithic
+    PyTorch forward; raises ``ExportCheckError`` when one exceeds ``tolerance``.
+    """
+    import torch
+
+    from .onnx_backend import OnnxEngine
+
+    cfg = model.cfg
+    images, kp = example_inputs(cfg, windows, seed)
+    b, t = images.shape[:2]
+    flat = images.reshape(b * t, *images.shape[2:])
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        x, c = model.eval().encode_frames(torch.from_numpy(flat))
+        ref_logits = model.head(x.reshape(b, t, *x.shape[1:]), c.reshape(b, t, -1), torch.from_numpy(kp)).numpy()
+        x, c = x.numpy(), c.numpy()
+    engine = OnnxEngine.from_files(out_dir / FRAME_ENCODER, out_dir / WINDOW_HEAD, threads=threads,
+                                   providers=["CPUExecutionProvider"])
+    ox, oc = engine.encode_frames(flat)
+    errors = {
+        "frame_encoder.tokens": rel_error(ox, x),
+        "frame_encoder.frame_emb": rel_error(oc, c),
+        "window_head.logits": rel_error(engine.head(x.reshape(b, t, *x.shape[1:]), c.reshape(b, t, -1), kp),
+                                        ref_logits),
+        "composition.logits": rel_error(engine(images, kp), ref_logits),
+    }
+    worst = max(errors, key=errors.get)
+    log("ONNX Runtime vs PyTorch, relative error: " + ", ".join(f"{k} {v:.1e}" for k, v in errors.items())
+        + f" ({time.perf_counter() - t0:.1f} s)")
+    if not errors[worst] <= tolerance:
+        raise ExportCheckError(f"the exported {worst} differs from PyTorch by {errors[worst]:.2e} (relative), "
+                               f"above the tolerance {tolerance:.0e}; nothing was written. Report this with the "
+                               f"checkpoint's preset and variant")
+    return errors
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What ``export_onnx`` wrote."""
+
+    out_dir: Path
+    manifest: Dict[str, Any]
+
+
+def export_onnx(checkpoint: str | Path, out_dir: str | Path, *, opset: int = DEFAULT_OPSET,
+                tolerance: float = DEFAULT_TOLERANCE, check: bool = True, int8: bool = False,
+                val_samples: str | Path | None = None, int8_samples: int = 8, threads: int | None = None,
+                log: Log = _stderr, **expect: Any) -> ExportResult:
+    """Export a checkpoint to an ONNX directory (see module docstring); returns the manifest.
+
+    ``expect`` (``num_classes``, ``class_names``, ``variant``, ``preset``, ``config``) is checked
+    against the checkpoint first. ``int8`` adds a dynamically quantised frame encoder, evaluated
+    on ``val_samples`` (an ``.npz``, see ``engines/quantize.py``) or on ``int8_samples`` synthetic
+    windows; it becomes the default precision only when its measured top-1 loss is under 1 point on
+    real validation samples.
+    """
+    from clipmg.train.checkpoint import CheckpointError, file_sha256, load_checkpoint
+
+    from .artifacts import ONNX_EXPORT, file_entry, staged_directory, write_manifest
+    from .metadata import artifact_metadata, check_expectations, tool_versions
+
+    checkpoint, out_dir = Path(checkpoint), Path(out_dir)
+    if not checkpoint.is_file():
+        raise EngineError(f"checkpoint {checkpoint} does not exist; give the .safetensors file written by clipmg-train")
+    if val_samples is not None and not Path(val_samples).is_file():
+        raise EngineError(f"validation samples {val_samples} do not exist; give an .npz file (see docs/engines.md)")
+    try:
+        model, ckpt_meta = load_checkpoint(checkpoint)
+    except CheckpointError as e:
+        raise EngineError(str(e)) from e
+    sha = file_sha256(checkpoint)
+    meta = artifact_metadata(ckpt_meta, sha, exporter={**tool_versions(), "opset": opset, "exporter": "torchscript"})
+    check_expectations(meta, checkpoint, **expect)
+    with staged_directory(out_dir) as stage:
+        meta = export_graphs(model, stage, meta, opset=opset, log=log)
+        errors = check_export(model, stage, tolerance, threads=threads, log=log) if check else {}
+        files = {"frame_encoder": file_entry(stage / FRAME_ENCODER), "window_head": file_entry(stage / WINDOW_HEAD)}
+        int8_report = None
+        if int8:
+            from .quantize import add_int8_frame_encoder
+
+            int8_report = add_int8_frame_encoder(stage, meta, val_samples, int8_samples, threads, log)
+            files["frame_encoder_int8"] = file_entry(stage / FRAME_ENCODER_INT8)
+        manifest = {"format": ONNX_EXPORT, "files": files, "metadata": meta,
+                    "check": {"reference": "pytorch float32 eager", "metric": "max|a-b| / max|b|",
+                              "tolerance": tolerance if check else None, "errors": errors},
+                    "int8": int8_report, "source": {"checkpoint": checkpoint.name, "sha256": sha}}
+        write_manifest(stage, manifest)
+    log(f"wrote {out_dir} ({', '.join(e['file'] for e in files.values())}, manifest.json)")
+    return ExportResult(out_dir, manifest)
+
+
+def one_line(e: BaseException) -> str:
+    """An exception as one line (ONNX Runtime and TensorRT messages can span many)."""
+    return " ".join(str(e).split())[:600] or type(e).__name__
+
+
+def main(argv: List[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="clipmg-export", description="Export a clipmg checkpoint to ONNX "
+                                 "(frame encoder + window head), checked against PyTorch with ONNX Runtime.")
+    ap.add_argument("checkpoint", type=Path, help="checkpoint .safetensors written by clipmg-train")
+    ap.add_argument("out_dir", type=Path, help="output directory (created; a previous export there is replaced)")
+    ap.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="ONNX opset (default %(default)s)")
+    ap.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE,
+                    help="largest relative error of the check against PyTorch (default %(default)s)")
+    ap.add_argument("--int8", action="store_true", help="also write a dynamically quantised int8 frame encoder")
+    ap.add_argument("--val-samples", type=Path, help="validation windows (.npz) to measure the int8 accuracy change")
+    ap.add_argument("--int8-samples", type=int, default=8, help="synthetic windows when no --val-samples")
+    ap.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads for the check")
+    ap.add_argument("--num-classes", type=int, help="refuse a checkpoint with another class count")
+    ap.add_argument("--variant", help="refuse a checkpoint of another variant")
+    ap.add_argument("--preset", help="refuse a checkpoint of another preset")
+    args = ap.parse_args(argv)
+    expect = {k: v for k, v in (("num_classes", args.num_classes), ("variant", args.variant),
+                                ("preset", args.preset)) if v is not None}
+    try:
+        export_onnx(args.checkpoint, args.out_dir, opset=args.opset, tolerance=args.tolerance, int8=args.int8,
+                    val_samples=args.val_samples, int8_samples=args.int8_samples, threads=args.threads, **expect)
+    except ExportCheckError as e:
+        print(f"clipmg-export: check failed: {one_line(e)}", file=sys.stderr)
+        return 1
+    except (EngineError, ValueError, OSError) as e:
+        print(f"clipmg-export: error: {one_line(e)}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

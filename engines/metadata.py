@@ -1,0 +1,180 @@
+"""The metadata every exported artifact carries, and the checks that refuse a mismatch.
+
+One dict describes the model behind an artifact (ONNX export, TensorRT engine) and travels inside
+it: the ``ModelConfig`` (architecture, variant, sampling, preprocessing), the class names, the
+training clips' duration statistics, the source checkpoint's sha256, and the tool versions that
+wrote it. ``Engine.metadata`` is this dict, whatever the backend.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from pathlib import Path
+from typing import Any, Dict, List, Sequence
+
+from clipmg.model import ModelConfig, PreprocessConfig
+
+from .base import EngineError
+
+FORMAT = "clipmg-engine/1"
+META_KEY = "clipmg"  # key of the JSON metadata in ONNX metadata_props and engine headers
+_EXPECTATIONS = ("config", "class_names", "num_classes", "variant", "preset", "preprocess", "image_size",
+                 "num_joints", "layout", "rgb_frames", "pose_frames")
+
+
+def preprocess_summary(cfg: ModelConfig) -> Dict[str, Any]:
+    """Everything the live pipeline must do to a frame and to keypoints before the model, flat.
+
+    Derived from ``cfg`` (``cfg.preprocess`` is the source); kept beside it so a reader of the
+    artifact sees the input contract without knowing the config layout.
+    """
+    p, v, c = cfg.preprocess, cfg.vision, cfg.clip
+    return {
+        "image_size": v.image_size, "crop": p.crop, "person_scale": p.person_scale,
+        "person_smoothing": p.person_smoothing, "mean": list(p.mean), "std": list(p.std),
+        "color": "RGB", "layout": "NCHW float32, normalised",
+        "keypoint_layout": cfg.pose.layout, "num_joints": cfg.pose.num_joints,
+        "keypoints": "(x, y, confidence) in model-input pixels",
+        "rgb_frames": c.rgb_frames, "pose_frames": c.pose_frames, "rgb_offset": c.rgb_offset,
+    }
+
+
+def tool_versions() -> Dict[str, str]:
+    """Versions of the libraries that write an artifact (those importable here)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from clipmg.train.checkpoint import code_version
+
+    out = {"clipmg": code_version()}
+    for dist in ("torch", "onnx", "onnxruntime", "tensorrt", "torch_tensorrt"):
+        try:
+            out[dist] = version(dist)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def artifact_metadata(checkpoint_meta: Dict[str, Any], checkpoint_sha256: str,
+                      **extra: Any) -> Dict[str, Any]:
+    """Metadata for an artifact built from a checkpoint whose metadata is ``checkpoint_meta``."""
+    cfg = ModelConfig.from_dict(checkpoint_meta["config"])
+    return {
+        "format": FORMAT,
+        "config": cfg.to_dict(),
+        "preprocess": preprocess_summary(cfg),
+        "class_names": list(checkpoint_meta["class_names"]),
+        "duration_stats": dict(checkpoint_meta.get("duration_stats") or {}),
+        "metrics": dict(checkpoint_meta.get("metrics") or {}),
+        "checkpoint_sha256": checkpoint_sha256,
+        "checkpoint_code_version": checkpoint_meta.get("code_version", ""),
+        "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        **extra,
+    }
+
+
+def encode(meta: Dict[str, Any]) -> str:
+    return json.dumps(meta, sort_keys=True)
+
+
+def decode(raw: str | bytes, where: Path | str) -> Dict[str, Any]:
+    """Parse and validate metadata JSON read from ``where``."""
+    try:
+        meta = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise EngineError(f"{where} carries unreadable clipmg metadata ({e}); the file is corrupt: "
+                          f"export or build it again") from e
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        got = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+        raise EngineError(f"{where} has metadata format {got!r} but this version reads {FORMAT}; "
+                          f"export or build it again with this version of clipmg")
+    try:
+        cfg = ModelConfig.from_dict(meta["config"])
+        names = meta["class_names"]
+    except (KeyError, TypeError, ValueError) as e:
+        raise EngineError(f"{where} carries an invalid model config ({e}); export it again with this "
+                          f"version of clipmg") from e
+    if len(names) != cfg.num_classes:
+        raise EngineError(f"{where} lists {len(names)} class names for a {cfg.num_classes}-class model; "
+                          f"the metadata is corrupt: export it again")
+    if meta.get("preprocess") != preprocess_summary(cfg):
+        raise EngineError(f"{where} has a preprocessing summary that disagrees with its model config; "
+                          f"the metadata was edited or is corrupt: export it again")
+    return meta
+
+
+def metadata_differences(meta: Dict[str, Any], config: ModelConfig | None = None,
+                         class_names: Sequence[str] | None = None, num_classes: int | None = None,
+                         variant: str | None = None, preset: str | None = None,
+                         preprocess: PreprocessConfig | Dict[str, Any] | None = None,
+                         image_size: int | None = None, num_joints: int | None = None,
+                         layout: str | None = None, rgb_frames: int | None = None,
+                         pose_frames: int | None = None) -> List[str]:
+    """What differs between an artifact's metadata and what the caller asked for (``[]``: none)."""
+    from clipmg.train.checkpoint import config_differences
+
+    cfg = ModelConfig.from_dict(meta["config"])
+    diffs: List[str] = []
+    if config is not None:
+        diffs += [d.replace("in the checkpoint", "in the artifact") for d in config_differences(config, cfg)]
+    if preset is not None and cfg.name != preset:
+        diffs.append(f"preset is {cfg.name!r} in the artifact but {preset!r} was requested")
+    if variant is not None and cfg.variant != variant:
+        diffs.append(f"variant is {cfg.variant!r} in the artifact but {variant!r} was requested")
+    if num_classes is not None and cfg.num_classes != num_classes:
+        diffs.append(f"the artifact has {cfg.num_classes} classes but {num_classes} were requested")
+    if class_names is not None and list(class_names) != list(meta["class_names"]):
+        diffs.append(f"class names differ (artifact: {list(meta['class_names'])[:4]}..., requested: "
+                     f"{list(class_names)[:4]}...)")
+    if preprocess is not None:
+        want = preprocess if isinstance(preprocess, dict) else json.loads(json.dumps(preprocess.__dict__))
+        have = json.loads(json.dumps(cfg.preprocess.__dict__))
+        for k in sorted(set(want) | set(have)):
+            if want.get(k, have.get(k)) != have.get(k):
+                diffs.append(f"preprocess.{k} is {have.get(k)!r} in the artifact but {want.get(k)!r} was requested")
+    scalars = {"image_size": (image_size, cfg.vision.image_size), "num_joints": (num_joints, cfg.pose.num_joints),
+               "keypoint layout": (layout, cfg.pose.layout), "rgb_frames": (rgb_frames, cfg.clip.rgb_frames),
+               "pose_frames": (pose_frames, cfg.clip.pose_frames)}
+    for name, (want_v, have_v) in scalars.items():
+        if want_v is not None and want_v != have_v:
+            diffs.append(f"{name} is {have_v!r} in the artifact but {want_v!r} was requested")
+    return diffs
+
+
+def check_expectations(meta: Dict[str, Any], where: Path | str, **expect: Any) -> None:
+    """Refuse, with one sentence, an artifact whose metadata does not match ``expect``.
+
+    ``expect`` keys: ``config``, ``class_names``, ``num_classes``, ``variant``, ``preset``,
+    ``preprocess``, ``image_size``, ``num_joints``, ``layout``, ``rgb_frames``, ``pose_frames``.
+    """
+    unknown = set(expect) - set(_EXPECTATIONS)
+    if unknown:
+        raise EngineError(f"unknown option(s) {', '.join(sorted(unknown))} for this backend; expectations are "
+                          f"{', '.join(_EXPECTATIONS)} (backend options: see load_engine's docstring)")
+    diffs = metadata_differences(meta, **expect)
+    if diffs:
+        raise EngineError(f"{where} does not match the requested configuration: " + "; ".join(diffs[:6])
+                          + ". Use an artifact exported from a checkpoint trained for this configuration, "
+                            "or drop the conflicting options.")
+
+
+def split_expectations(options: Dict[str, Any]) -> tuple[Dict[str, Any], Dict[str, Any]]:
+    """``options`` -> (expectations, backend options)."""
+    expect = {k: v for k, v in options.items() if k in _EXPECTATIONS}
+    rest = {k: v for k, v in options.items() if k not in _EXPECTATIONS}
+    return expect, rest
+
+
+def check_checkpoint(path: Path | str, **expect: Any) -> Dict[str, Any]:
+    """A checkpoint's metadata (weights not read), checked against ``expect``; ``EngineError`` for
+    an unreadable checkpoint or a mismatch."""
+    from clipmg.train.checkpoint import CheckpointError, read_metadata
+
+    try:
+        meta = read_metadata(path)
+        cfg = ModelConfig.from_dict(meta["config"])
+    except (CheckpointError, KeyError, TypeError) as e:
+        raise EngineError(str(e)) from e
+    meta = {**meta, "preprocess": preprocess_summary(cfg)}
+    check_expectations(meta, path, **expect)
+    return meta
