@@ -9,33 +9,11 @@ import numpy as np
 
 
 def count_flops(model: Any) -> Dict[str, float]:
-    """FLOPs (multiply and add counted separately) of the frame encoder per frame and of the
-    window head per window, counted by ``torch.utils.flop_counter.FlopCounterMode``.
+    """FLOPs of the frame encoder per frame and of the window head per window (``model/profile.py``
+    counts them, with attention's fused kernels switched to countable ones)."""
+    from clipmg.model.profile import split_flops
 
-    Attention runs through SDPA's math kernel while counting so its matmuls are seen (the fused
-    CPU kernel is not in the counter's table); element-wise ops (GELU, LayerNorm, softmax) are not
-    counted, as usual.
-    """
-    import torch
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-    from torch.utils.flop_counter import FlopCounterMode
-
-    from .export import example_inputs, mha_fastpath_disabled
-
-    cfg = model.cfg
-    images, kp = example_inputs(cfg, 1)
-    with torch.no_grad(), mha_fastpath_disabled(), sdpa_kernel(SDPBackend.MATH):
-        counter = FlopCounterMode(display=False)
-        with counter:
-            x, c = model.eval().encode_frames(torch.from_numpy(images[0, :1]))
-        per_frame = counter.get_total_flops()
-        t = cfg.clip.rgb_frames
-        tokens, emb = x.expand(t, -1, -1).unsqueeze(0), c.expand(t, -1).unsqueeze(0)
-        counter = FlopCounterMode(display=False)
-        with counter:
-            model.head(tokens, emb, torch.from_numpy(kp))
-        per_window = counter.get_total_flops()
-    return {"frame_encoder_per_frame": float(per_frame), "window_head_per_window": float(per_window)}
+    return split_flops(model)
 
 
 def matmul_ceiling(n: int = 2048, repeats: int = 5) -> Dict[str, float]:

@@ -11,9 +11,9 @@ from __future__ import annotations
 import datetime as _dt
 import json
 from pathlib import Path
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List
 
-from clipmg.model import ModelConfig, PreprocessConfig
+from clipmg.model import ModelConfig
 
 from .base import EngineError
 
@@ -103,43 +103,12 @@ def decode(raw: str | bytes, where: Path | str) -> Dict[str, Any]:
     return meta
 
 
-def metadata_differences(meta: Dict[str, Any], config: ModelConfig | None = None,
-                         class_names: Sequence[str] | None = None, num_classes: int | None = None,
-                         variant: str | None = None, preset: str | None = None,
-                         preprocess: PreprocessConfig | Dict[str, Any] | None = None,
-                         image_size: int | None = None, num_joints: int | None = None,
-                         layout: str | None = None, rgb_frames: int | None = None,
-                         pose_frames: int | None = None) -> List[str]:
-    """What differs between an artifact's metadata and what the caller asked for (``[]``: none)."""
-    from clipmg.train.checkpoint import config_differences
+def metadata_differences(meta: Dict[str, Any], **expect: Any) -> List[str]:
+    """What differs between an artifact's metadata and what the caller asked for (``[]``: none);
+    the expectations are those of ``clipmg.train.checkpoint.expectation_differences``."""
+    from clipmg.train.checkpoint import expectation_differences
 
-    cfg = ModelConfig.from_dict(meta["config"])
-    diffs: List[str] = []
-    if config is not None:
-        diffs += [d.replace("in the checkpoint", "in the artifact") for d in config_differences(config, cfg)]
-    if preset is not None and cfg.name != preset:
-        diffs.append(f"preset is {cfg.name!r} in the artifact but {preset!r} was requested")
-    if variant is not None and cfg.variant != variant:
-        diffs.append(f"variant is {cfg.variant!r} in the artifact but {variant!r} was requested")
-    if num_classes is not None and cfg.num_classes != num_classes:
-        diffs.append(f"the artifact has {cfg.num_classes} classes but {num_classes} were requested")
-    if class_names is not None and list(class_names) != list(meta["class_names"]):
-        diffs.append(f"class names differ (artifact: {list(meta['class_names'])[:4]}..., requested: "
-                     f"{list(class_names)[:4]}...)")
-    if preprocess is not None:
-        want = preprocess if isinstance(preprocess, dict) else json.loads(json.dumps(preprocess.__dict__))
-        have = json.loads(json.dumps(cfg.preprocess.__dict__))
-        for k in sorted(set(want) | set(have)):
-            if want.get(k, have.get(k)) != have.get(k):
-                diffs.append(f"preprocess.{k} is {have.get(k)!r} in the artifact but {want.get(k)!r} was requested")
-    scalars = {"image_size": (image_size, cfg.vision.image_size), "num_joints": (num_joints, cfg.pose.num_joints),
-               "keypoint layout": (layout, cfg.pose.layout), "rgb_frames": (rgb_frames, cfg.clip.rgb_frames),
-               "pose_frames": (pose_frames, cfg.clip.pose_frames)}
-    for name, (want_v, have_v) in scalars.items():
-        if want_v is not None and want_v != have_v:
-            diffs.append(f"{name} is {have_v!r} in the artifact but {want_v!r} was requested")
-    return diffs
-
+    return expectation_differences(meta, "artifact", **expect)
 
 def check_expectations(meta: Dict[str, Any], where: Path | str, **expect: Any) -> None:
     """Refuse, with one sentence, an artifact whose metadata does not match ``expect``.

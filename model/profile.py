@@ -13,28 +13,44 @@ from .factory import create_model
 
 
 def count_flops(fn, *args) -> int:
-    """FLOPs (multiply-add = 2) of one call, counted by PyTorch's dispatcher-level counter."""
-    # nn.MultiheadAttention's inference fast path is an opaque fused op the counter cannot see
+    """FLOPs (multiply-add = 2) of one call, counted by PyTorch's dispatcher-level counter.
+
+    nn.MultiheadAttention's inference fast path and the fused CPU attention kernel are opaque to
+    the counter, so both are switched to their plain forms while counting; element-wise ops
+    (GELU, LayerNorm, softmax) are not counted, as usual.
+    """
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
     fast = torch.backends.mha.get_fastpath_enabled()
     torch.backends.mha.set_fastpath_enabled(False)
     try:
-        with FlopCounterMode(display=False) as counter, torch.no_grad():
+        with FlopCounterMode(display=False) as counter, torch.no_grad(), sdpa_kernel(SDPBackend.MATH):
             fn(*args)
     finally:
         torch.backends.mha.set_fastpath_enabled(fast)
     return int(counter.get_total_flops())
 
 
-def profile_preset(preset: str, num_classes: int = 32, variant: str = "full") -> Dict[str, float]:
-    """Parameters (total / trainable) and FLOPs of the frame encoder per frame and the head per window."""
-    model = create_model(preset, num_classes=num_classes, variant=variant).eval()
+def split_flops(model) -> Dict[str, float]:
+    """FLOPs of the frame encoder per frame and of the window head per window for ``model``."""
     cfg = model.cfg
     s, t = cfg.vision.image_size, cfg.clip.rgb_frames
     img = torch.zeros(1, 3, s, s)
-    tokens, emb = model.encode_frames(img)
-    kp = torch.rand(1, cfg.clip.pose_frames, cfg.pose.num_joints, 3) * torch.tensor([s, s, 1.0])
+    model = model.eval()
+    with torch.no_grad():
+        tokens, emb = model.encode_frames(img)
+    g = torch.Generator().manual_seed(0)
+    kp = torch.rand(1, cfg.clip.pose_frames, cfg.pose.num_joints, 3, generator=g) * torch.tensor([s, s, 1.0])
     tok_w = tokens.unsqueeze(1).expand(1, t, *tokens.shape[1:]).contiguous()
     emb_w = emb.unsqueeze(1).expand(1, t, emb.shape[-1]).contiguous()
+    return {"frame_encoder_per_frame": float(count_flops(model.encode_frames, img)),
+            "window_head_per_window": float(count_flops(model.head, tok_w, emb_w, kp))}
+
+
+def profile_preset(preset: str, num_classes: int = 32, variant: str = "full") -> Dict[str, float]:
+    """Parameters (total / trainable) and FLOPs of the frame encoder per frame and the head per window."""
+    model = create_model(preset, num_classes=num_classes, variant=variant).eval()
+    flops = split_flops(model)
     head_params = sum(p.numel() for n, p in model.named_parameters() if not n.startswith("visual."))
     last = model.visual.transformer.resblocks[-1]
     shared = sum(p.numel() for p in last.parameters()) + sum(p.numel() for p in model.visual.ln_post.parameters())
@@ -43,8 +59,8 @@ def profile_preset(preset: str, num_classes: int = 32, variant: str = "full") ->
         "params_trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "params_frame_encoder": sum(p.numel() for p in model.visual.parameters()),
         "params_head": head_params + shared,  # the head reuses block L and ln_post
-        "gflops_frame_encoder_per_frame": count_flops(model.encode_frames, img) / 1e9,
-        "gflops_head_per_window": count_flops(model.head, tok_w, emb_w, kp) / 1e9,
+        "gflops_frame_encoder_per_frame": flops["frame_encoder_per_frame"] / 1e9,
+        "gflops_head_per_window": flops["window_head_per_window"] / 1e9,
     }
 
 

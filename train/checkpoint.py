@@ -60,6 +60,21 @@ def atomic_write(path: Path, write: Any) -> None:
             os.unlink(tmp)
 
 
+def remove_stale_temporaries(directory: Path, names: Sequence[str]) -> List[Path]:
+    """Delete the temporary files ``atomic_write`` leaves when a process is killed mid-write
+    (``.<name>.XXXXXXXX`` beside ``<name>``); returns what was removed. The real files are never
+    touched: a kill leaves either the previous complete file or the new complete one in place."""
+    removed = []
+    for name in names:
+        for p in Path(directory).glob(f".{name}.*"):
+            try:
+                p.unlink()
+                removed.append(p)
+            except OSError:
+                pass
+    return removed
+
+
 def save_checkpoint(path: str | Path, model: CLIPMG, class_names: Sequence[str],
                     duration_stats: Dict[str, float] | None = None, metrics: Dict[str, Any] | None = None,
                     extra: Dict[str, Any] | None = None) -> Path:
@@ -120,23 +135,45 @@ def config_differences(expected: ModelConfig, actual: ModelConfig) -> List[str]:
     return out
 
 
-def check_expectations(meta: Dict[str, Any], path: Path, config: ModelConfig | None = None,
-                       class_names: Sequence[str] | None = None, num_classes: int | None = None,
-                       variant: str | None = None, preset: str | None = None) -> None:
-    """Refuse, with one sentence, metadata that does not match what the caller asked for."""
+def expectation_differences(meta: Dict[str, Any], what: str = "checkpoint", config: ModelConfig | None = None,
+                            class_names: Sequence[str] | None = None, num_classes: int | None = None,
+                            variant: str | None = None, preset: str | None = None,
+                            preprocess: Any = None, image_size: int | None = None, num_joints: int | None = None,
+                            layout: str | None = None, rgb_frames: int | None = None,
+                            pose_frames: int | None = None) -> List[str]:
+    """What differs between a checkpoint's or artifact's metadata and what the caller asked for
+    (``[]``: nothing). ``what`` names the thing in the sentences ("checkpoint", "artifact")."""
     cfg = ModelConfig.from_dict(meta["config"])
     diffs: List[str] = []
     if config is not None:
-        diffs += config_differences(config, cfg)
+        diffs += [d.replace("in the checkpoint", f"in the {what}") for d in config_differences(config, cfg)]
     if preset is not None and cfg.name != preset:
-        diffs.append(f"preset is {cfg.name!r} in the checkpoint but {preset!r} was requested")
+        diffs.append(f"preset is {cfg.name!r} in the {what} but {preset!r} was requested")
     if variant is not None and cfg.variant != variant:
-        diffs.append(f"variant is {cfg.variant!r} in the checkpoint but {variant!r} was requested")
+        diffs.append(f"variant is {cfg.variant!r} in the {what} but {variant!r} was requested")
     if num_classes is not None and cfg.num_classes != num_classes:
-        diffs.append(f"the checkpoint has {cfg.num_classes} classes but {num_classes} were requested")
+        diffs.append(f"the {what} has {cfg.num_classes} classes but {num_classes} were requested")
     if class_names is not None and list(class_names) != list(meta["class_names"]):
-        diffs.append(f"class names differ (checkpoint: {meta['class_names'][:4]}..., requested: "
+        diffs.append(f"class names differ ({what}: {list(meta['class_names'])[:4]}..., requested: "
                      f"{list(class_names)[:4]}...)")
+    if preprocess is not None:
+        want = preprocess if isinstance(preprocess, dict) else json.loads(json.dumps(preprocess.__dict__))
+        have = json.loads(json.dumps(cfg.preprocess.__dict__))
+        for k in sorted(set(want) | set(have)):
+            if want.get(k, have.get(k)) != have.get(k):
+                diffs.append(f"preprocess.{k} is {have.get(k)!r} in the {what} but {want.get(k)!r} was requested")
+    scalars = {"image_size": (image_size, cfg.vision.image_size), "num_joints": (num_joints, cfg.pose.num_joints),
+               "keypoint layout": (layout, cfg.pose.layout), "rgb_frames": (rgb_frames, cfg.clip.rgb_frames),
+               "pose_frames": (pose_frames, cfg.clip.pose_frames)}
+    for name, (want_v, have_v) in scalars.items():
+        if want_v is not None and want_v != have_v:
+            diffs.append(f"{name} is {have_v!r} in the {what} but {want_v!r} was requested")
+    return diffs
+
+
+def check_expectations(meta: Dict[str, Any], path: Path, **expect: Any) -> None:
+    """Refuse, with one sentence, metadata that does not match what the caller asked for."""
+    diffs = expectation_differences(meta, "checkpoint", **expect)
     if diffs:
         raise CheckpointError(f"checkpoint {path} does not match the requested configuration: "
                               + "; ".join(diffs[:6]) + ". Use a checkpoint trained for this configuration "
