@@ -1,0 +1,134 @@
+"""End-to-end benchmark of the live recognizer on this machine (``python -m clipmg.stream.bench_e2e``).
+
+A 640x480, 30 fps video (the synthetic generator's subject, rendered at that size) is played in
+real time (paced at its fps) through the real supervisor (``run_live.py``): capture process,
+shared-memory ring, MediaPipe pose, the CLIP-MG engine (ONNX Runtime on CPU by default, ViT-B/32
+preset with random weights: timings do not depend on the weights) and ZeroMQ. A subscriber in this
+process records every window and status message. Reported: sustained input fps, pose samples/s,
+windows/s, dropped frames, skipped windows, and the latency from the capture of a window's last
+frame to its publication (p50, p99).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Dict, List
+
+import numpy as np
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def write_video(path: Path, seconds: float, fps: float = 30.0, width: int = 640, height: int = 480) -> None:
+    from clipmg.train.synth import SynthConfig, synthetic_stream, write_video as _write
+
+    cfg = SynthConfig(width=width, height=height, fps=fps)
+    stream = synthetic_stream(seed=7, config=cfg)
+    frames = (next(stream).image for _ in range(int(seconds * fps)))
+    _write(path, frames, width, height, fps)
+
+
+def make_engine(preset: str, workdir: Path, backend: str) -> Path:
+    from clipmg.model import create_model
+    from clipmg.train.checkpoint import save_checkpoint
+    from clipmg.train.synth import SYNTH_CLASSES
+
+    ckpt = workdir / f"{preset}.safetensors"
+    save_checkpoint(ckpt, create_model(preset, num_classes=len(SYNTH_CLASSES)).eval(), list(SYNTH_CLASSES))
+    if backend == "torch":
+        return ckpt
+    from clipmg.engines.export import export_onnx
+
+    out = workdir / f"{preset}-onnx"
+    export_onnx(ckpt, out, log=lambda m: None)
+    return out
+
+
+def run(video: Path, engine: Path, seconds: float, pose: str, pose_every: int, stride: int,
+        threads: int | None) -> Dict[str, Any]:
+    import zmq
+
+    from clipmg.stream.messages import decode
+
+    port = _free_port()
+    endpoint = f"tcp://127.0.0.1:{port}"
+    cmd = [sys.executable, str(Path(__file__).resolve().parents[1] / "run_live.py"), "--source", str(video),
+           "--pose", pose, "--engine", str(engine), "--pose-every", str(pose_every), "--stride", str(stride),
+           "--endpoint", endpoint, "--duration", str(seconds), "--no-listen", "--no-record", "-q"]
+    if threads:
+        cmd += ["--threads", str(threads)]
+    ctx = zmq.Context.instance()
+    sub = ctx.socket(zmq.SUB)
+    sub.setsockopt(zmq.SUBSCRIBE, b"mg.")
+    sub.setsockopt(zmq.RCVTIMEO, 500)
+    sub.connect(endpoint)
+    windows: List[Dict[str, Any]] = []
+    statuses: List[Dict[str, Any]] = []
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + seconds + 120
+    try:
+        while proc.poll() is None and time.monotonic() < deadline:
+            try:
+                topic, payload = sub.recv_multipart()
+            except zmq.Again:
+                continue
+            msg = decode(payload)
+            (windows if topic.startswith(b"mg.window") else statuses if topic.startswith(b"mg.status") else []).append(msg)
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+        out = proc.communicate(timeout=60)[0]
+        sub.close(linger=0)
+    if proc.returncode not in (0, None):
+        raise RuntimeError(f"run_live.py exited {proc.returncode}:\n{out[-2000:]}")
+    running = [s for s in statuses if s.get("state") == "running"] or statuses
+    last = running[-1] if running else {}
+    lat = np.array([w["latency_ms"].get("capture_to_publish", np.nan) for w in windows], float)
+    lat = lat[np.isfinite(lat)]
+    span = (windows[-1]["t_publish"] - windows[0]["t_publish"]) if len(windows) > 1 else float("nan")
+    return {"seconds": seconds, "pose": pose, "pose_every": pose_every, "stride": stride,
+            "windows_received": len(windows), "windows_per_s": (len(windows) - 1) / span if span else 0.0,
+            "fps_in": last.get("fps_in"), "fps_pose": last.get("fps_pose"),
+            "dropped_frames": last.get("dropped_frames"), "skipped_windows": last.get("skipped"),
+            "latency_p50_ms": float(np.percentile(lat, 50)) if lat.size else None,
+            "latency_p99_ms": float(np.percentile(lat, 99)) if lat.size else None,
+            "stage_ms_last": last.get("latency_ms"), "windows_reported": last.get("windows")}
+
+
+def main(argv: List[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--preset", default="clipmg-vitb32")
+    ap.add_argument("--backend", choices=("onnxruntime", "torch"), default="onnxruntime")
+    ap.add_argument("--seconds", type=float, default=60.0, help="length of the paced run")
+    ap.add_argument("--pose", default="mediapipe")
+    ap.add_argument("--pose-every", type=int, nargs="+", default=[1, 2], help="Δp values to run")
+    ap.add_argument("--stride", type=int, default=8)
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--workdir", type=Path, default=None)
+    args = ap.parse_args(argv)
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="clipmg-e2e-"))
+    work.mkdir(parents=True, exist_ok=True)
+    video = work / "paced-640x480-30fps.mp4"
+    if not video.is_file():
+        write_video(video, args.seconds + 30)
+    engine = make_engine(args.preset, work, args.backend)
+    results = [run(video, engine, args.seconds, args.pose, dp, args.stride, args.threads) for dp in args.pose_every]
+    print(json.dumps({"preset": args.preset, "backend": args.backend, "cpus": os.cpu_count(), "runs": results},
+                     indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
