@@ -33,6 +33,7 @@ What it guarantees (streaming.md "Capture"):
 from __future__ import annotations
 
 import logging
+import os
 import queue as queue_mod
 import signal
 import threading
@@ -106,8 +107,10 @@ class _Reporter:
         self.state = state
         event = {"event": "source_state", "state": state, "source": self.source, "seq": seq,
                  "t_wall": time.time(), "t_mono": time.monotonic(), "detail": detail, **extra}
+        # Standalone, a problem is a warning; under a supervisor (a status queue) the event is the
+        # report, which the supervisor prints once: the log line stays at INFO, not duplicated.
         level = {"stalled": logging.WARNING, "reconnecting": logging.WARNING,
-                 "failed": logging.ERROR}.get(state, logging.INFO)
+                 "failed": logging.ERROR}.get(state, logging.INFO) if self.queue is None else logging.INFO
         log.log(level, "capture %s: %s%s", self.source, state,
                 f" ({self.scrub(detail)})" if detail else "")
         self.emit(event)
@@ -124,16 +127,17 @@ class _Stop:
         return self.signalled or (self.event is not None and self.event.is_set())
 
     def wait(self, seconds: float) -> bool:
-        """Sleep up to ``seconds``, waking early on stop; returns whether stop was requested."""
+        """Sleep up to ``seconds``, waking early on stop; returns whether stop was requested.
+
+        Polls instead of ``stop_event.wait()``: a process SIGKILLed inside ``multiprocessing.Event.wait``
+        stays counted as a sleeper, and the next ``set()`` (the supervisor stopping the run) then
+        waits forever for it to wake up."""
         end = time.monotonic() + max(0.0, seconds)
         while not self.is_set():
             left = end - time.monotonic()
             if left <= 0:
                 return False
-            if self.event is not None:
-                self.event.wait(min(left, 0.1))
-            else:
-                time.sleep(min(left, 0.1))
+            time.sleep(min(left, 0.02))
         return True
 
 
@@ -160,6 +164,10 @@ def capture_main(source_spec: str, ring_name: str, status_queue: Any, stop_event
     """
     from .sources import SourceOpenError, open_source, spec_is_live
 
+    # OpenCV's own warnings ("backend is generally available but can't be used to capture by name"
+    # on every failed open) say nothing the status events do not; FFmpeg's errors still show.
+    # Set OPENCV_LOG_LEVEL yourself to see them. Read when cv2 is first imported (by the sources).
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
     rep = _Reporter(status_queue, source_spec)
     stop = _Stop(stop_event)
     restore = _install_signal_handlers(stop)

@@ -24,6 +24,9 @@ NO_PERSON_POLICIES: Tuple[str, ...] = ("answer", "none")
 STREAM_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 DEMO_DURATION_S = 20.0  # the demo stops by itself after this long
 DEMO_RECORD = "clipmg-demo.mp4"  # the demo's annotated video
+# --source-option keys the capture process takes as seconds (stream/capture.py: capture_main)
+TIMING_SOURCE_OPTIONS = ("open_timeout_s", "read_timeout_s", "initial_backoff_s", "max_backoff_s",
+                         "frozen_timeout_s", "stats_interval_s")
 
 
 class ConfigError(ValueError):
@@ -146,6 +149,10 @@ class StreamConfig:
             raise ConfigError("--heartbeat must be positive and --hwm at least 1")
         if self.curve_allow_dir and not self.curve_secret_key:
             raise ConfigError("--curve-allow needs --curve-secret (the server's secret key file)")
+        for key, value in self.source_options:
+            if key in TIMING_SOURCE_OPTIONS and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                                 or not value > 0):
+                raise ConfigError(f"--source-option {key}={value!r}: expected a positive number of seconds")
         check_endpoint(self.endpoint, self.allow_remote)
         return self
 
@@ -277,13 +284,41 @@ def check_source(cfg: StreamConfig) -> None:
     from .redact import redact_url
 
     s = cfg.source
-    if s.startswith("synthetic") or s.isdigit() or s.startswith("/dev/video") or "://" in s:
+    if "://" in s and not s.startswith("file://"):
+        check_source_url(s)
+        return
+    if s.startswith("synthetic") or s.isdigit() or s.startswith("/dev/video"):
         if s.startswith("synthetic:") and not s.partition(":")[2].isdigit():
             raise ConfigError(f"synthetic source seed must be an integer, got {s!r}")
         return
+    s = s[len("file://"):] if s.startswith("file://") else s
     if not Path(s).expanduser().exists():
         raise ConfigError(f"--source {redact_url(s)}: no such file or folder (give a webcam index, a URL, a video "
                           f"file, an image folder or 'synthetic')")
+
+
+def check_source_url(url: str) -> None:
+    """Refuse a stream URL that cannot be opened whatever the network does (no scheme, no host, a
+    port that is not a number in 1-65535), with the credentials masked. A well-formed URL whose
+    camera is unreachable is not an error: the capture keeps retrying it (streaming.md)."""
+    from .redact import redact_url
+
+    scheme, _, rest = url.partition("://")
+    shown = redact_url(url)
+    if not re.match(r"^[A-Za-z][A-Za-z0-9+.\-]*$", scheme):
+        raise ConfigError(f"--source {shown}: not a URL (expected SCHEME://HOST[:PORT]/..., e.g. rtsp://camera/stream)")
+    # user info may itself contain '/' or '@' (redact.py treats everything up to the last '@' as user info)
+    authority = rest.partition("?")[0].partition("#")[0].rpartition("@")[2].partition("/")[0]
+    host, port = authority, ""
+    if authority.startswith("["):  # [IPv6]:port
+        host, _, tail = authority[1:].partition("]")
+        port = tail[1:] if tail.startswith(":") else ""
+    elif ":" in authority:
+        host, _, port = authority.rpartition(":")
+    if not host:
+        raise ConfigError(f"--source {shown}: the URL names no host (expected {scheme}://HOST[:PORT]/...)")
+    if port and not (port.isdigit() and 1 <= int(port) <= 65535):
+        raise ConfigError(f"--source {shown}: port {port!r} is not a number between 1 and 65535")
 
 
 def check_ring_fits(cfg: StreamConfig) -> None:

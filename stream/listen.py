@@ -17,7 +17,7 @@ import json
 import signal
 import sys
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from .config import DEFAULT_ENDPOINT
 from .messages import MessageError, decode, summary
@@ -41,13 +41,16 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def _curve_client(sock: Any, server_key: str, client_cert: Optional[str]) -> None:
+def _curve_client(sock: Any, server_key: str, client_cert: Optional[str],
+                  client_keys: Optional[Tuple[bytes, bytes]] = None) -> None:
     import zmq
 
     from .publisher import load_public_key
 
     sock.curve_serverkey = load_public_key(server_key)
-    if client_cert:
+    if client_keys:
+        public, secret = client_keys
+    elif client_cert:
         import zmq.auth
 
         public, secret = zmq.auth.load_certificate(client_cert)
@@ -58,6 +61,16 @@ def _curve_client(sock: Any, server_key: str, client_cert: Optional[str]) -> Non
     sock.curve_publickey, sock.curve_secretkey = public, secret
 
 
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _json(msg: Any, indent: Optional[int] = None) -> str:
+    """JSON text of a decoded message; msgpack may carry bytes, which JSON cannot: shown as hex."""
+    return json.dumps(msg, indent=indent, separators=None if indent else (",", ":"),
+                      default=lambda o: o.hex() if isinstance(o, (bytes, bytearray)) else repr(o))
+
+
 class GapCounter:
     """Window numbers a subscriber missed that the publisher did not report as skipped."""
 
@@ -66,7 +79,9 @@ class GapCounter:
         self.missing = 0
 
     def update(self, msg: Dict[str, Any]) -> int:
-        s, w, sk = msg.get("stream", "?"), int(msg.get("window", 0)), int(msg.get("skipped", 0))
+        s, w, sk = msg.get("stream", "?"), msg.get("window"), msg.get("skipped", 0)
+        if not isinstance(s, str) or not _is_int(w) or not _is_int(sk):
+            return 0  # a malformed message: nothing to count on (summary() shows it as malformed)
         gap = 0
         if s in self.last and sk >= self.last[s][1]:  # skipped went down: a restarted worker, not a loss
             w0, sk0 = self.last[s]
@@ -78,7 +93,8 @@ class GapCounter:
 
 def listen(endpoint: str, topics: List[str], *, out: Any = sys.stdout, raw: bool = False, pretty: bool = False,
            count: Optional[int] = None, timeout: Optional[float] = None, server_key: Optional[str] = None,
-           client_cert: Optional[str] = None, stop: Any = None) -> int:
+           client_cert: Optional[str] = None, stop: Any = None,
+           client_keys: Optional[Tuple[bytes, bytes]] = None) -> int:
     """Subscribe and print until ``count`` messages, ``timeout`` of silence, ``stop`` (an Event) or Ctrl-C.
 
     Returns the process exit status (0, or 1 on timeout).
@@ -91,7 +107,7 @@ def listen(endpoint: str, topics: List[str], *, out: Any = sys.stdout, raw: bool
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.RCVHWM, 1000)
         if server_key:
-            _curve_client(sock, server_key, client_cert)
+            _curve_client(sock, server_key, client_cert, client_keys)
         for t in topics:
             sock.setsockopt(zmq.SUBSCRIBE, t.encode())
         sock.connect(endpoint)
@@ -119,10 +135,10 @@ def listen(endpoint: str, topics: List[str], *, out: Any = sys.stdout, raw: bool
             n += 1
             gap = gaps.update(msg) if top.startswith("mg.window") else 0
             if raw:
-                text = parts[1].decode("utf-8") if parts[1][:1] == b"{" else json.dumps(msg, separators=(",", ":"))
+                text = parts[1].decode("utf-8") if parts[1][:1] == b"{" else _json(msg)
                 print(f"{top} {text}", file=out, flush=True)
             elif pretty:
-                print(f"{top}\n{json.dumps(msg, indent=2)}", file=out, flush=True)
+                print(f"{top}\n{_json(msg, indent=2)}", file=out, flush=True)
             else:
                 line = summary(top, msg)
                 print(line + (f"  [{gap} window(s) not received]" if gap else ""), file=out, flush=True)
@@ -152,10 +168,11 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 def listen_main(endpoint: str, topics: List[str], stop_event: Any = None, raw: bool = False,
-                server_key: Optional[str] = None) -> None:
-    """Process entry point for ``clipmg-live --listen`` (prints to the inherited stdout)."""
+                server_key: Optional[str] = None, client_keys: Optional[Tuple[bytes, bytes]] = None) -> None:
+    """Process entry point for ``clipmg-live --listen`` (prints to the inherited stdout).
+    ``client_keys``: this listener's CURVE key pair, which the supervisor put on its allow-list."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor stops us through stop_event
-    listen(endpoint, topics, raw=raw, server_key=server_key, stop=stop_event)
+    listen(endpoint, topics, raw=raw, server_key=server_key, stop=stop_event, client_keys=client_keys)
 
 
 if __name__ == "__main__":

@@ -34,14 +34,21 @@ def topic(kind: str, stream: str) -> bytes:
 
 # ------------------------------------------------------------------------------------ encoding
 def encode(msg: Mapping[str, Any], fmt: str = "json") -> bytes:
-    """A message map -> payload bytes (``fmt``: 'json' or 'msgpack')."""
-    if fmt == "json":
-        return json.dumps(msg, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
-    if fmt == "msgpack":
-        import msgpack
+    """A message map -> payload bytes (``fmt``: 'json' or 'msgpack').
 
-        return msgpack.packb(msg, use_bin_type=True)
-    raise ValueError(f"unknown payload format {fmt!r}; choose json or msgpack")
+    Raises ``MessageError`` (a ``ValueError``) for a message the format cannot hold (NaN or infinity
+    in JSON, a value of another type, an integer beyond 64 bits in msgpack) or an unknown format.
+    """
+    try:
+        if fmt == "json":
+            return json.dumps(msg, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
+        if fmt == "msgpack":
+            import msgpack
+
+            return msgpack.packb(msg, use_bin_type=True)
+    except (TypeError, ValueError, OverflowError, RecursionError, UnicodeEncodeError) as e:
+        raise MessageError(f"cannot encode the message as {fmt}: {type(e).__name__}: {e}") from e
+    raise MessageError(f"unknown payload format {fmt!r}; choose json or msgpack")
 
 
 def decode(payload: bytes, fmt: Optional[str] = None) -> Dict[str, Any]:
@@ -91,6 +98,9 @@ def window_message(*, stream: str, window: int, pose_seqs: Sequence[int], rgb_se
             "first_seq": int(pose_seqs[0]), "last_seq": int(pose_seqs[-1]),
             "pose_seqs": [int(s) for s in pose_seqs], "rgb_seqs": [int(s) for s in rgb_seqs],
             "t_first": _f(t_wall[0]), "t_last": _f(t_wall[-1]),
+            # largest capture-time step between consecutive pose samples: a window that spans a
+            # source outage says so (its frames are numbered consecutively across the outage)
+            "max_gap_s": _f(max((b - a for a, b in zip(t_wall, t_wall[1:])), default=0.0), 4),
             "stride": int(stride), "pose_every": int(pose_every),
         },
         "t_publish": _f(t_publish),
@@ -179,6 +189,8 @@ SCHEMA: Dict[str, Any] = {
                                      "description": "capture frame numbers of the RGB samples"},
                         "t_first": {**_num(), "description": "capture wall-clock time of the first pose sample (s)"},
                         "t_last": {**_num(), "description": "capture wall-clock time of the last pose sample (s)"},
+                        "max_gap_s": {**_num(), "description": "largest capture-time step between consecutive pose "
+                                                                "samples (s): large when the window spans an outage"},
                         "stride": {"type": "integer", "minimum": 1},
                         "pose_every": {"type": "integer", "minimum": 1},
                     },
@@ -242,6 +254,8 @@ SCHEMA: Dict[str, Any] = {
                 "fps_in": _num(0), "fps_pose": _num(0), "fps_out": _num(0),
                 "windows": _INT0, "skipped": _INT0, "dropped_frames": _INT0, "dropped_messages": _INT0,
                 "restarts": _INT0,
+                "restart_gap": {**_INT0, "description": "windows nobody computed while a crashed worker restarted "
+                                                       "(included in skipped)"},
                 "worker": {"type": "object"},
                 "model": {"type": "object"},
                 "last_window": {"type": ["object", "null"]},
@@ -265,7 +279,16 @@ def schema_json() -> str:
 
 
 def summary(top: str, msg: Mapping[str, Any]) -> str:
-    """One human-readable line for a message (what ``clipmg-listen`` prints)."""
+    """One human-readable line for a message (what ``clipmg-listen`` prints). Never raises: a
+    message whose fields are not what its schema says is shown as malformed, with its content."""
+    try:
+        return _summary(top, msg)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
+        text = json.dumps(msg, separators=(",", ":"), default=repr)
+        return f"{top}  <malformed message ({type(e).__name__}: {e}): {text[:300]}>"
+
+
+def _summary(top: str, msg: Mapping[str, Any]) -> str:
     kind = str(msg.get("schema", "?")).split("/")[0].split(".")[-1]
     if kind == "window":
         fr, lat = msg.get("frames", {}), msg.get("latency_ms", {})

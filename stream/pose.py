@@ -310,13 +310,18 @@ class ReplayPose(PeopleBackend):
                 self.length = max(self._files) + 1
             elif path.is_file() and path.suffix.lower() in (".npy", ".csv", ".xlsx"):
                 if path.suffix.lower() == ".npy":
-                    arr = np.load(path)
+                    try:  # allow_pickle=False: an object array (a pickle inside the .npy) is refused, never run
+                        arr = np.load(path, allow_pickle=False)
+                    except (ValueError, OSError, EOFError) as e:
+                        raise PoseBackendError(f"replay: cannot read {path} as a keypoint array (T, 137, 3): "
+                                               f"{' '.join(str(e).split())}") from None
                 elif path.suffix.lower() == ".csv":
                     arr = readers.read_light_hand_csv(path)
                 else:
                     arr = readers.read_openpose_xlsx(path)
-                if arr.ndim != 3 or arr.shape[1:] != (NUM_OPENPOSE, 3):
-                    raise PoseBackendError(f"{path}: expected an array (T, 137, 3), got {arr.shape}")
+                if not isinstance(arr, np.ndarray) or arr.ndim != 3 or arr.shape[1:] != (NUM_OPENPOSE, 3):
+                    raise PoseBackendError(f"{path}: expected an array (T, 137, 3), got "
+                                           f"{getattr(arr, 'shape', type(arr).__name__)}")
                 self._array = arr.astype(np.float32)
                 self.length = len(arr)
             else:

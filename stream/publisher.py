@@ -86,7 +86,9 @@ class Publisher:
 
     def __init__(self, endpoint: str, *, sndhwm: int = 100, allow_remote: bool = False,
                  curve_secret_key: Optional[str] = None, curve_allow_dir: Optional[str] = None,
-                 linger_ms: int = 200, context: Any = None) -> None:
+                 curve_allow_keys: Sequence[bytes] = (), linger_ms: int = 200, context: Any = None) -> None:
+        """``curve_allow_keys``: client public keys (Z85) admitted besides those in ``curve_allow_dir``
+        (the supervisor's own listener)."""
         zmq = _zmq()
         try:
             remote = check_endpoint(endpoint, allow_remote)
@@ -104,7 +106,7 @@ class Publisher:
             if curve_secret_key:
                 self.public_key, secret = load_server_keys(curve_secret_key)
                 if curve_allow_dir:
-                    self._start_auth(curve_allow_dir)
+                    self._start_auth(curve_allow_dir, curve_allow_keys)
                 self.sock.curve_secretkey = secret
                 self.sock.curve_publickey = self.public_key
                 self.sock.curve_server = True
@@ -123,15 +125,20 @@ class Publisher:
             log.warning("publishing on %s: reachable from other machines%s", self.endpoint,
                         "" if curve_secret_key else " without encryption (consider --curve-secret)")
 
-    def _start_auth(self, allow_dir: str) -> None:
+    def _start_auth(self, allow_dir: str, extra_keys: Sequence[bytes] = ()) -> None:
+        import zmq.auth
         from zmq.auth.thread import ThreadAuthenticator
 
         d = Path(allow_dir)
         if not d.is_dir() or not any(d.glob("*.key")):
             raise PublisherError(f"--curve-allow {d} must be a folder of client public certificates (*.key)")
+        try:
+            keys = set(zmq.auth.load_certificates(str(d))) | {bytes(k) for k in extra_keys}
+        except Exception as e:  # noqa: BLE001 - zmq.auth raises several types for bad files
+            raise PublisherError(f"--curve-allow {d}: cannot read a certificate there ({e})") from e
         self.auth = ThreadAuthenticator(self.ctx)
         self.auth.start()
-        self.auth.configure_curve(domain="*", location=str(d))
+        self.auth.configure_curve_callback(domain="*", credentials_provider=_AllowList(keys))
 
     def send(self, topic_: bytes, payload: bytes) -> bool:
         """Send ``[topic, payload]``; returns False (and counts a drop) instead of blocking."""
@@ -167,6 +174,16 @@ class Publisher:
         self.close()
 
 
+class _AllowList:
+    """ZAP credentials provider: admits exactly these client public keys (Z85 bytes)."""
+
+    def __init__(self, keys: set) -> None:
+        self.keys = frozenset(keys)
+
+    def callback(self, domain: str, key: bytes) -> bool:
+        return key in self.keys
+
+
 class Link:
     """PUSH side of the worker -> relay hop; same ``send``/``publish`` as ``Publisher``."""
 
@@ -199,14 +216,46 @@ class Link:
         self.close()
 
 
+class WindowTally:
+    """What one stream published, counted from the window messages themselves (pure logic).
+
+    ``windows``: window messages; ``skipped``: windows a worker reported skipping (it was late);
+    ``restart_gap``: windows nobody computed because the worker was being restarted after a
+    crash. Call ``new_run()`` when a worker (re)starts: its ``skipped`` counter starts over. For a
+    stream without dropped messages, ``windows + skipped + restart_gap`` equals the span of window
+    numbers from the first published window (plus the skips it reported) to the last.
+    """
+
+    def __init__(self) -> None:
+        self.windows = self.skipped = self.restart_gap = 0
+        self._last: Optional[tuple] = None  # (window, skipped) of the last window message
+        self._new_run = True
+
+    def new_run(self) -> None:
+        self._new_run = True
+
+    def update(self, window: int, skipped: int) -> None:
+        if self._new_run or self._last is None:
+            self.skipped += skipped
+            if self._last is not None:
+                self.restart_gap += max(0, window - self._last[0] - 1 - skipped)
+        else:
+            self.skipped += max(0, skipped - self._last[1])
+        self.windows += 1
+        self._last = (window, skipped)
+        self._new_run = False
+
+
 class Relay:
     """Binds the public ``Publisher`` and a private PULL endpoint; forwards in a thread.
 
-    ``link_endpoint`` is what workers connect their ``Link`` to. Counters: ``forwarded``.
+    ``link_endpoint`` is what workers connect their ``Link`` to. Counters: ``forwarded``, and
+    ``tally`` (a ``WindowTally`` of the window messages forwarded).
     """
 
     def __init__(self, endpoint: str, *, sndhwm: int = 100, allow_remote: bool = False,
-                 curve_secret_key: Optional[str] = None, curve_allow_dir: Optional[str] = None) -> None:
+                 curve_secret_key: Optional[str] = None, curve_allow_dir: Optional[str] = None,
+                 curve_allow_keys: Sequence[bytes] = ()) -> None:
         zmq = _zmq()
         self.ctx = zmq.Context()
         self._tmp = tempfile.mkdtemp(prefix="clipmg-relay-")
@@ -214,11 +263,13 @@ class Relay:
         self.pull = None
         self.pub: Optional[Publisher] = None
         self.forwarded = 0
+        self.tally = WindowTally()
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
         try:
             self.pub = Publisher(endpoint, sndhwm=sndhwm, allow_remote=allow_remote, context=self.ctx,
-                                 curve_secret_key=curve_secret_key, curve_allow_dir=curve_allow_dir)
+                                 curve_secret_key=curve_secret_key, curve_allow_dir=curve_allow_dir,
+                                 curve_allow_keys=curve_allow_keys)
             self.pull = self.ctx.socket(zmq.PULL)
             self.pull.setsockopt(zmq.RCVHWM, 1000)
             self.pull.setsockopt(zmq.LINGER, 0)
@@ -243,8 +294,20 @@ class Relay:
                 except zmq.Again:
                     break
                 if len(frames) == 2 and self.pub is not None:
-                    self.pub.send(frames[0].bytes, frames[1].bytes)
+                    top, payload = frames[0].bytes, frames[1].bytes
+                    self.pub.send(top, payload)
                     self.forwarded += 1
+                    if top.startswith(b"mg.window."):
+                        self._count(payload)
+
+    def _count(self, payload: bytes) -> None:
+        from .messages import MessageError, decode
+
+        try:
+            msg = decode(payload)
+            self.tally.update(int(msg["window"]), int(msg.get("skipped", 0)))
+        except (MessageError, KeyError, TypeError, ValueError):
+            pass  # not a window message this version understands: forwarded, not counted
 
     @property
     def dropped(self) -> int:

@@ -139,6 +139,10 @@ class Supervisor:
         self._restart_at: Optional[float] = None
         self._backoff = cfg.restart_backoff_s
         self._worker_started = 0.0
+        self.relay: Any = None
+        self._capture_restart_at: Optional[float] = None
+        self._capture_backoff = cfg.restart_backoff_s
+        self._capture_started = 0.0
         self._state = "starting"
 
     def say(self, text: str) -> None:
@@ -152,10 +156,12 @@ class Supervisor:
         # --source-option values override the defaults (e.g. read_timeout_s=2 for a camera that may stall)
         opts = {"pace": c.pace, "open_timeout_s": c.open_timeout_s, "read_timeout_s": c.read_timeout_s,
                 **dict(c.source_options)}
+        self.stop_capture = self.ctx.Event()  # fresh: a killed process may have left the old one unusable
         self.capture = self.ctx.Process(
             target=_child, name="clipmg-capture", daemon=False,
             args=(capture_main, c.source, ring_name, self.status_q, self.stop_capture), kwargs=opts)
         self.capture.start()
+        self._capture_started = time.monotonic()
 
     def start_worker(self, ring_name: str, link_endpoint: str) -> None:
         from .worker import worker_main
@@ -165,6 +171,8 @@ class Supervisor:
             p = Path(c.record)
             c = c.replace(record=str(p.with_name(f"{p.stem}.restart{self.tally.restarts}{p.suffix}")))
         remaining = None if c.max_windows is None else max(1, c.max_windows - self.tally.windows)
+        if self.relay is not None:
+            self.relay.tally.new_run()  # its skip counter starts over; a gap before its first window is the restart's
         self.stop_worker = self.ctx.Event()
         self.worker = self.ctx.Process(
             target=_child, name="clipmg-worker", daemon=False,
@@ -175,12 +183,13 @@ class Supervisor:
         self.tally.worker_pid = self.worker.pid
         self.tally.worker_state = "loading"
 
-    def start_listener(self, endpoint: str, server_key: Optional[str]) -> None:
+    def start_listener(self, endpoint: str, server_key: Optional[str],
+                       client_keys: Optional[Tuple[bytes, bytes]] = None) -> None:
         from .listen import listen_main
 
         self.listener = self.ctx.Process(target=_child, name="clipmg-listen", daemon=False,
                                          args=(listen_main, endpoint, ["mg"], self.stop_listener),
-                                         kwargs=dict(server_key=server_key))
+                                         kwargs=dict(server_key=server_key, client_keys=client_keys))
         self.listener.start()
 
     # ------------------------------------------------------------------ events
@@ -199,7 +208,7 @@ class Supervisor:
         kind = ev.get("event")
         if kind == "source_state":
             t.source_state, t.source_detail = str(ev.get("state")), str(ev.get("detail", ""))
-            if t.source_state in ("reconnecting", "stalled", "failed", "ended"):
+            if t.source_state in ("reconnecting", "stalled"):  # 'failed'/'ended' end the run: said once, there
                 self.say(f"source {ev.get('source')}: {t.source_state}" + (f" ({t.source_detail})" if t.source_detail else ""))
         elif ev.get("pid") not in (None, t.worker_pid):
             return  # a late event from a worker that was replaced
@@ -231,23 +240,36 @@ class Supervisor:
         t, s = self.tally, self.tally.stats
         worker = {"pid": t.worker_pid, "alive": bool(self.worker is not None and self.worker.is_alive()),
                   "state": t.worker_state}
+        windows, skipped = self.counts()
         msg = status_message(
             stream=self.cfg.stream_id, state=state or self._state, t_publish=time.time(),
             source={"state": t.source_state if t.source_state in SOURCE_STATES else "unknown",
                     "spec": redact_url(self.cfg.source)},
             fps_in=t.fps_in, fps_pose=float(s.get("fps_pose", 0.0)), fps_out=float(s.get("fps_out", 0.0)),
-            windows=t.windows, skipped=t.skipped, dropped_frames=t.done_dropped + int(s.get("dropped_frames", 0)),
+            windows=windows, skipped=skipped, dropped_frames=t.done_dropped + int(s.get("dropped_frames", 0)),
             dropped_messages=int(s.get("dropped_messages", 0)), restarts=t.restarts, worker=worker, model=t.model,
             last_window=s.get("last_window") or None, latency_ms=(s.get("last_window") or {}).get("latency_ms"),
             message=message)
+        if self.relay is not None:
+            msg["restart_gap"] = self.relay.tally.restart_gap
         link.publish("status", self.cfg.stream_id, msg, self.cfg.fmt)
+
+    def counts(self) -> Tuple[int, int]:
+        """``(windows, skipped)`` published so far: counted by the relay from the window messages
+        themselves (exact, also for a worker that was killed before it could report); ``skipped``
+        includes the windows lost while a crashed worker restarted."""
+        if self.relay is None or not self.relay.tally.windows:
+            return self.tally.windows, self.tally.skipped
+        rt = self.relay.tally
+        return rt.windows, rt.skipped + rt.restart_gap
 
     def summary_line(self) -> str:
         t, s = self.tally, self.tally.stats
+        windows, skipped = self.counts()
         last = s.get("last_window") or {}
         lat = (last.get("latency_ms") or {}).get("capture_to_publish")
         return (f"{self._state}: source {t.source_state}, in {t.fps_in:.1f} fps, pose {float(s.get('fps_pose', 0)):.1f}/s, "
-                f"out {float(s.get('fps_out', 0)):.2f} win/s, windows {t.windows}, skipped {t.skipped}, "
+                f"out {float(s.get('fps_out', 0)):.2f} win/s, windows {windows}, skipped {skipped}, "
                 f"restarts {t.restarts}" + (f", last {last.get('label')!s} ({lat:.0f} ms)" if lat is not None else ""))
 
     # ------------------------------------------------------------------ watching
@@ -293,20 +315,43 @@ class Supervisor:
         self._restart_at = now + delay
         return None
 
-    def watch_capture(self) -> Optional[int]:
+    def watch_capture(self, ring_name: str, link: Any) -> Optional[int]:
+        """End the run when the source failed or ended; restart a capture process that died without
+        saying so (killed, e.g. by the OOM killer) with back-off: it continues the ring's numbering."""
+        t, c = self.tally, self.cfg
+        now = time.monotonic()
+        if self._capture_restart_at is not None:
+            if now >= self._capture_restart_at:
+                self._capture_restart_at = None
+                self.start_capture(ring_name)
+            return None
         if self.capture.is_alive():
+            if now - self._capture_started > 30.0:  # it ran fine for a while: back-off starts over
+                self._capture_backoff = c.restart_backoff_s
             return None
         self.capture.join(0.1)
         self.drain()
-        state, detail = self.tally.source_state, self.tally.source_detail
+        state, detail = t.source_state, t.source_detail
         if state == "failed":
             self.say(f"cannot read the source: {detail or 'it failed to open'}")
             return EXIT_FAILED
         if state in ("ended", "stopped"):
             self.say(f"source {state}" + (f": {detail}" if detail else ""))
             return EXIT_OK
-        self.say(f"the capture process exited unexpectedly (status {self.capture.exitcode})")
-        return EXIT_FAILED
+        code = self.capture.exitcode
+        how = f"was killed by signal {-code}" if code is not None and code < 0 else f"exited with status {code}"
+        if t.restarts >= c.max_restarts:
+            self.say(f"the capture process (pid {self.capture.pid}) {how}; {t.restarts} restarts so far: giving up")
+            return EXIT_FAILED
+        delay = self._capture_backoff
+        self._capture_backoff = min(self._capture_backoff * 2.0, c.restart_backoff_max_s)
+        t.restarts += 1
+        msg = f"capture (pid {self.capture.pid}) {how}; restarting it in {delay:.1f} s (restart {t.restarts})"
+        self.say(msg)
+        t.source_state, t.source_detail = "reconnecting", msg
+        self.status(link, "restarting", msg)
+        self._capture_restart_at = now + delay
+        return None
 
     # ------------------------------------------------------------------ shutdown
     def stop_all(self, listener: bool = True) -> None:
@@ -341,13 +386,20 @@ class Supervisor:
         from .ringbuffer import FrameRing, cleanup_segments
 
         c = self.cfg
+        listener_keys: Optional[Tuple[bytes, bytes]] = None
+        if c.listen and c.curve_secret_key and c.curve_allow_dir:  # our own listener must pass the allow-list
+            import zmq
+
+            listener_keys = zmq.curve_keypair()
         try:
             relay = Relay(c.endpoint, sndhwm=c.sndhwm, allow_remote=c.allow_remote,
-                          curve_secret_key=c.curve_secret_key, curve_allow_dir=c.curve_allow_dir)
+                          curve_secret_key=c.curve_secret_key, curve_allow_dir=c.curve_allow_dir,
+                          curve_allow_keys=[listener_keys[0]] if listener_keys else ())
         except PublisherError as e:
             self.say(str(e))
             return EXIT_CONFIG
         self._endpoint = relay.endpoint
+        self.relay = relay
         try:
             check_ring_fits(c)
             ring = FrameRing.create(c.ring_slots, c.max_height, c.max_width)
@@ -364,7 +416,7 @@ class Supervisor:
                 self.start_capture(ring.name)
                 if c.listen:
                     key = relay.pub.public_key.decode() if c.curve_secret_key and relay.pub else None
-                    self.start_listener(_connectable(relay.endpoint), key)
+                    self.start_listener(_connectable(relay.endpoint), key, listener_keys)
                 self.status(link, "starting", "starting capture and worker")
                 code = self._loop(ring, link, relay.link_endpoint)
                 self._state = "stopping"
@@ -373,7 +425,9 @@ class Supervisor:
                 self._state = "stopped" if code == EXIT_OK else "failed"
                 self.status(link, self._state, self.summary_line())
                 time.sleep(0.3)  # let the relay forward the last status (and a listener print it)
-                if code != EXIT_CONFIG:  # a configuration error is said in one line, not followed by counters
+                # a configuration error, or a run that failed before publishing anything, is said in one
+                # line (above), not followed by a line of zero counters
+                if code == EXIT_OK or (code == EXIT_FAILED and self.counts()[0] > 0):
                     self.say(f"{self.summary_line()}" + (f" ({self.signalled})" if self.signalled else ""))
                 if c.record and Path(c.record).is_file():
                     self.say(f"annotated video: {c.record}")
@@ -393,7 +447,8 @@ class Supervisor:
             now = time.monotonic()
             if self.signalled:
                 return EXIT_OK
-            for check in (lambda: self.watch_worker(ring.name, link, link_endpoint), self.watch_capture):
+            for check in (lambda: self.watch_worker(ring.name, link, link_endpoint),
+                          lambda: self.watch_capture(ring.name, link)):
                 code = check()
                 if code is not None:
                     return code

@@ -304,13 +304,22 @@ def worker_main(cfg: StreamConfig, ring_name: str, status_queue: Any, stop_event
     try:
         _run(cfg, ring_name, report, stop_event, stop, parent, link_endpoint, max_windows, engine_factory)
     except FatalWorkerError as e:
-        report("worker_state", state="failed", fatal=True, message=str(e))
-        log.error("%s", e)
+        message = _scrub(str(e), cfg.source)
+        report("worker_state", state="failed", fatal=True, message=message)
+        if status_queue is None:  # standalone; under a supervisor it prints this line itself, once
+            log.error("%s", message)
         sys.exit(EXIT_FATAL)
     except Exception as e:
-        report("worker_state", state="failed", fatal=False, message=f"{type(e).__name__}: {e}")
-        log.error("worker crashed:\n%s", traceback.format_exc())
-        raise
+        report("worker_state", state="failed", fatal=False, message=_scrub(f"{type(e).__name__}: {e}", cfg.source))
+        log.error("worker crashed:\n%s", _scrub(traceback.format_exc(), cfg.source))
+        sys.exit(1)  # not re-raised: multiprocessing would print the traceback again, unscrubbed
+
+
+def _scrub(text: str, source: str) -> str:
+    """``text`` with the source's credentials masked (an error message may quote the URL)."""
+    from .redact import redact_text, url_secrets
+
+    return redact_text(text, url_secrets(source))
 
 
 def _run(cfg: StreamConfig, ring_name: str, report: _Report, stop_event: Any, stop: Dict[str, bool], parent: int,

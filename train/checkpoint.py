@@ -204,6 +204,20 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu",
     return model, meta
 
 
+def user_message(e: BaseException) -> str:
+    """An error as one line for a command line. torch's refusal of a pickle with code in it spans
+    many lines and suggests ``weights_only=False``: it is replaced by what matters (refused, why)."""
+    import re
+
+    text = str(e) or type(e).__name__
+    if "Weights only load failed" in text:
+        found = re.search(r"GLOBAL ([\w.]+)", text)
+        text = (text.split("Weights only load failed")[0].rstrip(" :") + ": refused: the file holds pickled "
+                f"objects{f' ({found.group(1)})' if found else ''}, not only tensors, and is never run; "
+                f"give a .safetensors file or a plain state dict")
+    return " ".join(text.split())
+
+
 def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

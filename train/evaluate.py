@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from .checkpoint import CheckpointError, load_checkpoint
+from .checkpoint import CheckpointError, load_checkpoint, user_message
 from .config import TrainConfig
 from .loop import classification_metrics, resolve_device, DistInfo
 from .trainer import Indexed, collate, evaluate_logits
@@ -108,8 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         r = evaluate_checkpoint(args.checkpoint, args.data, args.layout, args.split, args.out, args.batch_size,
                                 args.device, args.strict)
-    except (ValueError, FileNotFoundError, CheckpointError) as e:
-        print(f"clipmg-eval: {e}", file=sys.stderr)
+    except (ValueError, OSError, CheckpointError) as e:  # one line; anything else is a bug: traceback
+        print(f"clipmg-eval: {user_message(e)}", file=sys.stderr)
         return 2
     print(f"{r['preset']} / {r['variant']} on {r['split']} ({r['count']} clips): top-1 {r['top1']:.4f}  "
           f"top-5 {r['top5']:.4f}  macro {r['macro']:.4f}")

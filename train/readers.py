@@ -167,11 +167,14 @@ def _person_array(person: Any, where: str) -> np.ndarray:
     parts = []
     for key, n in _PARTS:
         v = person.get(key) or []
-        if not isinstance(v, list) or len(v) not in (0, 3 * n):
+        if not isinstance(v, list):
+            raise DataError(f"{where}: {key} is a {type(v).__name__}, expected a list of {3 * n} numbers")
+        if len(v) not in (0, 3 * n):
             raise DataError(f"{where}: {key} has {len(v)} values, expected {3 * n} ({n} keypoints x 3)")
-        try:
-            parts.append(np.asarray(v, dtype=np.float32).reshape(n, 3) if v else None)
-        except (TypeError, ValueError) as e:
+        try:  # an absent part (empty list) is zeros, the body too (a file with only hands is valid)
+            with np.errstate(over="ignore"):  # a number beyond float32 becomes inf: refused just below
+                parts.append(np.asarray(v, dtype=np.float32).reshape(n, 3) if v else np.zeros((n, 3), np.float32))
+        except (TypeError, ValueError, OverflowError) as e:
             raise DataError(f"{where}: {key} holds non-numbers") from e
     out = assemble_openpose137(*parts)
     if not np.isfinite(out).all():

@@ -24,7 +24,8 @@ from torch.utils.data import DataLoader
 
 from clipmg.model import CLIPMG, create_model
 
-from .checkpoint import CheckpointError, atomic_write, load_checkpoint, save_checkpoint
+from .checkpoint import (CheckpointError, atomic_write, load_checkpoint, remove_stale_temporaries, save_checkpoint,
+                         user_message)
 from .config import TrainConfig, parse
 from .loop import (DistInfo, EpochSampler, amp_dtype, class_prior, classification_metrics, loss_fn, lr_factor,
                    resolve_device)
@@ -164,7 +165,11 @@ class Trainer:
         save_checkpoint(self.out / f"{which}.safetensors", self.model, self.data.class_names,
                         self.data.duration_stats, metrics or {}, self._meta_extra())
         if which == "last":
+            # The state carries its own copy of the weights: the two files are replaced one after the
+            # other, so a kill between the writes leaves last.safetensors one save ahead of this file,
+            # and resuming from this file alone is still exact (it just redoes that save's steps).
             state = {"optimizer": self.opt.state_dict(), "scaler": self.scaler.state_dict(),
+                     "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
                      "step": self.step, "epoch": self.epoch, "epoch_pos": self.epoch_pos, "best": self.best,
                      "rng": _rng_state(), "history": json.dumps(self.history)}
             atomic_write(self.out / "last.state.pt", lambda tmp: torch.save(state, tmp))
@@ -182,6 +187,8 @@ class Trainer:
             raise CheckpointError(f"cannot resume from {self.out / 'last.state.pt'}: {str(e).splitlines()[0]}; "
                                   f"the file is damaged or not a clipmg training state. Delete it to start over, "
                                   f"or restore it from a backup") from e
+        if "model" in state:  # the weights that belong to this optimiser state (see save)
+            self.model.load_state_dict(state["model"])
         self.opt.load_state_dict(state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])
         self.step, self.epoch, self.epoch_pos = state["step"], state["epoch"], state["epoch_pos"]
@@ -235,13 +242,19 @@ class Trainer:
         from tqdm import tqdm
 
         cfg = self.cfg
+        if self.dist.main and self.out.is_dir():  # what a kill in the middle of a write left behind
+            for p in remove_stale_temporaries(self.out, ("best.safetensors", "last.safetensors", "last.state.pt")):
+                log.info("removed %s, left by an interrupted checkpoint write", p.name)
         if cfg.resume:
             self.resume()
+            if self.dist.main:
+                self._trim_logs()
         self._write_config()
         t0 = time.monotonic()
         steps_this_run = 0
         stop = False
-        step_log = open(self.out / "log.csv", "a", newline="") if self.dist.main else None
+        # line-buffered: a killed run keeps the rows of the steps it completed
+        step_log = open(self.out / "log.csv", "a", newline="", buffering=1) if self.dist.main else None
         writer = csv.writer(step_log) if step_log else None
         if writer and step_log.tell() == 0:
             writer.writerow(["step", "epoch", "loss", "lr_new", "elapsed_s"])
@@ -294,6 +307,18 @@ class Trainer:
         return {"best_top1": self.best, "history": self.history, "steps": self.step,
                 "elapsed_s": time.monotonic() - t0}
 
+    def _trim_logs(self) -> None:
+        """Drop the rows a killed run logged after the state it is resumed from (those steps and
+        epochs are redone now), so log.csv keeps one row per step and metrics.csv one per epoch."""
+        for name, last in (("log.csv", self.step), ("metrics.csv", self.epoch)):
+            path = self.out / name
+            if not path.is_file():
+                continue
+            rows = path.read_text().splitlines(keepends=True)
+            keep = rows[:1] + [r for r in rows[1:] if r.split(",", 1)[0].isdigit() and int(r.split(",", 1)[0]) <= last]
+            if len(keep) != len(rows):
+                atomic_write(path, lambda tmp, text="".join(keep): Path(tmp).write_text(text))
+
     def _end_epoch(self, losses: List[float], t0: float, tb: Any) -> Dict[str, Any]:
         if self.ddp is not None:  # identical BatchNorm statistics on every rank
             for b in self.model.buffers():
@@ -342,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = parse(argv, "Train CLIP-MG (single process, or many under torchrun).")
     except ValueError as e:
-        print(f"clipmg-train: {e}", file=sys.stderr)
+        print(f"clipmg-train: {user_message(e)}", file=sys.stderr)
         return 2
     if not cfg.data:
         print("clipmg-train: --data is required (a dataset root; make one with clipmg-synth)", file=sys.stderr)
@@ -357,8 +382,8 @@ def main(argv: list[str] | None = None) -> int:
         dist_.init_process_group(backend=backend)
     try:
         result = train(cfg, d)
-    except (ValueError, FileNotFoundError, CheckpointError) as e:
-        print(f"clipmg-train: {e}", file=sys.stderr)
+    except (ValueError, OSError, CheckpointError) as e:  # one line; anything else is a bug: traceback
+        print(f"clipmg-train: {user_message(e)}", file=sys.stderr)
         return 2
     finally:
         if d.world > 1 and dist_.is_initialized():
