@@ -434,7 +434,8 @@ def test_pose_backend_that_raises_or_returns_garbage_only_costs_those_frames(che
     assert [w["person_fraction"] for w in wins] == [0.75] * len(wins)
     assert all(w["person"] and w["answered"] and w["topk"] for w in wins)
     assert all(m["restarts"] == 0 and m["worker"]["alive"] for m in sub.statuses() if m["state"] == "running")
-    assert "treated as no person" in live.stderr and "Traceback" not in live.stderr
+    assert "treated as no person" in live.stderr and "worker crashed" not in live.stderr
+    # (the guard logs the first exception with its traceback, for whoever debugs the backend)
 
 
 @pytest.mark.slow
