@@ -28,6 +28,7 @@ class CLIPMG(nn.Module):
         v, d = cfg.vision, cfg.vision.width
         self.visual = build_visual(v)
         self.num_frozen = freeze_stem(self.visual, v.trainable_blocks)
+        self.stem_trainable = self.num_frozen == 0  # nothing frozen: the stem is trained too
         variant = cfg.variant
         # proj only feeds the frame embedding c_t, which only the no_cross_attention head reads; in
         # the other variants it cannot affect the loss, so it stays frozen at its CLIP value.
@@ -37,7 +38,8 @@ class CLIPMG(nn.Module):
         self.uses_gates = variant in ("full", "no_pose_guidance")
         self.uses_guidance = variant == "full"
         if self.uses_pose:
-            self.skeleton = SkeletonEncoder(cfg.pose.num_joints, cfg.pose.skeleton_channels, d)
+            self.skeleton = SkeletonEncoder(cfg.pose.num_joints, cfg.pose.skeleton_channels, d,
+                                            cfg.pose.proj_init_gain)
         if self.uses_guidance:
             self.pose_gate = nn.Linear(d, d, bias=False)  # W_e
         if self.uses_gates:
@@ -55,9 +57,12 @@ class CLIPMG(nn.Module):
     def encode_frozen(self, images: torch.Tensor) -> torch.Tensor:
         """Frozen part: ``(N_img, 3, H, W)`` -> tokens after the frozen blocks ``(N_img, N, D)``.
 
-        Runs without autograd: nothing in it is trained.
+        Runs without autograd: nothing in it is trained. When the whole tower is trained
+        (``trainable_blocks == layers``) this is just the stem, with autograd.
         """
         vis = self.visual
+        if self.stem_trainable:
+            return vis._embeds(images)
         with torch.no_grad():
             x = vis._embeds(images)  # patch embed + class token + positions + ln_pre
             for blk in vis.transformer.resblocks[: self.num_frozen]:

@@ -29,7 +29,9 @@ class VisionConfig:
     mlp_ratio: float = 4.0  # MLP hidden = mlp_ratio * width
     embed_dim: int = 512  # E, output of `proj`
     quick_gelu: bool = True  # OpenAI CLIP weights were trained with QuickGELU
-    trainable_blocks: int = 2  # the last blocks that are fine-tuned; the rest are frozen
+    # the last blocks that are fine-tuned; the rest are frozen with the stem. ``layers`` trains the
+    # whole tower, stem included: for towers without pretrained weights (the tiny preset)
+    trainable_blocks: int = 2
 
     @property
     def grid(self) -> int:
@@ -52,6 +54,11 @@ class PoseConfig:
     skeleton_channels: Tuple[int, int, int] = (64, 128, 256)  # the three 3D-conv stages
     relevance_sigma: float = 16.0  # sigma_s in model-input pixels
     relevance_alpha: float = 0.1  # alpha: floor of the motion weight
+    # W_p's initial weights are PyTorch's default times this (ours: the paper gives no init). With
+    # gain 1 the pose part of the gate pre-activations W_q [q ; p] was 8x smaller than the visual
+    # part at initialisation and the pose pathway learned slowly (docs/model.md); only the
+    # initialisation changes, so checkpoints are unaffected
+    proj_init_gain: float = 8.0
 
 
 @dataclass(frozen=True)
@@ -100,8 +107,10 @@ class ModelConfig:
         v = self.vision
         if v.image_size % v.patch_size:
             raise ValueError(f"image_size {v.image_size} is not a multiple of patch_size {v.patch_size}")
-        if not 1 <= v.trainable_blocks < v.layers:
-            raise ValueError(f"trainable_blocks must be in [1, {v.layers - 1}], got {v.trainable_blocks}")
+        if not 1 <= v.trainable_blocks <= v.layers:
+            raise ValueError(f"trainable_blocks must be in [1, {v.layers}], got {v.trainable_blocks}")
+        if not self.pose.proj_init_gain > 0:
+            raise ValueError(f"pose.proj_init_gain must be positive, got {self.pose.proj_init_gain}")
         if self.clip.pose_frames % self.clip.rgb_frames:
             raise ValueError("pose_frames must be a multiple of rgb_frames")
         if self.preprocess.crop not in ("center", "person"):

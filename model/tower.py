@@ -79,10 +79,13 @@ def load_clip_weights(visual: nn.Module, cfg: VisionConfig, pretrained: str) -> 
 def freeze_stem(visual: nn.Module, trainable_blocks: int) -> int:
     """Freeze patch embed, class/positional embeddings, ``ln_pre`` and all but the last blocks.
 
-    Returns the number of frozen blocks.
+    Returns the number of frozen blocks. ``trainable_blocks == len(blocks)`` freezes nothing, stem
+    included (a tower trained from scratch has no pretrained stem worth keeping).
     """
     blocks = visual.transformer.resblocks
     n_frozen = len(blocks) - trainable_blocks
+    if n_frozen == 0:
+        return 0
     frozen = [visual.conv1, visual.ln_pre, *blocks[:n_frozen]]
     for m in frozen:
         for p in m.parameters():

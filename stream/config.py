@@ -11,11 +11,15 @@ import argparse
 import dataclasses
 import ipaddress
 import json
+import logging
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Tuple
 from urllib.parse import urlparse
+
+log = logging.getLogger(__name__)
 
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:5556"
 POSE_BACKENDS: Tuple[str, ...] = ("synthetic", "mediapipe", "openpose", "replay")
@@ -206,6 +210,11 @@ def build_parser() -> argparse.ArgumentParser:
     g = ap.add_argument_group("source")
     g.add_argument("--source", default=d.source, help="webcam index, RTSP/HTTP URL, video file, image folder or "
                    "'synthetic[:SEED]' (default: %(default)s)")
+    g.add_argument("--source-env", default=None, metavar="VAR",
+                   help="read the source from this environment variable instead of --source, so that a URL "
+                   "with credentials never appears in the process list")
+    g.add_argument("--source-file", default=None, metavar="PATH",
+                   help="read the source from the first line of this file (keep it private: chmod 600)")
     g.add_argument("--stream-id", default=d.stream_id, help="stream name in topics and messages (default: %(default)s)")
     g.add_argument("--no-pace", action="store_true", help="read files as fast as possible instead of at their fps")
     g.add_argument("--source-option", type=_kv, action="append", default=[], metavar="KEY=VALUE",
@@ -257,6 +266,32 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def resolve_source(args: argparse.Namespace) -> str:
+    """The source string: ``--source``, or the one kept out of the command line with ``--source-env``
+    or ``--source-file`` (``ps`` shows every local user a process's arguments, not its environment
+    or the files it reads)."""
+    given = [n for n in ("source_env", "source_file") if getattr(args, n, None)]
+    if len(given) > 1:
+        raise ConfigError("give the source once: --source-env or --source-file, not both")
+    if getattr(args, "source_env", None):
+        value = os.environ.get(args.source_env, "").strip()
+        if not value:
+            raise ConfigError(f"--source-env {args.source_env}: that environment variable is unset or empty")
+        return value
+    if getattr(args, "source_file", None):
+        path = Path(args.source_file).expanduser()
+        try:
+            lines = [ln.strip() for ln in path.read_text().splitlines() if ln.strip()]
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(f"--source-file {path}: cannot read it ({e.__class__.__name__})") from None
+        if not lines:
+            raise ConfigError(f"--source-file {path}: the file is empty; put the source on its first line")
+        if path.stat().st_mode & 0o077:
+            log.warning("--source-file %s can be read by other users; chmod 600 it if it holds credentials", path)
+        return lines[0]
+    return args.source
+
+
 def config_from_args(args: argparse.Namespace) -> StreamConfig:
     """The ``StreamConfig`` of a parsed command line (demo defaults when no ``--engine``)."""
     demo = args.engine is None
@@ -267,7 +302,7 @@ def config_from_args(args: argparse.Namespace) -> StreamConfig:
     listen = args.listen if args.listen is not None else demo
     w, h = args.max_size
     return StreamConfig(
-        source=args.source, stream_id=args.stream_id, pace=not args.no_pace, ring_slots=args.ring_slots,
+        source=resolve_source(args), stream_id=args.stream_id, pace=not args.no_pace, ring_slots=args.ring_slots,
         max_height=h, max_width=w, source_options=tuple(args.source_option), stride=args.stride,
         pose_every=args.pose_every, pose=args.pose, pose_options=tuple(args.pose_option), engine=args.engine,
         device=args.device, threads=args.threads, demo=demo, top_k=args.top_k, threshold=args.threshold,

@@ -245,6 +245,43 @@ def test_keypoints_land_on_the_drawn_hands(root: Path, index) -> None:
     assert _palm_hits(aug, root) > 0.85  # flips and crop jitter move pixels and keypoints together
 
 
+def test_colour_jitter_changes_pixels_only_and_identity_is_exact() -> None:
+    from clipmg.train.dataset import colour_jitter, colour_jitter_images
+
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, (8, 12, 16, 3), dtype=np.uint8)
+    assert np.array_equal(colour_jitter(frames, 1.0, 1.0, 1.0), frames)  # factors of 1 change nothing
+    grey = np.repeat(rng.integers(0, 256, (8, 12, 16, 1), dtype=np.uint8), 3, axis=-1)
+    assert np.array_equal(colour_jitter(grey, 1.0, 1.0, 0.0), grey)  # a grey image has no saturation to lose
+    brighter = colour_jitter(frames, 1.2, 1.0, 1.0)
+    assert brighter.astype(int).sum() > frames.astype(int).sum() and brighter.dtype == np.uint8
+    flat = colour_jitter(frames, 1.0, 0.0, 1.0)  # no contrast: every pixel at the mean grey (saturation kept)
+    g = flat.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    assert g.std() < 1.0
+    m, sd = (0.48, 0.46, 0.41), (0.27, 0.26, 0.28)
+    imgs = ((rng.random((8, 3, 6, 6)).astype(np.float32) - np.array(m, np.float32)[:, None, None])
+            / np.array(sd, np.float32)[:, None, None])
+    aug = AugmentConfig(colour=0.4)
+    j1 = colour_jitter_images(imgs, m, sd, aug, np.random.default_rng(3))
+    j2 = colour_jitter_images(imgs, m, sd, aug, np.random.default_rng(3))
+    assert np.array_equal(j1, j2) and j1.dtype == np.float32 and not np.allclose(j1, imgs)
+    same = colour_jitter_images(imgs, m, sd, AugmentConfig(colour=1e-9), np.random.default_rng(3))
+    np.testing.assert_allclose(same, imgs, atol=1e-4)  # factors of ~1: unchanged (no rounding to uint8)
+    # one draw per window: every frame's mean brightness scaled alike
+    raw = lambda x: x * np.array(sd, np.float32)[:, None, None] + np.array(m, np.float32)[:, None, None]
+    r = raw(j1).mean(axis=(1, 2, 3)) / raw(imgs).mean(axis=(1, 2, 3))
+    assert r.std() < 0.05
+
+
+def test_colour_jitter_in_the_dataset_leaves_keypoints_alone(index) -> None:
+    cfg = _cfg(NC)
+    plain = MicroGestureDataset(index, cfg, train=True, augment=AugmentConfig(colour=0.0))
+    jit = MicroGestureDataset(index, cfg, train=True, augment=AugmentConfig(colour=0.4))
+    a = plain.sample(plain.clips[0], np.random.default_rng(5))
+    b = jit.sample(jit.clips[0], np.random.default_rng(5))
+    assert torch.equal(a["keypoints"], b["keypoints"]) and not torch.equal(a["images"], b["images"])
+
+
 def test_flip_swaps_sides() -> None:
     perm = flip_permutation("upper22")
     assert sorted(perm.tolist()) == list(range(22)) and (perm[perm] == np.arange(22)).all()

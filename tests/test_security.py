@@ -189,3 +189,64 @@ def test_unreachable_camera_with_credentials_is_masked_everywhere(checkpoint: Pa
     assert "rtsp://***@127.0.0.1" in live.stderr and "token=***&channel=1" in live.stderr
     assert any(s["source"]["spec"].startswith("rtsp://***@127.0.0.1") for s in sub.statuses())
     assert "mg.status.cam0" in live.stdout  # the --listen output was there to check
+
+
+def test_source_from_environment_or_file_resolves_and_refuses_clearly(tmp_path: Path, monkeypatch, caplog) -> None:
+    """``--source-env`` / ``--source-file`` give the same source as ``--source``, and say what is wrong
+    (unset variable, empty or missing file, both at once) in one sentence."""
+    from clipmg.stream.config import ConfigError, build_parser, config_from_args
+
+    url = f"rtsp://operator:{SECRET}@127.0.0.1:8554/live"
+    ap = build_parser()
+    monkeypatch.setenv("CAM_URL", url)
+    assert config_from_args(ap.parse_args(["--source-env", "CAM_URL"])).source == url
+    f = tmp_path / "cam.txt"
+    f.write_text(f"\n  {url}  \nignored second line\n")
+    f.chmod(0o600)
+    with caplog.at_level(logging.WARNING):
+        assert config_from_args(ap.parse_args(["--source-file", str(f)])).source == url
+    assert not caplog.records
+    f.chmod(0o644)
+    with caplog.at_level(logging.WARNING):
+        config_from_args(ap.parse_args(["--source-file", str(f)]))
+    assert "chmod 600" in caplog.text and SECRET not in caplog.text
+    monkeypatch.delenv("CAM_URL")
+    for argv, says in ((["--source-env", "CAM_URL"], "unset or empty"),
+                       (["--source-file", str(tmp_path / "none.txt")], "cannot read it"),
+                       (["--source-env", "X", "--source-file", str(f)], "not both")):
+        with pytest.raises(ConfigError, match=says):
+            config_from_args(ap.parse_args(argv))
+    (tmp_path / "empty.txt").write_text("\n \n")
+    with pytest.raises(ConfigError, match="empty"):
+        config_from_args(ap.parse_args(["--source-file", str(tmp_path / "empty.txt")]))
+
+
+@pytest.mark.slow
+def test_source_from_environment_never_reaches_a_command_line(checkpoint: Path, tmp_path: Path) -> None:
+    """With ``--source-env`` the credentials are in no process's command line (what ``ps`` shows
+    other local users): not the supervisor's, not any child's; and still masked in every output."""
+    import psutil
+
+    url = f"rtsp://operator:{SECRET}@127.0.0.1:{free_port()}/live?token={TOKEN}"
+    np.save(tmp_path / "kp.npy", np.zeros((4, 137, 3), np.float32))
+    ep = endpoint()
+    sub = Subscriber(ep)
+    args = ["--source-env", "CLIPMG_TEST_CAMERA", "--engine", str(checkpoint), "--endpoint", ep, "--pose", "replay",
+            "--pose-option", f"path={tmp_path / 'kp.npy'}", "--source-option", "open_timeout_s=1",
+            "--source-option", "max_backoff_s=0.5", "--heartbeat", "0.3", "--threads", "1"]
+    try:
+        with Live(args, env={"CLIPMG_TEST_CAMERA": url}) as live:
+            sub.wait(lambda m: len([1 for t, s, _ in m if t.startswith("mg.status")
+                                    and s["source"]["state"] == "reconnecting"]) >= 2,
+                     120, "reconnecting statuses")
+            procs = [psutil.Process(live.pid), *live.children()]
+            assert len(procs) >= 3  # supervisor, capture, worker (at least)
+            cmdlines = " ".join(" ".join(p.cmdline()) for p in procs)
+            assert live.stop() == 0, live.stderr[-2000:]
+    finally:
+        sub.close()
+    assert "CLIPMG_TEST_CAMERA" in cmdlines
+    for secret in (SECRET, TOKEN, "operator"):
+        assert secret not in cmdlines
+        assert secret not in live.stdout + live.stderr + json.dumps([m for _, m, _ in sub.snapshot()])
+    assert any(s["source"]["spec"].startswith("rtsp://***@127.0.0.1") for s in sub.statuses())

@@ -190,3 +190,94 @@ def test_torchrun_two_cpu_processes_agree(synth_root, tmp_path):
     assert d0[0] == d1[0]  # identical weights (and BatchNorm statistics) on both ranks
     assert d0[1] == d1[1] and int(d0[1]) >= 2 and d0[2] == "2"
     assert (tmp_path / "best.safetensors").is_file()
+
+
+def test_eval_writes_report_confusion_and_validation_windows_for_int8(synth_root, tmp_path, capsys):
+    """``clipmg-eval --out --save-windows``: report.json, confusion.png and the evaluated windows as
+    an .npz whose re-evaluation gives the report's accuracy; ``clipmg-export --int8 --val-samples``
+    measures int8 on exactly those labelled windows."""
+    import json
+
+    from clipmg.engines.export import export_onnx
+    from clipmg.train.evaluate import main as eval_main
+
+    run = tmp_path / "run"
+    assert train_main(["--data", str(synth_root), "--out", str(run), "--epochs", "1", "--batch-size", "8",
+                       "--device", "cpu", "--lr-new", "2e-3"]) == 0
+    ckpt = run / "best.safetensors"
+    assert eval_main([str(ckpt), "--data", str(synth_root), "--out", str(tmp_path / "ev"),
+                      "--save-windows", str(tmp_path / "val.npz")]) == 0
+    assert "windows:" in capsys.readouterr().out
+    report = json.loads((tmp_path / "ev" / "report.json").read_text())
+    assert (tmp_path / "ev" / "confusion.png").stat().st_size > 1000
+    with np.load(tmp_path / "val.npz", allow_pickle=False) as z:
+        images, kp, labels = z["images"], z["keypoints"], z["labels"]
+    assert images.shape == (report["count"], 8, 3, 96, 96) and kp.shape == (report["count"], 32, 22, 3)
+    assert sorted(report["class_names"]) == sorted(CLASSES) and labels.dtype == np.int64
+    model, _ = load_checkpoint(ckpt)
+    with torch.no_grad():
+        pred = model.eval()(torch.from_numpy(images), torch.from_numpy(kp)).argmax(-1).numpy()
+    assert float((pred == labels).mean()) == pytest.approx(report["top1"])
+    assert not list(tmp_path.glob(".val*"))  # written atomically: no temporary left
+    res = export_onnx(ckpt, tmp_path / "onnx", int8=True, val_samples=tmp_path / "val.npz", log=lambda m: None)
+    rep = res.manifest["int8"]
+    assert rep["labelled"] and rep["samples"] == report["count"] and rep["validation"] == "val.npz"
+    assert rep["reference_accuracy"] == pytest.approx(report["top1"], abs=1e-6)
+    assert eval_main([str(ckpt), "--data", str(synth_root), "--save-windows", str(tmp_path / "val.txt")]) == 2
+    assert "must end in .npz" in capsys.readouterr().err
+
+
+def test_whole_tower_training_for_towers_without_pretrained_weights(synth_root, tmp_path):
+    """``trainable_blocks == layers`` trains the stem too (every visual parameter gets a gradient);
+    the split still equals the monolithic model, and ``--cache-frozen`` is refused: nothing is frozen."""
+    import json as _json
+
+    from clipmg.model.config import ModelConfig
+
+    cfg = load_config("clipmg-tiny")
+    with pytest.raises(ValueError, match=r"trainable_blocks must be in \[1, 4\]"):
+        ModelConfig.from_dict({**cfg.to_dict(), "vision": {**cfg.to_dict()["vision"], "trainable_blocks": 5}})
+    d = cfg.to_dict()
+    d["vision"]["trainable_blocks"] = 4
+    preset = tmp_path / "tiny-all.json"
+    preset.write_text(_json.dumps(d))
+    model = create_model(preset, num_classes=4)
+    assert model.stem_trainable and all(p.requires_grad for p in model.visual.parameters()
+                                        if p is not model.visual.proj)
+    x, kp = torch.randn(2, 8, 3, 96, 96), torch.rand(2, 32, 22, 3) * 96
+    model(x, kp).sum().backward()
+    assert model.visual.conv1.weight.grad is not None and model.visual.positional_embedding.grad is not None
+    enc, head = model.eval().split()
+    with torch.no_grad():
+        toks, emb = enc(x.flatten(0, 1))
+        torch.testing.assert_close(head(toks.reshape(2, 8, *toks.shape[1:]), emb.reshape(2, 8, -1), kp),
+                                   model(x, kp), rtol=1e-5, atol=1e-5)
+    assert not create_model("clipmg-tiny", num_classes=4).visual.conv1.weight.requires_grad
+    bad = _cfg(synth_root, tmp_path / "x", preset=str(preset), augment=False, cache_frozen=True)
+    with pytest.raises(ValueError, match="nothing to cache"):
+        Trainer(bad, build_data(bad, load_config(str(preset))))
+
+
+def test_ablation_table_and_reuse_of_finished_runs(synth_root, tmp_path, capsys):
+    """``clipmg-ablate`` trains and evaluates each variant and writes the Table-2-shaped table;
+    ``--reuse`` evaluates finished runs of the same recipe without retraining them and refuses a
+    run directory that holds another recipe."""
+    import json
+
+    from clipmg.train.ablation import main as ablate_main
+
+    out = tmp_path / "abl"
+    common = ["--data", str(synth_root), "--out", str(out), "--epochs", "1", "--batch-size", "8", "--device", "cpu"]
+    assert ablate_main([*common, "--variants", "full,no_pose"]) == 0
+    table = (out / "ablation.md").read_text()
+    assert "| `full` | full model |" in table and "| `no_pose` | w/o pose (RGB only) |" in table and "61.82" in table
+    rows = json.loads((out / "ablation.json").read_text())["rows"]
+    assert [r["variant"] for r in rows] == ["full", "no_pose"] and all(0 <= r["top1"] <= 1 for r in rows)
+    stamp = (out / "full" / "best.safetensors").stat().st_mtime_ns
+    assert ablate_main([*common, "--variants", "full,no_pose", "--reuse"]) == 0
+    assert (out / "full" / "best.safetensors").stat().st_mtime_ns == stamp  # evaluated, not retrained
+    again = json.loads((out / "ablation.json").read_text())["rows"]
+    assert [r["top1"] for r in again] == [r["top1"] for r in rows]
+    capsys.readouterr()
+    assert ablate_main([*common, "--variants", "full", "--reuse", "--lr-new", "5e-3"]) == 2
+    assert "holds a run with other settings (lr_new)" in capsys.readouterr().err

@@ -32,7 +32,31 @@ def ablation_table(rows: List[Dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_ablation(base: TrainConfig, variants: List[str]) -> List[Dict[str, Any]]:
+# settings that do not change what a run computes: a finished run may be reused across them
+_RUN_ONLY = ("out", "workers", "threads", "device", "resume", "save_every", "tensorboard", "time_limit_min")
+
+
+def finished_run(cfg: TrainConfig) -> float | None:
+    """Minutes a finished run of exactly ``cfg``'s recipe took, if ``cfg.out`` holds one; else ``None``."""
+    from .checkpoint import read_metadata
+
+    last = Path(cfg.out) / "last.safetensors"
+    if not (last.is_file() and (Path(cfg.out) / "best.safetensors").is_file()):
+        return None
+    meta = read_metadata(last)
+    recorded = {k: v for k, v in meta.get("train", {}).items() if k not in _RUN_ONLY}
+    wanted = {k: v for k, v in cfg.to_dict().items() if k not in _RUN_ONLY}
+    if recorded != wanted:
+        diff = sorted(k for k in set(recorded) | set(wanted) if recorded.get(k) != wanted.get(k))
+        raise ValueError(f"{cfg.out} holds a run with other settings ({', '.join(diff)}); "
+                         f"remove it or choose another --out")
+    metrics = meta.get("metrics", {})
+    if cfg.max_steps <= 0 and metrics.get("epoch") != cfg.epochs:
+        return None  # stopped early (time limit or killed): not the same run, train again
+    return float(metrics.get("elapsed_s", 0.0)) / 60
+
+
+def run_ablation(base: TrainConfig, variants: List[str], reuse: bool = False) -> List[Dict[str, Any]]:
     import dataclasses
 
     from .evaluate import evaluate_checkpoint
@@ -42,9 +66,13 @@ def run_ablation(base: TrainConfig, variants: List[str]) -> List[Dict[str, Any]]
     for v in variants:
         out = Path(base.out) / v
         cfg = dataclasses.replace(base, variant=v, out=str(out))
-        t0 = time.monotonic()
-        train(cfg)
-        minutes = (time.monotonic() - t0) / 60
+        minutes = finished_run(cfg) if reuse else None
+        if minutes is None:
+            t0 = time.monotonic()
+            train(cfg)
+            minutes = (time.monotonic() - t0) / 60
+        else:
+            logging.getLogger("clipmg.ablate").info("%s: reusing the finished run in %s", v, out)
         rep = evaluate_checkpoint(out / "best.safetensors", base.data, base.layout, "val", out / "eval",
                                   base.batch_size, base.device)
         rows.append({"variant": v, "top1": rep["top1"], "top5": rep["top5"], "macro": rep["macro"],
@@ -58,6 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     add_arguments(ap)
     ap.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset of the variants")
+    ap.add_argument("--reuse", action="store_true", help="evaluate, instead of retraining, a variant whose run "
+                    "directory already holds a finished run of the same recipe (e.g. variants trained in "
+                    "parallel by separate clipmg-ablate --variants calls)")
     args = ap.parse_args(argv)
     try:
         base = from_args(args, {"out": "runs/ablation"})
@@ -67,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"unknown variant(s) {', '.join(bad)}; choose from {', '.join(VARIANTS)}")
         if not base.data:
             raise ValueError("--data is required (a dataset root; make one with clipmg-synth)")
-        rows = run_ablation(base, variants)
+        rows = run_ablation(base, variants, args.reuse)
     except (ValueError, FileNotFoundError, CheckpointError) as e:
         print(f"clipmg-ablate: {e}", file=sys.stderr)
         return 2

@@ -37,6 +37,7 @@ class TrainConfig:
     class_balance: str = "none"  # none | sampler | loss: for the long tail
     logit_adjust: float = 0.0  # tau of logit adjustment by the class prior; 0 disables
     augment: bool = True  # random temporal sampling, flips and crop jitter (RGB and keypoints together)
+    colour_jitter: float = 0.0  # with augment: brightness/contrast/saturation factors in [1 - c, 1 + c]
     cache_frozen: bool = False  # cache the frozen ViT blocks' outputs across epochs (needs augment=false)
     amp: str = "auto"  # auto (bf16 on CUDA when supported, else fp16; off on CPU) | bf16 | fp16 | off
     # run
@@ -63,6 +64,8 @@ class TrainConfig:
             raise ValueError("--epochs and --batch-size must be at least 1")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"--val-fraction must lie in [0, 1), got {self.val_fraction}")
+        if not 0.0 <= self.colour_jitter < 1.0:
+            raise ValueError(f"--colour-jitter must lie in [0, 1), got {self.colour_jitter}")
         if self.cache_frozen and self.augment:
             raise ValueError("--cache-frozen needs --no-augment: cached ViT outputs are only valid when every "
                              "epoch sees the same frames")

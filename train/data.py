@@ -9,7 +9,7 @@ from typing import Any, Dict, List
 from clipmg.model import ModelConfig, PreprocessConfig
 
 from .config import TrainConfig
-from .dataset import MicroGestureDataset, build_index
+from .dataset import AugmentConfig, MicroGestureDataset, build_index
 from .readers import DataError
 
 log = logging.getLogger("clipmg.train")
@@ -39,7 +39,8 @@ def build_data(cfg: TrainConfig, model_cfg: ModelConfig) -> TrainData:
     cache = True if cfg.cache_frames else False
     # augment=False means the same frames every epoch (centre sampling, no flips or jitter), which is
     # also what makes caching the frozen ViT outputs valid
-    train = MicroGestureDataset(tr_idx, model_cfg, train=cfg.augment, augment=cfg.augment, cache_frames=cache)
+    augment = AugmentConfig(colour=cfg.colour_jitter) if cfg.augment else False
+    train = MicroGestureDataset(tr_idx, model_cfg, train=cfg.augment, augment=augment, cache_frames=cache)
     val = MicroGestureDataset(va_idx, model_cfg, train=False, cache_frames=cache)
     if len(train) == 0:
         raise ValueError(f"no usable training clips in {cfg.data} ({index.issues.summary()})")

@@ -392,6 +392,9 @@ class AugmentConfig:
     flip: float = 0.5  # probability of a horizontal flip (left/right joints swapped)
     scale: Tuple[float, float] = (0.9, 1.1)  # zoom range about the frame centre
     shift: float = 0.05  # largest shift, as a fraction of the frame's short side
+    # colour jitter strength: brightness, contrast and saturation each scaled by a factor drawn from
+    # [1 - c, 1 + c] (one draw per window; hue is left alone, colour can be what tells a class)
+    colour: float = 0.0
 
 
 def augment_window(frames: np.ndarray, keypoints: np.ndarray, perm: np.ndarray, aug: AugmentConfig,
@@ -405,6 +408,30 @@ def augment_window(frames: np.ndarray, keypoints: np.ndarray, perm: np.ndarray, 
     if s != 1.0 or dx or dy:
         frames, keypoints = affine_jitter(frames, keypoints, s, float(dx), float(dy))
     return frames, keypoints
+
+
+def colour_jitter(frames: np.ndarray, brightness: float, contrast: float, saturation: float) -> np.ndarray:
+    """``(T, H, W, 3)`` RGB frames (uint8, or float in [0, 255]) with brightness, contrast (about the
+    window's mean grey) and saturation (about each pixel's grey) scaled; uint8 in, uint8 out."""
+    f = np.asarray(frames, np.float32) * brightness
+    grey = f @ np.array([0.299, 0.587, 0.114], np.float32)
+    f = (f - grey.mean()) * contrast + grey.mean()
+    grey = (grey - grey.mean()) * contrast + grey.mean()
+    f = grey[..., None] + (f - grey[..., None]) * saturation
+    if frames.dtype == np.uint8:
+        return np.clip(f + 0.5, 0, 255).astype(np.uint8)
+    return np.clip(f, 0, 255)
+
+
+def colour_jitter_images(images: np.ndarray, mean: Sequence[float], std: Sequence[float], aug: AugmentConfig,
+                         rng: np.random.Generator) -> np.ndarray:
+    """``colour_jitter`` on model-ready images ``(T, 3, S, S)`` (normalised by ``mean``/``std``): one
+    draw of the three factors for the whole window, applied after the crop and resize (cheap)."""
+    m = np.asarray(mean, np.float32)[:, None, None]
+    sd = np.asarray(std, np.float32)[:, None, None]
+    rgb = ((images * sd + m) * 255.0).transpose(0, 2, 3, 1)  # (T, S, S, 3) in [0, 255]
+    rgb = colour_jitter(rgb, *rng.uniform(1 - aug.colour, 1 + aug.colour, 3))
+    return ((rgb.transpose(0, 3, 1, 2) / 255.0 - m) / sd).astype(np.float32)
 
 
 # --------------------------------------------------------------------------------------- dataset
@@ -535,6 +562,9 @@ class MicroGestureDataset(torch.utils.data.Dataset):
         if self.augment is not None and rng is not None:
             frames, kp = augment_window(frames, kp, self.perm, self.augment, rng)
         images, kp_in, _ = prepare_window(frames, kp, self.cfg)
+        if self.augment is not None and rng is not None and self.augment.colour > 0:
+            p = self.cfg.preprocess
+            images = colour_jitter_images(images, p.mean, p.std, self.augment, rng)
         return {"images": torch.from_numpy(images), "keypoints": torch.from_numpy(kp_in),
                 "label": clip.label, "clip_id": clip.clip_id}
 

@@ -6,9 +6,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, Iterator, List
 
 import numpy as np
 import torch
@@ -53,9 +54,13 @@ def plot_confusion(confusion: List[List[int]], class_names: List[str], path: Pat
 
 def evaluate_checkpoint(checkpoint: str | Path, data: str, layout: str | None = None, split: str = "val",
                         out: str | Path | None = None, batch_size: int = 16, device: str = "auto",
-                        strict: bool = False) -> Dict[str, Any]:
+                        strict: bool = False, save_windows: str | Path | None = None) -> Dict[str, Any]:
     """Evaluate a checkpoint on a dataset; the split (seed, validation fraction, background class)
-    is the one recorded in the checkpoint, so ``split='val'`` is the held-out set it was chosen on."""
+    is the one recorded in the checkpoint, so ``split='val'`` is the held-out set it was chosen on.
+
+    ``save_windows``: also write the evaluated windows as an ``.npz`` (``images``, ``keypoints``,
+    ``labels``: exactly the model's inputs), the validation samples ``clipmg-export --int8
+    --val-samples`` measures the int8 accuracy change on."""
     from .data import build_data
 
     model, meta = load_checkpoint(checkpoint)
@@ -74,12 +79,14 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str, layout: str | None = 
         raise ValueError(f"--split must be one of val, train, all; got {split!r}")
     dev = resolve_device(device, DistInfo())
     model.to(dev)
-    logits, labels = [], []
+    logits, labels, windows = [], [], []
     for sub in subsets[split]:
         loader = DataLoader(Indexed(sub, cfg.seed), batch_size=batch_size, shuffle=False, collate_fn=collate)
-        lg, lb = evaluate_logits(model, loader, dev, progress=True)
+        lg, lb = evaluate_logits(model, _keep(loader, windows) if save_windows else loader, dev, progress=True)
         logits.append(lg)
         labels.append(lb)
+    if save_windows:
+        write_windows(save_windows, windows)
     metrics = classification_metrics(np.concatenate(logits), np.concatenate(labels), list(ds.class_names))
     report = {"checkpoint": str(checkpoint), "data": str(data), "layout": cfg.layout, "split": split,
               "preset": model.cfg.name, "variant": model.cfg.variant, "class_names": list(ds.class_names),
@@ -93,6 +100,28 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str, layout: str | None = 
     return report
 
 
+def _keep(loader: Any, sink: List[Dict[str, Any]]) -> Iterator[Dict[str, Any]]:
+    """The loader's batches, each also kept in ``sink``."""
+    for batch in loader:
+        sink.append(batch)
+        yield batch
+
+
+def write_windows(path: str | Path, batches: List[Dict[str, Any]]) -> None:
+    """Write batches of model inputs as ``images``, ``keypoints``, ``labels`` (an ``.npz``, no pickles),
+    atomically."""
+    path = Path(path)
+    if path.suffix != ".npz":
+        raise ValueError(f"--save-windows {path}: the file name must end in .npz")
+    arrays = {"images": np.concatenate([b["images"].numpy() for b in batches]).astype(np.float32),
+              "keypoints": np.concatenate([b["keypoints"].numpy() for b in batches]).astype(np.float32),
+              "labels": np.concatenate([np.asarray(b["label"]) for b in batches]).astype(np.int64)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp.npz")
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
     ap = argparse.ArgumentParser(description=__doc__)
@@ -104,10 +133,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--strict", action="store_true", help="malformed files are errors, not skipped")
+    ap.add_argument("--save-windows", metavar="VAL.npz", help="also write the evaluated windows (model inputs and "
+                    "labels) as an .npz: the validation samples of clipmg-export --int8 --val-samples")
     args = ap.parse_args(argv)
     try:
         r = evaluate_checkpoint(args.checkpoint, args.data, args.layout, args.split, args.out, args.batch_size,
-                                args.device, args.strict)
+                                args.device, args.strict, args.save_windows)
     except (ValueError, OSError, CheckpointError) as e:  # one line; anything else is a bug: traceback
         print(f"clipmg-eval: {user_message(e)}", file=sys.stderr)
         return 2
@@ -115,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
           f"top-5 {r['top5']:.4f}  macro {r['macro']:.4f}")
     for name, acc in sorted(r["per_class"].items(), key=lambda kv: kv[1]):
         print(f"  {acc:6.3f}  {name}")
+    if args.save_windows:
+        print(f"windows: {args.save_windows} ({r['count']} windows with labels)")
     if args.out:
         print(f"report: {Path(args.out) / 'report.json'}, confusion matrix: {Path(args.out) / 'confusion.png'}")
     return 0

@@ -124,6 +124,9 @@ class Trainer:
         n_cls = len(data.class_names)
         self.model = create_model(cfg.preset, num_classes=n_cls, variant=cfg.variant,
                                   pretrained=cfg.pretrained or None)
+        if cfg.cache_frozen and self.model.stem_trainable:
+            raise ValueError(f"--cache-frozen has nothing to cache: {cfg.preset} trains the whole ViT tower, "
+                             "stem included (trainable_blocks equals layers)")
         if cfg.crop != self.model.cfg.preprocess.crop:
             raise ValueError("internal: the dataset must be built with the model's crop policy")
         self.model.to(self.device).train()
