@@ -270,15 +270,14 @@ def resolve_source(args: argparse.Namespace) -> str:
     """The source string: ``--source``, or the one kept out of the command line with ``--source-env``
     or ``--source-file`` (``ps`` shows every local user a process's arguments, not its environment
     or the files it reads)."""
-    given = [n for n in ("source_env", "source_file") if getattr(args, n, None)]
-    if len(given) > 1:
+    if args.source_env and args.source_file:
         raise ConfigError("give the source once: --source-env or --source-file, not both")
-    if getattr(args, "source_env", None):
+    if args.source_env:
         value = os.environ.get(args.source_env, "").strip()
         if not value:
             raise ConfigError(f"--source-env {args.source_env}: that environment variable is unset or empty")
         return value
-    if getattr(args, "source_file", None):
+    if args.source_file:
         path = Path(args.source_file).expanduser()
         try:
             lines = [ln.strip() for ln in path.read_text().splitlines() if ln.strip()]

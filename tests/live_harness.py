@@ -30,6 +30,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def index_image(i: int, w: int = 160, h: int = 120) -> Any:
+    """Frame ``i`` shows ``i`` in binary as 8 black/white bars (survives JPEG coding): a test can
+    read back which frame it got."""
+    import numpy as np
+
+    img = np.zeros((h, w, 3), np.uint8)
+    bar = w // 8
+    for b in range(8):
+        if (i >> b) & 1:
+            img[:, b * bar:(b + 1) * bar] = 255
+    return img
+
+
 def endpoint() -> str:
     return f"tcp://127.0.0.1:{free_port()}"
 

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from clipmg.stream.capture import capture_main, fit_frame
+from live_harness import index_image
 from clipmg.stream.redact import redact_text, redact_url, url_secrets
 from clipmg.stream.ringbuffer import FrameRing
 from clipmg.stream.sources import (SourceOpenError, ffmpeg_capture_options, open_source,
@@ -38,14 +39,6 @@ def write_video(path: Path, n: int, fps: float = 25.0, size: Tuple[int, int] = (
     writer.release()
     return path
 
-
-def index_image(i: int, w: int = 160, h: int = 120) -> np.ndarray:
-    img = np.zeros((h, w, 3), np.uint8)
-    bar = w // 8
-    for b in range(8):
-        if (i >> b) & 1:
-            img[:, b * bar:(b + 1) * bar] = 255
-    return img
 
 
 def frame_index(image: np.ndarray) -> int:

@@ -249,14 +249,14 @@ def test_colour_jitter_changes_pixels_only_and_identity_is_exact() -> None:
     from clipmg.train.dataset import colour_jitter, colour_jitter_images
 
     rng = np.random.default_rng(0)
-    frames = rng.integers(0, 256, (8, 12, 16, 3), dtype=np.uint8)
-    assert np.array_equal(colour_jitter(frames, 1.0, 1.0, 1.0), frames)  # factors of 1 change nothing
-    grey = np.repeat(rng.integers(0, 256, (8, 12, 16, 1), dtype=np.uint8), 3, axis=-1)
-    assert np.array_equal(colour_jitter(grey, 1.0, 1.0, 0.0), grey)  # a grey image has no saturation to lose
+    frames = rng.integers(0, 256, (8, 12, 16, 3)).astype(np.float32)
+    np.testing.assert_allclose(colour_jitter(frames, 1.0, 1.0, 1.0), frames, atol=1e-3)  # factors of 1: no change
+    grey = np.repeat(rng.integers(0, 256, (8, 12, 16, 1)).astype(np.float32), 3, axis=-1)
+    np.testing.assert_allclose(colour_jitter(grey, 1.0, 1.0, 0.0), grey, atol=1e-3)  # no saturation to lose
     brighter = colour_jitter(frames, 1.2, 1.0, 1.0)
-    assert brighter.astype(int).sum() > frames.astype(int).sum() and brighter.dtype == np.uint8
+    assert brighter.sum() > frames.sum() and brighter.min() >= 0 and brighter.max() <= 255
     flat = colour_jitter(frames, 1.0, 0.0, 1.0)  # no contrast: every pixel at the mean grey (saturation kept)
-    g = flat.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    g = flat @ np.array([0.299, 0.587, 0.114], np.float32)
     assert g.std() < 1.0
     m, sd = (0.48, 0.46, 0.41), (0.27, 0.26, 0.28)
     imgs = ((rng.random((8, 3, 6, 6)).astype(np.float32) - np.array(m, np.float32)[:, None, None])

@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 import pytest
 
-from live_harness import (PY, Live, Subscriber, endpoint, puttext_tap, segments_of, tiny_checkpoint,
+from live_harness import (PY, Live, Subscriber, endpoint, index_image, puttext_tap, segments_of, tiny_checkpoint,
                           wait_for, window_gaps_are_reported, worker_pid)
 from rtsp_server import INSTALL_HINT, RtspServer, find_gi_python
 
@@ -33,15 +33,6 @@ TOKEN = "tok-9f8e7d6c"
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tiny_checkpoint(tmp_path_factory.mktemp("faults") / "tiny.safetensors")
 
-
-def index_image(i: int, w: int = 160, h: int = 120) -> np.ndarray:
-    """Frame ``i`` shows ``i`` in binary as 8 black/white bars (survives JPEG coding)."""
-    img = np.zeros((h, w, 3), np.uint8)
-    bar = w // 8
-    for b in range(8):
-        if (i >> b) & 1:
-            img[:, b * bar:(b + 1) * bar] = 255
-    return img
 
 
 def write_mjpeg_avi(path: Path, n: int, fps: float = 15.0) -> Path:

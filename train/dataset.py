@@ -410,17 +410,15 @@ def augment_window(frames: np.ndarray, keypoints: np.ndarray, perm: np.ndarray, 
     return frames, keypoints
 
 
-def colour_jitter(frames: np.ndarray, brightness: float, contrast: float, saturation: float) -> np.ndarray:
-    """``(T, H, W, 3)`` RGB frames (uint8, or float in [0, 255]) with brightness, contrast (about the
-    window's mean grey) and saturation (about each pixel's grey) scaled; uint8 in, uint8 out."""
-    f = np.asarray(frames, np.float32) * brightness
+def colour_jitter(rgb: np.ndarray, brightness: float, contrast: float, saturation: float) -> np.ndarray:
+    """Float ``(..., 3)`` RGB in [0, 255] with brightness, contrast (about the mean grey) and
+    saturation (about each pixel's grey) scaled, clipped to [0, 255]."""
+    f = np.asarray(rgb, np.float32) * brightness
     grey = f @ np.array([0.299, 0.587, 0.114], np.float32)
-    f = (f - grey.mean()) * contrast + grey.mean()
-    grey = (grey - grey.mean()) * contrast + grey.mean()
-    f = grey[..., None] + (f - grey[..., None]) * saturation
-    if frames.dtype == np.uint8:
-        return np.clip(f + 0.5, 0, 255).astype(np.uint8)
-    return np.clip(f, 0, 255)
+    mean = grey.mean()
+    f = (f - mean) * contrast + mean
+    grey = (grey - mean) * contrast + mean
+    return np.clip(grey[..., None] + (f - grey[..., None]) * saturation, 0, 255)
 
 
 def colour_jitter_images(images: np.ndarray, mean: Sequence[float], std: Sequence[float], aug: AugmentConfig,
