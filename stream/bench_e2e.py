@@ -6,7 +6,8 @@ shared-memory ring, MediaPipe pose, the CLIP-MG engine (ONNX Runtime on CPU by d
 preset with random weights: timings do not depend on the weights) and ZeroMQ. A subscriber in this
 process records every window and status message. Reported: sustained input fps, pose samples/s,
 windows/s, dropped frames, skipped windows, and the latency from the capture of a window's last
-frame to its publication (p50, p99).
+frame to its publication (p50, p99). ``--worker pose-thread one-thread`` runs each Δp with the
+worker's pose thread (the default) and without it (pose and engine in turn), interleaved.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ def make_engine(preset: str, workdir: Path, backend: str) -> Path:
 
 
 def run(video: Path, engine: Path, seconds: float, pose: str, pose_every: int, stride: int,
-        threads: int | None) -> Dict[str, Any]:
+        threads: int | None, pose_thread: bool = True) -> Dict[str, Any]:
     import zmq
 
     from clipmg.stream.messages import decode
@@ -69,6 +70,7 @@ def run(video: Path, engine: Path, seconds: float, pose: str, pose_every: int, s
            "--endpoint", endpoint, "--duration", str(seconds), "--no-listen", "--no-record", "-q"]
     if threads:
         cmd += ["--threads", str(threads)]
+    cmd += ["--pose-thread" if pose_thread else "--no-pose-thread"]
     ctx = zmq.Context.instance()
     sub = ctx.socket(zmq.SUB)
     sub.setsockopt(zmq.SUBSCRIBE, b"mg.")
@@ -99,6 +101,7 @@ def run(video: Path, engine: Path, seconds: float, pose: str, pose_every: int, s
     lat = lat[np.isfinite(lat)]
     span = (windows[-1]["t_publish"] - windows[0]["t_publish"]) if len(windows) > 1 else float("nan")
     return {"seconds": seconds, "pose": pose, "pose_every": pose_every, "stride": stride,
+            "worker": "pose-thread" if pose_thread else "one-thread",
             "windows_received": len(windows), "windows_per_s": (len(windows) - 1) / span if span else 0.0,
             "fps_in": last.get("fps_in"), "fps_pose": last.get("fps_pose"),
             "dropped_frames": last.get("dropped_frames"), "skipped_windows": last.get("skipped"),
@@ -116,6 +119,8 @@ def main(argv: List[str] | None = None) -> int:
     ap.add_argument("--pose-every", type=int, nargs="+", default=[1, 2], help="Δp values to run")
     ap.add_argument("--stride", type=int, default=8)
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--worker", nargs="+", choices=("pose-thread", "one-thread"), default=["pose-thread"],
+                    help="worker modes to run for each Δp (default: %(default)s)")
     ap.add_argument("--workdir", type=Path, default=None)
     args = ap.parse_args(argv)
     work = args.workdir or Path(tempfile.mkdtemp(prefix="clipmg-e2e-"))
@@ -124,7 +129,8 @@ def main(argv: List[str] | None = None) -> int:
     if not video.is_file():
         write_video(video, args.seconds + 30)
     engine = make_engine(args.preset, work, args.backend)
-    results = [run(video, engine, args.seconds, args.pose, dp, args.stride, args.threads) for dp in args.pose_every]
+    results = [run(video, engine, args.seconds, args.pose, dp, args.stride, args.threads, mode == "pose-thread")
+               for dp in args.pose_every for mode in args.worker]
     print(json.dumps({"preset": args.preset, "backend": args.backend, "cpus": os.cpu_count(), "runs": results},
                      indent=1))
     return 0

@@ -63,6 +63,7 @@ class StreamConfig:
     device: str = "cpu"  # engine device for the torch backend ('cpu', 'cuda', 'cuda:1', ...)
     threads: Optional[int] = None  # CPU threads for the engine; None = half the cores (1 on a 2-core machine)
     demo: bool = False  # True when the engine is the synthetic demo model (said plainly on start)
+    pose_thread: bool = True  # pose in its own thread, ahead of and alongside the engine (worker.PoseAhead)
 
     # --- decisions -------------------------------------------------------------------------------
     top_k: int = 3  # labels with probabilities in each window message
@@ -231,6 +232,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: synthetic for the synthetic source, mediapipe otherwise)")
     g.add_argument("--pose-option", type=_kv, action="append", default=[], metavar="KEY=VALUE",
                    help="extra pose backend option, e.g. path=keypoints.npy for replay (repeatable)")
+    g.add_argument("--pose-thread", action=argparse.BooleanOptionalAction, default=d.pose_thread,
+                   help="run pose in its own thread, alongside the engine (default: on; --no-pose-thread runs "
+                   "pose and engine in turn in one thread)")
     g = ap.add_argument_group("windows and decisions")
     g.add_argument("--stride", type=int, default=d.stride, help="S: pose samples between windows, a multiple of 4 "
                    "(default: %(default)s)")
@@ -304,7 +308,7 @@ def config_from_args(args: argparse.Namespace) -> StreamConfig:
         source=resolve_source(args), stream_id=args.stream_id, pace=not args.no_pace, ring_slots=args.ring_slots,
         max_height=h, max_width=w, source_options=tuple(args.source_option), stride=args.stride,
         pose_every=args.pose_every, pose=args.pose, pose_options=tuple(args.pose_option), engine=args.engine,
-        device=args.device, threads=args.threads, demo=demo, top_k=args.top_k, threshold=args.threshold,
+        device=args.device, threads=args.threads, pose_thread=args.pose_thread, demo=demo, top_k=args.top_k, threshold=args.threshold,
         no_person=args.no_person, include_logits=args.logits, event_threshold=args.event_threshold,
         event_hysteresis=args.event_hysteresis, event_min_duration_s=args.event_min_duration,
         endpoint=args.endpoint, allow_remote=args.allow_remote, fmt=args.fmt, sndhwm=args.hwm,

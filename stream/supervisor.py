@@ -78,6 +78,11 @@ def _child(target: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
 
 # ---------------------------------------------------------------------------------- bookkeeping
 @dataclass
+
+def _how_it_ended(code: Optional[int]) -> str:
+    """A child process's exit code in words."""
+    return f"was killed by signal {-code}" if code is not None and code < 0 else f"exited with status {code}"
+
 class Tally:
     """What the supervisor knows, from the children's events and the ring."""
 
@@ -303,17 +308,22 @@ class Supervisor:
         if t.restarts >= c.max_restarts:
             self.say(f"the worker crashed {t.restarts + 1} times; giving up")
             return EXIT_FAILED
-        delay = self._backoff
-        self._backoff = min(self._backoff * 2.0, c.restart_backoff_max_s)
-        t.restarts += 1
-        how = f"was killed by signal {-code}" if code is not None and code < 0 else f"exited with status {code}"
-        msg = f"worker (pid {t.worker_pid}) {how}; restarting in {delay:.1f} s (restart {t.restarts})"
-        self.say(msg)
+        delay, msg = self._plan_restart("_backoff", f"worker (pid {t.worker_pid}) {_how_it_ended(code)}")
         self._state = "restarting"
         t.worker_state = "restarting"
         self.status(link, "restarting", msg)
         self._restart_at = now + delay
         return None
+
+    def _plan_restart(self, backoff_attr: str, what: str) -> Tuple[float, str]:
+        """Count a restart, take its delay from the back-off kept in ``backoff_attr`` (the next one is
+        twice as long, capped) and say so; returns the delay and the message."""
+        delay = getattr(self, backoff_attr)
+        setattr(self, backoff_attr, min(delay * 2.0, self.cfg.restart_backoff_max_s))
+        self.tally.restarts += 1
+        msg = f"{what}; restarting in {delay:.1f} s (restart {self.tally.restarts})"
+        self.say(msg)
+        return delay, msg
 
     def watch_capture(self, ring_name: str, link: Any) -> Optional[int]:
         """End the run when the source failed or ended; restart a capture process that died without
@@ -338,16 +348,11 @@ class Supervisor:
         if state in ("ended", "stopped"):
             self.say(f"source {state}" + (f": {detail}" if detail else ""))
             return EXIT_OK
-        code = self.capture.exitcode
-        how = f"was killed by signal {-code}" if code is not None and code < 0 else f"exited with status {code}"
+        how = _how_it_ended(self.capture.exitcode)
         if t.restarts >= c.max_restarts:
             self.say(f"the capture process (pid {self.capture.pid}) {how}; {t.restarts} restarts so far: giving up")
             return EXIT_FAILED
-        delay = self._capture_backoff
-        self._capture_backoff = min(self._capture_backoff * 2.0, c.restart_backoff_max_s)
-        t.restarts += 1
-        msg = f"capture (pid {self.capture.pid}) {how}; restarting it in {delay:.1f} s (restart {t.restarts})"
-        self.say(msg)
+        delay, msg = self._plan_restart("_capture_backoff", f"capture (pid {self.capture.pid}) {how}")
         t.source_state, t.source_detail = "reconnecting", msg
         self.status(link, "restarting", msg)
         self._capture_restart_at = now + delay

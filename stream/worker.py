@@ -10,6 +10,11 @@ the supervisor created, loads the engine and the pose backend, and then loops:
 3. otherwise it works ahead: pose (and, for RGB samples, the frame encoder) on the next sample of
    the upcoming window, so that a closing window needs only its last samples and the head.
 
+Pose runs in its own thread (``PoseAhead``, on by default): it estimates the samples of the upcoming
+window in order as their frames arrive, while the main thread runs the frame encoder and the head.
+Pose backends and engines spend their time in native code that releases the GIL, so on two cores the
+two halves overlap instead of taking turns (docs/benchmarks.md measures both).
+
 Each window is published as ``mg.window.<stream>``; debounced gesture starts/ends as
 ``mg.event.<stream>``. Lifecycle and counters go to the supervisor through ``status_queue`` as
 dicts ``{"event": "worker_state" | "worker_stats" | "worker_done", ...}``.
@@ -21,6 +26,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 import traceback
 from collections import deque
@@ -81,6 +87,101 @@ def load_worker_engine(cfg: StreamConfig) -> Any:
         raise FatalWorkerError(str(e)) from None
 
 
+_PENDING = object()  # PoseAhead.poll: the sample is not estimated yet
+
+
+class PoseAhead:
+    """Pose estimation in a thread of its own, ahead of the engine.
+
+    ``estimate(k)`` reads sample ``k``'s frame and runs the pose backend (``None``: the frame is
+    gone). The thread estimates samples in order from the position the main thread last asked for
+    (``want``), never past the newest sample whose frame is in the ring (``newest()``), and keeps at
+    most ``limit`` results waiting, so it cannot run away from a slow engine. The main thread
+    ``take``s the samples it needs (blocking) or ``poll``s (not blocking); each result is handed out
+    once. Only this thread calls the pose backend, so backends need not be thread-safe. An exception
+    in the thread is re-raised in the main thread by the next ``take``/``poll``.
+    """
+
+    def __init__(self, estimate: Callable[[int], Any], newest: Callable[[], int], limit: int = 32) -> None:
+        self._estimate, self._newest, self._limit = estimate, newest, limit
+        self._cv = threading.Condition()
+        self._done: Dict[int, Any] = {}
+        self._start = 0  # results below this are no longer wanted
+        self._next: Optional[int] = None  # the next sample to estimate; None until the first want()
+        self._busy: Optional[int] = None  # the sample being estimated now
+        self._error: Optional[BaseException] = None
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="clipmg-pose", daemon=True)
+        self._thread.start()
+
+    def want(self, start: int) -> None:
+        """Samples below ``start`` are not needed any more; estimate from ``start`` on (never back)."""
+        with self._cv:
+            if start > self._start:
+                self._start = start
+                for k in [k for k in self._done if k < start]:
+                    del self._done[k]
+            if self._next is None or self._next < start:
+                self._next = start
+            self._cv.notify_all()
+
+    def take(self, k: int) -> Any:
+        """Sample ``k``'s result, waiting for the thread if needed; ``None`` if its frame was gone or
+        ``k`` was passed over (below ``want``'s start)."""
+        with self._cv:
+            while True:
+                self._raise()
+                if k in self._done:
+                    return self._done.pop(k)
+                if k < self._start or (self._next is not None and k < self._next and self._busy != k):
+                    return None  # passed over: never estimated, or handed out already
+                self._cv.wait(0.1)
+
+    def poll(self, k: int) -> Any:
+        """Like ``take`` without waiting: ``_PENDING`` while sample ``k`` is not estimated yet."""
+        with self._cv:
+            self._raise()
+            if k in self._done:
+                return self._done.pop(k)
+            if k < self._start or (self._next is not None and k < self._next and self._busy != k):
+                return None
+            return _PENDING
+
+    def close(self) -> None:
+        with self._cv:
+            self._closed = True
+            self._cv.notify_all()
+        self._thread.join(timeout=10)
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise RuntimeError(f"pose thread failed: {type(self._error).__name__}: {self._error}") from self._error
+        if not self._thread.is_alive() and not self._closed:
+            raise RuntimeError("pose thread ended unexpectedly")
+
+    def _run(self) -> None:
+        try:
+            while True:
+                with self._cv:
+                    while not self._closed and (self._next is None or len(self._done) >= self._limit
+                                                or self._next > self._newest()):
+                        self._cv.wait(0.002)
+                    if self._closed:
+                        return
+                    k = self._busy = self._next
+                    self._next += 1
+                result = self._estimate(k)  # outside the lock: the main thread runs the engine meanwhile
+                with self._cv:
+                    self._busy = None
+                    if k >= self._start:
+                        self._done[k] = result
+                    self._cv.notify_all()
+        except BaseException as e:  # noqa: BLE001 - handed to the main thread, which crashes the worker
+            with self._cv:
+                self._error, self._busy = e, None
+                self._cv.notify_all()
+
+
 class Worker:
     """The worker's loop over one ring, one engine, one pose backend and one sender."""
 
@@ -107,6 +208,14 @@ class Worker:
         self.last: Dict[str, Any] = {}
         self._overlay = Overlay(banner="synthetic demo model" if cfg.demo else "")
         self._stats_t = time.monotonic()
+        self._lock = threading.Lock()  # the counters the pose thread updates
+        self.ahead = (PoseAhead(self._pose, lambda: self.schedule.newest_sample(self.ring.latest_seq()),
+                                limit=self.schedule.pose_frames) if cfg.pose_thread else None)
+
+    def close(self) -> None:
+        """Stop the pose thread (before the pose backend is closed)."""
+        if self.ahead is not None:
+            self.ahead.close()
 
     # ------------------------------------------------------------------ loop
     def step(self) -> bool:
@@ -119,6 +228,8 @@ class Worker:
             self.next_window = s.first_window_from(k_now)
             self.k_next = s.window_start(self.next_window)
         target, skipped = s.plan(k_now, self.next_window)
+        if self.ahead is not None:
+            self.ahead.want(s.window_start(self.next_window if target is None else target))
         if target is not None:
             self.skipped += skipped
             self.next_window = target + 1
@@ -132,7 +243,16 @@ class Worker:
             return True
         self.k_next = max(self.k_next, s.window_start(self.next_window))
         if self.k_next <= k_now:
-            self._compute(self.k_next)
+            if self.ahead is not None:
+                smp = self.ahead.poll(self.k_next)
+                if smp is _PENDING:
+                    return False  # the pose thread is on it: nothing for this thread to do yet
+            else:
+                smp = self._pose(self.k_next)
+            if smp is None:
+                self.lost.add(self.k_next)
+            else:
+                self._add([smp])
             self.k_next += 1
             return True
         return False
@@ -145,23 +265,17 @@ class Worker:
         pose_missing, rgb_missing = self.sw.missing(w)
         samples = []
         for k in sorted(set(pose_missing) | set(rgb_missing)):
-            smp = self._pose(k)
+            smp = self.ahead.take(k) if self.ahead is not None else self._pose(k)
             if smp is None:
+                self.lost.add(k)
                 return False
             samples.append(smp)
         self._add(samples)
         return True
 
-    def _compute(self, k: int) -> bool:
-        """Pose (and the frame encoder for an RGB sample) on sample ``k``; False if its frame is gone."""
-        smp = self._pose(k)
-        if smp is None:
-            return False
-        self._add([smp])
-        return True
-
     def _pose(self, k: int) -> Optional[Any]:
-        """Read sample ``k``'s frame and run the pose backend on it (``None``: the frame is gone)."""
+        """Read sample ``k``'s frame and run the pose backend on it (``None``: the frame is gone).
+        Runs in the pose thread when there is one."""
         from clipmg.model.layouts import extract_layout
 
         from .window import Sample
@@ -169,15 +283,16 @@ class Worker:
         seq = self.schedule.sample_seq(k)
         frame = self.ring.read(seq)
         if frame is None:
-            self.lost.add(k)
-            self.dropped_frames += 1
+            with self._lock:
+                self.dropped_frames += 1
             return None
         t0 = time.perf_counter()
         res = self.pose(frame)
-        self._acc["pose"] += time.perf_counter() - t0
-        self._acc["pose_samples"] += 1
-        self.pose_samples += 1
-        self._sample_times.append(frame.t_mono)
+        with self._lock:
+            self._acc["pose"] += time.perf_counter() - t0
+            self._acc["pose_samples"] += 1
+            self.pose_samples += 1
+            self._sample_times.append(frame.t_mono)
         if self.annotator is not None:
             self._annotate(frame, res)
         kp = extract_layout(res.keypoints, self.engine.config.pose.layout)  # (J, 3) source pixels
@@ -187,8 +302,9 @@ class Worker:
         t0 = time.perf_counter()
         n = self.sw.add_samples(samples)
         if n:
-            self._acc["encode"] += time.perf_counter() - t0
-            self._acc["rgb_encoded"] += n
+            with self._lock:
+                self._acc["encode"] += time.perf_counter() - t0
+                self._acc["rgb_encoded"] += n
 
     # ------------------------------------------------------------------ windows
     def _run_window(self, w: int) -> None:
@@ -220,7 +336,9 @@ class Worker:
     def _publish_window(self, inputs: Any, t0: float, t1: float, logits: Optional[np.ndarray],
                         top: List[Tuple[int, str, float]], label: Optional[str], p: Optional[float], person: bool,
                         person_fraction: float, answered: bool) -> None:
-        cfg, acc = self.cfg, self._acc
+        cfg = self.cfg
+        with self._lock:  # this window's share of the work; the pose thread may already be on the next
+            acc, self._acc = self._acc, {"pose": 0.0, "encode": 0.0, "pose_samples": 0, "rgb_encoded": 0}
         latency = {"pose": acc["pose"] * 1e3, "encode": acc["encode"] * 1e3, "head": (t1 - t0) * 1e3,
                    "publish": 0.0, "capture_to_publish": 0.0}
         msg = window_message(
@@ -236,7 +354,6 @@ class Worker:
         self.sender.send(topic("window", cfg.stream_id), encode(msg, cfg.fmt))
         self.windows += 1
         self._window_times.append(now)
-        self._acc = {"pose": 0.0, "encode": 0.0, "pose_samples": 0, "rgb_encoded": 0}
         self.last = {"window": inputs.window, "label": label, "p": p, "top": [[n, q] for _, n, q in top],
                      "person": person, "latency_ms": msg["latency_ms"]}
         self._overlay = Overlay(top=[(n, q) for _, n, q in top], label=label, person=person,
@@ -267,9 +384,11 @@ class Worker:
         self.annotator.submit(frame.image, res.keypoints, ov)  # type: ignore[union-attr]
 
     def stats(self) -> Dict[str, Any]:
-        return {"windows": self.windows, "skipped": self.skipped, "dropped_frames": self.dropped_frames,
-                "dropped_messages": int(getattr(self.sender, "dropped", 0)), "pose_samples": self.pose_samples,
-                "encoded": self.sw.encoded, "heads": self.sw.heads, "fps_pose": rate(list(self._sample_times)),
+        with self._lock:
+            sample_times, dropped, posed = list(self._sample_times), self.dropped_frames, self.pose_samples
+        return {"windows": self.windows, "skipped": self.skipped, "dropped_frames": dropped,
+                "dropped_messages": int(getattr(self.sender, "dropped", 0)), "pose_samples": posed,
+                "encoded": self.sw.encoded, "heads": self.sw.heads, "fps_pose": rate(sample_times),
                 "fps_out": rate(list(self._window_times)), "last_window": self.last,
                 "torn_reads": int(getattr(self.ring, "torn_reads", 0)), "model": self.identity}
 
@@ -351,6 +470,7 @@ def _run(cfg: StreamConfig, ring_name: str, report: _Report, stop_event: Any, st
         raise FatalWorkerError(str(e)) from None
     annot = Annotator(cfg.record, cfg.display, title=f"clipmg {cfg.stream_id}") if (cfg.record or cfg.display) else None
     with ring, sender, pose:
+        w: Optional[Worker] = None
         try:
             w = Worker(cfg, engine, pose, ring, sender, report, annot, max_windows)
             report("worker_state", state="ready", model=w.identity, classes=len(w.names))
@@ -360,6 +480,8 @@ def _run(cfg: StreamConfig, ring_name: str, report: _Report, stop_event: Any, st
             if why != "stopped":  # max_windows reached or the display window closed: the run is over
                 report("worker_done", windows=w.windows, reason=why)
         finally:
+            if w is not None:
+                w.close()  # the pose thread stops before the pose backend closes
             if annot is not None:
                 annot.close()
     report("worker_state", state="stopped")

@@ -86,6 +86,29 @@ def test_train_writes_checkpoints_that_round_trip(synth_root, tmp_path):
         assert not torch.equal(model(x, kp), ref(x, kp))
 
 
+def test_person_crop_is_trained_recorded_and_used_by_eval(synth_root, tmp_path, capsys):
+    """``--crop person`` reaches the model: the dataset and the checkpoint agree, and evaluation
+    rebuilds the validation windows with the same policy (a run once stopped here with an internal
+    error because the model kept its preset's centre crop)."""
+    from clipmg.train.evaluate import main as eval_main
+
+    out = tmp_path / "person"
+    assert train_main(["--data", str(synth_root), "--out", str(out), "--epochs", "1", "--batch-size", "8",
+                       "--device", "cpu", "--crop", "person"]) == 0
+    meta = read_metadata(out / "best.safetensors")
+    assert meta["config"]["preprocess"]["crop"] == "person"
+    model, _ = load_checkpoint(out / "best.safetensors")
+    assert model.cfg.preprocess.crop == "person"
+    windows = tmp_path / "val.npz"
+    assert eval_main([str(out / "best.safetensors"), "--data", str(synth_root), "--save-windows", str(windows)]) == 0
+    # eval's first window is the person-crop dataset's, not the centre-crop one's
+    first = {crop: build_data(_cfg(synth_root, tmp_path / crop, crop=crop), load_config("clipmg-tiny")).val[0]
+             for crop in ("person", "center")}
+    with np.load(windows) as z:
+        assert np.allclose(z["images"][0], first["person"]["images"].numpy(), atol=1e-6)
+        assert not np.allclose(z["images"][0], first["center"]["images"].numpy(), atol=1e-2)
+
+
 def test_checkpoint_mismatch_and_damage_are_refused(tmp_path):
     model = create_model("clipmg-tiny", num_classes=4)
     p = save_checkpoint(tmp_path / "m.safetensors", model, CLASSES)
@@ -128,6 +151,48 @@ def test_interrupted_then_resumed_equals_uninterrupted(synth_root, tmp_path):
     wb, _ = load_checkpoint(b / "last.safetensors")
     for (k, va), vb in zip(wa.state_dict().items(), wb.state_dict().values()):
         assert torch.allclose(va, vb, atol=1e-6), k
+
+
+def test_ema_weights_are_validated_saved_and_resumed_exactly(synth_root, tmp_path):
+    """--ema: the checkpoints hold the weight average (not the last weights), validation scores it,
+    and an interrupted run resumes with the same average as an uninterrupted one."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    ca = _cfg(synth_root, a, ema=0.8)
+    tr = Trainer(ca, build_data(ca, load_config("clipmg-tiny")))
+    tr.run()
+    saved, _ = load_checkpoint(a / "last.safetensors")
+    avg = dict(tr.ema.module.state_dict())
+    raw = dict(tr.model.state_dict())
+    moved = [k for k in raw if raw[k].is_floating_point() and not torch.equal(raw[k], avg[k])]
+    assert moved, "the average should differ from the last weights"
+    for k, v in saved.state_dict().items():
+        assert torch.equal(v, avg[k]), k
+    # validation scores the average, whose logits are not the last weights'
+    from clipmg.train.trainer import evaluate_logits
+
+    assert tr.evaluated is tr.ema.module
+    l_avg, _ = evaluate_logits(saved, tr.val_loader, torch.device("cpu"))
+    l_raw, _ = evaluate_logits(tr.model, tr.val_loader, torch.device("cpu"))
+    l_val, _ = evaluate_logits(tr.evaluated, tr.val_loader, torch.device("cpu"))
+    np.testing.assert_allclose(l_val, l_avg, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(l_raw, l_avg, atol=1e-4)
+    cb = _cfg(synth_root, b, ema=0.8, max_steps=6)
+    Trainer(cb, build_data(cb, load_config("clipmg-tiny"))).run()
+    cr = _cfg(synth_root, b, ema=0.8, resume=True)
+    Trainer(cr, build_data(cr, load_config("clipmg-tiny"))).run()
+    np.testing.assert_allclose(_losses(b), _losses(a), rtol=0, atol=1e-5)
+    resumed, _ = load_checkpoint(b / "last.safetensors")
+    for k, v in resumed.state_dict().items():
+        assert torch.allclose(v, avg[k], atol=1e-6), k
+    # a state written without --ema cannot be resumed with it
+    c = tmp_path / "c"
+    cc = _cfg(synth_root, c, max_steps=2)
+    Trainer(cc, build_data(cc, load_config("clipmg-tiny"))).run()
+    ce = _cfg(synth_root, c, ema=0.8, resume=True)
+    with pytest.raises(CheckpointError, match="has no weight average"):
+        Trainer(ce, build_data(ce, load_config("clipmg-tiny"))).run()
+    with pytest.raises(ValueError, match="--ema must lie in"):
+        _cfg(synth_root, c, ema=1.0)
 
 
 def test_resume_refuses_pickled_code_and_missing_state(synth_root, tmp_path):

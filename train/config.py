@@ -38,6 +38,7 @@ class TrainConfig:
     logit_adjust: float = 0.0  # tau of logit adjustment by the class prior; 0 disables
     augment: bool = True  # random temporal sampling, flips and crop jitter (RGB and keypoints together)
     colour_jitter: float = 0.0  # with augment: brightness/contrast/saturation factors in [1 - c, 1 + c]
+    ema: float = 0.0  # decay of an exponential moving average of the weights, which is validated and saved; 0 = off
     cache_frozen: bool = False  # cache the frozen ViT blocks' outputs across epochs (needs augment=false)
     amp: str = "auto"  # auto (bf16 on CUDA when supported, else fp16; off on CPU) | bf16 | fp16 | off
     # run
@@ -66,6 +67,8 @@ class TrainConfig:
             raise ValueError(f"--val-fraction must lie in [0, 1), got {self.val_fraction}")
         if not 0.0 <= self.colour_jitter < 1.0:
             raise ValueError(f"--colour-jitter must lie in [0, 1), got {self.colour_jitter}")
+        if not 0.0 <= self.ema < 1.0:
+            raise ValueError(f"--ema must lie in [0, 1) (0 turns it off; 0.99-0.999 are usual), got {self.ema}")
         if self.cache_frozen and self.augment:
             raise ValueError("--cache-frozen needs --no-augment: cached ViT outputs are only valid when every "
                              "epoch sees the same frames")

@@ -9,6 +9,7 @@ RNG and sampler position for exact resume; plain tensors, loaded with ``weights_
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import logging
 import random
@@ -20,9 +21,11 @@ from typing import Any, Dict, List
 import numpy as np
 import torch
 import torch.distributed as dist_
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 
 from clipmg.model import CLIPMG, create_model
+from clipmg.model.config import load_config
 
 from .checkpoint import (CheckpointError, atomic_write, load_checkpoint, remove_stale_temporaries, save_checkpoint,
                          user_message)
@@ -122,8 +125,10 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         random.seed(cfg.seed)
         n_cls = len(data.class_names)
+        # the crop policy is a training choice (--crop) that the checkpoint carries on to eval and live
+        preprocess = dataclasses.replace(load_config(cfg.preset).preprocess, crop=cfg.crop)
         self.model = create_model(cfg.preset, num_classes=n_cls, variant=cfg.variant,
-                                  pretrained=cfg.pretrained or None)
+                                  pretrained=cfg.pretrained or None, preprocess=preprocess)
         if cfg.cache_frozen and self.model.stem_trainable:
             raise ValueError(f"--cache-frozen has nothing to cache: {cfg.preset} trains the whole ViT tower, "
                              "stem included (trainable_blocks equals layers)")
@@ -150,6 +155,9 @@ class Trainer:
         self.prior = class_prior(data.train_labels, n_cls).to(self.device)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp == torch.float16)
         self.cache = FrozenCache() if cfg.cache_frozen else None
+        # --ema: PyTorch's own weight averaging; the average (buffers too) is what is validated and saved
+        self.ema = (AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
+                    if cfg.ema > 0 else None)
         self.step, self.epoch, self.epoch_pos = 0, 0, 0
         self.best = -1.0
         self.history: List[Dict[str, Any]] = []
@@ -162,10 +170,15 @@ class Trainer:
     def _meta_extra(self) -> Dict[str, Any]:
         return {"train": self.cfg.to_dict(), "split": self.data.split, "data_summary": self.data.summary}
 
+    @property
+    def evaluated(self) -> CLIPMG:
+        """The weights that are validated and saved: the moving average with --ema, else the model."""
+        return self.ema.module if self.ema is not None else self.model  # type: ignore[return-value]
+
     def save(self, which: str, metrics: Dict[str, Any] | None = None) -> None:
         if not self.dist.main:
             return
-        save_checkpoint(self.out / f"{which}.safetensors", self.model, self.data.class_names,
+        save_checkpoint(self.out / f"{which}.safetensors", self.evaluated, self.data.class_names,
                         self.data.duration_stats, metrics or {}, self._meta_extra())
         if which == "last":
             # The state carries its own copy of the weights: the two files are replaced one after the
@@ -175,6 +188,8 @@ class Trainer:
                      "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
                      "step": self.step, "epoch": self.epoch, "epoch_pos": self.epoch_pos, "best": self.best,
                      "rng": _rng_state(), "history": json.dumps(self.history)}
+            if self.ema is not None:
+                state["ema"] = {k: v.detach().cpu() for k, v in self.ema.state_dict().items()}
             atomic_write(self.out / "last.state.pt", lambda tmp: torch.save(state, tmp))
 
     def resume(self) -> None:
@@ -192,6 +207,11 @@ class Trainer:
                                   f"or restore it from a backup") from e
         if "model" in state:  # the weights that belong to this optimiser state (see save)
             self.model.load_state_dict(state["model"])
+        if self.ema is not None:
+            if "ema" not in state:
+                raise CheckpointError(f"--resume --ema: {self.out / 'last.state.pt'} has no weight average (the run "
+                                      f"was started without --ema); resume without --ema or start over")
+            self.ema.load_state_dict(state["ema"])
         self.opt.load_state_dict(state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])
         self.step, self.epoch, self.epoch_pos = state["step"], state["epoch"], state["epoch_pos"]
@@ -226,11 +246,13 @@ class Trainer:
             torch.nn.utils.clip_grad_norm_([p for g in self.opt.param_groups for p in g["params"]], self.cfg.grad_clip)
         self.scaler.step(self.opt)
         self.scaler.update()
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
         self.step += 1
         return float(loss.detach())
 
     def validate(self) -> Dict[str, Any]:
-        logits, labels = evaluate_logits(self.model, self.val_loader, self.device, self.amp)
+        logits, labels = evaluate_logits(self.evaluated, self.val_loader, self.device, self.amp)
         return classification_metrics(logits, labels, list(self.data.class_names))
 
     def _write_config(self) -> None:
@@ -326,6 +348,9 @@ class Trainer:
         if self.ddp is not None:  # identical BatchNorm statistics on every rank
             for b in self.model.buffers():
                 dist_.broadcast(b, 0)
+            if self.ema is not None:
+                for b in self.ema.buffers():
+                    dist_.broadcast(b, 0)
         metrics: Dict[str, Any] = {}
         if self.dist.main:
             m = self.validate()
@@ -392,7 +417,9 @@ def main(argv: list[str] | None = None) -> int:
         if d.world > 1 and dist_.is_initialized():
             dist_.destroy_process_group()
     if d.main:
-        print(f"done: best val top-1 {result['best_top1']:.4f} after {result['steps']} steps "
+        best = (f"best val top-1 {result['best_top1']:.4f}" if result["best_top1"] >= 0
+                else "no validation pass yet (stopped inside the first epoch)")
+        print(f"done: {best} after {result['steps']} steps "
               f"in {result['elapsed_s'] / 60:.1f} min; checkpoints in {cfg.out}")
     return 0
 

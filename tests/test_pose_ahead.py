@@ -1,0 +1,105 @@
+"""The worker's pose thread (``PoseAhead``): order, hand-off, skipping ahead, back-pressure, errors."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import List
+
+import pytest
+
+from clipmg.stream.worker import _PENDING, PoseAhead
+
+
+class Clock:
+    """The newest sample whose frame has arrived, moved by the test; and a log of estimates."""
+
+    def __init__(self, newest: int = -1, delay: float = 0.0) -> None:
+        self.newest, self.delay = newest, delay
+        self.calls: List[int] = []
+        self.threads: set = set()
+
+    def estimate(self, k: int):
+        self.calls.append(k)
+        self.threads.add(threading.current_thread().name)
+        time.sleep(self.delay)
+        return None if k % 10 == 7 else f"sample {k}"  # every tenth from 7: the frame was gone
+
+
+def wait_for(cond, timeout: float = 5.0) -> None:
+    end = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < end, "timed out"
+        time.sleep(0.002)
+
+
+def test_samples_are_estimated_in_order_in_their_own_thread_and_handed_out_once() -> None:
+    c = Clock(newest=5)
+    a = PoseAhead(c.estimate, lambda: c.newest)
+    try:
+        assert a.poll(0) is _PENDING  # nothing asked for yet: nothing done
+        a.want(0)
+        assert [a.take(k) for k in range(6)] == [f"sample {k}" for k in range(6)]
+        time.sleep(0.05)
+        assert c.calls == list(range(6)), "never past the newest frame"
+        assert a.poll(6) is _PENDING
+        c.newest = 9
+        assert a.take(7) is None and a.take(6) == "sample 6"  # a gone frame is None; any order
+        assert a.take(6) is None  # handed out once
+        assert c.threads == {"clipmg-pose"}
+    finally:
+        a.close()
+
+
+def test_want_skips_ahead_and_drops_what_is_no_longer_needed() -> None:
+    c = Clock(newest=3)
+    a = PoseAhead(c.estimate, lambda: c.newest)
+    try:
+        a.want(0)
+        wait_for(lambda: c.calls == [0, 1, 2, 3])
+        c.newest = 40
+        a.want(20)  # the worker skipped windows: samples 4-19 are never estimated
+        assert a.take(2) is None and a.take(19) is None
+        assert a.take(20) == "sample 20"
+        assert not set(c.calls) & set(range(4, 20))
+        a.want(10)  # never back
+        assert a.take(12) is None
+    finally:
+        a.close()
+
+
+def test_at_most_limit_results_wait_for_a_slow_engine() -> None:
+    c = Clock(newest=1000)
+    a = PoseAhead(c.estimate, lambda: c.newest, limit=8)
+    try:
+        a.want(0)
+        wait_for(lambda: len(c.calls) >= 8)
+        time.sleep(0.05)
+        assert len(c.calls) == 8
+        assert a.take(0) == "sample 0"
+        wait_for(lambda: len(c.calls) == 9)
+    finally:
+        a.close()
+
+
+def test_an_error_in_the_thread_reaches_the_worker() -> None:
+    def broken(k: int):
+        raise ValueError("backend exploded")
+
+    a = PoseAhead(broken, lambda: 100)
+    try:
+        a.want(0)
+        with pytest.raises(RuntimeError, match="pose thread failed: ValueError: backend exploded"):
+            a.take(0)
+        with pytest.raises(RuntimeError, match="backend exploded"):
+            a.poll(1)
+    finally:
+        a.close()
+
+
+def test_close_stops_the_thread_even_while_it_waits() -> None:
+    c = Clock(newest=-1)
+    a = PoseAhead(c.estimate, lambda: c.newest)
+    a.want(0)
+    a.close()
+    assert not a._thread.is_alive()

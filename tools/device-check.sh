@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The GPU checks of this project in one script, for a lent NVIDIA machine (see docs/engines.md,
+# "On a GPU"). It runs from the repository root with wheels of what the machine lacks in .whl/
+# (open_clip_torch, ftfy, wcwidth, av, openpyxl, et_xmlfile, pyzmq) and writes everything to
+# $OUT/results.tar.gz plus $OUT/log. Each step has its own time limit so one hang cannot eat the rest.
+set -u
+OUT=${OUT:-/tmp/device-out}; mkdir -p "$OUT"; R=$OUT/r; mkdir -p "$R"
+exec > >(tee "$OUT/log") 2>&1
+export PYTHONUNBUFFERED=1
+step() { local name=$1 limit=$2; shift 2; echo "=== $name ($(date +%T))"; local t0=$SECONDS
+  timeout "$limit" "$@"; echo "=== $name rc=$? in $((SECONDS - t0)) s"; }
+PY=python3
+$PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+# clipmg itself without installing it: the import root `clipmg` over the four product folders
+mkdir -p /tmp/pkg/clipmg && for d in model train engines stream; do ln -sfn "$PWD/$d" /tmp/pkg/clipmg/$d; done
+export PYTHONPATH=/tmp/pkg:/tmp/site
+step env 60 bash -c 'nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv; nproc;
+  python3 -c "import torch, onnxruntime, open_clip, av; print(\"torch\", torch.__version__, torch.version.cuda, torch.cuda.get_device_name(0)); print(\"ort\", onnxruntime.__version__, onnxruntime.get_available_providers()); print(\"open_clip\", open_clip.__version__)";
+  python3 -c "import tensorrt" 2>&1 | tail -1; python3 -c "import torch_tensorrt" 2>&1 | tail -1; ldconfig -p | grep -c nvinfer'
+# the synthetic set is written in the background while the GPU measures synthetic tensors
+( $PY -m clipmg.train.synth /tmp/synth --videos 16 --clips-per-video 16 --quiet > "$R/synth.log" 2>&1 ) &
+SYNTH=$!
+for spec in "clipmg-vitb16 32 bf16" "clipmg-vitb16 32 fp16" "clipmg-vitb16 32 none" "clipmg-vitb32 32 bf16" "clipmg-tiny 32 bf16"; do
+  set -- $spec
+  step "measure $spec" 120 $PY -m clipmg.train.measure --preset $1 --batch-size $2 --amp $3 --device cuda --steps 5 | tee -a "$R/measure.jsonl"
+done
+step bench 240 $PY -m clipmg.engines.bench --presets clipmg-vitb32 clipmg-vitb16 --backends torch tensorrt --torch-device cuda \
+  --batches 1 8 --json "$R/bench.json" --markdown "$R/bench.md"
+step bench-cache 120 $PY -m clipmg.stream.bench_cache --preset clipmg-vitb32 --device cuda --windows 20 --json | tee "$R/cache.json"
+wait $SYNTH; cat "$R/synth.log"
+step train-vitb16-bf16 240 $PY -m clipmg.train.trainer --data /tmp/synth --preset clipmg-vitb16 --out /tmp/runs/b16 --epochs 2 \
+  --batch-size 32 --workers 12 --amp bf16 --device cuda --seed 0
+step train-tiny-fp16 180 $PY -m clipmg.train.trainer --data /tmp/synth --preset clipmg-tiny --out /tmp/runs/tiny --epochs 4 \
+  --batch-size 16 --lr-new 2e-3 --lr-vit 1e-3 --workers 12 --amp fp16 --device cuda --seed 0
+step eval-cuda 120 $PY -m clipmg.train.evaluate /tmp/runs/tiny/best.safetensors --data /tmp/synth --device cuda --out "$R/eval-tiny"
+step torchrun-nccl 180 torchrun --standalone --nproc_per_node 1 -m clipmg.train.trainer --data /tmp/synth \
+  --preset clipmg-tiny --out /tmp/runs/ddp --epochs 1 --batch-size 16 --workers 4 --amp bf16 --device cuda --max-steps 10
+step live-cuda 90 $PY run_live.py --engine train/assets/demo-tiny-synth.safetensors --device cuda --duration 20 --no-record --listen
+step pytest-gpu 120 $PY -m pytest -q -rs -p no:cacheprovider tests/test_engines_gpu.py
+for d in b16 tiny ddp; do cp /tmp/runs/$d/log.csv "$R/train-$d-log.csv" 2>/dev/null; cp /tmp/runs/$d/metrics.json "$R/train-$d-metrics.json" 2>/dev/null; done
+tar czf "$OUT/results.tar.gz" -C "$OUT" r && rm -rf "$R"
