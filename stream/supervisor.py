@@ -76,13 +76,13 @@ def _child(target: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
     target(*args, **kwargs)
 
 
-# ---------------------------------------------------------------------------------- bookkeeping
-@dataclass
-
 def _how_it_ended(code: Optional[int]) -> str:
     """A child process's exit code in words."""
     return f"was killed by signal {-code}" if code is not None and code < 0 else f"exited with status {code}"
 
+
+# ---------------------------------------------------------------------------------- bookkeeping
+@dataclass
 class Tally:
     """What the supervisor knows, from the children's events and the ring."""
 
