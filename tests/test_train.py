@@ -94,19 +94,24 @@ def test_person_crop_is_trained_recorded_and_used_by_eval(synth_root, tmp_path, 
 
     out = tmp_path / "person"
     assert train_main(["--data", str(synth_root), "--out", str(out), "--epochs", "1", "--batch-size", "8",
-                       "--device", "cpu", "--crop", "person"]) == 0
+                       "--device", "cpu", "--crop", "person", "--person-scale", "1.1"]) == 0
     meta = read_metadata(out / "best.safetensors")
     assert meta["config"]["preprocess"]["crop"] == "person"
+    assert meta["config"]["preprocess"]["person_scale"] == 1.1
     model, _ = load_checkpoint(out / "best.safetensors")
-    assert model.cfg.preprocess.crop == "person"
+    assert (model.cfg.preprocess.crop, model.cfg.preprocess.person_scale) == ("person", 1.1)
     windows = tmp_path / "val.npz"
     assert eval_main([str(out / "best.safetensors"), "--data", str(synth_root), "--save-windows", str(windows)]) == 0
     # eval's first window is the person-crop dataset's, not the centre-crop one's
-    first = {crop: build_data(_cfg(synth_root, tmp_path / crop, crop=crop), load_config("clipmg-tiny")).val[0]
-             for crop in ("person", "center")}
+    first = {name: build_data(_cfg(synth_root, tmp_path / name, **kw), load_config("clipmg-tiny")).val[0]
+             for name, kw in (("person", dict(crop="person", person_scale=1.1)), ("person-1.25", dict(crop="person")),
+                              ("center", dict(crop="center")))}
     with np.load(windows) as z:
         assert np.allclose(z["images"][0], first["person"]["images"].numpy(), atol=1e-6)
-        assert not np.allclose(z["images"][0], first["center"]["images"].numpy(), atol=1e-2)
+        for other in ("person-1.25", "center"):
+            assert not np.allclose(z["images"][0], first[other]["images"].numpy(), atol=1e-2), other
+    with pytest.raises(ValueError, match="--person-scale must lie in"):
+        _cfg(synth_root, tmp_path, person_scale=0.2)
 
 
 def test_checkpoint_mismatch_and_damage_are_refused(tmp_path):

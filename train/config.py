@@ -25,6 +25,7 @@ class TrainConfig:
     variant: str = "full"  # full | no_gating | no_cross_attention | no_pose_guidance | no_pose
     pretrained: str = ""  # open_clip tag or local CLIP weights file; empty = random init
     crop: str = "center"  # center | person
+    person_scale: float = 0.0  # person crop: box side = this × the keypoints' extent; 0 = the preset's (1.25)
     # optimisation (spec section 9: ours, the paper gives none)
     epochs: int = 20
     batch_size: int = 16
@@ -67,11 +68,20 @@ class TrainConfig:
             raise ValueError(f"--val-fraction must lie in [0, 1), got {self.val_fraction}")
         if not 0.0 <= self.colour_jitter < 1.0:
             raise ValueError(f"--colour-jitter must lie in [0, 1), got {self.colour_jitter}")
+        if self.person_scale and not 0.5 <= self.person_scale <= 4.0:
+            raise ValueError(f"--person-scale must lie in [0.5, 4] (0 keeps the preset's), got {self.person_scale}")
         if not 0.0 <= self.ema < 1.0:
             raise ValueError(f"--ema must lie in [0, 1) (0 turns it off; 0.99-0.999 are usual), got {self.ema}")
         if self.cache_frozen and self.augment:
             raise ValueError("--cache-frozen needs --no-augment: cached ViT outputs are only valid when every "
                              "epoch sees the same frames")
+
+    def preprocess(self, base: Any) -> Any:
+        """The model's ``PreprocessConfig`` ``base`` with this run's crop policy (--crop, --person-scale)."""
+        changes: Dict[str, Any] = {"crop": self.crop}
+        if self.person_scale:
+            changes["person_scale"] = self.person_scale
+        return dataclasses.replace(base, **changes)
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)

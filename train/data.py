@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Dict, List
 
-from clipmg.model import ModelConfig, PreprocessConfig
+from clipmg.model import ModelConfig
 
 from .config import TrainConfig
 from .dataset import AugmentConfig, MicroGestureDataset, build_index
@@ -34,7 +34,7 @@ def build_data(cfg: TrainConfig, model_cfg: ModelConfig) -> TrainData:
     except DataError as e:
         raise ValueError(str(e)) from e
     model_cfg = model_cfg.replace(num_classes=index.num_classes,
-                                  preprocess=PreprocessConfig(**{**model_cfg.preprocess.__dict__, "crop": cfg.crop}))
+                                  preprocess=cfg.preprocess(model_cfg.preprocess))
     tr_idx, va_idx = index.split(cfg.val_fraction, cfg.seed)
     cache = True if cfg.cache_frames else False
     # augment=False means the same frames every epoch (centre sampling, no flips or jitter), which is

@@ -9,8 +9,8 @@ Reproduce the shipped checkpoint (``python -m clipmg.train.demo --retrain``)::
 
     clipmg-synth runs/synth-default --seed 0
     clipmg-train --data runs/synth-default --out runs/demo --preset clipmg-tiny --epochs 78 \\
-        --batch-size 16 --lr-new 2e-3 --lr-vit 1e-3 --colour-jitter 0.3 --crop person --weight-decay 0.2 \\
-        --time-limit-min 15 --seed 0 --workers 1
+        --batch-size 16 --lr-new 2e-3 --lr-vit 1e-3 --colour-jitter 0.3 --crop person --person-scale 1.1 \\
+        --weight-decay 0.2 --time-limit-min 14.5 --seed 0 --workers 1
     cp runs/demo/best.safetensors train/assets/demo-tiny-synth.safetensors
 """
 
@@ -29,8 +29,8 @@ log = logging.getLogger("clipmg.demo")
 
 DEMO_NAME = "demo-tiny-synth.safetensors"
 TRAIN_ARGS = ["--preset", "clipmg-tiny", "--epochs", "78", "--batch-size", "16", "--lr-new", "2e-3",
-              "--lr-vit", "1e-3", "--colour-jitter", "0.3", "--crop", "person", "--weight-decay", "0.2",
-              "--time-limit-min", "15", "--seed", "0", "--workers", "1"]
+              "--lr-vit", "1e-3", "--colour-jitter", "0.3", "--crop", "person", "--person-scale", "1.1",
+              "--weight-decay", "0.2", "--time-limit-min", "14.5", "--seed", "0", "--workers", "1"]
 DEMO_NOTICE = ("this is the synthetic demo model: a tiny CLIP-MG trained on clipmg's synthetic micro-gesture "
                "set; its labels mean nothing for real people (train your own with clipmg-train)")
 

@@ -9,7 +9,6 @@ RNG and sampler position for exact resume; plain tensors, loaded with ``weights_
 from __future__ import annotations
 
 import csv
-import dataclasses
 import json
 import logging
 import random
@@ -125,14 +124,15 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         random.seed(cfg.seed)
         n_cls = len(data.class_names)
-        # the crop policy is a training choice (--crop) that the checkpoint carries on to eval and live
-        preprocess = dataclasses.replace(load_config(cfg.preset).preprocess, crop=cfg.crop)
+        # the crop policy is a training choice (--crop, --person-scale) that the checkpoint carries on
+        # to eval, the engines and live
+        preprocess = cfg.preprocess(load_config(cfg.preset).preprocess)
         self.model = create_model(cfg.preset, num_classes=n_cls, variant=cfg.variant,
                                   pretrained=cfg.pretrained or None, preprocess=preprocess)
         if cfg.cache_frozen and self.model.stem_trainable:
             raise ValueError(f"--cache-frozen has nothing to cache: {cfg.preset} trains the whole ViT tower, "
                              "stem included (trainable_blocks equals layers)")
-        if cfg.crop != self.model.cfg.preprocess.crop:
+        if data.train.cfg.preprocess != self.model.cfg.preprocess:
             raise ValueError("internal: the dataset must be built with the model's crop policy")
         self.model.to(self.device).train()
         groups = self.model.trainable_parameters()
