@@ -209,6 +209,7 @@ class Worker:
         self._overlay = Overlay(banner="synthetic demo model" if cfg.demo else "")
         self._stats_t = time.monotonic()
         self._lock = threading.Lock()  # the counters the pose thread updates
+        self._wanted = -1  # the window start last passed to the pose thread
         self.ahead = (PoseAhead(self._pose, lambda: self.schedule.newest_sample(self.ring.latest_seq()),
                                 limit=self.schedule.pose_frames) if cfg.pose_thread else None)
 
@@ -229,7 +230,10 @@ class Worker:
             self.k_next = s.window_start(self.next_window)
         target, skipped = s.plan(k_now, self.next_window)
         if self.ahead is not None:
-            self.ahead.want(s.window_start(self.next_window if target is None else target))
+            start = s.window_start(self.next_window if target is None else target)
+            if start != self._wanted:  # only when it moves: each call wakes the pose thread
+                self._wanted = start
+                self.ahead.want(start)
         if target is not None:
             self.skipped += skipped
             self.next_window = target + 1
