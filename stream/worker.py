@@ -133,8 +133,8 @@ class PoseAhead:
                 self._raise()
                 if k in self._done:
                     return self._done.pop(k)
-                if k < self._start or (self._next is not None and k < self._next and self._busy != k):
-                    return None  # passed over: never estimated, or handed out already
+                if self._passed(k):
+                    return None
                 self._cv.wait(0.1)
 
     def poll(self, k: int) -> Any:
@@ -143,15 +143,18 @@ class PoseAhead:
             self._raise()
             if k in self._done:
                 return self._done.pop(k)
-            if k < self._start or (self._next is not None and k < self._next and self._busy != k):
-                return None
-            return _PENDING
+            return None if self._passed(k) else _PENDING
 
     def close(self) -> None:
         with self._cv:
             self._closed = True
             self._cv.notify_all()
         self._thread.join(timeout=10)
+
+    def _passed(self, k: int) -> bool:
+        """Sample ``k`` will never be (or was already) handed out: below the start, or behind the
+        thread and not in progress (called with the lock held)."""
+        return k < self._start or (self._next is not None and k < self._next and self._busy != k)
 
     def _raise(self) -> None:
         if self._error is not None:

@@ -86,7 +86,7 @@ def test_train_writes_checkpoints_that_round_trip(synth_root, tmp_path):
         assert not torch.equal(model(x, kp), ref(x, kp))
 
 
-def test_person_crop_is_trained_recorded_and_used_by_eval(synth_root, tmp_path, capsys):
+def test_person_crop_is_trained_recorded_and_used_by_eval(synth_root, tmp_path):
     """``--crop person`` reaches the model: the dataset and the checkpoint agree, and evaluation
     rebuilds the validation windows with the same policy (a run once stopped here with an internal
     error because the model kept its preset's centre crop)."""
@@ -178,8 +178,6 @@ def test_ema_weights_are_validated_saved_and_resumed_exactly(synth_root, tmp_pat
     assert tr.evaluated is tr.ema.module
     l_avg, _ = evaluate_logits(saved, tr.val_loader, torch.device("cpu"))
     l_raw, _ = evaluate_logits(tr.model, tr.val_loader, torch.device("cpu"))
-    l_val, _ = evaluate_logits(tr.evaluated, tr.val_loader, torch.device("cpu"))
-    np.testing.assert_allclose(l_val, l_avg, rtol=1e-5, atol=1e-6)
     assert not np.allclose(l_raw, l_avg, atol=1e-4)
     cb = _cfg(synth_root, b, ema=0.8, max_steps=6)
     Trainer(cb, build_data(cb, load_config("clipmg-tiny"))).run()

@@ -24,7 +24,6 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 
 from clipmg.model import CLIPMG, create_model
-from clipmg.model.config import load_config
 
 from .checkpoint import (CheckpointError, atomic_write, load_checkpoint, remove_stale_temporaries, save_checkpoint,
                          user_message)
@@ -124,16 +123,13 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         random.seed(cfg.seed)
         n_cls = len(data.class_names)
-        # the crop policy is a training choice (--crop, --person-scale) that the checkpoint carries on
-        # to eval, the engines and live
-        preprocess = cfg.preprocess(load_config(cfg.preset).preprocess)
+        # the model takes the dataset's preprocessing (the run's --crop / --person-scale, see
+        # build_data), which the checkpoint carries on to eval, the engines and live
         self.model = create_model(cfg.preset, num_classes=n_cls, variant=cfg.variant,
-                                  pretrained=cfg.pretrained or None, preprocess=preprocess)
+                                  pretrained=cfg.pretrained or None, preprocess=data.train.cfg.preprocess)
         if cfg.cache_frozen and self.model.stem_trainable:
             raise ValueError(f"--cache-frozen has nothing to cache: {cfg.preset} trains the whole ViT tower, "
                              "stem included (trainable_blocks equals layers)")
-        if data.train.cfg.preprocess != self.model.cfg.preprocess:
-            raise ValueError("internal: the dataset must be built with the model's crop policy")
         self.model.to(self.device).train()
         groups = self.model.trainable_parameters()
         self.opt = torch.optim.AdamW([{"params": groups["new"], "lr": cfg.lr_new, "base_lr": cfg.lr_new},
