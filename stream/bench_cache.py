@@ -29,8 +29,10 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 
 
-def _engine(preset: str, device: str, seed: int, backend: str, threads: Optional[int], workdir: str) -> Any:
-    """The same random weights behind the torch backend, or exported to ONNX and run by ONNX Runtime."""
+def _engine(preset: str, device: str, seed: int, backend: str, threads: Optional[int], workdir: str,
+            precision: str = "fp32") -> Any:
+    """The same random weights behind the torch backend, or exported to ONNX and run by ONNX Runtime
+    (``precision="int8"``: its dynamically quantised frame encoder, the deployed CPU default)."""
     import torch
 
     from clipmg.model import create_model
@@ -50,8 +52,8 @@ def _engine(preset: str, device: str, seed: int, backend: str, threads: Optional
     from clipmg.train.checkpoint import save_checkpoint
 
     ckpt = save_checkpoint(Path(workdir) / "random.safetensors", model, names)
-    export_onnx(ckpt, Path(workdir) / "onnx", log=lambda m: None)
-    return load_engine(Path(workdir) / "onnx", warmup=False, threads=threads)
+    export_onnx(ckpt, Path(workdir) / "onnx", int8=precision == "int8", int8_samples=2, log=lambda m: None)
+    return load_engine(Path(workdir) / "onnx", warmup=False, threads=threads, precision=precision)
 
 
 def _stream(n: int, size: int, seed: int) -> tuple:
@@ -66,7 +68,8 @@ def _stream(n: int, size: int, seed: int) -> tuple:
 
 
 def run(preset: str = "clipmg-vitb32", stride: int = 8, windows: int = 6, warmup: int = 2, threads: Optional[int] = None,
-        device: str = "cpu", frame_size: int = 320, seed: int = 0, backend: str = "torch") -> Dict[str, Any]:
+        device: str = "cpu", frame_size: int = 320, seed: int = 0, backend: str = "torch",
+        precision: str = "fp32") -> Dict[str, Any]:
     """Time both paths on ``warmup + windows`` consecutive windows; returns the numbers as a dict."""
     import tempfile
 
@@ -75,7 +78,9 @@ def run(preset: str = "clipmg-vitb32", stride: int = 8, windows: int = 6, warmup
     if threads:
         torch.set_num_threads(threads)
     with tempfile.TemporaryDirectory(prefix="clipmg-bench-") as workdir:
-        engine = _engine(preset, device, seed, backend, threads, workdir)
+        if precision != "fp32" and backend != "onnxruntime":
+            raise ValueError(f"--precision {precision} needs --backend onnxruntime")
+        engine = _engine(preset, device, seed, backend, threads, workdir, precision)
         return _measure(engine, preset, stride, windows, warmup, device, frame_size, seed, backend)
 
 
@@ -125,7 +130,7 @@ def _measure(engine: Any, preset: str, stride: int, windows: int, warmup: int, d
             naive.append(t3 - t2)
         max_diff = max(max_diff, float(np.abs(logits - ref).max()), float(np.abs(logits1 - ref).max()))
     c, ci, nv = statistics.median(cached), statistics.median(incremental), statistics.median(naive)
-    return {"preset": preset, "backend": engine.backend, "stride": stride, "windows": windows,
+    return {"preset": preset, "backend": engine.backend, "precision": getattr(engine, "precision", "fp32"), "stride": stride, "windows": windows,
             "threads": torch.get_num_threads(), "device": device, "frame_size": f"{frame_size}x{frame_size * 3 // 4}",
             "encodings_per_window": {"cached": stride // cfg.clip.group if stride < cfg.clip.pose_frames else cfg.clip.rgb_frames,
                                      "naive": cfg.clip.rgb_frames},
@@ -148,17 +153,20 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--device", default="cpu", help="torch device (default %(default)s)")
     ap.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch",
                     help="engine backend; onnxruntime exports the random weights first (default %(default)s)")
+    ap.add_argument("--precision", choices=("fp32", "int8"), default="fp32",
+                    help="onnxruntime only: int8 runs the dynamically quantised frame encoder (default %(default)s)")
     ap.add_argument("--json", action="store_true", help="print the result as JSON")
     args = ap.parse_args(argv)
     try:
-        r = run(args.preset, args.stride, args.windows, args.warmup, args.threads, args.device, backend=args.backend)
+        r = run(args.preset, args.stride, args.windows, args.warmup, args.threads, args.device, backend=args.backend,
+                precision=args.precision)
     except ValueError as e:
         print(f"bench_cache: {e}", file=sys.stderr)
         return 2
     if args.json:
         print(json.dumps(r, indent=2))
     else:
-        print(f"{r['preset']} ({r['backend']}), S={r['stride']}, {r['threads']} thread(s) on {r['device']}, median of {r['windows']} windows:\n"
+        print(f"{r['preset']} ({r['backend']}, {r['precision']}), S={r['stride']}, {r['threads']} thread(s) on {r['device']}, median of {r['windows']} windows:\n"
               f"  naive  (encode all {r['encodings_per_window']['naive']} frames + head): {r['naive_ms']:8.1f} ms/window\n"
               f"  cached (encode the {r['encodings_per_window']['cached']} new frames in one call + head): "
               f"{r['cached_ms']:8.1f} ms/window  -> {r['speedup']}x\n"

@@ -57,6 +57,46 @@ def test_variants_differ_in_what_they_use():
         assert outs[v] > 1e-6, v
 
 
+def _cross_attention_textbook(model, q, tokens):
+    """Section 8 as written: block L's ``nn.MultiheadAttention`` projects every token to keys and values."""
+    blk = model.visual.transformer.resblocks[-1]
+    kv = blk.ln_1(tokens)
+    y = q.unsqueeze(1)
+    y = y + blk.ls_1(blk.attn(blk.ln_1(y), kv, kv, need_weights=False)[0])
+    y = y + blk.ls_2(blk.mlp(blk.ln_2(y)))
+    return model.visual.ln_post(y[:, 0])
+
+
+@pytest.mark.parametrize("preset", ["clipmg-tiny", "clipmg-vitb32"])
+def test_single_query_attention_equals_multihead_attention(preset):
+    """The head's cross-attention moves the key/value projections onto the one query: the same
+    outputs (float32) and the same gradients (float64, where the algebra is checked to 1e-12;
+    float32 gradients of W_k differ by cancellation noise) as projecting all 8 * N tokens."""
+    torch.manual_seed(2)
+    model = create_model(preset, num_classes=4)
+    blk = model.visual.transformer.resblocks[-1]
+    with torch.no_grad():  # non-zero biases, so the claim that the key bias cancels is tested
+        blk.attn.in_proj_bias.normal_(0, 0.5)
+        blk.attn.out_proj.bias.normal_(0, 0.5)
+    v = model.cfg.vision
+    q = torch.randn(3, v.width)
+    tokens = 3 * torch.randn(3, 8 * (1 + v.num_patches), v.width)
+    model.eval()  # inference: the single-query form
+    with torch.no_grad():
+        fast, ref = model.cross_attend(q, tokens), _cross_attention_textbook(model, q, tokens)
+        other = model.cross_attend(q, torch.cat([tokens[:, :50], -tokens[:, 50:]], 1))
+        trained = model.train().cross_attend(q, tokens)  # training: the textbook form itself
+    assert (fast - ref).abs().max().item() <= 1e-5 * ref.abs().max().item()
+    assert torch.equal(trained, ref)
+    assert (other - ref).abs().max().item() > 1e-3  # it does read the tokens
+    model.eval().double()
+    q, tokens = q.double().requires_grad_(), tokens.double().requires_grad_()
+    fast, ref = model.cross_attend(q, tokens), _cross_attention_textbook(model, q, tokens)
+    wrt = [q, tokens, blk.attn.in_proj_weight, blk.attn.in_proj_bias, blk.ln_1.weight]
+    for a, b in zip(torch.autograd.grad(fast.square().sum(), wrt), torch.autograd.grad(ref.square().sum(), wrt)):
+        assert (a - b).abs().max().item() <= 1e-12 + 1e-9 * b.abs().max().item()
+
+
 def _open_clip_visual(preset: str):
     import open_clip
     from open_clip.model import CLIP
@@ -82,10 +122,12 @@ def test_frame_embedding_equals_open_clip(preset):
     x = torch.randn(2, 3, s, s)
     with torch.no_grad():
         ref = visual(x)
-        tokens, emb = model.encode_frames(x)
+        tokens, emb = model.encode_frames(x)  # eval: block L for the CLS token only
+        emb_train = model.train().frame_embedding(tokens)  # training: block L on every token
     assert emb.shape == ref.shape == (2, model.cfg.vision.embed_dim)
     assert tokens.shape == (2, 1 + model.cfg.vision.num_patches, model.cfg.vision.width)
     assert torch.allclose(emb, ref, atol=1e-5, rtol=1e-4), (emb - ref).abs().max()
+    assert torch.allclose(emb_train, ref, atol=1e-5, rtol=1e-4), (emb_train - ref).abs().max()
 
 
 def test_pretrained_from_local_file(tmp_path):
