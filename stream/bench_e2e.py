@@ -41,7 +41,7 @@ def write_video(path: Path, seconds: float, fps: float = 30.0, width: int = 640,
     _write(path, frames, width, height, fps)
 
 
-def make_engine(preset: str, workdir: Path, backend: str) -> Path:
+def make_engine(preset: str, workdir: Path, backend: str, int8: bool = False) -> Path:
     from clipmg.model import create_model
     from clipmg.train.checkpoint import save_checkpoint
     from clipmg.train.synth import SYNTH_CLASSES
@@ -53,12 +53,12 @@ def make_engine(preset: str, workdir: Path, backend: str) -> Path:
     from clipmg.engines.export import export_onnx
 
     out = workdir / f"{preset}-onnx"
-    export_onnx(ckpt, out, log=lambda m: None)
+    export_onnx(ckpt, out, int8=int8, int8_samples=2, log=lambda m: None)
     return out
 
 
 def run(video: Path, engine: Path, seconds: float, pose: str, pose_every: int, stride: int,
-        threads: int | None, pose_thread: bool = True) -> Dict[str, Any]:
+        threads: int | None, pose_thread: bool = True, precision: str = "auto") -> Dict[str, Any]:
     import zmq
 
     from clipmg.stream.messages import decode
@@ -70,7 +70,7 @@ def run(video: Path, engine: Path, seconds: float, pose: str, pose_every: int, s
            "--endpoint", endpoint, "--duration", str(seconds), "--no-listen", "--no-record", "-q"]
     if threads:
         cmd += ["--threads", str(threads)]
-    cmd += ["--pose-thread" if pose_thread else "--no-pose-thread"]
+    cmd += ["--pose-thread" if pose_thread else "--no-pose-thread", "--precision", precision]
     ctx = zmq.Context.instance()
     sub = ctx.socket(zmq.SUB)
     sub.setsockopt(zmq.SUBSCRIBE, b"mg.")
@@ -121,17 +121,23 @@ def main(argv: List[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--worker", nargs="+", choices=("pose-thread", "one-thread"), default=["pose-thread"],
                     help="worker modes to run for each Δp (default: %(default)s)")
+    ap.add_argument("--precision", choices=("auto", "fp32", "int8"), default="auto",
+                    help="int8: export the dynamically quantised frame encoder too and run it (random weights "
+                    "cannot be validated, so auto means float32 here; default %(default)s)")
     ap.add_argument("--workdir", type=Path, default=None)
     args = ap.parse_args(argv)
+    if args.precision != "auto" and args.backend != "onnxruntime":
+        ap.error("--precision needs --backend onnxruntime")
     work = args.workdir or Path(tempfile.mkdtemp(prefix="clipmg-e2e-"))
     work.mkdir(parents=True, exist_ok=True)
     video = work / "paced-640x480-30fps.mp4"
     if not video.is_file():
         write_video(video, args.seconds + 30)
-    engine = make_engine(args.preset, work, args.backend)
-    results = [run(video, engine, args.seconds, args.pose, dp, args.stride, args.threads, mode == "pose-thread")
+    engine = make_engine(args.preset, work, args.backend, int8=args.precision == "int8")
+    results = [run(video, engine, args.seconds, args.pose, dp, args.stride, args.threads, mode == "pose-thread",
+                   args.precision)
                for dp in args.pose_every for mode in args.worker]
-    print(json.dumps({"preset": args.preset, "backend": args.backend, "cpus": os.cpu_count(), "runs": results},
+    print(json.dumps({"preset": args.preset, "backend": args.backend, "precision": args.precision, "cpus": os.cpu_count(), "runs": results},
                      indent=1))
     return 0
 

@@ -37,6 +37,9 @@ class ConfigError(ValueError):
     """A configuration that cannot run; the message is one sentence saying what to change."""
 
 
+PRECISIONS = ("auto", "fp32", "int8")  # --precision; int8 and fp32 apply to exported ONNX engines
+
+
 @dataclass(frozen=True)
 class StreamConfig:
     """Settings of one live stream: capture, scheduling, engine, publishing, supervision."""
@@ -62,6 +65,7 @@ class StreamConfig:
     engine: Optional[str] = None  # checkpoint (.safetensors) or exported engine dir; None = demo model
     device: str = "cpu"  # engine device for the torch backend ('cpu', 'cuda', 'cuda:1', ...)
     threads: Optional[int] = None  # CPU threads for the engine; None = half the cores (1 on a 2-core machine)
+    precision: str = "auto"  # ONNX Runtime engines: auto (int8 encoder where the export validated it), fp32, int8
     demo: bool = False  # True when the engine is the synthetic demo model (said plainly on start)
     pose_thread: bool = True  # pose in its own thread, ahead of and alongside the engine (worker.PoseAhead)
 
@@ -150,6 +154,8 @@ class StreamConfig:
             raise ConfigError(f"--max-windows must be at least 1, got {self.max_windows}")
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"--threads must be at least 1, got {self.threads}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.heartbeat_s <= 0 or self.sndhwm < 1:
             raise ConfigError("--heartbeat must be positive and --hwm at least 1")
         if self.curve_allow_dir and not self.curve_secret_key:
@@ -228,6 +234,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "default: the synthetic demo model")
     g.add_argument("--device", default=d.device, help="torch device for a checkpoint (default: %(default)s)")
     g.add_argument("--threads", type=int, default=None, help="CPU threads for the engine (default: half the cores)")
+    g.add_argument("--precision", choices=PRECISIONS, default=d.precision,
+                   help="frame encoder precision of an exported ONNX engine: auto uses its int8 encoder only where "
+                   "the export measured it safe (default: %(default)s)")
     g.add_argument("--pose", default=None, help="pose backend: synthetic, mediapipe, openpose or replay "
                    "(default: synthetic for the synthetic source, mediapipe otherwise)")
     g.add_argument("--pose-option", type=_kv, action="append", default=[], metavar="KEY=VALUE",
@@ -308,7 +317,7 @@ def config_from_args(args: argparse.Namespace) -> StreamConfig:
         source=resolve_source(args), stream_id=args.stream_id, pace=not args.no_pace, ring_slots=args.ring_slots,
         max_height=h, max_width=w, source_options=tuple(args.source_option), stride=args.stride,
         pose_every=args.pose_every, pose=args.pose, pose_options=tuple(args.pose_option), engine=args.engine,
-        device=args.device, threads=args.threads, pose_thread=args.pose_thread, demo=demo, top_k=args.top_k,
+        device=args.device, threads=args.threads, precision=args.precision, pose_thread=args.pose_thread, demo=demo, top_k=args.top_k,
         threshold=args.threshold, no_person=args.no_person, include_logits=args.logits, event_threshold=args.event_threshold,
         event_hysteresis=args.event_hysteresis, event_min_duration_s=args.event_min_duration,
         endpoint=args.endpoint, allow_remote=args.allow_remote, fmt=args.fmt, sndhwm=args.hwm,

@@ -80,7 +80,11 @@ def load_worker_engine(cfg: StreamConfig) -> Any:
         opts: Dict[str, Any] = {}
         if kind == "onnx":
             opts["threads"] = cfg.engine_threads
-        elif cfg.device != "cpu":
+            opts["precision"] = cfg.precision
+        elif cfg.precision != "auto":
+            raise FatalWorkerError(f"--precision {cfg.precision} applies to exported ONNX engines; a {kind} engine "
+                                   f"keeps the precision it was built with")
+        if kind != "onnx" and cfg.device != "cpu":
             opts["device"] = cfg.device
         return load_engine(cfg.engine, **opts)
     except (EngineError, ValueError, OSError) as e:

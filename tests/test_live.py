@@ -345,6 +345,27 @@ def test_bad_configuration_fails_fast_with_one_line(args: List[str], words: str)
     assert len(lines) == 1 and words in lines[0], lines
 
 
+def test_precision_is_passed_to_an_onnx_engine_and_refused_for_a_checkpoint(checkpoint: Path, tmp_path: Path) -> None:
+    from io import StringIO
+
+    from clipmg.engines.export import export_onnx
+    from clipmg.stream.config import StreamConfig
+    from clipmg.stream.supervisor import main
+    from clipmg.stream.worker import FatalWorkerError, load_worker_engine
+
+    out = StringIO()
+    assert main(["--engine", str(checkpoint), "--precision", "int8"], out=out) == 2
+    lines = out.getvalue().strip().splitlines()
+    assert len(lines) == 1 and "--precision int8 applies to an exported ONNX engine" in lines[0], lines
+    onnx_dir = export_onnx(checkpoint, tmp_path / "onnx", int8=True, int8_samples=2, log=lambda m: None).out_dir
+    for precision, expect in (("fp32", "fp32"), ("int8", "int8"), ("auto", "fp32")):  # auto: int8 not validated
+        engine = load_worker_engine(StreamConfig(engine=str(onnx_dir), precision=precision, threads=1))
+        assert engine.precision == expect and engine.identity["precision"] == expect
+    plain = export_onnx(checkpoint, tmp_path / "plain", log=lambda m: None).out_dir
+    with pytest.raises(FatalWorkerError, match="no int8 frame encoder"):
+        load_worker_engine(StreamConfig(engine=str(plain), precision="int8"))
+
+
 def test_port_in_use_fails_with_one_line(checkpoint: Path) -> None:
     from io import StringIO
 
