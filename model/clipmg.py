@@ -165,7 +165,6 @@ class CLIPMG(nn.Module):
         qh = F.linear(blk.ln_1(q), w_q, b_q).reshape(b, h, 1, dh) * dh ** -0.5
         u = qh @ w_k.reshape(h, dh, d)  # (B, H, 1, D): each head's query taken back to token space
         a = torch.softmax(u @ kv.transpose(-1, -2), dim=-1)  # (B, H, 1, M)
-        a = F.dropout(a, attn.dropout, self.training)
         z = a @ kv  # (B, H, 1, D): attention-weighted mean of the normalised tokens
         o = (z @ w_v.reshape(h, dh, d).transpose(-1, -2)).reshape(b, d)  # (B, H*dh): W_v,h z_h
         if b_v is not None:
