@@ -130,7 +130,8 @@ def _measure(engine: Any, preset: str, stride: int, windows: int, warmup: int, d
             naive.append(t3 - t2)
         max_diff = max(max_diff, float(np.abs(logits - ref).max()), float(np.abs(logits1 - ref).max()))
     c, ci, nv = statistics.median(cached), statistics.median(incremental), statistics.median(naive)
-    return {"preset": preset, "backend": engine.backend, "precision": getattr(engine, "precision", "fp32"), "stride": stride, "windows": windows,
+    return {"preset": preset, "backend": engine.backend, "precision": engine.precision,
+            "stride": stride, "windows": windows,
             "threads": torch.get_num_threads(), "device": device, "frame_size": f"{frame_size}x{frame_size * 3 // 4}",
             "encodings_per_window": {"cached": stride // cfg.clip.group if stride < cfg.clip.pose_frames else cfg.clip.rgb_frames,
                                      "naive": cfg.clip.rgb_frames},
