@@ -51,9 +51,18 @@ def resolve_engine(cfg: StreamConfig, say: Callable[[str], None]) -> StreamConfi
         if not Path(cfg.engine).exists():
             raise ConfigError(f"--engine {cfg.engine}: no such file or directory (give a .safetensors checkpoint or "
                               f"a directory written by clipmg-export / clipmg-build)")
-        if cfg.precision != "auto" and Path(cfg.engine).is_file():
-            raise ConfigError(f"--precision {cfg.precision} applies to an exported ONNX engine; {cfg.engine} is a "
-                              f"checkpoint, which runs in float32 on PyTorch (export it with clipmg-export --int8)")
+        if cfg.precision != "auto":
+            from clipmg.engines import EngineError
+            from clipmg.engines.artifacts import detect_artifact
+
+            try:
+                kind, _ = detect_artifact(Path(cfg.engine))
+            except EngineError:  # not an artifact at all: the worker says so when it loads it
+                return cfg
+            if kind != "onnx":
+                raise ConfigError(f"--precision {cfg.precision} applies to an exported ONNX engine; {cfg.engine} is "
+                                  f"a {kind}, which runs at its own precision (export a checkpoint with "
+                                  f"clipmg-export --int8)")
         return cfg
     return cfg.replace(engine=demo_engine(say), demo=True)
 

@@ -350,7 +350,7 @@ def test_precision_is_passed_to_an_onnx_engine_and_refused_for_a_checkpoint(chec
 
     from clipmg.engines.export import export_onnx
     from clipmg.stream.config import StreamConfig
-    from clipmg.stream.supervisor import main
+    from clipmg.stream.supervisor import main, resolve_engine
     from clipmg.stream.worker import FatalWorkerError, load_worker_engine
 
     out = StringIO()
@@ -358,6 +358,8 @@ def test_precision_is_passed_to_an_onnx_engine_and_refused_for_a_checkpoint(chec
     lines = out.getvalue().strip().splitlines()
     assert len(lines) == 1 and "--precision int8 applies to an exported ONNX engine" in lines[0], lines
     onnx_dir = export_onnx(checkpoint, tmp_path / "onnx", int8=True, int8_samples=2, log=lambda m: None).out_dir
+    cfg = StreamConfig(engine=str(onnx_dir / "frame_encoder.onnx"), precision="int8")  # a graph file stands for its export
+    assert resolve_engine(cfg, print) is cfg
     for precision, expect in (("fp32", "fp32"), ("int8", "int8"), ("auto", "fp32")):  # auto: int8 not validated
         engine = load_worker_engine(StreamConfig(engine=str(onnx_dir), precision=precision, threads=1))
         assert engine.precision == expect and engine.identity["precision"] == expect
