@@ -7,6 +7,11 @@ An engine runs the two halves of CLIP-MG on NumPy arrays:
 - ``head(tokens, frame_emb, keypoints)``: ``(B, T_r, 1+N_p, D)``, ``(B, T_r, E)``,
   ``(B, T_p, J, 3)`` (model-input pixels) -> logits ``(B, C)`` float32; once per window.
 
+Optionally (``pose_cache`` true: the torch backend, ONNX exports with the pose-branch graphs) it
+also runs the skeleton encoder one time step at a time, ``pose_partials(stage, x)``, and the head
+on the assembled pre-activations, ``head_cached(...)``; the live recognizer then computes each
+group's share of the pose branch once (``clipmg.model.pose_cache``).
+
 ``metadata`` is the dict every artifact carries (model config, class names, preprocessing,
 checkpoint sha256, ...); ``config`` is the ``ModelConfig`` built from it.
 """
@@ -41,6 +46,50 @@ class Engine(ABC):
     @abstractmethod
     def head(self, tokens: np.ndarray, frame_emb: np.ndarray, keypoints: np.ndarray) -> np.ndarray:
         """``(B, T_r, 1+N_p, D)``, ``(B, T_r, E)``, ``(B, T_p, J, 3)`` -> logits ``(B, C)``."""
+
+    # ---------------------------------------------------------------- the pose branch in pieces (optional)
+    @property
+    def pose_cache(self) -> bool:
+        """Whether the engine runs the skeleton encoder one time step at a time, so the live recognizer
+        computes each group's share once (``clipmg.model.pose_cache``); otherwise ``head`` does it all."""
+        return False
+
+    def pose_partials(self, stage: int, x: np.ndarray) -> np.ndarray:
+        """Stage ``stage`` of the skeleton encoder on single time steps: stage 0 takes groups' keypoints
+        ``(n, G, J, 3)`` (model-input pixels), stage ``i > 0`` stage ``i-1``'s pre-activations
+        ``(n, C, H, W)``; returns the temporal taps ``(n, 3, C_out, H', W')`` (``CLIPMG.pose_partials``)."""
+        raise EngineError(f"the {self.backend} engine does not run the pose branch in pieces; use head()")
+
+    def head_cached(self, tokens: np.ndarray, frame_emb: np.ndarray, keypoints: np.ndarray,
+                    pose_pre: np.ndarray) -> np.ndarray:
+        """``head`` with the skeleton encoder's last-stage pre-activations ``(B, C3, T_r, H', W')`` given."""
+        raise EngineError(f"the {self.backend} engine does not run the pose branch in pieces; use head()")
+
+    def check_pose_input(self, stage: int, x: np.ndarray) -> np.ndarray:
+        """``pose_partials``' input as contiguous float32, its shape checked."""
+        from clipmg.model.pose_cache import stage_shapes
+
+        cfg = self.config
+        shapes = stage_shapes(cfg)
+        if not 0 <= stage < len(shapes):
+            raise ValueError(f"stage must lie in [0, {len(shapes)}), got {stage}")
+        want = (cfg.clip.group, cfg.pose.num_joints, 3) if stage == 0 else shapes[stage]["input"]
+        a = np.ascontiguousarray(x, dtype=np.float32)
+        if a.ndim != len(want) + 1 or a.shape[1:] != want:
+            raise ValueError(f"stage {stage} input: expected shape (n, {', '.join(map(str, want))}), "
+                             f"got {tuple(np.shape(x))}")
+        return a
+
+    def check_pose_pre(self, pose_pre: np.ndarray, batch: int) -> np.ndarray:
+        """``head_cached``'s ``pose_pre`` as contiguous float32 ``(B, C3, T_r, H', W')``, shape checked."""
+        from clipmg.model.pose_cache import stage_shapes
+
+        _, c, h, w = stage_shapes(self.config)[-1]["taps"]
+        want = (batch, c, self.config.clip.rgb_frames, h, w)
+        a = np.ascontiguousarray(pose_pre, dtype=np.float32)
+        if a.shape != want:
+            raise ValueError(f"pose_pre: expected shape {want}, got {tuple(np.shape(pose_pre))}")
+        return a
 
     def __call__(self, images: np.ndarray, keypoints: np.ndarray) -> np.ndarray:
         """Whole model: images ``(B, T_r, 3, S, S)``, keypoints ``(B, T_p, J, 3)`` -> logits ``(B, C)``."""

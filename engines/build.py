@@ -236,6 +236,9 @@ def build_from_onnx(onnx_dir: Path, stage: Path, opts: BuildOptions, here: Any, 
     manifest = read_manifest(onnx_dir, ONNX_EXPORT)
     verify_files(onnx_dir, manifest)
     meta = manifest["metadata"]
+    # TensorRT engines are built for the two halves only (the live recognizer runs their whole head);
+    # the export's pose-branch graphs are not carried over
+    meta = {**meta, "io": {g: meta["io"][g] for g in ("frame_encoder", "window_head")}}
     cfg = ModelConfig.from_dict(meta["config"])
     head_inputs = list(meta["io"]["window_head"]["inputs"])
     fe_shapes, head_shapes = _profiles(cfg, head_inputs, opts)

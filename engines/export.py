@@ -6,6 +6,11 @@ Layout of ``OUT_DIR``::
     window_head.onnx          tokens (b, T_r, 1+N_p, D), frame_emb (b, T_r, E), keypoints (b, T_p, J, 3)
                               -> logits (b, C); b dynamic. Inputs a variant does not use are absent.
     frame_encoder.int8.onnx   optional (--int8): ONNX Runtime dynamic int8 quantisation
+    pose_stage{0,1,2}.onnx    the skeleton encoder one time step at a time (variants with pose; not with
+                              --no-pose-cache): stage 0 group_keypoints (n, G, J, 3), stage i pose_pre
+                              (n, C, H, W) -> taps (n, 3, C_out, H', W'); see model/pose_cache.py
+    window_head_cached.onnx   the window head fed pose_pre (b, C3, T_r, H', W'), the last stage's
+                              pre-activations, instead of computing the pose branch
     manifest.json             written last: files with size + sha256, the metadata, the check results
 
 Each ``.onnx`` carries the metadata (see ``engines/metadata.py``) as JSON under the ``clipmg`` key
@@ -34,6 +39,14 @@ from .base import EngineError
 FRAME_ENCODER = "frame_encoder.onnx"
 WINDOW_HEAD = "window_head.onnx"
 FRAME_ENCODER_INT8 = "frame_encoder.int8.onnx"
+CACHED_HEAD = "window_head_cached.onnx"
+
+
+def graph_file(graph: str) -> str:
+    """The file a graph of an export is written to (``pose_stage1`` -> ``pose_stage1.onnx``)."""
+    return f"{graph}.onnx"
+
+
 FE_INPUTS, FE_OUTPUTS = ("images",), ("tokens", "frame_emb")
 HEAD_INPUTS, HEAD_OUTPUTS = ("tokens", "frame_emb", "keypoints"), ("logits",)
 DEFAULT_OPSET = 17
@@ -114,8 +127,9 @@ def attach_metadata(model: Any, meta: Dict[str, Any], graph: str) -> None:
 
 
 def export_graphs(model: Any, out_dir: Path, meta: Dict[str, Any], opset: int = DEFAULT_OPSET,
-                  trace_batch: int = 2, log: Log = _stderr) -> Dict[str, Any]:
-    """Write ``frame_encoder.onnx`` and ``window_head.onnx`` for ``model`` into ``out_dir``.
+                  trace_batch: int = 2, log: Log = _stderr, pose_cache: bool = True) -> Dict[str, Any]:
+    """Write ``frame_encoder.onnx`` and ``window_head.onnx`` for ``model`` into ``out_dir``, and with
+    ``pose_cache`` (for a variant with a pose branch) the pose-stage graphs and the cached head.
 
     Returns ``meta`` with ``io`` (names and shapes of each graph's inputs and outputs) added.
     """
@@ -142,11 +156,14 @@ def export_graphs(model: Any, out_dir: Path, meta: Dict[str, Any], opset: int = 
     log(f"exporting the window head ({cfg.variant}) ...")
     wh_proto = _to_onnx(wh, (tokens, emb, torch.from_numpy(kp)), HEAD_INPUTS, HEAD_OUTPUTS,
                         {"tokens": "b", "frame_emb": "b", "keypoints": "b", "logits": "b"}, opset)
-    graphs = (("frame_encoder", fe_proto, FRAME_ENCODER), ("window_head", wh_proto, WINDOW_HEAD))
+    graphs = [("frame_encoder", fe_proto, FRAME_ENCODER), ("window_head", wh_proto, WINDOW_HEAD)]
+    pose_cache = pose_cache and model.uses_pose
+    if pose_cache:
+        graphs += _pose_cache_graphs(model, tokens, emb, torch.from_numpy(kp), opset, log)
     for graph, proto, _ in graphs:
         io_desc[graph] = {"inputs": {i.name: _dims(i) for i in proto.graph.input},
                           "outputs": {o.name: _dims(o) for o in proto.graph.output}}
-    want = expected_io(cfg)
+    want = expected_io(cfg, pose_cache)
     for graph, d in io_desc.items():  # output dims can come out as exporter-made symbols: compare names
         if d["inputs"] != want[graph]["inputs"] or list(d["outputs"]) != list(want[graph]["outputs"]):
             raise ExportCheckError(f"the exported {graph} has inputs {d['inputs']} and outputs {list(d['outputs'])}, "
@@ -169,6 +186,39 @@ def export_graphs(model: Any, out_dir: Path, meta: Dict[str, Any], opset: int = 
     return full_meta
 
 
+def _pose_cache_graphs(model: Any, tokens: Any, emb: Any, kp: Any, opset: int, log: Log) -> List[Tuple[str, Any, str]]:
+    """The pose-stage graphs and the cached head, traced on the example window's own pieces."""
+    import torch
+
+    from clipmg.model.clipmg import CachedPoseHead, PoseStage
+    from clipmg.model.pose_cache import PoseBranchCache
+
+    cfg = model.cfg
+    b, g, t = kp.shape[0], cfg.clip.group, cfg.clip.rgb_frames
+    stages = len(cfg.pose.skeleton_channels)
+    log(f"exporting the pose branch in pieces ({stages} stages) and the cached head ...")
+    examples: Dict[int, Any] = {}
+
+    def partials(stage: int, x: np.ndarray) -> np.ndarray:  # records a trace input for each stage
+        xt = torch.from_numpy(np.ascontiguousarray(x[:2] if len(x) >= 2 else np.concatenate([x, x])))
+        examples.setdefault(stage, xt)
+        with torch.no_grad():
+            return model.pose_partials(stage, torch.from_numpy(x)).numpy()
+
+    pre = np.stack([PoseBranchCache(partials, t, g, stages).window(0, kp[i].numpy()) for i in range(b)])
+    out: List[Tuple[str, Any, str]] = []
+    for stage in range(stages):
+        name = "group_keypoints" if stage == 0 else "pose_pre"
+        proto = _to_onnx(PoseStage(model, stage).eval(), (examples[stage],), (name,), ("taps",),
+                         {name: "n", "taps": "n"}, opset)
+        out.append((f"pose_stage{stage}", proto, graph_file(f"pose_stage{stage}")))
+    head_in = (*HEAD_INPUTS, "pose_pre")
+    proto = _to_onnx(CachedPoseHead(model).eval(), (tokens, emb, kp, torch.from_numpy(pre)), head_in, HEAD_OUTPUTS,
+                     {**{k: "b" for k in head_in}, "logits": "b"}, opset)
+    out.append(("window_head_cached", proto, CACHED_HEAD))
+    return out
+
+
 def used_head_inputs(variant: str) -> List[str]:
     """The head inputs a variant reads; the others are absent from its exported graph."""
     if variant == "no_pose":
@@ -178,20 +228,51 @@ def used_head_inputs(variant: str) -> List[str]:
     return ["tokens", "keypoints"]
 
 
-def expected_io(cfg: Any) -> Dict[str, Any]:
-    """Names and symbolic shapes of both graphs' inputs and outputs for ``cfg``."""
+def used_cached_head_inputs(variant: str) -> List[str]:
+    """The inputs of a variant's cached head: the pose branch's pre-activations replace the
+    keypoints, which only the full variant still reads (for its relevance map)."""
+    if variant == "no_pose":
+        raise ValueError("the no_pose variant has no pose branch to cache")
+    return [k for k in used_head_inputs(variant) if k != "keypoints" or variant == "full"] + ["pose_pre"]
+
+
+def expected_io(cfg: Any, pose_cache: bool = False) -> Dict[str, Any]:
+    """Names and symbolic shapes of the graphs' inputs and outputs for ``cfg`` (with ``pose_cache``,
+    also the pose-stage graphs and the cached head, for a variant with a pose branch)."""
+    from clipmg.model.pose_cache import stage_shapes
+
     v, c = cfg.vision, cfg.clip
     s, n = v.image_size, 1 + v.num_patches
     head_in = {"tokens": ["b", c.rgb_frames, n, v.width], "frame_emb": ["b", c.rgb_frames, v.embed_dim],
                "keypoints": ["b", c.pose_frames, cfg.pose.num_joints, 3]}
-    return {"frame_encoder": {"inputs": {"images": ["n", 3, s, s]},
-                              "outputs": {"tokens": ["n", n, v.width], "frame_emb": ["n", v.embed_dim]}},
-            "window_head": {"inputs": {k: head_in[k] for k in used_head_inputs(cfg.variant)},
-                            "outputs": {"logits": ["b", cfg.num_classes]}}}
+    logits = {"logits": ["b", cfg.num_classes]}
+    io = {"frame_encoder": {"inputs": {"images": ["n", 3, s, s]},
+                            "outputs": {"tokens": ["n", n, v.width], "frame_emb": ["n", v.embed_dim]}},
+          "window_head": {"inputs": {k: head_in[k] for k in used_head_inputs(cfg.variant)}, "outputs": logits}}
+    if pose_cache and cfg.variant != "no_pose":
+        shapes = stage_shapes(cfg)
+        for i, sh in enumerate(shapes):
+            inp = {"group_keypoints": ["n", c.group, cfg.pose.num_joints, 3]} if i == 0 else \
+                {"pose_pre": ["n", *sh["input"]]}
+            io[f"pose_stage{i}"] = {"inputs": inp, "outputs": {"taps": ["n", *sh["taps"]]}}
+        _, c3, h3, w3 = shapes[-1]["taps"]
+        head_in["pose_pre"] = ["b", c3, c.rgb_frames, h3, w3]
+        io["window_head_cached"] = {"inputs": {k: head_in[k] for k in used_cached_head_inputs(cfg.variant)},
+                                    "outputs": logits}
+    return io
 
 
 def _dims(value_info: Any) -> List[Any]:
     return [d.dim_param or d.dim_value for d in value_info.type.tensor_type.shape.dim]
+
+
+def pose_cache_files(directory: Path) -> List[Path] | None:
+    """The pose-stage graphs and the cached head in ``directory`` (in stage order, the head last), or
+    ``None`` when the export has none (a no_pose variant, ``--no-pose-cache``, an older export)."""
+    files = sorted(Path(directory).glob("pose_stage*.onnx"), key=lambda p: int(p.stem[len("pose_stage"):]))
+    if not files or not (Path(directory) / CACHED_HEAD).is_file():
+        return None
+    return [*files, Path(directory) / CACHED_HEAD]
 
 
 def check_export(model: Any, out_dir: Path, tolerance: float = DEFAULT_TOLERANCE, windows: int = 1,
@@ -200,8 +281,8 @@ def check_export(model: Any, out_dir: Path, tolerance: float = DEFAULT_TOLERANCE
 
     Uses ``windows`` windows (a batch other than the trace batch, so dynamic axes are exercised).
     Returns the relative errors (see ``rel_error``) of the frame encoder's two outputs, of the head
-    fed PyTorch's tokens, and of the composition (ONNX encoder -> ONNX head) against the monolithic
-    PyTorch forward; raises ``ExportCheckError`` when one exceeds ``tolerance``.
+    fed PyTorch's tokens, of the composition (ONNX encoder -> ONNX head) against the monolithic
+    PyTorch forward, and (when exported) of the pose-stage graphs + cached head; raises ``ExportCheckError`` when one exceeds ``tolerance``.
     """
     import torch
 
@@ -217,15 +298,21 @@ def check_export(model: Any, out_dir: Path, tolerance: float = DEFAULT_TOLERANCE
         ref_logits = model.head(x.reshape(b, t, *x.shape[1:]), c.reshape(b, t, -1), torch.from_numpy(kp)).numpy()
         x, c = x.numpy(), c.numpy()
     engine = OnnxEngine.from_files(out_dir / FRAME_ENCODER, out_dir / WINDOW_HEAD, threads=threads,
-                                   providers=["CPUExecutionProvider"])
+                                   providers=["CPUExecutionProvider"], pose_files=pose_cache_files(out_dir))
     ox, oc = engine.encode_frames(flat)
+    tokens, emb = x.reshape(b, t, *x.shape[1:]), c.reshape(b, t, -1)
     errors = {
         "frame_encoder.tokens": rel_error(ox, x),
         "frame_encoder.frame_emb": rel_error(oc, c),
-        "window_head.logits": rel_error(engine.head(x.reshape(b, t, *x.shape[1:]), c.reshape(b, t, -1), kp),
-                                        ref_logits),
+        "window_head.logits": rel_error(engine.head(tokens, emb, kp), ref_logits),
         "composition.logits": rel_error(engine(images, kp), ref_logits),
     }
+    if engine.pose_cache:  # every stage input of a window computed by the stage graphs, then the cached head
+        from clipmg.model.pose_cache import PoseBranchCache
+
+        stages = len(cfg.pose.skeleton_channels)
+        pre = np.stack([PoseBranchCache(engine.pose_partials, t, cfg.clip.group, stages).window(0, k) for k in kp])
+        errors["window_head_cached.logits"] = rel_error(engine.head_cached(tokens, emb, kp, pre), ref_logits)
     worst = max(errors, key=errors.get)
     log("ONNX Runtime vs PyTorch, relative error: " + ", ".join(f"{k} {v:.1e}" for k, v in errors.items())
         + f" ({time.perf_counter() - t0:.1f} s)")
@@ -247,14 +334,15 @@ class ExportResult:
 def export_onnx(checkpoint: str | Path, out_dir: str | Path, *, opset: int = DEFAULT_OPSET,
                 tolerance: float = DEFAULT_TOLERANCE, check: bool = True, int8: bool = False,
                 val_samples: str | Path | None = None, int8_samples: int = 8, threads: int | None = None,
-                log: Log = _stderr, **expect: Any) -> ExportResult:
+                pose_cache: bool = True, log: Log = _stderr, **expect: Any) -> ExportResult:
     """Export a checkpoint to an ONNX directory (see module docstring); returns the manifest.
 
     ``expect`` (``num_classes``, ``class_names``, ``variant``, ``preset``, ``config``) is checked
     against the checkpoint first. ``int8`` adds a dynamically quantised frame encoder, evaluated
     on ``val_samples`` (an ``.npz``, see ``engines/quantize.py``) or on ``int8_samples`` synthetic
     windows; it becomes the default precision only when its measured top-1 loss is under 1 point on
-    real validation samples.
+    real validation samples. ``pose_cache`` (default on; ignored for no_pose) adds the pose-stage
+    graphs and the cached head that let the live recognizer compute the pose branch once per group.
     """
     from clipmg.train.checkpoint import CheckpointError, file_sha256, load_checkpoint
 
@@ -274,9 +362,9 @@ def export_onnx(checkpoint: str | Path, out_dir: str | Path, *, opset: int = DEF
     meta = artifact_metadata(ckpt_meta, sha, exporter={**tool_versions(), "opset": opset, "exporter": "torchscript"})
     check_expectations(meta, checkpoint, **expect)
     with staged_directory(out_dir) as stage:
-        meta = export_graphs(model, stage, meta, opset=opset, log=log)
+        meta = export_graphs(model, stage, meta, opset=opset, log=log, pose_cache=pose_cache)
         errors = check_export(model, stage, tolerance, threads=threads, log=log) if check else {}
-        files = {"frame_encoder": file_entry(stage / FRAME_ENCODER), "window_head": file_entry(stage / WINDOW_HEAD)}
+        files = {graph: file_entry(stage / graph_file(graph)) for graph in meta["io"]}
         int8_report = None
         if int8:
             from .quantize import add_int8_frame_encoder
@@ -309,6 +397,9 @@ def main(argv: List[str] | None = None) -> int:
     ap.add_argument("--val-samples", type=Path, help="validation windows (.npz) to measure the int8 accuracy change")
     ap.add_argument("--int8-samples", type=int, default=8, help="synthetic windows when no --val-samples")
     ap.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads for the check")
+    ap.add_argument("--no-pose-cache", action="store_true",
+                    help="leave out the pose-stage graphs and the cached head (smaller export; the live "
+                         "recognizer then recomputes the whole pose branch every window)")
     ap.add_argument("--num-classes", type=int, help="refuse a checkpoint with another class count")
     ap.add_argument("--variant", help="refuse a checkpoint of another variant")
     ap.add_argument("--preset", help="refuse a checkpoint of another preset")
@@ -317,7 +408,8 @@ def main(argv: List[str] | None = None) -> int:
                                 ("preset", args.preset)) if v is not None}
     try:
         export_onnx(args.checkpoint, args.out_dir, opset=args.opset, tolerance=args.tolerance, int8=args.int8,
-                    val_samples=args.val_samples, int8_samples=args.int8_samples, threads=args.threads, **expect)
+                    val_samples=args.val_samples, int8_samples=args.int8_samples, threads=args.threads,
+                    pose_cache=not args.no_pose_cache, **expect)
     except ExportCheckError as e:
         print(f"clipmg-export: check failed: {one_line(e)}", file=sys.stderr)
         return 1

@@ -87,12 +87,20 @@ class OnnxEngine(Engine):
 
     backend = "onnxruntime"
 
-    def __init__(self, metadata: Dict[str, Any], encoder: Any, head: Any, precision: str = "fp32") -> None:
+    def __init__(self, metadata: Dict[str, Any], encoder: Any, head: Any, precision: str = "fp32",
+                 pose_sessions: Sequence[Any] | None = None) -> None:
         super().__init__(metadata)
         self.precision = precision
         self._encoder, self._head = encoder, head
         self._encoder_inputs = [i.name for i in encoder.get_inputs()]
         self._head_inputs = [i.name for i in head.get_inputs()]  # a variant may not use all three
+        # pose_stage0.., then window_head_cached (see engines/export.py); absent in older exports
+        self._stages = list(pose_sessions[:-1]) if pose_sessions else []
+        self._cached_head = pose_sessions[-1] if pose_sessions else None
+        if pose_sessions and len(self._stages) != len(self.config.pose.skeleton_channels):
+            raise EngineError(f"the export has {len(self._stages)} pose-stage graphs but the model has "
+                              f"{len(self.config.pose.skeleton_channels)} stages; export the checkpoint again")
+        self._cached_inputs = [i.name for i in self._cached_head.get_inputs()] if self._cached_head else []
 
     @property
     def providers(self) -> List[str]:
@@ -100,16 +108,18 @@ class OnnxEngine(Engine):
 
     @classmethod
     def from_files(cls, encoder_path: Path, head_path: Path, metadata: Dict[str, Any] | None = None,
-                   precision: str = "fp32", providers: Sequence[str] | None = None, **options: Any) -> "OnnxEngine":
-        """Open the two graphs; metadata comes from the encoder file unless given, and both files
-        must carry the same."""
-        enc = open_session(Path(encoder_path), providers, **options)
-        head = open_session(Path(head_path), providers, **options)
-        m_enc, m_head = session_metadata(enc, Path(encoder_path)), session_metadata(head, Path(head_path))
-        if m_enc != m_head or (metadata is not None and json.loads(json.dumps(metadata)) != m_enc):
-            raise EngineError(f"{encoder_path} and {head_path} come from different exports (their metadata "
+                   precision: str = "fp32", providers: Sequence[str] | None = None,
+                   pose_files: Sequence[Path] | None = None, **options: Any) -> "OnnxEngine":
+        """Open the graphs; metadata comes from the encoder file unless given, and every file must
+        carry the same. ``pose_files``: the pose-stage graphs in stage order and the cached head last
+        (``export.pose_cache_files``), or ``None``."""
+        paths = [Path(encoder_path), Path(head_path), *(Path(p) for p in pose_files or ())]
+        sessions = [open_session(p, providers, **options) for p in paths]
+        metas = [session_metadata(sess, p) for sess, p in zip(sessions, paths)]
+        if any(m != metas[0] for m in metas) or (metadata is not None and json.loads(json.dumps(metadata)) != metas[0]):
+            raise EngineError(f"{', '.join(map(str, paths))} come from different exports (their metadata "
                               f"differ); export the checkpoint again into an empty directory")
-        return cls(m_enc, enc, head, precision)
+        return cls(metas[0], sessions[0], sessions[1], precision, sessions[2:] or None)
 
     @classmethod
     def load(cls, directory: str | Path, precision: str = "auto", providers: Sequence[str] | None = None,
@@ -126,7 +136,7 @@ class OnnxEngine(Engine):
         ``expect``: expectations checked against the metadata (see ``metadata.check_expectations``).
         """
         from .artifacts import ONNX_EXPORT, read_manifest, verify_files
-        from .export import FRAME_ENCODER, FRAME_ENCODER_INT8, WINDOW_HEAD
+        from .export import CACHED_HEAD, FRAME_ENCODER, FRAME_ENCODER_INT8, WINDOW_HEAD
         from .metadata import check_expectations, decode
 
         directory = Path(directory)
@@ -141,8 +151,14 @@ class OnnxEngine(Engine):
         use_int8 = precision == "int8" or (precision == "auto" and bool(int8.get("default")))
         verify_files(directory, manifest, check_hash=verify)
         enc = directory / (FRAME_ENCODER_INT8 if use_int8 else FRAME_ENCODER)
+        files = manifest["files"]
+        stages = [files[f"pose_stage{i}"]["file"] for i in range(len(files)) if f"pose_stage{i}" in files]
+        pose_files = None
+        if stages and "window_head_cached" in files:  # exports since the pose cache; never for no_pose
+            pose_files = [directory / f for f in (*stages, CACHED_HEAD)]
         return cls.from_files(enc, directory / WINDOW_HEAD, meta, "int8" if use_int8 else "fp32", providers,
-                              threads=threads, graph_optimization=graph_optimization, allow_spinning=allow_spinning)
+                              pose_files=pose_files, threads=threads, graph_optimization=graph_optimization,
+                              allow_spinning=allow_spinning)
 
     def encode_frames(self, images: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
         images = self.check_frames(images)
@@ -152,3 +168,22 @@ class OnnxEngine(Engine):
     def head(self, tokens: np.ndarray, frame_emb: np.ndarray, keypoints: np.ndarray) -> np.ndarray:
         feeds = self.check_head_inputs(tokens, frame_emb, keypoints)
         return self._head.run(None, {k: feeds[k] for k in self._head_inputs})[0]
+
+    @property
+    def pose_cache(self) -> bool:
+        return self._cached_head is not None
+
+    def pose_partials(self, stage: int, x: np.ndarray) -> np.ndarray:
+        if not self.pose_cache:
+            return super().pose_partials(stage, x)
+        x = self.check_pose_input(stage, x)
+        sess = self._stages[stage]
+        return sess.run(None, {sess.get_inputs()[0].name: x})[0]
+
+    def head_cached(self, tokens: np.ndarray, frame_emb: np.ndarray, keypoints: np.ndarray,
+                    pose_pre: np.ndarray) -> np.ndarray:
+        if not self.pose_cache:
+            return super().head_cached(tokens, frame_emb, keypoints, pose_pre)
+        feeds = self.check_head_inputs(tokens, frame_emb, keypoints)
+        feeds["pose_pre"] = self.check_pose_pre(pose_pre, feeds["tokens"].shape[0])
+        return self._cached_head.run(None, {k: feeds[k] for k in self._cached_inputs})[0]

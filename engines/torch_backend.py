@@ -43,3 +43,24 @@ class TorchEngine(Engine):
     def head(self, tokens: np.ndarray, frame_emb: np.ndarray, keypoints: np.ndarray) -> np.ndarray:
         t = [torch.from_numpy(np.ascontiguousarray(a, np.float32)).to(self.device) for a in (tokens, frame_emb, keypoints)]
         return self.model.head(*t).float().cpu().numpy()
+
+    @property
+    def pose_cache(self) -> bool:
+        return bool(self.model.uses_pose)
+
+    @torch.inference_mode()
+    def pose_partials(self, stage: int, x: np.ndarray) -> np.ndarray:
+        if not self.pose_cache:
+            return super().pose_partials(stage, x)
+        x = torch.from_numpy(self.check_pose_input(stage, x)).to(self.device)
+        return self.model.pose_partials(stage, x).float().cpu().numpy()
+
+    @torch.inference_mode()
+    def head_cached(self, tokens: np.ndarray, frame_emb: np.ndarray, keypoints: np.ndarray,
+                    pose_pre: np.ndarray) -> np.ndarray:
+        if not self.pose_cache:
+            return super().head_cached(tokens, frame_emb, keypoints, pose_pre)
+        feeds = self.check_head_inputs(tokens, frame_emb, keypoints)
+        pre = self.check_pose_pre(pose_pre, feeds["tokens"].shape[0])
+        t = [torch.from_numpy(a).to(self.device) for a in (feeds["tokens"], feeds["frame_emb"], feeds["keypoints"], pre)]
+        return self.model.head(*t).float().cpu().numpy()

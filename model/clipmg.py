@@ -102,6 +102,23 @@ class CLIPMG(nn.Module):
                              self.cfg.clip.rgb_frames, pc.min_confidence)  # (B, J, T, Hh, Wh)
         return self.skeleton(vol)
 
+    def pose_partials(self, stage: int, x: torch.Tensor) -> torch.Tensor:
+        """The skeleton encoder one time step at a time (``SkeletonEncoder.partials``).
+
+        ``stage`` 0: ``x`` is one group's keypoints ``(N, G, J, 3)`` (model-input pixels), made into its
+        heatmap frame ``(N, J, H_h, W_h)`` (the window volume's slice for that group: the same
+        computation); stage ``i > 0``: ``x`` is stage ``i-1``'s pre-activations ``(N, C, H, W)`` at one
+        time step. Returns the stage's three temporal taps ``(N, 3, C_out, H', W')``.
+        """
+        sk = self.skeleton
+        if stage == 0:
+            pc = self.cfg.pose
+            x = heatmap_volume(x, self.cfg.vision.image_size, pc.heatmap_size, pc.heatmap_sigma, 1,
+                               pc.min_confidence)[:, :, 0]
+        else:
+            x = sk.activate(stage - 1, x)
+        return sk.partials(stage, x)
+
     def query(self, patches: torch.Tensor, p: torch.Tensor | None, keypoints: torch.Tensor) -> torch.Tensor:
         """The semantic query ``(B, D)`` from patch tokens ``(B, T, N_p, D)`` (sections 6-7)."""
         if self.uses_guidance:
@@ -172,11 +189,19 @@ class CLIPMG(nn.Module):
         y = q + blk.ls_1(attn.out_proj(o))
         return y + blk.ls_2(blk.mlp(blk.ln_2(y)))
 
-    def head(self, tokens: torch.Tensor, frame_emb: torch.Tensor, keypoints: torch.Tensor) -> torch.Tensor:
+    def head(self, tokens: torch.Tensor, frame_emb: torch.Tensor, keypoints: torch.Tensor,
+             pose_pre: torch.Tensor | None = None) -> torch.Tensor:
         """Window head: penultimate tokens ``(B, T, N, D)``, frame embeddings ``(B, T, E)`` and
-        keypoints ``(B, T_p, J, 3)`` (model-input pixels) -> logits ``(B, C)``."""
+        keypoints ``(B, T_p, J, 3)`` (model-input pixels) -> logits ``(B, C)``.
+
+        ``pose_pre``: the skeleton encoder's last-stage pre-activations ``(B, C3, T, H', W')`` when
+        they were assembled from per-time-step pieces (``pose_partials``); the pose branch then only
+        finishes them.
+        """
         b, t, n, d = tokens.shape
-        p = self.pose_feature(keypoints) if self.uses_pose else None
+        p = None
+        if self.uses_pose:
+            p = self.pose_feature(keypoints) if pose_pre is None else self.skeleton.finish(pose_pre)
         if not self.uses_query:  # no_cross_attention: classify [v_cls ; p]
             return self.classifier(torch.cat([frame_emb.mean(dim=1), p], dim=-1))
         q = self.query(tokens[:, :, 1:], p, keypoints)
@@ -242,6 +267,29 @@ class FrameEncoder(nn.Module):
     def forward(self, images: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """``(N_img, 3, H, W)`` -> ``X (N_img, N, D)``, ``c (N_img, E)``."""
         return self.model.encode_frames(images)
+
+
+class PoseStage(nn.Module):
+    """One stage of the skeleton encoder for single time steps (``CLIPMG.pose_partials``)."""
+
+    def __init__(self, model: CLIPMG, stage: int) -> None:
+        super().__init__()
+        self.model, self.stage = model, stage
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.pose_partials(self.stage, x)
+
+
+class CachedPoseHead(nn.Module):
+    """The window head fed the pose branch's last-stage pre-activations."""
+
+    def __init__(self, model: CLIPMG) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, tokens: torch.Tensor, frame_emb: torch.Tensor, keypoints: torch.Tensor,
+                pose_pre: torch.Tensor) -> torch.Tensor:
+        return self.model.head(tokens, frame_emb, keypoints, pose_pre)
 
 
 class WindowHead(nn.Module):

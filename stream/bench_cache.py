@@ -7,7 +7,10 @@ Both paths run the same weights (torch backend, float32, CPU unless --device) on
 windows of a synthetic stream, and both include the preprocessing (crop, resize, normalise):
 
 - cached: encode only the ``S/4`` RGB frames the window adds (each once, in one call,
-  ``StreamingWindows.add_samples``) and run the head on the cached tokens;
+  ``StreamingWindows.add_samples``), run the skeleton encoder's stages only for the inputs the window
+  adds (the pose-branch cache, ``model/pose_cache.py``, where the engine has it) and the head on the
+  cached tokens;
+- cached frames only: the same without the pose-branch cache (the head runs the whole pose branch);
 - cached, one at a time: the same, each new frame encoded on its own as it arrives (what a
   worker that keeps up does; batch-1 calls use the CPU less efficiently);
 - naive: ``offline_logits``: preprocess and encode all eight RGB frames, then the head.
@@ -100,17 +103,23 @@ def _measure(engine: Any, preset: str, stride: int, windows: int, warmup: int, d
     kp = extract_layout(kp137, cfg.pose.layout)
     batch = StreamingWindows(engine, cfg, sched)  # the window's new RGB frames encoded in one call
     single = StreamingWindows(engine, cfg, sched)  # one frame at a time, as a worker keeping up does
+    frames_only = StreamingWindows(engine, cfg, sched, pose_cache=False)  # whole pose branch each window
     first = [Sample(k, frames[k], kp[k], k, 0.0, 0.0, True) for k in range(sched.window_end(0))]
-    batch.add_samples(first)  # the first window but its last sample
-    single.add_samples(first)
+    for sw in (batch, single, frames_only):
+        sw.add_samples(first)  # the first window but its last sample
     cached: List[float] = []
     heads: List[float] = []
     incremental: List[float] = []
+    plain: List[float] = []
+    plain_heads: List[float] = []
     naive: List[float] = []
+    counted = None
     max_diff = 0.0
     for w in range(total):
         lo = sched.window_end(w - 1) + 1 if w else sched.window_end(0)
         new = [Sample(k, frames[k], kp[k], k, 0.0, 0.0, True) for k in range(lo, sched.window_end(w) + 1)]
+        if w == warmup and batch.pose_cache is not None:
+            counted = list(batch.pose_cache.computed)  # stage inputs computed before the measured windows
         t0 = time.perf_counter()
         batch.add_samples(new)  # S/4 of the new samples are RGB samples, encoded once
         t_head = time.perf_counter()
@@ -123,25 +132,44 @@ def _measure(engine: Any, preset: str, stride: int, windows: int, warmup: int, d
         pose_seqs, rgb_seqs = sched.window_frames(w)
         ref = offline_logits(engine, frames[rgb_seqs], kp[pose_seqs], cfg)  # re-encode all eight
         t3 = time.perf_counter()
+        frames_only.add_samples(new)
+        t_plain_head = time.perf_counter()
+        _, logits2 = frames_only.run(w)
+        t4 = time.perf_counter()
         if w >= warmup:
             cached.append(t1 - t0)
             heads.append(t1 - t_head)
             incremental.append(t2 - t1)
             naive.append(t3 - t2)
-        max_diff = max(max_diff, float(np.abs(logits - ref).max()), float(np.abs(logits1 - ref).max()))
+            plain.append(t4 - t3)
+            plain_heads.append(t4 - t_plain_head)
+        max_diff = max(max_diff, *(float(np.abs(x - ref).max()) for x in (logits, logits1, logits2)))
     c, ci, nv = statistics.median(cached), statistics.median(incremental), statistics.median(naive)
+    cp = statistics.median(plain)
+    per_window = None
+    if counted is not None and batch.pose_cache is not None:  # stage inputs computed a window, on average
+        per_window = [round((a - b) / windows, 2) for a, b in zip(batch.pose_cache.computed, counted)]
     return {"preset": preset, "backend": engine.backend, "precision": engine.precision,
             "stride": stride, "windows": windows,
             "threads": torch.get_num_threads(), "device": device, "frame_size": f"{frame_size}x{frame_size * 3 // 4}",
             "encodings_per_window": {"cached": stride // cfg.clip.group if stride < cfg.clip.pose_frames else cfg.clip.rgb_frames,
                                      "naive": cfg.clip.rgb_frames},
+            "pose_cache": batch.pose_cache is not None, "pose_stage_inputs_per_window": per_window,
             "head_ms": round(statistics.median(heads) * 1e3, 1),
             "cached_ms": round(c * 1e3, 1), "naive_ms": round(nv * 1e3, 1), "speedup": round(nv / c, 2),
+            "cached_frames_only_ms": round(cp * 1e3, 1), "speedup_frames_only": round(nv / cp, 2),
+            "head_frames_only_ms": round(statistics.median(plain_heads) * 1e3, 1),
             "cached_one_at_a_time_ms": round(ci * 1e3, 1), "speedup_one_at_a_time": round(nv / ci, 2),
             "cached_ms_all": [round(x * 1e3, 1) for x in cached],
             "cached_one_at_a_time_ms_all": [round(x * 1e3, 1) for x in incremental],
             "naive_ms_all": [round(x * 1e3, 1) for x in naive],
+            "cached_frames_only_ms_all": [round(x * 1e3, 1) for x in plain],
             "max_abs_logit_diff": max_diff}
+
+
+def cfg_frames(r: Dict[str, Any]) -> int:
+    """Time steps of a window (RGB frames): the stage inputs a window without the cache computes."""
+    return int(r["encodings_per_window"]["naive"])
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -169,11 +197,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     else:
         print(f"{r['preset']} ({r['backend']}, {r['precision']}), S={r['stride']}, {r['threads']} thread(s) on {r['device']}, median of {r['windows']} windows:\n"
               f"  naive  (encode all {r['encodings_per_window']['naive']} frames + head): {r['naive_ms']:8.1f} ms/window\n"
-              f"  cached (encode the {r['encodings_per_window']['cached']} new frames in one call + head): "
+              f"  cached (encode the {r['encodings_per_window']['cached']} new frames in one call"
+              f"{', pose-branch cache' if r['pose_cache'] else ''} + head): "
               f"{r['cached_ms']:8.1f} ms/window  -> {r['speedup']}x\n"
               f"  cached, new frames encoded one at a time (a worker keeping up): "
               f"{r['cached_one_at_a_time_ms']:8.1f} ms/window  -> {r['speedup_one_at_a_time']}x\n"
-              f"  of which the head (pose branch, cross-attention, classifier): {r['head_ms']:.1f} ms\n"
+              f"  of which the head (pose branch, cross-attention, classifier): {r['head_ms']:.1f} ms"
+              + (f" (skeleton-stage inputs computed a window: {r['pose_stage_inputs_per_window']} of "
+                 f"{cfg_frames(r)} each)" if r['pose_stage_inputs_per_window'] else "") + "\n"
+              f"  cached frames only (whole pose branch every window): {r['cached_frames_only_ms']:8.1f} ms/window  "
+              f"-> {r['speedup_frames_only']}x (head {r['head_frames_only_ms']:.1f} ms)\n"
               f"  max |logit difference| against naive: {r['max_abs_logit_diff']:.2e}")
     return 0
 

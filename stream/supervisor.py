@@ -235,8 +235,9 @@ class Supervisor:
                 t.model = dict(ev.get("model", {}))
                 if t.ready_at is None:
                     t.ready_at = time.monotonic()
-                    self.say(f"model ready: {t.model.get('preset')} ({t.model.get('backend')}, {t.model.get('precision')}); "
-                             f"publishing on {self.endpoint}")
+                    cache = "frame + pose cache" if ev.get("pose_cache") else "frame cache"
+                    self.say(f"model ready: {t.model.get('preset')} ({t.model.get('backend')}, {t.model.get('precision')}, "
+                             f"{cache}); publishing on {self.endpoint}")
                 else:
                     self.say("worker restarted and ready")
                 self._state = "running"

@@ -12,7 +12,9 @@ Numbering (streaming.md "Frame clock and windows", model.md section 1). With ``Î
 
 Each RGB sample is encoded once, when it is first seen, with its crop box fixed then; the encoding
 and the box live in an ``T_r``-slot ring, the pose samples (source pixels) in a ``T_p``-slot ring.
-A window maps each group's pose samples with that group's box and runs the head on cached tokens.
+A window maps each group's pose samples with that group's box and runs the head on cached tokens;
+a group's keypoints are therefore the same in every window, and so is its share of the pose branch,
+which is computed once too where the engine allows (``model/pose_cache.py``).
 A worker that falls behind jumps to the newest closed window and counts the ones it skipped.
 """
 
@@ -25,6 +27,7 @@ import numpy as np
 
 from clipmg.model.config import ClipConfig, ModelConfig
 from clipmg.model.crop import Box, PersonCropTracker, center_box
+from clipmg.model.pose_cache import PoseBranchCache
 from clipmg.model.preprocess import prepare_frame, prepare_keypoints, prepare_window
 
 
@@ -303,11 +306,13 @@ class StreamingWindows:
     """The cache-using computation of a stream, without any I/O: samples in, windows out.
 
     ``add_sample`` stores one pose sample (and, for an RGB sample, encodes its frame once with its
-    crop box fixed now); ``run`` assembles window ``w`` from the rings and runs the head. The worker
+    crop box fixed now); ``run`` assembles window ``w`` from the rings and runs the head. With
+    ``pose_cache`` and an engine that offers it, each group's share of the skeleton encoder is also
+    computed once and the head is given the pre-activations (``model/pose_cache.py``). The worker
     drives it from the ring buffer; tests drive it directly and compare with ``offline_logits``.
     """
 
-    def __init__(self, engine: FrameEncoderHead, cfg: ModelConfig, schedule: Schedule) -> None:
+    def __init__(self, engine: FrameEncoderHead, cfg: ModelConfig, schedule: Schedule, pose_cache: bool = True) -> None:
         if (schedule.pose_frames, schedule.rgb_frames, schedule.rgb_offset) != \
                 (cfg.clip.pose_frames, cfg.clip.rgb_frames, cfg.clip.rgb_offset):
             raise ValueError("the schedule's sampling differs from the model's (pose_frames, rgb_frames, rgb_offset)")
@@ -316,6 +321,11 @@ class StreamingWindows:
         self.boxes = BoxPolicy(cfg)
         self.encoded = 0  # frame encodings run so far
         self.heads = 0  # head runs so far
+        # The pose branch one group at a time, when asked and the engine can (model/pose_cache.py).
+        self.pose_cache: Optional[PoseBranchCache] = None
+        if pose_cache and getattr(engine, "pose_cache", False):
+            self.pose_cache = PoseBranchCache(engine.pose_partials, schedule.rgb_frames, schedule.group,  # type: ignore[attr-defined]
+                                              len(cfg.pose.skeleton_channels))
 
     def add_sample(self, k: int, image: Optional[np.ndarray], keypoints: np.ndarray, seq: int,
                    t_mono: float, t_wall: float, person: bool) -> bool:
@@ -356,4 +366,10 @@ class StreamingWindows:
         """Window ``w``'s inputs and logits ``(C,)`` (all its samples must have been added)."""
         inputs = self.rings.assemble(w, self.cfg)
         self.heads += 1
-        return inputs, window_logits(self.engine, inputs)
+        if self.pose_cache is None:
+            return inputs, window_logits(self.engine, inputs)
+        s = self.schedule
+        pre = self.pose_cache.window(s.window_start(w) // s.group, inputs.keypoints)
+        logits = self.engine.head_cached(inputs.tokens[None], inputs.frame_emb[None],  # type: ignore[attr-defined]
+                                         inputs.keypoints[None], pre[None])[0]
+        return inputs, logits

@@ -484,7 +484,8 @@ def _run(cfg: StreamConfig, ring_name: str, report: _Report, stop_event: Any, st
         w: Optional[Worker] = None
         try:
             w = Worker(cfg, engine, pose, ring, sender, report, annot, max_windows)
-            report("worker_state", state="ready", model=w.identity, classes=len(w.names))
+            report("worker_state", state="ready", model=w.identity, classes=len(w.names),
+                   pose_cache=w.sw.pose_cache is not None)
             why = _loop(w, stop_event, stop, parent, annot)
             w.finish()
             report("worker_stats", **w.stats())

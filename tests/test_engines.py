@@ -100,14 +100,54 @@ def test_head_inputs_a_variant_does_not_use_are_absent(work: Dict[str, Path]) ->
     np.testing.assert_array_equal(a, b)
 
 
+def test_pose_branch_pieces_match_pytorch(work: Dict[str, Path], tmp_path: Path) -> None:
+    """The pose-stage graphs and the cached head against the torch engine's, stage by stage, and a
+    window assembled from them against the whole head; an export without them runs the whole head."""
+    from clipmg.model.pose_cache import PoseBranchCache
+
+    te = load_engine(work["full-ckpt"], warmup=False)
+    oe = load_engine(work["full"], warmup=False)
+    assert te.pose_cache and oe.pose_cache
+    cfg = oe.config
+    images, kp = example_inputs(cfg, windows=3, seed=11)
+    x = kp.reshape(3 * 8, 4, *kp.shape[2:])  # every group of the three windows
+    for stage in range(3):
+        taps = oe.pose_partials(stage, x)
+        assert rel_error(taps, te.pose_partials(stage, x)) <= TOL
+        x = taps[:, 1]  # some pre-activations of the right shape for the next stage
+    with pytest.raises(ValueError, match="stage 1 input: expected shape"):
+        oe.pose_partials(1, kp)
+    flat = images.reshape(-1, *images.shape[2:])
+    tx, tc = te.encode_frames(flat)
+    tokens, emb = tx.reshape(3, 8, *tx.shape[1:]), tc.reshape(3, 8, -1)
+    pre = np.stack([PoseBranchCache(oe.pose_partials, 8, 4).window(0, k) for k in kp])
+    whole = te.head(tokens, emb, kp)
+    assert rel_error(oe.head_cached(tokens, emb, kp, pre), whole) <= TOL
+    assert rel_error(te.head_cached(tokens, emb, kp, pre), whole) <= TOL
+    with pytest.raises(ValueError, match="pose_pre: expected shape"):
+        oe.head_cached(tokens, emb, kp, pre[:, :, :4])
+
+    plain = export_onnx(work["full-ckpt"], tmp_path / "plain", pose_cache=False, log=QUIET).out_dir
+    assert sorted(json.loads((plain / MANIFEST).read_text())["files"]) == ["frame_encoder", "window_head"]
+    pe = load_engine(plain, warmup=False)
+    assert not pe.pose_cache and rel_error(pe.head(tokens, emb, kp), whole) <= TOL
+    with pytest.raises(EngineError, match="does not run the pose branch in pieces"):
+        pe.pose_partials(0, kp[:, :4])
+    assert not load_engine(work["no_pose"], warmup=False).pose_cache
+
+
 # ----------------------------------------------------------------------------- metadata
 def test_export_layout_and_metadata(work: Dict[str, Path]) -> None:
     d, ckpt = work["full"], work["full-ckpt"]
     manifest = json.loads((d / MANIFEST).read_text())
-    assert sorted(p.name for p in d.iterdir()) == sorted([FRAME_ENCODER, WINDOW_HEAD, MANIFEST])
+    graphs = ["frame_encoder", "window_head", "pose_stage0", "pose_stage1", "pose_stage2", "window_head_cached"]
+    assert sorted(p.name for p in d.iterdir()) == sorted([*(f"{g}.onnx" for g in graphs), MANIFEST])
+    assert sorted(manifest["files"]) == sorted(graphs) and sorted(manifest["metadata"]["io"]) == sorted(graphs)
     assert manifest["files"]["frame_encoder"]["sha256"] == file_sha256(d / FRAME_ENCODER)
+    assert set(manifest["check"]["errors"]) >= {"window_head.logits", "window_head_cached.logits"}
     assert max(manifest["check"]["errors"].values()) <= TOL
-    for fname, graph in ((FRAME_ENCODER, "frame_encoder"), (WINDOW_HEAD, "window_head")):
+    for graph in graphs:
+        fname = manifest["files"][graph]["file"]
         props = {p.key: p.value for p in onnx.load(str(d / fname)).metadata_props}
         meta = json.loads(props[META_KEY])
         assert props["clipmg.graph"] == graph
@@ -202,6 +242,16 @@ def test_incomplete_or_mixed_exports_are_refused(work: Dict[str, Path], tmp_path
     shutil.copy(work["no_pose"] / WINDOW_HEAD, d / WINDOW_HEAD)
     manifest = json.loads((d / MANIFEST).read_text())
     manifest["files"]["window_head"] = file_entry(d / WINDOW_HEAD)
+    write_manifest(d, manifest)
+    with pytest.raises(EngineError, match="different exports"):
+        load_engine(d, warmup=False)
+
+    other = export_onnx(_checkpoint(tmp_path / "other.safetensors", "full", seed=1), tmp_path / "other",
+                        log=QUIET).out_dir
+    d = _copy(work["full"], tmp_path / "mixed-pose")  # one pose stage of another checkpoint's export
+    shutil.copy(other / "pose_stage1.onnx", d / "pose_stage1.onnx")
+    manifest = json.loads((d / MANIFEST).read_text())
+    manifest["files"]["pose_stage1"] = file_entry(d / "pose_stage1.onnx")
     write_manifest(d, manifest)
     with pytest.raises(EngineError, match="different exports"):
         load_engine(d, warmup=False)

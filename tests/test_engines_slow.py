@@ -28,7 +28,7 @@ def test_vitb32_onnx_matches_pytorch(tmp_path: Path, variant: str) -> None:
     res = export_onnx(ckpt, tmp_path / "onnx", log=lambda m: None)
     errors = res.manifest["check"]["errors"]  # one window: encoder (8 frames), head, composition
     assert set(errors) == {"frame_encoder.tokens", "frame_encoder.frame_emb", "window_head.logits",
-                           "composition.logits"}
+                           "composition.logits", *(["window_head_cached.logits"] if variant == "full" else [])}
     assert max(errors.values()) <= TOL, errors
 
     te = load_engine(ckpt, warmup=False)
@@ -40,3 +40,9 @@ def test_vitb32_onnx_matches_pytorch(tmp_path: Path, variant: str) -> None:
     x, c = te.encode_frames(images[0])
     x, c = x[None], c[None]
     assert rel_error(oe.head(x, c, kp), te.head(x, c, kp)) <= TOL
+    assert oe.pose_cache == (variant == "full")
+    if oe.pose_cache:  # the pose-branch graphs, window assembled in pieces, against the whole head
+        from clipmg.model.pose_cache import PoseBranchCache
+
+        pre = PoseBranchCache(oe.pose_partials, 8, 4).window(0, kp[0])[None]
+        assert rel_error(oe.head_cached(x, c, kp, pre), te.head(x, c, kp)) <= TOL

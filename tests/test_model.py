@@ -97,6 +97,128 @@ def test_single_query_attention_equals_multihead_attention(preset):
         assert (a - b).abs().max().item() <= 1e-12 + 1e-9 * b.abs().max().item()
 
 
+def _with_trained_batchnorm(model, seed=3):
+    """Non-trivial BatchNorm statistics and affine parameters in the skeleton encoder."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.skeleton.stages:
+            if isinstance(m, torch.nn.BatchNorm3d):
+                n = m.num_features
+                m.running_mean.copy_(torch.rand(n, generator=g) - 0.5)
+                m.running_var.copy_(0.5 + torch.rand(n, generator=g))
+                m.weight.copy_(0.5 + torch.rand(n, generator=g))
+                m.bias.copy_(0.6 * torch.rand(n, generator=g) - 0.3)
+    return model
+
+
+@pytest.mark.parametrize("preset", ["clipmg-tiny", "clipmg-vitb32"])
+def test_skeleton_encoder_in_pieces_equals_its_3d_convolutions(preset):
+    """Each stage as three temporal taps per time step, summed over neighbours (zero at the window's
+    ends), then BatchNorm + ReLU: the same pose feature as the Conv3d stages, in float64 to 1e-12."""
+    torch.manual_seed(4)
+    model = _with_trained_batchnorm(create_model(preset, num_classes=4)).eval().double()
+    _, kp = _inputs(model.cfg, b=2, seed=5)
+    kp = kp.double()
+    t, g = model.cfg.clip.rgb_frames, model.cfg.clip.group
+    with torch.no_grad():
+        ref = model.pose_feature(kp)
+        x = kp.reshape(2 * t, g, *kp.shape[2:])  # every group of both windows, as stage 0 takes them
+        for stage in range(model.skeleton.num_stages):
+            taps = model.pose_partials(stage, x)  # (2*T, 3, C, H, W)
+            taps = taps.reshape(2, t, *taps.shape[1:])
+            pre = taps[:, :, 1].clone()
+            pre[:, 1:] += taps[:, :-1, 0]
+            pre[:, :-1] += taps[:, 1:, 2]
+            x = pre.flatten(0, 1)
+        p = model.skeleton.finish(pre.transpose(1, 2))
+    assert (p - ref).abs().max().item() <= 1e-12 * ref.abs().max().item()
+    assert ref.abs().max().item() > 0
+
+
+@pytest.mark.parametrize("stride", [4, 8, 12, 32])
+def test_pose_branch_cache_over_a_stream_equals_each_window_from_scratch(stride):
+    """``PoseBranchCache`` across sliding windows (some skipped, as a late worker skips them) gives
+    each window's pose feature as the model computes it from scratch, and does each group's share
+    once: at S = 8, two new groups a window, so 2, 4 and 6 stage inputs instead of 8, 8 and 8."""
+    from clipmg.model.pose_cache import PoseBranchCache
+
+    torch.manual_seed(6)
+    model = _with_trained_batchnorm(create_model("clipmg-tiny", num_classes=4)).eval()
+    cfg = model.cfg
+    rng = np.random.default_rng(stride)
+    n = 32 + 9 * stride
+    kp = rng.random((n, cfg.pose.num_joints, 3)).astype(np.float32)
+    kp[..., :2] *= cfg.vision.image_size
+    kp[40:48, :, 2] = 0.0  # two groups with nobody in them
+
+    def partials(stage, x):
+        with torch.no_grad():
+            return model.pose_partials(stage, torch.from_numpy(x)).numpy()
+
+    cache = PoseBranchCache(partials, cfg.clip.rgb_frames, cfg.clip.group)
+    prev = None
+    for w in range(10):
+        if w in (3, 4):  # skipped windows: their groups are computed when first needed
+            continue
+        before = list(cache.computed)
+        win = kp[w * stride: w * stride + 32]
+        pre = cache.window(w * stride // 4, win)
+        with torch.no_grad():
+            p = model.skeleton.finish(torch.from_numpy(pre)[None])
+            ref = model.pose_feature(torch.from_numpy(win)[None])
+        assert (p - ref).abs().max().item() <= 1e-5 * ref.abs().max().item()
+        # n new groups: stage i computes them plus the 2i inputs that touch the window's ends
+        n = 8 if prev is None else min(8, (w - prev) * stride // 4)
+        assert [a - b for a, b in zip(cache.computed, before)] == [min(8, n + 2 * i) for i in range(3)]
+        prev = w
+    # only the stream's groups still ahead are kept
+    assert min(cache.keypoints) == 9 * stride // 4 and max(len(t) for t in cache.taps) <= 8
+
+
+def test_pose_cache_flop_count_reduces_to_the_whole_head():
+    """The profile's steady-state count (``model/profile.py``): with every group new it is exactly
+    the whole head's FLOPs (the pieces do the Conv3d's work, no more); at S = 8 it is smaller by
+    the 6, 4 and 2 stage inputs a window no longer computes."""
+    from clipmg.model.pose_cache import stage_shapes
+    from clipmg.model.profile import count_flops, pose_cached_head_flops
+
+    model = create_model("clipmg-tiny", num_classes=4).eval()
+    cfg = model.cfg
+    _, kp = _inputs(cfg, b=1)
+    n = 1 + cfg.vision.num_patches
+    tokens, emb = torch.zeros(1, 8, n, cfg.vision.width), torch.zeros(1, 8, cfg.vision.embed_dim)
+    whole = count_flops(model.head, tokens, emb, kp)
+    assert pose_cached_head_flops(model, tokens, emb, kp, new_groups=8) == whole
+    per_input = [2 * 9 * sh["taps"][0] * sh["taps"][1] * sh["input"][0] * sh["taps"][2] * sh["taps"][3]
+                 for sh in stage_shapes(cfg)]  # one time step's three taps: 3 x C_out x C_in x 3 x 3 per pixel
+    heat = count_flops(model.pose_partials, 0, kp[0, :4].reshape(1, 4, *kp.shape[2:])) - per_input[0]
+    saved = 6 * (per_input[0] + heat) + 4 * per_input[1] + 2 * per_input[2]
+    assert pose_cached_head_flops(model, tokens, emb, kp, new_groups=2) == whole - saved
+
+
+def test_pose_branch_cache_drops_everything_when_a_group_changes():
+    """A restarted stream that reuses group numbers must not be served the old groups' taps."""
+    from clipmg.model.pose_cache import PoseBranchCache
+
+    torch.manual_seed(7)
+    model = _with_trained_batchnorm(create_model("clipmg-tiny", num_classes=4)).eval()
+    cfg = model.cfg
+
+    def partials(stage, x):
+        with torch.no_grad():
+            return model.pose_partials(stage, torch.from_numpy(x)).numpy()
+
+    _, a = _inputs(cfg, b=1, seed=8)
+    _, b = _inputs(cfg, b=1, seed=9)
+    cache = PoseBranchCache(partials, cfg.clip.rgb_frames, cfg.clip.group)
+    cache.window(0, a[0].numpy())
+    pre = cache.window(0, b[0].numpy())  # same group numbers, other keypoints
+    with torch.no_grad():
+        p, ref = model.skeleton.finish(torch.from_numpy(pre)[None]), model.pose_feature(b)
+    assert (p - ref).abs().max().item() <= 1e-5 * ref.abs().max().item()
+    assert cache.computed == [16, 16, 16]
+
+
 def _open_clip_visual(preset: str):
     import open_clip
     from open_clip.model import CLIP

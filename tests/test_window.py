@@ -90,8 +90,9 @@ def test_top_k_and_decide() -> None:
 
 
 # ------------------------------------------------------------------------------------ cache == offline
-def _engine(tmp_path_factory: Any, crop: str) -> Any:
+def _engine(tmp_path_factory: Any, crop: str, backend: str = "torch") -> Any:
     from clipmg.engines import load_engine
+    from clipmg.engines.export import export_onnx
     from clipmg.model import PreprocessConfig, create_model
     from clipmg.train.checkpoint import save_checkpoint
 
@@ -101,12 +102,14 @@ def _engine(tmp_path_factory: Any, crop: str) -> Any:
     model = create_model("clipmg-tiny", num_classes=len(CLASSES), preprocess=PreprocessConfig(crop=crop))
     path = Path(tmp_path_factory.mktemp("ckpt")) / f"tiny-{crop}.safetensors"
     save_checkpoint(path, model, CLASSES)
+    if backend == "onnxruntime":
+        path = export_onnx(path, path.with_suffix(".onnx"), log=lambda m: None).out_dir
     return load_engine(path, warmup=False)
 
 
-@pytest.fixture(scope="module", params=["center", "person"])
+@pytest.fixture(scope="module", params=["center", "person", "center-onnxruntime"])
 def engine(request: Any, tmp_path_factory: Any) -> Any:
-    return _engine(tmp_path_factory, request.param)
+    return _engine(tmp_path_factory, *request.param.split("-"))
 
 
 class CountingEngine:
@@ -121,6 +124,16 @@ class CountingEngine:
 
     def head(self, *a: np.ndarray) -> np.ndarray:
         return self.inner.head(*a)
+
+    @property
+    def pose_cache(self) -> bool:
+        return self.inner.pose_cache
+
+    def pose_partials(self, stage: int, x: np.ndarray) -> np.ndarray:
+        return self.inner.pose_partials(stage, x)
+
+    def head_cached(self, *a: np.ndarray) -> np.ndarray:
+        return self.inner.head_cached(*a)
 
 
 def _stream(n: int, h: int = 72, w: int = 128, seed: int = 0) -> Tuple[np.ndarray, np.ndarray]:
@@ -162,6 +175,23 @@ def test_streaming_equals_offline(engine: Any, stride: int, pose_every: int) -> 
     # each RGB sample was encoded exactly once: S/4 new frames per window after the first
     assert counting.frames == sw.encoded == 8 + (n_windows - 1) * stride // 4
     assert sw.heads == n_windows
+    # and each group's heatmap went through the pose branch's first stage once (the cache is used)
+    assert sw.pose_cache is not None and sw.pose_cache.computed[0] == 8 + (n_windows - 1) * stride // 4
+
+
+def test_streaming_without_the_pose_cache_equals_with_it(engine: Any) -> None:
+    """``pose_cache=False`` (and any engine without the pieces, e.g. TensorRT) runs the whole head."""
+    cfg = engine.config
+    sched = Schedule.from_config(cfg.clip, 8, 1)
+    frames, kp137 = _stream(sched.window_end(2) + 1)
+    kp = extract_layout(kp137, cfg.pose.layout)
+    with_cache, without = StreamingWindows(engine, cfg, sched), StreamingWindows(engine, cfg, sched, pose_cache=False)
+    assert with_cache.pose_cache is not None and without.pose_cache is None
+    for w in range(3):  # the rings hold one window: add each window's samples, then run it
+        lo, hi = (sched.window_end(w - 1) + 1 if w else 0), sched.window_end(w) + 1
+        for sw in (with_cache, without):
+            sw.add_samples([Sample(k, frames[k], kp[k], k, 0.0, 0.0, True) for k in range(lo, hi)])
+        np.testing.assert_allclose(with_cache.run(w)[1], without.run(w)[1], rtol=1e-4, atol=1e-5)
 
 
 def test_a_skipped_window_is_not_computed_and_incomplete_windows_refuse(tmp_path_factory: Any) -> None:
@@ -185,6 +215,8 @@ def test_a_skipped_window_is_not_computed_and_incomplete_windows_refuse(tmp_path
 def test_cache_benchmark_runs_and_both_paths_agree() -> None:
     from clipmg.stream.bench_cache import run
 
-    r = run("clipmg-tiny", stride=8, windows=1, warmup=1, frame_size=128)
+    r = run("clipmg-tiny", stride=8, windows=2, warmup=1, frame_size=128)
     assert r["encodings_per_window"] == {"cached": 2, "naive": 8}
+    assert r["pose_cache"] and r["pose_stage_inputs_per_window"] == [2, 4, 6]
     assert r["max_abs_logit_diff"] < 1e-4 and r["cached_ms"] > 0 and r["naive_ms"] > 0
+    assert r["cached_frames_only_ms"] > 0 and len(r["cached_frames_only_ms_all"]) == 2

@@ -49,6 +49,11 @@ def demo_checkpoint() -> Path:
     return p
 
 
+# Part of the cached export's name: bumped when exports gain graphs the live demo uses, so an export
+# cached by an older clipmg is replaced (2: the pose-branch graphs, engines/export.py).
+DEMO_EXPORT_REVISION = 2
+
+
 def ensure_demo_model(cache: Path | None = None, backend: str = "auto",
                       say: Callable[[str], None] = log.info) -> Path:
     """The artifact the live demo runs: an ONNX export of the demo checkpoint (made once, cached)
@@ -65,7 +70,7 @@ def ensure_demo_model(cache: Path | None = None, backend: str = "auto",
         return ckpt
     from clipmg.train.checkpoint import file_sha256
 
-    out = (cache or cache_dir()) / f"demo-onnx-{file_sha256(ckpt)[:16]}"
+    out = (cache or cache_dir()) / f"demo-onnx-{file_sha256(ckpt)[:16]}-r{DEMO_EXPORT_REVISION}"
     if not (out / "manifest.json").is_file():
         from clipmg.engines.export import export_onnx
 
