@@ -139,6 +139,17 @@ class Engine(ABC):
         images, kp = self.dummy_inputs()
         for _ in range(runs):
             self(images, kp)
+        if self.pose_cache:  # the pose-branch pieces the live recognizer runs instead of the whole head
+            from clipmg.model.pose_cache import PoseBranchCache
+
+            cfg = self.config
+            v, t = cfg.vision, cfg.clip.rgb_frames
+            x = np.zeros((1, t, 1 + v.num_patches, v.width), np.float32)  # any tokens: only speed matters here
+            c = np.zeros((1, t, v.embed_dim), np.float32)
+            for _ in range(runs):
+                pre = PoseBranchCache(self.pose_partials, t, cfg.clip.group,
+                                      len(cfg.pose.skeleton_channels)).window(0, kp[0])
+                self.head_cached(x, c, kp, pre[None])
 
     @property
     def identity(self) -> Dict[str, str]:
