@@ -147,8 +147,7 @@ class Engine(ABC):
             x = np.zeros((1, t, 1 + v.num_patches, v.width), np.float32)  # any tokens: only speed matters here
             c = np.zeros((1, t, v.embed_dim), np.float32)
             for _ in range(runs):
-                pre = PoseBranchCache(self.pose_partials, t, cfg.clip.group,
-                                      len(cfg.pose.skeleton_channels)).window(0, kp[0])
+                pre = PoseBranchCache.for_config(self.pose_partials, cfg).window(0, kp[0])
                 self.head_cached(x, c, kp, pre[None])
 
     @property

@@ -194,18 +194,17 @@ def _pose_cache_graphs(model: Any, tokens: Any, emb: Any, kp: Any, opset: int, l
     from clipmg.model.pose_cache import PoseBranchCache
 
     cfg = model.cfg
-    b, g, t = kp.shape[0], cfg.clip.group, cfg.clip.rgb_frames
+    b = kp.shape[0]
     stages = len(cfg.pose.skeleton_channels)
     log(f"exporting the pose branch in pieces ({stages} stages) and the cached head ...")
     examples: Dict[int, Any] = {}
 
-    def partials(stage: int, x: np.ndarray) -> np.ndarray:  # records a trace input for each stage
-        xt = torch.from_numpy(np.ascontiguousarray(x[:2] if len(x) >= 2 else np.concatenate([x, x])))
-        examples.setdefault(stage, xt)
+    def partials(stage: int, x: np.ndarray) -> np.ndarray:  # records a trace input (batch 2) for each stage
+        examples.setdefault(stage, torch.from_numpy(np.ascontiguousarray(x[:2])))  # a fresh cache: all T inputs
         with torch.no_grad():
             return model.pose_partials(stage, torch.from_numpy(x)).numpy()
 
-    pre = np.stack([PoseBranchCache(partials, t, g, stages).window(0, kp[i].numpy()) for i in range(b)])
+    pre = np.stack([PoseBranchCache.for_config(partials, cfg).window(0, kp[i].numpy()) for i in range(b)])
     out: List[Tuple[str, Any, str]] = []
     for stage in range(stages):
         name = "group_keypoints" if stage == 0 else "pose_pre"
@@ -310,8 +309,7 @@ def check_export(model: Any, out_dir: Path, tolerance: float = DEFAULT_TOLERANCE
     if engine.pose_cache:  # every stage input of a window computed by the stage graphs, then the cached head
         from clipmg.model.pose_cache import PoseBranchCache
 
-        stages = len(cfg.pose.skeleton_channels)
-        pre = np.stack([PoseBranchCache(engine.pose_partials, t, cfg.clip.group, stages).window(0, k) for k in kp])
+        pre = np.stack([PoseBranchCache.for_config(engine.pose_partials, cfg).window(0, k) for k in kp])
         errors["window_head_cached.logits"] = rel_error(engine.head_cached(tokens, emb, kp, pre), ref_logits)
     worst = max(errors, key=errors.get)
     log("ONNX Runtime vs PyTorch, relative error: " + ", ".join(f"{k} {v:.1e}" for k, v in errors.items())

@@ -101,6 +101,7 @@ class OnnxEngine(Engine):
             raise EngineError(f"the export has {len(self._stages)} pose-stage graphs but the model has "
                               f"{len(self.config.pose.skeleton_channels)} stages; export the checkpoint again")
         self._cached_inputs = [i.name for i in self._cached_head.get_inputs()] if self._cached_head else []
+        self._stage_inputs = [sess.get_inputs()[0].name for sess in self._stages]
 
     @property
     def providers(self) -> List[str]:
@@ -177,8 +178,7 @@ class OnnxEngine(Engine):
         if not self.pose_cache:
             return super().pose_partials(stage, x)
         x = self.check_pose_input(stage, x)
-        sess = self._stages[stage]
-        return sess.run(None, {sess.get_inputs()[0].name: x})[0]
+        return self._stages[stage].run(None, {self._stage_inputs[stage]: x})[0]
 
     def head_cached(self, tokens: np.ndarray, frame_emb: np.ndarray, keypoints: np.ndarray,
                     pose_pre: np.ndarray) -> np.ndarray:

@@ -5,9 +5,10 @@ the next window, ``S / G`` groups later, shares most of them. The encoder's thre
 convolutions with a temporal kernel of 3 and zero temporal padding, so a stage's output at window
 position ``p`` depends on its input at ``p - 1 .. p + 1`` inside the window only:
 
-- stage ``i``'s input at position ``p`` is the same in every window when ``i <= p <= T - 1 - i``
-  (the heatmap frames everywhere; stage 2's input away from the two ends; stage 3's away from
-  the two positions at each end); such an input belongs to the stream, keyed by its group number;
+- stage ``i``'s input (stages counted from 0) at position ``p`` is the same in every window when
+  ``i <= p <= T - 1 - i``: stage 0's (the heatmap frames) everywhere, stage 1's away from the two
+  ends, stage 2's away from the two positions at each end; such an input belongs to the stream,
+  keyed by its group number;
 - elsewhere it depends on where the window starts (the zero padding) and is computed per window.
 
 Each input is turned once into its three temporal taps (``SkeletonEncoder.partials``); a stage's
@@ -25,6 +26,8 @@ from typing import Callable, Dict, List
 
 import numpy as np
 
+from .config import ModelConfig
+
 Partials = Callable[[int, np.ndarray], np.ndarray]
 
 
@@ -41,6 +44,11 @@ class PoseBranchCache:
         self.keypoints: Dict[int, np.ndarray] = {}  # group -> the keypoints its stream taps come from
         self.taps: List[Dict[int, np.ndarray]] = [{} for _ in range(stages)]  # stage -> group -> (3, C, H, W)
         self.computed = [0] * stages
+
+    @classmethod
+    def for_config(cls, partials: Partials, cfg: ModelConfig) -> "PoseBranchCache":
+        """A cache shaped for ``cfg``'s windows (``T_r`` time steps of ``G`` samples) and encoder."""
+        return cls(partials, cfg.clip.rgb_frames, cfg.clip.group, len(cfg.pose.skeleton_channels))
 
     def clear(self) -> None:
         self.keypoints.clear()
@@ -98,7 +106,7 @@ class PoseBranchCache:
         return pre
 
 
-def stage_shapes(cfg) -> List[Dict[str, tuple]]:  # type: ignore[no-untyped-def]
+def stage_shapes(cfg: ModelConfig) -> List[Dict[str, tuple]]:
     """Per stage of ``cfg``'s skeleton encoder: its input ``(C, H, W)`` at one time step and its
     taps ``(3, C_out, H', W')``; stage 0's input is a heatmap frame (its graph takes keypoints)."""
     pc = cfg.pose

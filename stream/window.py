@@ -324,8 +324,7 @@ class StreamingWindows:
         # The pose branch one group at a time, when asked and the engine can (model/pose_cache.py).
         self.pose_cache: Optional[PoseBranchCache] = None
         if pose_cache and getattr(engine, "pose_cache", False):
-            self.pose_cache = PoseBranchCache(engine.pose_partials, schedule.rgb_frames, schedule.group,  # type: ignore[attr-defined]
-                                              len(cfg.pose.skeleton_channels))
+            self.pose_cache = PoseBranchCache.for_config(engine.pose_partials, cfg)  # type: ignore[attr-defined]
 
     def add_sample(self, k: int, image: Optional[np.ndarray], keypoints: np.ndarray, seq: int,
                    t_mono: float, t_wall: float, person: bool) -> bool:
