@@ -281,7 +281,8 @@ def check_export(model: Any, out_dir: Path, tolerance: float = DEFAULT_TOLERANCE
     Uses ``windows`` windows (a batch other than the trace batch, so dynamic axes are exercised).
     Returns the relative errors (see ``rel_error``) of the frame encoder's two outputs, of the head
     fed PyTorch's tokens, of the composition (ONNX encoder -> ONNX head) against the monolithic
-    PyTorch forward, and (when exported) of the pose-stage graphs + cached head; raises ``ExportCheckError`` when one exceeds ``tolerance``.
+    PyTorch forward, and (when exported) of the pose-stage graphs + cached head; raises
+    ``ExportCheckError`` when one exceeds ``tolerance``.
     """
     import torch
 

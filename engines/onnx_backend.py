@@ -153,10 +153,14 @@ class OnnxEngine(Engine):
         verify_files(directory, manifest, check_hash=verify)
         enc = directory / (FRAME_ENCODER_INT8 if use_int8 else FRAME_ENCODER)
         files = manifest["files"]
-        stages = [files[f"pose_stage{i}"]["file"] for i in range(len(files)) if f"pose_stage{i}" in files]
         pose_files = None
-        if stages and "window_head_cached" in files:  # exports since the pose cache; never for no_pose
-            pose_files = [directory / f for f in (*stages, CACHED_HEAD)]
+        if "window_head_cached" in files:  # exports since the pose cache; never for no_pose
+            stages = [f"pose_stage{i}" for i in range(len(meta["config"]["pose"]["skeleton_channels"]))]
+            missing = [g for g in stages if g not in files]
+            if missing:
+                raise EngineError(f"{directory} has a cached head but no {', '.join(missing)} in its manifest; "
+                                  f"export the checkpoint again")
+            pose_files = [directory / files[g]["file"] for g in stages] + [directory / CACHED_HEAD]
         return cls.from_files(enc, directory / WINDOW_HEAD, meta, "int8" if use_int8 else "fp32", providers,
                               pose_files=pose_files, threads=threads, graph_optimization=graph_optimization,
                               allow_spinning=allow_spinning)

@@ -167,11 +167,6 @@ def _measure(engine: Any, preset: str, stride: int, windows: int, warmup: int, d
             "max_abs_logit_diff": max_diff}
 
 
-def cfg_frames(r: Dict[str, Any]) -> int:
-    """Time steps of a window (RGB frames): the stage inputs a window without the cache computes."""
-    return int(r["encodings_per_window"]["naive"])
-
-
 def main(argv: Optional[List[str]] = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m clipmg.stream.bench_cache", description=__doc__.split("\n\n")[0])
     ap.add_argument("--preset", default="clipmg-vitb32", help="model preset (random weights); default %(default)s")
@@ -204,7 +199,7 @@ def main(argv: Optional[List[str]] = None) -> int:
               f"{r['cached_one_at_a_time_ms']:8.1f} ms/window  -> {r['speedup_one_at_a_time']}x\n"
               f"  of which the head (pose branch, cross-attention, classifier): {r['head_ms']:.1f} ms"
               + (f" (skeleton-stage inputs computed a window: {r['pose_stage_inputs_per_window']} of "
-                 f"{cfg_frames(r)} each)" if r['pose_stage_inputs_per_window'] else "") + "\n"
+                 f"{r['encodings_per_window']['naive']} each)" if r['pose_stage_inputs_per_window'] else "") + "\n"
               f"  cached frames only (whole pose branch every window): {r['cached_frames_only_ms']:8.1f} ms/window  "
               f"-> {r['speedup_frames_only']}x (head {r['head_frames_only_ms']:.1f} ms)\n"
               f"  max |logit difference| against naive: {r['max_abs_logit_diff']:.2e}")

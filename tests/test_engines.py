@@ -246,6 +246,13 @@ def test_incomplete_or_mixed_exports_are_refused(work: Dict[str, Path], tmp_path
     with pytest.raises(EngineError, match="different exports"):
         load_engine(d, warmup=False)
 
+    d = _copy(work["full"], tmp_path / "stage-missing")  # a manifest that lost one pose stage
+    manifest = json.loads((d / MANIFEST).read_text())
+    del manifest["files"]["pose_stage2"]
+    write_manifest(d, manifest)
+    with pytest.raises(EngineError, match="no pose_stage2 in its manifest"):
+        load_engine(d, warmup=False)
+
     other = export_onnx(_checkpoint(tmp_path / "other.safetensors", "full", seed=1), tmp_path / "other",
                         log=QUIET).out_dir
     d = _copy(work["full"], tmp_path / "mixed-pose")  # one pose stage of another checkpoint's export
