@@ -1,35 +1,55 @@
-"""Benchmark: per-window compute with the frame cache against re-encoding all eight frames.
+"""Benchmark: per-window compute of the live worker (frame + pose-branch caches) against re-encoding all eight frames.
 
-    python -m clipmg.stream.bench_cache                       # ViT-B/32 preset, S = 8, random weights
+    python -m clipmg.stream.bench_cache --backend onnxruntime --threads 1 --windows 8   # ViT-B/32, S = 8
     python -m clipmg.stream.bench_cache --preset clipmg-tiny --stride 4 --windows 12 --threads 1
 
-Both paths run the same weights (torch backend, float32, CPU unless --device) on the same
-windows of a synthetic stream, and both include the preprocessing (crop, resize, normalise):
+Every cached figure is the shipped worker (``stream/worker.py`` ``Worker``), driven one frame at a
+time through a real shared-memory ring as a source it keeps up with would drive it
+(``stream/drive.py``): the time is what ``Worker.step`` spends between the frames of a window, i.e.
+its frame encodings, the pose-branch pieces, the head, the decision and the message. The pose is
+the synthetic backend (keypoints travel with the frames): pose costs the same in both paths and is
+not what is compared. Same weights, same windows, same preprocessing (crop, resize, normalise):
 
-- cached: encode only the ``S/4`` RGB frames the window adds (each once, in one call,
-  ``StreamingWindows.add_samples``), run the skeleton encoder's stages only for the inputs the window
-  adds (the pose-branch cache, ``model/pose_cache.py``, where the engine has it) and the head on the
-  cached tokens;
-- cached frames only: the same without the pose-branch cache (the head runs the whole pose branch);
-- cached, one at a time: the same, each new frame encoded on its own as it arrives (what a
-  worker that keeps up does; batch-1 calls use the CPU less efficiently);
-- naive: ``offline_logits``: preprocess and encode all eight RGB frames, then the head.
+- worker: the default, ``--rgb-batch window`` (a window's ``S/4`` new RGB frames encoded in one
+  call once the last of them is posed) with the pose-branch cache where the engine has it;
+- worker, ``--rgb-batch each``: each new RGB frame encoded alone as soon as it is posed;
+- worker, ``--no-pose-cache``: the frame cache only (the head runs the whole pose branch);
+- naive: ``offline_logits``: preprocess and encode all eight RGB frames in one call, then the head.
 
-Pose estimation is the same in both and is not timed. The logits of the two paths are compared
-(they must agree) so the speed-up is not bought with a wrong answer. Timings are medians over the
-measured windows; the first windows warm the caches up and are not counted.
+The workers' logits (``include_logits``) are compared with the naive ones, so no speed-up is
+bought with a wrong answer. Timings are medians over the measured windows; the first window
+(eight encodings for every path) and ``--warmup`` more are not counted. The three workers and the
+naive path take turns window by window, so a change in the machine's speed hits them alike.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
 from typing import Any, Dict, List, Optional
 
 import numpy as np
+
+
+def cpu_line() -> str:
+    """The CPU model and the vector extensions that move these figures (AVX-512, VNNI, AVX2)."""
+    model, flags = "unknown CPU", set()
+    try:
+        for line in open("/proc/cpuinfo", encoding="utf-8"):
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and model == "unknown CPU":
+                model = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+                break
+    except OSError:
+        pass
+    ext = [f for f in ("avx512f", "avx512_vnni", "avx_vnni", "avx2", "fma") if f in flags]
+    return f"{model} ({os.cpu_count()} CPUs; {' '.join(ext) or 'no AVX2'})"
 
 
 def _engine(preset: str, device: str, seed: int, backend: str, threads: Optional[int], workdir: str,
@@ -87,83 +107,87 @@ def run(preset: str = "clipmg-vitb32", stride: int = 8, windows: int = 6, warmup
         return _measure(engine, preset, stride, windows, warmup, device, frame_size, seed, backend)
 
 
+WORKERS = (("worker", {}), ("each", {"rgb_batch": "each"}), ("frames_only", {"pose_cache": False}))
+
+
 def _measure(engine: Any, preset: str, stride: int, windows: int, warmup: int, device: str, frame_size: int,
              seed: int, backend: str) -> Dict[str, Any]:
     import torch
 
     from clipmg.model.layouts import extract_layout
 
-    from .window import Sample, Schedule, StreamingWindows, offline_logits
+    from .config import StreamConfig
+    from .drive import DrivenWorker
+    from .window import Schedule, offline_logits
 
     cfg = engine.config
     sched = Schedule.from_config(cfg.clip, stride, 1)
-    total = warmup + windows
+    total = 1 + warmup + windows
     n = sched.window_end(total - 1) + 1
     frames, kp137 = _stream(n, frame_size, seed)
     kp = extract_layout(kp137, cfg.pose.layout)
-    batch = StreamingWindows(engine, cfg, sched)  # the window's new RGB frames encoded in one call
-    single = StreamingWindows(engine, cfg, sched)  # one frame at a time, as a worker keeping up does
-    frames_only = StreamingWindows(engine, cfg, sched, pose_cache=False)  # whole pose branch each window
-    first = [Sample(k, frames[k], kp[k], k, 0.0, 0.0, True) for k in range(sched.window_end(0))]
-    for sw in (batch, single, frames_only):
-        sw.add_samples(first)  # the first window but its last sample
-    cached: List[float] = []
-    heads: List[float] = []
-    incremental: List[float] = []
-    plain: List[float] = []
-    plain_heads: List[float] = []
-    naive: List[float] = []
+    base = StreamConfig(stride=stride, pose_every=1, include_logits=True, threshold=0.0)
+    h, w_px = frames.shape[1:3]
+    drivers = {name: DrivenWorker(engine, base.replace(**opts), h, w_px) for name, opts in WORKERS}
+    times: Dict[str, List[float]] = {name: [] for name in (*drivers, "naive")}
+    heads: Dict[str, List[float]] = {name: [] for name in drivers}
+    encode_calls: Dict[str, int] = {}
     counted = None
     max_diff = 0.0
-    for w in range(total):
-        lo = sched.window_end(w - 1) + 1 if w else sched.window_end(0)
-        new = [Sample(k, frames[k], kp[k], k, 0.0, 0.0, True) for k in range(lo, sched.window_end(w) + 1)]
-        if w == warmup and batch.pose_cache is not None:
-            counted = list(batch.pose_cache.computed)  # stage inputs computed before the measured windows
-        t0 = time.perf_counter()
-        batch.add_samples(new)  # S/4 of the new samples are RGB samples, encoded once
-        t_head = time.perf_counter()
-        _, logits = batch.run(w)
-        t1 = time.perf_counter()
-        for smp in new:
-            single.add_samples([smp])
-        _, logits1 = single.run(w)
-        t2 = time.perf_counter()
-        pose_seqs, rgb_seqs = sched.window_frames(w)
-        ref = offline_logits(engine, frames[rgb_seqs], kp[pose_seqs], cfg)  # re-encode all eight
-        t3 = time.perf_counter()
-        frames_only.add_samples(new)
-        t_plain_head = time.perf_counter()
-        _, logits2 = frames_only.run(w)
-        t4 = time.perf_counter()
-        if w >= warmup:
-            cached.append(t1 - t0)
-            heads.append(t1 - t_head)
-            incremental.append(t2 - t1)
-            naive.append(t3 - t2)
-            plain.append(t4 - t3)
-            plain_heads.append(t4 - t_plain_head)
-        max_diff = max(max_diff, *(float(np.abs(x - ref).max()) for x in (logits, logits1, logits2)))
-    c, ci, nv = statistics.median(cached), statistics.median(incremental), statistics.median(naive)
-    cp = statistics.median(plain)
-    per_window = None
-    if counted is not None and batch.pose_cache is not None:  # stage inputs computed a window, on average
-        per_window = [round((a - b) / windows, 2) for a, b in zip(batch.pose_cache.computed, counted)]
+    try:
+        for win in range(total):
+            lo = sched.window_end(win - 1) + 1 if win else 0
+            seqs = range(lo, sched.window_end(win) + 1)
+            if win == 1 + warmup:
+                pc = drivers["worker"].worker.sw.pose_cache
+                counted = None if pc is None else list(pc.computed)
+                encode_calls = {name: d.worker.sw.encode_calls for name, d in drivers.items()}
+            logits: Dict[str, np.ndarray] = {}
+            for name, d in drivers.items():
+                t0 = time.perf_counter()
+                out: List[Dict[str, Any]] = []
+                for k in seqs:
+                    out += d.feed(frames[k], kp137[k], t_wall=float(k))
+                dt = time.perf_counter() - t0
+                assert [m["window"] for m in out] == [win], f"{name}: expected window {win}, got {out}"
+                logits[name] = np.asarray(out[0]["logits"], np.float32)
+                if win > warmup:
+                    times[name].append(dt)
+                    heads[name].append(out[0]["latency_ms"]["head"] / 1e3)
+            pose_seqs, rgb_seqs = sched.window_frames(win)
+            t0 = time.perf_counter()
+            ref = offline_logits(engine, frames[rgb_seqs], kp[pose_seqs], cfg)  # re-encode all eight
+            if win > warmup:
+                times["naive"].append(time.perf_counter() - t0)
+            max_diff = max(max_diff, *(float(np.abs(x - ref).max()) for x in logits.values()))
+        sw = drivers["worker"].worker.sw
+        per_window = None
+        if counted is not None and sw.pose_cache is not None:  # stage inputs computed a window, on average
+            per_window = [round((a - b) / windows, 2) for a, b in zip(sw.pose_cache.computed, counted)]
+        calls = {name: round((d.worker.sw.encode_calls - encode_calls[name]) / windows, 2)
+                 for name, d in drivers.items()}
+    finally:
+        for d in drivers.values():
+            d.close()
+    med = {name: statistics.median(v) for name, v in times.items()}
+    nv = med["naive"]
+    ms = lambda x: round(x * 1e3, 1)  # noqa: E731
     return {"preset": preset, "backend": engine.backend, "precision": engine.precision,
             "stride": stride, "windows": windows,
             "threads": torch.get_num_threads(), "device": device, "frame_size": f"{frame_size}x{frame_size * 3 // 4}",
             "encodings_per_window": {"cached": stride // cfg.clip.group if stride < cfg.clip.pose_frames else cfg.clip.rgb_frames,
                                      "naive": cfg.clip.rgb_frames},
-            "pose_cache": batch.pose_cache is not None, "pose_stage_inputs_per_window": per_window,
-            "head_ms": round(statistics.median(heads) * 1e3, 1),
-            "cached_ms": round(c * 1e3, 1), "naive_ms": round(nv * 1e3, 1), "speedup": round(nv / c, 2),
-            "cached_frames_only_ms": round(cp * 1e3, 1), "speedup_frames_only": round(nv / cp, 2),
-            "head_frames_only_ms": round(statistics.median(plain_heads) * 1e3, 1),
-            "cached_one_at_a_time_ms": round(ci * 1e3, 1), "speedup_one_at_a_time": round(nv / ci, 2),
-            "cached_ms_all": [round(x * 1e3, 1) for x in cached],
-            "cached_one_at_a_time_ms_all": [round(x * 1e3, 1) for x in incremental],
-            "naive_ms_all": [round(x * 1e3, 1) for x in naive],
-            "cached_frames_only_ms_all": [round(x * 1e3, 1) for x in plain],
+            "encoder_calls_per_window": calls,
+            "pose_cache": sw.pose_cache is not None, "pose_stage_inputs_per_window": per_window,
+            "head_ms": ms(statistics.median(heads["worker"])),
+            "cached_ms": ms(med["worker"]), "naive_ms": ms(nv), "speedup": round(nv / med["worker"], 2),
+            "cached_frames_only_ms": ms(med["frames_only"]), "speedup_frames_only": round(nv / med["frames_only"], 2),
+            "head_frames_only_ms": ms(statistics.median(heads["frames_only"])),
+            "cached_one_at_a_time_ms": ms(med["each"]), "speedup_one_at_a_time": round(nv / med["each"], 2),
+            "cached_ms_all": [ms(x) for x in times["worker"]],
+            "cached_one_at_a_time_ms_all": [ms(x) for x in times["each"]],
+            "naive_ms_all": [ms(x) for x in times["naive"]],
+            "cached_frames_only_ms_all": [ms(x) for x in times["frames_only"]],
             "max_abs_logit_diff": max_diff}
 
 
@@ -188,19 +212,20 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"bench_cache: {e}", file=sys.stderr)
         return 2
     if args.json:
-        print(json.dumps(r, indent=2))
+        print(json.dumps({**r, "cpu": cpu_line()}, indent=2))
     else:
-        print(f"{r['preset']} ({r['backend']}, {r['precision']}), S={r['stride']}, {r['threads']} thread(s) on {r['device']}, median of {r['windows']} windows:\n"
+        print(f"{r['preset']} ({r['backend']}, {r['precision']}), S={r['stride']}, {r['threads']} thread(s) on {r['device']}, "
+              f"{cpu_line()}, median of {r['windows']} windows:\n"
               f"  naive  (encode all {r['encodings_per_window']['naive']} frames + head): {r['naive_ms']:8.1f} ms/window\n"
-              f"  cached (encode the {r['encodings_per_window']['cached']} new frames in one call"
-              f"{', pose-branch cache' if r['pose_cache'] else ''} + head): "
-              f"{r['cached_ms']:8.1f} ms/window  -> {r['speedup']}x\n"
-              f"  cached, new frames encoded one at a time (a worker keeping up): "
+              f"  live worker, default (the {r['encodings_per_window']['cached']} new frames in "
+              f"{r['encoder_calls_per_window']['worker']:g} call(s)"
+              f"{', pose-branch cache' if r['pose_cache'] else ''}): {r['cached_ms']:8.1f} ms/window  -> {r['speedup']}x\n"
+              f"  live worker, --rgb-batch each ({r['encoder_calls_per_window']['each']:g} calls): "
               f"{r['cached_one_at_a_time_ms']:8.1f} ms/window  -> {r['speedup_one_at_a_time']}x\n"
               f"  of which the head (pose branch, cross-attention, classifier): {r['head_ms']:.1f} ms"
               + (f" (skeleton-stage inputs computed a window: {r['pose_stage_inputs_per_window']} of "
                  f"{r['encodings_per_window']['naive']} each)" if r['pose_stage_inputs_per_window'] else "") + "\n"
-              f"  cached frames only (whole pose branch every window): {r['cached_frames_only_ms']:8.1f} ms/window  "
+              f"  live worker, --no-pose-cache: {r['cached_frames_only_ms']:8.1f} ms/window  "
               f"-> {r['speedup_frames_only']}x (head {r['head_frames_only_ms']:.1f} ms)\n"
               f"  max |logit difference| against naive: {r['max_abs_logit_diff']:.2e}")
     return 0

@@ -146,7 +146,7 @@ def capture_main(source_spec: str, ring_name: str, status_queue: Any, stop_event
                  pace: bool = True, open_timeout_s: float = 5.0, read_timeout_s: float = 5.0,
                  max_backoff_s: float = 8.0, initial_backoff_s: float = 0.25,
                  max_frames: Optional[int] = None, stats_interval_s: Optional[float] = None,
-                 frozen_timeout_s: Optional[float] = None, **source_opts: Any) -> None:
+                 frozen_timeout_s: Optional[float] = None, start_event: Any = None, **source_opts: Any) -> None:
     """Run the capture loop until ``stop_event`` is set, the source ends, or it cannot go on.
 
     ``source_spec``: see :func:`~clipmg.stream.sources.open_source`. ``ring_name``: an existing
@@ -158,6 +158,10 @@ def capture_main(source_spec: str, ring_name: str, status_queue: Any, stop_event
     ``frozen_timeout_s``: a live source whose frames stay identical this long is treated as
     stalled and reopened (``None``: off). OpenCV 4.10 keeps returning the last good frame when a
     network stream changes resolution mid-stream; reopening picks up the new size.
+    ``start_event``: a file, folder or synthetic source is opened at once (so a bad file fails fast)
+    but its first frame is read only when this event is set (the supervisor sets it when the worker
+    is ready): a file plays from its first frame, whatever the model's loading time; live sources
+    never wait (a camera is joined at its newest frame).
     ``source_opts``: passed to ``open_source`` (``loop``, ``fps``, ``ffmpeg_options``, ...).
     Returns normally on stop/end; raises :class:`CaptureError` (redacted) on a fatal error after
     reporting ``failed``.
@@ -205,6 +209,13 @@ def capture_main(source_spec: str, ring_name: str, status_queue: Any, stop_event
                     break
                 backoff = min(backoff * 2.0, max_backoff_s)
                 continue
+            if start_event is not None and not live and not start_event.is_set():
+                rep.state_change("opening", loop.seq, "waiting for the worker to be ready", attempt=attempt)
+                while not start_event.is_set() and not stop.is_set():
+                    stop.wait(0.01)
+                if stop.is_set():
+                    src.close()
+                    break
             try:
                 extra: Dict[str, Any] = {"fps": src.fps, "size": list(src.size)}
                 if outage_since is not None:

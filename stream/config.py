@@ -25,6 +25,7 @@ DEFAULT_ENDPOINT = "tcp://127.0.0.1:5556"
 POSE_BACKENDS: Tuple[str, ...] = ("synthetic", "mediapipe", "openpose", "replay")
 FORMATS: Tuple[str, ...] = ("json", "msgpack")
 NO_PERSON_POLICIES: Tuple[str, ...] = ("answer", "none")
+RGB_BATCHES: Tuple[str, ...] = ("window", "each")  # --rgb-batch: when the worker encodes a window's new frames
 STREAM_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 DEMO_DURATION_S = 20.0  # the demo stops by itself after this long
 DEMO_RECORD = "clipmg-demo.mp4"  # the demo's annotated video
@@ -68,6 +69,9 @@ class StreamConfig:
     precision: str = "auto"  # ONNX Runtime engines: auto (int8 encoder where the export validated it), fp32, int8
     demo: bool = False  # True when the engine is the synthetic demo model (said plainly on start)
     pose_thread: bool = True  # pose in its own thread, ahead of and alongside the engine (worker.PoseAhead)
+    pose_cache: bool = True  # each group's share of the pose branch computed once (engines that can)
+    rgb_batch: str = "window"  # 'window': a window's new RGB frames encoded in one call; 'each': as they come
+    verbose: bool = False  # let MediaPipe/TFLite/absl start-up messages through
 
     # --- decisions -------------------------------------------------------------------------------
     top_k: int = 3  # labels with probabilities in each window message
@@ -135,6 +139,8 @@ class StreamConfig:
             raise ConfigError(f"unknown pose backend {self.pose_backend!r}; choose one of {', '.join(POSE_BACKENDS)}")
         if self.fmt not in FORMATS:
             raise ConfigError(f"unknown format {self.fmt!r}; choose json or msgpack")
+        if self.rgb_batch not in RGB_BATCHES:
+            raise ConfigError(f"unknown --rgb-batch {self.rgb_batch!r}; choose one of {', '.join(RGB_BATCHES)}")
         if self.no_person not in NO_PERSON_POLICIES:
             raise ConfigError(f"unknown no-person policy {self.no_person!r}; choose 'answer' or 'none'")
         if self.top_k < 1:
@@ -225,7 +231,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--stream-id", default=d.stream_id, help="stream name in topics and messages (default: %(default)s)")
     g.add_argument("--no-pace", action="store_true", help="read files as fast as possible instead of at their fps")
     g.add_argument("--source-option", type=_kv, action="append", default=[], metavar="KEY=VALUE",
-                   help="extra source option, e.g. loop=true, fps=15, width=1280 (repeatable)")
+                   help="extra source option (repeatable): loop=true plays a file, folder or GIF again and again "
+                   "(windows then span the seam); fps=15 paces a folder; width=1280 height=720 ask a webcam for a "
+                   "size; read_timeout_s=2 ... (docs/capture.md lists them all)")
     g.add_argument("--ring-slots", type=int, default=d.ring_slots, help="frames in the shared-memory ring")
     g.add_argument("--max-size", type=_size, default=(d.max_width, d.max_height), metavar="WxH",
                    help="largest frame kept; bigger frames are shrunk (default 1280x720)")
@@ -241,6 +249,12 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: synthetic for the synthetic source, mediapipe otherwise)")
     g.add_argument("--pose-option", type=_kv, action="append", default=[], metavar="KEY=VALUE",
                    help="extra pose backend option, e.g. path=keypoints.npy for replay (repeatable)")
+    g.add_argument("--pose-cache", action=argparse.BooleanOptionalAction, default=d.pose_cache,
+                   help="compute each pose group's share of the skeleton encoder once (default: on; engines "
+                   "without the pose-stage graphs run the whole head either way)")
+    g.add_argument("--rgb-batch", choices=RGB_BATCHES, default=d.rgb_batch,
+                   help="window: encode a window's new RGB frames in one call once the last of them is posed "
+                   "(default); each: encode every RGB frame as soon as it is posed")
     g.add_argument("--pose-thread", action=argparse.BooleanOptionalAction, default=d.pose_thread,
                    help="run pose in its own thread, alongside the engine (default: on; --no-pose-thread runs "
                    "pose and engine in turn in one thread)")
@@ -276,6 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="start a listener printing the messages (demo default)")
     lg.add_argument("--no-listen", dest="listen", action="store_false", help="no listener")
     g.add_argument("-q", "--quiet", action="store_true", help="no live summary lines")
+    g.add_argument("-v", "--verbose", action="store_true",
+                   help="also show the pose library's own start-up messages (MediaPipe, TensorFlow Lite, absl)")
     return ap
 
 
@@ -317,7 +333,8 @@ def config_from_args(args: argparse.Namespace) -> StreamConfig:
         source=resolve_source(args), stream_id=args.stream_id, pace=not args.no_pace, ring_slots=args.ring_slots,
         max_height=h, max_width=w, source_options=tuple(args.source_option), stride=args.stride,
         pose_every=args.pose_every, pose=args.pose, pose_options=tuple(args.pose_option), engine=args.engine,
-        device=args.device, threads=args.threads, precision=args.precision, pose_thread=args.pose_thread, demo=demo, top_k=args.top_k,
+        device=args.device, threads=args.threads, precision=args.precision, pose_thread=args.pose_thread,
+        pose_cache=args.pose_cache, rgb_batch=args.rgb_batch, verbose=args.verbose, demo=demo, top_k=args.top_k,
         threshold=args.threshold, no_person=args.no_person, include_logits=args.logits, event_threshold=args.event_threshold,
         event_hysteresis=args.event_hysteresis, event_min_duration_s=args.event_min_duration,
         endpoint=args.endpoint, allow_remote=args.allow_remote, fmt=args.fmt, sndhwm=args.hwm,

@@ -33,6 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     style.add_argument("--pretty", action="store_true", help="print each payload as indented JSON")
     ap.add_argument("-n", "--count", type=int, default=None, help="exit after this many messages")
     ap.add_argument("--timeout", type=float, default=None, help="exit (status 1) if nothing arrives for this many seconds")
+    ap.add_argument("--until-stopped", action="store_true",
+                    help="exit when the publisher says it has stopped (its 'stopped' status: exit 0; 'failed': exit 1), "
+                    "e.g. at the end of a file")
     ap.add_argument("--server-key", default=None,
                     help="CURVE: the server's public key (40-char Z85 text or its .key certificate file)")
     ap.add_argument("--client-cert", default=None,
@@ -94,10 +97,12 @@ class GapCounter:
 def listen(endpoint: str, topics: List[str], *, out: Any = sys.stdout, raw: bool = False, pretty: bool = False,
            count: Optional[int] = None, timeout: Optional[float] = None, server_key: Optional[str] = None,
            client_cert: Optional[str] = None, stop: Any = None,
-           client_keys: Optional[Tuple[bytes, bytes]] = None) -> int:
-    """Subscribe and print until ``count`` messages, ``timeout`` of silence, ``stop`` (an Event) or Ctrl-C.
+           client_keys: Optional[Tuple[bytes, bytes]] = None, until_stopped: bool = False) -> int:
+    """Subscribe and print until ``count`` messages, ``timeout`` of silence, ``stop`` (an Event), Ctrl-C
+    or, with ``until_stopped``, the publisher's final status (``stopped``: 0, ``failed``: 1; its status
+    topic is subscribed to for that even when ``topics`` leave it out, and then not printed).
 
-    Returns the process exit status (0, or 1 on timeout).
+    Returns the process exit status (0, or 1 on timeout or a failed publisher).
     """
     import zmq
 
@@ -110,6 +115,9 @@ def listen(endpoint: str, topics: List[str], *, out: Any = sys.stdout, raw: bool
             _curve_client(sock, server_key, client_cert, client_keys)
         for t in topics:
             sock.setsockopt(zmq.SUBSCRIBE, t.encode())
+        shown = lambda top: any(top.startswith(t) for t in topics)  # noqa: E731
+        if until_stopped and not shown("mg.status."):
+            sock.setsockopt(zmq.SUBSCRIBE, b"mg.status.")
         sock.connect(endpoint)
         last = time.monotonic()
         while count is None or n < count:
@@ -132,6 +140,12 @@ def listen(endpoint: str, topics: List[str], *, out: Any = sys.stdout, raw: bool
             except MessageError as e:
                 print(f"{top}  <undecodable payload: {e}>", file=out, flush=True)
                 continue
+            final = until_stopped and top.startswith("mg.status.") and isinstance(msg, dict) \
+                and msg.get("state") in ("stopped", "failed")
+            if not shown(top):
+                if final:
+                    return 0 if msg.get("state") == "stopped" else 1
+                continue
             n += 1
             gap = gaps.update(msg) if top.startswith("mg.window") else 0
             if raw:
@@ -142,6 +156,8 @@ def listen(endpoint: str, topics: List[str], *, out: Any = sys.stdout, raw: bool
             else:
                 line = summary(top, msg)
                 print(line + (f"  [{gap} window(s) not received]" if gap else ""), file=out, flush=True)
+            if final:
+                return 0 if msg.get("state") == "stopped" else 1
     return 0
 
 
@@ -155,7 +171,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         return listen(args.endpoint, topics, raw=args.raw, pretty=args.pretty, count=args.count,
-                      timeout=args.timeout, server_key=args.server_key, client_cert=args.client_cert)
+                      timeout=args.timeout, server_key=args.server_key, client_cert=args.client_cert,
+                      until_stopped=args.until_stopped)
     except KeyboardInterrupt:
         return 0
     except Exception as e:  # noqa: BLE001 - one line for the user, never a traceback wall

@@ -29,6 +29,7 @@ from .config import ConfigError, StreamConfig, build_parser, check_ring_fits, ch
 log = logging.getLogger("clipmg.live")
 
 STARTUP_TIMEOUT_S = 180.0  # the worker must be ready (engine loaded) within this long
+END_OF_SOURCE_TIMEOUT_S = 60.0  # after a file ends, the worker's last windows must be out within this long
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 
 
@@ -149,6 +150,9 @@ class Supervisor:
         self.stop_capture = self.ctx.Event()
         self.stop_worker = self.ctx.Event()
         self.stop_listener = self.ctx.Event()
+        self.frames_go = self.ctx.Event()  # set when the worker is ready: a file's first frame is read then
+        self.source_ended = self.ctx.Event()  # set when a file has ended: the worker finishes its windows
+        self._ended_at: Optional[float] = None
         self.capture: Any = None
         self.worker: Any = None
         self.listener: Any = None
@@ -172,7 +176,7 @@ class Supervisor:
         c = self.cfg
         # --source-option values override the defaults (e.g. read_timeout_s=2 for a camera that may stall)
         opts = {"pace": c.pace, "open_timeout_s": c.open_timeout_s, "read_timeout_s": c.read_timeout_s,
-                **dict(c.source_options)}
+                "start_event": self.frames_go, **dict(c.source_options)}
         self.stop_capture = self.ctx.Event()  # fresh: a killed process may have left the old one unusable
         self.capture = self.ctx.Process(
             target=_child, name="clipmg-capture", daemon=False,
@@ -181,6 +185,7 @@ class Supervisor:
         self._capture_started = time.monotonic()
 
     def start_worker(self, ring_name: str, link_endpoint: str) -> None:
+        from .sources import spec_is_live
         from .worker import worker_main
 
         c = self.cfg
@@ -194,7 +199,9 @@ class Supervisor:
         self.worker = self.ctx.Process(
             target=_child, name="clipmg-worker", daemon=False,
             args=(worker_main, c, ring_name, self.status_q, self.stop_worker),
-            kwargs=dict(link_endpoint=link_endpoint, max_windows=remaining, engine_factory=self.engine_factory))
+            kwargs=dict(link_endpoint=link_endpoint, max_windows=remaining, engine_factory=self.engine_factory,
+                        from_oldest=self.tally.restarts == 0 and not spec_is_live(c.source),
+                        source_ended=self.source_ended))
         self.worker.start()
         self._worker_started = time.monotonic()
         self.tally.worker_pid = self.worker.pid
@@ -233,6 +240,7 @@ class Supervisor:
             t.worker_state = str(ev.get("state"))
             if t.worker_state == "ready":
                 t.model = dict(ev.get("model", {}))
+                self.frames_go.set()  # a file starts playing now, from its first frame
                 if t.ready_at is None:
                     t.ready_at = time.monotonic()
                     cache = "frame + pose cache" if ev.get("pose_cache") else "frame cache"
@@ -358,7 +366,20 @@ class Supervisor:
         if state == "failed":
             self.say(f"cannot read the source: {detail or 'it failed to open'}")
             return EXIT_FAILED
-        if state in ("ended", "stopped"):
+        if state == "ended":
+            # The file is over but the worker may still have windows to close (and, for a clip
+            # shorter than one window, its whole-clip window): it says worker_done when it has.
+            if self._ended_at is None:
+                self._ended_at = now
+                self.source_ended.set()
+                self.say("source ended" + (f": {detail}" if detail else "") + "; finishing the last windows")
+            if t.worker_done or self.worker is None:
+                return EXIT_OK
+            if now - self._ended_at > END_OF_SOURCE_TIMEOUT_S:
+                self.say(f"the worker did not finish within {END_OF_SOURCE_TIMEOUT_S:.0f} s of the end of the source")
+                return EXIT_OK
+            return None
+        if state == "stopped":
             self.say(f"source {state}" + (f": {detail}" if detail else ""))
             return EXIT_OK
         how = _how_it_ended(self.capture.exitcode)

@@ -20,8 +20,9 @@ A worker that falls behind jumps to the newest closed window and counts the ones
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
-from typing import Any, List, Optional, Protocol, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Protocol, Sequence, Tuple
 
 import numpy as np
 
@@ -265,6 +266,48 @@ def offline_logits(engine: Any, frames: np.ndarray, keypoints: np.ndarray, cfg: 
     return engine.head(x[None], c[None], kp[None])[0]
 
 
+def clip_window(engine: Any, cfg: ModelConfig, seqs: Sequence[int], pose_of: Any, frame_of: Any,
+                decision: Decision, window: int = 0) -> "WindowResult":
+    """One window over a whole clip (or a labelled segment) with the evaluation sampling of
+    ``clip_samples``: any number of frames -> ``T_p`` pose samples and ``T_r`` RGB samples, the
+    crop boxes computed as evaluation computes them, all eight frames encoded in one call.
+
+    ``seqs``: the clip's frame numbers in order (at least one). ``frame_of(seq)`` returns that
+    frame (an object with ``image``, ``t_mono``, ``t_wall``); ``pose_of(frame)`` its keypoints
+    ``(J, 3)`` in source pixels and whether a person was found (called once per distinct frame).
+    This is what ``clipmg-predict`` runs per clip or segment and what the live recognizer publishes
+    for a file shorter than one window.
+    """
+    from clipmg.model.sampling import clip_samples
+
+    c = cfg.clip
+    seqs = list(seqs)
+    if not seqs:
+        raise ValueError("a clip window needs at least one frame")
+    pos, rgb_pos = clip_samples(0, len(seqs) - 1, c.pose_frames, c.rgb_frames, c.rgb_offset)
+    cache: Dict[int, Tuple[Any, np.ndarray, bool]] = {}
+    for i in sorted(set(pos.tolist())):
+        f = frame_of(seqs[i])
+        kp, person = pose_of(f)
+        cache[i] = (f, np.asarray(kp, np.float32), bool(person))
+    frames = np.stack([cache[int(i)][0].image for i in rgb_pos])
+    keypoints = np.stack([cache[int(i)][1] for i in pos])
+    images, kp, boxes = prepare_window(frames, keypoints, cfg)
+    person_mask = np.array([cache[int(i)][2] for i in pos])
+    person_fraction = float(person_mask.mean())
+    person = person_fraction >= 0.5
+    answered = decision.answers(person)
+    t0 = time.perf_counter()
+    x, emb = engine.encode_frames(images)
+    logits = engine.head(x[None], emb[None], kp[None])[0] if answered else None
+    head_s = time.perf_counter() - t0
+    seq_arr = np.array([seqs[int(i)] for i in pos], np.int64)
+    inputs = WindowInputs(window, x, emb, kp, tuple(boxes), seq_arr, np.array([seqs[int(i)] for i in rgb_pos], np.int64),
+                          np.array([cache[int(i)][0].t_mono for i in pos], np.float64),
+                          np.array([cache[int(i)][0].t_wall for i in pos], np.float64), person_mask)
+    return WindowResult(inputs, person, person_fraction, answered, Answer.of(logits, decision), head_s)
+
+
 def softmax(logits: np.ndarray) -> np.ndarray:
     """Numerically stable softmax over the last axis, float64."""
     z = np.asarray(logits, np.float64)
@@ -288,6 +331,57 @@ def decide(probs: np.ndarray, names: Sequence[str], threshold: float,
     return str(names[i]), p
 
 
+# ------------------------------------------------------------------------------------ decisions
+@dataclass(frozen=True)
+class Decision:
+    """How a window's logits become the answer a message carries (``StreamConfig``'s decision settings)."""
+
+    names: Tuple[str, ...]
+    top_k: int = 3
+    threshold: float = 0.0
+    background: Tuple[str, ...] = ()
+    no_person: str = "answer"  # 'answer': the model answers windows without a person too; 'none': it does not
+
+    def answers(self, person: bool) -> bool:
+        return person or self.no_person == "answer"
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What one window's logits say: top-k, the decided label and the probabilities by name."""
+
+    logits: Optional[np.ndarray]  # (C,), None when the window was not answered
+    top: List[Tuple[int, str, float]]
+    label: Optional[str]
+    p: Optional[float]
+    probs: Optional[Dict[str, float]]  # every class's probability (the event debouncer's input)
+
+    @classmethod
+    def of(cls, logits: Optional[np.ndarray], decision: Decision) -> "Answer":
+        if logits is None:
+            return cls(None, [], None, None, None)
+        probs = softmax(logits)
+        label, p = decide(probs, decision.names, decision.threshold, decision.background)
+        return cls(logits, top_k(probs, decision.names, decision.top_k), label, p,
+                   {n: float(q) for n, q in zip(decision.names, probs)})
+
+
+@dataclass(frozen=True)
+class WindowResult:
+    """One computed window: its inputs, whether a person was in it, and the answer."""
+
+    inputs: "WindowInputs"
+    person: bool  # a person in at least half of the pose samples
+    person_fraction: float
+    answered: bool
+    answer: Answer
+    head_s: float  # seconds spent on the head (and the pose branch) of this window
+
+    @property
+    def logits(self) -> Optional[np.ndarray]:
+        return self.answer.logits
+
+
 # ------------------------------------------------------------------------------------ streaming
 @dataclass(frozen=True)
 class Sample:
@@ -303,13 +397,15 @@ class Sample:
 
 
 class StreamingWindows:
-    """The cache-using computation of a stream, without any I/O: samples in, windows out.
+    """The one window implementation of the live recognizer, without any I/O: samples in, windows out.
 
-    ``add_sample`` stores one pose sample (and, for an RGB sample, encodes its frame once with its
-    crop box fixed now); ``run`` assembles window ``w`` from the rings and runs the head. With
-    ``pose_cache`` and an engine that offers it, each group's share of the skeleton encoder is also
-    computed once and the head is given the pre-activations (``model/pose_cache.py``). The worker
-    drives it from the ring buffer; tests drive it directly and compare with ``offline_logits``.
+    ``add_samples`` stores pose samples and, for RGB samples, fixes the crop box now (causal) and
+    encodes the frame once: at once, or (``defer_rgb=True``) kept until ``encode_pending`` or the
+    next window that needs it, so that a worker keeping up can encode a window's new frames in one
+    call. ``run(w, decision)`` assembles window ``w`` from the rings, runs the head with every cache
+    the engine has (the frame cache always; with ``pose_cache`` and an engine that offers it, each
+    group's share of the skeleton encoder once, ``model/pose_cache.py``) and decides. The live
+    worker, the tests and the benchmarks all call these methods.
     """
 
     def __init__(self, engine: FrameEncoderHead, cfg: ModelConfig, schedule: Schedule, pose_cache: bool = True) -> None:
@@ -320,7 +416,9 @@ class StreamingWindows:
         self.rings = SampleRings(schedule, cfg.pose.num_joints)
         self.boxes = BoxPolicy(cfg)
         self.encoded = 0  # frame encodings run so far
+        self.encode_calls = 0  # frame-encoder calls (an encoding call may take several frames)
         self.heads = 0  # head runs so far
+        self.pending: List[Tuple[int, Box, np.ndarray]] = []  # RGB samples waiting to be encoded
         # The pose branch one group at a time, when asked and the engine can (model/pose_cache.py).
         self.pose_cache: Optional[PoseBranchCache] = None
         if pose_cache and getattr(engine, "pose_cache", False):
@@ -335,13 +433,9 @@ class StreamingWindows:
         """
         return self.add_samples([Sample(k, image, keypoints, seq, t_mono, t_wall, person)]) > 0
 
-    def add_samples(self, samples: Sequence["Sample"]) -> int:
-        """Store several samples (oldest first) and encode their RGB frames in one batch.
-
-        Batching is what a window that must be computed from scratch (after skipped windows) or a
-        benchmark wants; a worker keeping up adds one sample at a time. Returns the encodings run.
-        """
-        rgb: List[Tuple[int, Box, np.ndarray]] = []
+    def add_samples(self, samples: Sequence["Sample"], defer_rgb: bool = False) -> int:
+        """Store several samples (oldest first); their RGB frames are encoded in one call together
+        with any pending ones, or kept pending with ``defer_rgb``. Returns the encodings run."""
         for smp in samples:
             kp = np.asarray(smp.keypoints, np.float32)
             self.rings.put_pose(smp.k, kp, smp.seq, smp.t_mono, smp.t_wall, smp.person)
@@ -350,25 +444,52 @@ class StreamingWindows:
                     raise ValueError(f"sample {smp.k} is an RGB sample: its image is needed")
                 h, w = smp.image.shape[:2]
                 box = self.boxes.box(kp, w, h)  # fixed now, in stream order (causal person crop)
-                rgb.append((smp.k, box, prepare_frame(smp.image, box, self.cfg)))
-        if rgb:
-            x, c = self.engine.encode_frames(np.stack([img for _, _, img in rgb]))  # (n, N, D), (n, E)
-            for i, (k, box, _) in enumerate(rgb):
-                self.rings.put_rgb(k, box, x[i], c[i])
-            self.encoded += len(rgb)
+                self.pending.append((smp.k, box, prepare_frame(smp.image, box, self.cfg)))
+        return 0 if defer_rgb else self.encode_pending()
+
+    def encode_pending(self) -> int:
+        """Encode every pending RGB sample in one frame-encoder call; returns how many."""
+        rgb, self.pending = self.pending, []
+        if not rgb:
+            return 0
+        x, c = self.engine.encode_frames(np.stack([img for _, _, img in rgb]))  # (n, N, D), (n, E)
+        for i, (k, box, _) in enumerate(rgb):
+            self.rings.put_rgb(k, box, x[i], c[i])
+        self.encoded += len(rgb)
+        self.encode_calls += 1
         return len(rgb)
 
     def missing(self, w: int) -> Tuple[List[int], List[int]]:
-        return self.rings.missing(w)
+        """Samples of window ``w`` not added yet (a pending RGB sample counts as added)."""
+        pose_k, rgb_k = self.rings.missing(w)
+        waiting = {k for k, _, _ in self.pending}
+        return pose_k, [k for k in rgb_k if k not in waiting]
 
-    def run(self, w: int) -> Tuple[WindowInputs, np.ndarray]:
-        """Window ``w``'s inputs and logits ``(C,)`` (all its samples must have been added)."""
+    def run(self, w: int, decision: Optional[Decision] = None) -> WindowResult:
+        """Window ``w`` (all its samples added): assemble, head with every cache, decide.
+
+        Without ``decision`` the window is always answered and only ``logits`` is filled in.
+        """
+        if self.pending and any(k in set(self.schedule.window_rgb_samples(w).tolist()) for k, _, _ in self.pending):
+            self.encode_pending()
         inputs = self.rings.assemble(w, self.cfg)
+        person_fraction = float(inputs.person.mean())
+        person = person_fraction >= 0.5
+        answered = decision is None or decision.answers(person)
+        t0 = time.perf_counter()
+        logits = self._logits(w, inputs) if answered else None
+        head_s = time.perf_counter() - t0
+        if decision is None:
+            answer = Answer(logits, [], None, None, None)
+        else:
+            answer = Answer.of(logits, decision)
+        return WindowResult(inputs, person, person_fraction, answered, answer, head_s)
+
+    def _logits(self, w: int, inputs: WindowInputs) -> np.ndarray:
         self.heads += 1
         if self.pose_cache is None:
-            return inputs, window_logits(self.engine, inputs)
+            return window_logits(self.engine, inputs)
         s = self.schedule
         pre = self.pose_cache.window(s.window_start(w) // s.group, inputs.keypoints)
-        logits = self.engine.head_cached(inputs.tokens[None], inputs.frame_emb[None],  # type: ignore[attr-defined]
-                                         inputs.keypoints[None], pre[None])[0]
-        return inputs, logits
+        return self.engine.head_cached(inputs.tokens[None], inputs.frame_emb[None],  # type: ignore[attr-defined]
+                                       inputs.keypoints[None], pre[None])[0]

@@ -193,15 +193,21 @@ class Worker:
     """The worker's loop over one ring, one engine, one pose backend and one sender."""
 
     def __init__(self, cfg: StreamConfig, engine: Any, pose: Any, ring: Any, sender: Any, report: _Report,
-                 annotator: Optional[Annotator] = None, max_windows: Optional[int] = None) -> None:
-        from .window import Schedule, StreamingWindows
+                 annotator: Optional[Annotator] = None, max_windows: Optional[int] = None,
+                 from_oldest: bool = False) -> None:
+        from .window import Decision, Schedule, StreamingWindows
 
         mc = engine.config
         self.cfg, self.engine, self.pose, self.ring, self.sender = cfg, engine, pose, ring, sender
         self.report, self.annotator, self.max_windows = report, annotator, max_windows
         self.schedule = Schedule.from_config(mc.clip, cfg.stride, cfg.pose_every)
-        self.sw = StreamingWindows(engine, mc, self.schedule)
+        self.sw = StreamingWindows(engine, mc, self.schedule, pose_cache=cfg.pose_cache)
         self.names = list(engine.class_names)
+        self.decision = Decision(tuple(self.names), cfg.top_k, cfg.threshold, tuple(cfg.background), cfg.no_person)
+        # A file is played from its first frame (the capture waits for this worker to be ready), so
+        # the first window starts at the oldest frame still in the ring; a camera is joined at its
+        # newest frame.
+        self.from_oldest = from_oldest
         self.identity = {k: str(v) for k, v in engine.identity.items()}
         self.debouncer = Debouncer(cfg.event_threshold, cfg.event_hysteresis, cfg.event_min_duration_s,
                                    cfg.event_release_s, background=cfg.background)
@@ -233,8 +239,7 @@ class Worker:
             return False
         s = self.schedule
         if self.next_window is None:
-            self.next_window = s.first_window_from(k_now)
-            self.k_next = s.window_start(self.next_window)
+            self._start(k_now)
         target, skipped = s.plan(k_now, self.next_window)
         if self.ahead is not None:
             start = s.window_start(self.next_window if target is None else target)
@@ -263,10 +268,38 @@ class Worker:
             if smp is None:
                 self.lost.add(self.k_next)
             else:
-                self._add([smp])
+                batch = self.cfg.rgb_batch == "window"
+                self._add([smp], defer_rgb=batch)
+                if batch and self.k_next >= s.window_rgb_samples(self.next_window)[-1]:
+                    self._encode_pending()  # the window's new frames, one call (the head needs them next)
             self.k_next += 1
             return True
         return False
+
+    def _start(self, k_now: int) -> None:
+        """Where this worker's first window is: at the oldest frame still in the ring (a file played
+        from its start) or the next window boundary (a live source joined now). Frames of a file that
+        precede the first window are counted as dropped (none when the capture waited for us)."""
+        s = self.schedule
+        if self.from_oldest:
+            latest = self.ring.latest_seq()
+            first_seq = max(0, latest - self.ring.frames_written + 1)
+            oldest = max(first_seq, latest - self.ring.slots + 1)
+            self.next_window = s.first_window_from(-(-oldest // s.pose_every))
+            lost = s.sample_seq(s.window_start(self.next_window)) - first_seq
+            if lost > 0:
+                with self._lock:
+                    self.dropped_frames += lost
+        else:
+            self.next_window = s.first_window_from(k_now)
+        self.k_next = s.window_start(self.next_window)
+
+    def drained(self) -> bool:
+        """No window can close any more from the frames in the ring (the end of a file)."""
+        if self.next_window is None:
+            return True
+        k_now = self.schedule.newest_sample(self.ring.latest_seq())
+        return self.schedule.last_closed_window(k_now) < self.next_window
 
     def _fill(self, w: int) -> bool:
         """Compute window ``w``'s missing samples (their RGB frames in one batch); False if a frame is gone."""
@@ -309,45 +342,41 @@ class Worker:
         kp = extract_layout(res.keypoints, self.engine.config.pose.layout)  # (J, 3) source pixels
         return Sample(k, frame.image, kp, seq, frame.t_mono, frame.t_wall, bool(res.person))
 
-    def _add(self, samples: List[Any]) -> None:
+    def _add(self, samples: List[Any], defer_rgb: bool = False) -> None:
         t0 = time.perf_counter()
-        n = self.sw.add_samples(samples)
+        n = self.sw.add_samples(samples, defer_rgb=defer_rgb)
         if n:
-            with self._lock:
-                self._acc["encode"] += time.perf_counter() - t0
-                self._acc["rgb_encoded"] += n
+            self._count_encode(n, time.perf_counter() - t0)
+
+    def _encode_pending(self) -> None:
+        t0 = time.perf_counter()
+        n = self.sw.encode_pending()
+        if n:
+            self._count_encode(n, time.perf_counter() - t0)
+
+    def _count_encode(self, n: int, seconds: float) -> None:
+        with self._lock:
+            self._acc["encode"] += seconds
+            self._acc["rgb_encoded"] += n
 
     # ------------------------------------------------------------------ windows
     def _run_window(self, w: int) -> None:
-        from .window import decide, softmax, top_k
-
-        cfg = self.cfg
+        """Window ``w`` through the one window implementation (``StreamingWindows.run``), then the
+        debouncer and the publisher."""
+        self._encode_pending()  # frames kept for one call with the window's last new frame
         t0 = time.perf_counter()
-        inputs = self.sw.rings.assemble(w, self.engine.config)
-        person_fraction = float(inputs.person.mean())
-        person = person_fraction >= 0.5
-        answered = person or cfg.no_person == "answer"
-        logits: Optional[np.ndarray] = None
-        if answered:
-            logits = self.engine.head(inputs.tokens[None], inputs.frame_emb[None], inputs.keypoints[None])[0]
-            self.sw.heads += 1
+        res = self.sw.run(w, self.decision)
+        self._finish_window(res, t0)
+
+    def _finish_window(self, res: Any, t0: float, sampling: Optional[str] = None) -> None:
         t1 = time.perf_counter()
-        if logits is not None:
-            probs = softmax(logits)
-            top = top_k(probs, self.names, cfg.top_k)
-            label, p = decide(probs, self.names, cfg.threshold, cfg.background)
-            prob_map: Optional[Dict[str, float]] = {n: float(q) for n, q in zip(self.names, probs)}
-        else:
-            top, label, p, prob_map = [], None, None, None
-        events = self.debouncer.update(float(inputs.t_wall[-1]), w, prob_map)
-        self._publish_window(inputs, t0, t1, logits, top, label, p, person, person_fraction, answered)
+        events = self.debouncer.update(float(res.inputs.t_wall[-1]), res.inputs.window, res.answer.probs)
+        self._publish_window(res, t0, t1, sampling)
         for ev in events:
             self._publish_event(ev)
 
-    def _publish_window(self, inputs: Any, t0: float, t1: float, logits: Optional[np.ndarray],
-                        top: List[Tuple[int, str, float]], label: Optional[str], p: Optional[float], person: bool,
-                        person_fraction: float, answered: bool) -> None:
-        cfg = self.cfg
+    def _publish_window(self, res: Any, t0: float, t1: float, sampling: Optional[str]) -> None:
+        cfg, inputs, ans = self.cfg, res.inputs, res.answer
         with self._lock:  # this window's share of the work; the pose thread may already be on the next
             acc, self._acc = self._acc, {"pose": 0.0, "encode": 0.0, "pose_samples": 0, "rgb_encoded": 0}
         latency = {"pose": acc["pose"] * 1e3, "encode": acc["encode"] * 1e3, "head": (t1 - t0) * 1e3,
@@ -356,20 +385,62 @@ class Worker:
             stream=cfg.stream_id, window=inputs.window, pose_seqs=inputs.pose_seqs, rgb_seqs=inputs.rgb_seqs,
             t_wall=inputs.t_wall, stride=cfg.stride, pose_every=cfg.pose_every, t_publish=time.time(),
             latency_ms=latency, computed={"pose_samples": acc["pose_samples"], "rgb_encoded": acc["rgb_encoded"]},
-            person=person, person_fraction=person_fraction, topk=top, label=label, p=p, model=self.identity,
-            skipped=self.skipped, answered=answered,
-            logits=None if (logits is None or not cfg.include_logits) else logits.tolist())
+            person=res.person, person_fraction=res.person_fraction, topk=ans.top, label=ans.label, p=ans.p,
+            model=self.identity, skipped=self.skipped, answered=res.answered,
+            logits=None if (ans.logits is None or not cfg.include_logits) else ans.logits.tolist())
+        if sampling:
+            msg["frames"]["sampling"] = sampling
         now = time.monotonic()
         msg["latency_ms"]["publish"] = round((time.perf_counter() - t1) * 1e3, 3)
         msg["latency_ms"]["capture_to_publish"] = round((now - float(inputs.t_mono[-1])) * 1e3, 3)
         self.sender.send(topic("window", cfg.stream_id), encode(msg, cfg.fmt))
         self.windows += 1
         self._window_times.append(now)
-        self.last = {"window": inputs.window, "label": label, "p": p, "top": [[n, q] for _, n, q in top],
-                     "person": person, "latency_ms": msg["latency_ms"]}
-        self._overlay = Overlay(top=[(n, q) for _, n, q in top], label=label, person=person,
+        top = ans.top
+        self.last = {"window": inputs.window, "label": ans.label, "p": ans.p, "top": [[n, q] for _, n, q in top],
+                     "person": res.person, "latency_ms": msg["latency_ms"]}
+        self._overlay = Overlay(top=[(n, q) for _, n, q in top], label=ans.label, person=res.person,
                                 latency_ms=msg["latency_ms"]["capture_to_publish"], window=inputs.window,
                                 banner=self._overlay.banner)
+
+    def end_of_source(self) -> None:
+        """The file ended and every window that could close has run. A file too short for one window
+        (fewer than ``T_p * Δp`` frames) still gets an answer: one window over the whole clip with the
+        evaluation sampling (``clip_samples``), as ``clipmg-predict --whole-clip`` computes it."""
+        if self.windows > 0:
+            return
+        latest = self.ring.latest_seq()
+        if latest < 0:
+            return
+        first = max(0, latest - self.ring.frames_written + 1, latest - self.ring.slots + 1)
+        if self.ahead is not None:  # pose backends are not thread-safe: the pose thread stops first
+            self.ahead.close()
+            self.ahead = None
+        from .window import clip_window
+
+        frames: Dict[int, Any] = {}
+        for seq in range(first, latest + 1):
+            f = self.ring.read(seq)
+            if f is not None:
+                frames[seq] = f
+        if not frames:
+            return
+        t0 = time.perf_counter()
+        res = clip_window(self.engine, self.engine.config, sorted(frames), self._clip_sample, frames.__getitem__,
+                          self.decision, self.next_window or 0)
+        self._finish_window(res, t0, sampling="whole_clip")
+
+    def _clip_sample(self, frame: Any) -> Any:
+        """Pose on one frame of a whole-clip window: ``(keypoints (J, 3) source pixels, person)``."""
+        from clipmg.model.layouts import extract_layout
+
+        t0 = time.perf_counter()
+        res = self.pose(frame)
+        with self._lock:
+            self._acc["pose"] += time.perf_counter() - t0
+            self._acc["pose_samples"] += 1
+            self.pose_samples += 1
+        return extract_layout(res.keypoints, self.engine.config.pose.layout), bool(res.person)
 
     def _publish_event(self, ev: GestureEvent) -> None:
         cfg = self.cfg
@@ -416,14 +487,23 @@ class Worker:
 # ---------------------------------------------------------------------------------- entry point
 def worker_main(cfg: StreamConfig, ring_name: str, status_queue: Any, stop_event: Any, *,
                 link_endpoint: Optional[str] = None, max_windows: Optional[int] = None,
-                engine_factory: Optional[Callable[[StreamConfig], Any]] = None) -> None:
+                engine_factory: Optional[Callable[[StreamConfig], Any]] = None, from_oldest: bool = False,
+                source_ended: Any = None) -> None:
     """Run the worker until ``stop_event`` is set, SIGTERM, the parent dies or ``max_windows`` are published.
 
     ``link_endpoint``: the supervisor's relay (``Relay.link_endpoint``); ``None`` binds a PUB socket at
     ``cfg.endpoint`` itself (standalone use). ``engine_factory(cfg)``: build the engine another way
     (e.g. a wrapper); default ``load_engine(cfg.engine)``. Exits with status ``EXIT_FATAL`` (3) on a
     configuration error, after reporting it: restarting would not help.
+    ``from_oldest``: start at the oldest frame in the ring (a file played from its start) instead of
+    the newest. ``source_ended`` (an Event): set by the supervisor when a file has ended; the worker
+    then runs every window that can still close (and, for a file too short for one window, one
+    whole-clip window), reports ``worker_done`` with reason ``"source ended"`` and exits.
     """
+    if not cfg.verbose:  # the pose library's native start-up messages; clipmg's own lines still show
+        from .quiet import native_stderr_off
+
+        native_stderr_off()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(processName)s %(levelname)s %(message)s")
     report = _Report(status_queue)
     stop = {"flag": False}
@@ -432,7 +512,8 @@ def worker_main(cfg: StreamConfig, ring_name: str, status_queue: Any, stop_event
     parent = os.getppid()
     report("worker_state", state="loading")
     try:
-        _run(cfg, ring_name, report, stop_event, stop, parent, link_endpoint, max_windows, engine_factory)
+        _run(cfg, ring_name, report, stop_event, stop, parent, link_endpoint, max_windows, engine_factory,
+             from_oldest, source_ended)
     except FatalWorkerError as e:
         message = _scrub(str(e), cfg.source)
         report("worker_state", state="failed", fatal=True, message=message)
@@ -454,7 +535,8 @@ def _scrub(text: str, source: str) -> str:
 
 def _run(cfg: StreamConfig, ring_name: str, report: _Report, stop_event: Any, stop: Dict[str, bool], parent: int,
          link_endpoint: Optional[str], max_windows: Optional[int],
-         engine_factory: Optional[Callable[[StreamConfig], Any]]) -> None:
+         engine_factory: Optional[Callable[[StreamConfig], Any]], from_oldest: bool = False,
+         source_ended: Any = None) -> None:
     from .pose import PoseBackendError, create_pose_backend
     from .publisher import Link, Publisher, PublisherError
     from .ringbuffer import FrameRing
@@ -483,10 +565,10 @@ def _run(cfg: StreamConfig, ring_name: str, report: _Report, stop_event: Any, st
     with ring, sender, pose:
         w: Optional[Worker] = None
         try:
-            w = Worker(cfg, engine, pose, ring, sender, report, annot, max_windows)
+            w = Worker(cfg, engine, pose, ring, sender, report, annot, max_windows, from_oldest=from_oldest)
             report("worker_state", state="ready", model=w.identity, classes=len(w.names),
                    pose_cache=w.sw.pose_cache is not None)
-            why = _loop(w, stop_event, stop, parent, annot)
+            why = _loop(w, stop_event, stop, parent, annot, source_ended)
             w.finish()
             report("worker_stats", **w.stats())
             if why != "stopped":  # max_windows reached or the display window closed: the run is over
@@ -511,14 +593,19 @@ def _limit_threads(n: int) -> None:
         pass
 
 
-def _loop(w: Worker, stop_event: Any, stop: Dict[str, bool], parent: int, annot: Optional[Annotator]) -> str:
-    """Run until asked to stop ('stopped'), ``max_windows`` are published ('done') or the user
-    closes the display window ('display closed')."""
+def _loop(w: Worker, stop_event: Any, stop: Dict[str, bool], parent: int, annot: Optional[Annotator],
+          source_ended: Any = None) -> str:
+    """Run until asked to stop ('stopped'), ``max_windows`` are published ('done'), the user
+    closes the display window ('display closed') or the file has ended and its last window ran
+    ('source ended')."""
     last_check = 0.0
     while not stop["flag"]:
         if w.done():
             return "done"
         busy = w.step()
+        if not busy and source_ended is not None and source_ended.is_set() and w.drained():
+            w.end_of_source()
+            return "source ended"
         now = time.monotonic()
         if now - last_check > 0.05:  # cheap checks, at most 20 times a second
             last_check = now

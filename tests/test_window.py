@@ -165,7 +165,8 @@ def test_streaming_equals_offline(engine: Any, stride: int, pose_every: int) -> 
         w = sched.last_closed_window(k)
         if w < 0 or sched.window_end(w) != k:
             continue
-        inputs, logits = sw.run(w)
+        res = sw.run(w)
+        inputs, logits = res.inputs, res.logits
         pose_seqs, rgb_seqs = sched.window_frames(w)
         assert inputs.pose_seqs.tolist() == pose_seqs.tolist()
         assert inputs.rgb_seqs.tolist() == rgb_seqs.tolist()
@@ -191,7 +192,7 @@ def test_streaming_without_the_pose_cache_equals_with_it(engine: Any) -> None:
         lo, hi = (sched.window_end(w - 1) + 1 if w else 0), sched.window_end(w) + 1
         for sw in (with_cache, without):
             sw.add_samples([Sample(k, frames[k], kp[k], k, 0.0, 0.0, True) for k in range(lo, hi)])
-        np.testing.assert_allclose(with_cache.run(w)[1], without.run(w)[1], rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(with_cache.run(w).logits, without.run(w).logits, rtol=1e-4, atol=1e-5)
 
 
 def test_a_skipped_window_is_not_computed_and_incomplete_windows_refuse(tmp_path_factory: Any) -> None:
@@ -206,17 +207,61 @@ def test_a_skipped_window_is_not_computed_and_incomplete_windows_refuse(tmp_path
     assert sw.engine.frames == 8 and sw.encoded == 8
     with pytest.raises(KeyError):
         sw.run(2)
-    inputs, logits = sw.run(3)
+    res = sw.run(3)
+    inputs, logits = res.inputs, res.logits
     np.testing.assert_allclose(logits, offline_logits(eng, frames[inputs.rgb_seqs], kp[inputs.pose_seqs], cfg),
                                rtol=1e-4, atol=1e-5)
     assert 0.6 < inputs.person.mean() < 0.7
 
 
-def test_cache_benchmark_runs_and_both_paths_agree() -> None:
+def test_deferred_rgb_frames_are_encoded_in_one_call_with_the_same_answer(tmp_path_factory: Any) -> None:
+    """``defer_rgb``: a window's new frames wait and go through the encoder together (one call),
+    the result equal to encoding each on arrival; a pending frame counts as added."""
+    eng = _engine(tmp_path_factory, "person")
+    cfg = eng.config
+    sched = Schedule.from_config(cfg.clip, 8, 1)
+    frames, kp137 = _stream(sched.window_end(2) + 1)
+    kp = extract_layout(kp137, cfg.pose.layout)
+    deferred, eager = StreamingWindows(CountingEngine(eng), cfg, sched), StreamingWindows(CountingEngine(eng), cfg, sched)
+    for k in range(sched.window_end(2) + 1):
+        smp = Sample(k, frames[k], kp[k], k, 0.0, 0.0, True)
+        deferred.add_samples([smp], defer_rgb=True)
+        eager.add_samples([smp])
+        w = sched.last_closed_window(k)
+        if w >= 0 and sched.window_end(w) == k:
+            assert deferred.missing(w) == ([], [])  # pending frames are not missing
+            np.testing.assert_allclose(deferred.run(w).logits, eager.run(w).logits, rtol=1e-5, atol=1e-6)
+    assert deferred.encoded == eager.encoded == 8 + 2 * 2
+    assert (deferred.encode_calls, eager.encode_calls) == (3, 12)  # one call a window against one a frame
+
+
+def test_decision_policy_answers_or_not_without_a_person(tmp_path_factory: Any) -> None:
+    from clipmg.stream.window import Decision
+
+    eng = _engine(tmp_path_factory, "center")
+    cfg = eng.config
+    sched = Schedule.from_config(cfg.clip, 8, 1)
+    frames, kp137 = _stream(32)
+    kp = extract_layout(kp137, cfg.pose.layout)
+    names = tuple(eng.class_names)
+    for policy, answered in (("answer", True), ("none", False)):
+        sw = StreamingWindows(CountingEngine(eng), cfg, sched)
+        sw.add_samples([Sample(k, frames[k], kp[k], k, 0.0, 0.0, False) for k in range(32)])
+        res = sw.run(0, Decision(names, top_k=2, threshold=0.0, no_person=policy))
+        assert not res.person and res.answered is answered and sw.heads == int(answered)
+        if answered:
+            assert len(res.answer.top) == 2 and res.answer.label == res.answer.top[0][1]
+            assert abs(sum(res.answer.probs.values()) - 1) < 1e-6
+        else:
+            assert res.logits is None and res.answer.top == [] and res.answer.label is None
+
+
+def test_cache_benchmark_drives_the_worker_and_all_paths_agree() -> None:
     from clipmg.stream.bench_cache import run
 
     r = run("clipmg-tiny", stride=8, windows=2, warmup=1, frame_size=128)
     assert r["encodings_per_window"] == {"cached": 2, "naive": 8}
+    assert r["encoder_calls_per_window"] == {"worker": 1, "each": 2, "frames_only": 1}
     assert r["pose_cache"] and r["pose_stage_inputs_per_window"] == [2, 4, 6]
     assert r["max_abs_logit_diff"] < 1e-4 and r["cached_ms"] > 0 and r["naive_ms"] > 0
     assert r["cached_frames_only_ms"] > 0 and len(r["cached_frames_only_ms_all"]) == 2

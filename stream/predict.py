@@ -1,0 +1,349 @@
+"""``clipmg-predict``: what micro-gestures are in this recorded video?
+
+    clipmg-predict clip.mp4                                   # one answer for the whole clip
+    clipmg-predict clip.gif --segments labels.csv --json -    # one answer per labelled segment
+    clipmg-predict talk.mp4 --stride 8 --video-out talk-annotated.mp4   # sliding windows, as live
+
+Each clip, segment or window becomes one window of the model with the evaluation sampling
+(``clip_samples``: any number of frames -> 32 pose samples and 8 RGB samples, the crop boxes as
+evaluation computes them), run through ``stream.window.clip_window`` on the same engines and pose
+backends as the live recognizer (the one it also uses for a file shorter than one window).
+
+- ``--whole-clip`` (default): the whole video is one window.
+- ``--segments FILE``: a CSV with columns ``clip,start_frame,end_frame`` (0-based, inclusive) and
+  optionally ``class_name`` or ``label``; the rows whose ``clip`` is this video's file name are used
+  (one file may describe several clips), and each answer carries the row's label as ``true_label``.
+- ``--stride S``: windows of ``32 x Δp`` frames every ``S x Δp`` frames, the live schedule; a video
+  shorter than one window gives one whole-clip window, as live.
+
+Output: one line per window on stdout; ``--json OUT`` writes JSON lines (``-``: stdout instead of the
+lines) with ``clip``, ``start_frame``, ``end_frame``, ``topk`` (``[{"index", "label", "p"}]`` as in
+window messages), ``label`` (the decided label, as in window messages), ``p``, ``person_fraction``,
+``true_label`` (with ``--segments``, when the row has one) and ``model``. ``--video-out`` writes the
+video with the skeleton and the covering window's top-3 drawn on it. Exit status 2 for anything the
+user can fix (a missing file, a CSV without rows for this clip, a segment beyond the video's end).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, TextIO, Tuple
+
+import numpy as np
+
+from .config import POSE_BACKENDS, PRECISIONS, ConfigError, StreamConfig, _kv
+
+log = logging.getLogger("clipmg.predict")
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class PredictError(ValueError):
+    """Something the user can fix; the message is one sentence."""
+
+
+@dataclass(frozen=True)
+class Segment:
+    start: int  # first frame, 0-based
+    end: int  # last frame, inclusive
+    true_label: Optional[str] = None
+
+
+# ------------------------------------------------------------------------------------ planning
+def read_segments(path: Path, clip: str, frames: int) -> List[Segment]:
+    """The rows of CSV ``path`` whose ``clip`` is ``clip``, checked against the video's ``frames``."""
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            cols = set(reader.fieldnames or ())
+            missing = {"clip", "start_frame", "end_frame"} - cols
+            if missing:
+                raise PredictError(f"--segments {path}: needs the columns clip, start_frame, end_frame "
+                                   f"(missing {', '.join(sorted(missing))})")
+            rows = list(reader)
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise PredictError(f"--segments {path}: cannot read it ({type(e).__name__}: {e})") from None
+    label_col = "class_name" if "class_name" in cols else "label" if "label" in cols else None
+    out: List[Segment] = []
+    for line, row in enumerate(rows, start=2):
+        if (row.get("clip") or "").strip() != clip:
+            continue
+        try:
+            start, end = int(row["start_frame"]), int(row["end_frame"])
+        except (TypeError, ValueError):
+            raise PredictError(f"--segments {path} line {line}: start_frame and end_frame must be integers, got "
+                               f"{row.get('start_frame')!r}, {row.get('end_frame')!r}") from None
+        if not 0 <= start <= end:
+            raise PredictError(f"--segments {path} line {line}: frames {start}-{end} are not a range (0 <= start <= end)")
+        if end >= frames:
+            raise PredictError(f"--segments {path} line {line}: frame {end} is past the end of {clip} "
+                               f"({frames} frames, numbered 0-{frames - 1})")
+        out.append(Segment(start, end, (row.get(label_col) or "").strip() or None if label_col else None))
+    if not out:
+        clips = sorted({(r.get("clip") or "").strip() for r in rows} - {""})
+        raise PredictError(f"--segments {path} has no rows for clip {clip!r} (its clips: {', '.join(clips) or 'none'})")
+    return out
+
+
+def sliding_segments(frames: int, stride: int, pose_every: int, pose_frames: int = 32) -> List[Segment]:
+    """The live schedule's windows over a video of ``frames`` frames (one whole-clip window when shorter)."""
+    span, step = pose_frames * pose_every, stride * pose_every
+    if frames < span:
+        return [Segment(0, frames - 1)]
+    return [Segment(s, s + span - 1) for s in range(0, frames - span + 1, step)]
+
+
+def count_frames(path: Path) -> int:
+    """Frames in a video file or image folder (decoded count, not the container's guess)."""
+    from .sources import IMAGE_EXTENSIONS
+
+    if path.is_dir():
+        return sum(1 for p in path.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+    import cv2
+
+    cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+    if not cap.isOpened():
+        raise PredictError(f"{path}: not a video file OpenCV/FFmpeg can open")
+    n = 0
+    try:
+        while cap.grab():
+            n += 1
+    finally:
+        cap.release()
+    if n == 0:
+        raise PredictError(f"{path}: no frame could be decoded")
+    return n
+
+
+def read_frames(path: Path, wanted: Sequence[int]) -> Dict[int, Any]:
+    """The frames numbered ``wanted`` (RGB, as the live capture delivers them), read in one pass."""
+    from .ringbuffer import Frame
+    from .sources import open_source
+
+    want = set(int(i) for i in wanted)
+    out: Dict[int, Any] = {}
+    src = open_source(str(path), loop=False)
+    fps = src.fps or 30.0
+    try:
+        i = 0
+        while len(out) < len(want):
+            image, _ = src.read()
+            if image is None:
+                break
+            if i in want:
+                out[i] = Frame(image=image, seq=i, t_mono=i / fps, t_wall=i / fps, keypoints=None)
+            i += 1
+    finally:
+        src.close()
+    return out
+
+
+# ------------------------------------------------------------------------------------ running
+def predict(video: Path, engine: Any, pose: Any, segments: Sequence[Segment], *, top_k: int = 3,
+            threshold: float = 0.0, background: Sequence[str] = (),
+            progress: bool = False) -> Tuple[List[Dict[str, Any]], Dict[int, np.ndarray]]:
+    """One answer per segment of ``video``: the JSON-line records (see the module docstring), and the
+    keypoints ``(137, 3)`` of every frame the pose backend ran on, by frame number."""
+    from clipmg.model.layouts import extract_layout
+    from clipmg.model.sampling import clip_samples
+
+    from .window import Decision, clip_window
+
+    cfg = engine.config
+    c = cfg.clip
+    decision = Decision(tuple(engine.class_names), top_k, threshold, tuple(background), "answer")
+    plans = [clip_samples(s.start, s.end, c.pose_frames, c.rgb_frames, c.rgb_offset)[0] for s in segments]
+    needed = sorted({int(i) for p in plans for i in p})
+    frames = read_frames(video, needed)
+    if len(frames) < len(needed):
+        raise PredictError(f"{video}: frame {needed[len(frames)]} could not be read (the file is shorter than it looked)")
+    poses: Dict[int, Any] = {}
+    it: Any = needed
+    if progress:
+        from tqdm import tqdm
+
+        it = tqdm(needed, desc="pose", unit="frame", file=sys.stderr, leave=False)
+    for i in it:  # in frame order: video-mode pose trackers expect time to move forward
+        res = pose(frames[i])
+        poses[i] = (extract_layout(res.keypoints, cfg.pose.layout), bool(res.person), res.keypoints)
+    out: List[Dict[str, Any]] = []
+    for n, seg in enumerate(segments):
+        res = clip_window(engine, cfg, range(seg.start, seg.end + 1), lambda f: poses[f.seq][:2],
+                          frames.__getitem__, decision, window=n)
+        a = res.answer
+        rec: Dict[str, Any] = {"clip": video.name, "start_frame": seg.start, "end_frame": seg.end,
+                               "topk": [{"index": i, "label": name, "p": round(p, 6)} for i, name, p in a.top],
+                               "label": a.label, "p": None if a.p is None else round(a.p, 6),
+                               "person_fraction": round(res.person_fraction, 4), "model": dict(engine.identity)}
+        if seg.true_label is not None:
+            rec["true_label"] = seg.true_label
+        out.append(rec)
+    return out, {i: p[2] for i, p in poses.items()}
+
+
+def write_video(video: Path, out_path: Path, records: Sequence[Dict[str, Any]], poses: Dict[int, np.ndarray],
+                banner: str = "") -> int:
+    """``video`` with the skeleton (of the nearest posed frame) and the covering window's top-3 drawn."""
+    import cv2
+
+    from .display import Overlay, annotate
+    from .sources import open_source
+
+    posed = np.array(sorted(poses), np.int64)
+    src = open_source(str(video), loop=False)
+    writer = None
+    n = 0
+    try:
+        while True:
+            image, _ = src.read()
+            if image is None:
+                break
+            cover = [r for r in records if r["start_frame"] <= n <= r["end_frame"]]
+            ov = Overlay(top=[(t["label"], t["p"]) for t in cover[0]["topk"]] if cover else (),
+                         label=cover[0]["label"] if cover else None, banner=banner,
+                         window=records.index(cover[0]) if cover else -1)
+            kp = None
+            if posed.size:
+                near = int(posed[np.argmin(np.abs(posed - n))])
+                kp = poses[near] if abs(near - n) <= 2 else None
+            frame = annotate(image, kp, ov)
+            if writer is None:
+                h, w = frame.shape[:2]
+                writer = cv2.VideoWriter(str(out_path), cv2.VideoWriter_fourcc(*"mp4v"), float(src.fps or 25.0), (w, h))
+                if not writer.isOpened():
+                    raise PredictError(f"--video-out {out_path}: cannot write a video there")
+            writer.write(frame)
+            n += 1
+    finally:
+        src.close()
+        if writer is not None:
+            writer.release()
+    return n
+
+
+def format_line(rec: Dict[str, Any]) -> str:
+    top = ", ".join(f"{t['label']} {t['p']:.2f}" for t in rec["topk"])
+    truth = f"  (labelled: {rec['true_label']})" if "true_label" in rec else ""
+    return (f"{rec['clip']}  frames {rec['start_frame']}-{rec['end_frame']}  label={rec['label']}  "
+            f"top: {top}  person {rec['person_fraction']:.0%}{truth}")
+
+
+# ------------------------------------------------------------------------------------ command line
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="clipmg-predict", description=__doc__.split("\n\n")[0],
+                                 epilog="See docs/streaming.md (clipmg-predict).")
+    ap.add_argument("video", type=Path, help="video file, GIF or image folder")
+    ap.add_argument("--engine", default=None, help="checkpoint (.safetensors) or exported engine directory "
+                    "(default: the synthetic demo model)")
+    ap.add_argument("--pose", choices=POSE_BACKENDS, default="mediapipe", help="pose backend (default %(default)s)")
+    ap.add_argument("--pose-option", type=_kv, action="append", default=[], metavar="KEY=VALUE",
+                    help="pose backend option (repeatable), e.g. model_complexity=2")
+    what = ap.add_mutually_exclusive_group()
+    what.add_argument("--segments", type=Path, default=None, metavar="CSV",
+                      help="labelled segments: CSV with clip,start_frame,end_frame[,class_name|label]")
+    what.add_argument("--whole-clip", action="store_true", help="the whole video as one window (default)")
+    what.add_argument("--stride", type=int, default=None, help="sliding windows every S pose samples, as live")
+    ap.add_argument("--pose-every", type=int, default=1, help="Δp for --stride (default %(default)s)")
+    ap.add_argument("--top-k", type=int, default=3, help="labels per answer (default %(default)s)")
+    ap.add_argument("--threshold", type=float, default=0.0, help="decide a label only at this probability")
+    ap.add_argument("--json", dest="json_out", default=None, metavar="OUT",
+                    help="write JSON lines to OUT ('-': stdout, instead of the text lines)")
+    ap.add_argument("--video-out", type=Path, default=None, metavar="OUT.mp4", help="write the annotated video")
+    ap.add_argument("--threads", type=int, default=None, help="CPU threads for the engine")
+    ap.add_argument("--precision", choices=PRECISIONS, default="auto", help="exported ONNX engines: auto, fp32, int8")
+    ap.add_argument("-v", "--verbose", action="store_true", help="show the pose library's own messages")
+    return ap
+
+
+def _check(args: argparse.Namespace) -> None:
+    if not args.video.exists():
+        raise PredictError(f"{args.video}: no such video file or folder")
+    if args.stride is not None and (args.stride < 4 or args.stride % 4):
+        raise PredictError(f"--stride {args.stride} must be a positive multiple of 4 (the pose samples per RGB frame)")
+    if args.pose_every < 1:
+        raise PredictError(f"--pose-every must be at least 1, got {args.pose_every}")
+    if args.top_k < 1:
+        raise PredictError(f"--top-k must be at least 1, got {args.top_k}")
+    if not 0.0 <= args.threshold <= 1.0:
+        raise PredictError(f"--threshold must lie in [0, 1], got {args.threshold}")
+    if args.segments is not None and not args.segments.is_file():
+        raise PredictError(f"--segments {args.segments}: no such file")
+    if args.threads is not None and args.threads < 1:
+        raise PredictError(f"--threads must be at least 1, got {args.threads}")
+    if args.engine is not None and not Path(args.engine).exists():
+        raise PredictError(f"--engine {args.engine}: no such file or directory")
+    if args.pose == "synthetic":
+        raise PredictError("--pose synthetic needs the synthetic camera's keypoints, which a video file has not; "
+                           "use mediapipe, openpose or replay")
+
+
+def main(argv: Optional[Sequence[str]] = None, out: TextIO = sys.stdout) -> int:
+    args = build_parser().parse_args(None if argv is None else list(argv))
+    if not args.verbose:
+        from .quiet import native_stderr_off
+
+        native_stderr_off()
+    logging.basicConfig(level=logging.WARNING, format="%(name)s %(levelname)s %(message)s")
+    say = lambda m: print(f"[clipmg-predict] {m}", file=sys.stderr, flush=True)  # noqa: E731
+    try:
+        _check(args)
+        return _run(args, out, say)
+    except (PredictError, ConfigError) as e:
+        say(f"error: {e}")
+        return EXIT_USAGE
+
+
+def _run(args: argparse.Namespace, out: TextIO, say: Any) -> int:
+    from .pose import PoseBackendError, create_pose_backend
+    from .supervisor import demo_engine
+    from .worker import FatalWorkerError, load_worker_engine
+
+    engine_path, banner = args.engine, ""
+    if engine_path is None:
+        engine_path, banner = demo_engine(say), "synthetic demo model"
+    frames = count_frames(args.video)
+    if args.segments is not None:
+        segments = read_segments(args.segments, args.video.name, frames)
+    elif args.stride is not None:
+        segments = sliding_segments(frames, args.stride, args.pose_every)
+    else:
+        segments = [Segment(0, frames - 1)]
+    cfg = StreamConfig(engine=str(engine_path), threads=args.threads, precision=args.precision)
+    try:
+        engine = load_worker_engine(cfg)
+    except FatalWorkerError as e:
+        raise PredictError(str(e)) from None
+    try:
+        pose = create_pose_backend(args.pose, **dict(args.pose_option))
+    except PoseBackendError as e:
+        raise PredictError(str(e)) from None
+    with pose:
+        records, keypoints = predict(args.video, engine, pose, segments, top_k=args.top_k, threshold=args.threshold,
+                          background=StreamConfig().background, progress=sys.stderr.isatty())
+    if args.json_out == "-":
+        for r in records:
+            print(json.dumps(r), file=out, flush=True)
+    else:
+        for r in records:
+            print(format_line(r), file=out, flush=True)
+        if args.json_out:
+            Path(args.json_out).write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+            say(f"JSON lines: {args.json_out}")
+    labelled = [r for r in records if "true_label" in r]
+    if labelled:
+        hits = sum(r["topk"][0]["label"] == r["true_label"] for r in labelled)
+        say(f"top-1 equals the labelled class in {hits} of {len(labelled)} segments")
+    if args.video_out:
+        n = write_video(args.video, args.video_out, records, keypoints, banner)
+        say(f"annotated video: {args.video_out} ({n} frames)")
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
