@@ -7,7 +7,9 @@ preset with random weights: timings do not depend on the weights) and ZeroMQ. A 
 process records every window and status message. Reported: sustained input fps, pose samples/s,
 windows/s, dropped frames, skipped windows, and the latency from the capture of a window's last
 frame to its publication (p50, p99). ``--worker pose-thread one-thread`` runs each Δp with the
-worker's pose thread (the default) and without it (pose and engine in turn), interleaved.
+worker's pose thread (the default) and without it (pose and engine in turn), interleaved;
+``--rgb-batch window each`` runs each Δp with a window's new RGB frames encoded in one call (the
+default) and one at a time, interleaved. The output names the CPU and its vector extensions.
 """
 
 from __future__ import annotations
@@ -58,7 +60,8 @@ def make_engine(preset: str, workdir: Path, backend: str, int8: bool = False) ->
 
 
 def run(video: Path, engine: Path, seconds: float, pose: str, pose_every: int, stride: int,
-        threads: int | None, pose_thread: bool = True, precision: str = "auto") -> Dict[str, Any]:
+        threads: int | None, pose_thread: bool = True, precision: str = "auto",
+        rgb_batch: str = "window") -> Dict[str, Any]:
     import zmq
 
     from clipmg.stream.messages import decode
@@ -70,7 +73,7 @@ def run(video: Path, engine: Path, seconds: float, pose: str, pose_every: int, s
            "--endpoint", endpoint, "--duration", str(seconds), "--no-listen", "--no-record", "-q"]
     if threads:
         cmd += ["--threads", str(threads)]
-    cmd += ["--pose-thread" if pose_thread else "--no-pose-thread", "--precision", precision]
+    cmd += ["--pose-thread" if pose_thread else "--no-pose-thread", "--precision", precision, "--rgb-batch", rgb_batch]
     ctx = zmq.Context.instance()
     sub = ctx.socket(zmq.SUB)
     sub.setsockopt(zmq.SUBSCRIBE, b"mg.")
@@ -101,13 +104,14 @@ def run(video: Path, engine: Path, seconds: float, pose: str, pose_every: int, s
     lat = lat[np.isfinite(lat)]
     span = (windows[-1]["t_publish"] - windows[0]["t_publish"]) if len(windows) > 1 else float("nan")
     return {"seconds": seconds, "pose": pose, "pose_every": pose_every, "stride": stride,
-            "worker": "pose-thread" if pose_thread else "one-thread",
+            "worker": "pose-thread" if pose_thread else "one-thread", "rgb_batch": rgb_batch,
             "windows_received": len(windows), "windows_per_s": (len(windows) - 1) / span if span else 0.0,
             "fps_in": last.get("fps_in"), "fps_pose": last.get("fps_pose"),
             "dropped_frames": last.get("dropped_frames"), "skipped_windows": last.get("skipped"),
             "latency_p50_ms": float(np.percentile(lat, 50)) if lat.size else None,
             "latency_p99_ms": float(np.percentile(lat, 99)) if lat.size else None,
-            "stage_ms_last": last.get("latency_ms"), "windows_reported": last.get("windows")}
+            "stage_ms_last": last.get("latency_ms"), "windows_reported": last.get("windows"),
+            "dropped_fraction": (last.get("dropped_frames") or 0) / max(1, int(seconds * 30 / pose_every))}
 
 
 def main(argv: List[str] | None = None) -> int:
@@ -121,6 +125,8 @@ def main(argv: List[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--worker", nargs="+", choices=("pose-thread", "one-thread"), default=["pose-thread"],
                     help="worker modes to run for each Δp (default: %(default)s)")
+    ap.add_argument("--rgb-batch", nargs="+", choices=("window", "each"), default=["window"],
+                    help="when the worker encodes a window's new RGB frames, for each Δp (default: %(default)s)")
     ap.add_argument("--precision", choices=("auto", "fp32", "int8"), default="auto",
                     help="int8: export the dynamically quantised frame encoder too and run it (random weights "
                     "cannot be validated, so auto means float32 here; default %(default)s)")
@@ -135,10 +141,12 @@ def main(argv: List[str] | None = None) -> int:
         write_video(video, args.seconds + 30)
     engine = make_engine(args.preset, work, args.backend, int8=args.precision == "int8")
     results = [run(video, engine, args.seconds, args.pose, dp, args.stride, args.threads, mode == "pose-thread",
-                   args.precision)
-               for dp in args.pose_every for mode in args.worker]
-    print(json.dumps({"preset": args.preset, "backend": args.backend, "precision": args.precision, "cpus": os.cpu_count(), "runs": results},
-                     indent=1))
+                   args.precision, batch)
+               for dp in args.pose_every for mode in args.worker for batch in args.rgb_batch]
+    from .bench_cache import cpu_line
+
+    print(json.dumps({"preset": args.preset, "backend": args.backend, "precision": args.precision, "cpus": os.cpu_count(),
+                      "cpu": cpu_line(), "runs": results}, indent=1))
     return 0
 
 

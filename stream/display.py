@@ -40,6 +40,7 @@ class Overlay:
     banner: str = ""  # e.g. "synthetic demo model"
     window: int = -1
     extra: List[str] = field(default_factory=list)
+    live: bool = True  # draw the live rates and latency (False: a recorded clip's answers, clipmg-predict)
 
 
 def annotate(image: np.ndarray, keypoints: Optional[np.ndarray], ov: Overlay, min_width: int = 480,
@@ -68,7 +69,7 @@ def annotate(image: np.ndarray, keypoints: Optional[np.ndarray], ov: Overlay, mi
     lines = [f"{name} {p:.2f}" for name, p in list(ov.top)[:3]]
     head = f"label: {ov.label or '-'}" + ("" if ov.person else "   [no person]")
     stats = f"in {ov.fps_in:.1f}/s  out {ov.fps_out:.2f} win/s  latency {ov.latency_ms:.0f} ms"
-    text = [head] + lines + [stats] + list(ov.extra) + ([ov.banner] if ov.banner else [])
+    text = [head] + lines + ([stats] if ov.live else []) + list(ov.extra) + ([ov.banner] if ov.banner else [])
     y = 18
     for i, t in enumerate(text):
         colour = (60, 255, 60) if i == 0 else (255, 255, 255)

@@ -15,6 +15,7 @@ import sys
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 WINDOW_SCHEMA = "clipmg.window/1"
+SAMPLINGS = ("stream", "whole_clip")  # how a window's frames were chosen
 EVENT_SCHEMA = "clipmg.event/1"
 STATUS_SCHEMA = "clipmg.status/1"
 TOPIC_PREFIXES = {"window": "mg.window", "event": "mg.event", "status": "mg.status"}
@@ -87,9 +88,12 @@ def window_message(*, stream: str, window: int, pose_seqs: Sequence[int], rgb_se
                    latency_ms: Mapping[str, float], computed: Mapping[str, int], person: bool,
                    person_fraction: float, topk: Sequence[tuple], label: Optional[str], p: Optional[float],
                    model: Mapping[str, str], skipped: int, answered: bool = True,
-                   logits: Optional[Sequence[float]] = None) -> Dict[str, Any]:
+                   logits: Optional[Sequence[float]] = None, sampling: str = "stream") -> Dict[str, Any]:
     """A ``clipmg.window/1`` message. ``topk``: ``(index, label, probability)`` best first;
-    ``t_wall``: capture wall-clock times of the pose samples (s)."""
+    ``t_wall``: capture wall-clock times of the pose samples (s); ``sampling``: ``stream`` (the
+    frame clock; not written, the default) or ``whole_clip``."""
+    if sampling not in SAMPLINGS:
+        raise ValueError(f"sampling must be one of {SAMPLINGS}, got {sampling!r}")
     msg: Dict[str, Any] = {
         "schema": WINDOW_SCHEMA,
         "stream": stream,
@@ -115,6 +119,8 @@ def window_message(*, stream: str, window: int, pose_seqs: Sequence[int], rgb_se
         "model": {k: str(v) for k, v in model.items()},
         "skipped": int(skipped),
     }
+    if sampling != "stream":
+        msg["frames"]["sampling"] = sampling
     if logits is not None:
         msg["logits"] = [float(x) for x in logits]  # full precision: equality checks use it
     return msg
@@ -193,6 +199,11 @@ SCHEMA: Dict[str, Any] = {
                                                                 "samples (s): large when the window spans an outage"},
                         "stride": {"type": "integer", "minimum": 1},
                         "pose_every": {"type": "integer", "minimum": 1},
+                        "sampling": {"enum": list(SAMPLINGS),
+                                     "description": "absent or 'stream': the live frame clock (pose every Δp-th frame, "
+                                                    "a window every S samples); 'whole_clip': a file shorter than one "
+                                                    "window, sampled as evaluation samples a clip (clip_samples: frame "
+                                                    "numbers may repeat)"},
                     },
                 },
                 "t_publish": {**_num(), "description": "wall-clock time the message was built (s since epoch)"},

@@ -205,9 +205,10 @@ def write_video(video: Path, out_path: Path, records: Sequence[Dict[str, Any]], 
             if image is None:
                 break
             cover = [r for r in records if r["start_frame"] <= n <= r["end_frame"]]
+            span = [f"frame {n}" + (f", window frames {cover[0]['start_frame']}-{cover[0]['end_frame']}" if cover else "")]
             ov = Overlay(top=[(t["label"], t["p"]) for t in cover[0]["topk"]] if cover else (),
                          label=cover[0]["label"] if cover else None, banner=banner,
-                         window=records.index(cover[0]) if cover else -1)
+                         window=records.index(cover[0]) if cover else -1, extra=span, live=False)
             kp = None
             if posed.size:
                 near = int(posed[np.argmin(np.abs(posed - n))])

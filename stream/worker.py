@@ -387,9 +387,8 @@ class Worker:
             latency_ms=latency, computed={"pose_samples": acc["pose_samples"], "rgb_encoded": acc["rgb_encoded"]},
             person=res.person, person_fraction=res.person_fraction, topk=ans.top, label=ans.label, p=ans.p,
             model=self.identity, skipped=self.skipped, answered=res.answered,
-            logits=None if (ans.logits is None or not cfg.include_logits) else ans.logits.tolist())
-        if sampling:
-            msg["frames"]["sampling"] = sampling
+            logits=None if (ans.logits is None or not cfg.include_logits) else ans.logits.tolist(),
+            sampling=sampling or "stream")
         now = time.monotonic()
         msg["latency_ms"]["publish"] = round((time.perf_counter() - t1) * 1e3, 3)
         msg["latency_ms"]["capture_to_publish"] = round((now - float(inputs.t_mono[-1])) * 1e3, 3)

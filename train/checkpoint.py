@@ -79,7 +79,7 @@ def save_checkpoint(path: str | Path, model: CLIPMG, class_names: Sequence[str],
                     duration_stats: Dict[str, float] | None = None, metrics: Dict[str, Any] | None = None,
                     extra: Dict[str, Any] | None = None) -> Path:
     """Write ``model``'s weights and metadata to one safetensors file, atomically."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     if len(class_names) != model.cfg.num_classes:
         raise ValueError(f"{len(class_names)} class names given for a model with {model.cfg.num_classes} classes")
@@ -94,7 +94,11 @@ def save_checkpoint(path: str | Path, model: CLIPMG, class_names: Sequence[str],
     }
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     path = Path(path)
-    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={META_KEY: json.dumps(meta)}))
+    # Serialised in memory and written by atomic_write: safetensors' own save_file writes through a
+    # temporary file of its own (Rust's tempfile crate, ".tmpXXXXXX" in the same folder) that a
+    # process killed mid-write leaves behind, outside atomic_write's naming and clean-up.
+    data = save(tensors, metadata={META_KEY: json.dumps(meta)})
+    atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
     return path
 
 
