@@ -459,6 +459,13 @@ class StreamingWindows:
         self.encode_calls += 1
         return len(rgb)
 
+    def drop_pending(self, before: int) -> int:
+        """Forget pending RGB samples below sample ``before`` (their windows were skipped: encoding them
+        would only make the worker later). Returns how many were dropped."""
+        keep = [p for p in self.pending if p[0] >= before]
+        dropped, self.pending = len(self.pending) - len(keep), keep
+        return dropped
+
     def missing(self, w: int) -> Tuple[List[int], List[int]]:
         """Samples of window ``w`` not added yet (a pending RGB sample counts as added)."""
         pose_k, rgb_k = self.rings.missing(w)

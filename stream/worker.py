@@ -248,6 +248,8 @@ class Worker:
                 self.ahead.want(start)
         if target is not None:
             self.skipped += skipped
+            if skipped:  # frames kept for skipped windows are never encoded
+                self.sw.drop_pending(s.window_start(target))
             self.next_window = target + 1
             self.k_next = max(self.k_next, s.window_start(target))
             if self._fill(target):

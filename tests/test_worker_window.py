@@ -133,3 +133,25 @@ def _boxes(engine: Any, kp: np.ndarray, rgb_seqs: np.ndarray) -> list:
         if s % 4 == 2:
             boxes[s] = policy.box(kp[s], W, H)
     return [boxes[int(s)] for s in rgb_seqs]
+
+
+def test_a_worker_that_falls_behind_never_encodes_frames_of_skipped_windows(engine: Any) -> None:
+    """Frames kept for one encoder call (``--rgb-batch window``) whose windows are then skipped are
+    dropped, not encoded: a late worker must not make itself later."""
+
+    cfg = StreamConfig(stride=8, include_logits=True, rgb_batch="window")
+    frames, kp137 = _stream(101)
+    counted = CallCounter(engine)
+    with DrivenWorker(counted, cfg, H, W) as d:
+        for seq in range(59):  # keeping up: windows 0-3 published, RGB sample 58 (window 4's) kept pending
+            d.feed(frames[seq], kp137[seq])
+        assert [k for k, _, _ in d.worker.sw.pending] == [58]
+        encoded = counted.encoded
+        for seq in range(59, 101):  # the worker stalls for 42 frames ...
+            d.seq += 1
+            d.ring.write(frames[seq], seq, 0.0, 0.0, kp137[seq])
+        while d.worker.step():  # ... then runs the newest closed window (8: samples 64-95) only
+            pass
+        wins = [m for m in d.sender.messages if m[0].startswith(b"mg.window")]
+        assert d.worker.skipped == 4 and len(wins) == 5
+        assert counted.encoded - encoded == 8  # window 8's eight frames; sample 58 was dropped, not encoded
