@@ -5,7 +5,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.clipmg-installed
 
-.PHONY: env demo test bench clean
+.PHONY: env demo test bench clean runtime-env runtime-test
+
+RUNTIME_VENV ?= .venv-runtime
+RUNTIME_STAMP := $(RUNTIME_VENV)/.clipmg-installed
 
 env: $(STAMP)
 
@@ -20,5 +23,16 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest $(ARGS)
 
+# The live runtime alone (no PyTorch): what a deployment installs; CI runs the live tests in it.
+$(RUNTIME_STAMP): pyproject.toml
+	test -x $(RUNTIME_VENV)/bin/python || $(PYTHON) -m venv $(RUNTIME_VENV)
+	$(RUNTIME_VENV)/bin/python -m pip install -q --disable-pip-version-check -e '.[runtime]' 'pytest>=8' 'pytest-timeout>=2.3' 'jsonschema>=4.20'
+	touch $(RUNTIME_STAMP)
+
+runtime-env: $(RUNTIME_STAMP)
+
+runtime-test: $(RUNTIME_STAMP)
+	CLIPMG_RUNTIME_ENV=1 $(RUNTIME_VENV)/bin/python -m pytest -p no:cacheprovider tests/test_runtime.py tests/test_real_clips.py $(ARGS)
+
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) $(RUNTIME_VENV) build *.egg-info

@@ -17,6 +17,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Dict, Iterator, Tuple
 
+from clipmg.model.files import file_sha256
+
 from .base import EngineError
 
 MANIFEST = "manifest.json"
@@ -27,8 +29,6 @@ KINDS = {ONNX_EXPORT: "onnx", TRT_EXPORT: "tensorrt"}
 
 def file_entry(path: Path) -> Dict[str, Any]:
     """``{"file", "bytes", "sha256"}`` for one file of an artifact directory."""
-    from clipmg.train.checkpoint import file_sha256
-
     return {"file": path.name, "bytes": path.stat().st_size, "sha256": file_sha256(path)}
 
 
@@ -63,8 +63,6 @@ def read_manifest(directory: Path, expected_format: str | None = None) -> Dict[s
 
 def verify_files(directory: Path, manifest: Dict[str, Any], check_hash: bool = True) -> None:
     """Refuse a missing, truncated or altered file listed in the manifest (size, then sha256)."""
-    from clipmg.train.checkpoint import file_sha256
-
     for role, entry in manifest["files"].items():
         path = Path(directory) / entry["file"]
         if not path.is_file():

@@ -70,7 +70,7 @@ def make_engines(preset: str, workdir: Path, backends: Sequence[str], ort_varian
     """Engines to compare for ``preset`` (label -> engine), notes on what was not measured, and the
     PyTorch model."""
     from clipmg.model import create_model
-    from clipmg.train.checkpoint import save_checkpoint
+    from clipmg.model.checkpoint import save_checkpoint
 
     from .torch_backend import TorchEngine
 

@@ -340,7 +340,7 @@ def build_via_torch_tensorrt(checkpoint: Path, stage: Path, opts: BuildOptions, 
 
 
 def _load_checkpoint(checkpoint: Path, **expect: Any) -> Tuple[Any, Dict[str, Any]]:
-    from clipmg.train.checkpoint import CheckpointError, file_sha256, load_checkpoint
+    from clipmg.model.checkpoint import CheckpointError, file_sha256, load_checkpoint
 
     from .metadata import artifact_metadata, check_expectations, tool_versions
 

@@ -35,20 +35,10 @@ from typing import Any, Callable, Dict, Iterator, List, Sequence, Tuple
 import numpy as np
 
 from .base import EngineError
+from .graphs import (CACHED_HEAD, FE_INPUTS, FE_OUTPUTS, FRAME_ENCODER, FRAME_ENCODER_INT8, HEAD_INPUTS,  # noqa: F401
+                     HEAD_OUTPUTS, WINDOW_HEAD, graph_file, rel_error)
+from .metadata import attach_metadata
 
-FRAME_ENCODER = "frame_encoder.onnx"
-WINDOW_HEAD = "window_head.onnx"
-FRAME_ENCODER_INT8 = "frame_encoder.int8.onnx"
-CACHED_HEAD = "window_head_cached.onnx"
-
-
-def graph_file(graph: str) -> str:
-    """The file a graph of an export is written to (``pose_stage1`` -> ``pose_stage1.onnx``)."""
-    return f"{graph}.onnx"
-
-
-FE_INPUTS, FE_OUTPUTS = ("images",), ("tokens", "frame_emb")
-HEAD_INPUTS, HEAD_OUTPUTS = ("tokens", "frame_emb", "keypoints"), ("logits",)
 DEFAULT_OPSET = 17
 DEFAULT_TOLERANCE = 1e-4
 Log = Callable[[str], None]
@@ -60,14 +50,6 @@ class ExportCheckError(EngineError):
 
 def _stderr(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
-
-
-def rel_error(actual: np.ndarray, reference: np.ndarray) -> float:
-    """``max |actual - reference| / max |reference|``: the error relative to the reference's scale."""
-    a, r = np.asarray(actual, np.float64), np.asarray(reference, np.float64)
-    if a.shape != r.shape:
-        return float("inf")
-    return float(np.abs(a - r).max() / max(float(np.abs(r).max()), 1e-12))
 
 
 @contextlib.contextmanager
@@ -108,22 +90,6 @@ def _to_onnx(module: Any, args: Tuple[Any, ...], inputs: Sequence[str], outputs:
         torch.onnx.export(module, args, buf, dynamo=False, opset_version=opset, input_names=list(inputs),
                           output_names=list(outputs), dynamic_axes=axes, do_constant_folding=True)
     return onnx.load_from_string(buf.getvalue())
-
-
-def attach_metadata(model: Any, meta: Dict[str, Any], graph: str) -> None:
-    """Store the metadata in ``model.metadata_props`` (replacing any clipmg keys already there)."""
-    from .metadata import META_KEY, encode
-
-    cfg = meta["config"]
-    props = {META_KEY: encode(meta), "clipmg.graph": graph, "clipmg.preset": cfg["name"],
-             "clipmg.variant": cfg["variant"], "clipmg.num_classes": str(cfg["num_classes"]),
-             "clipmg.checkpoint_sha256": meta["checkpoint_sha256"]}
-    keep = [(p.key, p.value) for p in model.metadata_props if not p.key.startswith("clipmg")]
-    del model.metadata_props[:]
-    for k, v in [*keep, *props.items()]:
-        entry = model.metadata_props.add()
-        entry.key, entry.value = k, v
-    model.doc_string = f"CLIP-MG {graph} ({cfg['name']}, {cfg['variant']}, {cfg['num_classes']} classes)"
 
 
 def export_graphs(model: Any, out_dir: Path, meta: Dict[str, Any], opset: int = DEFAULT_OPSET,
@@ -343,7 +309,7 @@ def export_onnx(checkpoint: str | Path, out_dir: str | Path, *, opset: int = DEF
     real validation samples. ``pose_cache`` (default on; ignored for no_pose) adds the pose-stage
     graphs and the cached head that let the live recognizer compute the pose branch once per group.
     """
-    from clipmg.train.checkpoint import CheckpointError, file_sha256, load_checkpoint
+    from clipmg.model.checkpoint import CheckpointError, file_sha256, load_checkpoint
 
     from .artifacts import ONNX_EXPORT, file_entry, staged_directory, write_manifest
     from .metadata import artifact_metadata, check_expectations, tool_versions

@@ -13,7 +13,9 @@ import json
 from pathlib import Path
 from typing import Any, Dict, List
 
-from clipmg.model import ModelConfig
+from clipmg.model.checkpoint_format import CheckpointError, expectation_differences, read_metadata
+from clipmg.model.config import ModelConfig
+from clipmg.model.files import code_version
 
 from .base import EngineError
 
@@ -43,8 +45,6 @@ def preprocess_summary(cfg: ModelConfig) -> Dict[str, Any]:
 def tool_versions() -> Dict[str, str]:
     """Versions of the libraries that write an artifact (those importable here)."""
     from importlib.metadata import PackageNotFoundError, version
-
-    from clipmg.train.checkpoint import code_version
 
     out = {"clipmg": code_version()}
     for dist in ("torch", "onnx", "onnxruntime", "tensorrt", "torch_tensorrt"):
@@ -105,9 +105,7 @@ def decode(raw: str | bytes, where: Path | str) -> Dict[str, Any]:
 
 def metadata_differences(meta: Dict[str, Any], **expect: Any) -> List[str]:
     """What differs between an artifact's metadata and what the caller asked for (``[]``: none);
-    the expectations are those of ``clipmg.train.checkpoint.expectation_differences``."""
-    from clipmg.train.checkpoint import expectation_differences
-
+    the expectations are those of ``clipmg.model.checkpoint.expectation_differences``."""
     return expectation_differences(meta, "artifact", **expect)
 
 def check_expectations(meta: Dict[str, Any], where: Path | str, **expect: Any) -> None:
@@ -137,8 +135,6 @@ def split_expectations(options: Dict[str, Any]) -> tuple[Dict[str, Any], Dict[st
 def check_checkpoint(path: Path | str, **expect: Any) -> Dict[str, Any]:
     """A checkpoint's metadata (weights not read), checked against ``expect``; ``EngineError`` for
     an unreadable checkpoint or a mismatch."""
-    from clipmg.train.checkpoint import CheckpointError, read_metadata
-
     try:
         meta = read_metadata(path)
         cfg = ModelConfig.from_dict(meta["config"])
@@ -147,3 +143,17 @@ def check_checkpoint(path: Path | str, **expect: Any) -> Dict[str, Any]:
     meta = {**meta, "preprocess": preprocess_summary(cfg)}
     check_expectations(meta, path, **expect)
     return meta
+
+
+def attach_metadata(model: Any, meta: Dict[str, Any], graph: str) -> None:
+    """Store the metadata in ``model.metadata_props`` (replacing any clipmg keys already there)."""
+    cfg = meta["config"]
+    props = {META_KEY: encode(meta), "clipmg.graph": graph, "clipmg.preset": cfg["name"],
+             "clipmg.variant": cfg["variant"], "clipmg.num_classes": str(cfg["num_classes"]),
+             "clipmg.checkpoint_sha256": meta["checkpoint_sha256"]}
+    keep = [(p.key, p.value) for p in model.metadata_props if not p.key.startswith("clipmg")]
+    del model.metadata_props[:]
+    for k, v in [*keep, *props.items()]:
+        entry = model.metadata_props.add()
+        entry.key, entry.value = k, v
+    model.doc_string = f"CLIP-MG {graph} ({cfg['name']}, {cfg['variant']}, {cfg['num_classes']} classes)"

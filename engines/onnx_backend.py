@@ -137,7 +137,7 @@ class OnnxEngine(Engine):
         ``expect``: expectations checked against the metadata (see ``metadata.check_expectations``).
         """
         from .artifacts import ONNX_EXPORT, read_manifest, verify_files
-        from .export import CACHED_HEAD, FRAME_ENCODER, FRAME_ENCODER_INT8, WINDOW_HEAD
+        from .graphs import CACHED_HEAD, FRAME_ENCODER, FRAME_ENCODER_INT8, WINDOW_HEAD
         from .metadata import check_expectations, decode
 
         directory = Path(directory)

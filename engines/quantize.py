@@ -84,7 +84,7 @@ def quantize_frame_encoder(src: Path, dst: Path, meta: Dict[str, Any]) -> None:
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    from .export import attach_metadata
+    from .metadata import attach_metadata
 
     # reduce_range: 7-bit weights avoid the u8*s8 accumulation overflow of AVX2 CPUs without VNNI.
     logging.disable(logging.WARNING)  # the quantiser advises pre-processing on the root logger
@@ -109,7 +109,8 @@ def add_int8_frame_encoder(stage: Path, meta: Dict[str, Any], val_samples: str |
     """
     from clipmg.model import ModelConfig
 
-    from .export import FRAME_ENCODER, FRAME_ENCODER_INT8, WINDOW_HEAD, example_inputs
+    from .export import example_inputs
+    from .graphs import FRAME_ENCODER, FRAME_ENCODER_INT8, WINDOW_HEAD
     from .onnx_backend import OnnxEngine
 
     cfg = ModelConfig.from_dict(meta["config"])

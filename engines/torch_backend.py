@@ -22,7 +22,7 @@ class TorchEngine(Engine):
     @classmethod
     def load(cls, path: str | Path, device: str = "cpu", **expect: Any) -> "TorchEngine":
         """Load a checkpoint; ``expect`` is checked against its metadata before the weights are read."""
-        from clipmg.train.checkpoint import CheckpointError, file_sha256, load_checkpoint
+        from clipmg.model.checkpoint import CheckpointError, file_sha256, load_checkpoint
 
         from .metadata import check_checkpoint, preprocess_summary
 

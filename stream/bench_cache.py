@@ -72,7 +72,7 @@ def _engine(preset: str, device: str, seed: int, backend: str, threads: Optional
 
     from clipmg.engines import load_engine
     from clipmg.engines.export import export_onnx
-    from clipmg.train.checkpoint import save_checkpoint
+    from clipmg.model.checkpoint import save_checkpoint
 
     ckpt = save_checkpoint(Path(workdir) / "random.safetensors", model, names)
     export_onnx(ckpt, Path(workdir) / "onnx", int8=precision == "int8", int8_samples=2, log=lambda m: None)

@@ -35,7 +35,7 @@ def _free_port() -> int:
 
 
 def write_video(path: Path, seconds: float, fps: float = 30.0, width: int = 640, height: int = 480) -> None:
-    from clipmg.train.synth import SynthConfig, synthetic_stream, write_video as _write
+    from clipmg.model.synthetic import SynthConfig, synthetic_stream, write_video as _write
 
     cfg = SynthConfig(width=width, height=height, fps=fps)
     stream = synthetic_stream(seed=7, config=cfg)
@@ -45,8 +45,8 @@ def write_video(path: Path, seconds: float, fps: float = 30.0, width: int = 640,
 
 def make_engine(preset: str, workdir: Path, backend: str, int8: bool = False) -> Path:
     from clipmg.model import create_model
-    from clipmg.train.checkpoint import save_checkpoint
-    from clipmg.train.synth import SYNTH_CLASSES
+    from clipmg.model.checkpoint import save_checkpoint
+    from clipmg.model.synthetic import SYNTH_CLASSES
 
     ckpt = workdir / f"{preset}.safetensors"
     save_checkpoint(ckpt, create_model(preset, num_classes=len(SYNTH_CLASSES)).eval(), list(SYNTH_CLASSES))

@@ -19,7 +19,7 @@ import numpy as np
 
 from clipmg.model.layouts import NUM_OPENPOSE, SOURCE_OFFSETS
 
-from .pose import PeopleBackend, PoseBackendError, TargetTracker, empty_people
+from .pose_base import PeopleBackend, PoseBackendError, TargetTracker, empty_people
 from .ringbuffer import Frame
 
 __all__ = ["MediaPipeBackend", "mediapipe_to_openpose137", "MP_TO_BODY25"]

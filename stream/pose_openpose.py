@@ -26,7 +26,7 @@ import numpy as np
 
 from clipmg.model.layouts import NUM_OPENPOSE, SOURCE_SIZES, assemble_openpose137
 
-from .pose import PeopleBackend, PoseBackendError, TargetTracker, empty_people
+from .pose_base import PeopleBackend, PoseBackendError, TargetTracker, empty_people
 from .ringbuffer import Frame
 
 __all__ = ["OpenPoseBackend", "import_pyopenpose", "openpose_people"]

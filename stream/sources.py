@@ -316,7 +316,7 @@ class ImageFolderSource(Source):
 # --------------------------------------------------------------------------- synthetic
 class SyntheticSource(Source):
     """Frames and OpenPose-137 keypoints from the synthetic generator
-    (:func:`clipmg.train.synth.synthetic_stream`): an endless, deterministic take per ``seed``.
+    (:func:`clipmg.model.synthetic.synthetic_stream`): an endless, deterministic take per ``seed``.
 
     ``keypoints``: ``"exact"`` (the drawing's own keypoints, default) or ``"observed"`` (with the
     generator's OpenPose-like noise and dropout, as written to its JSON files). ``width``,
@@ -335,10 +335,8 @@ class SyntheticSource(Source):
         self.seed = seed
         self._which = keypoints
         if frames is None:
-            try:
-                from clipmg.train import synth  # heavy-ish; only the synthetic source needs it
-            except ImportError as e:
-                raise SourceOpenError(f"the synthetic source needs clipmg.train.synth: {e}") from e
+            from clipmg.model import synthetic as synth  # the drawing code: only the synthetic source needs it
+
             fields = set(synth.SynthConfig.__dataclass_fields__)
             cfg_opts = {k: v for k, v in opts.items() if k in fields}
             try:

@@ -35,12 +35,12 @@ EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 
 # ---------------------------------------------------------------------------------- engine
 def demo_engine(say: Callable[[str], None]) -> str:
-    """The shipped synthetic demo model (``clipmg.train.demo``): its ONNX export when ONNX Runtime
-    is installed (made once and cached), else the checkpoint for the PyTorch backend."""
-    from clipmg.train.demo import DEMO_NOTICE, ensure_demo_model
+    """The shipped synthetic demo model (``stream/demo.py``): its ONNX export when ONNX Runtime is
+    installed, else its checkpoint for the PyTorch backend."""
+    from .demo import DEMO_NOTICE, demo_model
 
     try:
-        path = ensure_demo_model(say=say)
+        path = demo_model()
     except FileNotFoundError as e:
         raise ConfigError(str(e)) from e
     say(f"DEMO: {DEMO_NOTICE}. Pass --engine PATH for a real model.")

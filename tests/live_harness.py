@@ -51,7 +51,7 @@ def tiny_checkpoint(path: Path, classes: Sequence[str] = CLASSES, seed: int = 0,
     import torch
 
     from clipmg.model import create_model
-    from clipmg.train.checkpoint import save_checkpoint
+    from clipmg.model.checkpoint import save_checkpoint
 
     torch.manual_seed(seed)
     return save_checkpoint(path, create_model(preset, num_classes=len(classes)), list(classes))

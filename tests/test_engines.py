@@ -25,7 +25,7 @@ from clipmg.engines.metadata import META_KEY, preprocess_summary
 from clipmg.engines.quantize import compare_top1
 from clipmg.engines.trt_format import RuntimeInfo, check_compatible, read_engine_file, write_engine_file
 from clipmg.model import PreprocessConfig, create_model
-from clipmg.train.checkpoint import file_sha256, save_checkpoint
+from clipmg.model.checkpoint import file_sha256, save_checkpoint
 
 CLASSES = ["nod", "shrug", "touch_face", "cross_arms", "scratch"]
 DURATIONS = {"mean_s": 1.9, "std_s": 0.6}

@@ -15,7 +15,7 @@ from clipmg.engines import load_engine
 from clipmg.engines.build import BuildOptions, build_engines
 from clipmg.engines.export import example_inputs, export_onnx, rel_error
 from clipmg.model import create_model
-from clipmg.train.checkpoint import save_checkpoint
+from clipmg.model.checkpoint import save_checkpoint
 
 pytestmark = pytest.mark.gpu
 QUIET = lambda msg: None  # noqa: E731

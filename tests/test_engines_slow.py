@@ -12,7 +12,7 @@ import pytest
 from clipmg.engines import load_engine
 from clipmg.engines.export import example_inputs, export_onnx, rel_error
 from clipmg.model import create_model
-from clipmg.train.checkpoint import save_checkpoint
+from clipmg.model.checkpoint import save_checkpoint
 
 pytestmark = pytest.mark.slow
 TOL = 1e-4

@@ -213,7 +213,7 @@ def _kill_while_writing(cmd: List[str], out: Path, prefix: str, after_saves: int
 def _every_checkpoint_loads(out: Path) -> List[str]:
     import torch
 
-    from clipmg.train.checkpoint import load_checkpoint
+    from clipmg.model.checkpoint import load_checkpoint
 
     loaded = []
     for p in sorted(out.glob("*.safetensors")):
@@ -232,7 +232,7 @@ def test_training_killed_while_writing_checkpoints_resumes_exactly(synth_root: P
     are then one step ahead of the optimiser state). Every checkpoint file that exists loads each
     time, nothing half-written is ever in place, ``--resume`` continues, and the final weights are
     those of an uninterrupted run with the same seed."""
-    from clipmg.train.checkpoint import load_checkpoint
+    from clipmg.model.checkpoint import load_checkpoint
 
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     ref = tmp_path / "uninterrupted"

@@ -42,7 +42,7 @@ def checkpoint(tmp_path_factory: Any) -> Path:
     import torch
 
     from clipmg.model import create_model
-    from clipmg.train.checkpoint import save_checkpoint
+    from clipmg.model.checkpoint import save_checkpoint
 
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("live") / "tiny.safetensors"

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from clipmg.model import create_model, load_config
-from clipmg.train.checkpoint import CheckpointError, load_checkpoint, read_metadata, save_checkpoint
+from clipmg.model.checkpoint import CheckpointError, load_checkpoint, read_metadata, save_checkpoint
 from clipmg.train.config import TrainConfig, parse
 from clipmg.train.data import build_data
 from clipmg.train.synth import SynthConfig, write_dataset

@@ -94,7 +94,7 @@ def _engine(tmp_path_factory: Any, crop: str, backend: str = "torch") -> Any:
     from clipmg.engines import load_engine
     from clipmg.engines.export import export_onnx
     from clipmg.model import PreprocessConfig, create_model
-    from clipmg.train.checkpoint import save_checkpoint
+    from clipmg.model.checkpoint import save_checkpoint
 
     import torch
 

@@ -65,7 +65,7 @@ def engine(request: Any, tmp_path_factory: Any) -> Any:
     from clipmg.engines import load_engine
     from clipmg.engines.export import export_onnx
     from clipmg.model import PreprocessConfig, create_model
-    from clipmg.train.checkpoint import save_checkpoint
+    from clipmg.model.checkpoint import save_checkpoint
 
     torch.manual_seed(0)
     model = create_model("clipmg-tiny", num_classes=len(CLASSES), preprocess=PreprocessConfig(crop="person"))

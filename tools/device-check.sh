@@ -35,7 +35,7 @@ step train-tiny-fp16 180 $PY -m clipmg.train.trainer --data /tmp/synth --preset 
 step eval-cuda 120 $PY -m clipmg.train.evaluate /tmp/runs/tiny/best.safetensors --data /tmp/synth --device cuda --out "$R/eval-tiny"
 step torchrun-nccl 180 torchrun --standalone --nproc_per_node 1 -m clipmg.train.trainer --data /tmp/synth \
   --preset clipmg-tiny --out /tmp/runs/ddp --epochs 1 --batch-size 16 --workers 4 --amp bf16 --device cuda --max-steps 10
-step live-cuda 90 $PY run_live.py --engine train/assets/demo-tiny-synth.safetensors --device cuda --duration 20 --no-record --listen
+step live-cuda 90 $PY run_live.py --engine stream/assets/demo-tiny-synth.safetensors --device cuda --duration 20 --no-record --listen
 step pytest-gpu 120 $PY -m pytest -q -rs -p no:cacheprovider tests/test_engines_gpu.py
 for d in b16 tiny ddp; do cp /tmp/runs/$d/log.csv "$R/train-$d-log.csv" 2>/dev/null; cp /tmp/runs/$d/metrics.json "$R/train-$d-metrics.json" 2>/dev/null; done
 tar czf "$OUT/results.tar.gz" -C "$OUT" r && rm -rf "$R"

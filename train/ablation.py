@@ -13,7 +13,7 @@ from typing import Any, Dict, List
 
 from clipmg.model import VARIANTS
 
-from .checkpoint import CheckpointError
+from clipmg.model.checkpoint import CheckpointError
 from .config import TrainConfig, add_arguments, from_args
 
 PAPER_TOP1 = {"full": 61.82, "no_gating": 60.08, "no_cross_attention": 53.17, "no_pose_guidance": 51.23,
@@ -38,7 +38,7 @@ _RUN_ONLY = ("out", "workers", "threads", "device", "resume", "save_every", "ten
 
 def finished_run(cfg: TrainConfig) -> float | None:
     """Minutes a finished run of exactly ``cfg``'s recipe took, if ``cfg.out`` holds one; else ``None``."""
-    from .checkpoint import read_metadata
+    from clipmg.model.checkpoint import read_metadata
 
     last = Path(cfg.out) / "last.safetensors"
     if not (last.is_file() and (Path(cfg.out) / "best.safetensors").is_file()):

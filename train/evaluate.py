@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from .checkpoint import CheckpointError, load_checkpoint, user_message
+from clipmg.model.checkpoint import CheckpointError, load_checkpoint, user_message
 from .config import TrainConfig
 from .loop import classification_metrics, resolve_device, DistInfo
 from .trainer import Indexed, collate, evaluate_logits

@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader
 
 from clipmg.model import CLIPMG, create_model
 
-from .checkpoint import (CheckpointError, atomic_write, load_checkpoint, remove_stale_temporaries, save_checkpoint,
+from clipmg.model.checkpoint import (CheckpointError, atomic_write, load_checkpoint, remove_stale_temporaries, save_checkpoint,
                          user_message)
 from .config import TrainConfig, parse
 from .loop import (DistInfo, EpochSampler, amp_dtype, class_prior, classification_metrics, loss_fn, lr_factor,

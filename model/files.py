@@ -1,0 +1,64 @@
+"""Files every layer writes or checks: atomic writes, digests, the code version (no PyTorch)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import tempfile
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any, List, Sequence
+
+
+def code_version() -> str:
+    """Package version plus the git commit of the source tree when available."""
+    try:
+        v = version("clipmg")
+    except PackageNotFoundError:
+        v = "unknown"
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).parent,
+                             capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        sha = ""
+    return f"{v}+g{sha}" if sha else v
+
+
+def atomic_write(path: Path, write: Any) -> None:
+    """Call ``write(tmp_path)`` then atomically move the result to ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def remove_stale_temporaries(directory: Path, names: Sequence[str]) -> List[Path]:
+    """Delete the temporary files ``atomic_write`` leaves when a process is killed mid-write
+    (``.<name>.XXXXXXXX`` beside ``<name>``); returns what was removed. The real files are never
+    touched: a kill leaves either the previous complete file or the new complete one in place."""
+    removed = []
+    for name in names:
+        for p in Path(directory).glob(f".{name}.*"):
+            try:
+                p.unlink()
+                removed.append(p)
+            except OSError:
+                pass
+    return removed
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()

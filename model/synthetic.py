@@ -1,0 +1,610 @@
+"""The synthetic subject: a drawn seated upper body performing iMiGUE-like micro-gestures, with the
+exact 2D keypoints of every frame (NumPy and OpenCV only).
+
+One subject a video (random size, position, colours, background) sits behind a desk in one long
+take; gesture episodes are separated by idle spans. Keypoints are in the ``openpose137`` layout
+(body 0-24, face 25-94, left hand 95-115, right hand 116-136; the face is approximate).
+``synthetic_stream(seed, config)`` yields ``SynthFrame`` (RGB image, exact and observed keypoints,
+current label) forever: the live recognizer's synthetic camera (``stream/sources.py``) and the
+synthetic dataset writer (``train/synth.py``, which also explains the class scripts) both use it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, Iterator, List, Sequence, Tuple
+
+import cv2
+import numpy as np
+
+SYNTH_CLASSES: Tuple[str, ...] = (
+    "touch chin", "touch forehead", "touch ears", "touch face", "rub eyes", "cover face", "fold arm",
+    "arm akimbo", "rub hand", "shake shoulder", "scratch arm", "minaret hand", "play things", "touch chest",
+    "adjust tie", "no gesture",
+)
+# Oscillating scripts: frequency range (Hz) and amplitude range (torso units).
+_OSCILLATION = {
+    "rub eyes": ((3.0, 5.0), (0.05, 0.09)), "scratch arm": ((4.0, 6.0), (0.04, 0.08)),
+    "rub hand": ((2.0, 4.0), (0.05, 0.1)), "shake shoulder": ((1.5, 3.0), (0.06, 0.12)),
+    "minaret hand": ((0.5, 1.2), (0.02, 0.05)), "play things": ((0.5, 1.2), (0.02, 0.05)),
+    "touch chest": ((0.8, 1.5), (0.02, 0.04)), "adjust tie": ((0.8, 1.5), (0.02, 0.04)),
+}
+_OBJECT_KIND = {"play things": (0, 1), "adjust tie": (2,)}  # 0 pen, 1 phone (held), 2 tie (worn)
+OBJECT_COLOURS = ((230, 40, 40), (40, 90, 230), (250, 210, 30), (40, 200, 80), (240, 120, 20), (170, 60, 200))
+# (x, y) of the 68 iBUG points + 2 pupils in head units (centre 0, radius 1); image-left is the
+# person's right, as OpenPose numbers them.
+_JAW = [(-0.95 * math.cos(a), 0.1 + 0.85 * math.sin(a)) for a in np.linspace(-0.15, math.pi + 0.15, 17)]
+_FACE_TEMPLATE = np.array(
+    _JAW
+    + [(-0.7 + 0.1 * i, -0.45 - 0.06 * math.sin(math.pi * i / 4)) for i in range(5)]
+    + [(0.3 + 0.1 * i, -0.45 - 0.06 * math.sin(math.pi * i / 4)) for i in range(5)]
+    + [(0.0, -0.3 + 0.13 * i) for i in range(4)]
+    + [(-0.2 + 0.1 * i, 0.3 + 0.04 * (1 - abs(i - 2) / 2)) for i in range(5)]
+    + [(c + 0.16 * math.cos(a), -0.2 + 0.07 * math.sin(a)) for c in (-0.38, 0.38)
+       for a in np.linspace(math.pi, 3 * math.pi, 6, endpoint=False)]
+    + [(0.35 * math.cos(a), 0.55 + 0.14 * math.sin(a)) for a in np.linspace(math.pi, 3 * math.pi, 12, endpoint=False)]
+    + [(0.22 * math.cos(a), 0.55 + 0.05 * math.sin(a)) for a in np.linspace(math.pi, 3 * math.pi, 8, endpoint=False)]
+    + [(-0.38, -0.2), (0.38, -0.2)],
+    dtype=np.float64,
+)
+assert _FACE_TEMPLATE.shape == (70, 2)
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    """Size and randomness of the synthetic set."""
+
+    width: int = 160  # frame width in pixels (even: H.264 yuv420p)
+    height: int = 120  # frame height in pixels (even)
+    fps: float = 25.0  # frame rate written into the mp4 (motion frequencies are in Hz)
+    clip_frames: Tuple[int, int] = (24, 64)  # gesture clip length range, inclusive
+    gap_frames: Tuple[int, int] = (6, 36)  # unlabelled idle span between clips, inclusive
+    noise_px: Tuple[float, float] = (0.2, 1.0)  # per-video keypoint noise sigma range (in 120-px units)
+    dropout: Tuple[float, float] = (0.01, 0.04)  # per-video probability that one keypoint is missed
+    classes: Tuple[str, ...] = SYNTH_CLASSES  # motion scripts to use (names from SYNTH_CLASSES)
+
+    def __post_init__(self) -> None:
+        if self.width % 2 or self.height % 2 or not (64 <= self.height <= 1080 and 64 <= self.width <= 1920):
+            raise ValueError(f"frame size must be even and between 64 and 1920x1080 pixels, "
+                             f"got {self.width}x{self.height}")
+        if self.width < self.height:
+            raise ValueError(f"frames must be landscape (width >= height), got {self.width}x{self.height}")
+        if not 1 <= self.fps <= 120:
+            raise ValueError(f"fps must lie in [1, 120], got {self.fps}")
+        lo, hi = self.clip_frames
+        if not 8 <= lo <= hi:
+            raise ValueError(f"clip_frames must be (lo, hi) with 8 <= lo <= hi, got {self.clip_frames}")
+        if not 0 <= self.gap_frames[0] <= self.gap_frames[1]:
+            raise ValueError(f"gap_frames must be (lo, hi) with 0 <= lo <= hi, got {self.gap_frames}")
+        unknown = [c for c in self.classes if c not in SYNTH_CLASSES]
+        if unknown or len(self.classes) < 2:
+            raise ValueError(f"classes must be at least two of {', '.join(SYNTH_CLASSES)}; unknown: {unknown}")
+
+
+@dataclass(frozen=True)
+class Subject:
+    """One person, one background: everything about a video that does not move."""
+
+    cx: float  # body midline x (px)
+    neck_y: float  # neck y at rest (px)
+    torso: float  # neck-to-hip length (px): the unit of every other length
+    shoulder: float  # half shoulder width (px)
+    head_r: float  # head radius (px)
+    desk_y: float  # desk top y (px)
+    skin: Tuple[int, int, int]  # RGB of face and hands
+    shirt: Tuple[int, int, int]
+    hair: Tuple[int, int, int]
+    desk: Tuple[int, int, int]
+    short_sleeves: bool  # forearms drawn in skin colour
+    rest_dx: Tuple[float, float]  # resting hand offsets from the midline, right and left (torso units)
+    breath_period: float  # frames
+    noise_px: float  # keypoint noise sigma of the observations (px)
+    dropout: float  # per-keypoint miss probability of the observations
+
+    @property
+    def upper_arm(self) -> float:
+        return 0.5 * self.torso
+
+    @property
+    def forearm(self) -> float:
+        return 0.47 * self.torso
+
+    @property
+    def hand(self) -> float:
+        return 0.3 * self.torso
+
+
+@dataclass(frozen=True)
+class Episode:
+    """A span of frames ``[start, end]`` (inclusive): one gesture clip, or an idle gap (``cls`` None)."""
+
+    start: int
+    end: int
+    cls: str | None  # class name; None = unlabelled idle span
+    side: int = -1  # active hand for one-hand gestures: -1 right (image left), +1 left
+    amp: float = 0.0  # oscillation amplitude (torso units)
+    freq: float = 0.0  # oscillation frequency (Hz)
+    phase: float = 0.0
+    ramp: Tuple[float, float] = (0.3, 0.3)  # reach and return fractions of the episode
+    jitter: Tuple[float, float] = (0.0, 0.0)  # target offset (head / torso units)
+    obj: Tuple[int, int, int] | None = None  # colour of the object that tells the class (play things, adjust tie)
+    obj_kind: int = 0  # 0 pen, 1 phone, 2 tie
+    obj_angle: float = 0.0  # radians
+
+
+@dataclass(frozen=True)
+class SynthFrame:
+    """One frame of a synthetic take. image ``(H, W, 3)`` uint8 RGB; keypoints ``(137, 3)`` float32
+    exact (confidence 1 where drawn, 0 for the hidden lower body); observed ``(137, 3)`` float32 with
+    the noise and dropout written to the JSON files; label: class index or -1 in unlabelled gaps."""
+
+    index: int
+    image: np.ndarray
+    keypoints: np.ndarray
+    observed: np.ndarray
+    label: int
+    class_name: str | None
+
+
+def _rng(*key: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence([int(k) for k in key]))
+
+
+def _colour(rng: np.random.Generator, lo: int = 0, hi: int = 256) -> Tuple[int, int, int]:
+    return tuple(int(v) for v in rng.integers(lo, hi, 3))  # type: ignore[return-value]
+
+
+def make_subject(rng: np.random.Generator, cfg: SynthConfig) -> Subject:
+    """Draw a subject that fits the frame's centre square (the ``center`` crop keeps it whole)."""
+    w, h = cfg.width, cfg.height
+    torso = h * rng.uniform(0.36, 0.48)
+    head_r = torso * rng.uniform(0.21, 0.26)
+    top = 0.19 * torso + 2.3 * head_r + 0.04 * h  # neck-to-head-top plus a margin
+    desk_frac = rng.uniform(0.78, 0.9)
+    lo, hi = top, h * 0.93 - desk_frac * torso
+    neck_y = rng.uniform(lo, max(lo, hi))
+    skins = ((241, 194, 167), (224, 172, 105), (198, 134, 66), (141, 85, 36), (255, 219, 172), (120, 75, 50))
+    skin = np.array(skins[rng.integers(len(skins))]) + rng.integers(-12, 13, 3)
+    s = cfg.height / 120.0
+    return Subject(
+        cx=w / 2 + rng.uniform(-0.06, 0.06) * h, neck_y=neck_y, torso=torso,
+        shoulder=torso * rng.uniform(0.4, 0.5), head_r=head_r, desk_y=neck_y + desk_frac * torso,
+        skin=tuple(int(v) for v in np.clip(skin, 0, 255)), shirt=_colour(rng), hair=_colour(rng, 0, 120),
+        desk=_colour(rng, 60, 230), short_sleeves=bool(rng.random() < 0.3),
+        rest_dx=(float(rng.uniform(0.3, 0.5)), float(rng.uniform(0.3, 0.5))),
+        breath_period=float(rng.uniform(3.0, 5.0) * cfg.fps),
+        noise_px=float(rng.uniform(*cfg.noise_px) * s), dropout=float(rng.uniform(*cfg.dropout)),
+    )
+
+
+def make_background(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
+    """A press-conference-like backdrop ``(H, W, 3)`` uint8: gradient plus blurred logo shapes."""
+    a, b = np.array(_colour(rng), np.float32), np.array(_colour(rng), np.float32)
+    t = np.linspace(0.0, 1.0, height, dtype=np.float32)[:, None, None]
+    img = np.ascontiguousarray(np.broadcast_to(a * (1 - t) + b * t, (height, width, 3)).astype(np.uint8))
+    for _ in range(int(rng.integers(4, 10))):
+        c = _colour(rng)
+        x, y = int(rng.integers(0, width)), int(rng.integers(0, height))
+        r = int(rng.integers(height // 20, height // 5))
+        if rng.random() < 0.5:
+            cv2.rectangle(img, (x - r, y - r // 2), (x + r, y + r // 2), c, -1)
+        else:
+            cv2.circle(img, (x, y), r // 2, c, -1)
+    return cv2.GaussianBlur(img, (0, 0), 0.8)
+
+
+# ----------------------------------------------------------------------------------------- motion
+def _smooth(u: float) -> float:
+    u = min(max(u, 0.0), 1.0)
+    return u * u * (3 - 2 * u)
+
+
+def _envelope(u: float, ramp: Tuple[float, float]) -> float:
+    """0 at rest, 1 while the gesture holds: eased reach over ``ramp[0]``, return over ``ramp[1]``."""
+    return min(_smooth(u / ramp[0]), _smooth((1.0 - u) / ramp[1]))
+
+
+def _toward_mid(side: int, elev_deg: float) -> float:
+    """Angle (radians, image coordinates, y down) pointing toward the midline, raised by ``elev_deg``."""
+    return math.radians(-elev_deg) if side < 0 else math.radians(180.0 + elev_deg)
+
+
+# A hand pose: anchor (x, y) on the fingers, direction (rad, image coordinates), curl 0..1, and the
+# preferred elbow as (outward, down) offsets from the shoulder in torso units.
+HandPose = Tuple[np.ndarray, float, float, Tuple[float, float]]
+RAISED = (0.2, 0.3)  # elbow preference when a hand goes up to the head
+
+
+def _arm(shoulder: np.ndarray, wrist: np.ndarray, elbow: np.ndarray, a: float,
+         b: float) -> Tuple[np.ndarray, np.ndarray]:
+    """Elbow and (reach-clamped) wrist of a 2D arm projection: the preferred elbow moved until the
+    upper arm is at most ``a`` and the forearm at most ``b`` long (shorter = foreshortened).
+
+    Alternating projections onto the two discs are continuous in their inputs, so motion is smooth.
+    """
+    sx, sy = float(shoulder[0]), float(shoulder[1])
+    wx, wy = float(wrist[0]), float(wrist[1])
+    ex, ey = float(elbow[0]), float(elbow[1])
+    for _ in range(4):
+        n = math.hypot(ex - sx, ey - sy)
+        if n > a:
+            ex, ey = sx + (ex - sx) * a / n, sy + (ey - sy) * a / n
+        n = math.hypot(ex - wx, ey - wy)
+        if n > b:
+            ex, ey = wx + (ex - wx) * b / n, wy + (ey - wy) * b / n
+    n = math.hypot(ex - sx, ey - sy)
+    if n > a:  # out of reach: keep the upper arm, bring the wrist in along the forearm
+        ex, ey = sx + (ex - sx) * a / n, sy + (ey - sy) * a / n
+        f = max(math.hypot(wx - ex, wy - ey), b)
+        wx, wy = ex + (wx - ex) * b / f, ey + (wy - ey) * b / f
+    return np.array([ex, ey]), np.array([wx, wy])
+
+
+# index, middle, ring, pinky: MCP offset across the palm (palm widths), length (hand lengths), spread (deg)
+_FINGERS = ((0.45, 0.5, 8.0), (0.15, 0.55, 2.0), (-0.15, 0.5, -4.0), (-0.42, 0.4, -10.0))
+_JOINT_AT = (0.0, 0.45, 0.75, 1.0)  # MCP, PIP, DIP, tip along a finger
+_THUMB_AT = (0.0, 0.35, 0.68, 1.0)  # CMC, MCP, IP, tip along the thumb
+_FINGER_CHAINS = ([0, 1, 2, 3, 4], [5, 6, 7, 8], [9, 10, 11, 12], [13, 14, 15, 16], [17, 18, 19, 20])
+
+
+def _hand_points(wrist: np.ndarray, phi: float, curl: float, length: float, side: int) -> np.ndarray:
+    """OpenPose hand ``(21, 2)``: wrist 0, thumb 1-4, index 5-8, middle 9-12, ring 13-16, pinky 17-20.
+
+    Plain floats, not small numpy arrays: this runs twice a frame and numpy's per-call cost dominates.
+    """
+    dx, dy = math.cos(phi), math.sin(phi)  # along the fingers
+    nx, ny = dy * side, -dx * side  # across the palm, toward the thumb (the midline when fingers point up)
+    palm, width = 0.45 * length, 0.5 * length
+    wx, wy = float(wrist[0]), float(wrist[1])
+    pts = [(wx, wy)]
+    a = math.radians(55 - 25 * curl)
+    tx, ty = math.cos(a) * dx + math.sin(a) * nx, math.cos(a) * dy + math.sin(a) * ny
+    cx, cy = wx + 0.15 * palm * dx + 0.35 * width * nx, wy + 0.15 * palm * dy + 0.35 * width * ny
+    seg = 0.45 * length * (1 - 0.3 * curl)
+    pts += [(cx + f * seg * tx, cy + f * seg * ty) for f in _THUMB_AT]
+    for off, lf, spread in _FINGERS:
+        mx, my = wx + palm * dx + off * width * nx, wy + palm * dy + off * width * ny
+        a = math.radians(spread * (1 - curl))
+        fx, fy = math.cos(a) * dx + math.sin(a) * nx, math.cos(a) * dy + math.sin(a) * ny
+        seg = length * lf * (1 - 0.6 * curl)  # curling shortens the projected finger
+        pts += [(mx + f * seg * fx, my + f * seg * fy) for f in _JOINT_AT]
+    return np.array(pts)
+
+
+class Body:
+    """Geometry of one subject: landmark positions and full keypoints for a pose state."""
+
+    def __init__(self, subj: Subject) -> None:
+        self.s = subj
+
+    def joints(self, sway: np.ndarray, shrug: Tuple[float, float]) -> Dict[str, np.ndarray]:
+        s = self.s
+        neck = np.array([s.cx, s.neck_y]) + sway
+        head = neck + np.array([0.0, -0.19 * s.torso - s.head_r])
+        return {
+            "neck": neck, "head": head,
+            "sh-1": neck + np.array([-s.shoulder, 0.06 * s.torso + shrug[0]]),
+            "sh1": neck + np.array([s.shoulder, 0.06 * s.torso + shrug[1]]),
+        }
+
+    def rest_pose(self, side: int, t: float, phase: float) -> HandPose:
+        s = self.s
+        dx = s.rest_dx[0 if side < 0 else 1] * s.torso
+        drift = 0.03 * s.torso * np.array([math.sin(t / 37.0 + phase), math.sin(t / 23.0 + 2 * phase)])
+        return (np.array([s.cx + side * dx, s.desk_y + 0.02 * s.torso]) + drift, _toward_mid(side, -15.0), 0.35,
+                (0.12, 0.5))
+
+    def keypoints(self, j: Dict[str, np.ndarray],
+                  hands: Dict[int, HandPose]) -> Tuple[np.ndarray, Dict[int, np.ndarray]]:
+        """Exact ``(137, 3)`` keypoints and per-side elbow+wrist arrays for drawing."""
+        s = self.s
+        kp = np.zeros((137, 3))
+        head, r = j["head"], s.head_r
+        body = {1: j["neck"], 0: head + np.array([0.0, 0.2 * r]), 15: head + np.array([-0.38 * r, -0.2 * r]),
+                16: head + np.array([0.38 * r, -0.2 * r]), 17: head + np.array([-r, -0.05 * r]),
+                18: head + np.array([r, -0.05 * r])}
+        arms: Dict[int, np.ndarray] = {}
+        for side, (si, ei, wi, hoff) in ((-1, (2, 3, 4, 116)), (1, (5, 6, 7, 95))):
+            sh = j[f"sh{side}"]
+            anchor, phi, curl, (out, down) = hands[side]
+            d = np.array([math.cos(phi), math.sin(phi)])
+            wrist = anchor - 0.75 * s.hand * d
+            pref = sh + s.torso * np.array([side * out, down])
+            elbow, wrist = _arm(sh, wrist, pref, s.upper_arm, s.forearm)
+            body.update({si: sh, ei: elbow, wi: wrist})
+            hand = _hand_points(wrist, phi, curl, s.hand, side)
+            kp[hoff:hoff + 21, :2], kp[hoff:hoff + 21, 2] = hand, 1.0
+            arms[side] = np.stack([sh, elbow, wrist])
+        for i, p in body.items():
+            kp[i] = (p[0], p[1], 1.0)
+        kp[25:95, :2] = head + _FACE_TEMPLATE * r
+        kp[25:95, 2] = 1.0
+        return kp, arms
+
+
+def episode_pose(body: Body, ep: Episode | None, f: int, fps: float,
+                 phase: float) -> Tuple[Dict[str, np.ndarray], Dict[int, HandPose]]:
+    """Joint anchors and hand poses of frame ``f`` under episode ``ep`` (None or idle = rest)."""
+    s = body.s
+    breath = 0.012 * s.torso * math.sin(2 * math.pi * f / s.breath_period + phase)
+    sway = np.array([0.01 * s.torso * math.sin(f / 41.0 + phase), breath])
+    rest = {side: body.rest_pose(side, f, phase + side) for side in (-1, 1)}
+    if ep is None or ep.cls is None or ep.cls == "no gesture":
+        return body.joints(sway, (0.0, 0.0)), rest
+    u = (f - ep.start) / max(1, ep.end - ep.start)
+    e = _envelope(u, ep.ramp)
+    w = 2 * math.pi * ep.freq / fps * (f - ep.start) + ep.phase
+    osc = ep.amp * s.torso * math.sin(w)
+    shrug = (0.0, 0.0)
+    if ep.cls == "shake shoulder":
+        shrug = (-e * abs(osc), -e * abs(ep.amp * s.torso * math.sin(w + ep.jitter[0] * 3)))
+    j = body.joints(sway, shrug)
+    head, r, t = j["head"], s.head_r, s.torso
+    jx, jy = ep.jitter
+    targets: Dict[int, HandPose] = {}
+    sd = ep.side
+    if ep.cls == "touch chin":
+        targets[sd] = (head + np.array([0.2 * jx * r, (1.05 + 0.1 * jy) * r]), math.radians(-90 - sd * 20), 0.5, RAISED)
+    elif ep.cls == "touch forehead":
+        targets[sd] = (head + np.array([0.3 * jx * r, (-0.6 + 0.1 * jy) * r]), math.radians(-90 - sd * 65), 0.2, RAISED)
+    elif ep.cls == "touch ears":
+        targets[sd] = (head + np.array([sd * 1.1 * r, (0.1 * jy) * r]), math.radians(-90 + sd * 10), 0.3, (0.3, 0.25))
+    elif ep.cls in ("touch face", "rub eyes"):
+        a = head + np.array([sd * (0.4 + 0.1 * jx) * r, (-0.1 + 0.1 * jy) * r])
+        if ep.cls == "rub eyes":
+            a = a + e * np.array([osc, 0.4 * ep.amp * t * math.cos(w)])
+        targets[sd] = (a, math.radians(-90 - sd * 25), 0.6, RAISED)
+    elif ep.cls == "cover face":
+        for side in (-1, 1):
+            targets[side] = (head + np.array([side * 0.35 * r, (0.05 + 0.1 * jy) * r]), math.radians(-90 - side * 15),
+                             0.1, RAISED)
+    elif ep.cls == "fold arm":
+        for side, dy in ((-1, 0.55), (1, 0.45)):
+            anchor = j["neck"] + np.array([-side * (s.shoulder - 0.05 * t), (dy + 0.05 * jy) * t])
+            targets[side] = (anchor, _toward_mid(side, 20.0), 0.4, (0.1, 0.45))
+    elif ep.cls == "arm akimbo":
+        for side in (-1, 1):
+            anchor = j["neck"] + np.array([side * (s.shoulder + 0.05 * t), (0.72 + 0.05 * jy) * t])
+            targets[side] = (anchor, math.radians(90 + side * 40), 0.2, (0.45, 0.3))
+    elif ep.cls == "rub hand":
+        for side in (-1, 1):
+            anchor = j["neck"] + np.array([side * 0.08 * t, (0.62 + 0.05 * jy) * t - side * e * osc])
+            targets[side] = (anchor, _toward_mid(side, 30.0), 0.3, (0.1, 0.45))
+    elif ep.cls == "scratch arm":
+        other = -sd
+        passive = j["neck"] + np.array([other * 0.25 * t, 0.72 * t])
+        targets[other] = (passive, _toward_mid(other, -5.0), 0.3, (0.1, 0.45))
+        # the passive forearm, posed without scratching, is where the active hand goes
+        _, arms = body.keypoints(j, {**rest, other: _blend(rest[other], targets[other], e)})
+        fore = arms[other][2] - arms[other][1]
+        along = fore / (float(np.hypot(*fore)) or 1.0)
+        targets[sd] = (arms[other][1] + 0.5 * fore + osc * e * along, math.radians(90 + sd * 30), 0.6, (0.15, 0.45))
+    elif ep.cls in ("touch chest", "adjust tie"):
+        anchor = j["neck"] + np.array([(sd * 0.04 + 0.05 * jx) * t, (0.3 + 0.05 * jy) * t + 0.5 * e * osc])
+        targets[sd] = (anchor, _toward_mid(sd, 70.0), 0.4, (0.15, 0.4))
+    elif ep.cls in ("minaret hand", "play things"):
+        for side in (-1, 1):
+            anchor = np.array([s.cx + side * 0.06 * t, s.desk_y - (0.25 + 0.05 * jy) * t + 0.3 * osc])
+            targets[side] = (anchor, _toward_mid(side, 60.0), 0.1 + 0.1 * (1 + math.sin(w)) * e, (0.12, 0.45))
+    elif ep.cls != "shake shoulder":  # shake shoulder moves the shoulders only (shrug above)
+        raise ValueError(f"no motion script for class {ep.cls!r}")
+    hands = {side: _blend(rest[side], targets[side], e) if side in targets else rest[side] for side in (-1, 1)}
+    return j, hands
+
+
+def _blend(a: HandPose, b: HandPose, e: float) -> HandPose:
+    """Hand pose ``e`` of the way from ``a`` to ``b`` (direction along the shorter arc)."""
+    dphi = (b[1] - a[1] + math.pi) % (2 * math.pi) - math.pi
+    elbow = (a[3][0] + e * (b[3][0] - a[3][0]), a[3][1] + e * (b[3][1] - a[3][1]))
+    return a[0] + e * (b[0] - a[0]), a[1] + e * dphi, a[2] + e * (b[2] - a[2]), elbow
+
+
+# ---------------------------------------------------------------------------------------- drawing
+def _pt(p: np.ndarray) -> Tuple[int, int]:
+    """A point for OpenCV's sub-pixel drawing (``shift=4``: 4 fractional bits)."""
+    return int(math.floor(p[0] * 16.0 + 0.5)), int(math.floor(p[1] * 16.0 + 0.5))
+
+
+def draw_frame(background: np.ndarray, subj: Subject, kp: np.ndarray, arms: Dict[int, np.ndarray],
+               ep: Episode | None) -> np.ndarray:
+    """Render one RGB frame ``(H, W, 3)`` uint8 of the subject in pose ``kp`` ``(137, 3)``."""
+    img = background.copy()
+    s, t, sh = subj, subj.torso, 4  # sub-pixel drawing with 4 fractional bits
+    aa = cv2.LINE_AA
+    neck, head, r = kp[1, :2], kp[0, :2] - np.array([0.0, 0.2 * s.head_r]), s.head_r
+    hip_y = neck[1] + t
+    torso_poly = np.array([kp[2, :2], kp[5, :2], [s.cx + 0.8 * s.shoulder, hip_y], [s.cx - 0.8 * s.shoulder, hip_y]])
+    cv2.fillConvexPoly(img, np.round(torso_poly * 16).astype(np.int32), s.shirt, aa, sh)
+    if ep is not None and ep.obj is not None and ep.obj_kind == 2:  # a tie, worn over the shirt
+        tie = neck + t * np.array([[-0.04, 0.06], [0.04, 0.06], [0.07, 0.55], [0.0, 0.62], [-0.07, 0.55]])
+        cv2.fillConvexPoly(img, np.round(tie * 16).astype(np.int32), ep.obj, aa, sh)
+    cv2.line(img, _pt(neck), _pt(head), s.skin, max(2, int(0.3 * r * 2)), aa, sh)
+    ellipses = [((side * r, 0.0), (0.25 * r, 0.35 * r), s.skin) for side in (-1, 1)]  # ears
+    ellipses += [((0.0, -0.12 * r), (1.02 * r, r), s.hair), ((0.0, 0.12 * r), (0.9 * r, 0.95 * r), s.skin)]
+    for centre, axes, colour in ellipses:
+        cv2.ellipse(img, _pt(head + np.array(centre)), _pt(np.array(axes)), 0, 0, 360, colour, -1, aa, sh)
+    for p in (kp[25 + 68, :2], kp[25 + 69, :2]):
+        cv2.circle(img, _pt(p), max(16, int(0.12 * r * 16)), (30, 30, 30), -1, aa, sh)
+    cv2.line(img, _pt(kp[25 + 48, :2]), _pt(kp[25 + 54, :2]), (150, 60, 60), 1, aa, sh)
+    cv2.rectangle(img, (0, int(s.desk_y)), (img.shape[1], img.shape[0]), s.desk, -1)
+    fore = s.skin if s.short_sleeves else s.shirt
+    for side in (-1, 1):
+        a = arms[side]
+        cv2.line(img, _pt(a[0]), _pt(a[1]), s.shirt, max(2, int(round(0.2 * t))), aa, sh)
+        cv2.line(img, _pt(a[1]), _pt(a[2]), fore, max(2, int(round(0.15 * t))), aa, sh)
+        cv2.circle(img, _pt(a[1]), max(16, int(0.08 * t * 16)), s.shirt, -1, aa, sh)
+    finger = max(1, int(round(0.12 * s.hand)))
+    for off in (116, 95):
+        h = kp[off:off + 21, :2]
+        palm = cv2.convexHull(np.round(h[[0, 1, 5, 9, 13, 17]] * 16).astype(np.int32))
+        cv2.fillConvexPoly(img, palm, s.skin, aa, sh)
+        h16 = np.floor(h * 16 + 0.5).astype(np.int32)
+        cv2.polylines(img, [h16[_FINGER_CHAINS[k]] for k in range(5)], False, s.skin, finger, aa, sh)
+    if ep is not None and ep.obj is not None and ep.obj_kind < 2:  # a held pen or phone
+        centre = 0.5 * (kp[116 + 9, :2] + kp[95 + 9, :2]) + np.array([0.0, 0.15 * s.hand])
+        d = np.array([math.cos(ep.obj_angle), math.sin(ep.obj_angle)])
+        if ep.obj_kind == 0:  # a pen
+            cv2.line(img, _pt(centre - 0.7 * s.hand * d), _pt(centre + 0.7 * s.hand * d), ep.obj,
+                     max(2, int(round(0.1 * s.hand))), aa, sh)
+        else:  # a phone
+            n = np.array([-d[1], d[0]])
+            corners = ((-1, -1), (1, -1), (1, 1), (-1, 1))
+            quad = np.array([centre + a * 0.45 * s.hand * d + b * 0.3 * s.hand * n for a, b in corners])
+            cv2.fillConvexPoly(img, np.round(quad * 16).astype(np.int32), ep.obj, aa, sh)
+    return img
+
+
+# ------------------------------------------------------------------------------------- observing
+class Observer:
+    """OpenPose-like observations of exact keypoints: noise, per-point misses, hand dropout bursts,
+    rare frames with no person. Stateful (bursts span frames); deterministic for its generator."""
+
+    def __init__(self, rng: np.random.Generator, noise_px: float, dropout: float) -> None:
+        self.rng, self.noise, self.dropout = rng, noise_px, dropout
+        self.burst = [0, 0]  # frames left of a missed right / left hand
+
+    def __call__(self, kp: np.ndarray) -> np.ndarray | None:
+        rng = self.rng
+        if rng.random() < 0.002:
+            return None  # OpenPose found nobody
+        out = kp.copy()
+        n = len(out)
+        out[:, :2] += rng.normal(0.0, self.noise, (n, 2))
+        conf = np.concatenate([rng.uniform(0.55, 0.95, 25), rng.uniform(0.3, 0.9, 70), rng.uniform(0.3, 0.9, 42)])
+        out[:, 2] = np.where(kp[:, 2] > 0, conf, 0.0)
+        out[rng.random(n) < self.dropout] = 0.0
+        for k, off in enumerate((116, 95)):
+            if self.burst[k] == 0 and rng.random() < 0.01:
+                self.burst[k] = int(rng.integers(2, 7))
+            if self.burst[k]:
+                out[off:off + 21] = 0.0
+                self.burst[k] -= 1
+        out[out[:, 2] == 0] = 0.0
+        return out.astype(np.float32)
+
+
+def openpose_json(observed: np.ndarray | None) -> str:
+    """OpenPose 1.3 ``--write_json`` text for one frame (``None`` = no person)."""
+    people = []
+    if observed is not None:
+        a = observed.astype(np.float64)
+        a[:, :2] = np.round(a[:, :2], 3)  # OpenPose prints pixels with 3 decimals, scores with 6
+        a[:, 2] = np.round(a[:, 2], 6)
+        a[a[:, 2] == 0] = 0.0
+
+        def flat(part: np.ndarray) -> List[float]:
+            return [0 if v == 0 else v for v in part.reshape(-1).tolist()]
+        people.append({
+            "person_id": [-1], "pose_keypoints_2d": flat(a[0:25]), "face_keypoints_2d": flat(a[25:95]),
+            "hand_left_keypoints_2d": flat(a[95:116]), "hand_right_keypoints_2d": flat(a[116:137]),
+            "pose_keypoints_3d": [], "face_keypoints_3d": [], "hand_left_keypoints_3d": [],
+            "hand_right_keypoints_3d": [],
+        })
+    return json.dumps({"version": 1.3, "people": people}, separators=(",", ":"))
+
+
+# ------------------------------------------------------------------------------------- planning
+def make_episode(rng: np.random.Generator, cls: str | None, start: int, length: int) -> Episode:
+    """Random timing, amplitude, speed and side of one gesture (or idle span) ``[start, start+length-1]``."""
+    end = start + length - 1
+    if cls is None:
+        return Episode(start, end, None)
+    freq, amp = _OSCILLATION.get(cls, ((0.0, 0.0), (0.0, 0.0)))
+    # every draw is made whatever the class, so two classes from equal generators move identically
+    side, a, f, phase = int(rng.choice([-1, 1])), rng.uniform(*amp), rng.uniform(*freq), rng.uniform(0, 2 * math.pi)
+    ramp, jitter = rng.uniform(0.2, 0.35, 2), rng.uniform(-1, 1, 2)
+    colour, kind, angle = OBJECT_COLOURS[int(rng.integers(len(OBJECT_COLOURS)))], rng.random(), rng.uniform(-0.5, 0.5)
+    kinds = _OBJECT_KIND.get(cls)
+    return Episode(start, end, cls, side=side, amp=float(a), freq=float(f), phase=float(phase),
+                   ramp=(float(ramp[0]), float(ramp[1])), jitter=(float(jitter[0]), float(jitter[1])),
+                   obj=colour if kinds else None, obj_kind=kinds[int(kind * len(kinds))] if kinds else 0,
+                   obj_angle=float(angle))
+
+
+def plan_video(rng: np.random.Generator, clip_classes: Sequence[str], cfg: SynthConfig) -> List[Episode]:
+    """Lead-in idle span, then each clip followed by an idle gap: a list of consecutive episodes."""
+    eps, f = [], 0
+    lead = int(rng.integers(cfg.gap_frames[0], cfg.gap_frames[1] + 1))
+    eps.append(make_episode(rng, None, 0, max(1, lead)))
+    f = eps[-1].end + 1
+    for cls in clip_classes:
+        n = int(rng.integers(cfg.clip_frames[0], cfg.clip_frames[1] + 1))
+        eps.append(make_episode(rng, cls, f, n))
+        gap = int(rng.integers(cfg.gap_frames[0], cfg.gap_frames[1] + 1))
+        f = eps[-1].end + 1
+        if gap:
+            eps.append(make_episode(rng, None, f, gap))
+            f = eps[-1].end + 1
+    return eps
+
+
+class Take:
+    """One subject in front of one background, rendering episodes frame by frame."""
+
+    def __init__(self, seed: int, index: int, cfg: SynthConfig) -> None:
+        self.cfg = cfg
+        self.subject = make_subject(_rng(seed, index, 1), cfg)
+        self.background = make_background(_rng(seed, index, 2), cfg.width, cfg.height)
+        self.observer = Observer(_rng(seed, index, 3), self.subject.noise_px, self.subject.dropout)
+        self.body = Body(self.subject)
+        self.phase = float(_rng(seed, index, 4).uniform(0, 2 * math.pi))
+
+    def render(self, f: int, ep: Episode | None) -> Tuple[np.ndarray, np.ndarray]:
+        """Frame ``f``: RGB image ``(H, W, 3)`` uint8 and exact keypoints ``(137, 3)`` float32."""
+        joints, hands = episode_pose(self.body, ep, f, self.cfg.fps, self.phase)
+        kp, arms = self.body.keypoints(joints, hands)
+        return draw_frame(self.background, self.subject, kp, arms, ep), kp.astype(np.float32)
+
+    def frames(self, episodes: Sequence[Episode]) -> Iterator[SynthFrame]:
+        classes = self.cfg.classes
+        for ep in episodes:
+            label = classes.index(ep.cls) if ep.cls is not None else -1
+            for f in range(ep.start, ep.end + 1):
+                img, kp = self.render(f, ep)
+                yield SynthFrame(f, img, kp, self._observe(kp), label, ep.cls)
+
+    def _observe(self, kp: np.ndarray) -> np.ndarray:
+        obs = self.observer(kp)
+        return np.zeros_like(kp) if obs is None else obs
+
+
+def synthetic_stream(seed: int = 0, config: SynthConfig | None = None) -> Iterator[SynthFrame]:
+    """Frames of one endless synthetic take (one subject), with exact keypoints, forever.
+
+    Gestures of random classes alternate with idle gaps exactly as in the written set; ``label`` is
+    the class index (in ``config.classes``) while a gesture plays and -1 in the gaps. Deterministic
+    for a seed. This is the source a live "synthetic camera" wraps.
+    """
+    cfg = config or SynthConfig()
+    take = Take(seed, 0, cfg)
+    rng = _rng(seed, 0, 5)
+    f = 0
+    while True:
+        gap = int(rng.integers(cfg.gap_frames[0], cfg.gap_frames[1] + 1))
+        cls = cfg.classes[int(rng.integers(len(cfg.classes)))]
+        n = int(rng.integers(cfg.clip_frames[0], cfg.clip_frames[1] + 1))
+        episodes = ([make_episode(rng, None, f, gap)] if gap else []) + [make_episode(rng, cls, f + gap, n)]
+        yield from take.frames(episodes)
+        f += gap + n
+
+
+def write_video(path: Path, frames: Iterator[np.ndarray], width: int, height: int, fps: float) -> int:
+    """Encode RGB frames to H.264 mp4 (yuv420p, crf 18, keyframe every second); returns the count."""
+    import av
+    from fractions import Fraction
+
+    n = 0
+    with av.open(str(path), "w") as out:
+        st = out.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
+        st.width, st.height, st.pix_fmt = width, height, "yuv420p"
+        st.options = {"crf": "18", "preset": "ultrafast", "g": str(max(1, round(fps))), "threads": "1"}
+        for img in frames:
+            for pkt in st.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                out.mux(pkt)
+            n += 1
+        for pkt in st.encode():
+            out.mux(pkt)
+    return n
