@@ -61,7 +61,7 @@ def make_engine(preset: str, workdir: Path, backend: str, int8: bool = False) ->
 
 def run(video: Path, engine: Path, seconds: float, pose: str, pose_every: int, stride: int,
         threads: int | None, pose_thread: bool = True, precision: str = "auto",
-        rgb_batch: str = "window") -> Dict[str, Any]:
+        rgb_batch: str = "each") -> Dict[str, Any]:
     import zmq
 
     from clipmg.stream.messages import decode
@@ -125,7 +125,7 @@ def main(argv: List[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--worker", nargs="+", choices=("pose-thread", "one-thread"), default=["pose-thread"],
                     help="worker modes to run for each Δp (default: %(default)s)")
-    ap.add_argument("--rgb-batch", nargs="+", choices=("window", "each"), default=["window"],
+    ap.add_argument("--rgb-batch", nargs="+", choices=("each", "window"), default=["each"],
                     help="when the worker encodes a window's new RGB frames, for each Δp (default: %(default)s)")
     ap.add_argument("--precision", choices=("auto", "fp32", "int8"), default="auto",
                     help="int8: export the dynamically quantised frame encoder too and run it (random weights "

@@ -70,7 +70,7 @@ class StreamConfig:
     demo: bool = False  # True when the engine is the synthetic demo model (said plainly on start)
     pose_thread: bool = True  # pose in its own thread, ahead of and alongside the engine (worker.PoseAhead)
     pose_cache: bool = True  # each group's share of the pose branch computed once (engines that can)
-    rgb_batch: str = "window"  # 'window': a window's new RGB frames encoded in one call; 'each': as they come
+    rgb_batch: str = "each"  # 'each': every RGB frame encoded as soon as it is posed; 'window': a window's new frames in one call
     verbose: bool = False  # let MediaPipe/TFLite/absl start-up messages through
 
     # --- decisions -------------------------------------------------------------------------------
@@ -253,8 +253,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="compute each pose group's share of the skeleton encoder once (default: on; engines "
                    "without the pose-stage graphs run the whole head either way)")
     g.add_argument("--rgb-batch", choices=RGB_BATCHES, default=d.rgb_batch,
-                   help="window: encode a window's new RGB frames in one call once the last of them is posed "
-                   "(default); each: encode every RGB frame as soon as it is posed")
+                   help="each: encode every RGB frame as soon as it is posed (default: the lowest latency); "
+                   "window: encode a window's new RGB frames in one call once the last of them is posed (less "
+                   "CPU a window, later answers; docs/benchmarks.md)")
     g.add_argument("--pose-thread", action=argparse.BooleanOptionalAction, default=d.pose_thread,
                    help="run pose in its own thread, alongside the engine (default: on; --no-pose-thread runs "
                    "pose and engine in turn in one thread)")
