@@ -544,6 +544,7 @@ def _run(cfg: StreamConfig, ring_name: str, report: _Report, stop_event: Any, st
 
     _limit_threads(cfg.engine_threads)
     engine = (engine_factory or load_worker_engine)(cfg)
+    _limit_threads(cfg.engine_threads)  # again: a PyTorch engine has imported torch only now
     group = engine.config.clip.group
     if cfg.stride % group or cfg.stride < group:
         raise FatalWorkerError(f"--stride {cfg.stride} must be a multiple of {group} for this model")
@@ -586,12 +587,9 @@ def _limit_threads(n: int) -> None:
     """Cap the engine's CPU threads (torch now; ONNX Runtime reads OMP_NUM_THREADS-style settings
     from its session options, which the backend builds)."""
     os.environ.setdefault("OMP_NUM_THREADS", str(n))
-    try:
-        import torch
-
+    torch = sys.modules.get("torch")  # set only where PyTorch is loaded: the ONNX Runtime path never imports it
+    if torch is not None:
         torch.set_num_threads(n)
-    except ImportError:  # an engine without torch
-        pass
 
 
 def _loop(w: Worker, stop_event: Any, stop: Dict[str, bool], parent: int, annot: Optional[Annotator],
