@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Dict, Iterator, Tuple
 
-from clipmg.model.files import file_sha256
+from clipmg.model.files import atomic_write_text, file_sha256
 
 from .base import EngineError
 
@@ -33,11 +33,7 @@ def file_entry(path: Path) -> Dict[str, Any]:
 
 
 def write_manifest(directory: Path, manifest: Dict[str, Any]) -> Path:
-    path = Path(directory) / MANIFEST
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True))
-    os.replace(tmp, path)
-    return path
+    return atomic_write_text(Path(directory) / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True))
 
 
 def read_manifest(directory: Path, expected_format: str | None = None) -> Dict[str, Any]:

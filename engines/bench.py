@@ -25,6 +25,7 @@ from typing import Any, Callable, Dict, List, Sequence, Tuple
 import numpy as np
 
 from .base import Engine, EngineError
+from .cli import Log, stderr as _stderr
 
 ORT_VARIANTS: Dict[str, Dict[str, Any]] = {  # session settings compared; "threads2-nospin" is clipmg's default
     "ort-defaults": {"threads": None, "allow_spinning": None},  # ORT's own: all graph optimisations,
@@ -33,11 +34,6 @@ ORT_VARIANTS: Dict[str, Dict[str, Any]] = {  # session settings compared; "threa
     "threads2-nospin": {"threads": 2, "allow_spinning": False},
     "threads2-nospin-basic": {"threads": 2, "allow_spinning": False, "graph_optimization": "basic"},
 }
-Log = Callable[[str], None]
-
-
-def _stderr(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 def _median(xs: Sequence[float]) -> float:
@@ -110,10 +106,10 @@ def bench_preset(preset: str, workdir: Path, backends: Sequence[str], ort_varian
                  batches: Sequence[int], repeats: int, int8: bool, torch_device: str, log: Log) -> Dict[str, Any]:
     """Measure one preset; returns FLOPs, per-backend timings and notes."""
     from .export import example_inputs
-    from .flops import count_flops
+    from clipmg.model.profile import split_flops
 
     engines, notes, model = make_engines(preset, workdir, backends, ort_variants, int8, torch_device, log)
-    flops = count_flops(model)
+    flops = split_flops(model)
     cfg = model.cfg
     images, kp = example_inputs(cfg, 1)
     frames = images[0]  # (T_r, 3, S, S)
@@ -169,7 +165,7 @@ def render(results: List[Dict[str, Any]], ceiling: Dict[str, float], meta: Dict[
 
 
 def main(argv: List[str] | None = None) -> int:
-    from .export import one_line
+    from .cli import one_line
 
     ap = argparse.ArgumentParser(prog="clipmg-bench", description="Benchmark clipmg engines against eager PyTorch.")
     ap.add_argument("--presets", nargs="+", default=["clipmg-vitb32", "clipmg-vitb16"])

@@ -28,16 +28,18 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Tuple
+from typing import Any, Dict, List, Tuple
 
+
+from clipmg.model.files import atomic_write_bytes
 
 from .base import EngineError
+from .cli import Log, stderr as _stderr
 
 PRECISIONS = ("fp16", "fp32", "bf16")
 ROUTES = ("onnx", "torch-tensorrt")
 ENGINE_FILES = {"frame_encoder": "frame_encoder.engine", "window_head": "window_head.engine"}
 DEFAULT_TOLERANCE = {"fp32": 1e-3, "fp16": 1e-2, "bf16": 5e-2}
-Log = Callable[[str], None]
 Shapes = Dict[str, Tuple[Tuple[int, ...], Tuple[int, ...], Tuple[int, ...]]]
 
 
@@ -47,10 +49,6 @@ class EnvironmentMissing(EngineError):
 
 class BuildFailed(EngineError):
     """TensorRT could not parse or build the model, or the built engines failed the check."""
-
-
-def _stderr(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 @dataclass(frozen=True)
@@ -139,10 +137,7 @@ def _load_cache(path: Path | None) -> bytes:
 def _save_cache(path: Path | None, data: bytes, log: Log) -> None:
     if path is None or not data:
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    atomic_write_bytes(path, data)
     log(f"  timing cache saved to {path}")
 
 
@@ -436,7 +431,7 @@ def build_engines(source: str | Path, out_dir: str | Path, opts: BuildOptions = 
 
 
 def main(argv: List[str] | None = None) -> int:
-    from .export import one_line
+    from .cli import one_line
 
     ap = argparse.ArgumentParser(prog="clipmg-build", description="Build TensorRT engines (frame encoder + window "
                                  "head) from a clipmg ONNX export or checkpoint. Needs an NVIDIA GPU and TensorRT.")

@@ -30,26 +30,20 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Sequence, Tuple
 
 import numpy as np
 
 from .base import EngineError
+from .cli import Log, one_line, stderr as _stderr  # noqa: F401 - one_line: callers import it from here too
 from .graphs import (CACHED_HEAD, FE_INPUTS, FE_OUTPUTS, FRAME_ENCODER, FRAME_ENCODER_INT8, HEAD_INPUTS,  # noqa: F401
                      HEAD_OUTPUTS, WINDOW_HEAD, graph_file, rel_error)
 from .metadata import attach_metadata
 
 DEFAULT_OPSET = 17
 DEFAULT_TOLERANCE = 1e-4
-Log = Callable[[str], None]
-
-
 class ExportCheckError(EngineError):
     """The exported graphs disagree with PyTorch beyond the tolerance."""
-
-
-def _stderr(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 @contextlib.contextmanager
@@ -343,11 +337,6 @@ def export_onnx(checkpoint: str | Path, out_dir: str | Path, *, opset: int = DEF
         write_manifest(stage, manifest)
     log(f"wrote {out_dir} ({', '.join(e['file'] for e in files.values())}, manifest.json)")
     return ExportResult(out_dir, manifest)
-
-
-def one_line(e: BaseException) -> str:
-    """An exception as one line (ONNX Runtime and TensorRT messages can span many)."""
-    return " ".join(str(e).split())[:600] or type(e).__name__
 
 
 def main(argv: List[str] | None = None) -> int:

@@ -1,19 +1,12 @@
-"""FLOP counts of the two halves, and the machine's matmul ceiling to compare achieved rates with."""
+"""The machine's matmul ceiling, to compare the achieved rates of ``clipmg-bench`` with (the FLOP counts
+themselves are ``clipmg.model.profile.split_flops``)."""
 
 from __future__ import annotations
 
 import time
-from typing import Any, Dict
+from typing import Dict
 
 import numpy as np
-
-
-def count_flops(model: Any) -> Dict[str, float]:
-    """FLOPs of the frame encoder per frame and of the window head per window (``model/profile.py``
-    counts them, with attention's fused kernels switched to countable ones)."""
-    from clipmg.model.profile import split_flops
-
-    return split_flops(model)
 
 
 def matmul_ceiling(n: int = 2048, repeats: int = 5) -> Dict[str, float]:

@@ -13,7 +13,8 @@ import json
 from pathlib import Path
 from typing import Any, Dict, List
 
-from clipmg.model.checkpoint_format import CheckpointError, expectation_differences, read_metadata
+from clipmg.model.checkpoint_format import EXPECTATIONS, CheckpointError, expectation_differences, read_metadata
+from clipmg.model.checkpoint_format import check_expectations as _check
 from clipmg.model.config import ModelConfig
 from clipmg.model.files import code_version
 
@@ -21,8 +22,6 @@ from .base import EngineError
 
 FORMAT = "clipmg-engine/1"
 META_KEY = "clipmg"  # key of the JSON metadata in ONNX metadata_props and engine headers
-_EXPECTATIONS = ("config", "class_names", "num_classes", "variant", "preset", "preprocess", "image_size",
-                 "num_joints", "layout", "rgb_frames", "pose_frames")
 
 
 def preprocess_summary(cfg: ModelConfig) -> Dict[str, Any]:
@@ -109,26 +108,19 @@ def metadata_differences(meta: Dict[str, Any], **expect: Any) -> List[str]:
     return expectation_differences(meta, "artifact", **expect)
 
 def check_expectations(meta: Dict[str, Any], where: Path | str, **expect: Any) -> None:
-    """Refuse, with one sentence, an artifact whose metadata does not match ``expect``.
-
-    ``expect`` keys: ``config``, ``class_names``, ``num_classes``, ``variant``, ``preset``,
-    ``preprocess``, ``image_size``, ``num_joints``, ``layout``, ``rgb_frames``, ``pose_frames``.
-    """
-    unknown = set(expect) - set(_EXPECTATIONS)
+    """Refuse, with one sentence, an artifact whose metadata does not match ``expect`` (the checkpoint
+    check, ``clipmg.model.checkpoint_format.check_expectations``, worded for an artifact)."""
+    unknown = set(expect) - set(EXPECTATIONS)
     if unknown:
         raise EngineError(f"unknown option(s) {', '.join(sorted(unknown))} for this backend; expectations are "
-                          f"{', '.join(_EXPECTATIONS)} (backend options: see load_engine's docstring)")
-    diffs = metadata_differences(meta, **expect)
-    if diffs:
-        raise EngineError(f"{where} does not match the requested configuration: " + "; ".join(diffs[:6])
-                          + ". Use an artifact exported from a checkpoint trained for this configuration, "
-                            "or drop the conflicting options.")
+                          f"{', '.join(EXPECTATIONS)} (backend options: see load_engine's docstring)")
+    _check(meta, where, what="artifact", error=EngineError, **expect)
 
 
 def split_expectations(options: Dict[str, Any]) -> tuple[Dict[str, Any], Dict[str, Any]]:
     """``options`` -> (expectations, backend options)."""
-    expect = {k: v for k, v in options.items() if k in _EXPECTATIONS}
-    rest = {k: v for k, v in options.items() if k not in _EXPECTATIONS}
+    expect = {k: v for k, v in options.items() if k in EXPECTATIONS}
+    rest = {k: v for k, v in options.items() if k not in EXPECTATIONS}
     return expect, rest
 
 

@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import struct
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Tuple
+
+from clipmg.model.files import atomic_write
 
 from .base import EngineError
 
@@ -39,18 +39,14 @@ def write_engine_file(path: str | Path, plan: bytes, header: Dict[str, Any]) -> 
     header = {**header, "format": HEADER_FORMAT, "plan_bytes": len(plan),
               "plan_sha256": hashlib.sha256(plan).hexdigest()}
     raw = json.dumps(header, sort_keys=True).encode()
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:
             f.write(MAGIC)
             f.write(_LEN.pack(len(raw)))
             f.write(raw)
             f.write(plan)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+
+    atomic_write(path, write)
     return header
 
 

@@ -95,13 +95,24 @@ def expectation_differences(meta: Dict[str, Any], what: str = "checkpoint", conf
     return diffs
 
 
-def check_expectations(meta: Dict[str, Any], path: Path, **expect: Any) -> None:
-    """Refuse, with one sentence, metadata that does not match what the caller asked for."""
-    diffs = expectation_differences(meta, "checkpoint", **expect)
+EXPECTATIONS = ("config", "class_names", "num_classes", "variant", "preset", "preprocess", "image_size",
+                "num_joints", "layout", "rgb_frames", "pose_frames")
+
+
+def check_expectations(meta: Dict[str, Any], where: Path | str, what: str = "checkpoint",
+                       error: type = CheckpointError, **expect: Any) -> None:
+    """Refuse, with one sentence (``error``), metadata that does not match what the caller asked for.
+
+    ``what``: "checkpoint" or "artifact" (the sentence names it and says what to use instead);
+    ``expect`` keys: ``EXPECTATIONS``.
+    """
+    diffs = expectation_differences(meta, what, **expect)
     if diffs:
-        raise CheckpointError(f"checkpoint {path} does not match the requested configuration: "
-                              + "; ".join(diffs[:6]) + ". Use a checkpoint trained for this configuration "
-                              "or drop the conflicting options.")
+        use = ("a checkpoint trained for this configuration" if what == "checkpoint" else
+               "an artifact exported from a checkpoint trained for this configuration")
+        lead = f"checkpoint {where}" if what == "checkpoint" else str(where)
+        raise error(f"{lead} does not match the requested configuration: " + "; ".join(diffs[:6])
+                    + f". Use {use}, or drop the conflicting options.")
 
 
 def user_message(e: BaseException) -> str:

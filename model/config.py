@@ -16,6 +16,12 @@ from typing import Any, Dict, Tuple
 VARIANTS: Tuple[str, ...] = ("full", "no_gating", "no_cross_attention", "no_pose_guidance", "no_pose")
 
 
+CLIP_MEAN: Tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)  # CLIP's image normalisation
+CLIP_STD: Tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
+# Class names that mean "no micro-gesture": trained like any class, never announced live as a gesture.
+BACKGROUND_LABELS: Tuple[str, ...] = ("no gesture", "idle", "background")
+
+
 @dataclass(frozen=True)
 class VisionConfig:
     """The open_clip ViT visual tower."""
@@ -81,8 +87,8 @@ class PreprocessConfig:
     crop: str = "center"  # 'center' (CLIP standard) or 'person' (box around the keypoints)
     person_scale: float = 1.25  # person crop: box side = scale * keypoint extent
     person_smoothing: float = 0.6  # person crop: causal exponential smoothing factor of the box
-    mean: Tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)  # CLIP normalisation
-    std: Tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
+    mean: Tuple[float, float, float] = CLIP_MEAN  # CLIP normalisation
+    std: Tuple[float, float, float] = CLIP_STD
 
 
 @dataclass(frozen=True)

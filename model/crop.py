@@ -13,6 +13,8 @@ from typing import Tuple
 import cv2
 import numpy as np
 
+from .config import CLIP_MEAN, CLIP_STD
+
 Box = Tuple[float, float, float]  # x0, y0, side (source pixels)
 
 
@@ -90,8 +92,7 @@ def crop_keypoints(keypoints: np.ndarray, box: Box, size: int) -> np.ndarray:
     return k
 
 
-def normalize_image(image: np.ndarray, mean=(0.48145466, 0.4578275, 0.40821073),
-                    std=(0.26862954, 0.26130258, 0.27577711)) -> np.ndarray:
+def normalize_image(image: np.ndarray, mean=CLIP_MEAN, std=CLIP_STD) -> np.ndarray:
     """``(..., H, W, 3)`` uint8 RGB -> ``(..., 3, H, W)`` float32, CLIP-normalised."""
     x = np.asarray(image, dtype=np.float32) / 255.0
     x = (x - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)

@@ -25,8 +25,12 @@ def code_version() -> str:
     return f"{v}+g{sha}" if sha else v
 
 
-def atomic_write(path: Path, write: Any) -> None:
-    """Call ``write(tmp_path)`` then atomically move the result to ``path``."""
+def atomic_write(path: str | Path, write: Any) -> Path:
+    """Call ``write(tmp_path)``, then make the result ``path`` atomically: the one way clipmg writes a
+    file that someone may read while it is being written (checkpoints, training state, logs, configs,
+    manifests, engines, reports). The temporary file is ``.<name>.XXXXXXXX`` beside ``path`` (what
+    ``remove_stale_temporaries`` clears after a kill); the file and then its folder are fsynced, so
+    after a crash ``path`` is the old complete file or the new complete one, never a part."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
@@ -36,9 +40,33 @@ def atomic_write(path: Path, write: Any) -> None:
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        _fsync_dir(path.parent)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+    return path
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    return atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    return atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Persist a rename (POSIX); a no-op where folders cannot be opened (Windows)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def remove_stale_temporaries(directory: Path, names: Sequence[str]) -> List[Path]:

@@ -43,6 +43,7 @@ from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
+from .backoff import Backoff
 from .redact import redact_text, redact_url, url_secrets
 from .ringbuffer import FrameRing
 
@@ -188,7 +189,7 @@ def capture_main(source_spec: str, ring_name: str, status_queue: Any, stop_event
         loop = _CaptureLoop(ring, rep, stop, pace=pace, read_timeout_s=read_timeout_s,
                             max_frames=max_frames, stats_interval_s=stats_interval_s, seq=seq,
                             frozen_timeout_s=frozen_timeout_s)
-        backoff = initial_backoff_s
+        backoff = Backoff(initial_backoff_s, max(initial_backoff_s, max_backoff_s))
         attempt = 0
         outage_since: Optional[float] = None
         while not stop.is_set():
@@ -203,11 +204,10 @@ def capture_main(source_spec: str, ring_name: str, status_queue: Any, stop_event
                 attempt += 1
                 if outage_since is None:
                     outage_since = time.monotonic()
-                rep.state_change("reconnecting", loop.seq, str(e), attempt=attempt,
-                                 backoff_s=round(backoff, 3))
-                if stop.wait(backoff):
+                delay = backoff.take()
+                rep.state_change("reconnecting", loop.seq, str(e), attempt=attempt, backoff_s=round(delay, 3))
+                if stop.wait(delay):
                     break
-                backoff = min(backoff * 2.0, max_backoff_s)
                 continue
             if start_event is not None and not live and not start_event.is_set():
                 rep.state_change("opening", loop.seq, "waiting for the worker to be ready", attempt=attempt)
@@ -226,7 +226,8 @@ def capture_main(source_spec: str, ring_name: str, status_queue: Any, stop_event
             finally:
                 src.close()
             if loop.frames_this_open > 0:  # it worked for a while: start backing off afresh
-                backoff, attempt = initial_backoff_s, 0
+                backoff.reset()
+                attempt = 0
             if outcome in ("ended", "failed"):
                 rep.state_change(outcome, loop.seq, detail)
                 return
@@ -236,11 +237,11 @@ def capture_main(source_spec: str, ring_name: str, status_queue: Any, stop_event
             outage_since = time.monotonic()
             rep.state_change("stalled", loop.seq, detail)
             attempt += 1
+            delay = backoff.take()
             rep.state_change("reconnecting", loop.seq, "releasing and reopening", attempt=attempt,
-                             backoff_s=round(backoff, 3))
-            if stop.wait(backoff):
+                             backoff_s=round(delay, 3))
+            if stop.wait(delay):
                 break
-            backoff = min(backoff * 2.0, max_backoff_s)
         rep.state_change("stopped", loop.seq, loop.stop_detail or "stop requested")
     except CaptureError:
         raise

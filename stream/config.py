@@ -19,6 +19,10 @@ from pathlib import Path
 from typing import Any, Optional, Tuple
 from urllib.parse import urlparse
 
+from clipmg.model.config import BACKGROUND_LABELS
+
+from .messages import STREAM_ID_PATTERN
+
 log = logging.getLogger(__name__)
 
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:5556"
@@ -26,7 +30,7 @@ POSE_BACKENDS: Tuple[str, ...] = ("synthetic", "mediapipe", "openpose", "replay"
 FORMATS: Tuple[str, ...] = ("json", "msgpack")
 NO_PERSON_POLICIES: Tuple[str, ...] = ("answer", "none")
 RGB_BATCHES: Tuple[str, ...] = ("window", "each")  # --rgb-batch: when the worker encodes a window's new frames
-STREAM_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+STREAM_ID = re.compile(STREAM_ID_PATTERN)
 DEMO_DURATION_S = 20.0  # the demo stops by itself after this long
 DEMO_RECORD = "clipmg-demo.mp4"  # the demo's annotated video
 # --source-option keys the capture process takes as seconds (stream/capture.py: capture_main)
@@ -76,7 +80,7 @@ class StreamConfig:
     # --- decisions -------------------------------------------------------------------------------
     top_k: int = 3  # labels with probabilities in each window message
     threshold: float = 0.0  # decided label only when its probability reaches this (else null)
-    background: Tuple[str, ...] = ("no gesture", "idle", "background")  # labels never decided
+    background: Tuple[str, ...] = BACKGROUND_LABELS  # labels never decided
     no_person: str = "answer"  # no person in a window: 'answer' (publish the model's answer) or 'none'
     include_logits: bool = False  # add raw logits to window messages (debugging, equality tests)
     event_threshold: float = 0.6  # events: a gesture starts when its probability reaches this

@@ -14,6 +14,7 @@ import math
 import sys
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
+STREAM_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"  # a stream id: part of the topic mg.window.<stream>
 WINDOW_SCHEMA = "clipmg.window/1"
 SAMPLINGS = ("stream", "whole_clip")  # how a window's frames were chosen
 EVENT_SCHEMA = "clipmg.event/1"
@@ -159,7 +160,7 @@ def _num(minimum: Optional[float] = None) -> Dict[str, Any]:
 
 
 _INT0 = {"type": "integer", "minimum": 0}
-_STREAM = {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"}
+_STREAM = {"type": "string", "pattern": STREAM_ID_PATTERN}
 _MODEL = {"type": "object", "required": ["checkpoint_sha256", "backend", "precision"],
           "properties": {"checkpoint_sha256": {"type": "string"}, "backend": {"type": "string"},
                          "precision": {"type": "string"}, "preset": {"type": "string"},

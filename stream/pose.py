@@ -31,6 +31,7 @@ from clipmg.model.keypoint_files import (DataError, list_openpose_frames, parse_
                                          read_openpose_xlsx)
 from clipmg.model.layouts import NUM_OPENPOSE
 
+from .config import POSE_BACKENDS
 from .pose_base import (PeopleBackend, PoseBackend, PoseBackendError, PoseResult, SafePose,  # noqa: F401
                         TargetTracker, empty_people, no_person)
 from .ringbuffer import Frame
@@ -150,15 +151,19 @@ def _make_mediapipe(**opts: Any) -> PoseBackend:
 
 
 _BACKENDS: Dict[str, Callable[..., PoseBackend]] = {
-    "openpose": _make_openpose,
-    "mediapipe": _make_mediapipe,
-    "replay": lambda **o: ReplayPose(**o),
     "synthetic": lambda **o: SyntheticPose(**o),
+    "mediapipe": _make_mediapipe,
+    "openpose": _make_openpose,
+    "replay": lambda **o: ReplayPose(**o),
 }
 
 
+if tuple(_BACKENDS) != POSE_BACKENDS:  # the names are declared once, in stream/config.py
+    raise ImportError(f"pose backends {tuple(_BACKENDS)} differ from stream.config.POSE_BACKENDS {POSE_BACKENDS}")
+
+
 def list_pose_backends() -> Tuple[str, ...]:
-    return tuple(_BACKENDS)
+    return POSE_BACKENDS
 
 
 def create_pose_backend(name: str, *, safe: bool = True, **opts: Any) -> PoseBackend:

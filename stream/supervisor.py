@@ -16,7 +16,6 @@ an annotated video, and it stops by itself after 20 s.
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import sys
 import time
@@ -24,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Sequence, TextIO, Tuple
 
+from .backoff import Backoff
 from .config import ConfigError, StreamConfig, build_parser, check_ring_fits, check_source, config_from_args
 
 log = logging.getLogger("clipmg.live")
@@ -158,11 +158,11 @@ class Supervisor:
         self.listener: Any = None
         self.signalled = ""
         self._restart_at: Optional[float] = None
-        self._backoff = cfg.restart_backoff_s
+        self._backoff = Backoff(cfg.restart_backoff_s, max(cfg.restart_backoff_s, cfg.restart_backoff_max_s))
         self._worker_started = 0.0
         self.relay: Any = None
         self._capture_restart_at: Optional[float] = None
-        self._capture_backoff = cfg.restart_backoff_s
+        self._capture_backoff = Backoff(cfg.restart_backoff_s, max(cfg.restart_backoff_s, cfg.restart_backoff_max_s))
         self._capture_started = 0.0
         self._state = "starting"
 
@@ -313,7 +313,7 @@ class Supervisor:
                 self.say(f"the worker did not become ready within {STARTUP_TIMEOUT_S:.0f} s")
                 return EXIT_FAILED
             if now - self._worker_started > 30.0:  # it ran fine for a while: back-off starts over
-                self._backoff = c.restart_backoff_s
+                self._backoff.reset()
             return None
         self.worker.join(0.1)
         code = self.worker.exitcode
@@ -329,18 +329,17 @@ class Supervisor:
         if t.restarts >= c.max_restarts:
             self.say(f"the worker crashed {t.restarts + 1} times; giving up")
             return EXIT_FAILED
-        delay, msg = self._plan_restart("_backoff", f"worker (pid {t.worker_pid}) {_how_it_ended(code)}")
+        delay, msg = self._plan_restart(self._backoff, f"worker (pid {t.worker_pid}) {_how_it_ended(code)}")
         self._state = "restarting"
         t.worker_state = "restarting"
         self.status(link, "restarting", msg)
         self._restart_at = now + delay
         return None
 
-    def _plan_restart(self, backoff_attr: str, what: str) -> Tuple[float, str]:
-        """Count a restart, take its delay from the back-off kept in ``backoff_attr`` (the next one is
+    def _plan_restart(self, backoff: Backoff, what: str) -> Tuple[float, str]:
+        """Count a restart, take its delay from ``backoff`` (the next one is
         twice as long, capped) and say so; returns the delay and the message."""
-        delay = getattr(self, backoff_attr)
-        setattr(self, backoff_attr, min(delay * 2.0, self.cfg.restart_backoff_max_s))
+        delay = backoff.take()
         self.tally.restarts += 1
         msg = f"{what}; restarting in {delay:.1f} s (restart {self.tally.restarts})"
         self.say(msg)
@@ -358,7 +357,7 @@ class Supervisor:
             return None
         if self.capture.is_alive():
             if now - self._capture_started > 30.0:  # it ran fine for a while: back-off starts over
-                self._capture_backoff = c.restart_backoff_s
+                self._capture_backoff.reset()
             return None
         self.capture.join(0.1)
         self.drain()
@@ -386,7 +385,7 @@ class Supervisor:
         if t.restarts >= c.max_restarts:
             self.say(f"the capture process (pid {self.capture.pid}) {how}; {t.restarts} restarts so far: giving up")
             return EXIT_FAILED
-        delay, msg = self._plan_restart("_capture_backoff", f"capture (pid {self.capture.pid}) {how}")
+        delay, msg = self._plan_restart(self._capture_backoff, f"capture (pid {self.capture.pid}) {how}")
         t.source_state, t.source_detail = "reconnecting", msg
         self.status(link, "restarting", msg)
         self._capture_restart_at = now + delay

@@ -17,3 +17,11 @@ def shared_data() -> Path:
     if not d.is_dir():
         pytest.skip(f"real iMiGUE samples not found at {d} (the ../shared folder beside the checkout)")
     return d
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny CLIP-MG checkpoint (random weights, seed 0) with ``live_harness.CLASSES``, one a test module."""
+    from live_harness import tiny_checkpoint
+
+    return tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.safetensors")

@@ -403,3 +403,14 @@ def test_live_stream_resolution_change_is_picked_up_by_reopening():
         events = drain(q, 0.3)
         stalled = [e for e in events if e.get("state") == "stalled"]
         assert stalled and "frozen" in stalled[0]["detail"]
+
+
+def test_backoff_doubles_to_its_cap_and_starts_over() -> None:
+    from clipmg.stream.backoff import Backoff
+
+    b = Backoff(0.25, 1.0)
+    assert [b.take() for _ in range(5)] == [0.25, 0.5, 1.0, 1.0, 1.0]
+    b.reset()
+    assert b.take() == 0.25
+    with pytest.raises(ValueError):
+        Backoff(0.0, 1.0)

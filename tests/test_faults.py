@@ -21,17 +21,12 @@ import cv2
 import numpy as np
 import pytest
 
-from live_harness import (PY, Live, Subscriber, endpoint, index_image, puttext_tap, segments_of, tiny_checkpoint,
+from live_harness import (PY, Live, Subscriber, endpoint, index_image, puttext_tap, segments_of,
                           wait_for, window_gaps_are_reported, worker_pid)
 from rtsp_server import INSTALL_HINT, RtspServer, find_gi_python
 
 SECRET = "Xyz-s3cr3t-PW"
 TOKEN = "tok-9f8e7d6c"
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tiny_checkpoint(tmp_path_factory.mktemp("faults") / "tiny.safetensors")
 
 
 

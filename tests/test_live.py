@@ -12,7 +12,6 @@ import json
 import multiprocessing as mp
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -24,30 +23,13 @@ import jsonschema
 import numpy as np
 import pytest
 
+from live_harness import free_port, segments_of
+
 REPO = Path(__file__).resolve().parents[1]
 PY = sys.executable
 CLASSES = ["touch chin", "touch forehead", "rub eyes", "fold arm", "no gesture"]
 SCHEMA = json.loads((REPO / "docs" / "zmq-schema.json").read_text())
 H, W = 72, 96
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: Any) -> Path:
-    import torch
-
-    from clipmg.model import create_model
-    from clipmg.model.checkpoint import save_checkpoint
-
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("live") / "tiny.safetensors"
-    save_checkpoint(path, create_model("clipmg-tiny", num_classes=len(CLASSES)), CLASSES)
-    return path
 
 
 def frame_of(seq: int) -> Tuple[np.ndarray, np.ndarray]:
@@ -182,7 +164,7 @@ def test_windows_reach_a_subscriber_in_order_and_equal_offline_logits(checkpoint
     from clipmg.stream.config import StreamConfig
     from clipmg.stream.window import offline_logits
 
-    ep = f"tcp://127.0.0.1:{_free_port()}"
+    ep = f"tcp://127.0.0.1:{free_port()}"
     stride, every = 8, 2
     cfg = StreamConfig(engine=str(checkpoint), endpoint=ep, stride=stride, pose_every=every, include_logits=True,
                        threads=1, event_min_duration_s=0.0, pose_thread=pose_thread)
@@ -217,7 +199,7 @@ def test_windows_reach_a_subscriber_in_order_and_equal_offline_logits(checkpoint
 def test_a_slow_worker_skips_whole_windows_and_reports_it(checkpoint: Path, listener_factory: Any) -> None:
     from clipmg.stream.config import StreamConfig
 
-    ep = f"tcp://127.0.0.1:{_free_port()}"
+    ep = f"tcp://127.0.0.1:{free_port()}"
     cfg = StreamConfig(engine=str(checkpoint), endpoint=ep, stride=4, threads=1, fmt="msgpack")
     lst = listener_factory(ep, ("mg.window",))
     # a window closes every 4 frames = 80 ms at 50 fps; the head alone takes 0.3 s
@@ -246,7 +228,7 @@ def test_a_subscriber_that_never_reads_does_not_slow_the_publisher() -> None:
             pub.send(b"mg.window.cam0", payload)
         return n / (time.perf_counter() - t0)
 
-    ep = f"tcp://127.0.0.1:{_free_port()}"
+    ep = f"tcp://127.0.0.1:{free_port()}"
     code = ("import zmq,sys,time; c=zmq.Context(); s=c.socket(zmq.SUB); s.setsockopt(zmq.RCVHWM,10); "
             "s.setsockopt(zmq.SUBSCRIBE,b''); s.connect(sys.argv[1]); print('up',flush=True); time.sleep(60)")
     with Publisher(ep, sndhwm=50) as pub:
@@ -267,19 +249,11 @@ def test_a_subscriber_that_never_reads_does_not_slow_the_publisher() -> None:
 
 
 # ------------------------------------------------------------------------------------ supervisor
-def _shm_of(pid: int) -> List[str]:
-    try:
-        maps = Path(f"/proc/{pid}/maps").read_text()
-    except OSError:
-        return []
-    return sorted({line.split("/dev/shm/")[1].strip() for line in maps.splitlines() if "/dev/shm/clipmg_" in line})
-
-
 @pytest.mark.slow
 def test_supervisor_restarts_a_killed_worker_and_sigterm_leaves_nothing(checkpoint: Path, listener_factory: Any) -> None:
     import psutil
 
-    port = _free_port()
+    port = free_port()
     ep = f"tcp://127.0.0.1:{port}"
     lst = listener_factory(ep)
     sup = subprocess.Popen([PY, str(REPO / "run_live.py"), "--engine", str(checkpoint), "--endpoint", ep,
@@ -289,7 +263,7 @@ def test_supervisor_restarts_a_killed_worker_and_sigterm_leaves_nothing(checkpoi
         lst.wait(lambda m: len([1 for t, _ in m if "window" in t]) >= 2, 90, "the first windows")
         statuses = [m for t, m in lst.messages if t.startswith("mg.status")]
         pid = statuses[-1]["worker"]["pid"]
-        segments = _shm_of(sup.pid)
+        segments = segments_of(sup.pid)
         assert len(segments) == 1 and pid in [c.pid for c in psutil.Process(sup.pid).children()]
         n_before = len(lst.messages)
         os.kill(pid, signal.SIGKILL)
@@ -319,7 +293,7 @@ def test_supervisor_restarts_a_killed_worker_and_sigterm_leaves_nothing(checkpoi
 @pytest.mark.slow
 def test_supervisor_stops_by_itself_records_and_prints(checkpoint: Path, tmp_path: Path) -> None:
     video = tmp_path / "out.mp4"
-    port = _free_port()
+    port = free_port()
     proc = subprocess.run([PY, str(REPO / "run_live.py"), "--engine", str(checkpoint), "--max-windows", "3",
                            "--endpoint", f"tcp://127.0.0.1:{port}", "--listen", "--record", str(video),
                            "--format", "msgpack", "--threads", "1"],
@@ -374,7 +348,7 @@ def test_port_in_use_fails_with_one_line(checkpoint: Path) -> None:
     from clipmg.stream.publisher import Publisher
     from clipmg.stream.supervisor import main
 
-    ep = f"tcp://127.0.0.1:{_free_port()}"
+    ep = f"tcp://127.0.0.1:{free_port()}"
     with Publisher(ep):
         out = StringIO()
         assert main(["--engine", str(checkpoint), "--endpoint", ep], out=out) == 2

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import time
 from pathlib import Path
 from typing import Any, Dict, List
@@ -12,18 +11,14 @@ import jsonschema
 import numpy as np
 import pytest
 
+from live_harness import free_port
+
 from clipmg.stream.config import ConfigError, StreamConfig, check_endpoint
 from clipmg.stream.events import Debouncer
 from clipmg.stream.messages import (SCHEMA, MessageError, decode, encode, event_message, status_message,
                                     summary, topic, window_message)
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def sample_window(**over: Any) -> Dict[str, Any]:
@@ -148,7 +143,7 @@ def test_config_fails_fast_with_one_sentence() -> None:
 def test_port_in_use_is_one_clear_error() -> None:
     from clipmg.stream.publisher import Publisher, PublisherError
 
-    ep = f"tcp://127.0.0.1:{_free_port()}"
+    ep = f"tcp://127.0.0.1:{free_port()}"
     with Publisher(ep):
         with pytest.raises(PublisherError, match="already in use") as e:
             Publisher(ep)
@@ -179,7 +174,7 @@ def test_curve_client_without_the_server_key_receives_nothing(tmp_path: Path) ->
     _, client_secret = zmq.auth.create_certificates(tmp_path, "client")
     (allowed / "client.key").write_bytes((tmp_path / "client.key").read_bytes())
     _, stranger_secret = zmq.auth.create_certificates(tmp_path, "stranger")
-    ep = f"tcp://127.0.0.1:{_free_port()}"
+    ep = f"tcp://127.0.0.1:{free_port()}"
     with Publisher(ep, curve_secret_key=str(server_secret), curve_allow_dir=str(allowed)) as pub, \
             zmq.Context() as ctx:
         socks = {}

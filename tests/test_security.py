@@ -23,7 +23,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from live_harness import PY, Live, Subscriber, endpoint, free_port, tiny_checkpoint
+from live_harness import PY, Live, Subscriber, endpoint, free_port
 
 SECRET = "Sup3r-Secr3t"
 TOKEN = "tkn-0a1b2c3d"
@@ -35,11 +35,6 @@ class _Evil:
 
     def __reduce__(self):
         return (os.system, (f"touch {self.marker}",))
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tiny_checkpoint(tmp_path_factory.mktemp("security") / "tiny.safetensors")
 
 
 # ------------------------------------------------------------------------------------ where it listens

@@ -26,7 +26,7 @@ from typing import Any, Dict, List, Tuple
 import numpy as np
 import pytest
 
-from live_harness import PY, Live, Subscriber, endpoint, tiny_checkpoint, window_gaps_are_reported, worker_pid
+from live_harness import PY, Live, Subscriber, endpoint, window_gaps_are_reported, worker_pid
 
 
 def _report(name: str, data: Dict[str, Any]) -> None:
@@ -218,11 +218,6 @@ def check_soak(r: Dict[str, Any], max_slope: float) -> None:
         assert v["fds_max"] <= v["fds_start"] + 3, (role, v)  # no descriptor leak
         assert v["threads_max"] <= v["threads_start"] + 3, (role, v)  # no thread leak
     assert r["total_rss_slope_mb_per_min"] < max_slope, r
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tiny_checkpoint(tmp_path_factory.mktemp("soak") / "tiny.safetensors")
 
 
 @pytest.mark.slow

@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any, Dict, List
 
 from clipmg.model import VARIANTS
-
 from clipmg.model.checkpoint import CheckpointError
+from clipmg.model.files import atomic_write_text
+
 from .config import TrainConfig, add_arguments, from_args
 
 PAPER_TOP1 = {"full": 61.82, "no_gating": 60.08, "no_cross_attention": 53.17, "no_pose_guidance": 51.23,
@@ -104,8 +105,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     out = Path(base.out)
     table = ablation_table(rows)
-    (out / "ablation.md").write_text(table)
-    (out / "ablation.json").write_text(json.dumps({"config": base.to_dict(), "rows": rows}, indent=2))
+    atomic_write_text(out / "ablation.md", table)
+    atomic_write_text(out / "ablation.json", json.dumps({"config": base.to_dict(), "rows": rows}, indent=2))
     print(table)
     return 0
 

@@ -8,7 +8,9 @@ import json
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Sequence
+from typing import Any, Dict, Sequence, Tuple
+
+LAYOUT_NAMES: Tuple[str, ...] = ("openpose_json", "light_hand", "xlsx", "pyskl")  # dataset layouts (docs/data.md)
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         choices = {"class_balance": ("none", "sampler", "loss"), "amp": ("auto", "bf16", "fp16", "off"),
                    "crop": ("center", "person"),
-                   "layout": ("openpose_json", "light_hand", "xlsx", "pyskl")}
+                   "layout": LAYOUT_NAMES}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"--{name.replace('_', '-')} must be one of {', '.join(allowed)}, "

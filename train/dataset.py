@@ -19,18 +19,18 @@ import cv2
 import numpy as np
 import torch
 
-from clipmg.model.config import ModelConfig
+from clipmg.model.config import BACKGROUND_LABELS, ModelConfig
 from clipmg.model.layouts import extract_layout, get_layout, layout_indices
 from clipmg.model.preprocess import prepare_window
 from clipmg.model.sampling import clip_samples, rgb_positions
 
+from .config import LAYOUT_NAMES
 from .readers import (IMIGUE_CLASSES, DataError, Issues, read_class_names, read_label_csv, read_light_hand_csv,
                       read_openpose_folder, read_openpose_xlsx)
 from .readers_pyskl import read_pyskl
 from .readers_video import VideoInfo, VideoReader, probe_video
 
-LAYOUT_NAMES: Tuple[str, ...] = ("openpose_json", "light_hand", "xlsx", "pyskl")
-BACKGROUND_NAMES: Tuple[str, ...] = ("no gesture", "idle", "background")  # what live use never announces
+BACKGROUND_NAMES: Tuple[str, ...] = BACKGROUND_LABELS  # what live use never announces
 VIDEO_SUFFIXES: Tuple[str, ...] = (".mp4", ".avi", ".mkv", ".mov")
 
 

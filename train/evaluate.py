@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Any, Dict, Iterator, List
@@ -16,6 +15,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from clipmg.model.checkpoint import CheckpointError, load_checkpoint, user_message
+from clipmg.model.files import atomic_write, atomic_write_text
+
 from .config import TrainConfig
 from .loop import classification_metrics, resolve_device, DistInfo
 from .trainer import Indexed, collate, evaluate_logits
@@ -94,7 +95,7 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str, layout: str | None = 
     if out:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "report.json").write_text(json.dumps(report, indent=2))
+        atomic_write_text(out / "report.json", json.dumps(report, indent=2))
         plot_confusion(metrics["confusion"], list(ds.class_names), out / "confusion.png",
                        f"{model.cfg.name} / {model.cfg.variant} on {split}: top-1 {metrics['top1']:.3f}")
     return report
@@ -116,10 +117,11 @@ def write_windows(path: str | Path, batches: List[Dict[str, Any]]) -> None:
     arrays = {"images": np.concatenate([b["images"].numpy() for b in batches]).astype(np.float32),
               "keypoints": np.concatenate([b["keypoints"].numpy() for b in batches]).astype(np.float32),
               "labels": np.concatenate([np.asarray(b["label"]) for b in batches]).astype(np.int64)}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:  # a file object: np.savez would add ".npz" to a path
+            np.savez(f, **arrays)
+
+    atomic_write(path, write)
 
 
 def main(argv: list[str] | None = None) -> int:

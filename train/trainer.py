@@ -24,9 +24,10 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 
 from clipmg.model import CLIPMG, create_model
+from clipmg.model.checkpoint import (CheckpointError, load_checkpoint, remove_stale_temporaries, save_checkpoint,
+                                     user_message)
+from clipmg.model.files import atomic_write, atomic_write_text
 
-from clipmg.model.checkpoint import (CheckpointError, atomic_write, load_checkpoint, remove_stale_temporaries, save_checkpoint,
-                         user_message)
 from .config import TrainConfig, parse
 from .loop import (DistInfo, EpochSampler, amp_dtype, class_prior, classification_metrics, loss_fn, lr_factor,
                    resolve_device)
@@ -257,7 +258,7 @@ class Trainer:
             cfg = {"train": self.cfg.to_dict(), "model": self.model.cfg.to_dict(),
                    "class_names": list(self.data.class_names), "split": self.data.split,
                    "duration_stats": self.data.duration_stats, "data_summary": self.data.summary}
-            (self.out / "config.json").write_text(json.dumps(cfg, indent=2))
+            atomic_write_text(self.out / "config.json", json.dumps(cfg, indent=2))
 
     def run(self) -> Dict[str, Any]:
         from tqdm import tqdm

@@ -1,0 +1,108 @@
+"""Pose estimation in a thread of its own, ahead of the engine (the live worker's ``PoseAhead``).
+
+Pose backends and engines spend their time in native code that releases the GIL, so on two cores
+pose (this thread) and the frame encoder and head (the worker's main thread) overlap instead of
+taking turns (docs/benchmarks.md measures both).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Callable, Dict, Optional
+
+_PENDING = object()  # PoseAhead.poll: the sample is not estimated yet
+
+
+class PoseAhead:
+    """Pose estimation in a thread of its own, ahead of the engine.
+
+    ``estimate(k)`` reads sample ``k``'s frame and runs the pose backend (``None``: the frame is
+    gone). The thread estimates samples in order from the position the main thread last asked for
+    (``want``), never past the newest sample whose frame is in the ring (``newest()``), and keeps at
+    most ``limit`` results waiting, so it cannot run away from a slow engine. The main thread
+    ``take``s the samples it needs (blocking) or ``poll``s (not blocking); each result is handed out
+    once. Only this thread calls the pose backend, so backends need not be thread-safe. An exception
+    in the thread is re-raised in the main thread by the next ``take``/``poll``.
+    """
+
+    def __init__(self, estimate: Callable[[int], Any], newest: Callable[[], int], limit: int = 32) -> None:
+        self._estimate, self._newest, self._limit = estimate, newest, limit
+        self._cv = threading.Condition()
+        self._done: Dict[int, Any] = {}
+        self._start = 0  # results below this are no longer wanted
+        self._next: Optional[int] = None  # the next sample to estimate; None until the first want()
+        self._busy: Optional[int] = None  # the sample being estimated now
+        self._error: Optional[BaseException] = None
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="clipmg-pose", daemon=True)
+        self._thread.start()
+
+    def want(self, start: int) -> None:
+        """Samples below ``start`` are not needed any more; estimate from ``start`` on (never back)."""
+        with self._cv:
+            if start > self._start:
+                self._start = start
+                for k in [k for k in self._done if k < start]:
+                    del self._done[k]
+            if self._next is None or self._next < start:
+                self._next = start
+            self._cv.notify_all()
+
+    def take(self, k: int) -> Any:
+        """Sample ``k``'s result, waiting for the thread if needed; ``None`` if its frame was gone or
+        ``k`` was passed over (below ``want``'s start)."""
+        with self._cv:
+            while True:
+                self._raise()
+                if k in self._done:
+                    return self._done.pop(k)
+                if self._passed(k):
+                    return None
+                self._cv.wait(0.1)
+
+    def poll(self, k: int) -> Any:
+        """Like ``take`` without waiting: ``_PENDING`` while sample ``k`` is not estimated yet."""
+        with self._cv:
+            self._raise()
+            if k in self._done:
+                return self._done.pop(k)
+            return None if self._passed(k) else _PENDING
+
+    def close(self) -> None:
+        with self._cv:
+            self._closed = True
+            self._cv.notify_all()
+        self._thread.join(timeout=10)
+
+    def _passed(self, k: int) -> bool:
+        """Sample ``k`` will never be (or was already) handed out: below the start, or behind the
+        thread and not in progress (called with the lock held)."""
+        return k < self._start or (self._next is not None and k < self._next and self._busy != k)
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise RuntimeError(f"pose thread failed: {type(self._error).__name__}: {self._error}") from self._error
+        if not self._thread.is_alive() and not self._closed:
+            raise RuntimeError("pose thread ended unexpectedly")
+
+    def _run(self) -> None:
+        try:
+            while True:
+                with self._cv:
+                    while not self._closed and (self._next is None or len(self._done) >= self._limit
+                                                or self._next > self._newest()):
+                        self._cv.wait(0.002)
+                    if self._closed:
+                        return
+                    k = self._busy = self._next
+                    self._next += 1
+                result = self._estimate(k)  # outside the lock: the main thread runs the engine meanwhile
+                with self._cv:
+                    self._busy = None
+                    if k >= self._start:
+                        self._done[k] = result
+                    self._cv.notify_all()
+        except BaseException as e:  # noqa: BLE001 - handed to the main thread, which crashes the worker
+            with self._cv:
+                self._error, self._busy = e, None
+                self._cv.notify_all()
