@@ -234,12 +234,8 @@ class Worker:
             with self._lock:
                 self.dropped_frames += 1
             return None
-        t0 = time.perf_counter()
-        res = self.pose(frame)
+        res = self._timed_pose(frame)
         with self._lock:
-            self._acc["pose"] += time.perf_counter() - t0
-            self._acc["pose_samples"] += 1
-            self.pose_samples += 1
             self._sample_times.append(frame.t_mono)
         if self.annotator is not None:
             self._annotate(frame, res)
@@ -337,13 +333,18 @@ class Worker:
         """Pose on one frame of a whole-clip window: ``(keypoints (J, 3) source pixels, person)``."""
         from clipmg.model.layouts import extract_layout
 
+        res = self._timed_pose(frame)
+        return extract_layout(res.keypoints, self.engine.config.pose.layout), bool(res.person)
+
+    def _timed_pose(self, frame: Any) -> Any:
+        """The pose backend on one frame, its time and count added to this window's share."""
         t0 = time.perf_counter()
         res = self.pose(frame)
         with self._lock:
             self._acc["pose"] += time.perf_counter() - t0
             self._acc["pose_samples"] += 1
             self.pose_samples += 1
-        return extract_layout(res.keypoints, self.engine.config.pose.layout), bool(res.person)
+        return res
 
     def _publish_event(self, ev: GestureEvent) -> None:
         cfg = self.cfg
