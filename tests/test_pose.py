@@ -136,7 +136,7 @@ def test_safepose_passes_good_results_and_clips_confidence():
 
 def test_factory_errors_name_the_choices():
     assert set(list_pose_backends()) == {"openpose", "mediapipe", "replay", "synthetic"}
-    with pytest.raises(PoseBackendError, match="choose one of openpose, mediapipe, replay, synthetic"):
+    with pytest.raises(PoseBackendError, match="choose one of synthetic, mediapipe, openpose, replay"):
         create_pose_backend("alphapose")
     with pytest.raises(PoseBackendError, match="bad options"):
         create_pose_backend("synthetic", colour="red")
