@@ -52,7 +52,6 @@ class DrivenWorker:
         self.sender = _Collect()
         self.worker = Worker(self.cfg, engine, self.pose, self.ring, self.sender, _Report(None))
         self.seq = -1
-        self.step_s = 0.0  # time spent in Worker.step since the last window was published
 
     def feed(self, image: np.ndarray, keypoints: Optional[np.ndarray], t_wall: Optional[float] = None) -> List[Dict[str, Any]]:
         """Write the next frame (``(H, W, 3)`` uint8, keypoints ``(137, 3)`` source pixels) and let the
@@ -61,10 +60,8 @@ class DrivenWorker:
         now = time.monotonic()
         self.ring.write(image, self.seq, now, time.time() if t_wall is None else t_wall, keypoints)
         before = len(self.sender.messages)
-        t0 = time.perf_counter()
         while self.worker.step():
             pass
-        self.step_s += time.perf_counter() - t0
         return [decode(p) for t, p in self.sender.messages[before:] if t.startswith(b"mg.window")]
 
     def close(self) -> None:

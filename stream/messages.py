@@ -84,6 +84,11 @@ def _f(x: float, nd: int = 6) -> float:
 
 
 # ------------------------------------------------------------------------------------ builders
+def topk_entries(topk: Sequence[tuple]) -> List[Dict[str, Any]]:
+    """``(index, label, probability)`` best first -> the ``topk`` list of a window message."""
+    return [{"index": int(i), "label": str(n), "p": _f(q)} for i, n, q in topk]
+
+
 def window_message(*, stream: str, window: int, pose_seqs: Sequence[int], rgb_seqs: Sequence[int],
                    t_wall: Sequence[float], stride: int, pose_every: int, t_publish: float,
                    latency_ms: Mapping[str, float], computed: Mapping[str, int], person: bool,
@@ -114,7 +119,7 @@ def window_message(*, stream: str, window: int, pose_seqs: Sequence[int], rgb_se
         "person": bool(person),
         "person_fraction": _f(person_fraction, 4),
         "answered": bool(answered),
-        "topk": [{"index": int(i), "label": str(n), "p": _f(q)} for i, n, q in topk],
+        "topk": topk_entries(topk),
         "label": label,
         "p": None if p is None else _f(p),
         "model": {k: str(v) for k, v in model.items()},

@@ -153,6 +153,7 @@ def predict(video: Path, engine: Any, pose: Any, segments: Sequence[Segment], *,
     from clipmg.model.layouts import extract_layout
     from clipmg.model.sampling import clip_samples
 
+    from .messages import topk_entries
     from .window import Decision, clip_window
 
     cfg = engine.config
@@ -178,7 +179,7 @@ def predict(video: Path, engine: Any, pose: Any, segments: Sequence[Segment], *,
                           frames.__getitem__, decision, window=n)
         a = res.answer
         rec: Dict[str, Any] = {"clip": video.name, "start_frame": seg.start, "end_frame": seg.end,
-                               "topk": [{"index": i, "label": name, "p": round(p, 6)} for i, name, p in a.top],
+                               "topk": topk_entries(a.top),  # as in window messages
                                "label": a.label, "p": None if a.p is None else round(a.p, 6),
                                "person_fraction": round(res.person_fraction, 4), "model": dict(engine.identity)}
         if seg.true_label is not None:

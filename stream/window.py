@@ -20,7 +20,6 @@ A worker that falls behind jumps to the newest closed window and counts the ones
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Protocol, Sequence, Tuple
 
@@ -294,18 +293,14 @@ def clip_window(engine: Any, cfg: ModelConfig, seqs: Sequence[int], pose_of: Any
     keypoints = np.stack([cache[int(i)][1] for i in pos])
     images, kp, boxes = prepare_window(frames, keypoints, cfg)
     person_mask = np.array([cache[int(i)][2] for i in pos])
-    person_fraction = float(person_mask.mean())
-    person = person_fraction >= 0.5
-    answered = decision.answers(person)
-    t0 = time.perf_counter()
+    answered = decision.answers(has_person(person_mask))
     x, emb = engine.encode_frames(images)
     logits = engine.head(x[None], emb[None], kp[None])[0] if answered else None
-    head_s = time.perf_counter() - t0
     seq_arr = np.array([seqs[int(i)] for i in pos], np.int64)
     inputs = WindowInputs(window, x, emb, kp, tuple(boxes), seq_arr, np.array([seqs[int(i)] for i in rgb_pos], np.int64),
                           np.array([cache[int(i)][0].t_mono for i in pos], np.float64),
                           np.array([cache[int(i)][0].t_wall for i in pos], np.float64), person_mask)
-    return WindowResult(inputs, person, person_fraction, answered, Answer.of(logits, decision), head_s)
+    return WindowResult(inputs, answered, Answer.of(logits, decision))
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -366,16 +361,27 @@ class Answer:
                    {n: float(q) for n, q in zip(decision.names, probs)})
 
 
+def has_person(person: np.ndarray) -> bool:
+    """A window has a person when at least half of its pose samples found one (``person``: ``(T_p,)`` bool)."""
+    return bool(np.mean(person) >= 0.5)
+
+
 @dataclass(frozen=True)
 class WindowResult:
-    """One computed window: its inputs, whether a person was in it, and the answer."""
+    """One computed window: its inputs, whether the model answered, and the answer."""
 
     inputs: "WindowInputs"
-    person: bool  # a person in at least half of the pose samples
-    person_fraction: float
     answered: bool
     answer: Answer
-    head_s: float  # seconds spent on the head (and the pose branch) of this window
+
+    @property
+    def person_fraction(self) -> float:
+        return float(self.inputs.person.mean())
+
+    @property
+    def person(self) -> bool:
+        """A person in at least half of the pose samples."""
+        return has_person(self.inputs.person)
 
     @property
     def logits(self) -> Optional[np.ndarray]:
@@ -477,20 +483,12 @@ class StreamingWindows:
 
         Without ``decision`` the window is always answered and only ``logits`` is filled in.
         """
-        if self.pending and any(k in set(self.schedule.window_rgb_samples(w).tolist()) for k, _, _ in self.pending):
-            self.encode_pending()
+        self.encode_pending()  # frames kept for one call (they belong to this window): now
         inputs = self.rings.assemble(w, self.cfg)
-        person_fraction = float(inputs.person.mean())
-        person = person_fraction >= 0.5
-        answered = decision is None or decision.answers(person)
-        t0 = time.perf_counter()
+        answered = decision is None or decision.answers(has_person(inputs.person))
         logits = self._logits(w, inputs) if answered else None
-        head_s = time.perf_counter() - t0
-        if decision is None:
-            answer = Answer(logits, [], None, None, None)
-        else:
-            answer = Answer.of(logits, decision)
-        return WindowResult(inputs, person, person_fraction, answered, answer, head_s)
+        answer = Answer(logits, [], None, None, None) if decision is None else Answer.of(logits, decision)
+        return WindowResult(inputs, answered, answer)
 
     def _logits(self, w: int, inputs: WindowInputs) -> np.ndarray:
         self.heads += 1

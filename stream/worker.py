@@ -30,7 +30,7 @@ import threading
 import time
 import traceback
 from collections import deque
-from typing import Any, Callable, Deque, Dict, List, Optional
+from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
 
 from .config import StreamConfig
@@ -186,9 +186,7 @@ class Worker:
         precede the first window are counted as dropped (none when the capture waited for us)."""
         s = self.schedule
         if self.from_oldest:
-            latest = self.ring.latest_seq()
-            first_seq = max(0, latest - self.ring.frames_written + 1)
-            oldest = max(first_seq, latest - self.ring.slots + 1)
+            first_seq, oldest, _ = self._ring_span()
             self.next_window = s.first_window_from(-(-oldest // s.pose_every))
             lost = s.sample_seq(s.window_start(self.next_window)) - first_seq
             if lost > 0:
@@ -197,6 +195,12 @@ class Worker:
         else:
             self.next_window = s.first_window_from(k_now)
         self.k_next = s.window_start(self.next_window)
+
+    def _ring_span(self) -> Tuple[int, int, int]:
+        """Frame numbers: the first this ring ever held, the oldest still in it, the newest (-1: none)."""
+        latest = self.ring.latest_seq()
+        first = max(0, latest - self.ring.frames_written + 1)
+        return first, max(first, latest - self.ring.slots + 1), latest
 
     def drained(self) -> bool:
         """No window can close any more from the frames in the ring (the end of a file)."""
@@ -264,18 +268,24 @@ class Worker:
         """Window ``w`` through the one window implementation (``StreamingWindows.run``), then the
         debouncer and the publisher."""
         self._encode_pending()  # frames kept for one call with the window's last new frame
+        cache = self.sw.pose_cache
+        before = sum(cache.computed) if cache is not None else 0
         t0 = time.perf_counter()
         res = self.sw.run(w, self.decision)
-        self._finish_window(res, t0)
+        # the skeleton-stage inputs this window computed (the rest came from the pose-branch cache)
+        stages = None if cache is None else sum(cache.computed) - before
+        self._finish_window(res, t0, pose_stage_inputs=stages)
 
-    def _finish_window(self, res: Any, t0: float, sampling: Optional[str] = None) -> None:
+    def _finish_window(self, res: Any, t0: float, sampling: Optional[str] = None,
+                       pose_stage_inputs: Optional[int] = None) -> None:
         t1 = time.perf_counter()
         events = self.debouncer.update(float(res.inputs.t_wall[-1]), res.inputs.window, res.answer.probs)
-        self._publish_window(res, t0, t1, sampling)
+        self._publish_window(res, t0, t1, sampling, pose_stage_inputs)
         for ev in events:
             self._publish_event(ev)
 
-    def _publish_window(self, res: Any, t0: float, t1: float, sampling: Optional[str]) -> None:
+    def _publish_window(self, res: Any, t0: float, t1: float, sampling: Optional[str],
+                        pose_stage_inputs: Optional[int]) -> None:
         cfg, inputs, ans = self.cfg, res.inputs, res.answer
         with self._lock:  # this window's share of the work; the pose thread may already be on the next
             acc, self._acc = self._acc, {"pose": 0.0, "encode": 0.0, "pose_samples": 0, "rgb_encoded": 0}
@@ -284,7 +294,9 @@ class Worker:
         msg = window_message(
             stream=cfg.stream_id, window=inputs.window, pose_seqs=inputs.pose_seqs, rgb_seqs=inputs.rgb_seqs,
             t_wall=inputs.t_wall, stride=cfg.stride, pose_every=cfg.pose_every, t_publish=time.time(),
-            latency_ms=latency, computed={"pose_samples": acc["pose_samples"], "rgb_encoded": acc["rgb_encoded"]},
+            latency_ms=latency, computed={"pose_samples": acc["pose_samples"], "rgb_encoded": acc["rgb_encoded"],
+                                          **({} if pose_stage_inputs is None else
+                                             {"pose_stage_inputs": pose_stage_inputs})},
             person=res.person, person_fraction=res.person_fraction, topk=ans.top, label=ans.label, p=ans.p,
             model=self.identity, skipped=self.skipped, answered=res.answered,
             logits=None if (ans.logits is None or not cfg.include_logits) else ans.logits.tolist(),
@@ -308,10 +320,9 @@ class Worker:
         evaluation sampling (``clip_samples``), as ``clipmg-predict --whole-clip`` computes it."""
         if self.windows > 0:
             return
-        latest = self.ring.latest_seq()
+        _, first, latest = self._ring_span()
         if latest < 0:
             return
-        first = max(0, latest - self.ring.frames_written + 1, latest - self.ring.slots + 1)
         if self.ahead is not None:  # pose backends are not thread-safe: the pose thread stops first
             self.ahead.close()
             self.ahead = None

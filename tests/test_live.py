@@ -188,8 +188,10 @@ def test_windows_reach_a_subscriber_in_order_and_equal_offline_logits(checkpoint
         kp = extract_layout(np.stack([frame_of(int(s))[1] for s in fr["pose_seqs"]]), engine.config.pose.layout)
         ref = offline_logits(engine, frames, kp, engine.config)
         np.testing.assert_allclose(np.array(m["logits"], np.float32), ref, rtol=1e-4, atol=1e-5)
-    # after the first window, each window encoded only the S/4 new RGB frames
+    # after the first window, each window encoded only the S/4 new RGB frames and ran the skeleton stages
+    # on the 2 + 4 + 6 time steps it added (the pose-branch cache, in the worker run_live.py starts)
     assert [m["computed"]["rgb_encoded"] for m in wins[1:]] == [stride // 4] * (len(wins) - 1)
+    assert [m["computed"]["pose_stage_inputs"] for m in wins[1:]] == [12] * (len(wins) - 1)
     for t, m in lst.messages:
         jsonschema.validate(m, SCHEMA)
         assert t == f"mg.{m['schema'].split('/')[0].split('.')[1]}.cam0"
