@@ -8,6 +8,11 @@ MediaPipe's "left" is the person's left, as in OpenPose (checked on real clips: 
 ``left_hand_landmarks`` sit at pose landmark 15, the person's left wrist). Points outside the image
 are reported missing (confidence 0), as OpenPose never places a point outside the frame.
 Holistic follows one person, so ``num_people`` is 0 or 1.
+
+The face is never used, so the backend runs Holistic's own graph (the ``holistic_landmark_cpu``
+graph in the wheel) with its face-mesh branch removed: the pose and hand nodes, and so the
+landmarks, are exactly Holistic's (tested: equal to the last bit on the real clips), at about 15 %
+less CPU a frame (``python -m clipmg.stream.pose_mediapipe --bench``; docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -78,6 +83,33 @@ def _check_pose_model(mp: Any, model_complexity: int, allow_download: bool) -> N
             f"time; use model_complexity=1, put the file at {path}, or pass allow_download=True")
 
 
+_HOLISTIC_GRAPH = ("modules", "holistic_landmark", "holistic_landmark_cpu.binarypb")
+_FACE_NODES = ("SplitNormalizedLandmarkListCalculator", "FaceLandmarksFromPoseCpu")
+_OUTPUTS = ["pose_landmarks", "left_hand_landmarks", "right_hand_landmarks"]
+
+
+def body_and_hands_graph(mp: Any) -> Any:
+    """Holistic's CPU graph from the mediapipe wheel without its face branch (a
+    ``CalculatorGraphConfig``). Raises PoseBackendError when the wheel's graph is not the one this
+    was written against (pinned mediapipe 0.10.21), rather than guessing."""
+    from mediapipe.framework import calculator_pb2
+
+    graph = calculator_pb2.CalculatorGraphConfig()
+    graph.ParseFromString(Path(mp.__file__).parent.joinpath(*_HOLISTIC_GRAPH).read_bytes())
+    names = [n.calculator for n in graph.node]
+    if sorted(names) != sorted(("PoseLandmarkCpu", "HandLandmarksLeftAndRightCpu") + _FACE_NODES):
+        raise PoseBackendError(f"mediapipe's Holistic graph has unexpected nodes {names}; this backend "
+                               f"is written for mediapipe 0.10.21: pip install 'mediapipe==0.10.21'")
+    keep = [n for n in graph.node if n.calculator not in _FACE_NODES]
+    del graph.node[:]
+    graph.node.extend(keep)
+    for field, drop in ((graph.output_stream, "FACE_LANDMARKS:"), (graph.input_side_packet, "REFINE_FACE")):
+        kept = [x for x in field if not x.startswith(drop)]
+        del field[:]
+        field.extend(kept)
+    return graph
+
+
 def _landmarks(lms: Any, with_visibility: bool) -> Optional[np.ndarray]:
     if lms is None:
         return None
@@ -104,8 +136,7 @@ class MediaPipeBackend(PeopleBackend):
         super().__init__(tracker)
         try:
             import mediapipe as mp
-
-            holistic = mp.solutions.holistic
+            from mediapipe.python.solution_base import SolutionBase
         except (ImportError, AttributeError) as e:
             raise PoseBackendError(
                 "the mediapipe pose backend needs mediapipe 0.10.21 (the last release with the "
@@ -113,11 +144,19 @@ class MediaPipeBackend(PeopleBackend):
                 f"'mediapipe==0.10.21' ({e})") from e
         _check_pose_model(mp, model_complexity, allow_download)
         self.hand_confidence = float(hand_confidence)
-        self._holistic = holistic.Holistic(
-            static_image_mode=static_image_mode, model_complexity=model_complexity,
-            smooth_landmarks=smooth_landmarks, refine_face_landmarks=False,
-            min_detection_confidence=min_detection_confidence,
-            min_tracking_confidence=min_tracking_confidence)
+        # Holistic's own arguments (mp.solutions.holistic.Holistic.__init__), on the face-less graph
+        video = not static_image_mode
+        self._holistic = SolutionBase(
+            graph_config=body_and_hands_graph(mp),
+            side_inputs={"model_complexity": model_complexity, "smooth_landmarks": smooth_landmarks and video,
+                         "enable_segmentation": False, "smooth_segmentation": video,
+                         "use_prev_landmarks": video},
+            calculator_params={
+                "poselandmarkcpu__posedetectioncpu__TensorsToDetectionsCalculator.min_score_thresh":
+                    min_detection_confidence,
+                "poselandmarkcpu__poselandmarkbyroicpu__tensorstoposelandmarksandsegmentation__"
+                "ThresholdingCalculator.threshold": min_tracking_confidence},
+            outputs=_OUTPUTS)
 
     def detect(self, frame: Frame) -> np.ndarray:
         image = np.ascontiguousarray(frame.image)  # RGB, as MediaPipe wants

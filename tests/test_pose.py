@@ -358,3 +358,38 @@ def test_mediapipe_on_real_imigue_clips(clip, shared_data):
         pose.close()
     assert hands_checked >= 10
     assert pose.errors == 0 and pose.invalid == 0
+
+
+@pytest.mark.parametrize("clip", ["covering-face.gif", "folding-arms.gif"])
+def test_mediapipe_backend_equals_stock_holistic_without_its_face(clip, shared_data):
+    """The backend runs Holistic's graph minus the face branch; on real people its keypoints are
+    stock Holistic's, mapped the same way, to the last bit (the face never reached clipmg anyway)."""
+    mp = pytest.importorskip("mediapipe")
+    from clipmg.stream.pose_mediapipe import _landmarks, mediapipe_to_openpose137
+
+    frames = read_gif(shared_data / "imigue-clips" / clip)
+    pose = create_pose_backend("mediapipe")
+    stock = mp.solutions.holistic.Holistic(model_complexity=1, refine_face_landmarks=False)
+    hands = 0
+    try:
+        for i, img in enumerate(frames):
+            ours = pose(frame(img, seq=i)).keypoints
+            r = stock.process(np.ascontiguousarray(img))
+            lh, rh = _landmarks(r.left_hand_landmarks, False), _landmarks(r.right_hand_landmarks, False)
+            want = mediapipe_to_openpose137(_landmarks(r.pose_landmarks, True), lh, rh, img.shape[1], img.shape[0])
+            np.testing.assert_array_equal(ours, want, err_msg=f"{clip} frame {i}")
+            hands += (lh is not None) + (rh is not None)
+    finally:
+        pose.close()
+        stock.close()
+    assert hands >= 10  # the hand branch really ran and was compared
+
+
+def test_body_and_hands_graph_has_no_face_branch():
+    mp = pytest.importorskip("mediapipe")
+    from clipmg.stream.pose_mediapipe import body_and_hands_graph
+
+    g = body_and_hands_graph(mp)
+    assert [n.calculator for n in g.node] == ["PoseLandmarkCpu", "HandLandmarksLeftAndRightCpu"]
+    assert not [s for s in g.output_stream if "FACE" in s]
+    assert not [s for s in g.input_side_packet if "FACE" in s]
