@@ -64,7 +64,7 @@ def write_traceback(prog: str, exc: BaseException) -> Path | None:
 
 def report_bug(prog: str, exc: BaseException, out: TextIO | None = None) -> int:
     """Say in one line that ``exc`` is an internal error and where its traceback is; return 1."""
-    out = out or sys.stderr
+    out = out or sys.stderr  # looked up now: a command may have replaced sys.stderr (stream/quiet.py)
     path = write_traceback(prog, exc)
     where = f"; the traceback is in {path}" if path else ""
     print(f"{prog}: internal error ({type(exc).__name__}: {one_line(exc, 300)}){where}; "
@@ -75,15 +75,16 @@ def report_bug(prog: str, exc: BaseException, out: TextIO | None = None) -> int:
 
 
 def run_command(prog: str, body: Callable[[], int | None], out: TextIO | None = None) -> int:
-    """Run a command's ``body`` under the convention above and return its exit status."""
-    out = out or sys.stderr
+    """Run a command's ``body`` under the convention above and return its exit status. ``out``
+    (default: ``sys.stderr`` as it is when the error is reported, since a command may replace it
+    while it runs, stream/quiet.py) receives the one line."""
     try:
         code = body()
     except ClipmgError as e:
-        print(f"{prog}: {one_line(e)}", file=out, flush=True)
+        print(f"{prog}: {one_line(e)}", file=out or sys.stderr, flush=True)
         return EXIT_USER
     except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=out, flush=True)
+        print(f"{prog}: interrupted", file=out or sys.stderr, flush=True)
         return EXIT_INTERRUPTED
     except SystemExit as e:  # argparse's own exit (2 for a bad flag, 0 for --help)
         return e.code if isinstance(e.code, int) else (EXIT_OK if e.code is None else EXIT_USER)

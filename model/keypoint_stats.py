@@ -1,0 +1,146 @@
+"""Statistics of keypoint sequences that tell real pose estimates from drawn ones (numpy only).
+
+Every sequence is OpenPose's 137-point layout in pixels, ``(T, 137, 3)`` with confidence 0 for a
+missing point (what the OpenPose reader, the MediaPipe backend and the synthetic set all produce).
+Lengths are in **shoulder widths**: within a frame (hand to face) the frame's own distance between
+BODY_25's shoulders, for motion across frames (jitter, sway, speed) the sequence's median one,
+times in seconds, so a 1280×720 press conference, a 600×338 GIF and a 160×120 synthetic frame
+compare directly. ``labels`` (``(T,)`` int, -1 outside gestures) separates gesture frames from idle
+ones where a sequence has them.
+
+The statistics (``keypoint_statistics``):
+
+- ``person``: fraction of frames with any body point.
+- ``conf_median`` / ``conf_p10`` per upper-body joint and for hand points: confidence where present.
+- ``missing`` per upper-body joint: fraction of person frames where it is absent; ``hand_missing``:
+  fraction of person frames where a hand has fewer than 3 points (the person's left / right).
+- ``jitter``: median absolute second difference of upper-body joints between consecutive frames
+  (``|x[t+1] - 2 x[t] + x[t-1]|``), shoulder widths: the frame-to-frame noise a smooth motion does
+  not have.
+- ``sway``: the neck's RMS distance from its own mean over 1-second windows of idle frames, median
+  over windows, shoulder widths: how much a person who is not gesturing moves.
+- ``wrist_speed_p50`` / ``_p90``: wrist speed during gestures, shoulder widths a second.
+- ``hand_face_gesture`` / ``hand_face_idle``: the nearer wrist's distance to the nose, median over
+  gesture / idle frames, shoulder widths.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Optional
+
+import numpy as np
+
+from .layouts import SOURCE_OFFSETS
+
+NOSE, NECK, RSHO, RELB, RWRI, LSHO, LELB, LWRI, REYE, LEYE, REAR, LEAR = 0, 1, 2, 3, 4, 5, 6, 7, 15, 16, 17, 18
+UPPER_BODY: Dict[str, int] = {"nose": NOSE, "neck": NECK, "r_shoulder": RSHO, "r_elbow": RELB, "r_wrist": RWRI,
+                              "l_shoulder": LSHO, "l_elbow": LELB, "l_wrist": LWRI, "r_eye": REYE, "l_eye": LEYE,
+                              "r_ear": REAR, "l_ear": LEAR}
+HANDS = {"left": SOURCE_OFFSETS["lhand"], "right": SOURCE_OFFSETS["rhand"]}
+SWAY_WINDOW_S = 1.0  # the synthetic set's idle gaps last 0.24-1.44 s
+
+
+def shoulder_width(kp: np.ndarray) -> float:
+    """Median shoulder width in pixels over frames with both shoulders (NaN when none has)."""
+    both = (kp[:, RSHO, 2] > 0) & (kp[:, LSHO, 2] > 0)
+    if not both.any():
+        return float("nan")
+    return float(np.median(np.linalg.norm(kp[both, RSHO, :2] - kp[both, LSHO, :2], axis=1)))
+
+
+def frame_scale(kp: np.ndarray) -> np.ndarray:
+    """``(T,)`` pixels per shoulder width: each frame's own, the sequence median where one is missing."""
+    both = (kp[:, RSHO, 2] > 0) & (kp[:, LSHO, 2] > 0)
+    own = np.linalg.norm(kp[:, RSHO, :2] - kp[:, LSHO, :2], axis=1)
+    return np.where(both & (own > 0), own, shoulder_width(kp))
+
+
+def _median(x: np.ndarray) -> float:
+    return float(np.median(x)) if x.size else float("nan")
+
+
+def _pct(x: np.ndarray, q: float) -> float:
+    return float(np.percentile(x, q)) if x.size else float("nan")
+
+
+def nearer_wrist_to_nose(kp: np.ndarray, unit) -> np.ndarray:
+    """Per frame, the nearer present wrist's distance to the nose in ``unit`` pixels (a number or
+    :func:`frame_scale`'s ``(T,)``; NaN when the nose or both wrists are missing)."""
+    out = np.full(len(kp), np.nan)
+    nose = kp[:, NOSE]
+    for w in (RWRI, LWRI):
+        ok = (nose[:, 2] > 0) & (kp[:, w, 2] > 0)
+        d = np.linalg.norm(kp[:, w, :2] - nose[:, :2], axis=1) / unit
+        out = np.where(ok & ~(out <= d), d, out)  # keeps the smaller; NaN counts as larger
+    return out
+
+
+def keypoint_statistics(kp: np.ndarray, fps: float, labels: Optional[np.ndarray] = None) -> Dict[str, object]:
+    """The statistics above for one sequence ``(T, 137, 3)`` at ``fps``; ``labels`` ``(T,)`` (-1: idle)."""
+    kp = np.asarray(kp, np.float32)
+    if kp.ndim != 3 or kp.shape[1:] != (137, 3):
+        raise ValueError(f"keypoints must be (T, 137, 3), got {kp.shape}")
+    if not np.isfinite(kp).all():
+        kp = np.where(np.isfinite(kp), kp, 0.0).astype(np.float32)
+        kp[kp[..., 2] <= 0] = 0.0
+    t = len(kp)
+    labels = np.full(t, -1) if labels is None else np.asarray(labels)
+    unit = np.full(t, shoulder_width(kp))  # motion across frames: one scale for the sequence
+    body = kp[:, :25]
+    person = (body[..., 2] > 0).any(axis=1)
+    gesture, idle = person & (labels >= 0), person & (labels < 0)
+    stats: Dict[str, object] = {"frames": t, "fps": fps, "shoulder_px": shoulder_width(kp), "person": float(person.mean()) if t else 0.0,
+                                "gesture_frames": int(gesture.sum()), "idle_frames": int(idle.sum())}
+    conf_med, conf_p10, missing = {}, {}, {}
+    for name, j in UPPER_BODY.items():
+        c = kp[person, j, 2]
+        conf_med[name], conf_p10[name] = _median(c[c > 0]), _pct(c[c > 0], 10)
+        missing[name] = float((c <= 0).mean()) if c.size else float("nan")
+    hand_conf, hand_missing = [], {}
+    for side, off in HANDS.items():
+        h = kp[person, off:off + 21, 2]
+        hand_conf.append(h[h > 0])
+        hand_missing[side] = float(((h > 0).sum(axis=1) < 3).mean()) if h.size else float("nan")
+    hc = np.concatenate(hand_conf)
+    conf_med["hand points"], conf_p10["hand points"] = _median(hc), _pct(hc, 10)
+    stats.update(conf_median=conf_med, conf_p10=conf_p10, missing=missing, hand_missing=hand_missing)
+
+    ub = np.array(list(UPPER_BODY.values()))
+    xy, ok = kp[:, ub, :2] / unit[:, None, None], kp[:, ub, 2] > 0
+    if t >= 3:
+        acc = np.linalg.norm(xy[2:] - 2 * xy[1:-1] + xy[:-2], axis=-1)
+        acc_ok = ok[2:] & ok[1:-1] & ok[:-2]
+        stats["jitter"] = _median(acc[acc_ok])
+    else:
+        stats["jitter"] = float("nan")
+
+    n = max(2, int(round(SWAY_WINDOW_S * fps)))
+    neck_ok = idle & (kp[:, NECK, 2] > 0)
+    sway = []
+    for s in range(0, t - n + 1, n):
+        if neck_ok[s:s + n].all():
+            p = kp[s:s + n, NECK, :2] / unit[s:s + n, None]
+            sway.append(np.sqrt(((p - p.mean(axis=0)) ** 2).sum(axis=1).mean()))
+    stats["sway"] = _median(np.array(sway))
+    stats["sway_windows"] = len(sway)
+
+    speeds = []
+    for w in (RWRI, LWRI):
+        v = np.linalg.norm(np.diff(kp[:, w, :2], axis=0), axis=1) / unit[1:] * fps
+        v_ok = (kp[1:, w, 2] > 0) & (kp[:-1, w, 2] > 0) & gesture[1:] & gesture[:-1]
+        speeds.append(v[v_ok])
+    sp = np.concatenate(speeds) if speeds else np.zeros(0)
+    stats["wrist_speed_p50"], stats["wrist_speed_p90"] = _median(sp), _pct(sp, 90)
+
+    d = nearer_wrist_to_nose(kp, frame_scale(kp))  # within a frame: the frame's own scale
+    stats["hand_face_gesture"] = _median(d[gesture & np.isfinite(d)])
+    stats["hand_face_idle"] = _median(d[idle & np.isfinite(d)])
+    return stats
+
+
+def labels_from_segments(frames: int, segments) -> np.ndarray:
+    """``(frames,)`` labels from ``(label, start, end)`` rows (inclusive ends; -1 elsewhere)."""
+    out = np.full(frames, -1, np.int64)
+    for label, start, end in segments:
+        out[max(0, start):min(frames, end + 1)] = label
+    return out

@@ -1,0 +1,115 @@
+"""The real-data report on the shared real iMiGUE samples, and the keypoint statistics behind it."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from clipmg.model.keypoint_stats import (LSHO, LWRI, NOSE, RSHO, RWRI, frame_scale, keypoint_statistics,
+                                         labels_from_segments, nearer_wrist_to_nose)
+
+CLASSES_298 = {"illustrative": 13, "touch face": 5, "touch other face part": 3, "bite lip": 3, "move torso": 3,
+               "shake shoulder": 2, "touch chin": 2, "scratch arm": 1, "touch neck": 1}  # shared/data/README.md
+
+
+def _person(t: int, shoulder_px: float = 100.0) -> np.ndarray:
+    kp = np.zeros((t, 137, 3), np.float32)
+    kp[:, RSHO] = (200 - shoulder_px / 2, 300, 0.9)
+    kp[:, LSHO] = (200 + shoulder_px / 2, 300, 0.9)
+    kp[:, 1] = (200, 300, 0.9)
+    kp[:, NOSE] = (200, 200, 0.9)
+    kp[:, RWRI] = (150, 500, 0.8)
+    kp[:, LWRI] = (250, 500, 0.8)
+    return kp
+
+
+def test_statistics_by_hand():
+    """Lengths in shoulder widths, speeds a second, jitter of a noiseless line is 0."""
+    t, fps = 50, 10.0
+    kp = _person(t)
+    kp[:, RWRI, 0] = 150 + np.arange(t) * 4.0  # the right wrist moves 4 px a frame: 0.4 shoulder widths/s
+    labels = labels_from_segments(t, [(3, 10, 39)])
+    s = keypoint_statistics(kp, fps, labels)
+    assert s["gesture_frames"] == 30 and s["idle_frames"] == 20
+    assert s["wrist_speed_p90"] == pytest.approx(0.4, rel=1e-5)  # the left wrist rests: p50 is lower
+    assert s["jitter"] == pytest.approx(0.0, abs=1e-6)
+    assert s["sway"] == pytest.approx(0.0, abs=1e-6) and s["sway_windows"] == 2  # idle 0-9, 40-49; still neck
+    assert s["missing"]["r_wrist"] == 0 and s["missing"]["r_ear"] == 1.0
+    assert s["hand_missing"] == {"left": 1.0, "right": 1.0}
+    # nearer wrist to the nose at frame 0: (150, 500) vs (200, 200) -> hypot(50, 300) px = 3.04 widths
+    d = nearer_wrist_to_nose(kp, frame_scale(kp))
+    assert d[0] == pytest.approx(math.hypot(50, 300) / 100, rel=1e-5)
+
+
+def test_statistics_see_noise_and_misses():
+    rng = np.random.default_rng(0)
+    kp = _person(200)
+    kp[:, :, :2] += rng.normal(0, 2.0, (200, 137, 2)).astype(np.float32)  # 0.02 shoulder widths of noise
+    kp[::10, LWRI] = 0  # one frame in ten without the left wrist
+    s = keypoint_statistics(kp, 25.0)
+    # second difference of i.i.d. noise: sigma * sqrt(6) per axis; its 2-D norm's median ~ 0.058
+    assert 0.04 < s["jitter"] < 0.08
+    assert s["missing"]["l_wrist"] == pytest.approx(0.1)
+    assert s["sway"] > 0.01
+    with pytest.raises(ValueError, match=r"\(T, 137, 3\)"):
+        keypoint_statistics(np.zeros((4, 25, 3)), 25.0)
+
+
+def test_touch_face_clip_of_video_298(shared_data):
+    """shared/data/README.md: in the touch-face clip (frames 168-257) the nearer wrist is 0.5
+    shoulder widths from the nose, against 0.97 outside it."""
+    from clipmg.model.keypoint_files import read_openpose_folder
+
+    kp = read_openpose_folder(shared_data / "imigue-298-skeleton" / "298" / "openpose", "298")
+    d = nearer_wrist_to_nose(kp, frame_scale(kp))
+    inside = np.zeros(len(kp), bool)
+    inside[168:258] = True
+    assert np.nanmedian(d[inside]) == pytest.approx(0.5, abs=0.03)
+    assert np.nanmedian(d[~inside]) == pytest.approx(0.97, abs=0.05)
+
+
+def test_real_data_report(shared_data, tmp_path):
+    """The command as users and docs/real-data.md run it, on the demo model and MediaPipe."""
+    pytest.importorskip("mediapipe")
+    md, js = tmp_path / "real-data.md", tmp_path / "real-data.json"
+    p = subprocess.run([sys.executable, "-m", "clipmg.train.real_data", "--data", str(shared_data),
+                        "--markdown", str(md), "--json", str(js)], capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert p.stderr == "", p.stderr  # quiet: MediaPipe's native chatter is off without -v
+    r = json.loads(js.read_text())
+    v = r["video_298"]
+    assert v["frames"] == 10534 and v["frames_with_person"] == 10534 and v["clips"] == 33
+    assert v["classes"] == CLASSES_298
+    assert v["skipped"] == "nothing skipped"
+    seg = r["segments"]["segments"]
+    assert [(s["clip"], s["start_frame"], s["end_frame"], s["true_label"]) for s in seg] == [
+        ("covering-face.gif", 0, 9, "fold arm"), ("covering-face.gif", 12, 20, "cover face"),
+        ("folding-arms.gif", 0, 17, "play things"), ("folding-arms.gif", 18, 42, "fold arm")]
+    for s in seg:
+        assert len(s["topk"]) == 3 and s["person_fraction"] == 1.0
+        assert s["top1_hit"] == (s["topk"][0]["label"] == s["true_label"])
+    assert r["segments"]["demo"] is True and r["segments"]["model"]["preset"] == "clipmg-tiny"
+    assert r["segments"]["top1"] == sum(s["top1_hit"] for s in seg)
+    k = r["keypoints"]
+    assert set(k) == {"synthetic", "openpose_298", "mediapipe_gifs"}
+    for name, s in k.items():
+        assert 0.9 <= s["person"] <= 1.0, name
+        assert s["jitter"] is not None and s["jitter"] > 0, name
+    assert k["openpose_298"]["hand_missing"]["right"] == pytest.approx(693 / 10534, abs=1e-4)
+    text = md.read_text()
+    assert "| statistic | synthetic | real OpenPose (298) | MediaPipe on real GIFs |" in text
+    assert f"**Top-1 {r['segments']['top1']} of 4" in text
+    assert p.stdout.strip() == text.strip()
+
+
+def test_real_data_report_refuses_a_folder_without_the_data(tmp_path):
+    p = subprocess.run([sys.executable, "-m", "clipmg.train.real_data", "--data", str(tmp_path)],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2
+    assert p.stderr.count("\n") == 1 and "does not hold the shared real data" in p.stderr
+    assert "Traceback" not in p.stderr
