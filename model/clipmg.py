@@ -164,10 +164,8 @@ class CLIPMG(nn.Module):
 
         Used in eval mode (inference, export, streaming, validation). Training keeps the textbook
         forms: equal in exact arithmetic but rounded differently, and a training run is a chaotic
-        function of its rounding (the training proof's command, docs/training.md, reached 90.0 %
-        with them and 87.5 % with this form), so published runs stay reproducible bit for bit;
-        a training step is dominated by the frame encoder and the loader (the proof's epochs took
-        11.3 s with this form against 11.7 s).
+        function of its rounding, so published runs stay reproducible bit for bit (the measured
+        effect on the training proof: docs/model.md, step 8).
         """
         blk = self.visual.transformer.resblocks[-1]
         attn = blk.attn
