@@ -120,6 +120,11 @@ def detect_artifact(path: Path) -> Tuple[str, Path]:
     if p.is_file() and p.suffix == ".safetensors":
         return "checkpoint", p
     if p.is_file() and p.suffix in (".onnx", ".engine", ".plan") or p.name == MANIFEST:
+        if not (p.parent / MANIFEST).is_file():  # a model file on its own, not part of an export
+            maker = "clipmg-export" if p.suffix == ".onnx" else "clipmg-build"
+            raise EngineError(f"{p} is a single {p.suffix} file, but clipmg runs an export directory made by "
+                              f"{maker} (its graphs plus {MANIFEST}); give that directory, or export the "
+                              f"checkpoint with {maker}")
         p = p.parent
     if p.is_dir():
         if not (p / MANIFEST).is_file() and not any(p.glob("*.onnx")) and not any(p.glob("*.engine")):

@@ -24,10 +24,12 @@ from typing import Any, Dict, Tuple
 import numpy as np
 
 from clipmg.model import ModelConfig
+from clipmg.model.errors import ClipmgError
 
 
-class EngineError(ValueError):
-    """An artifact that cannot be run; the message says why and what to do."""
+class EngineError(ClipmgError, ValueError):
+    """An artifact that cannot be run, or an engines tool's input that cannot work; the message says
+    why and what to do (a ``ClipmgError``: exit status 2, one line)."""
 
 
 class Engine(ABC):

@@ -24,8 +24,10 @@ from typing import Any, Callable, Dict, List, Sequence, Tuple
 
 import numpy as np
 
+from clipmg.model.errors import run_command
+
 from .base import Engine, EngineError
-from .cli import Log, stderr as _stderr
+from .cli import Log, check_flag, file_errors, stderr as _stderr
 
 ORT_VARIANTS: Dict[str, Dict[str, Any]] = {  # session settings compared; "threads2-nospin" is clipmg's default
     "ort-defaults": {"threads": None, "allow_spinning": None},  # ORT's own: all graph optimisations,
@@ -165,8 +167,11 @@ def render(results: List[Dict[str, Any]], ceiling: Dict[str, float], meta: Dict[
 
 
 def main(argv: List[str] | None = None) -> int:
-    from .cli import one_line
+    """``clipmg-bench``: 0 measured, 2 bad input (one line)."""
+    return run_command("clipmg-bench", lambda: _main(argv))
 
+
+def _main(argv: List[str] | None) -> int:
     ap = argparse.ArgumentParser(prog="clipmg-bench", description="Benchmark clipmg engines against eager PyTorch.")
     ap.add_argument("--presets", nargs="+", default=["clipmg-vitb32", "clipmg-vitb16"])
     ap.add_argument("--backends", nargs="+", default=["torch", "onnxruntime", "tensorrt"],
@@ -182,18 +187,22 @@ def main(argv: List[str] | None = None) -> int:
     ap.add_argument("--markdown", type=Path, help="also write the tables to this file")
     ap.add_argument("--json", type=Path, help="also write the raw results to this file")
     args = ap.parse_args(argv)
-    if args.repeats < 1 or args.threads < 1 or min(args.batches) < 1:
-        print("clipmg-bench: error: --repeats, --threads and --batches must be positive", file=sys.stderr)
-        return 2
-    import torch
-
+    check_flag("--repeats", args.repeats, 1, 10_000, integer=True)
+    check_flag("--threads", args.threads, 1, 1024, integer=True)
+    for b in args.batches:
+        check_flag("--batches", b, 1, 1024, integer=True)
+    if args.torch_device != "cpu" and not args.torch_device.startswith("cuda"):
+        raise EngineError(f"--torch-device {args.torch_device!r} is not allowed: give cpu, cuda or cuda:N")
+    for flag, path in (("--markdown", args.markdown), ("--json", args.json)):
+        if path is not None and not path.expanduser().resolve().parent.is_dir():
+            raise EngineError(f"{flag} {path}: the folder {path.parent} does not exist; create it or choose another file")
     from clipmg.model import list_presets
 
     unknown = [p for p in args.presets if p not in list_presets()]
     if unknown:
-        print(f"clipmg-bench: error: unknown preset(s) {', '.join(unknown)}; choose from {', '.join(list_presets())}",
-              file=sys.stderr)
-        return 2
+        raise EngineError(f"unknown preset(s) {', '.join(unknown)}; choose from {', '.join(list_presets())}")
+    import torch
+
     torch.set_num_threads(args.threads)
     from .flops import matmul_ceiling
 
@@ -201,26 +210,23 @@ def main(argv: List[str] | None = None) -> int:
     meta = {"date": dt.date.today().isoformat(), "machine": machine, "cpus": os.cpu_count(),
             "loadavg": {"before": round(os.getloadavg()[0], 1)},
             "threads": args.threads, "command": "clipmg-bench " + " ".join(sys.argv[1:] if argv is None else argv)}
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            workdir = args.workdir or Path(tmp)
-            workdir.mkdir(parents=True, exist_ok=True)
-            ceilings, results = [matmul_ceiling()], []
-            for p in args.presets:  # the ceiling is measured between presets too: the best one is kept
-                results.append(bench_preset(p, workdir, args.backends, args.ort_variants, sorted(set(args.batches)),
-                                            args.repeats, args.int8, args.torch_device, _stderr))
-                ceilings.append(matmul_ceiling())
-    except (EngineError, ValueError, OSError) as e:
-        print(f"clipmg-bench: error: {one_line(e)}", file=sys.stderr)
-        return 2
+    with file_errors(), tempfile.TemporaryDirectory() as tmp:
+        workdir = args.workdir or Path(tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
+        ceilings, results = [matmul_ceiling()], []
+        for p in args.presets:  # the ceiling is measured between presets too: the best one is kept
+            results.append(bench_preset(p, workdir, args.backends, args.ort_variants, sorted(set(args.batches)),
+                                        args.repeats, args.int8, args.torch_device, _stderr))
+            ceilings.append(matmul_ceiling())
     meta["loadavg"]["after"] = round(os.getloadavg()[0], 1)
     ceiling = {k: max(c[k] for c in ceilings) for k in ceilings[0]}
     text = render(results, ceiling, meta)
     print(text)
-    if args.markdown:
-        args.markdown.write_text(text + "\n")
-    if args.json:
-        args.json.write_text(json.dumps({"meta": meta, "ceiling": ceilings, "results": results}, indent=2))
+    with file_errors():
+        if args.markdown:
+            args.markdown.write_text(text + "\n")
+        if args.json:
+            args.json.write_text(json.dumps({"meta": meta, "ceiling": ceilings, "results": results}, indent=2))
     return 0
 
 

@@ -31,15 +31,17 @@ from pathlib import Path
 from typing import Any, Dict, List, Tuple
 
 
+from clipmg.model.errors import run_command
 from clipmg.model.files import atomic_write_bytes
 
 from .base import EngineError
-from .cli import Log, stderr as _stderr
+from .cli import Log, check_flag, file_errors, one_line, stderr as _stderr
 
 PRECISIONS = ("fp16", "fp32", "bf16")
 ROUTES = ("onnx", "torch-tensorrt")
 ENGINE_FILES = {"frame_encoder": "frame_encoder.engine", "window_head": "window_head.engine"}
 DEFAULT_TOLERANCE = {"fp32": 1e-3, "fp16": 1e-2, "bf16": 5e-2}
+MAX_BATCH = 1024  # --max-batch, --opt-batch, --max-windows: the largest profile this tool builds
 Shapes = Dict[str, Tuple[Tuple[int, ...], Tuple[int, ...], Tuple[int, ...]]]
 
 
@@ -68,14 +70,19 @@ class BuildOptions:
     tolerance: float | None = None  # relative error limit of the check (default by precision)
 
     def validate(self) -> None:
+        """``EngineError`` (one sentence naming the allowed values) for options that cannot work."""
         if self.precision not in PRECISIONS or self.head_precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}")
+            raise EngineError(f"precision must be one of {', '.join(PRECISIONS)}")
         if self.via not in ROUTES:
-            raise ValueError(f"--via must be one of {', '.join(ROUTES)}, got {self.via!r}")
-        if not 1 <= self.opt_batch <= self.max_batch:
-            raise ValueError(f"need 1 <= opt_batch <= max_batch, got {self.opt_batch} and {self.max_batch}")
-        if self.max_windows < 1 or self.workspace_gib <= 0:
-            raise ValueError("max_windows must be at least 1 and workspace_gib positive")
+            raise EngineError(f"--via must be one of {', '.join(ROUTES)}, got {self.via!r}")
+        check_flag("--max-batch", self.max_batch, 1, MAX_BATCH, integer=True)
+        check_flag("--opt-batch", self.opt_batch, 1, MAX_BATCH, integer=True)
+        if not self.opt_batch <= self.max_batch:
+            raise EngineError(f"need 1 <= opt_batch <= max_batch, got {self.opt_batch} and {self.max_batch}")
+        check_flag("--max-windows", self.max_windows, 1, MAX_BATCH, integer=True)
+        check_flag("--workspace-gib", self.workspace_gib, 0.0, 1024.0, above=True)
+        check_flag("--device", self.device, 0, 63, integer=True)
+        check_flag("--tolerance", self.tolerance, 0.0)
 
 
 def default_timing_cache(here: Any) -> Path:
@@ -431,8 +438,12 @@ def build_engines(source: str | Path, out_dir: str | Path, opts: BuildOptions = 
 
 
 def main(argv: List[str] | None = None) -> int:
-    from .cli import one_line
+    """``clipmg-build``: 0 built and checked, 1 the build or its check failed, 2 bad input, 3 no GPU or
+    no TensorRT here (one line each)."""
+    return run_command("clipmg-build", lambda: _main(argv))
 
+
+def _main(argv: List[str] | None) -> int:
     ap = argparse.ArgumentParser(prog="clipmg-build", description="Build TensorRT engines (frame encoder + window "
                                  "head) from a clipmg ONNX export or checkpoint. Needs an NVIDIA GPU and TensorRT.")
     ap.add_argument("source", type=Path, help="ONNX export directory (clipmg-export) or checkpoint .safetensors")
@@ -456,22 +467,22 @@ def main(argv: List[str] | None = None) -> int:
     ap.add_argument("--variant", help="refuse a model of another variant")
     ap.add_argument("--preset", help="refuse a model of another preset")
     args = ap.parse_args(argv)
+    check_flag("--num-classes", args.num_classes, 2, integer=True)
     opts = BuildOptions(args.precision, args.head_precision, args.via, args.max_batch, args.opt_batch,
                         args.max_windows, args.workspace_gib, "" if args.no_timing_cache else args.timing_cache,
                         args.device, not args.no_check, args.tolerance)
     expect = {k: v for k, v in (("num_classes", args.num_classes), ("variant", args.variant),
                                 ("preset", args.preset)) if v is not None}
+    opts.validate()
     try:
-        build_engines(args.source, args.out_dir, opts, **expect)
-    except EnvironmentMissing as e:
+        with file_errors():
+            build_engines(args.source, args.out_dir, opts, **expect)
+    except EnvironmentMissing as e:  # not the input's fault, nor a bug: exit 3 (docs/engines.md)
         print(f"clipmg-build: {one_line(e)}", file=sys.stderr)
         return 3
     except BuildFailed as e:
         print(f"clipmg-build: build failed: {one_line(e)}", file=sys.stderr)
         return 1
-    except (EngineError, ValueError, OSError) as e:
-        print(f"clipmg-build: error: {one_line(e)}", file=sys.stderr)
-        return 2
     return 0
 
 

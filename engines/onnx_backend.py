@@ -21,10 +21,10 @@ def session_options(threads: int | None = None, graph_optimization: str = "all",
     import onnxruntime as ort
 
     if graph_optimization not in GRAPH_OPTIMIZATION:
-        raise ValueError(f"graph_optimization must be one of {', '.join(GRAPH_OPTIMIZATION)}, "
+        raise EngineError(f"graph_optimization must be one of {', '.join(GRAPH_OPTIMIZATION)}, "
                          f"got {graph_optimization!r}")
     if threads is not None and threads < 1:
-        raise ValueError(f"threads must be at least 1, got {threads}")
+        raise EngineError(f"threads must be at least 1, got {threads}")
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads or 0
     so.inter_op_num_threads = 1
@@ -145,7 +145,7 @@ class OnnxEngine(Engine):
         meta = decode(json.dumps(manifest["metadata"]), directory / "manifest.json")
         check_expectations(meta, directory, **expect)
         if precision not in ("auto", "fp32", "int8"):
-            raise ValueError(f"precision must be auto, fp32 or int8 for ONNX Runtime, got {precision!r}")
+            raise EngineError(f"precision must be auto, fp32 or int8 for ONNX Runtime, got {precision!r}")
         int8 = manifest.get("int8") or {}
         if precision == "int8" and "frame_encoder_int8" not in manifest["files"]:
             raise EngineError(f"{directory} has no int8 frame encoder; export with clipmg-export --int8 or use fp32")

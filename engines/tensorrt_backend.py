@@ -49,7 +49,7 @@ def cuda_index(device: int | str) -> int:
         return int(d[5:])
     if d.isdigit():
         return int(d)
-    raise ValueError(f"TensorRT engines run on a CUDA device; got device {device!r} (use 0, 'cuda' or 'cuda:N')")
+    raise EngineError(f"TensorRT engines run on a CUDA device; got device {device!r} (use 0, 'cuda' or 'cuda:N')")
 
 
 class TrtRunner:

@@ -1,27 +1,37 @@
 """The checkpoint format without PyTorch: its metadata, and what a checkpoint or artifact must match.
 
 A checkpoint is one safetensors file whose header carries the JSON metadata under ``clipmg`` (model
-config, class names, clip-duration statistics, metrics, code version). Reading the metadata needs
-only ``safetensors`` and NumPy; the weights are loaded by ``clipmg.model.checkpoint``.
+config, class names, clip-duration statistics, metrics, code version, and ``tensor_sha256``: the
+digest of the weights, see :func:`tensor_digest`). Reading the metadata needs only ``safetensors``
+and NumPy; the weights are loaded by ``clipmg.model.checkpoint``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
+import mmap
 import re
 from pathlib import Path
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Sequence, Tuple
 
 from safetensors import safe_open
 
 from .config import ModelConfig
+from .errors import ClipmgError
 
 FORMAT = "clipmg-checkpoint/1"
 META_KEY = "clipmg"
+DIGEST_KEY = "tensor_sha256"  # metadata key of the weights' digest (tensor_digest)
+
+log = logging.getLogger("clipmg.model")
+_warned_no_digest: set[str] = set()
 
 
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be used; the message says why and what to do."""
+class CheckpointError(ClipmgError, ValueError):
+    """A checkpoint that cannot be used; the message says why and what to do. (A ``ValueError`` too,
+    for callers written before ``ClipmgError``.)"""
 
 
 def read_metadata(path: str | Path) -> Dict[str, Any]:
@@ -42,6 +52,83 @@ def read_metadata(path: str | Path) -> Dict[str, Any]:
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{path} has checkpoint format {meta.get('format')!r}; this version reads {FORMAT}")
     return meta
+
+
+def _header(buf: Any, where: Path | str) -> Tuple[Dict[str, Any], int]:
+    """The parsed safetensors header of the bytes ``buf`` and where its data section starts."""
+    if len(buf) < 8:
+        raise CheckpointError(f"{where} is too short to be a safetensors file; it is truncated or corrupt")
+    n = int.from_bytes(buf[:8], "little")
+    if n > len(buf) - 8:
+        raise CheckpointError(f"{where}: its safetensors header claims {n} bytes but the file has {len(buf) - 8}; "
+                              f"it is truncated or corrupt")
+    try:
+        header = json.loads(bytes(buf[8:8 + n]))
+    except (UnicodeDecodeError, ValueError) as e:
+        raise CheckpointError(f"{where}: the safetensors header is not JSON; the file is corrupt") from e
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{where}: the safetensors header is not a JSON object; the file is corrupt")
+    return header, 8 + n
+
+
+def tensor_digest(buf: Any, where: Path | str = "checkpoint") -> str:
+    """sha256 over the tensors of a safetensors file held in ``buf`` (bytes, memoryview or mmap), in
+    a defined order that does not depend on the header's layout or metadata: for each tensor name in
+    sorted order, ``name NUL dtype NUL shape (comma-separated) NUL`` and then its raw bytes."""
+    header, start = _header(buf, where)
+    h = hashlib.sha256()
+    view = memoryview(buf)
+    for name in sorted(k for k in header if k != "__metadata__"):
+        t = header[name]
+        try:
+            lo, hi = (int(x) for x in t["data_offsets"])
+            dtype, shape = str(t["dtype"]), [int(x) for x in t["shape"]]
+        except (KeyError, TypeError, ValueError) as e:
+            raise CheckpointError(f"{where}: tensor {name!r} has a malformed header entry; the file is corrupt") from e
+        if not 0 <= lo <= hi <= len(buf) - start:
+            raise CheckpointError(f"{where}: tensor {name!r} lies beyond the end of the file; it is truncated")
+        h.update(f"{name}\0{dtype}\0{','.join(map(str, shape))}\0".encode())
+        h.update(view[start + lo:start + hi])
+    return h.hexdigest()
+
+
+def with_digest(buf: Any, where: Path | str = "checkpoint") -> Tuple[bytes, memoryview]:
+    """A safetensors file in ``buf`` with :func:`tensor_digest` put into its clipmg metadata: returns
+    the new length prefix plus header, and the unchanged data section (write the two one after the
+    other). The tensor bytes are untouched; only the header grows."""
+    header, start = _header(buf, where)
+    meta = header.get("__metadata__") or {}
+    if META_KEY not in meta:
+        raise CheckpointError(f"{where} is a safetensors file without clipmg metadata")
+    info = json.loads(meta[META_KEY])
+    info[DIGEST_KEY] = tensor_digest(buf, where)
+    header["__metadata__"] = {**meta, META_KEY: json.dumps(info)}
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)  # safetensors keeps the data section 8-byte aligned
+    return len(text).to_bytes(8, "little") + text, memoryview(buf)[start:]
+
+
+def verify_digest(path: str | Path, meta: Dict[str, Any]) -> None:
+    """Refuse a checkpoint whose weights do not match the digest in its metadata (a file corrupted
+    on disk or in a copy, even when its size is right). A checkpoint written before digests existed
+    loads with one warning a file."""
+    path = Path(path)
+    want = meta.get(DIGEST_KEY)
+    if want is None:
+        key = str(path.resolve())
+        if key not in _warned_no_digest:
+            _warned_no_digest.add(key)
+            log.warning("%s has no weight digest (written by an older clipmg), so corruption of its weights cannot "
+                        "be detected; re-save it with clipmg.model.checkpoint.add_digest", path)
+        return
+    try:
+        with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+            have = tensor_digest(buf, path)
+    except OSError as e:
+        raise CheckpointError(f"cannot read checkpoint {path}: {e.strerror or e}") from e
+    if have != want:
+        raise CheckpointError(f"checkpoint {path}: the weights do not match their digest: the file is corrupt; "
+                              f"copy it again or retrain")
 
 
 def config_differences(expected: ModelConfig, actual: ModelConfig) -> List[str]:
@@ -116,12 +203,18 @@ def check_expectations(meta: Dict[str, Any], where: Path | str, what: str = "che
 
 
 def user_message(e: BaseException) -> str:
-    """An error as one line for a command line. torch's refusal of a pickle with code in it spans
-    many lines and suggests ``weights_only=False``: it is replaced by what matters (refused, why)."""
+    """An error as one line for a command line. torch's refusal of a pickle spans many lines and
+    suggests ``weights_only=False``: it is replaced by what matters. A pickle that names code
+    (``GLOBAL module.name``) is refused as such; anything else the unpickler cannot read (random
+    bytes, a damaged file) is said to be no PyTorch checkpoint file."""
     text = str(e) or type(e).__name__
     if "Weights only load failed" in text:
         found = re.search(r"GLOBAL ([\w.]+)", text)
-        text = (text.split("Weights only load failed")[0].rstrip(" :") + ": refused: the file holds pickled "
-                f"objects{f' ({found.group(1)})' if found else ''}, not only tensors, and is never run; "
-                f"give a .safetensors file or a plain state dict")
+        lead = text.split("Weights only load failed")[0].rstrip(" :")
+        if found:
+            text = (lead + f": refused: the file holds pickled objects ({found.group(1)}), not only tensors, and "
+                    f"is never run; give a .safetensors file or a plain state dict")
+        else:
+            text = (lead + ": the file is not a safetensors or PyTorch checkpoint file (or it is damaged); give a "
+                    ".safetensors file or a plain state dict saved with torch.save")
     return " ".join(text.split())

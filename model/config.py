@@ -13,11 +13,20 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Dict, Tuple
 
+from .errors import ClipmgError
+
+
+class ConfigError(ClipmgError, ValueError):
+    """A setting the user gave (a flag, a config file, a preset name) that cannot work; the message
+    names it and says what is allowed. (A ``ValueError`` too, for callers written before ``ClipmgError``.)"""
+
+
 VARIANTS: Tuple[str, ...] = ("full", "no_gating", "no_cross_attention", "no_pose_guidance", "no_pose")
 
 
 CLIP_MEAN: Tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)  # CLIP's image normalisation
 CLIP_STD: Tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
+
 # Class names that mean "no micro-gesture": trained like any class, never announced live as a gesture.
 BACKGROUND_LABELS: Tuple[str, ...] = ("no gesture", "idle", "background")
 
@@ -172,6 +181,9 @@ def load_config(name_or_path: str | Path) -> ModelConfig:
         return ModelConfig.from_dict(json.loads(presets[str(name_or_path)].read_text()))
     p = Path(name_or_path)
     if p.suffix == ".json" and p.is_file():
-        return ModelConfig.from_dict(json.loads(p.read_text()))
-    raise ValueError(f"unknown preset {str(name_or_path)!r}; choose one of {', '.join(sorted(presets))} "
+        try:
+            return ModelConfig.from_dict(json.loads(p.read_text()))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, TypeError, ValueError) as e:
+            raise ConfigError(f"model config {p} cannot be used: {e}") from e
+    raise ConfigError(f"unknown preset {str(name_or_path)!r}; choose one of {', '.join(sorted(presets))} "
                      f"or give the path of a model config JSON file")

@@ -21,13 +21,15 @@ from typing import Any, Dict, List, Sequence
 
 import numpy as np
 
+from .errors import ClipmgError
 from .layouts import NUM_OPENPOSE, assemble_openpose137, from_light_hand
 
 log = logging.getLogger("clipmg.data")
 
 
-class DataError(ValueError):
-    """A malformed, missing or unreadable data file; the message names it and says what to do."""
+class DataError(ClipmgError, ValueError):
+    """A malformed, missing or unreadable data file; the message names it and says what to do. (A
+    ``ValueError`` too, for callers written before ``ClipmgError``.)"""
 
 
 @dataclass

@@ -12,14 +12,15 @@ import dataclasses
 import ipaddress
 import json
 import logging
+import math
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Tuple
-from urllib.parse import urlparse
+from typing import Any, Dict, Optional, Tuple
 
 from clipmg.model.config import BACKGROUND_LABELS
+from clipmg.model.errors import ClipmgError
 
 from .messages import STREAM_ID_PATTERN
 
@@ -36,9 +37,24 @@ DEMO_RECORD = "clipmg-demo.mp4"  # the demo's annotated video
 # --source-option keys the capture process takes as seconds (stream/capture.py: capture_main)
 TIMING_SOURCE_OPTIONS = ("open_timeout_s", "read_timeout_s", "initial_backoff_s", "max_backoff_s",
                          "frozen_timeout_s", "stats_interval_s")
+MAX_SIDE = 8192  # --max-size: the largest frame side the ring is made for
+MAX_FPS = 1000.0  # --source-option fps=: the largest frame rate a source may be given (the capture's own limit)
+ENDPOINT_SCHEMES = ("tcp", "ipc", "inproc")  # ZeroMQ transports --endpoint may name
+TRUE_WORDS, FALSE_WORDS = ("true", "1", "yes"), ("false", "0", "no")  # how a boolean option may be written
+# --source-option keys by source kind (stream/sources.py open_source, stream/capture.py capture_main): the
+# capture's own keys apply to every source; each kind adds the keys its source class takes.
+CAPTURE_SOURCE_OPTIONS = (*TIMING_SOURCE_OPTIONS, "pace", "max_frames")
+SOURCE_OPTIONS: Dict[str, Tuple[str, ...]] = {
+    "synthetic": ("fps", "width", "height", "keypoints", "clip_frames", "gap_frames", "noise_px", "dropout",
+                  "classes"),
+    "webcam": ("fps", "width", "height", "api"),
+    "stream": ("ffmpeg_options", "api"),
+    "folder": ("fps", "loop"),
+    "file": ("fps", "loop", "api"),
+}
 
 
-class ConfigError(ValueError):
+class ConfigError(ClipmgError, ValueError):
     """A configuration that cannot run; the message is one sentence saying what to change."""
 
 
@@ -128,6 +144,10 @@ class StreamConfig:
 
     def validate(self, group: int = 4, pose_frames: int = 32) -> "StreamConfig":
         """Raise ``ConfigError`` (one sentence) for a configuration that cannot run; return self."""
+        _check_numbers(self)
+        if not all(isinstance(v, int) and 16 <= v <= MAX_SIDE for v in (self.max_width, self.max_height)):
+            raise ConfigError(f"--max-size {self.max_width}x{self.max_height} is not allowed: give WIDTHxHEIGHT of "
+                              f"at least 16x16 and at most {MAX_SIDE}x{MAX_SIDE} pixels")
         if not STREAM_ID.match(self.stream_id):
             raise ConfigError(f"stream id {self.stream_id!r} must be 1-64 letters, digits, '_' or '-' "
                               f"(it becomes part of the topic mg.window.<stream>)")
@@ -137,8 +157,6 @@ class StreamConfig:
         if self.stride > pose_frames:
             raise ConfigError(f"--stride {self.stride} is larger than the {pose_frames}-sample window: "
                               f"samples between windows would never be used; choose at most {pose_frames}")
-        if self.pose_every < 1:
-            raise ConfigError(f"--pose-every must be at least 1, got {self.pose_every}")
         if self.pose_backend not in POSE_BACKENDS:
             raise ConfigError(f"unknown pose backend {self.pose_backend!r}; choose one of {', '.join(POSE_BACKENDS)}")
         if self.fmt not in FORMATS:
@@ -147,35 +165,167 @@ class StreamConfig:
             raise ConfigError(f"unknown --rgb-batch {self.rgb_batch!r}; choose one of {', '.join(RGB_BATCHES)}")
         if self.no_person not in NO_PERSON_POLICIES:
             raise ConfigError(f"unknown no-person policy {self.no_person!r}; choose 'answer' or 'none'")
-        if self.top_k < 1:
-            raise ConfigError(f"--top-k must be at least 1, got {self.top_k}")
-        if not 0.0 <= self.threshold <= 1.0 or not 0.0 < self.event_threshold <= 1.0:
-            raise ConfigError("thresholds are probabilities: --threshold and --event-threshold must lie in [0, 1]")
-        if not 0.0 <= self.event_hysteresis < self.event_threshold:
-            raise ConfigError("--event-hysteresis must be at least 0 and below --event-threshold")
+        if not self.event_hysteresis < self.event_threshold:
+            raise ConfigError(f"--event-hysteresis {self.event_hysteresis:g} must be below --event-threshold "
+                              f"{self.event_threshold:g} (a gesture ends at threshold - hysteresis)")
         if self.ring_slots < 4 * self.pose_every:
             raise ConfigError(f"--ring-slots {self.ring_slots} is too small for --pose-every {self.pose_every}: "
                               f"give at least {4 * self.pose_every} slots")
-        if self.max_height < 16 or self.max_width < 16:
-            raise ConfigError("--max-size must be at least 16x16 pixels")
-        if self.duration_s is not None and self.duration_s <= 0:
-            raise ConfigError(f"--duration must be positive, got {self.duration_s}")
-        if self.max_windows is not None and self.max_windows < 1:
-            raise ConfigError(f"--max-windows must be at least 1, got {self.max_windows}")
-        if self.threads is not None and self.threads < 1:
-            raise ConfigError(f"--threads must be at least 1, got {self.threads}")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
-        if self.heartbeat_s <= 0 or self.sndhwm < 1:
-            raise ConfigError("--heartbeat must be positive and --hwm at least 1")
         if self.curve_allow_dir and not self.curve_secret_key:
             raise ConfigError("--curve-allow needs --curve-secret (the server's secret key file)")
-        for key, value in self.source_options:
-            if key in TIMING_SOURCE_OPTIONS and (isinstance(value, bool) or not isinstance(value, (int, float))
-                                                 or not value > 0):
-                raise ConfigError(f"--source-option {key}={value!r}: expected a positive number of seconds")
+        normalize_source_options(self.source, self.source_options)
         check_endpoint(self.endpoint, self.allow_remote)
         return self
+
+
+# Every numeric StreamConfig field: (flag, smallest, smallest allowed?, largest, kind). None: no bound;
+# kind "int" refuses non-integers. Optional fields (None) are not checked.
+NUMERIC_FIELDS: Dict[str, Tuple[str, float, bool, Optional[float], str]] = {
+    "ring_slots": ("--ring-slots", 4, True, 100_000, "int"),
+    "open_timeout_s": ("open_timeout_s", 0, False, None, "float"),
+    "read_timeout_s": ("read_timeout_s", 0, False, None, "float"),
+    "stride": ("--stride", 1, True, None, "int"),
+    "pose_every": ("--pose-every", 1, True, 1000, "int"),
+    "threads": ("--threads", 1, True, 1024, "int"),
+    "top_k": ("--top-k", 1, True, None, "int"),
+    "threshold": ("--threshold", 0, True, 1, "float"),
+    "event_threshold": ("--event-threshold", 0, False, 1, "float"),
+    "event_hysteresis": ("--event-hysteresis", 0, True, 1, "float"),
+    "event_min_duration_s": ("--event-min-duration", 0, True, 3600, "float"),
+    "event_release_s": ("event_release_s", 0, True, 3600, "float"),
+    "sndhwm": ("--hwm", 1, True, None, "int"),
+    "heartbeat_s": ("--heartbeat", 0, False, 3600, "float"),
+    "duration_s": ("--duration", 0, False, None, "float"),
+    "max_windows": ("--max-windows", 1, True, None, "int"),
+    "restart_backoff_s": ("restart_backoff_s", 0, False, 3600, "float"),
+    "restart_backoff_max_s": ("restart_backoff_max_s", 0, False, 3600, "float"),
+    "max_restarts": ("max_restarts", 0, True, None, "int"),
+}
+
+
+def check_number(flag: str, value: Any, lo: float, lo_closed: bool, hi: Optional[float], kind: str) -> None:
+    """Raise ``ConfigError`` naming ``flag`` and its allowed range when ``value`` lies outside it (or is
+    NaN, infinite, or not an integer where one is needed)."""
+    if hi is None:
+        rng = f"{'of at least' if lo_closed else 'above'} {lo:g}"
+    else:
+        rng = f"in {'[' if lo_closed else '('}{lo:g}, {hi:g}]"
+    what = "an integer" if kind == "int" else "a number"
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if ok and kind == "int":
+        ok = float(value).is_integer()
+    if ok:
+        ok = (value >= lo if lo_closed else value > lo) and (hi is None or value <= hi)
+    if not ok:
+        raise ConfigError(f"{flag} {value!r} is not allowed: give {what} {rng}")
+
+
+def _check_numbers(cfg: "StreamConfig") -> None:
+    for name, (flag, lo, lo_closed, hi, kind) in NUMERIC_FIELDS.items():
+        value = getattr(cfg, name)
+        if value is not None:
+            check_number(flag, value, lo, lo_closed, hi, kind)
+
+
+def source_kind(source: str) -> str:
+    """``synthetic``, ``webcam``, ``stream`` (a network URL), ``folder`` or ``file``: which options apply."""
+    s = source.strip()
+    if s == "synthetic" or s.startswith("synthetic:"):
+        return "synthetic"
+    if s.isdigit() or s.startswith("/dev/video"):
+        return "webcam"
+    if re.match(r"^[A-Za-z][A-Za-z0-9+.\-]*://", s) and not s.startswith("file://"):
+        return "stream"
+    s = s[len("file://"):] if s.startswith("file://") else s
+    return "folder" if Path(s).expanduser().is_dir() else "file"
+
+
+def _bool_option(key: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    word = str(value).strip().lower()
+    if word in TRUE_WORDS or word in FALSE_WORDS:
+        return word in TRUE_WORDS
+    raise ConfigError(f"--source-option {key}={value!r} is not a boolean: give one of "
+                      f"{', '.join(TRUE_WORDS + FALSE_WORDS)}")
+
+
+def normalize_source_options(source: str, options: Any) -> Tuple[Tuple[str, Any], ...]:
+    """``--source-option`` pairs checked against the source's kind and typed (booleans from
+    true/false/1/0/yes/no); ``ConfigError`` for an unknown key (listing the known ones) or a value
+    that cannot work."""
+    kind = source_kind(source)
+    known = CAPTURE_SOURCE_OPTIONS + SOURCE_OPTIONS[kind]
+    out = []
+    for key, value in options:
+        if key not in known:
+            raise ConfigError(f"--source-option {key}: not an option of a {kind} source; its options are "
+                              f"{', '.join(known)} (docs/capture.md)")
+        if key in ("loop", "pace"):
+            value = _bool_option(key, value)
+        elif key in TIMING_SOURCE_OPTIONS:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value > 0):
+                raise ConfigError(f"--source-option {key}={value!r}: expected a positive number of seconds")
+        elif key == "fps":
+            lo, hi = (1.0, 120.0) if kind == "synthetic" else (0.0, MAX_FPS)
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            if not ok or not (lo <= value <= hi if kind == "synthetic" else lo < value <= hi):
+                rng = f"[{lo:g}, {hi:g}]" if kind == "synthetic" else f"(0, {hi:g}]"
+                raise ConfigError(f"--source-option fps={value!r} is not allowed: give frames per second in {rng}"
+                                  + (" for the synthetic source" if kind == "synthetic" else ""))
+        elif key in ("width", "height", "max_frames", "api"):
+            lo = 0 if key == "api" else (64 if kind == "synthetic" else 1)
+            hi = {"width": 1920 if kind == "synthetic" else MAX_SIDE,
+                  "height": 1080 if kind == "synthetic" else MAX_SIDE}.get(key)
+            check_number(f"--source-option {key}", value, lo, True, hi, "int")
+            value = int(value)
+        elif key == "keypoints" and value not in ("exact", "observed"):
+            raise ConfigError(f"--source-option keypoints={value!r}: give exact or observed")
+        elif key == "ffmpeg_options" and not isinstance(value, str):
+            raise ConfigError(f"--source-option ffmpeg_options={value!r}: give KEY;VALUE|KEY;VALUE text")
+        out.append((key, value))
+    if kind == "synthetic":
+        _check_synthetic_options(dict(out))
+    return tuple(out)
+
+
+def _check_synthetic_options(opts: Dict[str, Any]) -> None:
+    """The synthetic generator's own check of its options (frame size, clip lengths, classes)."""
+    from clipmg.model import synthetic as synth
+
+    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in opts.items()
+              if k in synth.SynthConfig.__dataclass_fields__}
+    try:
+        synth.SynthConfig(**fields)
+    except (TypeError, ValueError) as e:
+        given = " ".join(f"{k}={v!r}" for k, v in fields.items())
+        raise ConfigError(f"--source-option {given} for the synthetic source: {e}") from None
+
+
+def parse_endpoint(endpoint: str) -> Tuple[str, str, Optional[int]]:
+    """``(scheme, host or path, port)`` of a ZeroMQ endpoint; ``ConfigError`` naming what is wrong:
+    a scheme other than tcp/ipc/inproc, a tcp endpoint without host or with a port outside 1-65535,
+    an ipc/inproc endpoint without a path or name."""
+    scheme, sep, rest = str(endpoint).partition("://")
+    form = f"give tcp://HOST:PORT (e.g. {DEFAULT_ENDPOINT}), ipc://PATH or inproc://NAME"
+    if not sep or scheme not in ENDPOINT_SCHEMES:
+        raise ConfigError(f"endpoint {endpoint!r} is not of the form tcp://HOST:PORT: {form}")
+    if scheme != "tcp":
+        if not rest:
+            raise ConfigError(f"endpoint {endpoint!r} names no {'path' if scheme == 'ipc' else 'name'}: {form}")
+        return scheme, rest, None
+    if rest.startswith("["):  # [IPv6]:port
+        host, _, tail = rest[1:].partition("]")
+        port = tail[1:] if tail.startswith(":") else ""
+    else:
+        host, _, port = rest.rpartition(":")
+    if not host or not port or "/" in rest:
+        raise ConfigError(f"endpoint {endpoint!r} is not of the form tcp://HOST:PORT (e.g. {DEFAULT_ENDPOINT})")
+    if not (port.isdigit() and 1 <= int(port) <= 65535):
+        raise ConfigError(f"endpoint {endpoint!r}: port {port!r} is not a number between 1 and 65535")
+    return scheme, host, int(port)
 
 
 def check_endpoint(endpoint: str, allow_remote: bool) -> bool:
@@ -183,17 +333,12 @@ def check_endpoint(endpoint: str, allow_remote: bool) -> bool:
 
     Returns True when the endpoint is reachable from other machines (the caller logs that).
     """
-    if endpoint.startswith(("ipc://", "inproc://")):
-        return False
-    u = urlparse(endpoint)
-    if u.scheme != "tcp" or not u.hostname or u.port is None:
-        raise ConfigError(f"endpoint {endpoint!r} is not of the form tcp://HOST:PORT (e.g. {DEFAULT_ENDPOINT})")
-    host = u.hostname
-    if host == "localhost":
+    scheme, host, _ = parse_endpoint(endpoint)
+    if scheme != "tcp" or host == "localhost":
         return False
     try:
         loop = ipaddress.ip_address(host).is_loopback
-    except ValueError:  # an interface name or host name: not loopback by construction
+    except ValueError:  # an interface name, a host name or '*': not loopback by construction
         loop = False
     if not loop and not allow_remote:
         raise ConfigError(f"endpoint {endpoint} is not a loopback address; other machines could subscribe. "
@@ -236,8 +381,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--no-pace", action="store_true", help="read files as fast as possible instead of at their fps")
     g.add_argument("--source-option", type=_kv, action="append", default=[], metavar="KEY=VALUE",
                    help="extra source option (repeatable): loop=true plays a file, folder or GIF again and again "
-                   "(windows then span the seam); fps=15 paces a folder; width=1280 height=720 ask a webcam for a "
-                   "size; read_timeout_s=2 ... (docs/capture.md lists them all)")
+                   "(windows then span the seam; true/false/yes/no/1/0); fps=15 paces a folder or file (at most "
+                   f"{MAX_FPS:g}); width=1280 height=720 ask a webcam for a size; read_timeout_s=2 ... (an unknown key "
+                   "is refused with the keys of that kind of source; docs/capture.md lists them all)")
     g.add_argument("--ring-slots", type=int, default=d.ring_slots, help="frames in the shared-memory ring")
     g.add_argument("--max-size", type=_size, default=(d.max_width, d.max_height), metavar="WxH",
                    help="largest frame kept; bigger frames are shrunk (default 1280x720)")
@@ -334,9 +480,11 @@ def config_from_args(args: argparse.Namespace) -> StreamConfig:
     record = None if args.no_record else (args.record or (DEMO_RECORD if demo else None))
     listen = args.listen if args.listen is not None else demo
     w, h = args.max_size
+    source = resolve_source(args)
     return StreamConfig(
-        source=resolve_source(args), stream_id=args.stream_id, pace=not args.no_pace, ring_slots=args.ring_slots,
-        max_height=h, max_width=w, source_options=tuple(args.source_option), stride=args.stride,
+        source=source, stream_id=args.stream_id, pace=not args.no_pace, ring_slots=args.ring_slots,
+        max_height=h, max_width=w, source_options=normalize_source_options(source, args.source_option),
+        stride=args.stride,
         pose_every=args.pose_every, pose=args.pose, pose_options=tuple(args.pose_option), engine=args.engine,
         device=args.device, threads=args.threads, precision=args.precision, pose_thread=args.pose_thread,
         pose_cache=args.pose_cache, rgb_batch=args.rgb_batch, verbose=args.verbose, demo=demo, top_k=args.top_k,

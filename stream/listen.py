@@ -17,9 +17,12 @@ import json
 import signal
 import sys
 import time
+from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-from .config import DEFAULT_ENDPOINT
+from clipmg.model.errors import run_command
+
+from .config import DEFAULT_ENDPOINT, ConfigError, check_endpoint, check_number
 from .messages import MessageError, decode, summary
 
 
@@ -56,9 +59,14 @@ def _curve_client(sock: Any, server_key: str, client_cert: Optional[str],
     elif client_cert:
         import zmq.auth
 
-        public, secret = zmq.auth.load_certificate(client_cert)
+        if not Path(client_cert).is_file():
+            raise ConfigError(f"--client-cert {client_cert}: no such file (give this client's *.key_secret file)")
+        try:
+            public, secret = zmq.auth.load_certificate(client_cert)
+        except Exception as e:  # noqa: BLE001 - zmq.auth raises several types for bad files
+            raise ConfigError(f"--client-cert {client_cert}: cannot read it as a CURVE certificate ({e})") from None
         if not secret:
-            raise ValueError(f"--client-cert {client_cert} holds no secret key (use the *.key_secret file)")
+            raise ConfigError(f"--client-cert {client_cert} holds no secret key (use the *.key_secret file)")
     else:
         public, secret = zmq.curve_keypair()
     sock.curve_publickey, sock.curve_secretkey = public, secret
@@ -118,7 +126,10 @@ def listen(endpoint: str, topics: List[str], *, out: Any = sys.stdout, raw: bool
         shown = lambda top: any(top.startswith(t) for t in topics)  # noqa: E731
         if until_stopped and not shown("mg.status."):
             sock.setsockopt(zmq.SUBSCRIBE, b"mg.status.")
-        sock.connect(endpoint)
+        try:
+            sock.connect(endpoint)
+        except zmq.ZMQError as e:
+            raise ConfigError(f"--endpoint {endpoint}: cannot connect ({e.strerror})") from None
         last = time.monotonic()
         while count is None or n < count:
             if stop is not None and stop.is_set():
@@ -166,22 +177,31 @@ def _interrupt(signum: int, frame: Any) -> None:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    """``clipmg-listen``: 0 (count reached, stopped, or the publisher said 'stopped'), 1 (nothing for
+    ``--timeout`` seconds, or the publisher said 'failed'), 2 a bad flag value (one line)."""
+    return run_command("clipmg-listen", lambda: _main(argv))
+
+
+def check_listen_args(args: argparse.Namespace) -> None:
+    """Refuse flag values that cannot work, in one sentence naming the allowed values."""
+    check_endpoint(args.endpoint, allow_remote=True)  # connecting to another machine is the point of it
+    if args.count is not None:
+        check_number("--count", args.count, 1, True, None, "int")
+    if args.timeout is not None:
+        check_number("--timeout", args.timeout, 0, False, None, "float")
+
+
+def _main(argv: Optional[List[str]]) -> int:
     args = build_parser().parse_args(argv)
+    check_listen_args(args)
     topics = args.topic or ["mg"]
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         return listen(args.endpoint, topics, raw=args.raw, pretty=args.pretty, count=args.count,
                       timeout=args.timeout, server_key=args.server_key, client_cert=args.client_cert,
                       until_stopped=args.until_stopped)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM is how a listener is meant to stop
         return 0
-    except Exception as e:  # noqa: BLE001 - one line for the user, never a traceback wall
-        import zmq
-
-        if not isinstance(e, (ValueError, OSError, RuntimeError, zmq.ZMQError)):
-            raise
-        print(f"clipmg-listen: {e} (endpoint {args.endpoint})", file=sys.stderr)
-        return 2
 
 
 def listen_main(endpoint: str, topics: List[str], stop_event: Any = None, raw: bool = False,

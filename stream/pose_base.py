@@ -11,6 +11,7 @@ from typing import Any, Dict, Optional, Protocol, Tuple, runtime_checkable
 
 import numpy as np
 
+from clipmg.model.errors import ClipmgError
 from clipmg.model.layouts import NUM_OPENPOSE, SOURCE_SIZES
 
 from .ringbuffer import Frame
@@ -23,7 +24,7 @@ log = logging.getLogger("clipmg.stream.pose")
 BODY = slice(0, SOURCE_SIZES["body"])
 
 
-class PoseBackendError(RuntimeError):
+class PoseBackendError(ClipmgError, RuntimeError):
     """A pose backend cannot be created (missing package, model files, bad option)."""
 
 

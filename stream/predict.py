@@ -37,14 +37,16 @@ from typing import Any, Dict, List, Optional, Sequence, TextIO, Tuple
 
 import numpy as np
 
-from .config import POSE_BACKENDS, PRECISIONS, ConfigError, StreamConfig, _kv
+from clipmg.model.errors import ClipmgError, run_command
+
+from .config import NUMERIC_FIELDS, POSE_BACKENDS, PRECISIONS, StreamConfig, _kv, check_number
 
 log = logging.getLogger("clipmg.predict")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
-class PredictError(ValueError):
+class PredictError(ClipmgError, ValueError):
     """Something the user can fix; the message is one sentence."""
 
 
@@ -268,24 +270,31 @@ def _check(args: argparse.Namespace) -> None:
         raise PredictError(f"{args.video}: no such video file or folder")
     if args.stride is not None and (args.stride < 4 or args.stride % 4):
         raise PredictError(f"--stride {args.stride} must be a positive multiple of 4 (the pose samples per RGB frame)")
-    if args.pose_every < 1:
-        raise PredictError(f"--pose-every must be at least 1, got {args.pose_every}")
-    if args.top_k < 1:
-        raise PredictError(f"--top-k must be at least 1, got {args.top_k}")
-    if not 0.0 <= args.threshold <= 1.0:
-        raise PredictError(f"--threshold must lie in [0, 1], got {args.threshold}")
+    for name, value in (("pose_every", args.pose_every), ("top_k", args.top_k), ("threshold", args.threshold),
+                        ("threads", args.threads)):  # the live recognizer's ranges (stream/config.py)
+        if value is not None:
+            check_number(*NUMERIC_FIELDS[name][:1], value, *NUMERIC_FIELDS[name][1:])
     if args.segments is not None and not args.segments.is_file():
         raise PredictError(f"--segments {args.segments}: no such file")
-    if args.threads is not None and args.threads < 1:
-        raise PredictError(f"--threads must be at least 1, got {args.threads}")
     if args.engine is not None and not Path(args.engine).exists():
         raise PredictError(f"--engine {args.engine}: no such file or directory")
+    for flag, path in (("--json", None if args.json_out in (None, "-") else Path(args.json_out)),
+                       ("--video-out", args.video_out)):
+        if path is not None and not path.expanduser().resolve().parent.is_dir():
+            raise PredictError(f"{flag} {path}: the folder {path.parent} does not exist; create it or choose "
+                               f"another file")
     if args.pose == "synthetic":
         raise PredictError("--pose synthetic needs the synthetic camera's keypoints, which a video file has not; "
                            "use mediapipe, openpose or replay")
 
 
 def main(argv: Optional[Sequence[str]] = None, out: TextIO = sys.stdout) -> int:
+    """``clipmg-predict``: 0 answered, 2 bad input (one line), 1 an internal error (one line naming the log
+    file that holds its traceback)."""
+    return run_command("clipmg-predict", lambda: _main(argv, out))  # its line: sys.stderr as it is then
+
+
+def _main(argv: Optional[Sequence[str]], out: TextIO) -> int:
     args = build_parser().parse_args(None if argv is None else list(argv))
     if not args.verbose:
         from .quiet import native_stderr_off
@@ -293,18 +302,14 @@ def main(argv: Optional[Sequence[str]] = None, out: TextIO = sys.stdout) -> int:
         native_stderr_off()
     logging.basicConfig(level=logging.WARNING, format="%(name)s %(levelname)s %(message)s")
     say = lambda m: print(f"[clipmg-predict] {m}", file=sys.stderr, flush=True)  # noqa: E731
-    try:
-        _check(args)
-        return _run(args, out, say)
-    except (PredictError, ConfigError) as e:
-        say(f"error: {e}")
-        return EXIT_USAGE
+    _check(args)
+    return _run(args, out, say)
 
 
 def _run(args: argparse.Namespace, out: TextIO, say: Any) -> int:
-    from .pose import PoseBackendError, create_pose_backend
+    from .pose import create_pose_backend
     from .supervisor import demo_engine
-    from .worker import FatalWorkerError, load_worker_engine
+    from .worker import load_worker_engine
 
     engine_path, banner = args.engine, ""
     if engine_path is None:
@@ -317,14 +322,8 @@ def _run(args: argparse.Namespace, out: TextIO, say: Any) -> int:
     else:
         segments = [Segment(0, frames - 1)]
     cfg = StreamConfig(engine=str(engine_path), threads=args.threads, precision=args.precision)
-    try:
-        engine = load_worker_engine(cfg)
-    except FatalWorkerError as e:
-        raise PredictError(str(e)) from None
-    try:
-        pose = create_pose_backend(args.pose, **dict(args.pose_option))
-    except PoseBackendError as e:
-        raise PredictError(str(e)) from None
+    engine = load_worker_engine(cfg)  # FatalWorkerError, PoseBackendError: ClipmgErrors, one line, exit 2
+    pose = create_pose_backend(args.pose, **dict(args.pose_option))
     with pose:
         records, keypoints = predict(args.video, engine, pose, segments, top_k=args.top_k, threshold=args.threshold,
                           background=StreamConfig().background, progress=sys.stderr.isatty())

@@ -24,14 +24,17 @@ import threading
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
+from clipmg.model.errors import ClipmgError
+
 from .config import ConfigError, check_endpoint
 from .messages import encode, topic
 
 log = logging.getLogger(__name__)
 
 
-class PublisherError(RuntimeError):
-    """The socket could not be set up; the message is one sentence saying what to do."""
+class PublisherError(ClipmgError, RuntimeError):
+    """The socket could not be set up (a bad or busy endpoint, a bad key file); the message is one
+    sentence saying what to do."""
 
 
 def _zmq() -> Any:
@@ -64,7 +67,10 @@ def load_public_key(key: str) -> bytes:
     if p.is_file():
         import zmq.auth
 
-        public, _ = zmq.auth.load_certificate(p)
+        try:
+            public, _ = zmq.auth.load_certificate(p)
+        except Exception as e:  # noqa: BLE001 - zmq.auth raises several types for bad files
+            raise PublisherError(f"--server-key {p}: cannot read it as a CURVE certificate ({e})") from None
         return public
     if len(key) == 40:
         return key.encode("ascii")

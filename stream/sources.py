@@ -29,6 +29,9 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from clipmg.model.errors import ClipmgError
+
+from .config import MAX_FPS
 from .redact import redact_text, redact_url
 
 __all__ = ["Source", "SourceOpenError", "open_source", "to_rgb", "ffmpeg_capture_options",
@@ -42,7 +45,7 @@ Read = Tuple[Optional[np.ndarray], Optional[np.ndarray]]
 _USER_FFMPEG_OPTIONS = os.environ.get("OPENCV_FFMPEG_CAPTURE_OPTIONS") or None
 
 
-class SourceOpenError(RuntimeError):
+class SourceOpenError(ClipmgError, RuntimeError):
     """A source could not be opened; the message (credentials redacted) says what was tried."""
 
 
@@ -196,8 +199,11 @@ class CvSource(Source):
         self._open()
 
     def _open(self) -> None:
+        import time
+
         import cv2
 
+        t0 = time.monotonic()
         if isinstance(self.target, int) or str(self.target).startswith("/dev/video"):
             api = cv2.CAP_ANY if self._api is None else self._api
             cap = cv2.VideoCapture(self.target, api)
@@ -221,8 +227,11 @@ class CvSource(Source):
             cap.release()
             what = "camera" if self.live and "://" not in str(self.target) else (
                 "stream" if self.live else "video file")
-            raise SourceOpenError(f"could not open {what} {self.name} (within "
-                                  f"{self._open_timeout_ms / 1000:g} s)")
+            # the open timeout is named only when it is what ended the attempt (a missing or
+            # undecodable file fails at once: "within 5 s" would send the user looking at the network)
+            waited = time.monotonic() - t0 >= 0.9 * self._open_timeout_ms / 1000
+            raise SourceOpenError(f"could not open {what} {self.name}" + (
+                f" (no answer within {self._open_timeout_ms / 1000:g} s)" if waited else ""))
         self._cap = cap
         self.fps = _clean_fps(self._fps_override or cap.get(cv2.CAP_PROP_FPS), 30.0)
         self.size = (int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
@@ -381,12 +390,17 @@ def open_source(spec: str, **opts: Any) -> Source:
     """Open the source named by ``spec`` (see the module docstring for the forms).
 
     Common options: ``open_timeout_s``, ``read_timeout_s`` (OpenCV sources), ``loop`` (files,
-    folders, synthetic), ``fps`` (folders and synthetic: the nominal rate; webcams: a request),
+    folders), ``fps`` (folders and synthetic: the nominal rate; webcams: a request),
     ``width``/``height`` (webcam requests), ``ffmpeg_options`` (``key;value|...``). Unknown options
-    are ignored by the sources that do not use them.
+    are ignored by the sources that do not use them (``clipmg-live`` refuses them first:
+    ``stream/config.py`` ``normalize_source_options``); an ``fps`` outside (0, ``MAX_FPS``] is refused.
     Raises :class:`SourceOpenError` (message redacted) when the source cannot be opened.
     """
     spec = str(spec).strip()
+    fps = opts.get("fps")
+    if fps is not None and not (isinstance(fps, (int, float)) and not isinstance(fps, bool)
+                                and np.isfinite(fps) and 0 < fps <= MAX_FPS):
+        raise SourceOpenError(f"fps={fps!r} is not allowed: give frames per second in (0, {MAX_FPS:g}]")
     cv_keys = ("open_timeout_s", "read_timeout_s", "loop", "fps", "width", "height",
                "ffmpeg_options", "api")
     cv_opts = {k: v for k, v in opts.items() if k in cv_keys}

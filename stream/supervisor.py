@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Sequence, TextIO, Tuple
 
+from clipmg.model.errors import EXIT_BUG, EXIT_OK, EXIT_USER, run_command
+
 from .backoff import Backoff
 from .config import ConfigError, StreamConfig, build_parser, check_ring_fits, check_source, config_from_args
 
@@ -30,7 +32,10 @@ log = logging.getLogger("clipmg.live")
 
 STARTUP_TIMEOUT_S = 180.0  # the worker must be ready (engine loaded) within this long
 END_OF_SOURCE_TIMEOUT_S = 60.0  # after a file ends, the worker's last windows must be out within this long
-EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+# Exit statuses (model/errors.py): 0 stopped normally; 1 the run failed (the source cannot be read, the
+# worker keeps crashing: not the configuration, and not a bug either; a bug also exits 1, with its log
+# file named); 2 a bad configuration (a ClipmgError: one sentence, "clipmg-live: ...").
+EXIT_FAILED, EXIT_CONFIG = EXIT_BUG, EXIT_USER
 
 
 # ---------------------------------------------------------------------------------- engine
@@ -52,14 +57,10 @@ def resolve_engine(cfg: StreamConfig, say: Callable[[str], None]) -> StreamConfi
         if not Path(cfg.engine).exists():
             raise ConfigError(f"--engine {cfg.engine}: no such file or directory (give a .safetensors checkpoint or "
                               f"a directory written by clipmg-export / clipmg-build)")
-        if cfg.precision != "auto":
-            from clipmg.engines import EngineError
-            from clipmg.engines.artifacts import detect_artifact
+        from clipmg.engines.artifacts import detect_artifact
 
-            try:
-                kind, _ = detect_artifact(Path(cfg.engine))
-            except EngineError:  # not an artifact at all: the worker says so when it loads it
-                return cfg
+        kind, _ = detect_artifact(Path(cfg.engine))  # EngineError: not something clipmg runs (exit 2, before any process)
+        if cfg.precision != "auto":
             if kind != "onnx":
                 raise ConfigError(f"--precision {cfg.precision} applies to an exported ONNX engine; {cfg.engine} is "
                                   f"a {kind}, which runs at its own precision (export a checkpoint with "
@@ -165,6 +166,7 @@ class Supervisor:
         self._capture_backoff = Backoff(cfg.restart_backoff_s, max(cfg.restart_backoff_s, cfg.restart_backoff_max_s))
         self._capture_started = 0.0
         self._state = "starting"
+        self.config_error = ""  # why the run ended with EXIT_CONFIG (main reports it as one line)
 
     def say(self, text: str) -> None:
         print(f"[clipmg-live] {text}", file=self.out, flush=True)
@@ -241,11 +243,15 @@ class Supervisor:
             if t.worker_state == "ready":
                 t.model = dict(ev.get("model", {}))
                 self.frames_go.set()  # a file starts playing now, from its first frame
+                if self._state in ("stopping", "stopped", "failed") or t.source_state == "failed":
+                    return  # the run is ending (the source could not be opened): nothing to announce
                 if t.ready_at is None:
                     t.ready_at = time.monotonic()
                     cache = "frame + pose cache" if ev.get("pose_cache") else "frame cache"
+                    stops = "" if self.cfg.duration_s is None else (
+                        f"; stops by itself after {self.cfg.duration_s:g} s (Ctrl-C stops it sooner)")
                     self.say(f"model ready: {t.model.get('preset')} ({t.model.get('backend')}, {t.model.get('precision')}, "
-                             f"{cache}); publishing on {self.endpoint}")
+                             f"{cache}); publishing on {self.endpoint}{stops}")
                 else:
                     self.say("worker restarted and ready")
                 self._state = "running"
@@ -321,8 +327,7 @@ class Supervisor:
         from .worker import EXIT_FATAL
 
         if t.fatal or code == EXIT_FATAL:
-            self.say(f"cannot run: {t.fatal or 'the worker reported a configuration error'}")
-            return EXIT_CONFIG
+            return self._refuse(f"cannot run: {t.fatal or 'the worker reported a configuration error'}")
         if t.worker_done and code == 0:
             return EXIT_OK
         t.retire_worker()
@@ -335,6 +340,11 @@ class Supervisor:
         self.status(link, "restarting", msg)
         self._restart_at = now + delay
         return None
+
+    def _refuse(self, why: str) -> int:
+        """End the run as a bad configuration: ``main`` says ``why`` in one line (exit 2)."""
+        self.config_error = why
+        return EXIT_CONFIG
 
     def _plan_restart(self, backoff: Backoff, what: str) -> Tuple[float, str]:
         """Count a restart, take its delay from ``backoff`` (the next one is
@@ -434,17 +444,15 @@ class Supervisor:
                           curve_secret_key=c.curve_secret_key, curve_allow_dir=c.curve_allow_dir,
                           curve_allow_keys=[listener_keys[0]] if listener_keys else ())
         except PublisherError as e:
-            self.say(str(e))
-            return EXIT_CONFIG
+            return self._refuse(str(e))
         self._endpoint = relay.endpoint
         self.relay = relay
         try:
             check_ring_fits(c)
             ring = FrameRing.create(c.ring_slots, c.max_height, c.max_width)
-        except (ConfigError, OSError, ValueError) as e:
+        except (ConfigError, OSError) as e:  # too big for /dev/shm, or no shared memory at all
             relay.close()
-            self.say(f"cannot create the shared-memory frame ring: {e}")
-            return EXIT_CONFIG
+            return self._refuse(f"cannot create the shared-memory frame ring: {e}")
         ring_name = ""
         restore = self._install_signals()
         try:
@@ -529,20 +537,30 @@ def _connectable(endpoint: str) -> str:
 # ---------------------------------------------------------------------------------- entry point
 def main(argv: Optional[Sequence[str]] = None, *, out: TextIO = sys.stderr,
          engine_factory: Optional[Callable[[StreamConfig], Any]] = None) -> int:
-    """``clipmg-live``: returns 0 (stopped normally), 1 (a runtime failure) or 2 (a bad configuration)."""
+    """``clipmg-live`` (and ``run_live.py``), under the convention of ``model/errors.py``. Returns
+
+    - 0: stopped normally (a signal, ``--duration``, ``--max-windows``, the end of a file);
+    - 1: the run failed (the source cannot be read, the worker keeps crashing), said on the lines
+      before; or an internal error: one line naming the log file that holds its traceback;
+    - 2: a bad configuration, found before any process starts or by the worker when it loads the
+      engine and pose backend (a ``ClipmgError``): one line, ``clipmg-live: <what to change>``.
+    """
+    return run_command("clipmg-live", lambda: _main(argv, out, engine_factory), out=out)
+
+
+def _main(argv: Optional[Sequence[str]], out: TextIO,
+          engine_factory: Optional[Callable[[StreamConfig], Any]]) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     args = build_parser().parse_args(None if argv is None else list(argv))
     say = lambda m: print(f"[clipmg-live] {m}", file=out, flush=True)  # noqa: E731
-    try:
-        cfg = config_from_args(args).validate()
-        check_source(cfg)
-        cfg = resolve_engine(cfg, say)
-    except ConfigError as e:
-        say(f"error: {e}")
-        return EXIT_CONFIG
-    if cfg.duration_s is not None:
-        say(f"stops by itself after {cfg.duration_s:g} s of recognition (Ctrl-C stops it sooner)")
-    return Supervisor(cfg, out, engine_factory, quiet=args.quiet).run()
+    cfg = config_from_args(args).validate()  # ConfigError: one line, exit 2
+    check_source(cfg)
+    cfg = resolve_engine(cfg, say)
+    sup = Supervisor(cfg, out, engine_factory, quiet=args.quiet)
+    code = sup.run()
+    if code == EXIT_CONFIG:
+        raise ConfigError(sup.config_error or "the configuration cannot run")
+    return code
 
 
 if __name__ == "__main__":

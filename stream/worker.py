@@ -33,6 +33,8 @@ from collections import deque
 from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
 
+from clipmg.model.errors import ClipmgError
+
 from .config import StreamConfig
 from .display import Annotator, Overlay, rate
 from .events import Debouncer, GestureEvent
@@ -47,7 +49,7 @@ log = logging.getLogger(__name__)
 EXIT_FATAL = 3  # the worker cannot run with this configuration: the supervisor must not restart it
 
 
-class FatalWorkerError(RuntimeError):
+class FatalWorkerError(ClipmgError, RuntimeError):
     """A configuration problem (engine, pose backend, schedule): restarting cannot help."""
 
 
@@ -70,7 +72,7 @@ def load_worker_engine(cfg: StreamConfig) -> Any:
     """The engine ``cfg.engine`` names, warmed up; ``FatalWorkerError`` with one sentence otherwise."""
     from pathlib import Path
 
-    from clipmg.engines import EngineError, load_engine
+    from clipmg.engines import load_engine
     from clipmg.engines.artifacts import detect_artifact
 
     if not cfg.engine:
@@ -87,8 +89,14 @@ def load_worker_engine(cfg: StreamConfig) -> Any:
         if kind != "onnx" and cfg.device != "cpu":
             opts["device"] = cfg.device
         return load_engine(cfg.engine, **opts)
-    except (EngineError, ValueError, OSError) as e:
+    except FatalWorkerError:
+        raise
+    except ClipmgError as e:  # a bad artifact or option (EngineError, ...): restarting cannot help
         raise FatalWorkerError(str(e)) from None
+    except OSError as e:  # the file the user named cannot be read (permissions, a vanished file)
+        if e.filename is None:
+            raise
+        raise FatalWorkerError(f"cannot read {e.filename}: {e.strerror}") from None
 
 
 class Worker:

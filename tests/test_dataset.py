@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from clipmg.model.config import ModelConfig, PoseConfig, load_config
 from clipmg.model.layouts import extract_layout
 from clipmg.train.dataset import (AugmentConfig, MicroGestureDataset, build_index, detect_layout, flip_permutation,
-                                  hflip, mine_background, rgb_candidates, split_by_video)
+                                  has_keypoints, hflip, mine_background, rgb_candidates, split_by_video)
 from clipmg.train.readers import DataError
 from clipmg.train.summary import main as summary_main
 from clipmg.train.synth import SYNTH_CLASSES, SynthConfig, write_dataset
@@ -369,7 +369,28 @@ def test_summary_cli(root: Path, capsys: pytest.CaptureFixture, tmp_path: Path) 
     assert s["clips"] == 12 and s["duration_frames"]["count"] == 12
     d = _copy(root, tmp_path)
     (d / "001" / "001_label.csv").write_text("1,2\n")
-    assert summary_main(["summary", str(d), "--strict"]) == 1
+    assert summary_main(["summary", str(d), "--strict"]) == 2  # a user error: exit 2, one line
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "expected 3 values" in err[0]
-    assert summary_main(["summary", str(tmp_path / "nope")]) == 1
+    assert len(err) == 1 and err[0].startswith("clipmg-data: ") and "expected 3 values" in err[0]
+    assert summary_main(["summary", str(tmp_path / "nope")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "does not exist" in err[0]
+
+
+def _nan_keypoints(folder: Path) -> None:
+    """Rewrite every OpenPose file under ``folder`` with one person whose every value is NaN."""
+    nan = json.dumps({"version": 1.3, "people": [{"pose_keypoints_2d": [float("nan")] * 75}]})
+    for f in folder.rglob("*_keypoints.json"):
+        f.write_text(nan)
+
+
+def test_videos_whose_keypoints_are_all_nan_count_as_without_keypoints(root: Path, tmp_path: Path,
+                                                                        capsys: pytest.CaptureFixture) -> None:
+    d = _copy(root, tmp_path)
+    _nan_keypoints(d / "001")
+    assert summary_main(["summary", str(d), "--json", "--quiet"]) == 0
+    s = json.loads(capsys.readouterr().out)
+    assert s["missing"]["videos without keypoints"] == 1
+    assert s["clips"] == 12  # the clips stay: their RGB is usable by a no_pose model
+    idx = build_index(d, "openpose_json", keypoint_layout="upper22")
+    assert not has_keypoints(idx.sources["001"].keypoints) and has_keypoints(idx.sources["002"].keypoints)

@@ -414,11 +414,35 @@ def test_build_cli_error_paths(work: Dict[str, Path], tmp_path: Path, capsys: py
     _one_line_error(capsys, "builds from the checkpoint")
     assert main([str(work["full"]), str(tmp_path / "o"), "--opt-batch", "9"]) == 2
     _one_line_error(capsys, "opt_batch <= max_batch")
+    assert not (tmp_path / "o").exists()
+
+
+def test_build_cli_without_tensorrt_exits_3_naming_what_is_missing(work: Dict[str, Path], tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    from clipmg.engines.build import main
+
     if _tensorrt_runs_here():
-        return
+        pytest.skip("TensorRT and a GPU are here: the no-TensorRT path cannot be taken "
+                    "(test_build_cli_with_tensorrt_builds_engines_that_load runs instead)")
     assert main([str(work["full"]), str(tmp_path / "o")]) == 3
     _one_line_error(capsys, "TensorRT")
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.gpu
+def test_build_cli_with_tensorrt_builds_engines_that_load(work: Dict[str, Path], tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    from clipmg.engines.build import main
+
+    if not _tensorrt_runs_here():
+        pytest.skip("needs TensorRT and an NVIDIA GPU (pip install 'clipmg[gpu]'); the no-TensorRT path is "
+                    "test_build_cli_without_tensorrt_exits_3_naming_what_is_missing")
+    assert main([str(work["full"]), str(tmp_path / "o"), "--max-batch", "2", "--max-windows", "1"]) == 0
+    assert "Traceback" not in capsys.readouterr().err
+    engine = load_engine(tmp_path / "o")
+    assert engine.backend == "tensorrt"
+    images, kp = engine.dummy_inputs()
+    assert np.isfinite(engine(images, kp)).all()
 
 
 def test_console_script_fails_with_one_line(tmp_path: Path) -> None:

@@ -97,7 +97,13 @@ def test_light_hand_csv_reader_on_arbitrary_tables(tmp_path: Path, rows: list, h
     except DataError:
         return
     assert out.ndim == 3 and out.shape[1:] == (137, 3) and np.isfinite(out).all()
-    assert (out[..., 2] >= 0).all() or (out[..., 2] < 0).any()  # a value, not an exception
+    # the reader's contract: confidences are never negative, a missing point (confidence 0) is (0, 0, 0),
+    # and the file has no face (iBUG points 25-94) nor hand points other than the fingertips
+    assert (out[..., 2] >= 0).all()
+    assert not out[out[..., 2] == 0].any()
+    assert not out[:, 25:95].any()
+    fingertips = [95 + i for i in (4, 8, 12, 16, 20)] + [116 + i for i in (4, 8, 12, 16, 20)]
+    assert not np.delete(out[:, 95:], [f - 95 for f in fingertips], axis=1).any()
 
 
 @SETTINGS

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +15,7 @@ import pytest
 import torch
 
 from clipmg.model import create_model, load_config
-from clipmg.model.checkpoint import CheckpointError, load_checkpoint, read_metadata, save_checkpoint
+from clipmg.model.checkpoint import CheckpointError, add_digest, load_checkpoint, read_metadata, save_checkpoint
 from clipmg.train.config import TrainConfig, parse
 from clipmg.train.data import build_data
 from clipmg.train.synth import SynthConfig, write_dataset
@@ -139,6 +141,126 @@ def test_checkpoint_mismatch_and_damage_are_refused(tmp_path):
         save_checkpoint(tmp_path / "x.safetensors", model, ["a"])
 
 
+def _flip_weight_bytes(path: Path) -> None:
+    """Invert 16 bytes in the middle of a checkpoint's tensor data: same size, same header."""
+    data = bytearray(path.read_bytes())
+    start = 8 + int.from_bytes(data[:8], "little")
+    mid = start + (len(data) - start) // 2
+    data[mid:mid + 16] = bytes(b ^ 0xFF for b in data[mid:mid + 16])
+    path.write_bytes(bytes(data))
+
+
+def test_weight_digest_catches_same_size_corruption_and_old_checkpoints_warn(tmp_path, caplog):
+    import logging
+
+    from safetensors.torch import load_file, save
+
+    model = create_model("clipmg-tiny", num_classes=4)
+    p = save_checkpoint(tmp_path / "m.safetensors", model, CLASSES)
+    assert len(read_metadata(p)["tensor_sha256"]) == 64
+    size = p.stat().st_size
+    _flip_weight_bytes(p)
+    assert p.stat().st_size == size
+    with pytest.raises(CheckpointError, match="weights do not match their digest: the file is corrupt"):
+        load_checkpoint(p)
+    # a checkpoint written before digests existed: the same tensors and metadata, no digest
+    meta = read_metadata(save_checkpoint(tmp_path / "m.safetensors", model, CLASSES))
+    del meta["tensor_sha256"]
+    old = tmp_path / "old.safetensors"
+    old.write_bytes(save(load_file(str(tmp_path / "m.safetensors")), metadata={"clipmg": json.dumps(meta)}))
+    with caplog.at_level(logging.WARNING, logger="clipmg.model"):
+        loaded, _ = load_checkpoint(old)
+        load_checkpoint(old)
+    warnings = [r for r in caplog.records if "has no weight digest" in r.getMessage()]
+    assert len(warnings) == 1 and str(old) in warnings[0].getMessage()  # once a file
+    for k, v in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[k], v), k
+    # add_digest gives it one without touching the tensor bytes
+    before = old.read_bytes()
+    add_digest(old)
+    after = old.read_bytes()
+    body = lambda b: b[8 + int.from_bytes(b[:8], "little"):]  # noqa: E731 - the data section
+    assert body(after) == body(before) and read_metadata(old)["tensor_sha256"] == read_metadata(p)["tensor_sha256"]
+    load_checkpoint(old)
+    _flip_weight_bytes(old)
+    with pytest.raises(CheckpointError, match="do not match their digest"):
+        load_checkpoint(old)
+
+
+def test_non_finite_weights_are_never_saved(tmp_path):
+    model = create_model("clipmg-tiny", num_classes=4)
+    good = save_checkpoint(tmp_path / "m.safetensors", model, CLASSES)
+    before = good.read_bytes()
+    name, param = next(iter(model.named_parameters()))
+    with torch.no_grad():
+        param[0] = float("nan")
+    with pytest.raises(CheckpointError, match=f"refusing to write .*NaN or infinity \\(first: {re.escape(name)}"):
+        save_checkpoint(good, model, CLASSES)
+    assert good.read_bytes() == before  # the good checkpoint stays
+    with torch.no_grad():
+        param[0] = float("inf")
+    with pytest.raises(CheckpointError, match="refusing to write"):
+        save_checkpoint(tmp_path / "new.safetensors", model, CLASSES)
+    assert not (tmp_path / "new.safetensors").exists() and not list(tmp_path.glob(".new.safetensors.*"))
+
+
+def test_a_diverging_run_stops_in_one_line_and_keeps_the_last_good_checkpoint(synth_root, tmp_path, capsys):
+    """A learning rate of 10 (the largest allowed) makes the training explode within a few steps; the
+    run stops at the first non-finite loss or gradient norm, before that step's optimiser step, with
+    `last` from the step before."""
+    out = tmp_path / "run"
+    rc = train_main(["--data", str(synth_root), "--out", str(out), "--epochs", "10", "--batch-size", "4",
+                     "--device", "cpu", "--lr-new", "10", "--lr-vit", "10", "--warmup-epochs", "0", "--grad-clip",
+                     "0", "--weight-decay", "0", "--save-every", "1"])
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert rc == 2 and "Traceback" not in "\n".join(err)
+    m = re.fullmatch(r"clipmg-train: training diverged at step (\d+) \(epoch \d+\): the (loss|gradient norm) "
+                     r"became (nan|inf|-inf); stopped without saving, so (\S+) \(step (\d+)\) is the last good "
+                     r"checkpoint; lower .*", err[-1])
+    assert m, err[-1]
+    bad_step, kept, kept_step = int(m[1]), Path(m[4]), int(m[5])
+    assert kept == out / "last.safetensors" and kept_step == bad_step - 1 >= 1
+    logged = _losses(out)
+    assert len(logged) == kept_step and all(np.isfinite(logged))  # no row for the diverged step
+    model, _ = load_checkpoint(kept)  # digest checked
+    assert all(bool(torch.isfinite(v).all()) for v in model.state_dict().values() if v.is_floating_point())
+    state = torch.load(out / "last.state.pt", weights_only=True)
+    assert state["step"] == kept_step and not list(out.glob(".*.safetensors.*"))
+
+
+def test_no_validation_split_reports_no_accuracy_and_keeps_last_only(synth_root, tmp_path, capsys, caplog):
+    import logging
+
+    caplog.set_level(logging.INFO, logger="clipmg.train")
+    out = tmp_path / "run"
+    assert train_main(["--data", str(synth_root), "--out", str(out), "--epochs", "1", "--batch-size", "8",
+                       "--device", "cpu", "--val-fraction", "0"]) == 0
+    captured = capsys.readouterr()
+    assert "done: no validation split, so no accuracy and no best checkpoint" in captured.out
+    assert "no validation split: --val-fraction is 0" in caplog.text
+    assert (out / "last.safetensors").is_file() and not (out / "best.safetensors").exists()
+    with open(out / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 1 and not any(k.startswith("val_") for k in rows[0])
+    assert "epoch 1: loss" in caplog.text and "val top-1" not in caplog.text
+
+
+def test_metrics_leave_out_top5_for_few_classes_and_name_classes_without_clips():
+    from clipmg.train.loop import classification_metrics
+
+    logits = np.array([[3.0, 1, 0, 0], [0, 3, 1, 0], [3, 0, 1, 0]], np.float32)
+    m = classification_metrics(logits, np.array([0, 1, 1]), list(CLASSES))
+    assert m["top5"] is None  # 4 classes: top-5 would be 1 by construction
+    assert m["per_class"] == {"touch chin": 1.0, "fold arm": 0.5} and m["without_clips"] == ["rub eyes", "no gesture"]
+    assert m["macro"] == pytest.approx(0.75) and m["top1"] == pytest.approx(2 / 3)
+    six = [f"c{i}" for i in range(6)]
+    logits6 = np.tile(np.arange(6, dtype=np.float32), (2, 1))  # ranks c5 first, c0 last
+    m6 = classification_metrics(logits6, np.array([5, 0]), six)
+    assert m6["top5"] == pytest.approx(0.5) and m6["top1"] == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="at least one clip"):
+        classification_metrics(np.zeros((0, 4), np.float32), np.zeros(0, np.int64), list(CLASSES))
+
+
 def test_interrupted_then_resumed_equals_uninterrupted(synth_root, tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     Trainer(_cfg(synth_root, a), build_data(_cfg(synth_root, a), load_config("clipmg-tiny"))).run()
@@ -194,7 +316,7 @@ def test_ema_weights_are_validated_saved_and_resumed_exactly(synth_root, tmp_pat
     ce = _cfg(synth_root, c, ema=0.8, resume=True)
     with pytest.raises(CheckpointError, match="has no weight average"):
         Trainer(ce, build_data(ce, load_config("clipmg-tiny"))).run()
-    with pytest.raises(ValueError, match="--ema must lie in"):
+    with pytest.raises(ValueError, match=r"--ema must be a finite number in \[0, 1\)"):
         _cfg(synth_root, c, ema=1.0)
 
 

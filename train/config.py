@@ -1,82 +1,131 @@
-"""``TrainConfig``: every training setting, from a JSON/TOML file plus command-line overrides."""
+"""``TrainConfig``: every training setting, from a JSON/TOML file plus command-line overrides.
+
+Each field is declared once with :func:`setting`: its default, its help text (the ``--flag``'s help)
+and its allowed values in one tuple (a tuple of names, or a :class:`Range`). ``TrainConfig``
+checks every field against it when it is made, so a value that cannot work (a NaN learning rate, a
+negative step count) is refused with one sentence (``ConfigError``: exit status 2) before any data is
+read.
+"""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import json
+import math
+import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Sequence, Tuple
+from typing import Any, Dict, NamedTuple, Sequence, Tuple
+
+from clipmg.model.config import VARIANTS, ConfigError
 
 LAYOUT_NAMES: Tuple[str, ...] = ("openpose_json", "light_hand", "xlsx", "pyskl")  # dataset layouts (docs/data.md)
+INF = math.inf
+DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
+
+
+class Range(NamedTuple):
+    """Allowed numbers: from ``lo`` to ``hi``; ``open`` names the excluded ends ("lo", "hi", "both").
+    NaN and infinities are never allowed."""
+
+    lo: float
+    hi: float = INF
+    open: str = ""
+
+    def __contains__(self, v: object) -> bool:
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
+            return False
+        above = v > self.lo if self.open in ("lo", "both") else v >= self.lo
+        below = v < self.hi if self.open in ("hi", "both") else v <= self.hi
+        return above and below
+
+    def describe(self, integer: bool) -> str:
+        """``a positive finite number``, ``an integer of at least 1``, ``a finite number in [0, 1)``..."""
+        kind = "an integer" if integer else "a finite number"
+        if self.hi == INF:
+            if self.lo == 0 and self.open in ("lo", "both"):
+                return f"{'a positive integer' if integer else 'a positive finite number'}"
+            return f"{kind} {'above' if self.open in ('lo', 'both') else 'of at least'} {_num(self.lo)}"
+        left = "(" if self.open in ("lo", "both") else "["
+        right = ")" if self.open in ("hi", "both") else "]"
+        return f"{kind} in {left}{_num(self.lo)}, {_num(self.hi)}{right}"
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+
+def setting(default: Any, help: str, allowed: Tuple[str, ...] | Range | None = None) -> Any:
+    """A ``TrainConfig`` field: its default, its one-line help and its allowed values."""
+    return dataclasses.field(default=default, metadata={"help": help, "allowed": allowed})
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     # data
-    data: str = ""  # dataset root
-    layout: str = "openpose_json"  # openpose_json | light_hand | xlsx | pyskl
-    val_fraction: float = 0.2  # videos held out for validation (the paper's 20 %)
-    background: bool = False  # add a "no gesture" class mined from unlabelled spans
-    strict: bool = False  # malformed files are errors instead of counted warnings
-    cache_frames: bool = True  # keep decoded video frames in memory (small sets)
+    data: str = setting("", "dataset root (a folder, or a pyskl .pkl file); make one with clipmg-synth")
+    layout: str = setting("openpose_json", "dataset layout (docs/data.md)", LAYOUT_NAMES)
+    val_fraction: float = setting(0.2, "fraction of the videos held out for validation (the paper's 20 %); "
+                                  "0 = no validation: only `last` is written", Range(0.0, 1.0, "hi"))
+    background: bool = setting(False, "add a 'no gesture' class mined from unlabelled spans")
+    strict: bool = setting(False, "malformed files are errors instead of counted warnings")
+    cache_frames: bool = setting(True, "keep decoded video frames in memory (small sets)")
     # model
-    preset: str = "clipmg-tiny"  # model preset name or config JSON path
-    variant: str = "full"  # full | no_gating | no_cross_attention | no_pose_guidance | no_pose
-    pretrained: str = ""  # open_clip tag or local CLIP weights file; empty = random init
-    crop: str = "center"  # center | person
-    person_scale: float = 0.0  # person crop: box side = this × the keypoints' extent; 0 = the preset's (1.25)
+    preset: str = setting("clipmg-tiny", "model preset name or the path of a model config JSON file")
+    variant: str = setting("full", "model variant (paper Table 2)", VARIANTS)
+    pretrained: str = setting("", "open_clip tag or local CLIP weights file (.safetensors or torch.save); "
+                              "empty = random init")
+    crop: str = setting("center", "crop policy", ("center", "person"))
+    # its allowed values are 0 or [0.5, 4]: checked in __post_init__
+    person_scale: float = setting(0.0, "person crop: box side = this x the keypoints' extent, in [0.5, 4]; "
+                                  "0 = the preset's (1.25)")
     # optimisation (spec section 9: ours, the paper gives none)
-    epochs: int = 20
-    batch_size: int = 16
-    lr_new: float = 1e-4  # new modules
-    lr_vit: float = 1e-5  # unfrozen ViT blocks, ln_post, proj
-    weight_decay: float = 0.05
-    warmup_epochs: float = 1.0
-    grad_clip: float = 1.0  # max gradient norm; 0 disables
-    label_smoothing: float = 0.0
-    class_balance: str = "none"  # none | sampler | loss: for the long tail
-    logit_adjust: float = 0.0  # tau of logit adjustment by the class prior; 0 disables
-    augment: bool = True  # random temporal sampling, flips and crop jitter (RGB and keypoints together)
-    colour_jitter: float = 0.0  # with augment: brightness/contrast/saturation factors in [1 - c, 1 + c]
-    ema: float = 0.0  # decay of an exponential moving average of the weights, which is validated and saved; 0 = off
-    cache_frozen: bool = False  # cache the frozen ViT blocks' outputs across epochs (needs augment=false)
-    amp: str = "auto"  # auto (bf16 on CUDA when supported, else fp16; off on CPU) | bf16 | fp16 | off
+    epochs: int = setting(20, "passes over the training clips", Range(1))
+    batch_size: int = setting(16, "clips per optimiser step (per process)", Range(1))
+    lr_new: float = setting(1e-4, "peak learning rate of the new modules", Range(0.0, 10.0, "lo"))
+    lr_vit: float = setting(1e-5, "peak learning rate of the unfrozen ViT blocks, ln_post and proj",
+                            Range(0.0, 10.0, "lo"))
+    weight_decay: float = setting(0.05, "AdamW weight decay", Range(0.0))
+    warmup_epochs: float = setting(1.0, "epochs of linear learning-rate warm-up before the cosine decay", Range(0.0))
+    grad_clip: float = setting(1.0, "max gradient norm; 0 disables clipping", Range(0.0))
+    label_smoothing: float = setting(0.0, "label smoothing of the cross-entropy", Range(0.0, 1.0, "hi"))
+    class_balance: str = setting("none", "for the long tail: none, a class-balanced sampler, or a weighted loss",
+                                 ("none", "sampler", "loss"))
+    logit_adjust: float = setting(0.0, "tau of logit adjustment by the class prior; 0 disables", Range(0.0))
+    augment: bool = setting(True, "random temporal sampling, flips and crop jitter (RGB and keypoints together)")
+    colour_jitter: float = setting(0.0, "with --augment: brightness/contrast/saturation factors in [1 - c, 1 + c]",
+                                   Range(0.0, 1.0, "hi"))
+    ema: float = setting(0.0, "decay of an exponential moving average of the weights, which is validated and "
+                         "saved; 0 = off (0.99-0.999 are usual)", Range(0.0, 1.0, "hi"))
+    cache_frozen: bool = setting(False, "cache the frozen ViT blocks' outputs across epochs (needs --no-augment)")
+    amp: str = setting("auto", "mixed precision: auto (bf16 on CUDA when supported, else fp16; off on CPU)",
+                       ("auto", "bf16", "fp16", "off"))
     # run
-    out: str = "runs/clipmg"  # run directory: config, logs, best/last checkpoints
-    seed: int = 0
-    workers: int = 0  # DataLoader worker processes
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    time_limit_min: float = 0.0  # stop after this many minutes (0 = no limit); checkpoints are kept
-    max_steps: int = 0  # stop after this many optimiser steps in this invocation (0 = no limit)
-    save_every: int = 0  # also write `last` every N steps (0 = at epoch ends only)
-    resume: bool = False  # continue from <out>/last.safetensors exactly
-    tensorboard: bool = False  # write TensorBoard logs besides the CSV log
-    threads: int = 0  # torch CPU threads (0 = torch's default)
+    out: str = setting("runs/clipmg", "run directory: config, logs, best/last checkpoints")
+    seed: int = setting(0, "random seed of the split, the initialisation, the sampling and the augmentation",
+                        Range(0, 2**32 - 1))
+    workers: int = setting(0, "DataLoader worker processes (0 = load in the training process)", Range(0))
+    device: str = setting("auto", "auto | cpu | cuda | cuda:N")
+    time_limit_min: float = setting(0.0, "stop after this many minutes (0 = no limit); checkpoints are kept",
+                                    Range(0.0))
+    max_steps: int = setting(0, "stop after this many optimiser steps in this invocation (0 = no limit)", Range(0))
+    save_every: int = setting(0, "also write `last` every N steps (0 = at epoch ends only)", Range(0))
+    resume: bool = setting(False, "continue from <out>/last.safetensors exactly")
+    tensorboard: bool = setting(False, "write TensorBoard logs besides the CSV log")
+    threads: int = setting(0, "torch CPU threads (0 = torch's default)", Range(0, 4096))
 
     def __post_init__(self) -> None:
-        choices = {"class_balance": ("none", "sampler", "loss"), "amp": ("auto", "bf16", "fp16", "off"),
-                   "crop": ("center", "person"),
-                   "layout": LAYOUT_NAMES}
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"--{name.replace('_', '-')} must be one of {', '.join(allowed)}, "
-                                 f"got {getattr(self, name)!r}")
-        if self.epochs < 1 or self.batch_size < 1:
-            raise ValueError("--epochs and --batch-size must be at least 1")
-        if not 0.0 <= self.val_fraction < 1.0:
-            raise ValueError(f"--val-fraction must lie in [0, 1), got {self.val_fraction}")
-        if not 0.0 <= self.colour_jitter < 1.0:
-            raise ValueError(f"--colour-jitter must lie in [0, 1), got {self.colour_jitter}")
-        if self.person_scale and not 0.5 <= self.person_scale <= 4.0:
-            raise ValueError(f"--person-scale must lie in [0.5, 4] (0 keeps the preset's), got {self.person_scale}")
-        if not 0.0 <= self.ema < 1.0:
-            raise ValueError(f"--ema must lie in [0, 1) (0 turns it off; 0.99-0.999 are usual), got {self.ema}")
+        for f in dataclasses.fields(self):
+            check_value(f, getattr(self, f.name))
+        if not DEVICE_PATTERN.match(self.device):
+            raise ConfigError(f"--device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        if not (self.person_scale == 0 or 0.5 <= self.person_scale <= 4.0):  # NaN fails both
+            raise ConfigError(f"--person-scale must lie in [0.5, 4] (0 keeps the preset's), got {self.person_scale}")
         if self.cache_frozen and self.augment:
-            raise ValueError("--cache-frozen needs --no-augment: cached ViT outputs are only valid when every "
-                             "epoch sees the same frames")
+            raise ConfigError("--cache-frozen needs --no-augment: cached ViT outputs are only valid when every "
+                              "epoch sees the same frames")
 
     def preprocess(self, base: Any) -> Any:
         """The model's ``PreprocessConfig`` ``base`` with this run's crop policy (--crop, --person-scale)."""
@@ -89,32 +138,70 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
+def flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def check_value(f: dataclasses.Field, v: Any) -> None:
+    """Refuse, with one sentence, a value of the wrong type or outside the field's allowed values."""
+    typ = str(f.type)
+    allowed = f.metadata.get("allowed")
+    if typ == "bool" and not isinstance(v, bool):
+        raise ConfigError(f"{flag(f.name)} must be true or false, got {v!r}")
+    if typ == "int" and (not isinstance(v, int) or isinstance(v, bool)):
+        raise ConfigError(f"{flag(f.name)} must be an integer, got {v!r}")
+    if typ == "float" and (not isinstance(v, (int, float)) or isinstance(v, bool)):
+        raise ConfigError(f"{flag(f.name)} must be a number, got {v!r}")
+    if typ == "str" and not isinstance(v, str):
+        raise ConfigError(f"{flag(f.name)} must be a string, got {v!r}")
+    if isinstance(allowed, Range) and v not in allowed:
+        raise ConfigError(f"{flag(f.name)} must be {allowed.describe(typ == 'int')}, got {v!r}")
+    if isinstance(allowed, tuple) and not isinstance(allowed, Range) and v not in allowed:
+        raise ConfigError(f"{flag(f.name)} must be one of {', '.join(allowed)}, got {v!r}")
+
+
 def _read_file(path: str) -> Dict[str, Any]:
     p = Path(path)
     if not p.is_file():
-        raise ValueError(f"config file {p} does not exist")
-    text = p.read_text()
+        raise ConfigError(f"config file {p} does not exist")
+    try:
+        text = p.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"config file {p} cannot be read: {e}") from e
     try:
         d = tomllib.loads(text) if p.suffix == ".toml" else json.loads(text)
     except (tomllib.TOMLDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"config file {p} is not valid {'TOML' if p.suffix == '.toml' else 'JSON'}: {e}") from e
+        raise ConfigError(f"config file {p} is not valid {'TOML' if p.suffix == '.toml' else 'JSON'}: {e}") from e
+    if not isinstance(d, dict) or not isinstance(d.get("train", d), dict):
+        raise ConfigError(f"config file {p} must hold a table (object) of settings")
     d = d.get("train", d)
     unknown = set(d) - {f.name for f in dataclasses.fields(TrainConfig)}
     if unknown:
-        raise ValueError(f"config file {p}: unknown settings {', '.join(sorted(unknown))}")
+        raise ConfigError(f"config file {p}: unknown settings {', '.join(sorted(unknown))}")
     return d
 
 
+def _help(f: dataclasses.Field) -> str:
+    allowed = f.metadata.get("allowed")
+    text = f.metadata["help"].replace("%", "%%")  # argparse formats help with %
+    if isinstance(allowed, tuple) and not isinstance(allowed, Range):
+        text += f": {' | '.join(allowed)}"
+    default = str(f.default).lower() if isinstance(f.default, bool) else repr(f.default)
+    return f"{text} (default: {default})"
+
+
 def add_arguments(ap: argparse.ArgumentParser) -> None:
-    """One ``--flag`` per ``TrainConfig`` field (booleans get ``--x/--no-x``)."""
-    ap.add_argument("--config", help="JSON or TOML file of settings; command-line flags override it")
+    """One ``--flag`` per ``TrainConfig`` field, with the field's help (booleans get ``--x/--no-x``)."""
+    ap.add_argument("--config", help="JSON or TOML file of settings (a [train] table or the settings at the "
+                    "top level); command-line flags override it")
     for f in dataclasses.fields(TrainConfig):
-        flag = "--" + f.name.replace("_", "-")
         if f.type in ("bool", bool):
-            ap.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None)
+            ap.add_argument(flag(f.name), dest=f.name, action=argparse.BooleanOptionalAction, default=None,
+                            help=_help(f))
         else:
             typ = {"int": int, "float": float}.get(str(f.type), str)
-            ap.add_argument(flag, dest=f.name, type=typ, default=None, help=f"(default: {f.default!r})")
+            ap.add_argument(flag(f.name), dest=f.name, type=typ, default=None, help=_help(f),
+                            metavar=f.name.upper() if typ is str else None)
 
 
 def from_args(args: argparse.Namespace, base: Dict[str, Any] | None = None) -> TrainConfig:
@@ -128,7 +215,7 @@ def from_args(args: argparse.Namespace, base: Dict[str, Any] | None = None) -> T
     return TrainConfig(**d)
 
 
-def parse(argv: Sequence[str] | None, description: str) -> TrainConfig:
-    ap = argparse.ArgumentParser(description=description)
+def parse(argv: Sequence[str] | None, description: str, prog: str | None = None) -> TrainConfig:
+    ap = argparse.ArgumentParser(prog=prog, description=description)
     add_arguments(ap)
     return from_args(ap.parse_args(argv))

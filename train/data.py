@@ -9,7 +9,7 @@ from typing import Any, Dict, List
 from clipmg.model import ModelConfig
 
 from .config import TrainConfig
-from .dataset import AugmentConfig, MicroGestureDataset, build_index
+from .dataset import AugmentConfig, MicroGestureDataset, build_index, has_keypoints
 from .readers import DataError
 
 log = logging.getLogger("clipmg.train")
@@ -28,11 +28,12 @@ class TrainData:
 
 def build_data(cfg: TrainConfig, model_cfg: ModelConfig) -> TrainData:
     """Index ``cfg.data`` once, split it by video, and make the two datasets for ``model_cfg``."""
-    try:
-        index = build_index(cfg.data, cfg.layout, background=cfg.background, strict=cfg.strict,
-                            keypoint_layout=model_cfg.pose.layout, seed=cfg.seed)
-    except DataError as e:
-        raise ValueError(str(e)) from e
+    index = build_index(cfg.data, cfg.layout, background=cfg.background, strict=cfg.strict,
+                        keypoint_layout=model_cfg.pose.layout, seed=cfg.seed)
+    if cfg.variant != "no_pose" and not any(has_keypoints(s.keypoints) for s in index.sources.values()):
+        raise DataError(f"no video in {cfg.data} has usable keypoints (every point is missing, has confidence 0 or "
+                        f"was NaN), and the {cfg.variant} model needs them; fix the keypoint files, or train "
+                        f"--variant no_pose on the RGB alone")
     model_cfg = model_cfg.replace(num_classes=index.num_classes,
                                   preprocess=cfg.preprocess(model_cfg.preprocess))
     tr_idx, va_idx = index.split(cfg.val_fraction, cfg.seed)
@@ -43,7 +44,7 @@ def build_data(cfg: TrainConfig, model_cfg: ModelConfig) -> TrainData:
     train = MicroGestureDataset(tr_idx, model_cfg, train=cfg.augment, augment=augment, cache_frames=cache)
     val = MicroGestureDataset(va_idx, model_cfg, train=False, cache_frames=cache)
     if len(train) == 0:
-        raise ValueError(f"no usable training clips in {cfg.data} ({index.issues.summary()})")
+        raise DataError(f"no usable training clips in {cfg.data} ({index.issues.summary()})")
     log.info("data: %d train clips (%d videos), %d val clips (%d videos), %d classes; %s", len(train),
              len(tr_idx.videos), len(val), len(va_idx.videos), index.num_classes, index.issues.summary())
     return TrainData(

@@ -9,6 +9,7 @@ code path live inference uses), with optional augmentations that move pixels and
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from dataclasses import dataclass, field, replace
@@ -30,6 +31,7 @@ from .readers import (IMIGUE_CLASSES, DataError, Issues, read_class_names, read_
 from .readers_pyskl import read_pyskl
 from .readers_video import VideoInfo, VideoReader, probe_video
 
+log = logging.getLogger("clipmg.data")
 BACKGROUND_NAMES: Tuple[str, ...] = BACKGROUND_LABELS  # what live use never announces
 VIDEO_SUFFIXES: Tuple[str, ...] = (".mp4", ".avi", ".mkv", ".mov")
 
@@ -107,6 +109,13 @@ class ClipIndex:
     def duration_stats(self) -> Dict[str, float]:
         """Length statistics (frames) of the labelled gesture clips; stored in checkpoints."""
         return duration_stats([c.length for c in self.clips if not c.background])
+
+
+def has_keypoints(keypoints: np.ndarray) -> bool:
+    """Whether keypoints ``(T, J, 3)`` hold at least one usable point (finite, confidence above 0).
+    The readers turn NaN into missing points, so a video whose files held only NaN has none."""
+    kp = np.asarray(keypoints)
+    return bool((np.isfinite(kp).all(-1) & (kp[..., 2] > 0)).any())
 
 
 def duration_stats(lengths: Sequence[int]) -> Dict[str, float]:
@@ -271,6 +280,13 @@ def build_index(root: str | Path, layout: str = "openpose_json", *, class_names:
                                   f"{f', video {rgb.num_frames}' if rgb else ''})")
                     continue
                 clips.append(Clip(f"{vid}_{r.row}", vid, vid, r.label, r.start, r.end))
+    # a video whose keypoints are all missing or were NaN counts as one without keypoints (its clips
+    # stay: a no_pose model can use their RGB; a pose model refuses a set where no video has any)
+    empty = sorted(v for v, s in sources.items() if not has_keypoints(s.keypoints))
+    if empty:
+        missing["videos without keypoints"] += len(empty)
+        log.warning("%d videos have no usable keypoint (every point missing, with confidence 0 or NaN), first: %s",
+                    len(empty), empty[0])
     if not clips:
         raise DataError(f"no usable clips under {root} ({issues.summary()})")
     if fixed is None:

@@ -10,6 +10,10 @@ also re-makes the export)::
         --weight-decay 0.2 --time-limit-min 14.5 --seed 0 --workers 1
     cp runs/demo/best.safetensors stream/assets/demo-tiny-synth.safetensors
     python -m clipmg.train.demo --export-asset
+
+The shipped checkpoint was trained before checkpoints carried a digest of their weights; the digest
+was added with ``clipmg.model.checkpoint.add_digest`` (the tensor bytes untouched) and the export
+re-made from it, so the export's recorded checkpoint sha256 is the shipped file's.
 """
 
 from __future__ import annotations
@@ -17,9 +21,9 @@ from __future__ import annotations
 import argparse
 import logging
 import shutil
-import sys
 from pathlib import Path
 
+from clipmg.model.errors import ClipmgError, run_command
 from clipmg.stream.demo import DEMO_CHECKPOINT, DEMO_EXPORT, demo_model
 
 log = logging.getLogger("clipmg.demo")
@@ -49,24 +53,33 @@ def retrain(workdir: Path) -> Path:
         write_dataset(data, seed=0, progress=True)
     run = workdir / "demo"
     if train_main(["--data", str(data), "--out", str(run), *TRAIN_ARGS]) != 0:
-        raise RuntimeError("demo training failed; see the messages above")
+        raise ClipmgError("demo training failed; see the messages above")
     shutil.copyfile(run / "best.safetensors", DEMO_CHECKPOINT)
     export_asset()  # the export always follows the checkpoint
     return DEMO_CHECKPOINT
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Exit 0, or 2 with one sentence for what the user can fix, 1 for a bug."""
+    return run_command("clipmg demo", lambda: _main(argv))
+
+
+def _main(argv: list[str] | None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--retrain", action="store_true", help="regenerate the synthetic set and retrain the demo model")
     ap.add_argument("--export-asset", action="store_true", help="re-make the shipped ONNX export from the shipped checkpoint")
     ap.add_argument("--workdir", type=Path, default=Path("runs"), help="where --retrain writes data and runs")
     args = ap.parse_args(argv)
-    try:
-        path = retrain(args.workdir) if args.retrain else export_asset() if args.export_asset else demo_model()
-    except (FileNotFoundError, RuntimeError, ValueError) as e:
-        print(f"clipmg demo: {e}", file=sys.stderr)
-        return 2
+    if args.retrain:
+        path = retrain(args.workdir)
+    elif args.export_asset:
+        path = export_asset()
+    else:
+        try:  # where the demo model cannot run, demo_model says why and what to install
+            path = demo_model()
+        except FileNotFoundError as e:
+            raise ClipmgError(str(e)) from e
     print(path)
     return 0
 

@@ -1,25 +1,29 @@
 """``clipmg-eval``: top-1, top-5, per-class and macro accuracy, a confusion-matrix PNG and a JSON
-report for any checkpoint on any supported dataset layout."""
+report for any checkpoint on any supported dataset layout.
+
+Top-5 is reported only with more than 5 classes; classes without clips in the evaluated split are
+named, not left out silently; a split without clips is refused. Errors: one sentence, exit 2.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import logging
-import sys
 from pathlib import Path
 from typing import Any, Dict, Iterator, List
 
 import numpy as np
-import torch
 from torch.utils.data import DataLoader
 
-from clipmg.model.checkpoint import CheckpointError, load_checkpoint, user_message
+from clipmg.model.checkpoint import CheckpointError, load_checkpoint
+from clipmg.model.config import ConfigError
+from clipmg.model.errors import ClipmgError, run_command
 from clipmg.model.files import atomic_write, atomic_write_text
 
 from .config import TrainConfig
 from .loop import classification_metrics, resolve_device, DistInfo
-from .trainer import Indexed, collate, evaluate_logits
+from .run import Indexed, collate, evaluate_logits
 
 
 def plot_confusion(confusion: List[List[int]], class_names: List[str], path: Path, title: str) -> None:
@@ -64,20 +68,28 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str, layout: str | None = 
     --val-samples`` measures the int8 accuracy change on."""
     from .data import build_data
 
+    if split not in ("val", "train", "all"):
+        raise ConfigError(f"--split must be one of val, train, all; got {split!r}")
+    if batch_size < 1:
+        raise ConfigError(f"--batch-size must be an integer of at least 1, got {batch_size}")
+    if save_windows and Path(save_windows).suffix != ".npz":
+        raise ConfigError(f"--save-windows {save_windows}: the file name must end in .npz")
     model, meta = load_checkpoint(checkpoint)
     train_meta = meta.get("train", {})
     cfg = TrainConfig(data=data, layout=layout or train_meta.get("layout", "openpose_json"),
                       val_fraction=train_meta.get("val_fraction", 0.2), seed=train_meta.get("seed", 0),
                       background=train_meta.get("background", False), crop=model.cfg.preprocess.crop,
-                      preset=model.cfg.name, strict=strict, augment=False)
+                      preset=model.cfg.name, variant=model.cfg.variant, strict=strict, augment=False)
     ds = build_data(cfg, model.cfg)
     if list(ds.class_names) != list(meta["class_names"]):
         raise CheckpointError(f"checkpoint {checkpoint} was trained on classes {meta['class_names'][:4]}... but the "
                               f"dataset at {data} has {list(ds.class_names)[:4]}...; evaluate it on data with "
                               f"the same class list")
     subsets = {"val": [ds.val], "train": [ds.train], "all": [ds.train, ds.val]}
-    if split not in subsets:
-        raise ValueError(f"--split must be one of val, train, all; got {split!r}")
+    if sum(len(sub) for sub in subsets[split]) == 0:
+        why = (" (the checkpoint was trained with --val-fraction 0)" if split == "val" and cfg.val_fraction == 0
+               else "")
+        raise ClipmgError(f"the {split} split of {data} has no usable clips{why}; evaluate another --split")
     dev = resolve_device(device, DistInfo())
     model.to(dev)
     logits, labels, windows = [], [], []
@@ -94,7 +106,10 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str, layout: str | None = 
               **metrics}
     if out:
         out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ClipmgError(f"--out {out}: cannot create the folder ({e.strerror or e})") from e
         atomic_write_text(out / "report.json", json.dumps(report, indent=2))
         plot_confusion(metrics["confusion"], list(ds.class_names), out / "confusion.png",
                        f"{model.cfg.name} / {model.cfg.variant} on {split}: top-1 {metrics['top1']:.3f}")
@@ -113,7 +128,7 @@ def write_windows(path: str | Path, batches: List[Dict[str, Any]]) -> None:
     atomically."""
     path = Path(path)
     if path.suffix != ".npz":
-        raise ValueError(f"--save-windows {path}: the file name must end in .npz")
+        raise ConfigError(f"--save-windows {path}: the file name must end in .npz")
     arrays = {"images": np.concatenate([b["images"].numpy() for b in batches]).astype(np.float32),
               "keypoints": np.concatenate([b["keypoints"].numpy() for b in batches]).astype(np.float32),
               "labels": np.concatenate([np.asarray(b["label"]) for b in batches]).astype(np.int64)}
@@ -121,33 +136,43 @@ def write_windows(path: str | Path, batches: List[Dict[str, Any]]) -> None:
         with open(tmp, "wb") as f:  # a file object: np.savez would add ".npz" to a path
             np.savez(f, **arrays)
 
-    atomic_write(path, write)
+    try:
+        atomic_write(path, write)
+    except OSError as e:
+        raise ClipmgError(f"--save-windows {path}: cannot write it ({e.strerror or e})") from e
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``clipmg-eval``: exit 0, or 2 with one sentence for a bad checkpoint, data or flag, 1 for a bug."""
+    return run_command("clipmg-eval", lambda: _main(argv))
+
+
+def _main(argv: list[str] | None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
-    ap = argparse.ArgumentParser(description=__doc__)
+    ap = argparse.ArgumentParser(prog="clipmg-eval", description=__doc__)
     ap.add_argument("checkpoint", help="a .safetensors checkpoint written by clipmg-train")
     ap.add_argument("--data", required=True, help="dataset root")
     ap.add_argument("--layout", help="dataset layout (default: the one the checkpoint was trained on)")
-    ap.add_argument("--split", default="val", choices=("val", "train", "all"))
+    ap.add_argument("--split", default="val", choices=("val", "train", "all"),
+                    help="which clips: the checkpoint's validation videos, its training videos, or all (default: val)")
     ap.add_argument("--out", help="write report.json and confusion.png here")
-    ap.add_argument("--batch-size", type=int, default=16)
-    ap.add_argument("--device", default="auto")
+    ap.add_argument("--batch-size", type=int, default=16, help="clips per forward pass (default: 16)")
+    ap.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
     ap.add_argument("--strict", action="store_true", help="malformed files are errors, not skipped")
     ap.add_argument("--save-windows", metavar="VAL.npz", help="also write the evaluated windows (model inputs and "
                     "labels) as an .npz: the validation samples of clipmg-export --int8 --val-samples")
     args = ap.parse_args(argv)
-    try:
-        r = evaluate_checkpoint(args.checkpoint, args.data, args.layout, args.split, args.out, args.batch_size,
-                                args.device, args.strict, args.save_windows)
-    except (ValueError, OSError, CheckpointError) as e:  # one line; anything else is a bug: traceback
-        print(f"clipmg-eval: {user_message(e)}", file=sys.stderr)
-        return 2
-    print(f"{r['preset']} / {r['variant']} on {r['split']} ({r['count']} clips): top-1 {r['top1']:.4f}  "
-          f"top-5 {r['top5']:.4f}  macro {r['macro']:.4f}")
+    if args.device != "auto" and not args.device.startswith(("cpu", "cuda")):
+        raise ConfigError(f"--device must be auto, cpu, cuda or cuda:N, got {args.device!r}")
+    r = evaluate_checkpoint(args.checkpoint, args.data, args.layout, args.split, args.out, args.batch_size,
+                            args.device, args.strict, args.save_windows)
+    top5 = f"  top-5 {r['top5']:.4f}" if r["top5"] is not None else ""
+    print(f"{r['preset']} / {r['variant']} on {r['split']} ({r['count']} clips): top-1 {r['top1']:.4f}{top5}  "
+          f"macro {r['macro']:.4f}")
     for name, acc in sorted(r["per_class"].items(), key=lambda kv: kv[1]):
         print(f"  {acc:6.3f}  {name}")
+    if r["without_clips"]:
+        print(f"  no clips in this split (no accuracy): {', '.join(r['without_clips'])}")
     if args.save_windows:
         print(f"windows: {args.save_windows} ({r['count']} windows with labels)")
     if args.out:

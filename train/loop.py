@@ -11,6 +11,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from clipmg.model.config import ConfigError
+
 
 def lr_factor(step: int, total_steps: int, warmup_steps: int) -> float:
     """Linear warm-up to 1, then cosine decay to 0 (nanoGPT's ``get_lr`` shape)."""
@@ -95,14 +97,19 @@ def loss_fn(logits: torch.Tensor, target: torch.Tensor, prior: torch.Tensor, cla
 
 
 def classification_metrics(logits: np.ndarray, labels: np.ndarray, class_names: List[str]) -> Dict[str, object]:
-    """Top-1, top-5, per-class and macro accuracy, and the confusion matrix (rows = truth)."""
+    """Top-1, top-5, per-class and macro accuracy, and the confusion matrix (rows = truth).
+
+    ``top5`` is ``None`` when there are 5 classes or fewer (top-5 would be 1 by construction).
+    ``per_class`` holds the classes with clips; ``without_clips`` names the others (no accuracy can be
+    given for them, and the macro average leaves them out). ``logits`` ``(N, C)``, ``labels`` ``(N,)``;
+    ``N`` must be at least 1 (an empty set has no accuracy: the caller says so instead).
+    """
     c = len(class_names)
     labels = np.asarray(labels, dtype=np.int64)
     if len(labels) == 0:
-        return {"count": 0, "top1": 0.0, "top5": 0.0, "macro": 0.0, "per_class": {}, "confusion": []}
+        raise ValueError("classification_metrics needs at least one clip")
     pred = logits.argmax(1)
-    k = min(5, c)
-    topk = np.argsort(-logits, axis=1)[:, :k]
+    topk = np.argsort(-logits, axis=1)[:, :5]
     conf = np.zeros((c, c), dtype=np.int64)
     np.add.at(conf, (labels, pred), 1)
     support = conf.sum(1)
@@ -110,9 +117,10 @@ def classification_metrics(logits: np.ndarray, labels: np.ndarray, class_names: 
     return {
         "count": int(len(labels)),
         "top1": float((pred == labels).mean()),
-        "top5": float((topk == labels[:, None]).any(1).mean()),
-        "macro": float(np.mean(list(per_class.values()))) if per_class else 0.0,
+        "top5": float((topk == labels[:, None]).any(1).mean()) if c > 5 else None,
+        "macro": float(np.mean(list(per_class.values()))),
         "per_class": per_class,
+        "without_clips": [class_names[i] for i in range(c) if support[i] == 0],
         "confusion": conf.tolist(),
     }
 
@@ -121,8 +129,14 @@ def resolve_device(name: str, dist: DistInfo) -> torch.device:
     if name == "auto":
         return torch.device(f"cuda:{dist.local_rank}" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"--device {name} was asked for but no CUDA GPU is available; use --device cpu")
-    return torch.device(name)
+        raise ConfigError(f"--device {name} was asked for but no CUDA GPU is available; use --device cpu")
+    if name.startswith("cuda:") and int(name[5:]) >= torch.cuda.device_count():
+        raise ConfigError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA GPUs "
+                          f"(cuda:0 to cuda:{torch.cuda.device_count() - 1})")
+    try:
+        return torch.device(name)
+    except RuntimeError as e:
+        raise ConfigError(f"--device {name!r} is not a device: use auto, cpu, cuda or cuda:N") from e
 
 
 def amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:

@@ -1,7 +1,9 @@
 """``clipmg-data summary ROOT``: what a dataset root holds, as the training code will see it.
 
 Prints clips per class, clip-duration statistics, missing modalities and skipped-file counts
-(``--json`` for a machine-readable dict). ``--strict`` stops at the first malformed file.
+(``--json`` for a machine-readable dict). ``--strict`` stops at the first malformed file. A video
+whose keypoints are all missing (or were NaN) counts as a video without keypoints. Errors: one
+sentence, exit status 2 (``clipmg.model.errors``).
 """
 
 from __future__ import annotations
@@ -9,11 +11,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 from typing import Any, Dict, List
 
+from clipmg.model.errors import run_command
+
 from .dataset import LAYOUT_NAMES, ClipIndex, build_index, detect_layout
-from .readers import DataError, read_class_names
+from .readers import read_class_names
 
 
 def summarize(index: ClipIndex) -> Dict[str, Any]:
@@ -48,6 +51,11 @@ def format_summary(s: Dict[str, Any]) -> str:
 
 
 def main(argv: List[str] | None = None) -> int:
+    """``clipmg-data``: exit 0, or 2 with one sentence for data that cannot be read, 1 for a bug."""
+    return run_command("clipmg-data", lambda: _main(argv))
+
+
+def _main(argv: List[str] | None) -> int:
     ap = argparse.ArgumentParser(prog="clipmg-data", description="Inspect micro-gesture datasets.")
     sub = ap.add_subparsers(dest="command", required=True)
     sp = sub.add_parser("summary", help="clips per class, durations, missing modalities, skipped files")
@@ -57,18 +65,14 @@ def main(argv: List[str] | None = None) -> int:
     sp.add_argument("--classes", help="class-names file (one a line, or a JSON list); default: classes.txt "
                     "beside the data, else the iMiGUE list")
     sp.add_argument("--background", action="store_true", help="also mine 'no gesture' windows from unlabelled spans")
-    sp.add_argument("--strict", action="store_true", help="stop at the first malformed file (exit 1)")
+    sp.add_argument("--strict", action="store_true", help="stop at the first malformed file (exit 2)")
     sp.add_argument("--json", action="store_true", help="print the summary as JSON")
     sp.add_argument("--quiet", action="store_true", help="no per-file warnings, only the summary")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.ERROR if args.quiet else logging.WARNING, format="%(message)s")
-    try:
-        layout = detect_layout(args.root) if args.layout == "auto" else args.layout
-        names = read_class_names(args.classes) if args.classes else None
-        index = build_index(args.root, layout, class_names=names, background=args.background, strict=args.strict)
-    except DataError as e:
-        print(f"clipmg-data: error: {e}", file=sys.stderr)
-        return 1
+    layout = detect_layout(args.root) if args.layout == "auto" else args.layout
+    names = read_class_names(args.classes) if args.classes else None
+    index = build_index(args.root, layout, class_names=names, background=args.background, strict=args.strict)
     s = summarize(index)
     print(json.dumps(s, indent=1) if args.json else format_summary(s))
     return 0

@@ -35,6 +35,8 @@ from typing import Dict, Iterator, List, Sequence
 
 import numpy as np
 
+from clipmg.model.config import ConfigError
+from clipmg.model.errors import ClipmgError, run_command
 from clipmg.model.synthetic import (SYNTH_CLASSES, SynthConfig, SynthFrame, Take, _rng, make_episode,  # noqa: F401
                                     openpose_json, plan_video, synthetic_stream, write_video)
 
@@ -58,10 +60,17 @@ def write_dataset(out_dir: str | Path, seed: int = 0, videos: int = 20, clips_pe
     cfg = config or SynthConfig()
     out = Path(out_dir)
     if videos < 1 or clips_per_video < 1:
-        raise ValueError(f"need at least one video and one clip per video, got {videos} and {clips_per_video}")
+        raise ConfigError(f"need at least one video and one clip per video, got {videos} and {clips_per_video}")
+    if seed < 0:
+        raise ConfigError(f"--seed must be an integer of at least 0, got {seed}")
+    if out.exists() and not out.is_dir():
+        raise ClipmgError(f"{out} exists and is not a folder; choose a new or empty folder")
     if out.exists() and any(out.iterdir()):
-        raise FileExistsError(f"{out} is not empty; choose a new or empty folder")
-    out.mkdir(parents=True, exist_ok=True)
+        raise ClipmgError(f"{out} is not empty; choose a new or empty folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ClipmgError(f"cannot create {out}: {e.strerror or e}") from e
     (out / "classes.txt").write_text("".join(f"{c}\n" for c in cfg.classes))
     plan_rng = _rng(seed, 1 << 20)
     assignments = balanced_classes(plan_rng, cfg.classes, videos, clips_per_video)
@@ -101,6 +110,11 @@ def write_dataset(out_dir: str | Path, seed: int = 0, videos: int = 20, clips_pe
 
 
 def main(argv: List[str] | None = None) -> int:
+    """``clipmg-synth``: exit 0, or 2 with one sentence for a bad setting or folder, 1 for a bug."""
+    return run_command("clipmg-synth", lambda: _main(argv))
+
+
+def _main(argv: List[str] | None) -> int:
     ap = argparse.ArgumentParser(prog="clipmg-synth", description="Write the synthetic micro-gesture set "
                                  "(iMiGUE layout: label CSV, OpenPose JSON per frame, mp4).")
     ap.add_argument("out_dir", help="folder to create (must be new or empty)")
@@ -116,16 +130,15 @@ def main(argv: List[str] | None = None) -> int:
     ap.add_argument("--no-video", action="store_true", help="skip the mp4 files (pose-only set)")
     ap.add_argument("--quiet", action="store_true", help="no progress lines")
     args = ap.parse_args(argv)
-    try:
-        classes = tuple(c.strip() for c in args.classes.split(",") if c.strip()) or SYNTH_CLASSES
+    classes = tuple(c.strip() for c in args.classes.split(",") if c.strip()) or SYNTH_CLASSES
+    try:  # SynthConfig checks the flags' values; its ValueErrors are about them
         cfg = SynthConfig(width=args.width, height=args.height, fps=args.fps,
                           clip_frames=(args.min_clip, args.max_clip), classes=classes)
-        t0 = time.perf_counter()
-        meta = write_dataset(args.out_dir, args.seed, args.videos, args.clips_per_video, cfg,
-                             video=not args.no_video, progress=not args.quiet)
-    except (ValueError, FileExistsError, OSError) as e:
-        print(f"clipmg-synth: error: {e}", file=sys.stderr)
-        return 2
+    except ValueError as e:
+        raise ConfigError(str(e)) from e
+    t0 = time.perf_counter()
+    meta = write_dataset(args.out_dir, args.seed, args.videos, args.clips_per_video, cfg,
+                         video=not args.no_video, progress=not args.quiet)
     print(f"wrote {meta['clips']} clips in {args.videos} videos ({meta['frames']} frames) to {args.out_dir} "
           f"in {time.perf_counter() - t0:.1f} s")
     return 0

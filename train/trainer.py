@@ -4,383 +4,46 @@ Run directory ``--out``: ``config.json`` (training + model + preprocessing setti
 ``log.csv`` (every step), ``metrics.csv`` (every epoch), ``best.safetensors`` and
 ``last.safetensors`` (checkpoints, written atomically), ``last.state.pt`` (optimiser, schedule,
 RNG and sampler position for exact resume; plain tensors, loaded with ``weights_only=True``).
+
+Errors the user can fix (a bad flag, data or file) end the command with one sentence and exit
+status 2 (``clipmg.model.errors``). A loss that becomes NaN or infinite stops the run with one
+sentence before the optimiser step, so nothing non-finite is written: the checkpoints on disk are
+the last good ones. With no validation clips (``--val-fraction 0``, or a split that leaves none) no
+accuracy is reported and only ``last`` is written.
 """
 
 from __future__ import annotations
 
-import csv
-import json
 import logging
-import random
 import sys
-import time
-from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict
 
-import numpy as np
-import torch
-import torch.distributed as dist_
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-from torch.utils.data import DataLoader
-
-from clipmg.model import CLIPMG, create_model
-from clipmg.model.checkpoint import (CheckpointError, load_checkpoint, remove_stale_temporaries, save_checkpoint,
-                                     user_message)
-from clipmg.model.files import atomic_write, atomic_write_text
+from clipmg.model.config import ConfigError
+from clipmg.model.errors import run_command
 
 from .config import TrainConfig, parse
-from .loop import (DistInfo, EpochSampler, amp_dtype, class_prior, classification_metrics, loss_fn, lr_factor,
-                   resolve_device)
 
-log = logging.getLogger("clipmg.train")
-
-
-class Indexed(torch.utils.data.Dataset):
-    """Wraps a dataset so every item also carries its index (for the frozen-output cache) and is
-    drawn with torch's RNG seeded by ``(seed, epoch, index)`` inside a forked RNG: augmentation is
-    reproducible per item and leaves the global RNG (dropout) untouched, so resume is exact and
-    DataLoader workers need no special seeding."""
-
-    def __init__(self, ds: Any, seed: int) -> None:
-        self.ds, self.seed, self.epoch = ds, seed, 0
-
-    def __len__(self) -> int:
-        return len(self.ds)
-
-    def __getitem__(self, i: int) -> Dict[str, Any]:
-        item_seed = int(np.random.SeedSequence([self.seed, self.epoch, int(i)]).generate_state(1)[0])
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(item_seed)
-            item = self.ds[int(i)]
-        return {**item, "index": int(i)}
+# the training run's names, loaded with PyTorch on first use (PEP 562): `clipmg-train --lr-new nan`
+# is refused before PyTorch is imported
+_RUN_NAMES = ("Trainer", "TrainingDiverged", "Indexed", "FrozenCache", "collate", "evaluate_logits",
+              "check_weights_file", "load_pretrained")
 
 
-def collate(items: List[Dict[str, Any]]) -> Dict[str, Any]:
-    """Stack arrays/tensors, make int tensors of numbers, keep lists of strings."""
-    return torch.utils.data.default_collate(items)
+def __getattr__(name: str) -> Any:
+    if name in _RUN_NAMES:
+        from . import run
+
+        return getattr(run, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-class FrozenCache:
-    """Outputs of the frozen ViT blocks per clip, ``(T, N, D)`` each, kept across epochs."""
-
-    def __init__(self) -> None:
-        self.store: Dict[int, torch.Tensor] = {}
-        self.hits = self.misses = 0
-
-    def tokens(self, model: CLIPMG, batch: Dict[str, Any], device: torch.device) -> torch.Tensor:
-        idx: List[int] = batch["index"].tolist()
-        missing = [j for j, i in enumerate(idx) if i not in self.store]
-        self.hits += len(idx) - len(missing)
-        self.misses += len(missing)
-        if missing:
-            imgs = batch["images"][missing].to(device)  # (m, T, 3, S, S)
-            h = model.encode_frozen(imgs.flatten(0, 1))
-            h = h.reshape(len(missing), imgs.shape[1], *h.shape[1:])
-            for j, hj in zip(missing, h):
-                self.store[idx[j]] = hj
-        return torch.stack([self.store[i] for i in idx])
-
-
-def evaluate_logits(model: CLIPMG, loader: DataLoader, device: torch.device,
-                    amp: torch.dtype | None = None, progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Logits ``(N, C)`` and labels ``(N,)`` of a whole loader, in eval mode."""
-    from tqdm import tqdm
-
-    model.eval()
-    logits, labels = [], []
-    with torch.no_grad():
-        for batch in tqdm(loader, desc="validate", leave=False, disable=not progress):
-            with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
-                out = model(batch["images"].to(device), batch["keypoints"].to(device))
-            logits.append(out.float().cpu().numpy())
-            labels.append(batch["label"].numpy())
-    model.train()
-    if not logits:
-        return np.zeros((0, model.cfg.num_classes), np.float32), np.zeros((0,), np.int64)
-    return np.concatenate(logits), np.concatenate(labels)
-
-
-def _rng_state() -> Dict[str, Any]:
-    return {"torch": torch.get_rng_state(), "python": list(random.getstate()[1]),
-            "python_pos": random.getstate()[2] if random.getstate()[2] is not None else -1,
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
-
-
-def _set_rng_state(s: Dict[str, Any]) -> None:
-    torch.set_rng_state(s["torch"])
-    pos = None if s["python_pos"] == -1 else s["python_pos"]
-    random.setstate((3, tuple(s["python"]), pos))
-    if s["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(s["cuda"])
-
-
-class Trainer:
-    def __init__(self, cfg: TrainConfig, data: Any, dist: DistInfo | None = None) -> None:
-        self.cfg, self.data = cfg, data
-        self.dist = dist or DistInfo()
-        self.device = resolve_device(cfg.device, self.dist)
-        self.amp = amp_dtype(cfg.amp, self.device)
-        self.out = Path(cfg.out)
-        torch.manual_seed(cfg.seed)
-        random.seed(cfg.seed)
-        n_cls = len(data.class_names)
-        # the model takes the dataset's preprocessing (the run's --crop / --person-scale, see
-        # build_data), which the checkpoint carries on to eval, the engines and live
-        self.model = create_model(cfg.preset, num_classes=n_cls, variant=cfg.variant,
-                                  pretrained=cfg.pretrained or None, preprocess=data.train.cfg.preprocess)
-        if cfg.cache_frozen and self.model.stem_trainable:
-            raise ValueError(f"--cache-frozen has nothing to cache: {cfg.preset} trains the whole ViT tower, "
-                             "stem included (trainable_blocks equals layers)")
-        self.model.to(self.device).train()
-        groups = self.model.trainable_parameters()
-        self.opt = torch.optim.AdamW([{"params": groups["new"], "lr": cfg.lr_new, "base_lr": cfg.lr_new},
-                                      {"params": groups["vit"], "lr": cfg.lr_vit, "base_lr": cfg.lr_vit}],
-                                     weight_decay=cfg.weight_decay)
-        self.train_ds = Indexed(data.train, cfg.seed)
-        self.sampler = EpochSampler(data.train_labels, cfg.seed, self.dist, cfg.class_balance == "sampler")
-        self.loader = DataLoader(self.train_ds, batch_size=cfg.batch_size, sampler=self.sampler,
-                                 num_workers=cfg.workers, collate_fn=collate, drop_last=False,
-                                 persistent_workers=False,
-                                 # its own generator: making an iterator must not consume the global RNG
-                                 generator=torch.Generator().manual_seed(cfg.seed))
-        self.val_loader = DataLoader(Indexed(data.val, cfg.seed), batch_size=cfg.batch_size, shuffle=False,
-                                     num_workers=cfg.workers, collate_fn=collate,
-                                     generator=torch.Generator().manual_seed(cfg.seed))
-        self.steps_per_epoch = max(1, -(-len(self.sampler) // cfg.batch_size))
-        self.total_steps = self.steps_per_epoch * cfg.epochs
-        self.warmup_steps = int(cfg.warmup_epochs * self.steps_per_epoch)
-        self.prior = class_prior(data.train_labels, n_cls).to(self.device)
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp == torch.float16)
-        self.cache = FrozenCache() if cfg.cache_frozen else None
-        # --ema: PyTorch's own weight averaging; the average (buffers too) is what is validated and saved
-        self.ema = (AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
-                    if cfg.ema > 0 else None)
-        self.step, self.epoch, self.epoch_pos = 0, 0, 0
-        self.best = -1.0
-        self.history: List[Dict[str, Any]] = []
-        self.ddp = None
-        if self.dist.world > 1:
-            self.ddp = torch.nn.parallel.DistributedDataParallel(
-                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
-
-    # ---------------------------------------------------------------- checkpoints
-    def _meta_extra(self) -> Dict[str, Any]:
-        return {"train": self.cfg.to_dict(), "split": self.data.split, "data_summary": self.data.summary}
-
-    @property
-    def evaluated(self) -> CLIPMG:
-        """The weights that are validated and saved: the moving average with --ema, else the model."""
-        return self.ema.module if self.ema is not None else self.model  # type: ignore[return-value]
-
-    def save(self, which: str, metrics: Dict[str, Any] | None = None) -> None:
-        if not self.dist.main:
-            return
-        save_checkpoint(self.out / f"{which}.safetensors", self.evaluated, self.data.class_names,
-                        self.data.duration_stats, metrics or {}, self._meta_extra())
-        if which == "last":
-            # The state carries its own copy of the weights: the two files are replaced one after the
-            # other, so a kill between the writes leaves last.safetensors one save ahead of this file,
-            # and resuming from this file alone is still exact (it just redoes that save's steps).
-            state = {"optimizer": self.opt.state_dict(), "scaler": self.scaler.state_dict(),
-                     "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
-                     "step": self.step, "epoch": self.epoch, "epoch_pos": self.epoch_pos, "best": self.best,
-                     "rng": _rng_state(), "history": json.dumps(self.history)}
-            if self.ema is not None:
-                state["ema"] = {k: v.detach().cpu() for k, v in self.ema.state_dict().items()}
-            atomic_write(self.out / "last.state.pt", lambda tmp: torch.save(state, tmp))
-
-    def resume(self) -> None:
-        path = self.out / "last.safetensors"
-        if not path.is_file() or not (self.out / "last.state.pt").is_file():
-            raise CheckpointError(f"--resume: no checkpoint to resume in {self.out} (expected last.safetensors "
-                                  f"and last.state.pt); start without --resume")
-        model, meta = load_checkpoint(path, config=self.model.cfg, class_names=self.data.class_names)
-        self.model.load_state_dict(model.state_dict())
-        try:  # weights_only: tensors and plain containers only; pickled code is refused
-            state = torch.load(self.out / "last.state.pt", map_location=self.device, weights_only=True)
-        except Exception as e:  # noqa: BLE001 - UnpicklingError, EOFError, RuntimeError for damaged files
-            raise CheckpointError(f"cannot resume from {self.out / 'last.state.pt'}: {str(e).splitlines()[0]}; "
-                                  f"the file is damaged or not a clipmg training state. Delete it to start over, "
-                                  f"or restore it from a backup") from e
-        if "model" in state:  # the weights that belong to this optimiser state (see save)
-            self.model.load_state_dict(state["model"])
-        if self.ema is not None:
-            if "ema" not in state:
-                raise CheckpointError(f"--resume --ema: {self.out / 'last.state.pt'} has no weight average (the run "
-                                      f"was started without --ema); resume without --ema or start over")
-            self.ema.load_state_dict(state["ema"])
-        self.opt.load_state_dict(state["optimizer"])
-        self.scaler.load_state_dict(state["scaler"])
-        self.step, self.epoch, self.epoch_pos = state["step"], state["epoch"], state["epoch_pos"]
-        self.best = state["best"]
-        self.history = json.loads(state["history"])
-        _set_rng_state(state["rng"])
-        log.info("resumed from %s at epoch %d, step %d", path, self.epoch, self.step)
-
-    # ---------------------------------------------------------------- loop
-    def _set_lr(self) -> float:
-        f = lr_factor(self.step, self.total_steps, self.warmup_steps)
-        for g in self.opt.param_groups:
-            g["lr"] = g["base_lr"] * f
-        return f
-
-    def train_step(self, batch: Dict[str, Any]) -> float:
-        model = self.ddp or self.model
-        kp = batch["keypoints"].to(self.device, non_blocking=True)
-        target = batch["label"].to(self.device)
-        self._set_lr()
-        with torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None):
-            if self.cache is not None:
-                logits = model(None, kp, frozen_tokens=self.cache.tokens(self.model, batch, self.device))
-            else:
-                logits = model(batch["images"].to(self.device, non_blocking=True), kp)
-            loss = loss_fn(logits, target, self.prior, self.cfg.class_balance, self.cfg.label_smoothing,
-                           self.cfg.logit_adjust)
-        self.opt.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
-        if self.cfg.grad_clip > 0:
-            self.scaler.unscale_(self.opt)
-            torch.nn.utils.clip_grad_norm_([p for g in self.opt.param_groups for p in g["params"]], self.cfg.grad_clip)
-        self.scaler.step(self.opt)
-        self.scaler.update()
-        if self.ema is not None:
-            self.ema.update_parameters(self.model)
-        self.step += 1
-        return float(loss.detach())
-
-    def validate(self) -> Dict[str, Any]:
-        logits, labels = evaluate_logits(self.evaluated, self.val_loader, self.device, self.amp)
-        return classification_metrics(logits, labels, list(self.data.class_names))
-
-    def _write_config(self) -> None:
-        if self.dist.main:
-            self.out.mkdir(parents=True, exist_ok=True)
-            cfg = {"train": self.cfg.to_dict(), "model": self.model.cfg.to_dict(),
-                   "class_names": list(self.data.class_names), "split": self.data.split,
-                   "duration_stats": self.data.duration_stats, "data_summary": self.data.summary}
-            atomic_write_text(self.out / "config.json", json.dumps(cfg, indent=2))
-
-    def run(self) -> Dict[str, Any]:
-        from tqdm import tqdm
-
-        cfg = self.cfg
-        if self.dist.main and self.out.is_dir():  # what a kill in the middle of a write left behind
-            for p in remove_stale_temporaries(self.out, ("best.safetensors", "last.safetensors", "last.state.pt")):
-                log.info("removed %s, left by an interrupted checkpoint write", p.name)
-        if cfg.resume:
-            self.resume()
-            if self.dist.main:
-                self._trim_logs()
-        self._write_config()
-        t0 = time.monotonic()
-        steps_this_run = 0
-        stop = False
-        # line-buffered: a killed run keeps the rows of the steps it completed
-        step_log = open(self.out / "log.csv", "a", newline="", buffering=1) if self.dist.main else None
-        writer = csv.writer(step_log) if step_log else None
-        if writer and step_log.tell() == 0:
-            writer.writerow(["step", "epoch", "loss", "lr_new", "elapsed_s"])
-        tb = None
-        if cfg.tensorboard and self.dist.main:
-            from torch.utils.tensorboard import SummaryWriter
-
-            tb = SummaryWriter(str(self.out / "tb"))
-        try:
-            while self.epoch < cfg.epochs and not stop:
-                self.train_ds.epoch = self.epoch
-                self.sampler.set_epoch(self.epoch, self.epoch_pos * cfg.batch_size)
-                losses: List[float] = []
-                bar = tqdm(self.loader, desc=f"epoch {self.epoch + 1}/{cfg.epochs}", leave=False,
-                           disable=not self.dist.main, initial=self.epoch_pos, total=self.steps_per_epoch)
-                for batch in bar:
-                    loss = self.train_step(batch)
-                    losses.append(loss)
-                    self.epoch_pos += 1
-                    steps_this_run += 1
-                    bar.set_postfix(loss=f"{loss:.3f}")
-                    if writer:
-                        writer.writerow([self.step, self.epoch, f"{loss:.6f}",
-                                         f"{self.opt.param_groups[0]['lr']:.3e}", f"{time.monotonic() - t0:.1f}"])
-                    if tb:
-                        tb.add_scalar("train/loss", loss, self.step)
-                    out_of_time = cfg.time_limit_min > 0 and time.monotonic() - t0 > 60 * cfg.time_limit_min
-                    if (cfg.max_steps and steps_this_run >= cfg.max_steps) or out_of_time:
-                        stop = True
-                        break
-                    if cfg.save_every and self.step % cfg.save_every == 0:
-                        self.save("last")
-                bar.close()
-                if stop and self.epoch_pos < self.steps_per_epoch:
-                    self.save("last")  # mid-epoch: resume continues from this exact batch
-                    if step_log:
-                        step_log.flush()
-                    log.info("stopped at step %d (epoch %d, batch %d)", self.step, self.epoch, self.epoch_pos)
-                    break
-                metrics = self._end_epoch(losses, t0, tb)
-                if stop:
-                    break
-        finally:
-            if step_log:
-                step_log.close()
-            if tb:
-                tb.close()
-        if self.cache is not None and self.dist.main:
-            log.info("frozen-output cache: %d hits, %d misses", self.cache.hits, self.cache.misses)
-        return {"best_top1": self.best, "history": self.history, "steps": self.step,
-                "elapsed_s": time.monotonic() - t0}
-
-    def _trim_logs(self) -> None:
-        """Drop the rows a killed run logged after the state it is resumed from (those steps and
-        epochs are redone now), so log.csv keeps one row per step and metrics.csv one per epoch."""
-        for name, last in (("log.csv", self.step), ("metrics.csv", self.epoch)):
-            path = self.out / name
-            if not path.is_file():
-                continue
-            rows = path.read_text().splitlines(keepends=True)
-            keep = rows[:1] + [r for r in rows[1:] if r.split(",", 1)[0].isdigit() and int(r.split(",", 1)[0]) <= last]
-            if len(keep) != len(rows):
-                atomic_write(path, lambda tmp, text="".join(keep): Path(tmp).write_text(text))
-
-    def _end_epoch(self, losses: List[float], t0: float, tb: Any) -> Dict[str, Any]:
-        if self.ddp is not None:  # identical BatchNorm statistics on every rank
-            for b in self.model.buffers():
-                dist_.broadcast(b, 0)
-            if self.ema is not None:
-                for b in self.ema.buffers():
-                    dist_.broadcast(b, 0)
-        metrics: Dict[str, Any] = {}
-        if self.dist.main:
-            m = self.validate()
-            metrics = {"epoch": self.epoch + 1, "train_loss": float(np.mean(losses)) if losses else float("nan"),
-                       "val_top1": m["top1"], "val_top5": m["top5"], "val_macro": m["macro"],
-                       "elapsed_s": round(time.monotonic() - t0, 1)}
-            self.history.append(metrics)
-            log.info("epoch %d: loss %.4f  val top-1 %.3f  top-5 %.3f  macro %.3f", metrics["epoch"],
-                     metrics["train_loss"], m["top1"], m["top5"], m["macro"])
-            new_file = not (self.out / "metrics.csv").exists()
-            with open(self.out / "metrics.csv", "a", newline="") as f:
-                w = csv.DictWriter(f, fieldnames=list(metrics))
-                if new_file:
-                    w.writeheader()
-                w.writerow(metrics)
-            if tb:
-                for k in ("val_top1", "val_top5", "val_macro"):
-                    tb.add_scalar(f"val/{k[4:]}", metrics[k], self.step)
-        self.epoch += 1
-        self.epoch_pos = 0
-        if self.dist.main:
-            if metrics["val_top1"] > self.best:
-                self.best = metrics["val_top1"]
-                self.save("best", {**metrics, "per_class": m["per_class"]})
-            self.save("last", metrics)
-        return metrics
-
-
-def train(cfg: TrainConfig, dist: DistInfo | None = None) -> Dict[str, Any]:
-    """Build the data and the model from ``cfg`` and train; returns a summary dict."""
+def train(cfg: TrainConfig, dist: Any = None) -> Dict[str, Any]:
+    """Build the data and the model from ``cfg`` and train (``dist``: a ``loop.DistInfo``, default one
+    process); returns a summary dict."""
     from clipmg.model import load_config
 
     from .data import build_data
+    from .run import Trainer
 
     model_cfg = load_config(cfg.preset)
     data = build_data(cfg, model_cfg)
@@ -388,15 +51,20 @@ def train(cfg: TrainConfig, dist: DistInfo | None = None) -> Dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``clipmg-train``: exit 0 when done, 2 with one sentence for what the user can fix, 1 for a bug."""
+    return run_command("clipmg-train", lambda: _main(argv))
+
+
+def _main(argv: list[str] | None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
-    try:
-        cfg = parse(argv, "Train CLIP-MG (single process, or many under torchrun).")
-    except ValueError as e:
-        print(f"clipmg-train: {user_message(e)}", file=sys.stderr)
-        return 2
+    cfg = parse(argv, "Train CLIP-MG (single process, or many under torchrun).", prog="clipmg-train")
     if not cfg.data:
-        print("clipmg-train: --data is required (a dataset root; make one with clipmg-synth)", file=sys.stderr)
-        return 2
+        raise ConfigError("--data is required (a dataset root; make one with clipmg-synth)")
+    import torch  # heavy: only once the flags are known to be good
+    import torch.distributed as dist_
+
+    from .loop import DistInfo
+
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     d = DistInfo.from_env()
@@ -407,15 +75,16 @@ def main(argv: list[str] | None = None) -> int:
         dist_.init_process_group(backend=backend)
     try:
         result = train(cfg, d)
-    except (ValueError, OSError, CheckpointError) as e:  # one line; anything else is a bug: traceback
-        print(f"clipmg-train: {user_message(e)}", file=sys.stderr)
-        return 2
     finally:
         if d.world > 1 and dist_.is_initialized():
             dist_.destroy_process_group()
     if d.main:
-        best = (f"best val top-1 {result['best_top1']:.4f}" if result["best_top1"] >= 0
-                else "no validation pass yet (stopped inside the first epoch)")
+        if not result["has_val"]:
+            best = "no validation split, so no accuracy and no best checkpoint"
+        elif result["best_top1"] >= 0:
+            best = f"best val top-1 {result['best_top1']:.4f}"
+        else:
+            best = "no validation pass yet (stopped inside the first epoch)"
         print(f"done: {best} after {result['steps']} steps "
               f"in {result['elapsed_s'] / 60:.1f} min; checkpoints in {cfg.out}")
     return 0
