@@ -8,8 +8,8 @@ process records every window and status message. Reported: sustained input fps, 
 windows/s, dropped frames, skipped windows, and the latency from the capture of a window's last
 frame to its publication (p50, p99). ``--worker pose-thread one-thread`` runs each Δp with the
 worker's pose thread (the default) and without it (pose and engine in turn), interleaved;
-``--rgb-batch window each`` runs each Δp with a window's new RGB frames encoded in one call (the
-default) and one at a time, interleaved. The output names the CPU and its vector extensions.
+``--rgb-batch window each`` runs each Δp with a window's new RGB frames encoded in one call and
+one at a time (the worker's default), interleaved. The output names the CPU and its vector extensions.
 """
 
 from __future__ import annotations

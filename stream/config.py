@@ -89,6 +89,7 @@ class StreamConfig:
     precision: str = "auto"  # ONNX Runtime engines: auto (int8 encoder where the export validated it), fp32, int8
     demo: bool = False  # True when the engine is the synthetic demo model (said plainly on start)
     pose_thread: bool = True  # pose in its own thread, ahead of and alongside the engine (worker.PoseAhead)
+    pose_workers: int = 1  # pose threads, each with its own pose backend, taking samples in turn
     pose_cache: bool = True  # each group's share of the pose branch computed once (engines that can)
     rgb_batch: str = "each"  # 'each': every RGB frame encoded as soon as it is posed; 'window': a window's new frames in one call
     verbose: bool = False  # let MediaPipe/TFLite/absl start-up messages through
@@ -171,6 +172,8 @@ class StreamConfig:
         if self.ring_slots < 4 * self.pose_every:
             raise ConfigError(f"--ring-slots {self.ring_slots} is too small for --pose-every {self.pose_every}: "
                               f"give at least {4 * self.pose_every} slots")
+        if self.pose_workers > 1 and not self.pose_thread:
+            raise ConfigError(f"--pose-workers {self.pose_workers} needs the pose thread: drop --no-pose-thread")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.curve_allow_dir and not self.curve_secret_key:
@@ -188,6 +191,7 @@ NUMERIC_FIELDS: Dict[str, Tuple[str, float, bool, Optional[float], str]] = {
     "read_timeout_s": ("read_timeout_s", 0, False, None, "float"),
     "stride": ("--stride", 1, True, None, "int"),
     "pose_every": ("--pose-every", 1, True, 1000, "int"),
+    "pose_workers": ("--pose-workers", 1, True, 8, "int"),
     "threads": ("--threads", 1, True, 1024, "int"),
     "top_k": ("--top-k", 1, True, None, "int"),
     "threshold": ("--threshold", 0, True, 1, "float"),
@@ -409,6 +413,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--pose-thread", action=argparse.BooleanOptionalAction, default=d.pose_thread,
                    help="run pose in its own thread, alongside the engine (default: on; --no-pose-thread runs "
                    "pose and engine in turn in one thread)")
+    g.add_argument("--pose-workers", type=int, default=d.pose_workers, metavar="N",
+                   help="pose threads, each with its own pose backend, estimating samples side by side: 2 lets "
+                   "MediaPipe keep up at --pose-every 2 on a 2-core CPU, where one instance is busy all the "
+                   "time and falls behind (docs/benchmarks.md); needs --pose-thread (default: %(default)s)")
     g = ap.add_argument_group("windows and decisions")
     g.add_argument("--stride", type=int, default=d.stride, help="S: pose samples between windows, a multiple of 4 "
                    "(default: %(default)s)")
@@ -487,7 +495,7 @@ def config_from_args(args: argparse.Namespace) -> StreamConfig:
         stride=args.stride,
         pose_every=args.pose_every, pose=args.pose, pose_options=tuple(args.pose_option), engine=args.engine,
         device=args.device, threads=args.threads, precision=args.precision, pose_thread=args.pose_thread,
-        pose_cache=args.pose_cache, rgb_batch=args.rgb_batch, verbose=args.verbose, demo=demo, top_k=args.top_k,
+        pose_workers=args.pose_workers, pose_cache=args.pose_cache, rgb_batch=args.rgb_batch, verbose=args.verbose, demo=demo, top_k=args.top_k,
         threshold=args.threshold, no_person=args.no_person, include_logits=args.logits, event_threshold=args.event_threshold,
         event_hysteresis=args.event_hysteresis, event_min_duration_s=args.event_min_duration,
         endpoint=args.endpoint, allow_remote=args.allow_remote, fmt=args.fmt, sndhwm=args.hwm,
