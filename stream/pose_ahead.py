@@ -2,13 +2,16 @@
 
 Pose backends and engines spend their time in native code that releases the GIL, so on two cores
 pose (this thread) and the frame encoder and head (the worker's main thread) overlap instead of
-taking turns (docs/benchmarks.md measures both).
+taking turns (docs/benchmarks.md measures both). With several estimate callables (each with a pose
+backend of its own: ``--pose-workers``) several threads estimate consecutive samples side by side,
+for a backend such as MediaPipe whose one instance works through a frame in turn and cannot keep
+up alone although the CPU has room.
 """
 
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Optional, Sequence, Set
 
 _PENDING = object()  # PoseAhead.poll: the sample is not estimated yet
 
@@ -17,25 +20,34 @@ class PoseAhead:
     """Pose estimation in a thread of its own, ahead of the engine.
 
     ``estimate(k)`` reads sample ``k``'s frame and runs the pose backend (``None``: the frame is
-    gone). The thread estimates samples in order from the position the main thread last asked for
-    (``want``), never past the newest sample whose frame is in the ring (``newest()``), and keeps at
-    most ``limit`` results waiting, so it cannot run away from a slow engine. The main thread
-    ``take``s the samples it needs (blocking) or ``poll``s (not blocking); each result is handed out
-    once. Only this thread calls the pose backend, so backends need not be thread-safe. An exception
-    in the thread is re-raised in the main thread by the next ``take``/``poll``.
+    gone); given a sequence of them, one thread runs each. The threads claim samples in order from
+    the position the main thread last asked for (``want``), never past the newest sample whose frame
+    is in the ring (``newest()``), and keep at most ``limit`` results waiting or in progress, so they
+    cannot run away from a slow engine. Each thread's samples increase, so a tracking backend sees
+    time move forward. The main thread ``take``s the samples it needs (blocking) or ``poll``s (not
+    blocking); each result is handed out once. Each estimate callable is called by its own thread
+    only, so backends need not be thread-safe. An exception in a thread is re-raised in the main
+    thread by the next ``take``/``poll``.
     """
 
-    def __init__(self, estimate: Callable[[int], Any], newest: Callable[[], int], limit: int = 32) -> None:
-        self._estimate, self._newest, self._limit = estimate, newest, limit
+    def __init__(self, estimate: Callable[[int], Any] | Sequence[Callable[[int], Any]], newest: Callable[[], int],
+                 limit: int = 32) -> None:
+        estimates = [estimate] if callable(estimate) else list(estimate)
+        if not estimates:
+            raise ValueError("PoseAhead needs at least one estimate callable")
+        self._newest, self._limit = newest, limit
         self._cv = threading.Condition()
         self._done: Dict[int, Any] = {}
         self._start = 0  # results below this are no longer wanted
         self._next: Optional[int] = None  # the next sample to estimate; None until the first want()
-        self._busy: Optional[int] = None  # the sample being estimated now
+        self._busy: Set[int] = set()  # the samples being estimated now (one a thread at most)
         self._error: Optional[BaseException] = None
         self._closed = False
-        self._thread = threading.Thread(target=self._run, name="clipmg-pose", daemon=True)
-        self._thread.start()
+        self._threads = [threading.Thread(target=self._run, args=(est,), daemon=True,
+                                          name="clipmg-pose" if len(estimates) == 1 else f"clipmg-pose-{i}")
+                         for i, est in enumerate(estimates)]
+        for t in self._threads:
+            t.start()
 
     def want(self, start: int) -> None:
         """Samples below ``start`` are not needed any more; estimate from ``start`` on (never back)."""
@@ -72,37 +84,43 @@ class PoseAhead:
         with self._cv:
             self._closed = True
             self._cv.notify_all()
-        self._thread.join(timeout=10)
+        for t in self._threads:
+            t.join(timeout=10)
 
     def _passed(self, k: int) -> bool:
         """Sample ``k`` will never be (or was already) handed out: below the start, or behind the
         thread and not in progress (called with the lock held)."""
-        return k < self._start or (self._next is not None and k < self._next and self._busy != k)
+        return k < self._start or (self._next is not None and k < self._next and k not in self._busy)
 
     def _raise(self) -> None:
         if self._error is not None:
             raise RuntimeError(f"pose thread failed: {type(self._error).__name__}: {self._error}") from self._error
-        if not self._thread.is_alive() and not self._closed:
+        if not self._closed and not all(t.is_alive() for t in self._threads):
             raise RuntimeError("pose thread ended unexpectedly")
 
-    def _run(self) -> None:
+    def _run(self, estimate: Callable[[int], Any]) -> None:
+        k: Optional[int] = None
         try:
             while True:
                 with self._cv:
-                    while not self._closed and (self._next is None or len(self._done) >= self._limit
+                    while not self._closed and (self._next is None or len(self._done) + len(self._busy) >= self._limit
                                                 or self._next > self._newest()):
                         self._cv.wait(0.002)
                     if self._closed:
                         return
-                    k = self._busy = self._next
+                    k = self._next
+                    self._busy.add(k)
                     self._next += 1
-                result = self._estimate(k)  # outside the lock: the main thread runs the engine meanwhile
+                result = estimate(k)  # outside the lock: the main thread (and the other pose threads) run meanwhile
                 with self._cv:
-                    self._busy = None
+                    self._busy.discard(k)
                     if k >= self._start:
                         self._done[k] = result
                     self._cv.notify_all()
+                k = None
         except BaseException as e:  # noqa: BLE001 - handed to the main thread, which crashes the worker
             with self._cv:
-                self._error, self._busy = e, None
+                self._error = e
+                if k is not None:
+                    self._busy.discard(k)
                 self._cv.notify_all()

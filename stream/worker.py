@@ -22,6 +22,8 @@ dicts ``{"event": "worker_state" | "worker_stats" | "worker_done", ...}``.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import os
 import signal
@@ -108,7 +110,9 @@ class Worker:
         from .window import Decision, Schedule, StreamingWindows
 
         mc = engine.config
-        self.cfg, self.engine, self.pose, self.ring, self.sender = cfg, engine, pose, ring, sender
+        # one pose backend, or one a pose thread (--pose-workers); the first also serves end-of-file windows
+        self.poses = list(pose) if isinstance(pose, (list, tuple)) else [pose]
+        self.cfg, self.engine, self.pose, self.ring, self.sender = cfg, engine, self.poses[0], ring, sender
         self.report, self.annotator, self.max_windows = report, annotator, max_windows
         self.schedule = Schedule.from_config(mc.clip, cfg.stride, cfg.pose_every)
         self.sw = StreamingWindows(engine, mc, self.schedule, pose_cache=cfg.pose_cache)
@@ -133,13 +137,18 @@ class Worker:
         self._stats_t = time.monotonic()
         self._lock = threading.Lock()  # the counters the pose thread updates
         self._wanted = -1  # the window start last passed to the pose thread
-        self.ahead = (PoseAhead(self._pose, lambda: self.schedule.newest_sample(self.ring.latest_seq()),
+        self._annot_lock = threading.Lock()  # pose threads hand annotated frames over in sample order
+        self._annot_pending: Dict[int, Any] = {}
+        self._annot_next: Optional[int] = None
+        estimates = [functools.partial(self._pose, backend=b) for b in self.poses]
+        self.ahead = (PoseAhead(estimates, lambda: self.schedule.newest_sample(self.ring.latest_seq()),
                                 limit=self.schedule.pose_frames) if cfg.pose_thread else None)
 
     def close(self) -> None:
-        """Stop the pose thread (before the pose backend is closed)."""
+        """Stop the pose threads (before the pose backends are closed); record what they left."""
         if self.ahead is not None:
             self.ahead.close()
+        self._flush_annotations()
 
     # ------------------------------------------------------------------ loop
     def step(self) -> bool:
@@ -150,6 +159,8 @@ class Worker:
         s = self.schedule
         if self.next_window is None:
             self._start(k_now)
+            with self._annot_lock:
+                self._annot_next = self.k_next  # the first sample the pose threads will estimate
         target, skipped = s.plan(k_now, self.next_window)
         if self.ahead is not None:
             start = s.window_start(self.next_window if target is None else target)
@@ -233,9 +244,9 @@ class Worker:
         self._add(samples)
         return True
 
-    def _pose(self, k: int) -> Optional[Any]:
-        """Read sample ``k``'s frame and run the pose backend on it (``None``: the frame is gone).
-        Runs in the pose thread when there is one."""
+    def _pose(self, k: int, backend: Any = None) -> Optional[Any]:
+        """Read sample ``k``'s frame and run a pose backend on it (``None``: the frame is gone).
+        Runs in a pose thread when there is one, with that thread's ``backend``."""
         from clipmg.model.layouts import extract_layout
 
         from .window import Sample
@@ -245,12 +256,14 @@ class Worker:
         if frame is None:
             with self._lock:
                 self.dropped_frames += 1
+            if self.annotator is not None:
+                self._annotate_in_order(k, None)
             return None
-        res = self._timed_pose(frame)
+        res = self._timed_pose(frame, backend)
         with self._lock:
             self._sample_times.append(frame.t_mono)
         if self.annotator is not None:
-            self._annotate(frame, res)
+            self._annotate_in_order(k, (frame, res))
         kp = extract_layout(res.keypoints, self.engine.config.pose.layout)  # (J, 3) source pixels
         return Sample(k, frame.image, kp, seq, frame.t_mono, frame.t_wall, bool(res.person))
 
@@ -355,10 +368,11 @@ class Worker:
         res = self._timed_pose(frame)
         return extract_layout(res.keypoints, self.engine.config.pose.layout), bool(res.person)
 
-    def _timed_pose(self, frame: Any) -> Any:
-        """The pose backend on one frame, its time and count added to this window's share."""
+    def _timed_pose(self, frame: Any, backend: Any = None) -> Any:
+        """A pose backend (the first by default) on one frame, its time and count added to this
+        window's share."""
         t0 = time.perf_counter()
-        res = self.pose(frame)
+        res = (backend or self.pose)(frame)
         with self._lock:
             self._acc["pose"] += time.perf_counter() - t0
             self._acc["pose_samples"] += 1
@@ -376,8 +390,41 @@ class Worker:
         """End a gesture in progress (the stream stops)."""
         for ev in self.debouncer.flush(time.time(), self.next_window or 0):
             self._publish_event(ev)
+        self._flush_annotations()
+
+    def _flush_annotations(self) -> None:
+        """Record the frames still waiting for an earlier one that will never come (the run ends)."""
+        if self.annotator is None:
+            return
+        with self._annot_lock:
+            pending, self._annot_pending = self._annot_pending, {}
+            for k in sorted(pending):
+                if pending[k] is not None:
+                    self._annotate(*pending[k])
+            if pending:
+                self._annot_next = max(pending) + 1
 
     # ------------------------------------------------------------------ side outputs
+    def _annotate_in_order(self, k: int, item: Optional[Tuple[Any, Any]]) -> None:
+        """Annotate sample ``k`` (``None``: its frame was gone) once every earlier sample has been:
+        several pose threads finish out of order, the recording must not. Samples the pose threads
+        passed over (a worker that fell behind) are not waited for once 4 later ones are ready."""
+        with self._annot_lock:
+            if self._annot_next is None:
+                self._annot_next = k
+            if k < self._annot_next:
+                return  # too late: later frames are already in the video
+            self._annot_pending[k] = item
+            while self._annot_pending:
+                if self._annot_next not in self._annot_pending:
+                    if len(self._annot_pending) < 4:
+                        break
+                    self._annot_next = min(self._annot_pending)
+                ready = self._annot_pending.pop(self._annot_next)
+                self._annot_next += 1
+                if ready is not None:
+                    self._annotate(*ready)
+
     def _annotate(self, frame: Any, res: Any) -> None:
         if len(self._sample_times) < 8:  # the video's frame rate is measured on the first samples
             return
@@ -470,13 +517,19 @@ def _run(cfg: StreamConfig, ring_name: str, report: _Report, stop_event: Any, st
     group = engine.config.clip.group
     if cfg.stride % group or cfg.stride < group:
         raise FatalWorkerError(f"--stride {cfg.stride} must be a multiple of {group} for this model")
+    poses: List[Any] = []
     try:
-        pose = create_pose_backend(cfg.pose_backend, **dict(cfg.pose_options))
+        for _ in range(cfg.pose_workers if cfg.pose_thread else 1):  # one backend a pose thread
+            poses.append(create_pose_backend(cfg.pose_backend, **dict(cfg.pose_options)))
     except PoseBackendError as e:
+        for p in poses:
+            p.close()
         raise FatalWorkerError(str(e)) from None
     try:
         ring = FrameRing.attach(ring_name)
     except (FileNotFoundError, ValueError) as e:
+        for p in poses:
+            p.close()
         raise FatalWorkerError(f"cannot attach frame ring {ring_name!r}: {e}") from None
     try:
         sender = Link(link_endpoint) if link_endpoint else Publisher(
@@ -484,12 +537,16 @@ def _run(cfg: StreamConfig, ring_name: str, report: _Report, stop_event: Any, st
             curve_secret_key=cfg.curve_secret_key, curve_allow_dir=cfg.curve_allow_dir)
     except PublisherError as e:
         ring.close()
+        for p in poses:
+            p.close()
         raise FatalWorkerError(str(e)) from None
     annot = Annotator(cfg.record, cfg.display, title=f"clipmg {cfg.stream_id}") if (cfg.record or cfg.display) else None
-    with ring, sender, pose:
+    with contextlib.ExitStack() as backends, ring, sender:
+        for p in poses:
+            backends.enter_context(p)
         w: Optional[Worker] = None
         try:
-            w = Worker(cfg, engine, pose, ring, sender, report, annot, max_windows, from_oldest=from_oldest)
+            w = Worker(cfg, engine, poses, ring, sender, report, annot, max_windows, from_oldest=from_oldest)
             report("worker_state", state="ready", model=w.identity, classes=len(w.names),
                    pose_cache=w.sw.pose_cache is not None)
             why = _loop(w, stop_event, stop, parent, annot, source_ended)

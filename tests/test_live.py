@@ -154,11 +154,13 @@ def run_worker(cfg: Any, frames: int, fps: float, listener: Listener, until: Any
 
 # ------------------------------------------------------------------------------------ end to end
 @pytest.mark.slow
-@pytest.mark.parametrize("pose_thread", [True, False], ids=["pose-thread", "one-thread"])
+@pytest.mark.parametrize("pose_thread,pose_workers", [(True, 1), (False, 1), (True, 2)],
+                         ids=["pose-thread", "one-thread", "two-pose-workers"])
 def test_windows_reach_a_subscriber_in_order_and_equal_offline_logits(checkpoint: Path, listener_factory: Any,
-                                                                      pose_thread: bool) -> None:
+                                                                      pose_thread: bool, pose_workers: int) -> None:
     """Streaming == offline: the published logits equal the model's on the same 32 pose + 8 RGB samples,
-    with pose in its own thread (the default) and with pose and engine taking turns in one."""
+    with pose in its own thread (the default), with pose and engine taking turns in one, and with two
+    pose threads (``--pose-workers 2``) estimating samples side by side."""
     from clipmg.engines import load_engine
     from clipmg.model.layouts import extract_layout
     from clipmg.stream.config import StreamConfig
@@ -167,7 +169,7 @@ def test_windows_reach_a_subscriber_in_order_and_equal_offline_logits(checkpoint
     ep = f"tcp://127.0.0.1:{free_port()}"
     stride, every = 8, 2
     cfg = StreamConfig(engine=str(checkpoint), endpoint=ep, stride=stride, pose_every=every, include_logits=True,
-                       threads=1, event_min_duration_s=0.0, pose_thread=pose_thread)
+                       threads=1, event_min_duration_s=0.0, pose_thread=pose_thread, pose_workers=pose_workers)
     lst = listener_factory(ep)
     n_windows = 4
     run_worker(cfg, frames=400, fps=50.0, listener=lst, until=lambda m: len([1 for t, _ in m if "window" in t]) >= n_windows)

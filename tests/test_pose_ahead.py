@@ -102,4 +102,62 @@ def test_close_stops_the_thread_even_while_it_waits() -> None:
     a = PoseAhead(c.estimate, lambda: c.newest)
     a.want(0)
     a.close()
-    assert not a._thread.is_alive()
+    assert not any(t.is_alive() for t in a._threads)
+
+
+class Backend:
+    """One pose backend instance: logs the samples it saw and refuses to be used by two threads."""
+
+    def __init__(self, delay: float) -> None:
+        self.delay, self.seen, self.busy = delay, [], threading.Lock()
+        self.threads: set = set()
+
+    def __call__(self, k: int):
+        assert self.busy.acquire(blocking=False), "one backend used by two threads at once"
+        try:
+            self.seen.append(k)
+            self.threads.add(threading.current_thread().name)
+            time.sleep(self.delay)
+            return f"sample {k}"
+        finally:
+            self.busy.release()
+
+
+def test_several_pose_workers_share_the_samples_each_with_its_own_backend() -> None:
+    """--pose-workers 2: two threads, one backend each, every sample estimated once, each backend's
+    samples in increasing order (a tracker sees time move forward), results handed out by sample,
+    and the two really overlap (the wall time of 40 samples of 20 ms is well under 40 x 20 ms)."""
+    backends = [Backend(0.02), Backend(0.02)]
+    newest = [39]
+    a = PoseAhead(backends, lambda: newest[0], limit=8)
+    try:
+        t0 = time.monotonic()
+        a.want(0)
+        got = [a.take(k) for k in range(40)]
+        wall = time.monotonic() - t0
+    finally:
+        a.close()
+    assert got == [f"sample {k}" for k in range(40)]
+    assert sorted(backends[0].seen + backends[1].seen) == list(range(40))
+    for b in backends:
+        assert b.seen == sorted(b.seen) and len(b.seen) >= 10
+        assert len(b.threads) == 1
+    assert {n for b in backends for n in b.threads} == {"clipmg-pose-0", "clipmg-pose-1"}
+    assert wall < 0.7 * 40 * 0.02
+
+
+def test_several_pose_workers_respect_the_limit_and_the_skip() -> None:
+    backends = [Backend(0.0), Backend(0.0)]
+    newest = [1000]
+    a = PoseAhead(backends, lambda: newest[0], limit=6)
+    try:
+        a.want(0)
+        wait_for(lambda: len(backends[0].seen) + len(backends[1].seen) >= 6)
+        time.sleep(0.05)
+        assert len(backends[0].seen) + len(backends[1].seen) == 6  # results waiting + in progress <= limit
+        a.want(100)  # skipped ahead: 6-99 never estimated
+        assert a.take(100) == "sample 100"
+        seen = set(backends[0].seen + backends[1].seen)
+        assert not seen & set(range(6, 100))
+    finally:
+        a.close()

@@ -42,7 +42,8 @@ def _run_live(gif: Path, ep: str, *extra: str) -> tuple:
                                  "--timeout", "240"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         live = subprocess.run([PY, str(RUN_LIVE), "--source", str(gif), "--pose", "mediapipe", "--endpoint", ep,
-                               "--no-record", "--no-listen", "--duration", "0", *extra],
+                               *([] if "--record" in extra else ["--no-record"]), "--no-listen", "--duration", "0",
+                               *extra],
                               capture_output=True, text=True, timeout=300)
         out, err = listener.communicate(timeout=60)
     finally:
@@ -77,6 +78,41 @@ def test_run_live_on_a_real_gif_publishes_windows_with_a_person(shared_data: Pat
         assert (windows[0]["frames"]["first_seq"], windows[0]["frames"]["last_seq"]) == (0, 22)
     # quiet by default: none of MediaPipe's / TFLite's / absl's start-up chatter
     assert not [ln for ln in live.stderr.splitlines() if any(n in ln for n in NOISE)], live.stderr
+
+
+def test_two_pose_workers_on_a_real_gif_publish_the_same_windows_and_record_in_order(shared_data: Path,
+                                                                                    tmp_path: Path) -> None:
+    """--pose-workers 2: two MediaPipe instances estimate samples side by side; the same windows come
+    out (with a person), every sample is posed once, and the recording's frames are in source order
+    although the two threads finish out of order (each recorded frame is matched to its source frame)."""
+    import cv2
+    import numpy as np
+
+    from clipmg.stream.predict import count_frames, read_frames
+
+    gif = _clips(shared_data) / "folding-arms.gif"
+    video = tmp_path / "two.mp4"
+    msgs, live, listener_rc, _ = _run_live(gif, endpoint(), "--pose-workers", "2", "--record", str(video))
+    assert live.returncode == 0 and listener_rc == 0, live.stderr[-2000:]
+    windows = [m for t, m in msgs if t.startswith("mg.window.")]
+    assert [(w["frames"]["first_seq"], w["frames"]["last_seq"]) for w in windows] == [(0, 31), (8, 39)]
+    assert all(w["person"] for w in windows)
+    final = [m for t, m in msgs if t.startswith("mg.status.")][-1]
+    assert final["dropped_frames"] == 0 and final["skipped"] == 0
+    n = count_frames(gif)
+    src = read_frames(gif, range(n))
+    small = np.stack([cv2.resize(src[i].image, (150, 84)).astype(np.float32) for i in range(n)])
+    cap = cv2.VideoCapture(str(video))
+    order = []
+    while True:
+        ok, bgr = cap.read()
+        if not ok:
+            break
+        f = cv2.resize(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), (150, 84)).astype(np.float32)
+        order.append(int(((small - f) ** 2).mean(axis=(1, 2, 3)).argmin()))
+    cap.release()
+    assert len(order) >= n - 12, f"{len(order)} recorded frames of {n}"  # the first 8 measure the frame rate
+    assert order == sorted(order) and len(set(order)) == len(order), order
 
 
 def test_clipmg_predict_answers_each_labelled_segment(shared_data: Path, tmp_path: Path) -> None:
