@@ -61,7 +61,7 @@ def make_engine(preset: str, workdir: Path, backend: str, int8: bool = False) ->
 
 def run(video: Path, engine: Path, seconds: float, pose: str, pose_every: int, stride: int,
         threads: int | None, pose_thread: bool = True, precision: str = "auto",
-        rgb_batch: str = "each") -> Dict[str, Any]:
+        rgb_batch: str = "each", pose_workers: int = 1) -> Dict[str, Any]:
     import zmq
 
     from clipmg.stream.messages import decode
@@ -74,6 +74,8 @@ def run(video: Path, engine: Path, seconds: float, pose: str, pose_every: int, s
     if threads:
         cmd += ["--threads", str(threads)]
     cmd += ["--pose-thread" if pose_thread else "--no-pose-thread", "--precision", precision, "--rgb-batch", rgb_batch]
+    if pose_thread:
+        cmd += ["--pose-workers", str(pose_workers)]
     ctx = zmq.Context.instance()
     sub = ctx.socket(zmq.SUB)
     sub.setsockopt(zmq.SUBSCRIBE, b"mg.")
@@ -105,6 +107,7 @@ def run(video: Path, engine: Path, seconds: float, pose: str, pose_every: int, s
     span = (windows[-1]["t_publish"] - windows[0]["t_publish"]) if len(windows) > 1 else float("nan")
     return {"seconds": seconds, "pose": pose, "pose_every": pose_every, "stride": stride,
             "worker": "pose-thread" if pose_thread else "one-thread", "rgb_batch": rgb_batch,
+            "pose_workers": pose_workers if pose_thread else 1,
             "windows_received": len(windows), "windows_per_s": (len(windows) - 1) / span if span else 0.0,
             "fps_in": last.get("fps_in"), "fps_pose": last.get("fps_pose"),
             "dropped_frames": last.get("dropped_frames"), "skipped_windows": last.get("skipped"),
@@ -130,7 +133,10 @@ def main(argv: List[str] | None = None) -> int:
     ap.add_argument("--precision", choices=("auto", "fp32", "int8"), default="auto",
                     help="int8: export the dynamically quantised frame encoder too and run it (random weights "
                     "cannot be validated, so auto means float32 here; default %(default)s)")
-    ap.add_argument("--workdir", type=Path, default=None)
+    ap.add_argument("--pose-workers", type=int, nargs="+", default=[1], metavar="N",
+                    help="pose threads (each with its own backend) to run for each Δp, interleaved (default: [1])")
+    ap.add_argument("--workdir", type=Path, default=None,
+                    help="where the test video and the exported engine go (default: a new temporary folder)")
     args = ap.parse_args(argv)
     if args.precision != "auto" and args.backend != "onnxruntime":
         ap.error("--precision needs --backend onnxruntime")
@@ -141,8 +147,9 @@ def main(argv: List[str] | None = None) -> int:
         write_video(video, args.seconds + 30)
     engine = make_engine(args.preset, work, args.backend, int8=args.precision == "int8")
     results = [run(video, engine, args.seconds, args.pose, dp, args.stride, args.threads, mode == "pose-thread",
-                   args.precision, batch)
-               for dp in args.pose_every for mode in args.worker for batch in args.rgb_batch]
+                   args.precision, batch, n)
+               for dp in args.pose_every for mode in args.worker for batch in args.rgb_batch
+               for n in (args.pose_workers if mode == "pose-thread" else [1])]
     from .bench_cache import cpu_line
 
     print(json.dumps({"preset": args.preset, "backend": args.backend, "precision": args.precision, "cpus": os.cpu_count(),
