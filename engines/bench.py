@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
 import json
 import os
 import platform
@@ -123,10 +124,10 @@ def bench_preset(preset: str, workdir: Path, backends: Sequence[str], ort_varian
         log(f"{preset}: frame encoder, batch {b} ...")
         batch = np.ascontiguousarray(np.resize(frames, (b, *frames.shape[1:])))
         reps, settle = (repeats, 0) if b > 1 else (3 * repeats, 1)
-        t = round_robin({k: (lambda e=e: e.encode_frames(batch)) for k, e in engines.items()}, reps, settle)
+        t = round_robin({k: functools.partial(e.encode_frames, batch) for k, e in engines.items()}, reps, settle)
         result["encoder"][b] = {k: {"median_s": _median(v), "min_s": min(v), "runs": len(v)} for k, v in t.items()}
     log(f"{preset}: window head ...")
-    t = round_robin({k: (lambda e=e: e.head(tokens, emb, kp)) for k, e in engines.items()}, 3 * repeats, 1)
+    t = round_robin({k: functools.partial(e.head, tokens, emb, kp) for k, e in engines.items()}, 3 * repeats, 1)
     result["head"] = {k: {"median_s": _median(v), "min_s": min(v), "runs": len(v)} for k, v in t.items()}
     return result
 

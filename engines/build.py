@@ -14,6 +14,9 @@ its keypoint geometry squares pixel distances, which overflow FP16 beyond 256 px
 FP32, a persistent timing cache, a 4 GiB workspace. Each build is checked against a float32
 reference before the directory is published.
 
+This module decides what to build (``BuildOptions``, the profiles, the float32 check, the manifest) and
+holds the command line; the calls into TensorRT itself are ``engines/trt_build.py``.
+
 Layout of ``OUT_DIR``: ``frame_encoder.engine``, ``window_head.engine``, ``manifest.json``.
 Exit codes: 0 built, 1 build or check failed, 2 bad input, 3 no GPU or no TensorRT here.
 """
@@ -22,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import os
 import sys
 import tempfile
 import time
@@ -30,30 +32,24 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Tuple
 
-
 from clipmg.model.errors import run_command
-from clipmg.model.files import atomic_write_bytes
 
 from .base import EngineError
 from .cli import Log, check_flag, file_errors, one_line, stderr as _stderr
+from .trt_build import (BuildFailed, EnvironmentMissing, Shapes, build_plan_from_onnx, default_timing_cache,
+                        describe_plan, plan_via_torch_tensorrt, torch_tensorrt_version)
+
+__all__ = ["BuildOptions", "build_engines", "main", "BuildFailed", "EnvironmentMissing", "ENGINE_FILES",
+           "PRECISIONS", "ROUTES"]
 
 PRECISIONS = ("fp16", "fp32", "bf16")
 ROUTES = ("onnx", "torch-tensorrt")
 ENGINE_FILES = {"frame_encoder": "frame_encoder.engine", "window_head": "window_head.engine"}
 DEFAULT_TOLERANCE = {"fp32": 1e-3, "fp16": 1e-2, "bf16": 5e-2}
 MAX_BATCH = 1024  # --max-batch, --opt-batch, --max-windows: the largest profile this tool builds
-Shapes = Dict[str, Tuple[Tuple[int, ...], Tuple[int, ...], Tuple[int, ...]]]
 
 
-class EnvironmentMissing(EngineError):
-    """No GPU or no TensorRT (or torch-tensorrt) on this machine."""
-
-
-class BuildFailed(EngineError):
-    """TensorRT could not parse or build the model, or the built engines failed the check."""
-
-
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class BuildOptions:
     """How to build; every field is a CLI flag of the same name."""
 
@@ -85,136 +81,13 @@ class BuildOptions:
         check_flag("--tolerance", self.tolerance, 0.0)
 
 
-def default_timing_cache(here: Any) -> Path:
-    """Per TensorRT version and GPU, under ``$XDG_CACHE_HOME/clipmg`` (a cache from another GPU is useless)."""
-    root = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "clipmg"
-    gpu = "".join(ch if ch.isalnum() else "-" for ch in here.gpu_name)
-    return root / f"trt-{here.tensorrt}-{gpu}-sm{''.join(map(str, here.compute_capability))}.timing-cache"
-
-
-def _progress_monitor(trt: Any, log: Log) -> Any:
-    """A ``trt.IProgressMonitor`` that logs the builder's top two levels of phases with timings."""
-
-    class Progress(trt.IProgressMonitor):  # type: ignore[misc, name-defined]
-        def __init__(self) -> None:
-            trt.IProgressMonitor.__init__(self)
-            self.depth: Dict[str, int] = {}
-            self.t0: Dict[str, float] = {}
-
-        def phase_start(self, phase_name: str, parent_phase: str | None, num_steps: int) -> None:
-            d = self.depth.get(parent_phase, -1) + 1 if parent_phase else 0
-            self.depth[phase_name], self.t0[phase_name] = d, time.perf_counter()
-            if d < 2:
-                log(f"  {'  ' * d}{phase_name} ({num_steps} steps)")
-
-        def step_complete(self, phase_name: str, step: int) -> bool:
-            return True  # never cancel
-
-        def phase_finish(self, phase_name: str) -> None:
-            if self.depth.get(phase_name, 9) < 2:
-                log(f"  {'  ' * self.depth[phase_name]}{phase_name}: done in "
-                    f"{time.perf_counter() - self.t0[phase_name]:.1f} s")
-
-    return Progress()
-
-
-def _set_precision(trt: Any, config: Any, network: Any, precision: str) -> None:
-    """Builder flags for ``precision``; LayerNorm (INormalizationLayer, opset 17) pinned to FP32."""
-    if precision == "fp32":
-        config.clear_flag(trt.BuilderFlag.TF32)  # fp32 means fp32: no TF32 matmuls
-        return
-    flag = {"fp16": "FP16", "bf16": "BF16"}[precision]
-    if not hasattr(trt.BuilderFlag, flag):
-        raise EngineError(f"TensorRT {trt.__version__} has no {flag} builder flag (weakly typed precision was removed "
-                          f"in TensorRT 11); build with --via torch-tensorrt (half-precision model) or TensorRT 10")
-    config.set_flag(getattr(trt.BuilderFlag, flag))
-    if hasattr(trt.BuilderFlag, "PREFER_PRECISION_CONSTRAINTS"):
-        config.set_flag(trt.BuilderFlag.PREFER_PRECISION_CONSTRAINTS)
-        for i in range(network.num_layers):
-            layer = network.get_layer(i)
-            if layer.type == trt.LayerType.NORMALIZATION:
-                layer.precision = trt.float32
-                layer.set_output_type(0, trt.float32)
-
-
-def _load_cache(path: Path | None) -> bytes:
-    return path.read_bytes() if path is not None and path.is_file() else b""
-
-
-def _save_cache(path: Path | None, data: bytes, log: Log) -> None:
-    if path is None or not data:
-        return
-    atomic_write_bytes(path, data)
-    log(f"  timing cache saved to {path}")
-
-
-def build_plan_from_onnx(onnx_path: Path, precision: str, shapes: Shapes, workspace_gib: float,
-                         timing_cache: Path | None, log: Log = _stderr) -> bytes:
-    """Parse ``onnx_path`` and build a serialized plan with one optimisation profile ``shapes``
-    (``{input: (min, opt, max)}``; inputs the graph dropped are ignored)."""
-    import tensorrt as trt
-
-    logger = trt.Logger(trt.Logger.WARNING)
-    builder = trt.Builder(logger)
-    network = builder.create_network(0)  # explicit batch is the only mode in TensorRT 10
-    parser = trt.OnnxParser(network, logger)
-    if not parser.parse_from_file(str(onnx_path)):
-        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise BuildFailed(f"TensorRT's ONNX parser rejected {onnx_path}: {errors}")
-    config = builder.create_builder_config()
-    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gib * (1 << 30)))
-    _set_precision(trt, config, network, precision)
-    profile = builder.create_optimization_profile()
-    for i in range(network.num_inputs):
-        name = network.get_input(i).name
-        lo, opt, hi = shapes[name]
-        profile.set_shape(name, lo, opt, hi)
-    config.add_optimization_profile(profile)
-    cache = config.create_timing_cache(_load_cache(timing_cache))
-    if not config.set_timing_cache(cache, ignore_mismatch=False):
-        log("  the timing cache does not fit this GPU/TensorRT; starting a fresh one")
-        config.set_timing_cache(config.create_timing_cache(b""), ignore_mismatch=False)
-    monitor = _progress_monitor(trt, log) if hasattr(trt, "IProgressMonitor") else None
-    if monitor is not None:
-        config.progress_monitor = monitor
-    plan = builder.build_serialized_network(network, config)
-    if plan is None:
-        raise BuildFailed(f"TensorRT could not build an engine from {onnx_path} (see its log above); try a larger "
-                          f"--workspace-gib or --precision fp32")
-    _save_cache(timing_cache, bytes(config.get_timing_cache().serialize()), log)
-    return bytes(plan)
-
-
-def describe_plan(plan: bytes, roles_in: List[str], roles_out: List[str]) -> Dict[str, Any]:
-    """Deserialize ``plan`` and return its tensors plus the role -> tensor-name map (inputs and
-    outputs in the engine's order paired with ``roles_in`` / ``roles_out``)."""
-    import tensorrt as trt
-
-    engine = trt.Runtime(trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine(plan)
-    if engine is None:
-        raise BuildFailed("TensorRT cannot deserialize the plan it just built (see its log above)")
-    names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
-    ins = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
-    outs = [n for n in names if n not in ins]
-    if len(ins) != len(roles_in) or len(outs) != len(roles_out):
-        raise BuildFailed(f"the built engine has inputs {ins} and outputs {outs}; expected {roles_in} -> {roles_out}")
-
-    def pair(roles: List[str], tensors: List[str]) -> Dict[str, str]:
-        # ONNX route: the tensor names are the roles; torch-tensorrt: positional (output0, ...)
-        return {r: r for r in roles} if set(roles) == set(tensors) else dict(zip(roles, tensors))
-
-    tensors = [{"name": n, "mode": "input" if n in ins else "output", "dtype": str(engine.get_tensor_dtype(n)),
-                "shape": list(engine.get_tensor_shape(n))} for n in names]
-    return {"io": {"inputs": pair(roles_in, ins), "outputs": pair(roles_out, outs)}, "tensors": tensors}
-
-
 def _profiles(cfg: Any, head_inputs: List[str], opts: BuildOptions) -> Tuple[Shapes, Shapes]:
     v, c = cfg.vision, cfg.clip
     s, n = v.image_size, 1 + v.num_patches
-    fe = {"images": ((1, 3, s, s), (opts.opt_batch, 3, s, s), (opts.max_batch, 3, s, s))}
+    fe: Shapes = {"images": ((1, 3, s, s), (opts.opt_batch, 3, s, s), (opts.max_batch, 3, s, s))}
     rest = {"tokens": (c.rgb_frames, n, v.width), "frame_emb": (c.rgb_frames, v.embed_dim),
             "keypoints": (c.pose_frames, cfg.pose.num_joints, 3)}
-    head = {k: ((1, *rest[k]), (1, *rest[k]), (opts.max_windows, *rest[k])) for k in head_inputs}
+    head: Shapes = {k: ((1, *rest[k]), (1, *rest[k]), (opts.max_windows, *rest[k])) for k in head_inputs}
     return fe, head
 
 
@@ -280,35 +153,11 @@ def head_on_used_inputs(model: Any, used: List[str]) -> Any:
     return Head().eval()
 
 
-def _torch_tensorrt_plan(module: Any, inputs: List[Any], dtype: Any, opts: BuildOptions, cache: Path | None) -> bytes:
-    import torch
-    import torch_tensorrt
-
-    from .export import mha_fastpath_disabled
-
-    with torch.no_grad(), mha_fastpath_disabled():
-        exported = torch_tensorrt.dynamo.trace(module, arg_inputs=inputs)
-        kwargs: Dict[str, Any] = {"arg_inputs": inputs, "workspace_size": int(opts.workspace_gib * (1 << 30)),
-                                  "disable_tf32": dtype == torch.float32}
-        if cache is not None:
-            kwargs["timing_cache_path"] = str(cache)
-        convert = torch_tensorrt.dynamo.convert_exported_program_to_serialized_trt_engine
-        try:  # explicit typing: the module's dtype is the precision (torch-tensorrt >= 2.6 default)
-            plan = convert(exported, use_explicit_typing=True, **kwargs)
-        except TypeError:
-            plan = convert(exported, enabled_precisions={dtype}, **kwargs)
-    return bytes(plan)
-
-
 def build_via_torch_tensorrt(checkpoint: Path, stage: Path, opts: BuildOptions, here: Any, log: Log,
                              **expect: Any) -> Tuple[Dict[str, Any], Any]:
     """Checkpoint -> the two engine files in ``stage`` through torch-tensorrt; returns
     ``(metadata, float32 CPU model)``."""
-    try:
-        import torch_tensorrt
-    except ImportError as e:
-        raise EnvironmentMissing("torch-tensorrt is not installed (pip install 'clipmg[gpu]'); build with "
-                                 "--via onnx instead") from e
+    version = torch_tensorrt_version()  # EnvironmentMissing without torch-tensorrt
     import torch
 
     from .export import expected_io, used_head_inputs
@@ -329,10 +178,8 @@ def build_via_torch_tensorrt(checkpoint: Path, stage: Path, opts: BuildOptions, 
         m = copy.deepcopy(model).to(dev, dtype).eval()
         fe, _ = m.split()
         module = fe.eval() if graph == "frame_encoder" else head_on_used_inputs(m, used)
-        inputs = [torch_tensorrt.Input(min_shape=lo, opt_shape=opt, max_shape=hi, dtype=dtype)
-                  for lo, opt, hi in shapes.values()]
-        log(f"building the {graph} ({prec}) with torch-tensorrt {torch_tensorrt.__version__} on {here.gpu_name} ...")
-        plan = _torch_tensorrt_plan(module, inputs, dtype, opts, cache)
+        log(f"building the {graph} ({prec}) with torch-tensorrt {version} on {here.gpu_name} ...")
+        plan = plan_via_torch_tensorrt(module, shapes, dtype, opts.workspace_gib, cache)
         desc = describe_plan(plan, list(shapes), outs)
         write_engine_file(stage / ENGINE_FILES[graph], plan,
                           _header(meta, graph, prec, here, "torch-tensorrt", shapes, desc))
@@ -468,9 +315,11 @@ def _main(argv: List[str] | None) -> int:
     ap.add_argument("--preset", help="refuse a model of another preset")
     args = ap.parse_args(argv)
     check_flag("--num-classes", args.num_classes, 2, integer=True)
-    opts = BuildOptions(args.precision, args.head_precision, args.via, args.max_batch, args.opt_batch,
-                        args.max_windows, args.workspace_gib, "" if args.no_timing_cache else args.timing_cache,
-                        args.device, not args.no_check, args.tolerance)
+    opts = BuildOptions(precision=args.precision, head_precision=args.head_precision, via=args.via,
+                        max_batch=args.max_batch, opt_batch=args.opt_batch, max_windows=args.max_windows,
+                        workspace_gib=args.workspace_gib,
+                        timing_cache="" if args.no_timing_cache else args.timing_cache, device=args.device,
+                        check=not args.no_check, tolerance=args.tolerance)
     expect = {k: v for k, v in (("num_classes", args.num_classes), ("variant", args.variant),
                                 ("preset", args.preset)) if v is not None}
     opts.validate()

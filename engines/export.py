@@ -87,8 +87,9 @@ def _to_onnx(module: Any, args: Tuple[Any, ...], inputs: Sequence[str], outputs:
     axes = {name: {0: batch_axis[name]} for name in (*inputs, *outputs)}
     with torch.no_grad(), mha_fastpath_disabled(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # deprecation notes of the TorchScript exporter
-        torch.onnx.export(module, args, buf, dynamo=False, opset_version=opset, input_names=list(inputs),
-                          output_names=list(outputs), dynamic_axes=axes, do_constant_folding=True)
+        torch.onnx.export(module, args, buf, dynamo=False, opset_version=opset,  # type: ignore[arg-type]
+                          input_names=list(inputs), output_names=list(outputs), dynamic_axes=axes,
+                          do_constant_folding=True)  # (the stubs say a path; a file object is documented too)
     return onnx.load_from_string(buf.getvalue())
 
 
@@ -278,7 +279,7 @@ def check_export(model: Any, out_dir: Path, tolerance: float = DEFAULT_TOLERANCE
 
         pre = np.stack([PoseBranchCache.for_config(engine.pose_partials, cfg).window(0, k) for k in kp])
         errors["window_head_cached.logits"] = rel_error(engine.head_cached(tokens, emb, kp, pre), ref_logits)
-    worst = max(errors, key=errors.get)
+    worst = max(errors, key=lambda k: errors[k])
     log("ONNX Runtime vs PyTorch, relative error: " + ", ".join(f"{k} {v:.1e}" for k, v in errors.items())
         + f" ({time.perf_counter() - t0:.1f} s)")
     if not errors[worst] <= tolerance:

@@ -190,4 +190,5 @@ class OnnxEngine(Engine):
             return super().head_cached(tokens, frame_emb, keypoints, pose_pre)
         feeds = self.check_head_inputs(tokens, frame_emb, keypoints)
         feeds["pose_pre"] = self.check_pose_pre(pose_pre, feeds["tokens"].shape[0])
+        assert self._cached_head is not None  # pose_cache is True only when the export has the cached head
         return self._cached_head.run(None, {k: feeds[k] for k in self._cached_inputs})[0]

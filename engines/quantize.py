@@ -117,7 +117,7 @@ def add_int8_frame_encoder(stage: Path, meta: Dict[str, Any], val_samples: str |
     t0 = time.perf_counter()
     log("quantising the frame encoder to int8 (ONNX Runtime dynamic quantisation) ...")
     quantize_frame_encoder(stage / FRAME_ENCODER, stage / FRAME_ENCODER_INT8, meta)
-    opts = {"threads": threads, "providers": ["CPUExecutionProvider"]}
+    opts: Dict[str, Any] = {"threads": threads, "providers": ["CPUExecutionProvider"]}
     fp32 = OnnxEngine.from_files(stage / FRAME_ENCODER, stage / WINDOW_HEAD, meta, "fp32", **opts)
     int8 = OnnxEngine.from_files(stage / FRAME_ENCODER_INT8, stage / WINDOW_HEAD, meta, "int8", **opts)
     if val_samples is not None:

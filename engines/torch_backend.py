@@ -52,8 +52,8 @@ class TorchEngine(Engine):
     def pose_partials(self, stage: int, x: np.ndarray) -> np.ndarray:
         if not self.pose_cache:
             return super().pose_partials(stage, x)
-        x = torch.from_numpy(self.check_pose_input(stage, x)).to(self.device)
-        return self.model.pose_partials(stage, x).float().cpu().numpy()
+        t = torch.from_numpy(self.check_pose_input(stage, x)).to(self.device)
+        return self.model.pose_partials(stage, t).float().cpu().numpy()
 
     @torch.inference_mode()
     def head_cached(self, tokens: np.ndarray, frame_emb: np.ndarray, keypoints: np.ndarray,

@@ -138,4 +138,4 @@ def current_runtime(device: int = 0) -> RuntimeInfo:
     if device >= torch.cuda.device_count():
         raise EngineError(f"GPU {device} does not exist (this machine has {torch.cuda.device_count()})")
     return RuntimeInfo(trt.__version__, torch.cuda.get_device_name(device),
-                       tuple(torch.cuda.get_device_capability(device)))
+                       tuple(torch.cuda.get_device_capability(device)))  # type: ignore[arg-type]

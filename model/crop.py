@@ -80,7 +80,8 @@ def crop_image(image: np.ndarray, box: Box, size: int) -> np.ndarray:
         raise ValueError(f"expected an (H, W, 3) image, got shape {image.shape}")
     m = crop_matrix(box, size)
     interp = cv2.INTER_AREA if box[2] > size else cv2.INTER_LINEAR
-    return cv2.warpAffine(image, m, (size, size), flags=interp, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    return cv2.warpAffine(image, m, (size, size), flags=interp, borderMode=cv2.BORDER_CONSTANT,  # type: ignore[call-overload]
+                          borderValue=0)  # (OpenCV's stubs want a float dtype for M's and the image's union)
 
 
 def crop_keypoints(keypoints: np.ndarray, box: Box, size: int) -> np.ndarray:

@@ -191,7 +191,7 @@ def _numeric(cell: Any) -> bool:
         return False
 
 
-def _rows_to_array(rows: List[Sequence[Any]], width: int, lead: int, where: str, what: str,
+def _rows_to_array(rows: Sequence[Sequence[Any]], width: int, lead: int, where: str, what: str,
                    issues: Issues | None) -> np.ndarray:
     """Numeric table rows (one a frame) -> ``(T, width // 3, 3)``; a header row is dropped, bad rows
     become zeros (reported) so frame numbering never shifts. ``lead`` leading columns are skipped."""

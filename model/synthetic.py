@@ -167,12 +167,12 @@ def make_subject(rng: np.random.Generator, cfg: SynthConfig) -> Subject:
     lo, hi = top, h * 0.93 - desk_frac * torso
     neck_y = rng.uniform(lo, max(lo, hi))
     skins = ((241, 194, 167), (224, 172, 105), (198, 134, 66), (141, 85, 36), (255, 219, 172), (120, 75, 50))
-    skin = np.array(skins[rng.integers(len(skins))]) + rng.integers(-12, 13, 3)
+    skin = np.clip(np.array(skins[rng.integers(len(skins))]) + rng.integers(-12, 13, 3), 0, 255)
     s = cfg.height / 120.0
     return Subject(
         cx=w / 2 + rng.uniform(-0.06, 0.06) * h, neck_y=neck_y, torso=torso,
         shoulder=torso * rng.uniform(0.4, 0.5), head_r=head_r, desk_y=neck_y + desk_frac * torso,
-        skin=tuple(int(v) for v in np.clip(skin, 0, 255)), shirt=_colour(rng), hair=_colour(rng, 0, 120),
+        skin=(int(skin[0]), int(skin[1]), int(skin[2])), shirt=_colour(rng), hair=_colour(rng, 0, 120),
         desk=_colour(rng, 60, 230), short_sleeves=bool(rng.random() < 0.3),
         rest_dx=(float(rng.uniform(0.3, 0.5)), float(rng.uniform(0.3, 0.5))),
         breath_period=float(rng.uniform(3.0, 5.0) * cfg.fps),

@@ -108,7 +108,7 @@ def run(preset: str = "clipmg-vitb32", stride: int = 8, windows: int = 6, warmup
         return _measure(engine, preset, stride, windows, warmup, device, frame_size, seed, backend)
 
 
-WORKERS = (("worker", {}), ("window", {"rgb_batch": "window"}), ("frames_only", {"pose_cache": False}))
+WORKERS: tuple[tuple[str, dict[str, Any]], ...] = (("worker", {}), ("window", {"rgb_batch": "window"}), ("frames_only", {"pose_cache": False}))
 
 
 def _measure(engine: Any, preset: str, stride: int, windows: int, warmup: int, device: str, frame_size: int,

@@ -76,7 +76,7 @@ def run(video: Path, engine: Path, seconds: float, pose: str, pose_every: int, s
     cmd += ["--pose-thread" if pose_thread else "--no-pose-thread", "--precision", precision, "--rgb-batch", rgb_batch]
     if pose_thread:
         cmd += ["--pose-workers", str(pose_workers)]
-    ctx = zmq.Context.instance()
+    ctx: Any = zmq.Context.instance()
     sub = ctx.socket(zmq.SUB)
     sub.setsockopt(zmq.SUBSCRIBE, b"mg.")
     sub.setsockopt(zmq.RCVTIMEO, 500)

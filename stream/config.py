@@ -1,8 +1,11 @@
 """``StreamConfig``: every setting of the live recognizer in one frozen dataclass, and the command line.
 
-The supervisor builds it from the command line (``build_parser`` + ``config_from_args``); the
-worker receives it as its first argument (it pickles, so it crosses the ``spawn`` boundary as is).
-``validate()`` turns every bad combination into one ``ConfigError`` sentence that says what to do.
+Each setting with a flag is declared once, on its field (``model/settings.py``'s ``setting``: help,
+flag, allowed values, argument group); the supervisor builds the config from the command line
+(``build_parser``, generated from the fields, + ``config_from_args``); the worker receives it as its
+first argument (it pickles, so it crosses the ``spawn`` boundary as is). ``validate()`` checks every
+value against its declaration and turns every bad combination into one ``ConfigError`` sentence that
+says what to do.
 """
 
 from __future__ import annotations
@@ -19,8 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
-from clipmg.model.config import BACKGROUND_LABELS
-from clipmg.model.errors import ClipmgError
+from clipmg.model import settings
+from clipmg.model.config import BACKGROUND_LABELS, ConfigError
+from clipmg.model.settings import INF, NO_FLAG, Range, check_number, setting
 
 from .messages import STREAM_ID_PATTERN
 
@@ -38,6 +42,7 @@ DEMO_RECORD = "clipmg-demo.mp4"  # the demo's annotated video
 TIMING_SOURCE_OPTIONS = ("open_timeout_s", "read_timeout_s", "initial_backoff_s", "max_backoff_s",
                          "frozen_timeout_s", "stats_interval_s")
 MAX_SIDE = 8192  # --max-size: the largest frame side the ring is made for
+MAX_SIZE = (1280, 720)  # --max-size default: the largest frame (width, height) the ring accepts
 MAX_FPS = 1000.0  # --source-option fps=: the largest frame rate a source may be given (the capture's own limit)
 ENDPOINT_SCHEMES = ("tcp", "ipc", "inproc")  # ZeroMQ transports --endpoint may name
 TRUE_WORDS, FALSE_WORDS = ("true", "1", "yes"), ("false", "0", "no")  # how a boolean option may be written
@@ -54,75 +59,147 @@ SOURCE_OPTIONS: Dict[str, Tuple[str, ...]] = {
 }
 
 
-class ConfigError(ClipmgError, ValueError):
-    """A configuration that cannot run; the message is one sentence saying what to change."""
-
-
 PRECISIONS = ("auto", "fp32", "int8")  # --precision; int8 and fp32 apply to exported ONNX engines
+
+
+# The argument groups of clipmg-live --help, in order (each flagged field names its group).
+SOURCE, MODEL, DECISIONS, PUBLISHING, RUN = "source", "model and pose", "windows and decisions", "publishing", "run"
+
+
+def _kv(text: str) -> Tuple[str, Any]:
+    key, eq, value = text.partition("=")
+    if not eq or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
+def _size(text: str) -> Tuple[int, int]:
+    w, x, h = text.lower().partition("x")
+    if not x or not w.isdigit() or not h.isdigit():
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT such as 1280x720, got {text!r}")
+    return int(w), int(h)
 
 
 @dataclass(frozen=True)
 class StreamConfig:
-    """Settings of one live stream: capture, scheduling, engine, publishing, supervision."""
+    """Settings of one live stream: capture, scheduling, engine, publishing, supervision.
 
-    # --- capture -------------------------------------------------------------------------------
-    source: str = "synthetic"  # webcam index, RTSP/HTTP URL, video file, image folder or 'synthetic'
-    stream_id: str = "cam0"  # names the stream in topics (mg.window.<stream_id>) and messages
-    pace: bool = True  # files: play at their own fps (False: as fast as possible, for benchmarks)
-    ring_slots: int = 64  # frames the shared-memory ring holds (drop-oldest when full)
-    max_height: int = 720  # largest frame height the ring accepts (bigger frames are resized)
-    max_width: int = 1280  # largest frame width the ring accepts
-    open_timeout_s: float = 5.0  # capture: give up opening a source after this long
-    read_timeout_s: float = 5.0  # capture: a read that blocks longer counts as a stall
-    source_options: Tuple[Tuple[str, Any], ...] = ()  # extra keyword options for the source
+    Each setting with a ``clipmg-live`` flag is declared with :func:`setting` (``model/settings.py``):
+    its help, its flag where it is not the field name with dashes, its allowed values and its
+    argument group; ``build_parser`` is generated from these declarations and ``validate`` checks
+    every value against them. Fields are in the order of ``clipmg-live --help``."""
 
-    # --- scheduling (streaming.md "Frame clock and windows") -----------------------------------
-    stride: int = 8  # S: a window closes every S pose samples (multiple of the pose group, 4)
-    pose_every: int = 1  # Δp: pose runs on every Δp-th captured frame
+    # --- source (capture) -------------------------------------------------------------------------
+    source: str = setting("synthetic", "webcam index, RTSP/HTTP URL, video file, image folder or "
+                          "'synthetic[:SEED]' (default: %(default)s)", group=SOURCE, also=(
+                              (("--source-env",), dict(default=None, metavar="VAR", help=(
+                                  "read the source from this environment variable instead of --source, so that "
+                                  "a URL with credentials never appears in the process list"))),
+                              (("--source-file",), dict(default=None, metavar="PATH", help=(
+                                  "read the source from the first line of this file (keep it private: "
+                                  "chmod 600)")))))
+    stream_id: str = setting("cam0", "stream name in topics and messages (default: %(default)s)", group=SOURCE)
+    pace: bool = setting(True, "read files as fast as possible instead of at their fps", group=SOURCE,
+                         flag="--no-pace", action="store_true", flag_default=False)  # files: play at their own fps
+    source_options: Tuple[Tuple[str, Any], ...] = setting(
+        (), "extra source option (repeatable): loop=true plays a file, folder or GIF again and again (windows "
+        "then span the seam; true/false/yes/no/1/0); fps=15 paces a folder or file (at most "
+        f"{MAX_FPS:g}); width=1280 height=720 ask a webcam for a size; read_timeout_s=2 ... (an unknown key "
+        "is refused with the keys of that kind of source; docs/capture.md lists them all)", group=SOURCE,
+        flag="--source-option", type=_kv, action="append", metavar="KEY=VALUE")
+    ring_slots: int = setting(64, "frames in the shared-memory ring", Range(4, 100_000), group=SOURCE)
+    # --max-size WxH sets both (bigger frames are resized); validate() checks them together
+    max_width: int = setting(MAX_SIZE[0], "largest frame kept; bigger frames are shrunk (default 1280x720)",
+                             group=SOURCE, flag="--max-size", type=_size, flag_default=MAX_SIZE, metavar="WxH")
+    max_height: int = MAX_SIZE[1]  # largest frame height the ring accepts
+    open_timeout_s: float = setting(5.0, "capture: give up opening a source after this long", Range(0, open="lo"),
+                                    flag=NO_FLAG)
+    read_timeout_s: float = setting(5.0, "capture: a read that blocks longer counts as a stall", Range(0, open="lo"),
+                                    flag=NO_FLAG)
 
-    # --- pose and model --------------------------------------------------------------------------
-    pose: Optional[str] = None  # pose backend; None = 'synthetic' for the synthetic source, else 'mediapipe'
-    pose_options: Tuple[Tuple[str, Any], ...] = ()  # extra keyword options for the pose backend
-    engine: Optional[str] = None  # checkpoint (.safetensors) or exported engine dir; None = demo model
-    device: str = "cpu"  # engine device for the torch backend ('cpu', 'cuda', 'cuda:1', ...)
-    threads: Optional[int] = None  # CPU threads for the engine; None = half the cores (1 on a 2-core machine)
-    precision: str = "auto"  # ONNX Runtime engines: auto (int8 encoder where the export validated it), fp32, int8
+    # --- model and pose ---------------------------------------------------------------------------
+    engine: Optional[str] = setting(None, "checkpoint (.safetensors) or exported engine directory; default: the "
+                                    "synthetic demo model", group=MODEL)
+    device: str = setting("cpu", "torch device for a checkpoint (default: %(default)s)", group=MODEL)
+    threads: Optional[int] = setting(None, "CPU threads for the engine (default: half the cores)", Range(1, 1024),
+                                     group=MODEL)
+    precision: str = setting("auto", "frame encoder precision of an exported ONNX engine: auto uses its int8 encoder "
+                             "only where the export measured it safe (default: %(default)s)", PRECISIONS, group=MODEL)
+    # None: 'synthetic' for the synthetic source, else 'mediapipe' (pose_backend); validate() checks the name
+    pose: Optional[str] = setting(None, "pose backend: synthetic, mediapipe, openpose or replay (default: synthetic "
+                                  "for the synthetic source, mediapipe otherwise)", group=MODEL)
+    pose_options: Tuple[Tuple[str, Any], ...] = setting(
+        (), "extra pose backend option, e.g. path=keypoints.npy for replay (repeatable)", group=MODEL,
+        flag="--pose-option", type=_kv, action="append", metavar="KEY=VALUE")
+    pose_cache: bool = setting(True, "compute each pose group's share of the skeleton encoder once (default: on; "
+                               "engines without the pose-stage graphs run the whole head either way)", group=MODEL)
+    rgb_batch: str = setting("each", "each: encode every RGB frame as soon as it is posed (default: the lowest "
+                             "latency); window: encode a window's new RGB frames in one call once the last of them "
+                             "is posed (less CPU a window, later answers; docs/benchmarks.md)", RGB_BATCHES,
+                             group=MODEL)
+    pose_thread: bool = setting(True, "run pose in its own thread, alongside the engine (default: on; "
+                                "--no-pose-thread runs pose and engine in turn in one thread)", group=MODEL)
+    pose_workers: int = setting(1, "pose threads, each with its own pose backend, estimating samples side by side: "
+                                "2 lets MediaPipe keep up at --pose-every 2 on a 2-core CPU, where one instance is "
+                                "busy all the time and falls behind (docs/benchmarks.md); needs --pose-thread "
+                                "(default: %(default)s)", Range(1, 8), group=MODEL, metavar="N")
     demo: bool = False  # True when the engine is the synthetic demo model (said plainly on start)
-    pose_thread: bool = True  # pose in its own thread, ahead of and alongside the engine (worker.PoseAhead)
-    pose_workers: int = 1  # pose threads, each with its own pose backend, taking samples in turn
-    pose_cache: bool = True  # each group's share of the pose branch computed once (engines that can)
-    rgb_batch: str = "each"  # 'each': every RGB frame encoded as soon as it is posed; 'window': a window's new frames in one call
-    verbose: bool = False  # let MediaPipe/TFLite/absl start-up messages through
 
-    # --- decisions -------------------------------------------------------------------------------
-    top_k: int = 3  # labels with probabilities in each window message
-    threshold: float = 0.0  # decided label only when its probability reaches this (else null)
+    # --- windows and decisions (streaming.md "Frame clock and windows") ----------------------------
+    stride: int = setting(8, "S: pose samples between windows, a multiple of 4 (default: %(default)s)", Range(1),
+                          group=DECISIONS)
+    pose_every: int = setting(1, "Δp: pose on every Δp-th frame (default: %(default)s)", Range(1, 1000),
+                              group=DECISIONS)
+    top_k: int = setting(3, "labels per window message (default: %(default)s)", Range(1), group=DECISIONS)
+    threshold: float = setting(0.0, "decide a label only at this probability", Range(0, 1), group=DECISIONS)
+    no_person: str = setting("answer", "windows without a person: publish the model's answer or none "
+                             "(default: %(default)s)", NO_PERSON_POLICIES, group=DECISIONS)
+    event_threshold: float = setting(0.6, "gesture start probability", Range(0, 1, "lo"), group=DECISIONS)
+    event_hysteresis: float = setting(0.15, "gesture end = threshold - this", Range(0, 1), group=DECISIONS)
+    event_min_duration_s: float = setting(0.3, "seconds above threshold", Range(0, 3600), group=DECISIONS,
+                                          flag="--event-min-duration")
+    event_release_s: float = setting(0.0, "seconds below threshold - hysteresis before a gesture ends "
+                                     "(default: %(default)s)", Range(0, 3600), group=DECISIONS,
+                                     flag="--event-release")
+    include_logits: bool = setting(False, "add raw logits to window messages", group=DECISIONS, flag="--logits")
     background: Tuple[str, ...] = BACKGROUND_LABELS  # labels never decided
-    no_person: str = "answer"  # no person in a window: 'answer' (publish the model's answer) or 'none'
-    include_logits: bool = False  # add raw logits to window messages (debugging, equality tests)
-    event_threshold: float = 0.6  # events: a gesture starts when its probability reaches this
-    event_hysteresis: float = 0.15  # events: ... and ends when it falls below threshold - hysteresis
-    event_min_duration_s: float = 0.3  # events: above threshold this long before a start is emitted
-    event_release_s: float = 0.0  # events: below the lower threshold this long before an end
 
-    # --- publishing ------------------------------------------------------------------------------
-    endpoint: str = DEFAULT_ENDPOINT  # where the PUB socket binds (loopback unless asked)
-    allow_remote: bool = False  # must be True to bind a non-loopback interface
-    fmt: str = "json"  # payload encoding: 'json' (UTF-8) or 'msgpack'
-    sndhwm: int = 100  # PUB high-water mark: messages queued per subscriber before dropping
-    heartbeat_s: float = 1.0  # status message period (mg.status.<stream>)
-    curve_secret_key: Optional[str] = None  # CURVE: file with the server's secret key (zmq.auth format)
-    curve_allow_dir: Optional[str] = None  # CURVE: folder of allowed client public keys (None = any client)
+    # --- publishing ---------------------------------------------------------------------------------
+    endpoint: str = setting(DEFAULT_ENDPOINT, f"PUB endpoint (default: {DEFAULT_ENDPOINT})", group=PUBLISHING)
+    allow_remote: bool = setting(False, "allow binding a non-loopback interface", group=PUBLISHING)
+    fmt: str = setting("json", "payload encoding", FORMATS, group=PUBLISHING, flag="--format", dest="fmt")
+    sndhwm: int = setting(100, "messages queued per subscriber before dropping", Range(1), group=PUBLISHING,
+                          flag="--hwm")
+    heartbeat_s: float = setting(1.0, "status message period in seconds", Range(0, 3600, "lo"), group=PUBLISHING,
+                                 flag="--heartbeat")
+    curve_secret_key: Optional[str] = setting(None, "CURVE: the server's secret certificate file", group=PUBLISHING,
+                                              flag="--curve-secret")
+    curve_allow_dir: Optional[str] = setting(None, "CURVE: folder of allowed client public certificates",
+                                             group=PUBLISHING, flag="--curve-allow")
 
-    # --- run control and supervision -------------------------------------------------------------
-    duration_s: Optional[float] = None  # stop by itself after this many seconds (None = run until stopped)
-    max_windows: Optional[int] = None  # stop by itself after this many published windows
-    restart_backoff_s: float = 0.5  # first delay before restarting a crashed worker (doubles each time)
-    restart_backoff_max_s: float = 10.0  # cap of the restart delay
-    max_restarts: int = 20  # give up (exit non-zero) after this many worker restarts
-    display: bool = False  # OpenCV window with frame, skeleton, top-3, fps, latency
-    record: Optional[str] = None  # write the annotated video to this file (.mp4 / .avi)
-    listen: bool = False  # start a listener subprocess printing the messages
+    # --- run control and supervision ----------------------------------------------------------------
+    duration_s: Optional[float] = setting(None, "stop after this many seconds of recognition (0: run until "
+                                          "stopped; demo default 20)", Range(0, open="lo"), group=RUN,
+                                          flag="--duration")
+    max_windows: Optional[int] = setting(None, "stop after this many windows", Range(1), group=RUN)
+    display: bool = setting(False, "show an OpenCV window (frame, skeleton, top-3, fps, latency)", group=RUN)
+    record: Optional[str] = setting(None, f"write the annotated video (demo default {DEMO_RECORD})", group=RUN,
+                                    metavar="OUT.mp4", also=(
+                                        (("--no-record",), dict(action="store_true",
+                                                                help="do not write the demo's video")),))
+    listen: bool = setting(False, "start a listener printing the messages (demo default)", group=RUN,
+                           action="store_true", flag_default=None, exclusive=True, also=(
+                               (("--no-listen",), dict(dest="listen", action="store_false", help="no listener")),))
+    verbose: bool = setting(False, "also show the pose library's own start-up messages (MediaPipe, TensorFlow "
+                            "Lite, absl)", group=RUN, flag=("-v", "--verbose"))
+    restart_backoff_s: float = setting(0.5, "first delay before restarting a crashed worker (doubles each time)",
+                                       Range(0, 3600, "lo"), flag=NO_FLAG)
+    restart_backoff_max_s: float = setting(10.0, "cap of the restart delay", Range(0, 3600, "lo"), flag=NO_FLAG)
+    max_restarts: int = setting(20, "give up (exit non-zero) after this many worker restarts", Range(0),
+                                flag=NO_FLAG)
 
     @property
     def pose_backend(self) -> str:
@@ -145,7 +222,7 @@ class StreamConfig:
 
     def validate(self, group: int = 4, pose_frames: int = 32) -> "StreamConfig":
         """Raise ``ConfigError`` (one sentence) for a configuration that cannot run; return self."""
-        _check_numbers(self)
+        settings.check_fields(self, terse=True)  # every range and name declared on the fields
         if not all(isinstance(v, int) and 16 <= v <= MAX_SIDE for v in (self.max_width, self.max_height)):
             raise ConfigError(f"--max-size {self.max_width}x{self.max_height} is not allowed: give WIDTHxHEIGHT of "
                               f"at least 16x16 and at most {MAX_SIDE}x{MAX_SIDE} pixels")
@@ -160,12 +237,6 @@ class StreamConfig:
                               f"samples between windows would never be used; choose at most {pose_frames}")
         if self.pose_backend not in POSE_BACKENDS:
             raise ConfigError(f"unknown pose backend {self.pose_backend!r}; choose one of {', '.join(POSE_BACKENDS)}")
-        if self.fmt not in FORMATS:
-            raise ConfigError(f"unknown format {self.fmt!r}; choose json or msgpack")
-        if self.rgb_batch not in RGB_BATCHES:
-            raise ConfigError(f"unknown --rgb-batch {self.rgb_batch!r}; choose one of {', '.join(RGB_BATCHES)}")
-        if self.no_person not in NO_PERSON_POLICIES:
-            raise ConfigError(f"unknown no-person policy {self.no_person!r}; choose 'answer' or 'none'")
         if not self.event_hysteresis < self.event_threshold:
             raise ConfigError(f"--event-hysteresis {self.event_hysteresis:g} must be below --event-threshold "
                               f"{self.event_threshold:g} (a gesture ends at threshold - hysteresis)")
@@ -174,8 +245,6 @@ class StreamConfig:
                               f"give at least {4 * self.pose_every} slots")
         if self.pose_workers > 1 and not self.pose_thread:
             raise ConfigError(f"--pose-workers {self.pose_workers} needs the pose thread: drop --no-pose-thread")
-        if self.precision not in PRECISIONS:
-            raise ConfigError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.curve_allow_dir and not self.curve_secret_key:
             raise ConfigError("--curve-allow needs --curve-secret (the server's secret key file)")
         normalize_source_options(self.source, self.source_options)
@@ -183,54 +252,10 @@ class StreamConfig:
         return self
 
 
-# Every numeric StreamConfig field: (flag, smallest, smallest allowed?, largest, kind). None: no bound;
-# kind "int" refuses non-integers. Optional fields (None) are not checked.
-NUMERIC_FIELDS: Dict[str, Tuple[str, float, bool, Optional[float], str]] = {
-    "ring_slots": ("--ring-slots", 4, True, 100_000, "int"),
-    "open_timeout_s": ("open_timeout_s", 0, False, None, "float"),
-    "read_timeout_s": ("read_timeout_s", 0, False, None, "float"),
-    "stride": ("--stride", 1, True, None, "int"),
-    "pose_every": ("--pose-every", 1, True, 1000, "int"),
-    "pose_workers": ("--pose-workers", 1, True, 8, "int"),
-    "threads": ("--threads", 1, True, 1024, "int"),
-    "top_k": ("--top-k", 1, True, None, "int"),
-    "threshold": ("--threshold", 0, True, 1, "float"),
-    "event_threshold": ("--event-threshold", 0, False, 1, "float"),
-    "event_hysteresis": ("--event-hysteresis", 0, True, 1, "float"),
-    "event_min_duration_s": ("--event-min-duration", 0, True, 3600, "float"),
-    "event_release_s": ("event_release_s", 0, True, 3600, "float"),
-    "sndhwm": ("--hwm", 1, True, None, "int"),
-    "heartbeat_s": ("--heartbeat", 0, False, 3600, "float"),
-    "duration_s": ("--duration", 0, False, None, "float"),
-    "max_windows": ("--max-windows", 1, True, None, "int"),
-    "restart_backoff_s": ("restart_backoff_s", 0, False, 3600, "float"),
-    "restart_backoff_max_s": ("restart_backoff_max_s", 0, False, 3600, "float"),
-    "max_restarts": ("max_restarts", 0, True, None, "int"),
-}
-
-
-def check_number(flag: str, value: Any, lo: float, lo_closed: bool, hi: Optional[float], kind: str) -> None:
-    """Raise ``ConfigError`` naming ``flag`` and its allowed range when ``value`` lies outside it (or is
-    NaN, infinite, or not an integer where one is needed)."""
-    if hi is None:
-        rng = f"{'of at least' if lo_closed else 'above'} {lo:g}"
-    else:
-        rng = f"in {'[' if lo_closed else '('}{lo:g}, {hi:g}]"
-    what = "an integer" if kind == "int" else "a number"
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if ok and kind == "int":
-        ok = float(value).is_integer()
-    if ok:
-        ok = (value >= lo if lo_closed else value > lo) and (hi is None or value <= hi)
-    if not ok:
-        raise ConfigError(f"{flag} {value!r} is not allowed: give {what} {rng}")
-
-
-def _check_numbers(cfg: "StreamConfig") -> None:
-    for name, (flag, lo, lo_closed, hi, kind) in NUMERIC_FIELDS.items():
-        value = getattr(cfg, name)
-        if value is not None:
-            check_number(flag, value, lo, lo_closed, hi, kind)
+def check_setting(name: str, value: Any) -> None:
+    """Refuse ``value`` for the ``StreamConfig`` field ``name`` as ``validate()`` would (the commands that
+    share a live flag: ``clipmg-predict --top-k``...)."""
+    settings.check_value(next(f for f in dataclasses.fields(StreamConfig) if f.name == name), value, terse=True)
 
 
 def source_kind(source: str) -> str:
@@ -281,9 +306,9 @@ def normalize_source_options(source: str, options: Any) -> Tuple[Tuple[str, Any]
                                   + (" for the synthetic source" if kind == "synthetic" else ""))
         elif key in ("width", "height", "max_frames", "api"):
             lo = 0 if key == "api" else (64 if kind == "synthetic" else 1)
-            hi = {"width": 1920 if kind == "synthetic" else MAX_SIDE,
-                  "height": 1080 if kind == "synthetic" else MAX_SIDE}.get(key)
-            check_number(f"--source-option {key}", value, lo, True, hi, "int")
+            top = {"width": 1920 if kind == "synthetic" else MAX_SIDE,
+                   "height": 1080 if kind == "synthetic" else MAX_SIDE}.get(key)
+            check_number(f"--source-option {key}", value, Range(lo, INF if top is None else top), integer=True)
             value = int(value)
         elif key == "keypoints" and value not in ("exact", "observed"):
             raise ConfigError(f"--source-option keypoints={value!r}: give exact or observed")
@@ -351,106 +376,15 @@ def check_endpoint(endpoint: str, allow_remote: bool) -> bool:
 
 
 # ---------------------------------------------------------------------------------- command line
-def _kv(text: str) -> Tuple[str, Any]:
-    key, eq, value = text.partition("=")
-    if not eq or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    try:
-        return key, json.loads(value)
-    except json.JSONDecodeError:
-        return key, value
-
-
-def _size(text: str) -> Tuple[int, int]:
-    w, x, h = text.lower().partition("x")
-    if not x or not w.isdigit() or not h.isdigit():
-        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT such as 1280x720, got {text!r}")
-    return int(w), int(h)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    d = StreamConfig()
+    """``clipmg-live``'s command line: one flag per flagged ``StreamConfig`` field (and the flags that
+    feed one: ``--source-env``, ``--source-file``, ``--no-record``, ``--no-listen``), plus ``--quiet``."""
     ap = argparse.ArgumentParser(
         prog="clipmg-live", description="Live micro-gesture recognition: capture -> pose -> CLIP-MG -> ZeroMQ. "
         "With no --engine: the built-in synthetic demo (stops by itself after 20 s).")
-    g = ap.add_argument_group("source")
-    g.add_argument("--source", default=d.source, help="webcam index, RTSP/HTTP URL, video file, image folder or "
-                   "'synthetic[:SEED]' (default: %(default)s)")
-    g.add_argument("--source-env", default=None, metavar="VAR",
-                   help="read the source from this environment variable instead of --source, so that a URL "
-                   "with credentials never appears in the process list")
-    g.add_argument("--source-file", default=None, metavar="PATH",
-                   help="read the source from the first line of this file (keep it private: chmod 600)")
-    g.add_argument("--stream-id", default=d.stream_id, help="stream name in topics and messages (default: %(default)s)")
-    g.add_argument("--no-pace", action="store_true", help="read files as fast as possible instead of at their fps")
-    g.add_argument("--source-option", type=_kv, action="append", default=[], metavar="KEY=VALUE",
-                   help="extra source option (repeatable): loop=true plays a file, folder or GIF again and again "
-                   "(windows then span the seam; true/false/yes/no/1/0); fps=15 paces a folder or file (at most "
-                   f"{MAX_FPS:g}); width=1280 height=720 ask a webcam for a size; read_timeout_s=2 ... (an unknown key "
-                   "is refused with the keys of that kind of source; docs/capture.md lists them all)")
-    g.add_argument("--ring-slots", type=int, default=d.ring_slots, help="frames in the shared-memory ring")
-    g.add_argument("--max-size", type=_size, default=(d.max_width, d.max_height), metavar="WxH",
-                   help="largest frame kept; bigger frames are shrunk (default 1280x720)")
-    g = ap.add_argument_group("model and pose")
-    g.add_argument("--engine", default=None, help="checkpoint (.safetensors) or exported engine directory; "
-                   "default: the synthetic demo model")
-    g.add_argument("--device", default=d.device, help="torch device for a checkpoint (default: %(default)s)")
-    g.add_argument("--threads", type=int, default=None, help="CPU threads for the engine (default: half the cores)")
-    g.add_argument("--precision", choices=PRECISIONS, default=d.precision,
-                   help="frame encoder precision of an exported ONNX engine: auto uses its int8 encoder only where "
-                   "the export measured it safe (default: %(default)s)")
-    g.add_argument("--pose", default=None, help="pose backend: synthetic, mediapipe, openpose or replay "
-                   "(default: synthetic for the synthetic source, mediapipe otherwise)")
-    g.add_argument("--pose-option", type=_kv, action="append", default=[], metavar="KEY=VALUE",
-                   help="extra pose backend option, e.g. path=keypoints.npy for replay (repeatable)")
-    g.add_argument("--pose-cache", action=argparse.BooleanOptionalAction, default=d.pose_cache,
-                   help="compute each pose group's share of the skeleton encoder once (default: on; engines "
-                   "without the pose-stage graphs run the whole head either way)")
-    g.add_argument("--rgb-batch", choices=RGB_BATCHES, default=d.rgb_batch,
-                   help="each: encode every RGB frame as soon as it is posed (default: the lowest latency); "
-                   "window: encode a window's new RGB frames in one call once the last of them is posed (less "
-                   "CPU a window, later answers; docs/benchmarks.md)")
-    g.add_argument("--pose-thread", action=argparse.BooleanOptionalAction, default=d.pose_thread,
-                   help="run pose in its own thread, alongside the engine (default: on; --no-pose-thread runs "
-                   "pose and engine in turn in one thread)")
-    g.add_argument("--pose-workers", type=int, default=d.pose_workers, metavar="N",
-                   help="pose threads, each with its own pose backend, estimating samples side by side: 2 lets "
-                   "MediaPipe keep up at --pose-every 2 on a 2-core CPU, where one instance is busy all the "
-                   "time and falls behind (docs/benchmarks.md); needs --pose-thread (default: %(default)s)")
-    g = ap.add_argument_group("windows and decisions")
-    g.add_argument("--stride", type=int, default=d.stride, help="S: pose samples between windows, a multiple of 4 "
-                   "(default: %(default)s)")
-    g.add_argument("--pose-every", type=int, default=d.pose_every, help="Δp: pose on every Δp-th frame (default: %(default)s)")
-    g.add_argument("--top-k", type=int, default=d.top_k, help="labels per window message (default: %(default)s)")
-    g.add_argument("--threshold", type=float, default=d.threshold, help="decide a label only at this probability")
-    g.add_argument("--no-person", choices=("answer", "none"), default=d.no_person,
-                   help="windows without a person: publish the model's answer or none (default: %(default)s)")
-    g.add_argument("--event-threshold", type=float, default=d.event_threshold, help="gesture start probability")
-    g.add_argument("--event-hysteresis", type=float, default=d.event_hysteresis, help="gesture end = threshold - this")
-    g.add_argument("--event-min-duration", type=float, default=d.event_min_duration_s, help="seconds above threshold")
-    g.add_argument("--logits", action="store_true", help="add raw logits to window messages")
-    g = ap.add_argument_group("publishing")
-    g.add_argument("--endpoint", default=d.endpoint, help=f"PUB endpoint (default: {DEFAULT_ENDPOINT})")
-    g.add_argument("--allow-remote", action="store_true", help="allow binding a non-loopback interface")
-    g.add_argument("--format", dest="fmt", choices=("json", "msgpack"), default=d.fmt, help="payload encoding")
-    g.add_argument("--hwm", type=int, default=d.sndhwm, help="messages queued per subscriber before dropping")
-    g.add_argument("--heartbeat", type=float, default=d.heartbeat_s, help="status message period in seconds")
-    g.add_argument("--curve-secret", default=None, help="CURVE: the server's secret certificate file")
-    g.add_argument("--curve-allow", default=None, help="CURVE: folder of allowed client public certificates")
-    g = ap.add_argument_group("run")
-    g.add_argument("--duration", type=float, default=None, help="stop after this many seconds of recognition "
-                   "(0: run until stopped; demo default 20)")
-    g.add_argument("--max-windows", type=int, default=None, help="stop after this many windows")
-    g.add_argument("--display", action="store_true", help="show an OpenCV window (frame, skeleton, top-3, fps, latency)")
-    g.add_argument("--record", default=None, metavar="OUT.mp4", help=f"write the annotated video (demo default {DEMO_RECORD})")
-    g.add_argument("--no-record", action="store_true", help="do not write the demo's video")
-    lg = g.add_mutually_exclusive_group()
-    lg.add_argument("--listen", dest="listen", action="store_true", default=None,
-                    help="start a listener printing the messages (demo default)")
-    lg.add_argument("--no-listen", dest="listen", action="store_false", help="no listener")
-    g.add_argument("-q", "--quiet", action="store_true", help="no live summary lines")
-    g.add_argument("-v", "--verbose", action="store_true",
-                   help="also show the pose library's own start-up messages (MediaPipe, TensorFlow Lite, absl)")
+    settings.add_arguments(ap, StreamConfig)
+    run = next(g for g in ap._action_groups if g.title == RUN)
+    run.add_argument("-q", "--quiet", action="store_true", help="no live summary lines")  # the supervisor's
     return ap
 
 
@@ -480,28 +414,22 @@ def resolve_source(args: argparse.Namespace) -> str:
 
 
 def config_from_args(args: argparse.Namespace) -> StreamConfig:
-    """The ``StreamConfig`` of a parsed command line (demo defaults when no ``--engine``)."""
+    """The ``StreamConfig`` of a parsed command line (demo defaults when no ``--engine``): every flagged
+    field as parsed, then the ones a flag does not give as such."""
     demo = args.engine is None
     duration = args.duration
     if duration is None and demo and args.max_windows is None:
         duration = DEMO_DURATION_S
-    record = None if args.no_record else (args.record or (DEMO_RECORD if demo else None))
-    listen = args.listen if args.listen is not None else demo
-    w, h = args.max_size
     source = resolve_source(args)
-    return StreamConfig(
-        source=source, stream_id=args.stream_id, pace=not args.no_pace, ring_slots=args.ring_slots,
-        max_height=h, max_width=w, source_options=normalize_source_options(source, args.source_option),
-        stride=args.stride,
-        pose_every=args.pose_every, pose=args.pose, pose_options=tuple(args.pose_option), engine=args.engine,
-        device=args.device, threads=args.threads, precision=args.precision, pose_thread=args.pose_thread,
-        pose_workers=args.pose_workers, pose_cache=args.pose_cache, rgb_batch=args.rgb_batch, verbose=args.verbose, demo=demo, top_k=args.top_k,
-        threshold=args.threshold, no_person=args.no_person, include_logits=args.logits, event_threshold=args.event_threshold,
-        event_hysteresis=args.event_hysteresis, event_min_duration_s=args.event_min_duration,
-        endpoint=args.endpoint, allow_remote=args.allow_remote, fmt=args.fmt, sndhwm=args.hwm,
-        heartbeat_s=args.heartbeat, curve_secret_key=args.curve_secret, curve_allow_dir=args.curve_allow,
-        duration_s=duration or None, max_windows=args.max_windows, display=args.display, record=record,
-        listen=listen)
+    width, height = args.max_size
+    return StreamConfig(**{
+        **settings.values_from_args(StreamConfig, args),
+        "source": source, "source_options": normalize_source_options(source, args.source_option),
+        "pace": not args.no_pace, "max_width": width, "max_height": height,
+        "pose_options": tuple(args.pose_option), "demo": demo,
+        "duration_s": duration or None,  # --duration 0: run until stopped
+        "record": None if args.no_record else (args.record or (DEMO_RECORD if demo else None)),
+        "listen": args.listen if args.listen is not None else demo})
 
 
 def check_source(cfg: StreamConfig) -> None:

@@ -13,7 +13,7 @@ import queue
 import sys
 import threading
 from dataclasses import dataclass, field
-from typing import List, Optional, Sequence, Tuple
+from typing import Any, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -27,7 +27,7 @@ HAND_BONES: Tuple[Tuple[int, int], ...] = tuple(
     (off + a, off + b) for off in (95, 116) for chain in _FINGERS for a, b in zip(chain, chain[1:]))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Overlay:
     """What is written over a frame."""
 
@@ -100,7 +100,7 @@ class Annotator:
         self._q: "queue.Queue" = queue.Queue(maxsize=1)
         self._latest: Optional[np.ndarray] = None
         self._lock = threading.Lock()
-        self._writer = None
+        self._writer: Optional[Any] = None  # cv2.VideoWriter once the first frame fixes the size
         self._size: Optional[Tuple[int, int]] = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="clipmg-annotator", daemon=True)
@@ -135,7 +135,7 @@ class Annotator:
         if self._writer is None:
             path = str(self.record)
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-            fourcc = cv2.VideoWriter_fourcc(*("MJPG" if path.lower().endswith(".avi") else "mp4v"))
+            fourcc = cv2.VideoWriter.fourcc(*("MJPG" if path.lower().endswith(".avi") else "mp4v"))
             self._size = (out.shape[1], out.shape[0])
             self._writer = cv2.VideoWriter(path, fourcc, float(self.fps), self._size)
             if not self._writer.isOpened():

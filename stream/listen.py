@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 from clipmg.model.errors import run_command
+from clipmg.model.settings import Range, check_number
 
-from .config import DEFAULT_ENDPOINT, ConfigError, check_endpoint, check_number
+from .config import DEFAULT_ENDPOINT, ConfigError, check_endpoint
 from .messages import MessageError, decode, summary
 
 
@@ -54,6 +55,8 @@ def _curve_client(sock: Any, server_key: str, client_cert: Optional[str],
     from .publisher import load_public_key
 
     sock.curve_serverkey = load_public_key(server_key)
+    public: Optional[bytes]
+    secret: Optional[bytes]
     if client_keys:
         public, secret = client_keys
     elif client_cert:
@@ -186,9 +189,9 @@ def check_listen_args(args: argparse.Namespace) -> None:
     """Refuse flag values that cannot work, in one sentence naming the allowed values."""
     check_endpoint(args.endpoint, allow_remote=True)  # connecting to another machine is the point of it
     if args.count is not None:
-        check_number("--count", args.count, 1, True, None, "int")
+        check_number("--count", args.count, Range(1), integer=True)
     if args.timeout is not None:
-        check_number("--timeout", args.timeout, 0, False, None, "float")
+        check_number("--timeout", args.timeout, Range(0, open="lo"))
 
 
 def _main(argv: Optional[List[str]]) -> int:

@@ -106,16 +106,16 @@ class PoseAhead:
                     while not self._closed and (self._next is None or len(self._done) + len(self._busy) >= self._limit
                                                 or self._next > self._newest()):
                         self._cv.wait(0.002)
-                    if self._closed:
+                    if self._closed or self._next is None:
                         return
-                    k = self._next
-                    self._busy.add(k)
-                    self._next += 1
-                result = estimate(k)  # outside the lock: the main thread (and the other pose threads) run meanwhile
+                    k = claimed = self._next
+                    self._busy.add(claimed)
+                    self._next = claimed + 1
+                result = estimate(claimed)  # outside the lock: the main thread (and the other pose threads) run meanwhile
                 with self._cv:
-                    self._busy.discard(k)
-                    if k >= self._start:
-                        self._done[k] = result
+                    self._busy.discard(claimed)
+                    if claimed >= self._start:
+                        self._done[claimed] = result
                     self._cv.notify_all()
                 k = None
         except BaseException as e:  # noqa: BLE001 - handed to the main thread, which crashes the worker

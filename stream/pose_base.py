@@ -96,7 +96,8 @@ class TargetTracker:
         valid = [i for i, b in enumerate(boxes) if b is not None]
         diag = float(np.hypot(width, height)) or 1.0
         if not valid:
-            return self._miss()
+            self._miss()
+            return None
         if self.center is None or self.lost >= self.lost_after:
             cx0, cy0 = width / 2, height / 2
 
@@ -110,14 +111,14 @@ class TargetTracker:
             px, py = self.center
             best = min(valid, key=lambda i: np.hypot(boxes[i][0] - px, boxes[i][1] - py))  # type: ignore[index]
             if np.hypot(boxes[best][0] - px, boxes[best][1] - py) > self.max_jump * diag:  # type: ignore[index]
-                return self._miss()
+                self._miss()
+                return None
         self.center = boxes[best][:2]  # type: ignore[index]
         self.lost = 0
         return best
 
     def _miss(self) -> None:
         self.lost += 1
-        return None
 
 
 # --------------------------------------------------------------------------- base + guard

@@ -39,7 +39,7 @@ import numpy as np
 
 from clipmg.model.errors import ClipmgError, run_command
 
-from .config import NUMERIC_FIELDS, POSE_BACKENDS, PRECISIONS, StreamConfig, _kv, check_number
+from .config import POSE_BACKENDS, PRECISIONS, StreamConfig, _kv, check_setting
 
 log = logging.getLogger("clipmg.predict")
 
@@ -219,7 +219,7 @@ def write_video(video: Path, out_path: Path, records: Sequence[Dict[str, Any]], 
             frame = annotate(image, kp, ov)
             if writer is None:
                 h, w = frame.shape[:2]
-                writer = cv2.VideoWriter(str(out_path), cv2.VideoWriter_fourcc(*"mp4v"), float(src.fps or 25.0), (w, h))
+                writer = cv2.VideoWriter(str(out_path), cv2.VideoWriter.fourcc(*"mp4v"), float(src.fps or 25.0), (w, h))
                 if not writer.isOpened():
                     raise PredictError(f"--video-out {out_path}: cannot write a video there")
             writer.write(frame)
@@ -273,7 +273,7 @@ def _check(args: argparse.Namespace) -> None:
     for name, value in (("pose_every", args.pose_every), ("top_k", args.top_k), ("threshold", args.threshold),
                         ("threads", args.threads)):  # the live recognizer's ranges (stream/config.py)
         if value is not None:
-            check_number(*NUMERIC_FIELDS[name][:1], value, *NUMERIC_FIELDS[name][1:])
+            check_setting(name, value)
     if args.segments is not None and not args.segments.is_file():
         raise PredictError(f"--segments {args.segments}: no such file")
     if args.engine is not None and not Path(args.engine).exists():
@@ -324,7 +324,7 @@ def _run(args: argparse.Namespace, out: TextIO, say: Any) -> int:
     cfg = StreamConfig(engine=str(engine_path), threads=args.threads, precision=args.precision)
     engine = load_worker_engine(cfg)  # FatalWorkerError, PoseBackendError: ClipmgErrors, one line, exit 2
     pose = create_pose_backend(args.pose, **dict(args.pose_option))
-    with pose:
+    with pose:  # type: ignore[attr-defined]  # every backend create_pose_backend returns is a context manager
         records, keypoints = predict(args.video, engine, pose, segments, top_k=args.top_k, threshold=args.threshold,
                           background=StreamConfig().background, progress=sys.stderr.isatty())
     if args.json_out == "-":

@@ -296,7 +296,7 @@ class Relay:
                 continue
             while True:  # drain what is queued, never blocking
                 try:
-                    frames: Sequence[Any] = self.pull.recv_multipart(zmq.NOBLOCK, copy=False)
+                    frames: Sequence[Any] = self.pull.recv_multipart(zmq.NOBLOCK, copy=False)  # type: ignore[union-attr]
                 except zmq.Again:
                     break
                 if len(frames) == 2 and self.pub is not None:

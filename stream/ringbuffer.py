@@ -121,7 +121,7 @@ class FrameRing:
         self._closed = False
         self._finalizer: Optional[util.Finalize] = None
         buf = shm.buf
-        self._header = np.ndarray((8,), np.int64, buf, 0)
+        self._header: np.ndarray = np.ndarray((8,), np.int64, buf, 0)
         if int(self._header[_H_MAGIC]) != _MAGIC or int(self._header[_H_VERSION]) != _VERSION:
             self._header = None  # type: ignore[assignment]
             raise ValueError(f"shared memory segment {self.name!r} is not a clipmg FrameRing "
@@ -131,11 +131,11 @@ class FrameRing:
         self.max_width = int(self._header[_H_MAXW])
         stride = int(self._header[_H_STRIDE])
         # (slots, 8) views over each slot's meta block: int64 fields and the two float64 times.
-        self._meta = np.ndarray((self.slots, 8), np.int64, buf, _HEADER_BYTES, (stride, 8))
-        self._meta_f = np.ndarray((self.slots, 8), np.float64, buf, _HEADER_BYTES, (stride, 8))
-        self._kp = np.ndarray((self.slots, NUM_KEYPOINTS, 3), np.float32, buf,
+        self._meta: np.ndarray = np.ndarray((self.slots, 8), np.int64, buf, _HEADER_BYTES, (stride, 8))
+        self._meta_f: np.ndarray = np.ndarray((self.slots, 8), np.float64, buf, _HEADER_BYTES, (stride, 8))
+        self._kp: np.ndarray = np.ndarray((self.slots, NUM_KEYPOINTS, 3), np.float32, buf,
                               _HEADER_BYTES + _META_BYTES, (stride, 12, 4))
-        self._img = np.ndarray((self.slots, self.max_height, self.max_width, 3), np.uint8, buf,
+        self._img: np.ndarray = np.ndarray((self.slots, self.max_height, self.max_width, 3), np.uint8, buf,
                                _HEADER_BYTES + _META_BYTES + _KP_BYTES,
                                (stride, self.max_width * 3, 3, 1))
 
@@ -156,9 +156,9 @@ class FrameRing:
         name = name or f"{SEGMENT_PREFIX}{secrets.token_hex(4)}"
         shm = shared_memory.SharedMemory(name=name, create=True, size=size)
         try:
-            header = np.ndarray((8,), np.int64, shm.buf, 0)
+            header: np.ndarray = np.ndarray((8,), np.int64, shm.buf, 0)
             header[:] = (0, _VERSION, slots, max_height, max_width, -1, 0, stride)
-            meta = np.ndarray((slots, 8), np.int64, shm.buf, _HEADER_BYTES, (stride, 8))
+            meta: np.ndarray = np.ndarray((slots, 8), np.int64, shm.buf, _HEADER_BYTES, (stride, 8))
             meta[:, _M_SEQ] = _EMPTY
             header[_H_MAGIC] = _MAGIC  # last: an attacher never sees a half-initialised header
             del header, meta

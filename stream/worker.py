@@ -23,6 +23,7 @@ dicts ``{"event": "worker_state" | "worker_stats" | "worker_done", ...}``.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import logging
 import os
@@ -129,7 +130,7 @@ class Worker:
         self.k_next = 0  # next sample to compute when working ahead
         self.lost: set = set()  # samples whose frame was gone from the ring
         self.windows = self.skipped = self.dropped_frames = self.pose_samples = 0
-        self._acc = {"pose": 0.0, "encode": 0.0, "pose_samples": 0, "rgb_encoded": 0}
+        self._acc: Dict[str, float] = {"pose": 0.0, "encode": 0.0, "pose_samples": 0, "rgb_encoded": 0}
         self._sample_times: Deque[float] = deque(maxlen=64)
         self._window_times: Deque[float] = deque(maxlen=16)
         self.last: Dict[str, Any] = {}
@@ -158,12 +159,13 @@ class Worker:
             return False
         s = self.schedule
         if self.next_window is None:
-            self._start(k_now)
+            self.next_window = self._start(k_now)
             with self._annot_lock:
                 self._annot_next = self.k_next  # the first sample the pose threads will estimate
-        target, skipped = s.plan(k_now, self.next_window)
+        nw = self.next_window
+        target, skipped = s.plan(k_now, nw)
         if self.ahead is not None:
-            start = s.window_start(self.next_window if target is None else target)
+            start = s.window_start(nw if target is None else target)
             if start != self._wanted:  # only when it moves: each call wakes the pose thread
                 self._wanted = start
                 self.ahead.want(start)
@@ -180,7 +182,7 @@ class Worker:
             self.k_next = max(self.k_next, s.window_end(target) + 1)
             self.lost = {k for k in self.lost if k >= s.window_start(self.next_window)}
             return True
-        self.k_next = max(self.k_next, s.window_start(self.next_window))
+        self.k_next = max(self.k_next, s.window_start(nw))
         if self.k_next <= k_now:
             if self.ahead is not None:
                 smp = self.ahead.poll(self.k_next)
@@ -193,27 +195,29 @@ class Worker:
             else:
                 batch = self.cfg.rgb_batch == "window"
                 self._add([smp], defer_rgb=batch)
-                if batch and self.k_next >= s.window_rgb_samples(self.next_window)[-1]:
+                if batch and self.k_next >= s.window_rgb_samples(nw)[-1]:
                     self._encode_pending()  # the window's new frames, one call (the head needs them next)
             self.k_next += 1
             return True
         return False
 
-    def _start(self, k_now: int) -> None:
-        """Where this worker's first window is: at the oldest frame still in the ring (a file played
-        from its start) or the next window boundary (a live source joined now). Frames of a file that
-        precede the first window are counted as dropped (none when the capture waited for us)."""
+    def _start(self, k_now: int) -> int:
+        """Where this worker's first window is (returned): at the oldest frame still in the ring (a
+        file played from its start) or the next window boundary (a live source joined now). Frames
+        of a file that precede the first window are counted as dropped (none when the capture waited
+        for us)."""
         s = self.schedule
         if self.from_oldest:
             first_seq, oldest, _ = self._ring_span()
-            self.next_window = s.first_window_from(-(-oldest // s.pose_every))
-            lost = s.sample_seq(s.window_start(self.next_window)) - first_seq
+            first = s.first_window_from(-(-oldest // s.pose_every))
+            lost = s.sample_seq(s.window_start(first)) - first_seq
             if lost > 0:
                 with self._lock:
                     self.dropped_frames += lost
         else:
-            self.next_window = s.first_window_from(k_now)
-        self.k_next = s.window_start(self.next_window)
+            first = s.first_window_from(k_now)
+        self.k_next = s.window_start(first)
+        return first
 
     def _ring_span(self) -> Tuple[int, int, int]:
         """Frame numbers: the first this ring ever held, the oldest still in it, the newest (-1: none)."""
@@ -315,7 +319,7 @@ class Worker:
         msg = window_message(
             stream=cfg.stream_id, window=inputs.window, pose_seqs=inputs.pose_seqs, rgb_seqs=inputs.rgb_seqs,
             t_wall=inputs.t_wall, stride=cfg.stride, pose_every=cfg.pose_every, t_publish=time.time(),
-            latency_ms=latency, computed={"pose_samples": acc["pose_samples"], "rgb_encoded": acc["rgb_encoded"],
+            latency_ms=latency, computed={"pose_samples": int(acc["pose_samples"]), "rgb_encoded": int(acc["rgb_encoded"]),
                                           **({} if pose_stage_inputs is None else
                                              {"pose_stage_inputs": pose_stage_inputs})},
             person=res.person, person_fraction=res.person_fraction, topk=ans.top, label=ans.label, p=ans.p,
@@ -430,9 +434,7 @@ class Worker:
             return
         fps = rate(list(self._sample_times))
         self.annotator.fps = self.annotator.fps if self.annotator.written else max(1.0, fps)  # type: ignore[union-attr]
-        ov = self._overlay
-        ov = Overlay(ov.top, ov.label, fps, rate(list(self._window_times)), ov.latency_ms, ov.person, ov.banner,
-                     ov.window)
+        ov = dataclasses.replace(self._overlay, fps_in=fps, fps_out=rate(list(self._window_times)))
         self.annotator.submit(frame.image, res.keypoints, ov)  # type: ignore[union-attr]
 
     def stats(self) -> Dict[str, Any]:

@@ -1,5 +1,6 @@
 """Helpers for the reliability tests: a real ZeroMQ subscriber, the supervisor as a subprocess,
-process/shared-memory bookkeeping and a tap that records every overlay string the worker draws.
+process/shared-memory bookkeeping, a tap that records every overlay string the worker draws, waits,
+and the malicious pickle every safe-loading test feeds its loader (``EvilPickle``).
 
 Nothing here replaces a component: the subscriber is a real SUB socket, the supervisor is
 ``run_live.py`` in its own process group, the tap forwards every ``cv2.putText`` call unchanged.
@@ -57,11 +58,6 @@ def tiny_checkpoint(path: Path, classes: Sequence[str] = CLASSES, seed: int = 0,
     return save_checkpoint(path, create_model(preset, num_classes=len(classes)), list(classes))
 
 
-def clipmg_segments() -> List[str]:
-    """Shared-memory segments of the frame ring that exist right now (``/dev/shm/clipmg_*``)."""
-    return sorted(p.name for p in Path("/dev/shm").glob("clipmg_*"))
-
-
 def segments_of(pid: int) -> List[str]:
     """The ``clipmg_*`` shared-memory segments process ``pid`` has mapped."""
     try:
@@ -72,6 +68,8 @@ def segments_of(pid: int) -> List[str]:
 
 
 def wait_for(pred: Callable[[], Any], timeout: float, what: str, every: float = 0.05) -> Any:
+    """Poll ``pred`` every ``every`` s until it returns something true (returned); fail the test
+    (``AssertionError`` naming ``what``) after ``timeout`` s."""
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         v = pred()
@@ -79,6 +77,18 @@ def wait_for(pred: Callable[[], Any], timeout: float, what: str, every: float = 
             return v
         time.sleep(every)
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+class EvilPickle:
+    """What a malicious pickle does: call a function while it is being loaded (``touch marker``).
+    Put it inside whatever gets pickled (``pickle.dumps``, ``torch.save``, ``np.save``): a safe loader
+    refuses it and ``marker`` never appears."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> Tuple[Any, Tuple[str]]:
+        return (os.system, (f"touch {self.marker}",))
 
 
 # ------------------------------------------------------------------------------------ subscriber

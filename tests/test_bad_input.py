@@ -26,7 +26,7 @@ from typing import Dict, List, Tuple
 import numpy as np
 import pytest
 
-from live_harness import CLASSES, PY, RUN_LIVE, endpoint, tiny_checkpoint
+from live_harness import CLASSES, PY, RUN_LIVE, EvilPickle, endpoint, tiny_checkpoint
 
 SECRET = "Pw-5ecret-77"
 TRAIN_CLASSES = ("touch chin", "fold arm", "rub eyes", "no gesture")
@@ -242,16 +242,6 @@ SLOW = [
 
 
 # ------------------------------------------------------------------------------------ artifacts
-class _Evil:
-    """What a malicious pickle does: call a function while it is being loaded."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.system, (f"touch {self.marker}",))
-
-
 def _make_artifacts(root: Path, with_engines: bool) -> Dict[str, str]:
     import torch
 
@@ -292,14 +282,14 @@ def _make_artifacts(root: Path, with_engines: bool) -> Dict[str, str]:
     a["one_class"] = root / "one_class.txt"
     (root / "bad.toml").write_text("[train\nepochs = 3\n")
     a["bad_toml"] = root / "bad.toml"
-    (root / "evil.pkl").write_bytes(pickle.dumps({"split": {}, "annotations": [_Evil(marker)]}))
+    (root / "evil.pkl").write_bytes(pickle.dumps({"split": {}, "annotations": [EvilPickle(marker)]}))
     a["evil_pkl"] = root / "evil.pkl"
     good = pickle.dumps({"split": {}, "annotations": []})
     (root / "cut.pkl").write_bytes(good[: len(good) // 2])
     a["cut_pkl"] = root / "cut.pkl"
-    torch.save({"visual.conv1.weight": _Evil(marker)}, root / "evil.pt")
+    torch.save({"visual.conv1.weight": EvilPickle(marker)}, root / "evil.pt")
     a["evil_pt"] = root / "evil.pt"
-    np.save(root / "evil.npy", np.array([_Evil(marker), 1], dtype=object), allow_pickle=True)
+    np.save(root / "evil.npy", np.array([EvilPickle(marker), 1], dtype=object), allow_pickle=True)
     a["evil_npy"] = root / "evil.npy"
     (root / "bad_light_hand.csv").write_text("frame,x\n0,abc\n1,2\n")
     a["bad_csv"] = root / "bad_light_hand.csv"
@@ -314,7 +304,7 @@ def _make_artifacts(root: Path, with_engines: bool) -> Dict[str, str]:
     (a["run_cut"] / "last.safetensors").write_bytes(data[: len(data) // 3])
     data = (a["run_cut_state"] / "last.state.pt").read_bytes()
     (a["run_cut_state"] / "last.state.pt").write_bytes(data[: len(data) // 2])
-    torch.save({"optimizer": _Evil(marker)}, a["run_evil_state"] / "last.state.pt")
+    torch.save({"optimizer": EvilPickle(marker)}, a["run_evil_state"] / "last.state.pt")
     # videos
     import cv2
 
@@ -518,16 +508,29 @@ from hypothesis import strategies as st  # noqa: E402
 numbers = st.one_of(st.integers(-10**6, 10**6), st.floats(allow_nan=True, allow_infinity=True))
 
 
+def _ranged_stream_fields() -> Dict[str, object]:
+    """Every ``StreamConfig`` field declared with a numeric range (model/settings.py ``Range``)."""
+    import dataclasses
+
+    from clipmg.model.settings import Range
+    from clipmg.stream.config import StreamConfig
+
+    return {f.name: f for f in dataclasses.fields(StreamConfig) if isinstance(f.metadata.get("allowed"), Range)}
+
+
 @settings(max_examples=300, deadline=None)
-@given(field=st.sampled_from(sorted(__import__("clipmg.stream.config", fromlist=["x"]).NUMERIC_FIELDS)), value=numbers)
+@given(field=st.sampled_from(sorted(_ranged_stream_fields())), value=numbers)
 def test_every_numeric_setting_is_refused_outside_its_range_and_kept_inside(field: str, value) -> None:
     import math
 
-    from clipmg.stream.config import NUMERIC_FIELDS, ConfigError, StreamConfig
+    from clipmg.model.settings import base_type, flag_of
+    from clipmg.stream.config import ConfigError, StreamConfig
 
-    flag, lo, lo_closed, hi, kind = NUMERIC_FIELDS[field]
-    inside = (math.isfinite(value) and (kind != "int" or float(value).is_integer())
-              and (value >= lo if lo_closed else value > lo) and (hi is None or value <= hi))
+    f = _ranged_stream_fields()[field]
+    (lo, hi, open_), flag, integer = f.metadata["allowed"], flag_of(f), base_type(f) == "int"
+    assert open_ in ("", "lo"), "this test knows closed upper ends only"
+    inside = (math.isfinite(value) and (not integer or float(value).is_integer())
+              and (value > lo if open_ == "lo" else value >= lo) and value <= hi)
     base = dict(ring_slots=4000, max_restarts=5) if field == "pose_every" else {}
     try:
         StreamConfig(**{**base, field: value}).validate()

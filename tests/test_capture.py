@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from clipmg.stream.capture import capture_main, fit_frame
-from live_harness import index_image
+from live_harness import index_image, wait_for
 from clipmg.stream.redact import redact_text, redact_url, url_secrets
 from clipmg.stream.ringbuffer import FrameRing
 from clipmg.stream.sources import (SourceOpenError, ffmpeg_capture_options, open_source,
@@ -127,15 +127,6 @@ class MjpegServer:
         self._stop.set()
         self.httpd.shutdown()
         self.httpd.server_close()
-
-
-def wait_for(pred, timeout: float, what: str) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return
-        time.sleep(0.02)
-    pytest.fail(f"timed out waiting for {what}")
 
 
 # ----------------------------------------------------------------------------- pure parts
@@ -356,7 +347,6 @@ def test_live_stream_drop_reconnect_keeps_numbering_honest(capfd):
             wait_for(lambda: (events.extend(drain(q)) or "reconnecting" in states(events)),
                      30, "reconnecting after the drop")
             before = ring.latest_seq()
-            t_down = time.monotonic()
             time.sleep(0.5)
             server = MjpegServer(port=port, fps=25.0)  # back on the same address
             wait_for(lambda: ring.latest_seq() >= before + 10, 30, "frames after reconnecting")

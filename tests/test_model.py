@@ -10,6 +10,7 @@ import torch
 
 from clipmg.model import VARIANTS, create_model, list_presets, load_config
 from clipmg.model.layouts import assemble_openpose137, extract_layout
+from live_harness import EvilPickle
 
 
 def _inputs(cfg, b=2, seed=0):
@@ -270,11 +271,7 @@ def test_pretrained_from_local_file(tmp_path):
 
 
 def test_pickled_code_in_clip_weights_is_refused(tmp_path):
-    class Evil:
-        def __reduce__(self):
-            return (print, ("pwned",))
-
-    torch.save({"visual.proj": Evil()}, tmp_path / "evil.pt")
+    torch.save({"visual.proj": EvilPickle(tmp_path / "pwned")}, tmp_path / "evil.pt")
     with pytest.raises(ValueError, match="cannot read CLIP weights"):
         create_model("clipmg-tiny", num_classes=3, pretrained=str(tmp_path / "evil.pt"))
 

@@ -9,6 +9,7 @@ from typing import List
 import pytest
 
 from clipmg.stream.worker import _PENDING, PoseAhead
+from live_harness import wait_for
 
 
 class Clock:
@@ -26,11 +27,6 @@ class Clock:
         return None if k % 10 == 7 else f"sample {k}"  # every tenth from 7: the frame was gone
 
 
-def wait_for(cond, timeout: float = 5.0) -> None:
-    end = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < end, "timed out"
-        time.sleep(0.002)
 
 
 def test_samples_are_estimated_in_order_in_their_own_thread_and_handed_out_once() -> None:
@@ -56,7 +52,7 @@ def test_want_skips_ahead_and_drops_what_is_no_longer_needed() -> None:
     a = PoseAhead(c.estimate, lambda: c.newest)
     try:
         a.want(0)
-        wait_for(lambda: c.calls == [0, 1, 2, 3])
+        wait_for(lambda: c.calls == [0, 1, 2, 3], 5.0, "the pose thread", every=0.002)
         c.newest = 40
         a.want(20)  # the worker skipped windows: samples 4-19 are never estimated
         assert a.take(2) is None and a.take(19) is None
@@ -73,11 +69,11 @@ def test_at_most_limit_results_wait_for_a_slow_engine() -> None:
     a = PoseAhead(c.estimate, lambda: c.newest, limit=8)
     try:
         a.want(0)
-        wait_for(lambda: len(c.calls) >= 8)
+        wait_for(lambda: len(c.calls) >= 8, 5.0, "the pose thread", every=0.002)
         time.sleep(0.05)
         assert len(c.calls) == 8
         assert a.take(0) == "sample 0"
-        wait_for(lambda: len(c.calls) == 9)
+        wait_for(lambda: len(c.calls) == 9, 5.0, "the pose thread", every=0.002)
     finally:
         a.close()
 
@@ -152,7 +148,7 @@ def test_several_pose_workers_respect_the_limit_and_the_skip() -> None:
     a = PoseAhead(backends, lambda: newest[0], limit=6)
     try:
         a.want(0)
-        wait_for(lambda: len(backends[0].seen) + len(backends[1].seen) >= 6)
+        wait_for(lambda: len(backends[0].seen) + len(backends[1].seen) >= 6, 5.0, "the pose thread", every=0.002)
         time.sleep(0.05)
         assert len(backends[0].seen) + len(backends[1].seen) == 6  # results waiting + in progress <= limit
         a.want(100)  # skipped ahead: 6-99 never estimated

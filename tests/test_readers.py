@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import pickle
 import shutil
 from pathlib import Path
@@ -11,12 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from clipmg.model.layouts import extract_layout, from_light_hand, layout_indices
+from clipmg.model.layouts import extract_layout, layout_indices
 from clipmg.train.readers import (DataError, Issues, read_label_csv, read_light_hand_csv, read_openpose_folder,
                                   read_openpose_json, read_openpose_xlsx, parse_openpose_people)
 from clipmg.train.readers_pyskl import read_pyskl, safe_pickle_load
 from clipmg.train.readers_video import VideoReader, probe_video
 from clipmg.train.synth import SynthConfig, write_dataset
+from live_harness import EvilPickle
 
 REAL_RIGHT_HAND_MISSING = {7, 9, 25, 26, 27, 28, 31, 32}  # frames of video 298 (shared/data/README.md)
 
@@ -184,18 +184,10 @@ def test_pyskl_pickle(synth_kp: np.ndarray, tmp_path: Path, protocol: int) -> No
     assert (clips[1].keypoints[:, 25:95] == 0).all()
 
 
-class _Evil:
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self):  # what a malicious pickle does: call a function on load
-        return (os.system, (f"touch {self.marker}",))
-
-
 def test_malicious_pickle_is_refused_and_never_run(tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
     p = tmp_path / "evil.pkl"
-    p.write_bytes(pickle.dumps({"split": {}, "annotations": [_Evil(marker)]}))
+    p.write_bytes(pickle.dumps({"split": {}, "annotations": [EvilPickle(marker)]}))
     with pytest.raises(DataError, match=r"refusing to unpickle (posix|os)\.system"):
         read_pyskl(p)
     assert not marker.exists()

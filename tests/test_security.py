@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import pickle
 import subprocess
 from pathlib import Path
@@ -23,18 +22,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from live_harness import PY, Live, Subscriber, endpoint, free_port
+from live_harness import PY, EvilPickle, Live, Subscriber, endpoint, free_port
 
 SECRET = "Sup3r-Secr3t"
 TOKEN = "tkn-0a1b2c3d"
-
-
-class _Evil:
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.system, (f"touch {self.marker}",))
 
 
 # ------------------------------------------------------------------------------------ where it listens
@@ -118,7 +109,7 @@ def test_every_loader_refuses_a_pickle_that_runs_code(tmp_path: Path) -> None:
     from clipmg.train.readers_pyskl import read_pyskl
 
     marker = tmp_path / "PWNED"
-    evil = _Evil(marker)
+    evil = EvilPickle(marker)
     torch.save({"visual.conv1.weight": evil}, tmp_path / "clip.pt")
     with pytest.raises(ValueError, match="cannot read CLIP weights"):
         create_model("clipmg-tiny", num_classes=3, pretrained=str(tmp_path / "clip.pt"))

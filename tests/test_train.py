@@ -20,6 +20,7 @@ from clipmg.train.config import TrainConfig, parse
 from clipmg.train.data import build_data
 from clipmg.train.synth import SynthConfig, write_dataset
 from clipmg.train.trainer import Trainer, collate, main as train_main
+from live_harness import EvilPickle
 
 CLASSES = ("touch chin", "fold arm", "rub eyes", "no gesture")
 
@@ -321,16 +322,12 @@ def test_ema_weights_are_validated_saved_and_resumed_exactly(synth_root, tmp_pat
 
 
 def test_resume_refuses_pickled_code_and_missing_state(synth_root, tmp_path):
-    class Evil:
-        def __reduce__(self):
-            return (os.system, ("touch pwned",))
-
     cfg = _cfg(synth_root, tmp_path, resume=True)
     data = build_data(cfg, load_config("clipmg-tiny"))
     with pytest.raises(CheckpointError, match="no checkpoint to resume"):
         Trainer(cfg, data).run()
     save_checkpoint(tmp_path / "last.safetensors", create_model("clipmg-tiny", num_classes=4), CLASSES)
-    torch.save({"optimizer": Evil()}, tmp_path / "last.state.pt")
+    torch.save({"optimizer": EvilPickle(tmp_path / "pwned")}, tmp_path / "last.state.pt")
     with pytest.raises(CheckpointError, match="cannot resume"):
         Trainer(cfg, data).run()
     assert not Path("pwned").exists() and not (tmp_path / "pwned").exists()

@@ -1,10 +1,11 @@
 """``TrainConfig``: every training setting, from a JSON/TOML file plus command-line overrides.
 
-Each field is declared once with :func:`setting`: its default, its help text (the ``--flag``'s help)
-and its allowed values in one tuple (a tuple of names, or a :class:`Range`). ``TrainConfig``
-checks every field against it when it is made, so a value that cannot work (a NaN learning rate, a
-negative step count) is refused with one sentence (``ConfigError``: exit status 2) before any data is
-read.
+Each field is declared once with :func:`~clipmg.model.settings.setting` (``model/settings.py``, shared
+with the live side's ``StreamConfig``): its default, its help text (the ``--flag``'s help) and its
+allowed values (a tuple of names, or a :class:`Range`); the flags are generated from the fields.
+``TrainConfig`` checks every field against its declaration when it is made, so a value that cannot
+work (a NaN learning rate, a negative step count) is refused with one sentence (``ConfigError``: exit
+status 2) before any data is read.
 """
 
 from __future__ import annotations
@@ -12,54 +13,18 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, NamedTuple, Sequence, Tuple
+from typing import Any, Dict, Sequence, Tuple
 
+from clipmg.model import settings
 from clipmg.model.config import VARIANTS, ConfigError
+from clipmg.model.settings import Range, setting
 
 LAYOUT_NAMES: Tuple[str, ...] = ("openpose_json", "light_hand", "xlsx", "pyskl")  # dataset layouts (docs/data.md)
-INF = math.inf
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
-
-
-class Range(NamedTuple):
-    """Allowed numbers: from ``lo`` to ``hi``; ``open`` names the excluded ends ("lo", "hi", "both").
-    NaN and infinities are never allowed."""
-
-    lo: float
-    hi: float = INF
-    open: str = ""
-
-    def __contains__(self, v: object) -> bool:
-        if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
-            return False
-        above = v > self.lo if self.open in ("lo", "both") else v >= self.lo
-        below = v < self.hi if self.open in ("hi", "both") else v <= self.hi
-        return above and below
-
-    def describe(self, integer: bool) -> str:
-        """``a positive finite number``, ``an integer of at least 1``, ``a finite number in [0, 1)``..."""
-        kind = "an integer" if integer else "a finite number"
-        if self.hi == INF:
-            if self.lo == 0 and self.open in ("lo", "both"):
-                return f"{'a positive integer' if integer else 'a positive finite number'}"
-            return f"{kind} {'above' if self.open in ('lo', 'both') else 'of at least'} {_num(self.lo)}"
-        left = "(" if self.open in ("lo", "both") else "["
-        right = ")" if self.open in ("hi", "both") else "]"
-        return f"{kind} in {left}{_num(self.lo)}, {_num(self.hi)}{right}"
-
-
-def _num(x: float) -> str:
-    return str(int(x)) if float(x).is_integer() else f"{x:g}"
-
-
-def setting(default: Any, help: str, allowed: Tuple[str, ...] | Range | None = None) -> Any:
-    """A ``TrainConfig`` field: its default, its one-line help and its allowed values."""
-    return dataclasses.field(default=default, metadata={"help": help, "allowed": allowed})
 
 
 @dataclass(frozen=True)
@@ -117,8 +82,7 @@ class TrainConfig:
     threads: int = setting(0, "torch CPU threads (0 = torch's default)", Range(0, 4096))
 
     def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):
-            check_value(f, getattr(self, f.name))
+        settings.check_fields(self)
         if not DEVICE_PATTERN.match(self.device):
             raise ConfigError(f"--device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         if not (self.person_scale == 0 or 0.5 <= self.person_scale <= 4.0):  # NaN fails both
@@ -136,28 +100,6 @@ class TrainConfig:
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
-
-
-def flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
-
-
-def check_value(f: dataclasses.Field, v: Any) -> None:
-    """Refuse, with one sentence, a value of the wrong type or outside the field's allowed values."""
-    typ = str(f.type)
-    allowed = f.metadata.get("allowed")
-    if typ == "bool" and not isinstance(v, bool):
-        raise ConfigError(f"{flag(f.name)} must be true or false, got {v!r}")
-    if typ == "int" and (not isinstance(v, int) or isinstance(v, bool)):
-        raise ConfigError(f"{flag(f.name)} must be an integer, got {v!r}")
-    if typ == "float" and (not isinstance(v, (int, float)) or isinstance(v, bool)):
-        raise ConfigError(f"{flag(f.name)} must be a number, got {v!r}")
-    if typ == "str" and not isinstance(v, str):
-        raise ConfigError(f"{flag(f.name)} must be a string, got {v!r}")
-    if isinstance(allowed, Range) and v not in allowed:
-        raise ConfigError(f"{flag(f.name)} must be {allowed.describe(typ == 'int')}, got {v!r}")
-    if isinstance(allowed, tuple) and not isinstance(allowed, Range) and v not in allowed:
-        raise ConfigError(f"{flag(f.name)} must be one of {', '.join(allowed)}, got {v!r}")
 
 
 def _read_file(path: str) -> Dict[str, Any]:
@@ -181,37 +123,19 @@ def _read_file(path: str) -> Dict[str, Any]:
     return d
 
 
-def _help(f: dataclasses.Field) -> str:
-    allowed = f.metadata.get("allowed")
-    text = f.metadata["help"].replace("%", "%%")  # argparse formats help with %
-    if isinstance(allowed, tuple) and not isinstance(allowed, Range):
-        text += f": {' | '.join(allowed)}"
-    default = str(f.default).lower() if isinstance(f.default, bool) else repr(f.default)
-    return f"{text} (default: {default})"
-
-
 def add_arguments(ap: argparse.ArgumentParser) -> None:
-    """One ``--flag`` per ``TrainConfig`` field, with the field's help (booleans get ``--x/--no-x``)."""
+    """``--config`` and one ``--flag`` per ``TrainConfig`` field, with the field's help (booleans get
+    ``--x/--no-x``); a flag not given is ``None``, so that the config file's value stands."""
     ap.add_argument("--config", help="JSON or TOML file of settings (a [train] table or the settings at the "
                     "top level); command-line flags override it")
-    for f in dataclasses.fields(TrainConfig):
-        if f.type in ("bool", bool):
-            ap.add_argument(flag(f.name), dest=f.name, action=argparse.BooleanOptionalAction, default=None,
-                            help=_help(f))
-        else:
-            typ = {"int": int, "float": float}.get(str(f.type), str)
-            ap.add_argument(flag(f.name), dest=f.name, type=typ, default=None, help=_help(f),
-                            metavar=f.name.upper() if typ is str else None)
+    settings.add_arguments(ap, TrainConfig, layered=True)
 
 
 def from_args(args: argparse.Namespace, base: Dict[str, Any] | None = None) -> TrainConfig:
     d: Dict[str, Any] = dict(base or {})
     if getattr(args, "config", None):
         d.update(_read_file(args.config))
-    for f in dataclasses.fields(TrainConfig):
-        v = getattr(args, f.name, None)
-        if v is not None:
-            d[f.name] = v
+    d.update(settings.values_from_args(TrainConfig, args, given_only=True))
     return TrainConfig(**d)
 
 

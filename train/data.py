@@ -9,7 +9,9 @@ from typing import Any, Dict, List
 from clipmg.model import ModelConfig
 
 from .config import TrainConfig
-from .dataset import AugmentConfig, MicroGestureDataset, build_index, has_keypoints
+from .dataset import MicroGestureDataset
+from .index import build_index, has_keypoints
+from .pipeline import AugmentConfig
 from .readers import DataError
 
 log = logging.getLogger("clipmg.train")

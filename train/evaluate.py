@@ -11,7 +11,7 @@ import argparse
 import json
 import logging
 from pathlib import Path
-from typing import Any, Dict, Iterator, List
+from typing import Any, Dict, Iterator, List, cast
 
 import numpy as np
 from torch.utils.data import DataLoader
@@ -48,7 +48,7 @@ def plot_confusion(confusion: List[List[int]], class_names: List[str], path: Pat
         for i in range(n):
             for j in range(n):
                 if m[i, j]:
-                    ax.text(j, i, int(m[i, j]), ha="center", va="center", fontsize=6,
+                    ax.text(j, i, str(int(m[i, j])), ha="center", va="center", fontsize=6,
                             color="white" if norm[i, j] > 0.5 else "black")
     fig.colorbar(im, ax=ax, fraction=0.04)
     fig.tight_layout()
@@ -92,10 +92,13 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str, layout: str | None = 
         raise ClipmgError(f"the {split} split of {data} has no usable clips{why}; evaluate another --split")
     dev = resolve_device(device, DistInfo())
     model.to(dev)
-    logits, labels, windows = [], [], []
+    logits: List[Any] = []
+    labels: List[Any] = []
+    windows: List[Dict[str, Any]] = []
     for sub in subsets[split]:
         loader = DataLoader(Indexed(sub, cfg.seed), batch_size=batch_size, shuffle=False, collate_fn=collate)
-        lg, lb = evaluate_logits(model, _keep(loader, windows) if save_windows else loader, dev, progress=True)
+        batches: Any = _keep(loader, windows) if save_windows else loader  # a DataLoader, or one that keeps the windows
+        lg, lb = evaluate_logits(model, batches, dev, progress=True)
         logits.append(lg)
         labels.append(lb)
     if save_windows:
@@ -111,7 +114,7 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str, layout: str | None = 
         except OSError as e:
             raise ClipmgError(f"--out {out}: cannot create the folder ({e.strerror or e})") from e
         atomic_write_text(out / "report.json", json.dumps(report, indent=2))
-        plot_confusion(metrics["confusion"], list(ds.class_names), out / "confusion.png",
+        plot_confusion(cast(List[List[int]], metrics["confusion"]), list(ds.class_names), out / "confusion.png",
                        f"{model.cfg.name} / {model.cfg.variant} on {split}: top-1 {metrics['top1']:.3f}")
     return report
 

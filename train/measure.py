@@ -82,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     # plain step so that load from other processes falls on both alike
     with torch.no_grad(), torch.autocast(dev.type, dtype=amp, enabled=amp is not None):
         frozen = model.encode_frozen(images.flatten(0, 1)).reshape(b, cfg.clip.rgb_frames, -1, cfg.vision.width)
-    plain, cached = [], []
+    plain: list[float] = []
+    cached: list[float] = []
     for _ in range(args.steps):
         for kind, bucket in (("plain", plain), ("cached", cached)):
             t = clock()

@@ -366,7 +366,7 @@ class Trainer:
         # line-buffered: a killed run keeps the rows of the steps it completed
         step_log = open(self.out / "log.csv", "a", newline="", buffering=1) if self.dist.main else None
         writer = csv.writer(step_log) if step_log else None
-        if writer and step_log.tell() == 0:
+        if writer and step_log is not None and step_log.tell() == 0:
             writer.writerow(["step", "epoch", "loss", "lr_new", "elapsed_s"])
         tb = None
         if cfg.tensorboard and self.dist.main:

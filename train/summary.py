@@ -15,7 +15,8 @@ from typing import Any, Dict, List
 
 from clipmg.model.errors import run_command
 
-from .dataset import LAYOUT_NAMES, ClipIndex, build_index, detect_layout
+from .config import LAYOUT_NAMES
+from .index import ClipIndex, build_index, detect_layout
 from .readers import read_class_names
 
 
