@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.clipmg-installed
 
-.PHONY: env demo test bench clean runtime-env runtime-test
+.PHONY: env demo test lint bench clean runtime-env runtime-test
 
 RUNTIME_VENV ?= .venv-runtime
 RUNTIME_STAMP := $(RUNTIME_VENV)/.clipmg-installed
@@ -22,6 +22,13 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest $(ARGS)
+
+# ruff (lint and a format check) and mypy on the product folders; the rules are in pyproject.toml.
+LINTED := model engines stream train run_live.py tests
+lint: $(STAMP)
+	$(VENV)/bin/ruff check $(LINTED)
+	$(VENV)/bin/ruff format --check $(LINTED)
+	$(VENV)/bin/mypy model engines stream train
 
 # The live runtime alone (no PyTorch): what a deployment installs; CI runs the live tests in it.
 $(RUNTIME_STAMP): pyproject.toml

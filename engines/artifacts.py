@@ -41,17 +41,22 @@ def read_manifest(directory: Path, expected_format: str | None = None) -> Dict[s
     directory = Path(directory)
     path = directory / MANIFEST
     if not path.is_file():
-        raise EngineError(f"{directory} has no {MANIFEST}: it is not a finished clipmg export (an export that "
-                          f"failed or was interrupted leaves none); run clipmg-export or clipmg-build again")
+        raise EngineError(
+            f"{directory} has no {MANIFEST}: it is not a finished clipmg export (an export that "
+            f"failed or was interrupted leaves none); run clipmg-export or clipmg-build again"
+        )
     try:
         manifest = json.loads(path.read_text())
     except (OSError, ValueError) as e:
-        raise EngineError(f"{path} is unreadable ({e}); the export is corrupt: run clipmg-export or "
-                          f"clipmg-build again") from e
+        raise EngineError(
+            f"{path} is unreadable ({e}); the export is corrupt: run clipmg-export or clipmg-build again"
+        ) from e
     fmt = manifest.get("format") if isinstance(manifest, dict) else None
     if fmt not in KINDS:
-        raise EngineError(f"{path} has format {fmt!r}, not one this version reads ({', '.join(KINDS)}); "
-                          f"export the model again with this version of clipmg")
+        raise EngineError(
+            f"{path} has format {fmt!r}, not one this version reads ({', '.join(KINDS)}); "
+            f"export the model again with this version of clipmg"
+        )
     if expected_format is not None and fmt != expected_format:
         raise EngineError(f"{directory} is a {KINDS[fmt]} artifact, not {KINDS[expected_format]}")
     return manifest
@@ -65,11 +70,14 @@ def verify_files(directory: Path, manifest: Dict[str, Any], check_hash: bool = T
             raise EngineError(f"{path} ({role}) is missing; copy the whole directory or export it again")
         size = path.stat().st_size
         if size != entry["bytes"]:
-            raise EngineError(f"{path} is {size} bytes but was written as {entry['bytes']}: the file is "
-                              f"truncated or corrupt; copy it again or export it again")
+            raise EngineError(
+                f"{path} is {size} bytes but was written as {entry['bytes']}: the file is "
+                f"truncated or corrupt; copy it again or export it again"
+            )
         if check_hash and file_sha256(path) != entry["sha256"]:
-            raise EngineError(f"{path} does not match its sha256 in {MANIFEST}: the file is corrupt; "
-                              f"copy it again or export it again")
+            raise EngineError(
+                f"{path} does not match its sha256 in {MANIFEST}: the file is corrupt; copy it again or export it again"
+            )
 
 
 @contextlib.contextmanager
@@ -84,8 +92,9 @@ def staged_directory(out_dir: Path, overwrite: bool = True) -> Iterator[Path]:
         if not out_dir.is_dir():
             raise EngineError(f"{out_dir} exists and is not a directory; choose another output directory")
         if any(out_dir.iterdir()) and not (out_dir / MANIFEST).is_file():
-            raise EngineError(f"{out_dir} is not empty and is not a clipmg artifact; choose an empty or new "
-                              f"output directory")
+            raise EngineError(
+                f"{out_dir} is not empty and is not a clipmg artifact; choose an empty or new output directory"
+            )
         if (out_dir / MANIFEST).is_file() and not overwrite:
             raise EngineError(f"{out_dir} already holds an artifact; remove it or allow overwriting")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -115,21 +124,29 @@ def detect_artifact(path: Path) -> Tuple[str, Path]:
     """
     p = Path(path)
     if not p.exists():
-        raise EngineError(f"{p} does not exist; give a checkpoint (.safetensors) or a directory written by "
-                          f"clipmg-export / clipmg-build")
+        raise EngineError(
+            f"{p} does not exist; give a checkpoint (.safetensors) or a directory written by "
+            f"clipmg-export / clipmg-build"
+        )
     if p.is_file() and p.suffix == ".safetensors":
         return "checkpoint", p
     if p.is_file() and p.suffix in (".onnx", ".engine", ".plan") or p.name == MANIFEST:
         if not (p.parent / MANIFEST).is_file():  # a model file on its own, not part of an export
             maker = "clipmg-export" if p.suffix == ".onnx" else "clipmg-build"
-            raise EngineError(f"{p} is a single {p.suffix} file, but clipmg runs an export directory made by "
-                              f"{maker} (its graphs plus {MANIFEST}); give that directory, or export the "
-                              f"checkpoint with {maker}")
+            raise EngineError(
+                f"{p} is a single {p.suffix} file, but clipmg runs an export directory made by "
+                f"{maker} (its graphs plus {MANIFEST}); give that directory, or export the "
+                f"checkpoint with {maker}"
+            )
         p = p.parent
     if p.is_dir():
         if not (p / MANIFEST).is_file() and not any(p.glob("*.onnx")) and not any(p.glob("*.engine")):
-            raise EngineError(f"{p} is not an artifact clipmg can run: expected a .safetensors checkpoint or "
-                              f"a directory written by clipmg-export / clipmg-build")
+            raise EngineError(
+                f"{p} is not an artifact clipmg can run: expected a .safetensors checkpoint or "
+                f"a directory written by clipmg-export / clipmg-build"
+            )
         return KINDS[read_manifest(p)["format"]], p
-    raise EngineError(f"{p} is not an artifact clipmg can run: expected a .safetensors checkpoint or a "
-                      f"directory written by clipmg-export / clipmg-build")
+    raise EngineError(
+        f"{p} is not an artifact clipmg can run: expected a .safetensors checkpoint or a "
+        f"directory written by clipmg-export / clipmg-build"
+    )

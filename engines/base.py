@@ -62,8 +62,9 @@ class Engine(ABC):
         ``(n, C, H, W)``; returns the temporal taps ``(n, 3, C_out, H', W')`` (``CLIPMG.pose_partials``)."""
         raise EngineError(f"the {self.backend} engine does not run the pose branch in pieces; use head()")
 
-    def head_cached(self, tokens: np.ndarray, frame_emb: np.ndarray, keypoints: np.ndarray,
-                    pose_pre: np.ndarray) -> np.ndarray:
+    def head_cached(
+        self, tokens: np.ndarray, frame_emb: np.ndarray, keypoints: np.ndarray, pose_pre: np.ndarray
+    ) -> np.ndarray:
         """``head`` with the skeleton encoder's last-stage pre-activations ``(B, C3, T_r, H', W')`` given."""
         raise EngineError(f"the {self.backend} engine does not run the pose branch in pieces; use head()")
 
@@ -78,8 +79,9 @@ class Engine(ABC):
         want = (cfg.clip.group, cfg.pose.num_joints, 3) if stage == 0 else shapes[stage]["input"]
         a = np.ascontiguousarray(x, dtype=np.float32)
         if a.ndim != len(want) + 1 or a.shape[1:] != want:
-            raise ValueError(f"stage {stage} input: expected shape (n, {', '.join(map(str, want))}), "
-                             f"got {tuple(np.shape(x))}")
+            raise ValueError(
+                f"stage {stage} input: expected shape (n, {', '.join(map(str, want))}), got {tuple(np.shape(x))}"
+            )
         return a
 
     def check_pose_pre(self, pose_pre: np.ndarray, batch: int) -> np.ndarray:
@@ -107,24 +109,30 @@ class Engine(ABC):
             raise ValueError(f"images: expected shape (N, 3, {s}, {s}), got {tuple(np.shape(images))}")
         return a
 
-    def check_head_inputs(self, tokens: np.ndarray, frame_emb: np.ndarray,
-                          keypoints: np.ndarray) -> Dict[str, np.ndarray]:
+    def check_head_inputs(
+        self, tokens: np.ndarray, frame_emb: np.ndarray, keypoints: np.ndarray
+    ) -> Dict[str, np.ndarray]:
         """The head's inputs as contiguous float32 arrays keyed by graph input name, shapes checked:
         ``tokens (B, T_r, 1+N_p, D)``, ``frame_emb (B, T_r, E)``, ``keypoints (B, T_p, J, 3)``."""
         cfg = self.config
         v, c = cfg.vision, cfg.clip
-        want = {"tokens": (c.rgb_frames, 1 + v.num_patches, v.width), "frame_emb": (c.rgb_frames, v.embed_dim),
-                "keypoints": (c.pose_frames, cfg.pose.num_joints, 3)}
+        want = {
+            "tokens": (c.rgb_frames, 1 + v.num_patches, v.width),
+            "frame_emb": (c.rgb_frames, v.embed_dim),
+            "keypoints": (c.pose_frames, cfg.pose.num_joints, 3),
+        }
         out: Dict[str, np.ndarray] = {}
         for name, arr in (("tokens", tokens), ("frame_emb", frame_emb), ("keypoints", keypoints)):
             a = np.ascontiguousarray(arr, dtype=np.float32)
             if a.ndim != len(want[name]) + 1 or a.shape[1:] != want[name]:
-                raise ValueError(f"{name}: expected shape (B, {', '.join(map(str, want[name]))}), "
-                                 f"got {tuple(np.shape(arr))}")
+                raise ValueError(
+                    f"{name}: expected shape (B, {', '.join(map(str, want[name]))}), got {tuple(np.shape(arr))}"
+                )
             out[name] = a
         if len({a.shape[0] for a in out.values()}) != 1:
-            raise ValueError(f"tokens, frame_emb and keypoints disagree on the batch size: "
-                             f"{[a.shape[0] for a in out.values()]}")
+            raise ValueError(
+                f"tokens, frame_emb and keypoints disagree on the batch size: {[a.shape[0] for a in out.values()]}"
+            )
         return out
 
     def dummy_inputs(self, batch: int = 1) -> Tuple[np.ndarray, np.ndarray]:
@@ -155,6 +163,10 @@ class Engine(ABC):
     @property
     def identity(self) -> Dict[str, str]:
         """What a published message says about the model that produced it."""
-        return {"checkpoint_sha256": str(self.metadata.get("checkpoint_sha256", "")),
-                "backend": self.backend, "precision": self.precision,
-                "preset": self.config.name, "variant": self.config.variant}
+        return {
+            "checkpoint_sha256": str(self.metadata.get("checkpoint_sha256", "")),
+            "backend": self.backend,
+            "precision": self.precision,
+            "preset": self.config.name,
+            "variant": self.config.variant,
+        }

@@ -28,7 +28,8 @@ import numpy as np
 from clipmg.model.errors import run_command
 
 from .base import Engine, EngineError
-from .cli import Log, check_flag, file_errors, stderr as _stderr
+from .cli import Log, check_flag, file_errors
+from .cli import stderr as _stderr
 
 ORT_VARIANTS: Dict[str, Dict[str, Any]] = {  # session settings compared; "threads2-nospin" is clipmg's default
     "ort-defaults": {"threads": None, "allow_spinning": None},  # ORT's own: all graph optimisations,
@@ -64,8 +65,15 @@ def round_robin(calls: Dict[str, Callable[[], Any]], repeats: int, settle: int =
     return times
 
 
-def make_engines(preset: str, workdir: Path, backends: Sequence[str], ort_variants: Sequence[str], int8: bool,
-                 torch_device: str, log: Log) -> Tuple[Dict[str, Engine], List[str], Any]:
+def make_engines(
+    preset: str,
+    workdir: Path,
+    backends: Sequence[str],
+    ort_variants: Sequence[str],
+    int8: bool,
+    torch_device: str,
+    log: Log,
+) -> Tuple[Dict[str, Engine], List[str], Any]:
     """Engines to compare for ``preset`` (label -> engine), notes on what was not measured, and the
     PyTorch model."""
     from clipmg.model import create_model
@@ -85,11 +93,13 @@ def make_engines(preset: str, workdir: Path, backends: Sequence[str], ort_varian
         onnx_dir = workdir / f"{preset}-onnx"
         export_onnx(ckpt, onnx_dir, int8=int8, int8_samples=2, log=log)  # speed only: accuracy is not measured here
         for v in ort_variants:
-            engines[f"onnxruntime {v}"] = OnnxEngine.load(onnx_dir, precision="fp32",
-                                                          providers=["CPUExecutionProvider"], **ORT_VARIANTS[v])
+            engines[f"onnxruntime {v}"] = OnnxEngine.load(
+                onnx_dir, precision="fp32", providers=["CPUExecutionProvider"], **ORT_VARIANTS[v]
+            )
         if int8:
-            engines["onnxruntime int8 threads2-nospin"] = OnnxEngine.load(onnx_dir, precision="int8", threads=2,
-                                                                          providers=["CPUExecutionProvider"])
+            engines["onnxruntime int8 threads2-nospin"] = OnnxEngine.load(
+                onnx_dir, precision="int8", threads=2, providers=["CPUExecutionProvider"]
+            )
     if "tensorrt" in backends:
         from .build import BuildOptions, build_engines
         from .tensorrt_backend import TensorRTEngine
@@ -105,11 +115,21 @@ def make_engines(preset: str, workdir: Path, backends: Sequence[str], ort_varian
     return engines, notes, model
 
 
-def bench_preset(preset: str, workdir: Path, backends: Sequence[str], ort_variants: Sequence[str],
-                 batches: Sequence[int], repeats: int, int8: bool, torch_device: str, log: Log) -> Dict[str, Any]:
+def bench_preset(
+    preset: str,
+    workdir: Path,
+    backends: Sequence[str],
+    ort_variants: Sequence[str],
+    batches: Sequence[int],
+    repeats: int,
+    int8: bool,
+    torch_device: str,
+    log: Log,
+) -> Dict[str, Any]:
     """Measure one preset; returns FLOPs, per-backend timings and notes."""
-    from .export import example_inputs
     from clipmg.model.profile import split_flops
+
+    from .export import example_inputs
 
     engines, notes, model = make_engines(preset, workdir, backends, ort_variants, int8, torch_device, log)
     flops = split_flops(model)
@@ -136,19 +156,29 @@ def render(results: List[Dict[str, Any]], ceiling: Dict[str, float], meta: Dict[
     """The results as Markdown: one table per preset, times, ratios to eager, GFLOP/s."""
     peak = ceiling["best_gflops"]
     load = meta.get("loadavg", {})
-    lines = [f"Run {meta['date']} on {meta['machine']}, {meta['cpus']} CPUs; PyTorch threads {meta['threads']}; "
-             f"load average (1 min) {load.get('before', '?')} before, {load.get('after', '?')} after. "
-             f"2048² float32 matmul ceiling: {peak:.0f} GFLOP/s best, {ceiling['median_gflops']:.0f} median "
-             f"(measured before, between and after the presets; best kept). Times: best of the interleaved "
-             f"runs.", ""]
+    lines = [
+        f"Run {meta['date']} on {meta['machine']}, {meta['cpus']} CPUs; PyTorch threads {meta['threads']}; "
+        f"load average (1 min) {load.get('before', '?')} before, {load.get('after', '?')} after. "
+        f"2048² float32 matmul ceiling: {peak:.0f} GFLOP/s best, {ceiling['median_gflops']:.0f} median "
+        f"(measured before, between and after the presets; best kept). Times: best of the interleaved "
+        f"runs.",
+        "",
+    ]
     for r in results:
         fl = r["flops"]
-        lines += [f"### {r['preset']}", "",
-                  f"FLOPs: frame encoder {fl['frame_encoder_per_frame'] / 1e9:.2f} GFLOP per frame; "
-                  f"window head {fl['window_head_per_window'] / 1e9:.2f} GFLOP per window.", ""]
+        lines += [
+            f"### {r['preset']}",
+            "",
+            f"FLOPs: frame encoder {fl['frame_encoder_per_frame'] / 1e9:.2f} GFLOP per frame; "
+            f"window head {fl['window_head_per_window'] / 1e9:.2f} GFLOP per window.",
+            "",
+        ]
         batches = sorted(r["encoder"])
-        head = "| backend | " + " | ".join(f"encoder b={b}: ms/frame (frames/s) | ×eager | GFLOP/s (% ceiling)"
-                                           for b in batches) + " | head: ms/window | ×eager |"
+        head = (
+            "| backend | "
+            + " | ".join(f"encoder b={b}: ms/frame (frames/s) | ×eager | GFLOP/s (% ceiling)" for b in batches)
+            + " | head: ms/window | ×eager |"
+        )
         lines += [head, "|" + "---|" * (1 + 3 * len(batches) + 2)]
         eager = next(iter(r["head"]))
         for k in r["head"]:
@@ -175,10 +205,20 @@ def main(argv: List[str] | None = None) -> int:
 def _main(argv: List[str] | None) -> int:
     ap = argparse.ArgumentParser(prog="clipmg-bench", description="Benchmark clipmg engines against eager PyTorch.")
     ap.add_argument("--presets", nargs="+", default=["clipmg-vitb32", "clipmg-vitb16"])
-    ap.add_argument("--backends", nargs="+", default=["torch", "onnxruntime", "tensorrt"],
-                    choices=["torch", "onnxruntime", "tensorrt"], help="eager torch is always measured")
-    ap.add_argument("--ort-variants", nargs="+", default=list(ORT_VARIANTS), choices=list(ORT_VARIANTS),
-                    help="ONNX Runtime session settings to compare")
+    ap.add_argument(
+        "--backends",
+        nargs="+",
+        default=["torch", "onnxruntime", "tensorrt"],
+        choices=["torch", "onnxruntime", "tensorrt"],
+        help="eager torch is always measured",
+    )
+    ap.add_argument(
+        "--ort-variants",
+        nargs="+",
+        default=list(ORT_VARIANTS),
+        choices=list(ORT_VARIANTS),
+        help="ONNX Runtime session settings to compare",
+    )
     ap.add_argument("--batches", nargs="+", type=int, default=[1, 8], help="frame-encoder batch sizes")
     ap.add_argument("--repeats", type=int, default=3, help="rounds at the largest batch (3x for batch 1 and the head)")
     ap.add_argument("--threads", type=int, default=2, help="PyTorch intra-op threads (default %(default)s)")
@@ -196,7 +236,9 @@ def _main(argv: List[str] | None) -> int:
         raise EngineError(f"--torch-device {args.torch_device!r} is not allowed: give cpu, cuda or cuda:N")
     for flag, path in (("--markdown", args.markdown), ("--json", args.json)):
         if path is not None and not path.expanduser().resolve().parent.is_dir():
-            raise EngineError(f"{flag} {path}: the folder {path.parent} does not exist; create it or choose another file")
+            raise EngineError(
+                f"{flag} {path}: the folder {path.parent} does not exist; create it or choose another file"
+            )
     from clipmg.model import list_presets
 
     unknown = [p for p in args.presets if p not in list_presets()]
@@ -208,16 +250,32 @@ def _main(argv: List[str] | None) -> int:
     from .flops import matmul_ceiling
 
     machine = f"{platform.machine()} {platform.processor() or ''}".strip()
-    meta = {"date": dt.date.today().isoformat(), "machine": machine, "cpus": os.cpu_count(),
-            "loadavg": {"before": round(os.getloadavg()[0], 1)},
-            "threads": args.threads, "command": "clipmg-bench " + " ".join(sys.argv[1:] if argv is None else argv)}
+    meta = {
+        "date": dt.date.today().isoformat(),
+        "machine": machine,
+        "cpus": os.cpu_count(),
+        "loadavg": {"before": round(os.getloadavg()[0], 1)},
+        "threads": args.threads,
+        "command": "clipmg-bench " + " ".join(sys.argv[1:] if argv is None else argv),
+    }
     with file_errors(), tempfile.TemporaryDirectory() as tmp:
         workdir = args.workdir or Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
         ceilings, results = [matmul_ceiling()], []
         for p in args.presets:  # the ceiling is measured between presets too: the best one is kept
-            results.append(bench_preset(p, workdir, args.backends, args.ort_variants, sorted(set(args.batches)),
-                                        args.repeats, args.int8, args.torch_device, _stderr))
+            results.append(
+                bench_preset(
+                    p,
+                    workdir,
+                    args.backends,
+                    args.ort_variants,
+                    sorted(set(args.batches)),
+                    args.repeats,
+                    args.int8,
+                    args.torch_device,
+                    _stderr,
+                )
+            )
             ceilings.append(matmul_ceiling())
     meta["loadavg"]["after"] = round(os.getloadavg()[0], 1)
     ceiling = {k: max(c[k] for c in ceilings) for k in ceilings[0]}

@@ -35,12 +35,29 @@ from typing import Any, Dict, List, Tuple
 from clipmg.model.errors import run_command
 
 from .base import EngineError
-from .cli import Log, check_flag, file_errors, one_line, stderr as _stderr
-from .trt_build import (BuildFailed, EnvironmentMissing, Shapes, build_plan_from_onnx, default_timing_cache,
-                        describe_plan, plan_via_torch_tensorrt, torch_tensorrt_version)
+from .cli import Log, check_flag, file_errors, one_line
+from .cli import stderr as _stderr
+from .trt_build import (
+    BuildFailed,
+    EnvironmentMissing,
+    Shapes,
+    build_plan_from_onnx,
+    default_timing_cache,
+    describe_plan,
+    plan_via_torch_tensorrt,
+    torch_tensorrt_version,
+)
 
-__all__ = ["BuildOptions", "build_engines", "main", "BuildFailed", "EnvironmentMissing", "ENGINE_FILES",
-           "PRECISIONS", "ROUTES"]
+__all__ = [
+    "BuildOptions",
+    "build_engines",
+    "main",
+    "BuildFailed",
+    "EnvironmentMissing",
+    "ENGINE_FILES",
+    "PRECISIONS",
+    "ROUTES",
+]
 
 PRECISIONS = ("fp16", "fp32", "bf16")
 ROUTES = ("onnx", "torch-tensorrt")
@@ -85,19 +102,30 @@ def _profiles(cfg: Any, head_inputs: List[str], opts: BuildOptions) -> Tuple[Sha
     v, c = cfg.vision, cfg.clip
     s, n = v.image_size, 1 + v.num_patches
     fe: Shapes = {"images": ((1, 3, s, s), (opts.opt_batch, 3, s, s), (opts.max_batch, 3, s, s))}
-    rest = {"tokens": (c.rgb_frames, n, v.width), "frame_emb": (c.rgb_frames, v.embed_dim),
-            "keypoints": (c.pose_frames, cfg.pose.num_joints, 3)}
+    rest = {
+        "tokens": (c.rgb_frames, n, v.width),
+        "frame_emb": (c.rgb_frames, v.embed_dim),
+        "keypoints": (c.pose_frames, cfg.pose.num_joints, 3),
+    }
     head: Shapes = {k: ((1, *rest[k]), (1, *rest[k]), (opts.max_windows, *rest[k])) for k in head_inputs}
     return fe, head
 
 
-def _header(meta: Dict[str, Any], graph: str, precision: str, here: Any, route: str, shapes: Shapes,
-            desc: Dict[str, Any]) -> Dict[str, Any]:
+def _header(
+    meta: Dict[str, Any], graph: str, precision: str, here: Any, route: str, shapes: Shapes, desc: Dict[str, Any]
+) -> Dict[str, Any]:
     import datetime as dt
 
-    return {"metadata": meta, "graph": graph, "precision": precision, "built_for": here.as_dict(),
-            "built_with": route, "profile": {k: [list(x) for x in v] for k, v in shapes.items()},
-            "built_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), **desc}
+    return {
+        "metadata": meta,
+        "graph": graph,
+        "precision": precision,
+        "built_for": here.as_dict(),
+        "built_with": route,
+        "profile": {k: [list(x) for x in v] for k, v in shapes.items()},
+        "built_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        **desc,
+    }
 
 
 def build_from_onnx(onnx_dir: Path, stage: Path, opts: BuildOptions, here: Any, log: Log) -> Dict[str, Any]:
@@ -119,12 +147,15 @@ def build_from_onnx(onnx_dir: Path, stage: Path, opts: BuildOptions, here: Any, 
     fe_shapes, head_shapes = _profiles(cfg, head_inputs, opts)
     cache = _cache_path(opts, here)
     for graph, fname, prec, shapes, outs in (
-            ("frame_encoder", FRAME_ENCODER, opts.precision, fe_shapes, list(FE_OUTPUTS)),
-            ("window_head", WINDOW_HEAD, opts.head_precision, head_shapes, list(HEAD_OUTPUTS))):
+        ("frame_encoder", FRAME_ENCODER, opts.precision, fe_shapes, list(FE_OUTPUTS)),
+        ("window_head", WINDOW_HEAD, opts.head_precision, head_shapes, list(HEAD_OUTPUTS)),
+    ):
         t0 = time.perf_counter()
         lo, _, hi = next(iter(shapes.values()))
-        log(f"building the {graph} ({prec}, batch {lo[0]}..{hi[0]}) with TensorRT {here.tensorrt} "
-            f"on {here.gpu_name} ...")
+        log(
+            f"building the {graph} ({prec}, batch {lo[0]}..{hi[0]}) with TensorRT {here.tensorrt} "
+            f"on {here.gpu_name} ..."
+        )
         plan = build_plan_from_onnx(onnx_dir / fname, prec, shapes, opts.workspace_gib, cache, log)
         desc = describe_plan(plan, list(shapes), outs)
         write_engine_file(stage / ENGINE_FILES[graph], plan, _header(meta, graph, prec, here, "onnx", shapes, desc))
@@ -153,8 +184,9 @@ def head_on_used_inputs(model: Any, used: List[str]) -> Any:
     return Head().eval()
 
 
-def build_via_torch_tensorrt(checkpoint: Path, stage: Path, opts: BuildOptions, here: Any, log: Log,
-                             **expect: Any) -> Tuple[Dict[str, Any], Any]:
+def build_via_torch_tensorrt(
+    checkpoint: Path, stage: Path, opts: BuildOptions, here: Any, log: Log, **expect: Any
+) -> Tuple[Dict[str, Any], Any]:
     """Checkpoint -> the two engine files in ``stage`` through torch-tensorrt; returns
     ``(metadata, float32 CPU model)``."""
     version = torch_tensorrt_version()  # EnvironmentMissing without torch-tensorrt
@@ -171,8 +203,10 @@ def build_via_torch_tensorrt(checkpoint: Path, stage: Path, opts: BuildOptions, 
     fe_shapes, head_shapes = _profiles(cfg, used, opts)
     cache = _cache_path(opts, here)
     meta = {**meta, "io": expected_io(cfg)}
-    for graph, prec, shapes, outs in (("frame_encoder", opts.precision, fe_shapes, ["tokens", "frame_emb"]),
-                                      ("window_head", opts.head_precision, head_shapes, ["logits"])):
+    for graph, prec, shapes, outs in (
+        ("frame_encoder", opts.precision, fe_shapes, ["tokens", "frame_emb"]),
+        ("window_head", opts.head_precision, head_shapes, ["logits"]),
+    ):
         t0 = time.perf_counter()
         dtype = dtypes[prec]
         m = copy.deepcopy(model).to(dev, dtype).eval()
@@ -181,8 +215,9 @@ def build_via_torch_tensorrt(checkpoint: Path, stage: Path, opts: BuildOptions, 
         log(f"building the {graph} ({prec}) with torch-tensorrt {version} on {here.gpu_name} ...")
         plan = plan_via_torch_tensorrt(module, shapes, dtype, opts.workspace_gib, cache)
         desc = describe_plan(plan, list(shapes), outs)
-        write_engine_file(stage / ENGINE_FILES[graph], plan,
-                          _header(meta, graph, prec, here, "torch-tensorrt", shapes, desc))
+        write_engine_file(
+            stage / ENGINE_FILES[graph], plan, _header(meta, graph, prec, here, "torch-tensorrt", shapes, desc)
+        )
         log(f"  {graph}: {len(plan) / 2**20:.1f} MiB in {time.perf_counter() - t0:.1f} s")
         del m
     return meta, model
@@ -219,21 +254,29 @@ def check_build(stage: Path, reference: Any, opts: BuildOptions, log: Log, windo
     b, t = images.shape[:2]
     rx, rc = reference.encode_frames(images.reshape(b * t, *images.shape[2:]))
     gx, gc = trt_engine.encode_frames(images.reshape(b * t, *images.shape[2:]))
-    errors = {"frame_encoder.tokens": rel_error(gx, rx), "frame_encoder.frame_emb": rel_error(gc, rc),
-              "composition.logits": rel_error(got, ref),
-              "top1_agreement": float((got.argmax(-1) == ref.argmax(-1)).mean())}
+    errors = {
+        "frame_encoder.tokens": rel_error(gx, rx),
+        "frame_encoder.frame_emb": rel_error(gc, rc),
+        "composition.logits": rel_error(got, ref),
+        "top1_agreement": float((got.argmax(-1) == ref.argmax(-1)).mean()),
+    }
     tol = opts.tolerance if opts.tolerance is not None else DEFAULT_TOLERANCE[opts.precision]
-    log("TensorRT vs float32 reference, relative error: "
-        + ", ".join(f"{k} {v:.1e}" for k, v in errors.items() if k != "top1_agreement"))
+    log(
+        "TensorRT vs float32 reference, relative error: "
+        + ", ".join(f"{k} {v:.1e}" for k, v in errors.items() if k != "top1_agreement")
+    )
     if not errors["composition.logits"] <= tol:
-        raise BuildFailed(f"the {opts.precision} engines differ from the float32 reference by "
-                          f"{errors['composition.logits']:.2e} (relative), above {tol:.0e}; nothing was written. "
-                          f"Try --precision fp32 or report it")
+        raise BuildFailed(
+            f"the {opts.precision} engines differ from the float32 reference by "
+            f"{errors['composition.logits']:.2e} (relative), above {tol:.0e}; nothing was written. "
+            f"Try --precision fp32 or report it"
+        )
     return errors
 
 
-def build_engines(source: str | Path, out_dir: str | Path, opts: BuildOptions = BuildOptions(),
-                  log: Log = _stderr, **expect: Any) -> Path:
+def build_engines(
+    source: str | Path, out_dir: str | Path, opts: BuildOptions = BuildOptions(), log: Log = _stderr, **expect: Any
+) -> Path:
     """Build ``out_dir`` from an ONNX export directory or a checkpoint (see module docstring)."""
     from .artifacts import TRT_EXPORT, detect_artifact, file_entry, read_manifest, staged_directory, write_manifest
     from .metadata import check_checkpoint, check_expectations
@@ -255,8 +298,11 @@ def build_engines(source: str | Path, out_dir: str | Path, opts: BuildOptions = 
         raise EnvironmentMissing(str(e)) from e
     import torch
 
-    with staged_directory(Path(out_dir)) as stage, tempfile.TemporaryDirectory() as tmp, \
-            torch.cuda.device(opts.device):  # TensorRT builds for the current device
+    with (
+        staged_directory(Path(out_dir)) as stage,
+        tempfile.TemporaryDirectory() as tmp,
+        torch.cuda.device(opts.device),
+    ):  # TensorRT builds for the current device
         if opts.via == "torch-tensorrt":
             from .torch_backend import TorchEngine
 
@@ -273,12 +319,20 @@ def build_engines(source: str | Path, out_dir: str | Path, opts: BuildOptions = 
             meta = build_from_onnx(onnx_dir, stage, opts, here, log)
             reference = OnnxEngine.load(onnx_dir, precision="fp32", providers=["CPUExecutionProvider"])
         files = {g: file_entry(stage / f) for g, f in ENGINE_FILES.items()}
-        manifest = {"format": TRT_EXPORT, "files": files, "metadata": meta,
-                    "build": {**asdict(opts), "built_for": here.as_dict()}, "check": None}
+        manifest = {
+            "format": TRT_EXPORT,
+            "files": files,
+            "metadata": meta,
+            "build": {**asdict(opts), "built_for": here.as_dict()},
+            "check": None,
+        }
         write_manifest(stage, manifest)
         if opts.check:
-            manifest["check"] = {"reference": f"{reference.backend} float32", "metric": "max|a-b| / max|b|",
-                                 "errors": check_build(stage, reference, opts, log)}
+            manifest["check"] = {
+                "reference": f"{reference.backend} float32",
+                "metric": "max|a-b| / max|b|",
+                "errors": check_build(stage, reference, opts, log),
+            }
             write_manifest(stage, manifest)
     log(f"wrote {out_dir} ({', '.join(ENGINE_FILES.values())}, manifest.json)")
     return Path(out_dir)
@@ -291,15 +345,20 @@ def main(argv: List[str] | None = None) -> int:
 
 
 def _main(argv: List[str] | None) -> int:
-    ap = argparse.ArgumentParser(prog="clipmg-build", description="Build TensorRT engines (frame encoder + window "
-                                 "head) from a clipmg ONNX export or checkpoint. Needs an NVIDIA GPU and TensorRT.")
+    ap = argparse.ArgumentParser(
+        prog="clipmg-build",
+        description="Build TensorRT engines (frame encoder + window "
+        "head) from a clipmg ONNX export or checkpoint. Needs an NVIDIA GPU and TensorRT.",
+    )
     ap.add_argument("source", type=Path, help="ONNX export directory (clipmg-export) or checkpoint .safetensors")
     ap.add_argument("out_dir", type=Path, help="output directory (a previous build there is replaced)")
     d = BuildOptions()
-    ap.add_argument("--precision", choices=PRECISIONS, default=d.precision,
-                    help="frame encoder precision (%(default)s)")
-    ap.add_argument("--head-precision", choices=PRECISIONS, default=d.head_precision,
-                    help="window head precision (%(default)s)")
+    ap.add_argument(
+        "--precision", choices=PRECISIONS, default=d.precision, help="frame encoder precision (%(default)s)"
+    )
+    ap.add_argument(
+        "--head-precision", choices=PRECISIONS, default=d.head_precision, help="window head precision (%(default)s)"
+    )
     ap.add_argument("--via", choices=ROUTES, default=d.via, help="build route (%(default)s)")
     ap.add_argument("--max-batch", type=int, default=d.max_batch, help="largest frame batch (%(default)s)")
     ap.add_argument("--opt-batch", type=int, default=d.opt_batch, help="frame batch to tune for (%(default)s)")
@@ -315,13 +374,24 @@ def _main(argv: List[str] | None) -> int:
     ap.add_argument("--preset", help="refuse a model of another preset")
     args = ap.parse_args(argv)
     check_flag("--num-classes", args.num_classes, 2, integer=True)
-    opts = BuildOptions(precision=args.precision, head_precision=args.head_precision, via=args.via,
-                        max_batch=args.max_batch, opt_batch=args.opt_batch, max_windows=args.max_windows,
-                        workspace_gib=args.workspace_gib,
-                        timing_cache="" if args.no_timing_cache else args.timing_cache, device=args.device,
-                        check=not args.no_check, tolerance=args.tolerance)
-    expect = {k: v for k, v in (("num_classes", args.num_classes), ("variant", args.variant),
-                                ("preset", args.preset)) if v is not None}
+    opts = BuildOptions(
+        precision=args.precision,
+        head_precision=args.head_precision,
+        via=args.via,
+        max_batch=args.max_batch,
+        opt_batch=args.opt_batch,
+        max_windows=args.max_windows,
+        workspace_gib=args.workspace_gib,
+        timing_cache="" if args.no_timing_cache else args.timing_cache,
+        device=args.device,
+        check=not args.no_check,
+        tolerance=args.tolerance,
+    )
+    expect = {
+        k: v
+        for k, v in (("num_classes", args.num_classes), ("variant", args.variant), ("preset", args.preset))
+        if v is not None
+    }
     opts.validate()
     try:
         with file_errors():

@@ -20,8 +20,9 @@ def stderr(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def check_flag(flag: str, value: Any, lo: float, hi: float | None = None, *, above: bool = False,
-               integer: bool = False) -> None:
+def check_flag(
+    flag: str, value: Any, lo: float, hi: float | None = None, *, above: bool = False, integer: bool = False
+) -> None:
     """``EngineError`` naming ``flag`` and its allowed values when ``value`` (not None) lies outside
     ``[lo, hi]`` (``(lo, hi]`` with ``above``), is NaN or infinite, or is not an integer where one is needed."""
     if value is None:
@@ -31,8 +32,11 @@ def check_flag(flag: str, value: Any, lo: float, hi: float | None = None, *, abo
     ok = ok and (value > lo if above else value >= lo) and (hi is None or value <= hi)
     if not ok:
         what = "an integer" if integer else "a number"
-        rng = (f"{'above' if above else 'of at least'} {lo:g}" if hi is None
-               else f"in {'(' if above else '['}{lo:g}, {hi:g}]")
+        rng = (
+            f"{'above' if above else 'of at least'} {lo:g}"
+            if hi is None
+            else f"in {'(' if above else '['}{lo:g}, {hi:g}]"
+        )
         raise EngineError(f"{flag} {value!r} is not allowed: give {what} {rng}")
 
 

@@ -37,9 +37,20 @@ import numpy as np
 from clipmg.model.errors import run_command
 
 from .base import EngineError
-from .cli import Log, check_flag, file_errors, one_line, stderr as _stderr  # noqa: F401 - one_line: callers import it from here too
-from .graphs import (CACHED_HEAD, FE_INPUTS, FE_OUTPUTS, FRAME_ENCODER, FRAME_ENCODER_INT8, HEAD_INPUTS,  # noqa: F401
-                     HEAD_OUTPUTS, WINDOW_HEAD, graph_file, rel_error)
+from .cli import Log, check_flag, file_errors, one_line  # noqa: F401 - one_line: callers import it from here too
+from .cli import stderr as _stderr
+from .graphs import (  # noqa: F401
+    CACHED_HEAD,
+    FE_INPUTS,
+    FE_OUTPUTS,
+    FRAME_ENCODER,
+    FRAME_ENCODER_INT8,
+    HEAD_INPUTS,
+    HEAD_OUTPUTS,
+    WINDOW_HEAD,
+    graph_file,
+    rel_error,
+)
 from .metadata import attach_metadata
 
 DEFAULT_OPSET = 17
@@ -48,6 +59,8 @@ DEFAULT_OPSET = 17
 # against PyTorch in ONNX Runtime 1.32 (clipmg-tiny, every graph); 7-13 fail in the exporter.
 OPSETS = range(14, 24)
 DEFAULT_TOLERANCE = 1e-4
+
+
 class ExportCheckError(EngineError):
     """The exported graphs disagree with PyTorch beyond the tolerance."""
 
@@ -77,8 +90,14 @@ def example_inputs(cfg: Any, windows: int, seed: int = 0) -> Tuple[np.ndarray, n
     return images, kp
 
 
-def _to_onnx(module: Any, args: Tuple[Any, ...], inputs: Sequence[str], outputs: Sequence[str],
-             batch_axis: Dict[str, str], opset: int) -> Any:
+def _to_onnx(
+    module: Any,
+    args: Tuple[Any, ...],
+    inputs: Sequence[str],
+    outputs: Sequence[str],
+    batch_axis: Dict[str, str],
+    opset: int,
+) -> Any:
     """Trace ``module`` with the TorchScript exporter into an in-memory ``onnx.ModelProto``."""
     import onnx
     import torch
@@ -87,14 +106,29 @@ def _to_onnx(module: Any, args: Tuple[Any, ...], inputs: Sequence[str], outputs:
     axes = {name: {0: batch_axis[name]} for name in (*inputs, *outputs)}
     with torch.no_grad(), mha_fastpath_disabled(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # deprecation notes of the TorchScript exporter
-        torch.onnx.export(module, args, buf, dynamo=False, opset_version=opset,  # type: ignore[arg-type]
-                          input_names=list(inputs), output_names=list(outputs), dynamic_axes=axes,
-                          do_constant_folding=True)  # (the stubs say a path; a file object is documented too)
+        torch.onnx.export(
+            module,
+            args,
+            buf,  # type: ignore[arg-type]  # the stubs say a path; a file object is documented too
+            dynamo=False,
+            opset_version=opset,
+            input_names=list(inputs),
+            output_names=list(outputs),
+            dynamic_axes=axes,
+            do_constant_folding=True,
+        )
     return onnx.load_from_string(buf.getvalue())
 
 
-def export_graphs(model: Any, out_dir: Path, meta: Dict[str, Any], opset: int = DEFAULT_OPSET,
-                  trace_batch: int = 2, log: Log = _stderr, pose_cache: bool = True) -> Dict[str, Any]:
+def export_graphs(
+    model: Any,
+    out_dir: Path,
+    meta: Dict[str, Any],
+    opset: int = DEFAULT_OPSET,
+    trace_batch: int = 2,
+    log: Log = _stderr,
+    pose_cache: bool = True,
+) -> Dict[str, Any]:
     """Write ``frame_encoder.onnx`` and ``window_head.onnx`` for ``model`` into ``out_dir``, and with
     ``pose_cache`` (for a variant with a pose branch) the pose-stage graphs and the cached head.
 
@@ -118,24 +152,40 @@ def export_graphs(model: Any, out_dir: Path, meta: Dict[str, Any], opset: int = 
     io_desc: Dict[str, Any] = {}
     t0 = time.perf_counter()
     log(f"exporting the frame encoder ({cfg.name}, opset {opset}) ...")
-    fe_proto = _to_onnx(fe, (torch.from_numpy(images[0, :trace_batch]),), FE_INPUTS, FE_OUTPUTS,
-                        {"images": "n", "tokens": "n", "frame_emb": "n"}, opset)
+    fe_proto = _to_onnx(
+        fe,
+        (torch.from_numpy(images[0, :trace_batch]),),
+        FE_INPUTS,
+        FE_OUTPUTS,
+        {"images": "n", "tokens": "n", "frame_emb": "n"},
+        opset,
+    )
     log(f"exporting the window head ({cfg.variant}) ...")
-    wh_proto = _to_onnx(wh, (tokens, emb, torch.from_numpy(kp)), HEAD_INPUTS, HEAD_OUTPUTS,
-                        {"tokens": "b", "frame_emb": "b", "keypoints": "b", "logits": "b"}, opset)
+    wh_proto = _to_onnx(
+        wh,
+        (tokens, emb, torch.from_numpy(kp)),
+        HEAD_INPUTS,
+        HEAD_OUTPUTS,
+        {"tokens": "b", "frame_emb": "b", "keypoints": "b", "logits": "b"},
+        opset,
+    )
     graphs = [("frame_encoder", fe_proto, FRAME_ENCODER), ("window_head", wh_proto, WINDOW_HEAD)]
     pose_cache = pose_cache and model.uses_pose
     if pose_cache:
         graphs += _pose_cache_graphs(model, tokens, emb, torch.from_numpy(kp), opset, log)
     for graph, proto, _ in graphs:
-        io_desc[graph] = {"inputs": {i.name: _dims(i) for i in proto.graph.input},
-                          "outputs": {o.name: _dims(o) for o in proto.graph.output}}
+        io_desc[graph] = {
+            "inputs": {i.name: _dims(i) for i in proto.graph.input},
+            "outputs": {o.name: _dims(o) for o in proto.graph.output},
+        }
     want = expected_io(cfg, pose_cache)
     for graph, d in io_desc.items():  # output dims can come out as exporter-made symbols: compare names
         if d["inputs"] != want[graph]["inputs"] or list(d["outputs"]) != list(want[graph]["outputs"]):
-            raise ExportCheckError(f"the exported {graph} has inputs {d['inputs']} and outputs {list(d['outputs'])}, "
-                                   f"expected {want[graph]['inputs']} and {list(want[graph]['outputs'])}; report "
-                                   f"this with the checkpoint's preset and variant")
+            raise ExportCheckError(
+                f"the exported {graph} has inputs {d['inputs']} and outputs {list(d['outputs'])}, "
+                f"expected {want[graph]['inputs']} and {list(want[graph]['outputs'])}; report "
+                f"this with the checkpoint's preset and variant"
+            )
     full_meta = {**meta, "io": want}
     for graph, proto, fname in graphs:
         for out in proto.graph.output:  # declare the static output dims the exporter left symbolic
@@ -148,8 +198,10 @@ def export_graphs(model: Any, out_dir: Path, meta: Dict[str, Any], opset: int = 
         onnx.checker.check_model(proto)
         onnx.save_model(proto, str(out_dir / fname))
     dropped = [n for n in HEAD_INPUTS if n not in io_desc["window_head"]["inputs"]]
-    log(f"exported in {time.perf_counter() - t0:.1f} s"
-        + (f" (the {cfg.variant} head does not use: {', '.join(dropped)})" if dropped else ""))
+    log(
+        f"exported in {time.perf_counter() - t0:.1f} s"
+        + (f" (the {cfg.variant} head does not use: {', '.join(dropped)})" if dropped else "")
+    )
     return full_meta
 
 
@@ -175,12 +227,19 @@ def _pose_cache_graphs(model: Any, tokens: Any, emb: Any, kp: Any, opset: int, l
     out: List[Tuple[str, Any, str]] = []
     for stage in range(stages):
         name = "group_keypoints" if stage == 0 else "pose_pre"
-        proto = _to_onnx(PoseStage(model, stage).eval(), (examples[stage],), (name,), ("taps",),
-                         {name: "n", "taps": "n"}, opset)
+        proto = _to_onnx(
+            PoseStage(model, stage).eval(), (examples[stage],), (name,), ("taps",), {name: "n", "taps": "n"}, opset
+        )
         out.append((f"pose_stage{stage}", proto, graph_file(f"pose_stage{stage}")))
     head_in = (*HEAD_INPUTS, "pose_pre")
-    proto = _to_onnx(CachedPoseHead(model).eval(), (tokens, emb, kp, torch.from_numpy(pre)), head_in, HEAD_OUTPUTS,
-                     {**{k: "b" for k in head_in}, "logits": "b"}, opset)
+    proto = _to_onnx(
+        CachedPoseHead(model).eval(),
+        (tokens, emb, kp, torch.from_numpy(pre)),
+        head_in,
+        HEAD_OUTPUTS,
+        {**{k: "b" for k in head_in}, "logits": "b"},
+        opset,
+    )
     out.append(("window_head_cached", proto, CACHED_HEAD))
     return out
 
@@ -209,22 +268,34 @@ def expected_io(cfg: Any, pose_cache: bool = False) -> Dict[str, Any]:
 
     v, c = cfg.vision, cfg.clip
     s, n = v.image_size, 1 + v.num_patches
-    head_in = {"tokens": ["b", c.rgb_frames, n, v.width], "frame_emb": ["b", c.rgb_frames, v.embed_dim],
-               "keypoints": ["b", c.pose_frames, cfg.pose.num_joints, 3]}
+    head_in = {
+        "tokens": ["b", c.rgb_frames, n, v.width],
+        "frame_emb": ["b", c.rgb_frames, v.embed_dim],
+        "keypoints": ["b", c.pose_frames, cfg.pose.num_joints, 3],
+    }
     logits = {"logits": ["b", cfg.num_classes]}
-    io = {"frame_encoder": {"inputs": {"images": ["n", 3, s, s]},
-                            "outputs": {"tokens": ["n", n, v.width], "frame_emb": ["n", v.embed_dim]}},
-          "window_head": {"inputs": {k: head_in[k] for k in used_head_inputs(cfg.variant)}, "outputs": logits}}
+    io = {
+        "frame_encoder": {
+            "inputs": {"images": ["n", 3, s, s]},
+            "outputs": {"tokens": ["n", n, v.width], "frame_emb": ["n", v.embed_dim]},
+        },
+        "window_head": {"inputs": {k: head_in[k] for k in used_head_inputs(cfg.variant)}, "outputs": logits},
+    }
     if pose_cache and cfg.variant != "no_pose":
         shapes = stage_shapes(cfg)
         for i, sh in enumerate(shapes):
-            inp = {"group_keypoints": ["n", c.group, cfg.pose.num_joints, 3]} if i == 0 else \
-                {"pose_pre": ["n", *sh["input"]]}
+            inp = (
+                {"group_keypoints": ["n", c.group, cfg.pose.num_joints, 3]}
+                if i == 0
+                else {"pose_pre": ["n", *sh["input"]]}
+            )
             io[f"pose_stage{i}"] = {"inputs": inp, "outputs": {"taps": ["n", *sh["taps"]]}}
         _, c3, h3, w3 = shapes[-1]["taps"]
         head_in["pose_pre"] = ["b", c3, c.rgb_frames, h3, w3]
-        io["window_head_cached"] = {"inputs": {k: head_in[k] for k in used_cached_head_inputs(cfg.variant)},
-                                    "outputs": logits}
+        io["window_head_cached"] = {
+            "inputs": {k: head_in[k] for k in used_cached_head_inputs(cfg.variant)},
+            "outputs": logits,
+        }
     return io
 
 
@@ -235,14 +306,21 @@ def _dims(value_info: Any) -> List[Any]:
 def pose_cache_files(directory: Path) -> List[Path] | None:
     """The pose-stage graphs and the cached head in ``directory`` (in stage order, the head last), or
     ``None`` when the export has none (a no_pose variant, ``--no-pose-cache``, an older export)."""
-    files = sorted(Path(directory).glob("pose_stage*.onnx"), key=lambda p: int(p.stem[len("pose_stage"):]))
+    files = sorted(Path(directory).glob("pose_stage*.onnx"), key=lambda p: int(p.stem[len("pose_stage") :]))
     if not files or not (Path(directory) / CACHED_HEAD).is_file():
         return None
     return [*files, Path(directory) / CACHED_HEAD]
 
 
-def check_export(model: Any, out_dir: Path, tolerance: float = DEFAULT_TOLERANCE, windows: int = 1,
-                 seed: int = 1, threads: int | None = None, log: Log = _stderr) -> Dict[str, float]:
+def check_export(
+    model: Any,
+    out_dir: Path,
+    tolerance: float = DEFAULT_TOLERANCE,
+    windows: int = 1,
+    seed: int = 1,
+    threads: int | None = None,
+    log: Log = _stderr,
+) -> Dict[str, float]:
     """Run the exported graphs in ONNX Runtime (CPU, float32) against eager PyTorch.
 
     Uses ``windows`` windows (a batch other than the trace batch, so dynamic axes are exercised).
@@ -264,8 +342,13 @@ def check_export(model: Any, out_dir: Path, tolerance: float = DEFAULT_TOLERANCE
         x, c = model.eval().encode_frames(torch.from_numpy(flat))
         ref_logits = model.head(x.reshape(b, t, *x.shape[1:]), c.reshape(b, t, -1), torch.from_numpy(kp)).numpy()
         x, c = x.numpy(), c.numpy()
-    engine = OnnxEngine.from_files(out_dir / FRAME_ENCODER, out_dir / WINDOW_HEAD, threads=threads,
-                                   providers=["CPUExecutionProvider"], pose_files=pose_cache_files(out_dir))
+    engine = OnnxEngine.from_files(
+        out_dir / FRAME_ENCODER,
+        out_dir / WINDOW_HEAD,
+        threads=threads,
+        providers=["CPUExecutionProvider"],
+        pose_files=pose_cache_files(out_dir),
+    )
     ox, oc = engine.encode_frames(flat)
     tokens, emb = x.reshape(b, t, *x.shape[1:]), c.reshape(b, t, -1)
     errors = {
@@ -280,13 +363,21 @@ def check_export(model: Any, out_dir: Path, tolerance: float = DEFAULT_TOLERANCE
         pre = np.stack([PoseBranchCache.for_config(engine.pose_partials, cfg).window(0, k) for k in kp])
         errors["window_head_cached.logits"] = rel_error(engine.head_cached(tokens, emb, kp, pre), ref_logits)
     worst = max(errors, key=lambda k: errors[k])
-    log("ONNX Runtime vs PyTorch, relative error: " + ", ".join(f"{k} {v:.1e}" for k, v in errors.items())
-        + f" ({time.perf_counter() - t0:.1f} s)")
+    log(
+        "ONNX Runtime vs PyTorch, relative error: "
+        + ", ".join(f"{k} {v:.1e}" for k, v in errors.items())
+        + f" ({time.perf_counter() - t0:.1f} s)"
+    )
     if not errors[worst] <= tolerance:
-        what = (f"allow more with --tolerance (default {DEFAULT_TOLERANCE:.0e})" if tolerance < DEFAULT_TOLERANCE
-                else "report this with the checkpoint's preset and variant")
-        raise ExportCheckError(f"the exported {worst} differs from PyTorch by {errors[worst]:.2e} (relative), "
-                               f"above the tolerance {tolerance:.0e}; nothing was written: {what}")
+        what = (
+            f"allow more with --tolerance (default {DEFAULT_TOLERANCE:.0e})"
+            if tolerance < DEFAULT_TOLERANCE
+            else "report this with the checkpoint's preset and variant"
+        )
+        raise ExportCheckError(
+            f"the exported {worst} differs from PyTorch by {errors[worst]:.2e} (relative), "
+            f"above the tolerance {tolerance:.0e}; nothing was written: {what}"
+        )
     return errors
 
 
@@ -298,10 +389,21 @@ class ExportResult:
     manifest: Dict[str, Any]
 
 
-def export_onnx(checkpoint: str | Path, out_dir: str | Path, *, opset: int = DEFAULT_OPSET,
-                tolerance: float = DEFAULT_TOLERANCE, check: bool = True, int8: bool = False,
-                val_samples: str | Path | None = None, int8_samples: int = 8, threads: int | None = None,
-                pose_cache: bool = True, log: Log = _stderr, **expect: Any) -> ExportResult:
+def export_onnx(
+    checkpoint: str | Path,
+    out_dir: str | Path,
+    *,
+    opset: int = DEFAULT_OPSET,
+    tolerance: float = DEFAULT_TOLERANCE,
+    check: bool = True,
+    int8: bool = False,
+    val_samples: str | Path | None = None,
+    int8_samples: int = 8,
+    threads: int | None = None,
+    pose_cache: bool = True,
+    log: Log = _stderr,
+    **expect: Any,
+) -> ExportResult:
     """Export a checkpoint to an ONNX directory (see module docstring); returns the manifest.
 
     ``expect`` (``num_classes``, ``class_names``, ``variant``, ``preset``, ``config``) is checked
@@ -339,10 +441,19 @@ def export_onnx(checkpoint: str | Path, out_dir: str | Path, *, opset: int = DEF
 
             int8_report = add_int8_frame_encoder(stage, meta, val_samples, int8_samples, threads, log)
             files["frame_encoder_int8"] = file_entry(stage / FRAME_ENCODER_INT8)
-        manifest = {"format": ONNX_EXPORT, "files": files, "metadata": meta,
-                    "check": {"reference": "pytorch float32 eager", "metric": "max|a-b| / max|b|",
-                              "tolerance": tolerance if check else None, "errors": errors},
-                    "int8": int8_report, "source": {"checkpoint": checkpoint.name, "sha256": sha}}
+        manifest = {
+            "format": ONNX_EXPORT,
+            "files": files,
+            "metadata": meta,
+            "check": {
+                "reference": "pytorch float32 eager",
+                "metric": "max|a-b| / max|b|",
+                "tolerance": tolerance if check else None,
+                "errors": errors,
+            },
+            "int8": int8_report,
+            "source": {"checkpoint": checkpoint.name, "sha256": sha},
+        }
         write_manifest(stage, manifest)
     log(f"wrote {out_dir} ({', '.join(e['file'] for e in files.values())}, manifest.json)")
     return ExportResult(out_dir, manifest)
@@ -357,8 +468,10 @@ def check_opset_tolerance(opset: int, tolerance: float) -> None:
     """``EngineError`` for an opset the exporter cannot write for these models, or a tolerance that
     is negative, NaN or infinite."""
     if isinstance(opset, bool) or opset not in OPSETS:
-        raise EngineError(f"--opset {opset} is not supported: give an ONNX opset from {OPSETS[0]} to "
-                          f"{OPSETS[-1]} (default {DEFAULT_OPSET})")
+        raise EngineError(
+            f"--opset {opset} is not supported: give an ONNX opset from {OPSETS[0]} to "
+            f"{OPSETS[-1]} (default {DEFAULT_OPSET})"
+        )
     check_flag("--tolerance", tolerance, 0.0)
 
 
@@ -371,33 +484,56 @@ def check_export_args(args: argparse.Namespace) -> None:
 
 
 def _main(argv: List[str] | None) -> int:
-    ap = argparse.ArgumentParser(prog="clipmg-export", description="Export a clipmg checkpoint to ONNX "
-                                 "(frame encoder + window head), checked against PyTorch with ONNX Runtime.")
+    ap = argparse.ArgumentParser(
+        prog="clipmg-export",
+        description="Export a clipmg checkpoint to ONNX "
+        "(frame encoder + window head), checked against PyTorch with ONNX Runtime.",
+    )
     ap.add_argument("checkpoint", type=Path, help="checkpoint .safetensors written by clipmg-train")
     ap.add_argument("out_dir", type=Path, help="output directory (created; a previous export there is replaced)")
-    ap.add_argument("--opset", type=int, default=DEFAULT_OPSET,
-                    help=f"ONNX opset, {OPSETS[0]}-{OPSETS[-1]} (default %(default)s)")
-    ap.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE,
-                    help="largest relative error of the check against PyTorch, at least 0 (default %(default)s)")
+    ap.add_argument(
+        "--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset, {OPSETS[0]}-{OPSETS[-1]} (default %(default)s)"
+    )
+    ap.add_argument(
+        "--tolerance",
+        type=float,
+        default=DEFAULT_TOLERANCE,
+        help="largest relative error of the check against PyTorch, at least 0 (default %(default)s)",
+    )
     ap.add_argument("--int8", action="store_true", help="also write a dynamically quantised int8 frame encoder")
     ap.add_argument("--val-samples", type=Path, help="validation windows (.npz) to measure the int8 accuracy change")
     ap.add_argument("--int8-samples", type=int, default=8, help="synthetic windows when no --val-samples")
     ap.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads for the check")
-    ap.add_argument("--no-pose-cache", action="store_true",
-                    help="leave out the pose-stage graphs and the cached head (smaller export; the live "
-                         "recognizer then recomputes the whole pose branch every window)")
+    ap.add_argument(
+        "--no-pose-cache",
+        action="store_true",
+        help="leave out the pose-stage graphs and the cached head (smaller export; the live "
+        "recognizer then recomputes the whole pose branch every window)",
+    )
     ap.add_argument("--num-classes", type=int, help="refuse a checkpoint with another class count")
     ap.add_argument("--variant", help="refuse a checkpoint of another variant")
     ap.add_argument("--preset", help="refuse a checkpoint of another preset")
     args = ap.parse_args(argv)
     check_export_args(args)
-    expect = {k: v for k, v in (("num_classes", args.num_classes), ("variant", args.variant),
-                                ("preset", args.preset)) if v is not None}
+    expect = {
+        k: v
+        for k, v in (("num_classes", args.num_classes), ("variant", args.variant), ("preset", args.preset))
+        if v is not None
+    }
     try:
         with file_errors():
-            export_onnx(args.checkpoint, args.out_dir, opset=args.opset, tolerance=args.tolerance, int8=args.int8,
-                        val_samples=args.val_samples, int8_samples=args.int8_samples, threads=args.threads,
-                        pose_cache=not args.no_pose_cache, **expect)
+            export_onnx(
+                args.checkpoint,
+                args.out_dir,
+                opset=args.opset,
+                tolerance=args.tolerance,
+                int8=args.int8,
+                val_samples=args.val_samples,
+                int8_samples=args.int8_samples,
+                threads=args.threads,
+                pose_cache=not args.no_pose_cache,
+                **expect,
+            )
     except ExportCheckError as e:  # the export is wrong, not the input: exit 1 (docs/engines.md)
         print(f"clipmg-export: check failed: {one_line(e)}", file=sys.stderr)
         return 1

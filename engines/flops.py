@@ -21,5 +21,5 @@ def matmul_ceiling(n: int = 2048, repeats: int = 5) -> Dict[str, float]:
         t0 = time.perf_counter()
         torch.mm(a, b)
         times.append(time.perf_counter() - t0)
-    flops = 2.0 * n ** 3
+    flops = 2.0 * n**3
     return {"best_gflops": flops / min(times) / 1e9, "median_gflops": flops / float(np.median(times)) / 1e9}

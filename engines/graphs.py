@@ -21,6 +21,7 @@ def graph_file(graph: str) -> str:
 FE_INPUTS, FE_OUTPUTS = ("images",), ("tokens", "frame_emb")
 HEAD_INPUTS, HEAD_OUTPUTS = ("tokens", "frame_emb", "keypoints"), ("logits",)
 
+
 def rel_error(actual: np.ndarray, reference: np.ndarray) -> float:
     """``max |actual - reference| / max |reference|``: the error relative to the reference's scale."""
     a, r = np.asarray(actual, np.float64), np.asarray(reference, np.float64)

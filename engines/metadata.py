@@ -32,12 +32,20 @@ def preprocess_summary(cfg: ModelConfig) -> Dict[str, Any]:
     """
     p, v, c = cfg.preprocess, cfg.vision, cfg.clip
     return {
-        "image_size": v.image_size, "crop": p.crop, "person_scale": p.person_scale,
-        "person_smoothing": p.person_smoothing, "mean": list(p.mean), "std": list(p.std),
-        "color": "RGB", "layout": "NCHW float32, normalised",
-        "keypoint_layout": cfg.pose.layout, "num_joints": cfg.pose.num_joints,
+        "image_size": v.image_size,
+        "crop": p.crop,
+        "person_scale": p.person_scale,
+        "person_smoothing": p.person_smoothing,
+        "mean": list(p.mean),
+        "std": list(p.std),
+        "color": "RGB",
+        "layout": "NCHW float32, normalised",
+        "keypoint_layout": cfg.pose.layout,
+        "num_joints": cfg.pose.num_joints,
         "keypoints": "(x, y, confidence) in model-input pixels",
-        "rgb_frames": c.rgb_frames, "pose_frames": c.pose_frames, "rgb_offset": c.rgb_offset,
+        "rgb_frames": c.rgb_frames,
+        "pose_frames": c.pose_frames,
+        "rgb_offset": c.rgb_offset,
     }
 
 
@@ -54,8 +62,7 @@ def tool_versions() -> Dict[str, str]:
     return out
 
 
-def artifact_metadata(checkpoint_meta: Dict[str, Any], checkpoint_sha256: str,
-                      **extra: Any) -> Dict[str, Any]:
+def artifact_metadata(checkpoint_meta: Dict[str, Any], checkpoint_sha256: str, **extra: Any) -> Dict[str, Any]:
     """Metadata for an artifact built from a checkpoint whose metadata is ``checkpoint_meta``."""
     cfg = ModelConfig.from_dict(checkpoint_meta["config"])
     return {
@@ -81,24 +88,32 @@ def decode(raw: str | bytes, where: Path | str) -> Dict[str, Any]:
     try:
         meta = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as e:
-        raise EngineError(f"{where} carries unreadable clipmg metadata ({e}); the file is corrupt: "
-                          f"export or build it again") from e
+        raise EngineError(
+            f"{where} carries unreadable clipmg metadata ({e}); the file is corrupt: export or build it again"
+        ) from e
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         got = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
-        raise EngineError(f"{where} has metadata format {got!r} but this version reads {FORMAT}; "
-                          f"export or build it again with this version of clipmg")
+        raise EngineError(
+            f"{where} has metadata format {got!r} but this version reads {FORMAT}; "
+            f"export or build it again with this version of clipmg"
+        )
     try:
         cfg = ModelConfig.from_dict(meta["config"])
         names = meta["class_names"]
     except (KeyError, TypeError, ValueError) as e:
-        raise EngineError(f"{where} carries an invalid model config ({e}); export it again with this "
-                          f"version of clipmg") from e
+        raise EngineError(
+            f"{where} carries an invalid model config ({e}); export it again with this version of clipmg"
+        ) from e
     if len(names) != cfg.num_classes:
-        raise EngineError(f"{where} lists {len(names)} class names for a {cfg.num_classes}-class model; "
-                          f"the metadata is corrupt: export it again")
+        raise EngineError(
+            f"{where} lists {len(names)} class names for a {cfg.num_classes}-class model; "
+            f"the metadata is corrupt: export it again"
+        )
     if meta.get("preprocess") != preprocess_summary(cfg):
-        raise EngineError(f"{where} has a preprocessing summary that disagrees with its model config; "
-                          f"the metadata was edited or is corrupt: export it again")
+        raise EngineError(
+            f"{where} has a preprocessing summary that disagrees with its model config; "
+            f"the metadata was edited or is corrupt: export it again"
+        )
     return meta
 
 
@@ -107,13 +122,16 @@ def metadata_differences(meta: Dict[str, Any], **expect: Any) -> List[str]:
     the expectations are those of ``clipmg.model.checkpoint.expectation_differences``."""
     return expectation_differences(meta, "artifact", **expect)
 
+
 def check_expectations(meta: Dict[str, Any], where: Path | str, **expect: Any) -> None:
     """Refuse, with one sentence, an artifact whose metadata does not match ``expect`` (the checkpoint
     check, ``clipmg.model.checkpoint_format.check_expectations``, worded for an artifact)."""
     unknown = set(expect) - set(EXPECTATIONS)
     if unknown:
-        raise EngineError(f"unknown option(s) {', '.join(sorted(unknown))} for this backend; expectations are "
-                          f"{', '.join(EXPECTATIONS)} (backend options: see load_engine's docstring)")
+        raise EngineError(
+            f"unknown option(s) {', '.join(sorted(unknown))} for this backend; expectations are "
+            f"{', '.join(EXPECTATIONS)} (backend options: see load_engine's docstring)"
+        )
     _check(meta, where, what="artifact", error=EngineError, **expect)
 
 
@@ -140,9 +158,14 @@ def check_checkpoint(path: Path | str, **expect: Any) -> Dict[str, Any]:
 def attach_metadata(model: Any, meta: Dict[str, Any], graph: str) -> None:
     """Store the metadata in ``model.metadata_props`` (replacing any clipmg keys already there)."""
     cfg = meta["config"]
-    props = {META_KEY: encode(meta), "clipmg.graph": graph, "clipmg.preset": cfg["name"],
-             "clipmg.variant": cfg["variant"], "clipmg.num_classes": str(cfg["num_classes"]),
-             "clipmg.checkpoint_sha256": meta["checkpoint_sha256"]}
+    props = {
+        META_KEY: encode(meta),
+        "clipmg.graph": graph,
+        "clipmg.preset": cfg["name"],
+        "clipmg.variant": cfg["variant"],
+        "clipmg.num_classes": str(cfg["num_classes"]),
+        "clipmg.checkpoint_sha256": meta["checkpoint_sha256"],
+    }
     keep = [(p.key, p.value) for p in model.metadata_props if not p.key.startswith("clipmg")]
     del model.metadata_props[:]
     for k, v in [*keep, *props.items()]:

@@ -48,26 +48,40 @@ def load_samples(path: str | Path, cfg: Any) -> Tuple[np.ndarray, np.ndarray, np
         images, kp = data["images"].astype(np.float32), data["keypoints"].astype(np.float32)
         labels = data["labels"].astype(np.int64) if "labels" in data.files else None
     except (OSError, ValueError, KeyError) as e:
-        raise EngineError(f"{path} is not a validation-sample file ({e}); write an .npz with arrays "
-                          f"images, keypoints and optionally labels") from e
+        raise EngineError(
+            f"{path} is not a validation-sample file ({e}); write an .npz with arrays "
+            f"images, keypoints and optionally labels"
+        ) from e
     s, c, j = cfg.vision.image_size, cfg.clip, cfg.pose.num_joints
-    if images.shape[1:] != (c.rgb_frames, 3, s, s) or kp.shape[1:] != (c.pose_frames, j, 3) \
-            or len(images) != len(kp) or (labels is not None and labels.shape != (len(images),)):
-        raise EngineError(f"{path} holds images {images.shape}, keypoints {kp.shape}; this model needs "
-                          f"(N, {c.rgb_frames}, 3, {s}, {s}) and (N, {c.pose_frames}, {j}, 3) (+ labels (N,))")
+    if (
+        images.shape[1:] != (c.rgb_frames, 3, s, s)
+        or kp.shape[1:] != (c.pose_frames, j, 3)
+        or len(images) != len(kp)
+        or (labels is not None and labels.shape != (len(images),))
+    ):
+        raise EngineError(
+            f"{path} holds images {images.shape}, keypoints {kp.shape}; this model needs "
+            f"(N, {c.rgb_frames}, 3, {s}, {s}) and (N, {c.pose_frames}, {j}, 3) (+ labels (N,))"
+        )
     if labels is not None and ((labels < 0) | (labels >= cfg.num_classes)).any():
         raise EngineError(f"{path} has labels outside 0..{cfg.num_classes - 1}")
     return images, kp, labels
 
 
-def compare_top1(reference: Engine, candidate: Engine, images: np.ndarray, keypoints: np.ndarray,
-                 labels: np.ndarray | None = None, batch: int = 1) -> Top1Comparison:
+def compare_top1(
+    reference: Engine,
+    candidate: Engine,
+    images: np.ndarray,
+    keypoints: np.ndarray,
+    labels: np.ndarray | None = None,
+    batch: int = 1,
+) -> Top1Comparison:
     """Run both engines on windows ``images (N, T_r, 3, S, S)``, ``keypoints (N, T_p, J, 3)`` and
     compare their top-1 (and their accuracies when ``labels (N,)`` are given)."""
     ref, cand = [], []
     for i in range(0, len(images), batch):
-        ref.append(reference(images[i:i + batch], keypoints[i:i + batch]))
-        cand.append(candidate(images[i:i + batch], keypoints[i:i + batch]))
+        ref.append(reference(images[i : i + batch], keypoints[i : i + batch]))
+        cand.append(candidate(images[i : i + batch], keypoints[i : i + batch]))
     r, c = np.concatenate(ref), np.concatenate(cand)
     rt, ct = r.argmax(-1), c.argmax(-1)
     agreement = float((rt == ct).mean())
@@ -89,8 +103,14 @@ def quantize_frame_encoder(src: Path, dst: Path, meta: Dict[str, Any]) -> None:
     # reduce_range: 7-bit weights avoid the u8*s8 accumulation overflow of AVX2 CPUs without VNNI.
     logging.disable(logging.WARNING)  # the quantiser advises pre-processing on the root logger
     try:
-        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm"],
-                         per_channel=False, reduce_range=True)
+        quantize_dynamic(
+            str(src),
+            str(dst),
+            weight_type=QuantType.QInt8,
+            op_types_to_quantize=["MatMul", "Gemm"],
+            per_channel=False,
+            reduce_range=True,
+        )
     finally:
         logging.disable(logging.NOTSET)
     model = onnx.load(str(dst))
@@ -100,8 +120,14 @@ def quantize_frame_encoder(src: Path, dst: Path, meta: Dict[str, Any]) -> None:
     onnx.save_model(model, str(dst))
 
 
-def add_int8_frame_encoder(stage: Path, meta: Dict[str, Any], val_samples: str | Path | None, n_synthetic: int,
-                           threads: int | None, log: Callable[[str], None]) -> Dict[str, Any]:
+def add_int8_frame_encoder(
+    stage: Path,
+    meta: Dict[str, Any],
+    val_samples: str | Path | None,
+    n_synthetic: int,
+    threads: int | None,
+    log: Callable[[str], None],
+) -> Dict[str, Any]:
     """Write ``frame_encoder.int8.onnx`` into ``stage`` and measure it against the float32 export.
 
     Returns the manifest's ``int8`` report; ``default`` is true only for a loss under
@@ -128,9 +154,17 @@ def add_int8_frame_encoder(stage: Path, meta: Dict[str, Any], val_samples: str |
         labels, source = None, "synthetic"
     cmp = compare_top1(fp32, int8, images, kp, labels)
     default = source != "synthetic" and cmp.loss_points < INT8_MAX_LOSS_POINTS
-    log(f"int8 vs fp32 on {cmp.samples} {source} windows: top-1 agreement {100 * cmp.agreement:.1f} %, "
+    log(
+        f"int8 vs fp32 on {cmp.samples} {source} windows: top-1 agreement {100 * cmp.agreement:.1f} %, "
         f"loss {cmp.loss_points:.2f} points{'' if cmp.labelled else ' (upper bound, no labels)'}, "
         f"max relative logit error {cmp.max_rel_logit_error:.1e}; int8 is "
-        f"{'the default' if default else 'off by default'} ({time.perf_counter() - t0:.1f} s)")
-    return {"file": FRAME_ENCODER_INT8, "method": "onnxruntime quantize_dynamic, int8 weights, MatMul/Gemm",
-            "validation": source, **cmp.as_dict(), "max_loss_points": INT8_MAX_LOSS_POINTS, "default": default}
+        f"{'the default' if default else 'off by default'} ({time.perf_counter() - t0:.1f} s)"
+    )
+    return {
+        "file": FRAME_ENCODER_INT8,
+        "method": "onnxruntime quantize_dynamic, int8 weights, MatMul/Gemm",
+        "validation": source,
+        **cmp.as_dict(),
+        "max_loss_points": INT8_MAX_LOSS_POINTS,
+        "default": default,
+    }

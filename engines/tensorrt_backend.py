@@ -27,14 +27,21 @@ def torch_dtype(trt_dtype: Any) -> Any:
     import tensorrt as trt
     import torch
 
-    table = {trt.DataType.FLOAT: torch.float32, trt.DataType.HALF: torch.float16, trt.DataType.INT32: torch.int32,
-             trt.DataType.INT8: torch.int8, trt.DataType.BOOL: torch.bool}
+    table = {
+        trt.DataType.FLOAT: torch.float32,
+        trt.DataType.HALF: torch.float16,
+        trt.DataType.INT32: torch.int32,
+        trt.DataType.INT8: torch.int8,
+        trt.DataType.BOOL: torch.bool,
+    }
     for name, dt in (("BF16", torch.bfloat16), ("INT64", torch.int64), ("UINT8", torch.uint8)):
         if hasattr(trt.DataType, name):
             table[getattr(trt.DataType, name)] = dt
     if trt_dtype not in table:
-        raise EngineError(f"TensorRT tensor type {trt_dtype} is not supported by clipmg's runtime; rebuild with "
-                          f"clipmg-build --precision fp16 or fp32")
+        raise EngineError(
+            f"TensorRT tensor type {trt_dtype} is not supported by clipmg's runtime; rebuild with "
+            f"clipmg-build --precision fp16 or fp32"
+        )
     return table[trt_dtype]
 
 
@@ -59,8 +66,9 @@ class TrtRunner:
     (identical for ONNX-built engines; torch-tensorrt names outputs ``output0``, ...).
     """
 
-    def __init__(self, engine: Any, roles: Dict[str, Dict[str, str]], device: int, cuda_graphs: bool,
-                 name: str) -> None:
+    def __init__(
+        self, engine: Any, roles: Dict[str, Dict[str, str]], device: int, cuda_graphs: bool, name: str
+    ) -> None:
         import tensorrt as trt
         import torch
 
@@ -68,16 +76,19 @@ class TrtRunner:
         self.device = torch.device("cuda", device)
         self.context = engine.create_execution_context()
         if self.context is None:
-            raise EngineError(f"TensorRT could not create an execution context for {name} (GPU memory exhausted?); "
-                              f"free GPU memory or rebuild with a smaller --max-batch")
+            raise EngineError(
+                f"TensorRT could not create an execution context for {name} (GPU memory exhausted?); "
+                f"free GPU memory or rebuild with a smaller --max-batch"
+            )
         names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
         is_input = {n: engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT for n in names}
         self.inputs = {role: t for role, t in roles["inputs"].items()}
         self.outputs = {role: t for role, t in roles["outputs"].items()}
         missing = [t for t in (*self.inputs.values(), *self.outputs.values()) if t not in names]
         if missing or sum(is_input.values()) != len(self.inputs):
-            raise EngineError(f"the {name} engine's tensors {names} do not match its header ({roles}); rebuild it "
-                              f"with clipmg-build")
+            raise EngineError(
+                f"the {name} engine's tensors {names} do not match its header ({roles}); rebuild it with clipmg-build"
+            )
         self.dtypes = {n: torch_dtype(engine.get_tensor_dtype(n)) for n in names}
         self.max_batch = min(int(engine.get_tensor_profile_shape(t, 0)[2][0]) for t in self.inputs.values())
         self.stream = torch.cuda.Stream(device=self.device)
@@ -97,8 +108,10 @@ class TrtRunner:
         for t, shape in shapes.items():
             if not self.context.set_input_shape(t, shape):
                 lo, _, hi = self.engine.get_tensor_profile_shape(t, 0)
-                raise ValueError(f"{self.name}: input {t} of shape {shape} is outside the engine's profile "
-                                 f"{tuple(lo)}..{tuple(hi)}; rebuild with a larger --max-batch")
+                raise ValueError(
+                    f"{self.name}: input {t} of shape {shape} is outside the engine's profile "
+                    f"{tuple(lo)}..{tuple(hi)}; rebuild with a larger --max-batch"
+                )
         bufs = {t: torch.empty(shape, dtype=self.dtypes[t], device=self.device) for t, shape in shapes.items()}
         for t in self.outputs.values():
             bufs[t] = torch.empty(tuple(self.context.get_tensor_shape(t)), dtype=self.dtypes[t], device=self.device)
@@ -154,8 +167,14 @@ class TensorRTEngine(Engine):
 
     backend = "tensorrt"
 
-    def __init__(self, metadata: Dict[str, Any], encoder: TrtRunner, head: TrtRunner, precision: str,
-                 headers: Dict[str, Dict[str, Any]]) -> None:
+    def __init__(
+        self,
+        metadata: Dict[str, Any],
+        encoder: TrtRunner,
+        head: TrtRunner,
+        precision: str,
+        headers: Dict[str, Dict[str, Any]],
+    ) -> None:
         super().__init__(metadata)
         self.precision = precision
         self.headers = headers
@@ -163,8 +182,9 @@ class TensorRTEngine(Engine):
         self._runtime: Any = None  # the trt.Runtime must outlive its engines
 
     @classmethod
-    def load(cls, directory: str | Path, device: int | str = 0, cuda_graphs: bool = True, verify: bool = True,
-             **expect: Any) -> "TensorRTEngine":
+    def load(
+        cls, directory: str | Path, device: int | str = 0, cuda_graphs: bool = True, verify: bool = True, **expect: Any
+    ) -> "TensorRTEngine":
         """Load an engine directory written by ``clipmg-build``.
 
         Checks, in order, each refusing with one sentence: the manifest; the metadata against
@@ -189,8 +209,10 @@ class TensorRTEngine(Engine):
             path = directory / manifest["files"][graph]["file"]
             headers[graph], plans[graph] = read_engine_file(path, check_hash=False)  # hashed above when verify
             if headers[graph].get("metadata") != meta:
-                raise EngineError(f"{path} belongs to another build than {directory / 'manifest.json'}; rebuild the "
-                                  f"directory with clipmg-build")
+                raise EngineError(
+                    f"{path} belongs to another build than {directory / 'manifest.json'}; rebuild the "
+                    f"directory with clipmg-build"
+                )
         here = current_runtime(device)
         for graph, header in headers.items():
             check_compatible(header, here, directory / manifest["files"][graph]["file"])
@@ -202,24 +224,29 @@ class TensorRTEngine(Engine):
             for graph, plan in plans.items():
                 engine = runtime.deserialize_cuda_engine(plan)
                 if engine is None:
-                    raise EngineError(f"TensorRT could not deserialize {directory / manifest['files'][graph]['file']}"
-                                      f" (see the TensorRT log above); rebuild it here with clipmg-build")
+                    raise EngineError(
+                        f"TensorRT could not deserialize {directory / manifest['files'][graph]['file']}"
+                        f" (see the TensorRT log above); rebuild it here with clipmg-build"
+                    )
                 runners[graph] = TrtRunner(engine, headers[graph]["io"], device, cuda_graphs, graph)
-        engine = cls(meta, runners["frame_encoder"], runners["window_head"], headers["frame_encoder"]["precision"],
-                     headers)
+        engine = cls(
+            meta, runners["frame_encoder"], runners["window_head"], headers["frame_encoder"]["precision"], headers
+        )
         engine._runtime = runtime  # keep the runtime alive as long as its engines
         return engine
 
     def encode_frames(self, images: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
         images = self.check_frames(images)
         step = self._encoder.max_batch
-        parts: List[Dict[str, np.ndarray]] = [self._encoder.run({"images": images[i:i + step]})
-                                              for i in range(0, len(images), step)]
+        parts: List[Dict[str, np.ndarray]] = [
+            self._encoder.run({"images": images[i : i + step]}) for i in range(0, len(images), step)
+        ]
         return (np.concatenate([p["tokens"] for p in parts]), np.concatenate([p["frame_emb"] for p in parts]))
 
     def head(self, tokens: np.ndarray, frame_emb: np.ndarray, keypoints: np.ndarray) -> np.ndarray:
         feeds = self.check_head_inputs(tokens, frame_emb, keypoints)
         step, b = self._head.max_batch, len(feeds["tokens"])
         used = self._head.inputs
-        return np.concatenate([self._head.run({k: feeds[k][i:i + step] for k in used})["logits"]
-                               for i in range(0, b, step)])
+        return np.concatenate(
+            [self._head.run({k: feeds[k][i : i + step] for k in used})["logits"] for i in range(0, b, step)]
+        )

@@ -41,7 +41,10 @@ class TorchEngine(Engine):
 
     @torch.inference_mode()
     def head(self, tokens: np.ndarray, frame_emb: np.ndarray, keypoints: np.ndarray) -> np.ndarray:
-        t = [torch.from_numpy(np.ascontiguousarray(a, np.float32)).to(self.device) for a in (tokens, frame_emb, keypoints)]
+        t = [
+            torch.from_numpy(np.ascontiguousarray(a, np.float32)).to(self.device)
+            for a in (tokens, frame_emb, keypoints)
+        ]
         return self.model.head(*t).float().cpu().numpy()
 
     @property
@@ -56,11 +59,14 @@ class TorchEngine(Engine):
         return self.model.pose_partials(stage, t).float().cpu().numpy()
 
     @torch.inference_mode()
-    def head_cached(self, tokens: np.ndarray, frame_emb: np.ndarray, keypoints: np.ndarray,
-                    pose_pre: np.ndarray) -> np.ndarray:
+    def head_cached(
+        self, tokens: np.ndarray, frame_emb: np.ndarray, keypoints: np.ndarray, pose_pre: np.ndarray
+    ) -> np.ndarray:
         if not self.pose_cache:
             return super().head_cached(tokens, frame_emb, keypoints, pose_pre)
         feeds = self.check_head_inputs(tokens, frame_emb, keypoints)
         pre = self.check_pose_pre(pose_pre, feeds["tokens"].shape[0])
-        t = [torch.from_numpy(a).to(self.device) for a in (feeds["tokens"], feeds["frame_emb"], feeds["keypoints"], pre)]
+        t = [
+            torch.from_numpy(a).to(self.device) for a in (feeds["tokens"], feeds["frame_emb"], feeds["keypoints"], pre)
+        ]
         return self.model.head(*t).float().cpu().numpy()

@@ -17,7 +17,8 @@ from typing import Any, Dict, List, Tuple
 from clipmg.model.files import atomic_write_bytes
 
 from .base import EngineError
-from .cli import Log, stderr as _stderr
+from .cli import Log
+from .cli import stderr as _stderr
 
 Shapes = Dict[str, Tuple[Tuple[int, ...], Tuple[int, ...], Tuple[int, ...]]]  # input -> (min, opt, max)
 
@@ -57,8 +58,10 @@ def _progress_monitor(trt: Any, log: Log) -> Any:
 
         def phase_finish(self, phase_name: str) -> None:
             if self.depth.get(phase_name, 9) < 2:
-                log(f"  {'  ' * self.depth[phase_name]}{phase_name}: done in "
-                    f"{time.perf_counter() - self.t0[phase_name]:.1f} s")
+                log(
+                    f"  {'  ' * self.depth[phase_name]}{phase_name}: done in "
+                    f"{time.perf_counter() - self.t0[phase_name]:.1f} s"
+                )
 
     return Progress()
 
@@ -70,8 +73,10 @@ def _set_precision(trt: Any, config: Any, network: Any, precision: str) -> None:
         return
     flag = {"fp16": "FP16", "bf16": "BF16"}[precision]
     if not hasattr(trt.BuilderFlag, flag):
-        raise EngineError(f"TensorRT {trt.__version__} has no {flag} builder flag (weakly typed precision was removed "
-                          f"in TensorRT 11); build with --via torch-tensorrt (half-precision model) or TensorRT 10")
+        raise EngineError(
+            f"TensorRT {trt.__version__} has no {flag} builder flag (weakly typed precision was removed "
+            f"in TensorRT 11); build with --via torch-tensorrt (half-precision model) or TensorRT 10"
+        )
     config.set_flag(getattr(trt.BuilderFlag, flag))
     if hasattr(trt.BuilderFlag, "PREFER_PRECISION_CONSTRAINTS"):
         config.set_flag(trt.BuilderFlag.PREFER_PRECISION_CONSTRAINTS)
@@ -93,8 +98,9 @@ def _save_cache(path: Path | None, data: bytes, log: Log) -> None:
     log(f"  timing cache saved to {path}")
 
 
-def build_plan_from_onnx(onnx_path: Path, precision: str, shapes: Shapes, workspace_gib: float,
-                         timing_cache: Path | None, log: Log = _stderr) -> bytes:
+def build_plan_from_onnx(
+    onnx_path: Path, precision: str, shapes: Shapes, workspace_gib: float, timing_cache: Path | None, log: Log = _stderr
+) -> bytes:
     """Parse ``onnx_path`` and build a serialized plan with one optimisation profile ``shapes``
     (``{input: (min, opt, max)}``; inputs the graph dropped are ignored)."""
     import tensorrt as trt
@@ -124,8 +130,10 @@ def build_plan_from_onnx(onnx_path: Path, precision: str, shapes: Shapes, worksp
         config.progress_monitor = monitor
     plan = builder.build_serialized_network(network, config)
     if plan is None:
-        raise BuildFailed(f"TensorRT could not build an engine from {onnx_path} (see its log above); try a larger "
-                          f"--workspace-gib or --precision fp32")
+        raise BuildFailed(
+            f"TensorRT could not build an engine from {onnx_path} (see its log above); try a larger "
+            f"--workspace-gib or --precision fp32"
+        )
     _save_cache(timing_cache, bytes(config.get_timing_cache().serialize()), log)
     return bytes(plan)
 
@@ -148,8 +156,15 @@ def describe_plan(plan: bytes, roles_in: List[str], roles_out: List[str]) -> Dic
         # ONNX route: the tensor names are the roles; torch-tensorrt: positional (output0, ...)
         return {r: r for r in roles} if set(roles) == set(tensors) else dict(zip(roles, tensors))
 
-    tensors = [{"name": n, "mode": "input" if n in ins else "output", "dtype": str(engine.get_tensor_dtype(n)),
-                "shape": list(engine.get_tensor_shape(n))} for n in names]
+    tensors = [
+        {
+            "name": n,
+            "mode": "input" if n in ins else "output",
+            "dtype": str(engine.get_tensor_dtype(n)),
+            "shape": list(engine.get_tensor_shape(n)),
+        }
+        for n in names
+    ]
     return {"io": {"inputs": pair(roles_in, ins), "outputs": pair(roles_out, outs)}, "tensors": tensors}
 
 
@@ -158,13 +173,13 @@ def torch_tensorrt_version() -> str:
     try:
         import torch_tensorrt
     except ImportError as e:
-        raise EnvironmentMissing("torch-tensorrt is not installed (pip install 'clipmg[gpu]'); build with "
-                                 "--via onnx instead") from e
+        raise EnvironmentMissing(
+            "torch-tensorrt is not installed (pip install 'clipmg[gpu]'); build with --via onnx instead"
+        ) from e
     return str(torch_tensorrt.__version__)
 
 
-def plan_via_torch_tensorrt(module: Any, shapes: Shapes, dtype: Any, workspace_gib: float,
-                            cache: Path | None) -> bytes:
+def plan_via_torch_tensorrt(module: Any, shapes: Shapes, dtype: Any, workspace_gib: float, cache: Path | None) -> bytes:
     """Trace ``module`` (on the GPU, in ``dtype``) and convert it to a serialized plan with one
     optimisation profile ``shapes`` (its forward's arguments in order)."""
     import torch
@@ -172,12 +187,16 @@ def plan_via_torch_tensorrt(module: Any, shapes: Shapes, dtype: Any, workspace_g
 
     from .export import mha_fastpath_disabled
 
-    inputs = [torch_tensorrt.Input(min_shape=lo, opt_shape=opt, max_shape=hi, dtype=dtype)
-              for lo, opt, hi in shapes.values()]
+    inputs = [
+        torch_tensorrt.Input(min_shape=lo, opt_shape=opt, max_shape=hi, dtype=dtype) for lo, opt, hi in shapes.values()
+    ]
     with torch.no_grad(), mha_fastpath_disabled():
         exported = torch_tensorrt.dynamo.trace(module, arg_inputs=inputs)
-        kwargs: Dict[str, Any] = {"arg_inputs": inputs, "workspace_size": int(workspace_gib * (1 << 30)),
-                                  "disable_tf32": dtype == torch.float32}
+        kwargs: Dict[str, Any] = {
+            "arg_inputs": inputs,
+            "workspace_size": int(workspace_gib * (1 << 30)),
+            "disable_tf32": dtype == torch.float32,
+        }
         if cache is not None:
             kwargs["timing_cache_path"] = str(cache)
         convert = torch_tensorrt.dynamo.convert_exported_program_to_serialized_trt_engine

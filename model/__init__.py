@@ -12,11 +12,21 @@ from importlib import import_module
 from typing import Any
 
 _WHERE = {
-    "CLIPMG": "clipmg", "FrameEncoder": "clipmg", "WindowHead": "clipmg",
-    "VARIANTS": "config", "ClipConfig": "config", "ModelConfig": "config", "PoseConfig": "config",
-    "PreprocessConfig": "config", "VisionConfig": "config", "list_presets": "config", "load_config": "config",
-    "build_model": "factory", "create_model": "factory",
-    "extract_layout": "layouts", "list_layouts": "layouts",
+    "CLIPMG": "clipmg",
+    "FrameEncoder": "clipmg",
+    "WindowHead": "clipmg",
+    "VARIANTS": "config",
+    "ClipConfig": "config",
+    "ModelConfig": "config",
+    "PoseConfig": "config",
+    "PreprocessConfig": "config",
+    "VisionConfig": "config",
+    "list_presets": "config",
+    "load_config": "config",
+    "build_model": "factory",
+    "create_model": "factory",
+    "extract_layout": "layouts",
+    "list_layouts": "layouts",
 }
 
 __all__ = list(_WHERE)

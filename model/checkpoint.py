@@ -19,18 +19,46 @@ from typing import Any, Dict, Sequence, Tuple
 import torch
 from safetensors.torch import load_file, save
 
-from .checkpoint_format import (DIGEST_KEY, FORMAT, META_KEY, CheckpointError, check_expectations,
-                                config_differences, expectation_differences, read_metadata, tensor_digest,
-                                user_message, verify_digest, with_digest)
+from .checkpoint_format import (
+    DIGEST_KEY,
+    FORMAT,
+    META_KEY,
+    CheckpointError,
+    check_expectations,
+    config_differences,
+    expectation_differences,
+    read_metadata,
+    tensor_digest,
+    user_message,
+    verify_digest,
+    with_digest,
+)
 from .clipmg import CLIPMG
 from .config import ModelConfig
 from .factory import build_model
 from .files import atomic_write, code_version, file_sha256, remove_stale_temporaries
 
-__all__ = ["DIGEST_KEY", "FORMAT", "META_KEY", "CheckpointError", "check_expectations", "config_differences",
-           "expectation_differences", "read_metadata", "tensor_digest", "user_message", "verify_digest",
-           "atomic_write", "code_version", "file_sha256", "remove_stale_temporaries", "save_checkpoint",
-           "load_checkpoint", "add_digest", "non_finite_tensors"]
+__all__ = [
+    "DIGEST_KEY",
+    "FORMAT",
+    "META_KEY",
+    "CheckpointError",
+    "check_expectations",
+    "config_differences",
+    "expectation_differences",
+    "read_metadata",
+    "tensor_digest",
+    "user_message",
+    "verify_digest",
+    "atomic_write",
+    "code_version",
+    "file_sha256",
+    "remove_stale_temporaries",
+    "save_checkpoint",
+    "load_checkpoint",
+    "add_digest",
+    "non_finite_tensors",
+]
 
 
 def non_finite_tensors(tensors: Dict[str, torch.Tensor]) -> list[str]:
@@ -59,9 +87,14 @@ def add_digest(path: str | Path) -> Path:
     return _write_with_digest(path, path.read_bytes())
 
 
-def save_checkpoint(path: str | Path, model: CLIPMG, class_names: Sequence[str],
-                    duration_stats: Dict[str, float] | None = None, metrics: Dict[str, Any] | None = None,
-                    extra: Dict[str, Any] | None = None) -> Path:
+def save_checkpoint(
+    path: str | Path,
+    model: CLIPMG,
+    class_names: Sequence[str],
+    duration_stats: Dict[str, float] | None = None,
+    metrics: Dict[str, Any] | None = None,
+    extra: Dict[str, Any] | None = None,
+) -> Path:
     """Write ``model``'s weights, their digest and the metadata to one safetensors file, atomically.
 
     Refuses (``CheckpointError``, nothing written) weights that hold NaN or infinity: a diverged
@@ -81,8 +114,10 @@ def save_checkpoint(path: str | Path, model: CLIPMG, class_names: Sequence[str],
     path = Path(path)
     bad = non_finite_tensors(tensors)
     if bad:
-        raise CheckpointError(f"refusing to write {path}: {len(bad)} weight tensors hold NaN or infinity (first: "
-                              f"{bad[0]}); the weights diverged, so the previous checkpoint is kept")
+        raise CheckpointError(
+            f"refusing to write {path}: {len(bad)} weight tensors hold NaN or infinity (first: "
+            f"{bad[0]}); the weights diverged, so the previous checkpoint is kept"
+        )
     # Serialised in memory and written by atomic_write: safetensors' own save_file writes through a
     # temporary file of its own (Rust's tempfile crate, ".tmpXXXXXX" in the same folder) that a
     # process killed mid-write leaves behind, outside atomic_write's naming and clean-up.
@@ -90,8 +125,9 @@ def save_checkpoint(path: str | Path, model: CLIPMG, class_names: Sequence[str],
     return _write_with_digest(path, data)
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu",
-                    **expect: Any) -> Tuple[CLIPMG, Dict[str, Any]]:
+def load_checkpoint(
+    path: str | Path, map_location: str | torch.device = "cpu", **expect: Any
+) -> Tuple[CLIPMG, Dict[str, Any]]:
     """Build the model a checkpoint describes and load its weights (no pickled code runs).
 
     Keyword expectations (``config``, ``class_names``, ``num_classes``, ``variant``, ``preset``)
@@ -109,6 +145,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu",
         raise CheckpointError(f"cannot read the weights in {path} ({e}); the file may be truncated") from e
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
-        raise CheckpointError(f"weights in {path} do not fit its own config (missing {missing[:3]}, "
-                              f"unexpected {unexpected[:3]}); the file was written by another version")
+        raise CheckpointError(
+            f"weights in {path} do not fit its own config (missing {missing[:3]}, "
+            f"unexpected {unexpected[:3]}); the file was written by another version"
+        )
     return model, meta

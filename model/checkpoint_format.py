@@ -43,11 +43,14 @@ def read_metadata(path: str | Path) -> Dict[str, Any]:
         with safe_open(str(path), framework="numpy") as f:
             raw = (f.metadata() or {}).get(META_KEY)
     except Exception as e:  # noqa: BLE001 - safetensors raises several types for damaged files
-        raise CheckpointError(f"{path} is not a readable clipmg checkpoint ({e}); it may be truncated or "
-                              f"corrupt: re-copy it or retrain") from e
+        raise CheckpointError(
+            f"{path} is not a readable clipmg checkpoint ({e}); it may be truncated or corrupt: re-copy it or retrain"
+        ) from e
     if raw is None:
-        raise CheckpointError(f"{path} is a safetensors file without clipmg metadata; export it from "
-                              f"clipmg-train or load plain CLIP weights with create_model(pretrained=...)")
+        raise CheckpointError(
+            f"{path} is a safetensors file without clipmg metadata; export it from "
+            f"clipmg-train or load plain CLIP weights with create_model(pretrained=...)"
+        )
     meta = json.loads(raw)
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{path} has checkpoint format {meta.get('format')!r}; this version reads {FORMAT}")
@@ -60,10 +63,12 @@ def _header(buf: Any, where: Path | str) -> Tuple[Dict[str, Any], int]:
         raise CheckpointError(f"{where} is too short to be a safetensors file; it is truncated or corrupt")
     n = int.from_bytes(buf[:8], "little")
     if n > len(buf) - 8:
-        raise CheckpointError(f"{where}: its safetensors header claims {n} bytes but the file has {len(buf) - 8}; "
-                              f"it is truncated or corrupt")
+        raise CheckpointError(
+            f"{where}: its safetensors header claims {n} bytes but the file has {len(buf) - 8}; "
+            f"it is truncated or corrupt"
+        )
     try:
-        header = json.loads(bytes(buf[8:8 + n]))
+        header = json.loads(bytes(buf[8 : 8 + n]))
     except (UnicodeDecodeError, ValueError) as e:
         raise CheckpointError(f"{where}: the safetensors header is not JSON; the file is corrupt") from e
     if not isinstance(header, dict):
@@ -88,7 +93,7 @@ def tensor_digest(buf: Any, where: Path | str = "checkpoint") -> str:
         if not 0 <= lo <= hi <= len(buf) - start:
             raise CheckpointError(f"{where}: tensor {name!r} lies beyond the end of the file; it is truncated")
         h.update(f"{name}\0{dtype}\0{','.join(map(str, shape))}\0".encode())
-        h.update(view[start + lo:start + hi])
+        h.update(view[start + lo : start + hi])
     return h.hexdigest()
 
 
@@ -118,8 +123,11 @@ def verify_digest(path: str | Path, meta: Dict[str, Any]) -> None:
         key = str(path.resolve())
         if key not in _warned_no_digest:
             _warned_no_digest.add(key)
-            log.warning("%s has no weight digest (written by an older clipmg), so corruption of its weights cannot "
-                        "be detected; re-save it with clipmg.model.checkpoint.add_digest", path)
+            log.warning(
+                "%s has no weight digest (written by an older clipmg), so corruption of its weights cannot "
+                "be detected; re-save it with clipmg.model.checkpoint.add_digest",
+                path,
+            )
         return
     try:
         with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
@@ -127,8 +135,9 @@ def verify_digest(path: str | Path, meta: Dict[str, Any]) -> None:
     except OSError as e:
         raise CheckpointError(f"cannot read checkpoint {path}: {e.strerror or e}") from e
     if have != want:
-        raise CheckpointError(f"checkpoint {path}: the weights do not match their digest: the file is corrupt; "
-                              f"copy it again or retrain")
+        raise CheckpointError(
+            f"checkpoint {path}: the weights do not match their digest: the file is corrupt; copy it again or retrain"
+        )
 
 
 def config_differences(expected: ModelConfig, actual: ModelConfig) -> List[str]:
@@ -146,12 +155,21 @@ def config_differences(expected: ModelConfig, actual: ModelConfig) -> List[str]:
     return out
 
 
-def expectation_differences(meta: Dict[str, Any], what: str = "checkpoint", config: ModelConfig | None = None,
-                            class_names: Sequence[str] | None = None, num_classes: int | None = None,
-                            variant: str | None = None, preset: str | None = None,
-                            preprocess: Any = None, image_size: int | None = None, num_joints: int | None = None,
-                            layout: str | None = None, rgb_frames: int | None = None,
-                            pose_frames: int | None = None) -> List[str]:
+def expectation_differences(
+    meta: Dict[str, Any],
+    what: str = "checkpoint",
+    config: ModelConfig | None = None,
+    class_names: Sequence[str] | None = None,
+    num_classes: int | None = None,
+    variant: str | None = None,
+    preset: str | None = None,
+    preprocess: Any = None,
+    image_size: int | None = None,
+    num_joints: int | None = None,
+    layout: str | None = None,
+    rgb_frames: int | None = None,
+    pose_frames: int | None = None,
+) -> List[str]:
     """What differs between a checkpoint's or artifact's metadata and what the caller asked for
     (``[]``: nothing). ``what`` names the thing in the sentences ("checkpoint", "artifact")."""
     cfg = ModelConfig.from_dict(meta["config"])
@@ -165,29 +183,46 @@ def expectation_differences(meta: Dict[str, Any], what: str = "checkpoint", conf
     if num_classes is not None and cfg.num_classes != num_classes:
         diffs.append(f"the {what} has {cfg.num_classes} classes but {num_classes} were requested")
     if class_names is not None and list(class_names) != list(meta["class_names"]):
-        diffs.append(f"class names differ ({what}: {list(meta['class_names'])[:4]}..., requested: "
-                     f"{list(class_names)[:4]}...)")
+        diffs.append(
+            f"class names differ ({what}: {list(meta['class_names'])[:4]}..., requested: {list(class_names)[:4]}...)"
+        )
     if preprocess is not None:
         want = preprocess if isinstance(preprocess, dict) else json.loads(json.dumps(preprocess.__dict__))
         have = json.loads(json.dumps(cfg.preprocess.__dict__))
         for k in sorted(set(want) | set(have)):
             if want.get(k, have.get(k)) != have.get(k):
                 diffs.append(f"preprocess.{k} is {have.get(k)!r} in the {what} but {want.get(k)!r} was requested")
-    scalars = {"image_size": (image_size, cfg.vision.image_size), "num_joints": (num_joints, cfg.pose.num_joints),
-               "keypoint layout": (layout, cfg.pose.layout), "rgb_frames": (rgb_frames, cfg.clip.rgb_frames),
-               "pose_frames": (pose_frames, cfg.clip.pose_frames)}
+    scalars = {
+        "image_size": (image_size, cfg.vision.image_size),
+        "num_joints": (num_joints, cfg.pose.num_joints),
+        "keypoint layout": (layout, cfg.pose.layout),
+        "rgb_frames": (rgb_frames, cfg.clip.rgb_frames),
+        "pose_frames": (pose_frames, cfg.clip.pose_frames),
+    }
     for name, (want_v, have_v) in scalars.items():
         if want_v is not None and want_v != have_v:
             diffs.append(f"{name} is {have_v!r} in the {what} but {want_v!r} was requested")
     return diffs
 
 
-EXPECTATIONS = ("config", "class_names", "num_classes", "variant", "preset", "preprocess", "image_size",
-                "num_joints", "layout", "rgb_frames", "pose_frames")
+EXPECTATIONS = (
+    "config",
+    "class_names",
+    "num_classes",
+    "variant",
+    "preset",
+    "preprocess",
+    "image_size",
+    "num_joints",
+    "layout",
+    "rgb_frames",
+    "pose_frames",
+)
 
 
-def check_expectations(meta: Dict[str, Any], where: Path | str, what: str = "checkpoint",
-                       error: type = CheckpointError, **expect: Any) -> None:
+def check_expectations(
+    meta: Dict[str, Any], where: Path | str, what: str = "checkpoint", error: type = CheckpointError, **expect: Any
+) -> None:
     """Refuse, with one sentence (``error``), metadata that does not match what the caller asked for.
 
     ``what``: "checkpoint" or "artifact" (the sentence names it and says what to use instead);
@@ -195,11 +230,17 @@ def check_expectations(meta: Dict[str, Any], where: Path | str, what: str = "che
     """
     diffs = expectation_differences(meta, what, **expect)
     if diffs:
-        use = ("a checkpoint trained for this configuration" if what == "checkpoint" else
-               "an artifact exported from a checkpoint trained for this configuration")
+        use = (
+            "a checkpoint trained for this configuration"
+            if what == "checkpoint"
+            else "an artifact exported from a checkpoint trained for this configuration"
+        )
         lead = f"checkpoint {where}" if what == "checkpoint" else str(where)
-        raise error(f"{lead} does not match the requested configuration: " + "; ".join(diffs[:6])
-                    + f". Use {use}, or drop the conflicting options.")
+        raise error(
+            f"{lead} does not match the requested configuration: "
+            + "; ".join(diffs[:6])
+            + f". Use {use}, or drop the conflicting options."
+        )
 
 
 def user_message(e: BaseException) -> str:
@@ -212,9 +253,13 @@ def user_message(e: BaseException) -> str:
         found = re.search(r"GLOBAL ([\w.]+)", text)
         lead = text.split("Weights only load failed")[0].rstrip(" :")
         if found:
-            text = (lead + f": refused: the file holds pickled objects ({found.group(1)}), not only tensors, and "
-                    f"is never run; give a .safetensors file or a plain state dict")
+            text = (
+                lead + f": refused: the file holds pickled objects ({found.group(1)}), not only tensors, and "
+                f"is never run; give a .safetensors file or a plain state dict"
+            )
         else:
-            text = (lead + ": the file is not a safetensors or PyTorch checkpoint file (or it is damaged); give a "
-                    ".safetensors file or a plain state dict saved with torch.save")
+            text = (
+                lead + ": the file is not a safetensors or PyTorch checkpoint file (or it is damaged); give a "
+                ".safetensors file or a plain state dict saved with torch.save"
+            )
     return " ".join(text.split())

@@ -38,8 +38,7 @@ class CLIPMG(nn.Module):
         self.uses_gates = variant in ("full", "no_pose_guidance")
         self.uses_guidance = variant == "full"
         if self.uses_pose:
-            self.skeleton = SkeletonEncoder(cfg.pose.num_joints, cfg.pose.skeleton_channels, d,
-                                            cfg.pose.proj_init_gain)
+            self.skeleton = SkeletonEncoder(cfg.pose.num_joints, cfg.pose.skeleton_channels, d, cfg.pose.proj_init_gain)
         if self.uses_guidance:
             self.pose_gate = nn.Linear(d, d, bias=False)  # W_e
         if self.uses_gates:
@@ -49,7 +48,9 @@ class CLIPMG(nn.Module):
             self.query_proj = nn.Linear(2 * d, d)
         head_in = d if self.uses_query else v.embed_dim + d
         self.classifier = nn.Sequential(
-            nn.Linear(head_in, cfg.head_hidden), nn.GELU(), nn.Dropout(cfg.dropout),
+            nn.Linear(head_in, cfg.head_hidden),
+            nn.GELU(),
+            nn.Dropout(cfg.dropout),
             nn.Linear(cfg.head_hidden, cfg.num_classes),
         )
 
@@ -74,7 +75,7 @@ class CLIPMG(nn.Module):
         ``X (N_img, N, D)`` and frame embedding ``c (N_img, E)``."""
         blocks = self.visual.transformer.resblocks
         x = frozen_tokens
-        for blk in blocks[self.num_frozen: -1]:
+        for blk in blocks[self.num_frozen : -1]:
             x = blk(x)
         return x, self.frame_embedding(x)
 
@@ -98,8 +99,14 @@ class CLIPMG(nn.Module):
     def pose_feature(self, keypoints: torch.Tensor) -> torch.Tensor:
         """Keypoints ``(B, T_p, J, 3)`` in model-input pixels -> ``p (B, D)``."""
         pc = self.cfg.pose
-        vol = heatmap_volume(keypoints, self.cfg.vision.image_size, pc.heatmap_size, pc.heatmap_sigma,
-                             self.cfg.clip.rgb_frames, pc.min_confidence)  # (B, J, T, Hh, Wh)
+        vol = heatmap_volume(
+            keypoints,
+            self.cfg.vision.image_size,
+            pc.heatmap_size,
+            pc.heatmap_sigma,
+            self.cfg.clip.rgb_frames,
+            pc.min_confidence,
+        )  # (B, J, T, Hh, Wh)
         return self.skeleton(vol)
 
     def pose_partials(self, stage: int, x: torch.Tensor) -> torch.Tensor:
@@ -113,8 +120,9 @@ class CLIPMG(nn.Module):
         sk = self.skeleton
         if stage == 0:
             pc = self.cfg.pose
-            x = heatmap_volume(x, self.cfg.vision.image_size, pc.heatmap_size, pc.heatmap_sigma, 1,
-                               pc.min_confidence)[:, :, 0]
+            x = heatmap_volume(x, self.cfg.vision.image_size, pc.heatmap_size, pc.heatmap_sigma, 1, pc.min_confidence)[
+                :, :, 0
+            ]
         else:
             x = sk.activate(stage - 1, x)
         return sk.partials(stage, x)
@@ -123,8 +131,15 @@ class CLIPMG(nn.Module):
         """The semantic query ``(B, D)`` from patch tokens ``(B, T, N_p, D)`` (sections 6-7)."""
         if self.uses_guidance:
             v, pc = self.cfg.vision, self.cfg.pose
-            r = relevance_map(keypoints, v.image_size, v.patch_size, pc.relevance_sigma, pc.relevance_alpha,
-                              self.cfg.clip.rgb_frames, pc.min_confidence)  # (B, T, N_p)
+            r = relevance_map(
+                keypoints,
+                v.image_size,
+                v.patch_size,
+                pc.relevance_sigma,
+                pc.relevance_alpha,
+                self.cfg.clip.rgb_frames,
+                pc.min_confidence,
+            )  # (B, T, N_p)
             e = self.pose_gate(p)  # (B, D)
             g = torch.sigmoid(torch.einsum("btnd,bd->btn", patches, e) / math.sqrt(patches.shape[-1]))
             w = r * g
@@ -177,7 +192,7 @@ class CLIPMG(nn.Module):
         b_q = b_v = None
         if attn.in_proj_bias is not None:
             b_q, _, b_v = attn.in_proj_bias.chunk(3)  # the key bias cancels in the softmax
-        qh = F.linear(blk.ln_1(q), w_q, b_q).reshape(b, h, 1, dh) * dh ** -0.5
+        qh = F.linear(blk.ln_1(q), w_q, b_q).reshape(b, h, 1, dh) * dh**-0.5
         u = qh @ w_k.reshape(h, dh, d)  # (B, H, 1, D): each head's query taken back to token space
         a = torch.softmax(u @ kv.transpose(-1, -2), dim=-1)  # (B, H, 1, M)
         z = a @ kv  # (B, H, 1, D): attention-weighted mean of the normalised tokens
@@ -187,8 +202,13 @@ class CLIPMG(nn.Module):
         y = q + blk.ls_1(attn.out_proj(o))
         return y + blk.ls_2(blk.mlp(blk.ln_2(y)))
 
-    def head(self, tokens: torch.Tensor, frame_emb: torch.Tensor, keypoints: torch.Tensor,
-             pose_pre: torch.Tensor | None = None) -> torch.Tensor:
+    def head(
+        self,
+        tokens: torch.Tensor,
+        frame_emb: torch.Tensor,
+        keypoints: torch.Tensor,
+        pose_pre: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Window head: penultimate tokens ``(B, T, N, D)``, frame embeddings ``(B, T, E)`` and
         keypoints ``(B, T_p, J, 3)`` (model-input pixels) -> logits ``(B, C)``.
 
@@ -208,8 +228,9 @@ class CLIPMG(nn.Module):
         y = self.cross_attend(q, tokens.reshape(b, t * n, d))
         return self.classifier(y)
 
-    def forward(self, images: torch.Tensor | None, keypoints: torch.Tensor,
-                frozen_tokens: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, images: torch.Tensor | None, keypoints: torch.Tensor, frozen_tokens: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Monolithic forward: images ``(B, T, 3, H, W)``, keypoints ``(B, T_p, J, 3)`` -> ``(B, C)``.
 
         Training with cached frozen-block outputs passes ``frozen_tokens (B, T, N, D)`` (from
@@ -239,8 +260,9 @@ class CLIPMG(nn.Module):
         if keypoints is not None:
             exp = (c.pose_frames, j, 3)
             if keypoints.ndim != 4 or tuple(keypoints.shape[1:]) != exp:
-                raise ValueError(f"keypoints: expected shape (B, {', '.join(map(str, exp))}), "
-                                 f"got {tuple(keypoints.shape)}")
+                raise ValueError(
+                    f"keypoints: expected shape (B, {', '.join(map(str, exp))}), got {tuple(keypoints.shape)}"
+                )
             if not torch.isfinite(keypoints).all():
                 raise ValueError("keypoints: contain NaN or infinite values; mark missing joints with confidence 0")
             if (keypoints[..., 2] < 0).any():
@@ -285,8 +307,9 @@ class CachedPoseHead(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, tokens: torch.Tensor, frame_emb: torch.Tensor, keypoints: torch.Tensor,
-                pose_pre: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, tokens: torch.Tensor, frame_emb: torch.Tensor, keypoints: torch.Tensor, pose_pre: torch.Tensor
+    ) -> torch.Tensor:
         return self.model.head(tokens, frame_emb, keypoints, pose_pre)
 
 

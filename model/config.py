@@ -133,8 +133,10 @@ class ModelConfig:
         from .layouts import get_layout
 
         if len(get_layout(self.pose.layout)) != self.pose.num_joints:
-            raise ValueError(f"layout {self.pose.layout!r} has {len(get_layout(self.pose.layout))} joints, "
-                             f"but num_joints is {self.pose.num_joints}")
+            raise ValueError(
+                f"layout {self.pose.layout!r} has {len(get_layout(self.pose.layout))} joints, "
+                f"but num_joints is {self.pose.num_joints}"
+            )
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
@@ -185,5 +187,7 @@ def load_config(name_or_path: str | Path) -> ModelConfig:
             return ModelConfig.from_dict(json.loads(p.read_text()))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError, TypeError, ValueError) as e:
             raise ConfigError(f"model config {p} cannot be used: {e}") from e
-    raise ConfigError(f"unknown preset {str(name_or_path)!r}; choose one of {', '.join(sorted(presets))} "
-                     f"or give the path of a model config JSON file")
+    raise ConfigError(
+        f"unknown preset {str(name_or_path)!r}; choose one of {', '.join(sorted(presets))} "
+        f"or give the path of a model config JSON file"
+    )

@@ -24,8 +24,9 @@ def center_box(width: int, height: int) -> Box:
     return ((width - side) / 2.0, (height - side) / 2.0, side)
 
 
-def person_box(keypoints: np.ndarray, width: int, height: int, scale: float = 1.25,
-               min_confidence: float = 0.05) -> Box | None:
+def person_box(
+    keypoints: np.ndarray, width: int, height: int, scale: float = 1.25, min_confidence: float = 0.05
+) -> Box | None:
     """Square box around the confident keypoints ``(J, 3)`` (or ``(T, J, 3)``), enlarged by ``scale``.
 
     Returns ``None`` when no keypoint is confident (the caller falls back to another box).
@@ -80,8 +81,14 @@ def crop_image(image: np.ndarray, box: Box, size: int) -> np.ndarray:
         raise ValueError(f"expected an (H, W, 3) image, got shape {image.shape}")
     m = crop_matrix(box, size)
     interp = cv2.INTER_AREA if box[2] > size else cv2.INTER_LINEAR
-    return cv2.warpAffine(image, m, (size, size), flags=interp, borderMode=cv2.BORDER_CONSTANT,  # type: ignore[call-overload]
-                          borderValue=0)  # (OpenCV's stubs want a float dtype for M's and the image's union)
+    return cv2.warpAffine(
+        image,
+        m,
+        (size, size),
+        flags=interp,
+        borderMode=cv2.BORDER_CONSTANT,  # type: ignore[call-overload]
+        borderValue=0,
+    )  # (OpenCV's stubs want a float dtype for M's and the image's union)
 
 
 def crop_keypoints(keypoints: np.ndarray, box: Box, size: int) -> np.ndarray:

@@ -67,8 +67,11 @@ def report_bug(prog: str, exc: BaseException, out: TextIO | None = None) -> int:
     out = out or sys.stderr  # looked up now: a command may have replaced sys.stderr (stream/quiet.py)
     path = write_traceback(prog, exc)
     where = f"; the traceback is in {path}" if path else ""
-    print(f"{prog}: internal error ({type(exc).__name__}: {one_line(exc, 300)}){where}; "
-          f"please report it", file=out, flush=True)
+    print(
+        f"{prog}: internal error ({type(exc).__name__}: {one_line(exc, 300)}){where}; please report it",
+        file=out,
+        flush=True,
+    )
     if path is None:
         traceback.print_exception(type(exc), exc, exc.__traceback__, file=out)
     return EXIT_BUG

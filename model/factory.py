@@ -10,8 +10,13 @@ from .config import VARIANTS, ModelConfig, load_config
 from .tower import load_clip_weights
 
 
-def create_model(preset_or_path: str | Path = "clipmg-vitb16", num_classes: int | None = None,
-                 variant: str | None = None, pretrained: str | None = None, **overrides: Any) -> CLIPMG:
+def create_model(
+    preset_or_path: str | Path = "clipmg-vitb16",
+    num_classes: int | None = None,
+    variant: str | None = None,
+    pretrained: str | None = None,
+    **overrides: Any,
+) -> CLIPMG:
     """Build CLIP-MG from a preset name or a model-config JSON path.
 
     ``pretrained``: an open_clip tag (e.g. ``"openai"``, downloaded only because it is asked for)
@@ -29,8 +34,10 @@ def create_model(preset_or_path: str | Path = "clipmg-vitb16", num_classes: int 
     if changes:
         unknown = set(changes) - set(ModelConfig.__dataclass_fields__)
         if unknown:
-            raise ValueError(f"unknown model option(s) {', '.join(sorted(unknown))}; "
-                             f"valid: {', '.join(ModelConfig.__dataclass_fields__)}")
+            raise ValueError(
+                f"unknown model option(s) {', '.join(sorted(unknown))}; "
+                f"valid: {', '.join(ModelConfig.__dataclass_fields__)}"
+            )
         cfg = cfg.replace(**changes)
     return build_model(cfg, pretrained)
 

@@ -17,8 +17,14 @@ def _windows(keypoints: torch.Tensor, rgb_frames: int) -> torch.Tensor:
     return keypoints.reshape(b, rgb_frames, tp // rgb_frames, j, 3)
 
 
-def heatmap_volume(keypoints: torch.Tensor, image_size: int, canvas: int, sigma: float = 0.6,
-                   rgb_frames: int = 8, min_confidence: float = 1e-3) -> torch.Tensor:
+def heatmap_volume(
+    keypoints: torch.Tensor,
+    image_size: int,
+    canvas: int,
+    sigma: float = 0.6,
+    rgb_frames: int = 8,
+    min_confidence: float = 1e-3,
+) -> torch.Tensor:
     """PoseConv3D-style volume ``P`` of shape ``(B, J, T_r, canvas, canvas)``.
 
     ``H[j,k](u,v) = c * exp(-((u-x)^2 + (v-y)^2) / (2 sigma^2))`` on a canvas whose cell ``u`` has
@@ -41,9 +47,16 @@ def heatmap_volume(keypoints: torch.Tensor, image_size: int, canvas: int, sigma:
     return vol / g
 
 
-def relevance_map(keypoints: torch.Tensor, image_size: int, patch_size: int, sigma: float = 16.0,
-                  alpha: float = 0.1, rgb_frames: int = 8, min_confidence: float = 1e-3,
-                  eps: float = 1e-6) -> torch.Tensor:
+def relevance_map(
+    keypoints: torch.Tensor,
+    image_size: int,
+    patch_size: int,
+    sigma: float = 16.0,
+    alpha: float = 0.1,
+    rgb_frames: int = 8,
+    min_confidence: float = 1e-3,
+    eps: float = 1e-6,
+) -> torch.Tensor:
     """Spatial relevance ``r`` of each patch of each RGB frame, ``(B, T_r, N_p)``.
 
     ``r_ti = max_j c_tj * a_tj * exp(-|u_i - p_tj|^2 / (2 sigma^2))`` with ``p_tj`` the

@@ -17,7 +17,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, Sequence
 
 import numpy as np
 
@@ -74,8 +74,12 @@ def report_issue(issues: Issues | None, kind: str, message: str, count: int = 1)
 
 # ---------------------------------------------------------------------------------- OpenPose JSON
 FRAME_FILE = re.compile(r"^(?P<video>.+)_(?P<frame>\d{12})_keypoints\.json$")
-_PARTS = (("pose_keypoints_2d", 25), ("face_keypoints_2d", 70), ("hand_left_keypoints_2d", 21),
-          ("hand_right_keypoints_2d", 21))
+_PARTS = (
+    ("pose_keypoints_2d", 25),
+    ("face_keypoints_2d", 70),
+    ("hand_left_keypoints_2d", 21),
+    ("hand_right_keypoints_2d", 21),
+)
 
 
 def _person_array(person: Any, where: str) -> np.ndarray:
@@ -154,8 +158,9 @@ def list_openpose_frames(folder: str | Path, video: str | None = None) -> Dict[i
         who = f"video {video!r}" if video else "any video"
         raise DataError(f"no OpenPose files <video>_<12-digit frame>_keypoints.json of {who} in {folder}")
     if len(found) > 1:
-        raise DataError(f"{folder} holds OpenPose files of several videos ({', '.join(sorted(found)[:4])}); "
-                        f"name the video to read")
+        raise DataError(
+            f"{folder} holds OpenPose files of several videos ({', '.join(sorted(found)[:4])}); name the video to read"
+        )
     return next(iter(found.values()))
 
 
@@ -175,8 +180,13 @@ def read_openpose_folder(folder: str | Path, video: str | None = None, issues: I
             report_issue(issues, "invalid OpenPose JSON", str(e))
     if len(files) < n:
         missing = sorted(set(range(n)) - set(files))
-        report_issue(issues, "missing OpenPose frames", f"{folder}: {len(missing)} of {n} frame files missing "
-                     f"(first: {missing[0]}); they count as frames with no person", count=len(missing))
+        report_issue(
+            issues,
+            "missing OpenPose frames",
+            f"{folder}: {len(missing)} of {n} frame files missing "
+            f"(first: {missing[0]}); they count as frames with no person",
+            count=len(missing),
+        )
     return out
 
 
@@ -191,8 +201,9 @@ def _numeric(cell: Any) -> bool:
         return False
 
 
-def _rows_to_array(rows: Sequence[Sequence[Any]], width: int, lead: int, where: str, what: str,
-                   issues: Issues | None) -> np.ndarray:
+def _rows_to_array(
+    rows: Sequence[Sequence[Any]], width: int, lead: int, where: str, what: str, issues: Issues | None
+) -> np.ndarray:
     """Numeric table rows (one a frame) -> ``(T, width // 3, 3)``; a header row is dropped, bad rows
     become zeros (reported) so frame numbering never shifts. ``lead`` leading columns are skipped."""
     if rows and not all(_numeric(c) for c in rows[0]):
@@ -206,15 +217,22 @@ def _rows_to_array(rows: Sequence[Sequence[Any]], width: int, lead: int, where: 
         while cells and (cells[-1] is None or cells[-1] == ""):
             cells.pop()  # ragged rows: trailing empty cells
         if len(cells) != lead + width:
-            report_issue(issues, "wrong column count", f"{where} row {t}: {len(cells)} columns, expected "
-                         f"{lead + width} ({what}); the row counts as a frame with no person")
+            report_issue(
+                issues,
+                "wrong column count",
+                f"{where} row {t}: {len(cells)} columns, expected "
+                f"{lead + width} ({what}); the row counts as a frame with no person",
+            )
             bad += 1
             continue
         try:
             vals = np.array([0.0 if c in (None, "") else float(c) for c in cells[lead:]], np.float32)
         except (TypeError, ValueError):
-            report_issue(issues, "bad keypoint row", f"{where} row {t}: non-numeric cells; the row counts as a frame "
-                         f"with no person")
+            report_issue(
+                issues,
+                "bad keypoint row",
+                f"{where} row {t}: non-numeric cells; the row counts as a frame with no person",
+            )
             bad += 1
             continue
         if not np.isfinite(vals).all():

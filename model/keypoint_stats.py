@@ -33,9 +33,20 @@ import numpy as np
 from .layouts import SOURCE_OFFSETS
 
 NOSE, NECK, RSHO, RELB, RWRI, LSHO, LELB, LWRI, REYE, LEYE, REAR, LEAR = 0, 1, 2, 3, 4, 5, 6, 7, 15, 16, 17, 18
-UPPER_BODY: Dict[str, int] = {"nose": NOSE, "neck": NECK, "r_shoulder": RSHO, "r_elbow": RELB, "r_wrist": RWRI,
-                              "l_shoulder": LSHO, "l_elbow": LELB, "l_wrist": LWRI, "r_eye": REYE, "l_eye": LEYE,
-                              "r_ear": REAR, "l_ear": LEAR}
+UPPER_BODY: Dict[str, int] = {
+    "nose": NOSE,
+    "neck": NECK,
+    "r_shoulder": RSHO,
+    "r_elbow": RELB,
+    "r_wrist": RWRI,
+    "l_shoulder": LSHO,
+    "l_elbow": LELB,
+    "l_wrist": LWRI,
+    "r_eye": REYE,
+    "l_eye": LEYE,
+    "r_ear": REAR,
+    "l_ear": LEAR,
+}
 HANDS = {"left": SOURCE_OFFSETS["lhand"], "right": SOURCE_OFFSETS["rhand"]}
 SWAY_WINDOW_S = 1.0  # the synthetic set's idle gaps last 0.24-1.44 s
 
@@ -89,8 +100,14 @@ def keypoint_statistics(kp: np.ndarray, fps: float, labels: Optional[np.ndarray]
     body = kp[:, :25]
     person = (body[..., 2] > 0).any(axis=1)
     gesture, idle = person & (labels >= 0), person & (labels < 0)
-    stats: Dict[str, object] = {"frames": t, "fps": fps, "shoulder_px": shoulder_width(kp), "person": float(person.mean()) if t else 0.0,
-                                "gesture_frames": int(gesture.sum()), "idle_frames": int(idle.sum())}
+    stats: Dict[str, object] = {
+        "frames": t,
+        "fps": fps,
+        "shoulder_px": shoulder_width(kp),
+        "person": float(person.mean()) if t else 0.0,
+        "gesture_frames": int(gesture.sum()),
+        "idle_frames": int(idle.sum()),
+    }
     conf_med, conf_p10, missing = {}, {}, {}
     for name, j in UPPER_BODY.items():
         c = kp[person, j, 2]
@@ -98,7 +115,7 @@ def keypoint_statistics(kp: np.ndarray, fps: float, labels: Optional[np.ndarray]
         missing[name] = float((c <= 0).mean()) if c.size else float("nan")
     hand_conf, hand_missing = [], {}
     for side, off in HANDS.items():
-        h = kp[person, off:off + 21, 2]
+        h = kp[person, off : off + 21, 2]
         hand_conf.append(h[h > 0])
         hand_missing[side] = float(((h > 0).sum(axis=1) < 3).mean()) if h.size else float("nan")
     hc = np.concatenate(hand_conf)
@@ -118,8 +135,8 @@ def keypoint_statistics(kp: np.ndarray, fps: float, labels: Optional[np.ndarray]
     neck_ok = idle & (kp[:, NECK, 2] > 0)
     sway = []
     for s in range(0, t - n + 1, n):
-        if neck_ok[s:s + n].all():
-            p = kp[s:s + n, NECK, :2] / unit[s:s + n, None]
+        if neck_ok[s : s + n].all():
+            p = kp[s : s + n, NECK, :2] / unit[s : s + n, None]
             sway.append(np.sqrt(((p - p.mean(axis=0)) ** 2).sum(axis=1).mean()))
     stats["sway"] = _median(np.array(sway))
     stats["sway_windows"] = len(sway)
@@ -142,5 +159,5 @@ def labels_from_segments(frames: int, segments) -> np.ndarray:
     """``(frames,)`` labels from ``(label, start, end)`` rows (inclusive ends; -1 elsewhere)."""
     out = np.full(frames, -1, np.int64)
     for label, start, end in segments:
-        out[max(0, start):min(frames, end + 1)] = label
+        out[max(0, start) : min(frames, end + 1)] = label
     return out

@@ -16,9 +16,31 @@ from typing import Dict, Sequence, Tuple
 import numpy as np
 
 BODY25_NAMES: Tuple[str, ...] = (
-    "Nose", "Neck", "RShoulder", "RElbow", "RWrist", "LShoulder", "LElbow", "LWrist", "MidHip",
-    "RHip", "RKnee", "RAnkle", "LHip", "LKnee", "LAnkle", "REye", "LEye", "REar", "LEar",
-    "LBigToe", "LSmallToe", "LHeel", "RBigToe", "RSmallToe", "RHeel",
+    "Nose",
+    "Neck",
+    "RShoulder",
+    "RElbow",
+    "RWrist",
+    "LShoulder",
+    "LElbow",
+    "LWrist",
+    "MidHip",
+    "RHip",
+    "RKnee",
+    "RAnkle",
+    "LHip",
+    "LKnee",
+    "LAnkle",
+    "REye",
+    "LEye",
+    "REar",
+    "LEar",
+    "LBigToe",
+    "LSmallToe",
+    "LHeel",
+    "RBigToe",
+    "RSmallToe",
+    "RHeel",
 )
 HAND_FINGERTIPS: Tuple[int, ...] = (4, 8, 12, 16, 20)  # thumb, index, middle, ring, pinky tips
 
@@ -41,8 +63,10 @@ LAYOUTS: Dict[str, Layout] = {
     + _src("lhand", HAND_FINGERTIPS),
     "body25": _src("body", range(25)),
     "body25_hands": _src("body", range(25)) + _src("lhand", range(21)) + _src("rhand", range(21)),
-    "openpose137": _src("body", range(25)) + _src("face", range(70))
-    + _src("lhand", range(21)) + _src("rhand", range(21)),
+    "openpose137": _src("body", range(25))
+    + _src("face", range(70))
+    + _src("lhand", range(21))
+    + _src("rhand", range(21)),
 }
 
 
@@ -77,9 +101,7 @@ def extract_layout(kp137: np.ndarray, name: str) -> np.ndarray:
     """Select a named layout from OpenPose 137-point arrays ``(..., 137, 3)`` -> ``(..., J, 3)``."""
     kp137 = np.asarray(kp137)
     if kp137.ndim < 2 or kp137.shape[-2:] != (NUM_OPENPOSE, 3):
-        raise ValueError(
-            f"expected OpenPose keypoints of shape (..., {NUM_OPENPOSE}, 3), got {tuple(kp137.shape)}"
-        )
+        raise ValueError(f"expected OpenPose keypoints of shape (..., {NUM_OPENPOSE}, 3), got {tuple(kp137.shape)}")
     return kp137[..., layout_indices(name), :]
 
 
@@ -132,8 +154,9 @@ def from_light_hand(kp35: np.ndarray) -> np.ndarray:
     return assemble_openpose137(kp35[..., :25, :], None, lhand, rhand)
 
 
-def validate_keypoints(kps: np.ndarray, num_joints: int | None = None, num_frames: int | None = None,
-                       what: str = "keypoints") -> np.ndarray:
+def validate_keypoints(
+    kps: np.ndarray, num_joints: int | None = None, num_frames: int | None = None, what: str = "keypoints"
+) -> np.ndarray:
     """Check a keypoint array ``(T, J, 3)`` (or ``(B, T, J, 3)``) and return it as float32.
 
     Raises ``ValueError`` naming what was expected for a wrong shape, NaN/inf values or negative
@@ -141,8 +164,9 @@ def validate_keypoints(kps: np.ndarray, num_joints: int | None = None, num_frame
     """
     a = np.asarray(kps)
     if a.ndim not in (3, 4) or a.shape[-1] != 3:
-        raise ValueError(f"{what}: expected an array (T, J, 3) or (B, T, J, 3) of x, y, confidence; "
-                         f"got shape {tuple(a.shape)}")
+        raise ValueError(
+            f"{what}: expected an array (T, J, 3) or (B, T, J, 3) of x, y, confidence; got shape {tuple(a.shape)}"
+        )
     if num_frames is not None and a.shape[-3] != num_frames:
         raise ValueError(f"{what}: expected {num_frames} frames, got {a.shape[-3]}")
     if num_joints is not None and a.shape[-2] != num_joints:

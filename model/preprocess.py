@@ -16,8 +16,9 @@ from .crop import Box, PersonCropTracker, center_box, crop_image, crop_keypoints
 from .layouts import validate_keypoints
 
 
-def window_boxes(rgb_keypoints: np.ndarray, width: int, height: int, cfg: ModelConfig,
-                 tracker: PersonCropTracker | None = None) -> List[Box]:
+def window_boxes(
+    rgb_keypoints: np.ndarray, width: int, height: int, cfg: ModelConfig, tracker: PersonCropTracker | None = None
+) -> List[Box]:
     """One crop box per RGB frame from the keypoints of that frame ``(T_r, J, 3)``.
 
     With the ``person`` policy a ``PersonCropTracker`` smooths boxes causally; pass the same
@@ -47,12 +48,13 @@ def prepare_keypoints(keypoints: np.ndarray, boxes: Sequence[Box], cfg: ModelCon
     out = np.empty_like(k)
     g = c.group
     for t, box in enumerate(boxes):
-        out[g * t: g * (t + 1)] = crop_keypoints(k[g * t: g * (t + 1)], box, cfg.vision.image_size)
+        out[g * t : g * (t + 1)] = crop_keypoints(k[g * t : g * (t + 1)], box, cfg.vision.image_size)
     return out
 
 
-def prepare_window(frames: np.ndarray, keypoints: np.ndarray, cfg: ModelConfig,
-                   tracker: PersonCropTracker | None = None) -> Tuple[np.ndarray, np.ndarray, List[Box]]:
+def prepare_window(
+    frames: np.ndarray, keypoints: np.ndarray, cfg: ModelConfig, tracker: PersonCropTracker | None = None
+) -> Tuple[np.ndarray, np.ndarray, List[Box]]:
     """RGB frames ``(T_r, H, W, 3)`` uint8 and pose samples ``(T_p, J, 3)`` (source pixels) ->
     images ``(T_r, 3, S, S)``, keypoints ``(T_p, J, 3)`` in model-input pixels, and the boxes used."""
     c = cfg.clip

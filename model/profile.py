@@ -43,8 +43,10 @@ def split_flops(model) -> Dict[str, float]:
     kp = torch.rand(1, cfg.clip.pose_frames, cfg.pose.num_joints, 3, generator=g) * torch.tensor([s, s, 1.0])
     tok_w = tokens.unsqueeze(1).expand(1, t, *tokens.shape[1:]).contiguous()
     emb_w = emb.unsqueeze(1).expand(1, t, emb.shape[-1]).contiguous()
-    out = {"frame_encoder_per_frame": float(count_flops(model.encode_frames, img)),
-           "window_head_per_window": float(count_flops(model.head, tok_w, emb_w, kp))}
+    out = {
+        "frame_encoder_per_frame": float(count_flops(model.encode_frames, img)),
+        "window_head_per_window": float(count_flops(model.head, tok_w, emb_w, kp)),
+    }
     if model.uses_pose:
         out["window_head_pose_cache_s8"] = float(pose_cached_head_flops(model, tok_w, emb_w, kp, new_groups=2))
     return out
@@ -90,15 +92,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("presets", nargs="*", default=list(list_presets()))
     ap.add_argument("--variant", default="full")
     args = ap.parse_args(argv)
-    print("| preset | params (M) | trainable (M) | frame encoder GFLOP / frame | head GFLOP / window | "
-          "head with pose cache, S = 8 | 8-frame window, naive re-encode GFLOP |")
+    print(
+        "| preset | params (M) | trainable (M) | frame encoder GFLOP / frame | head GFLOP / window | "
+        "head with pose cache, S = 8 | 8-frame window, naive re-encode GFLOP |"
+    )
     print("|---|---|---|---|---|---|---|")
     for p in args.presets:
         r = profile_preset(p, variant=args.variant)
         naive = 8 * r["gflops_frame_encoder_per_frame"] + r["gflops_head_per_window"]
-        print(f"| {p} | {r['params_total'] / 1e6:.2f} | {r['params_trainable'] / 1e6:.2f} | "
-              f"{r['gflops_frame_encoder_per_frame']:.2f} | {r['gflops_head_per_window']:.3f} | "
-              f"{r['gflops_head_pose_cache_s8']:.3f} | {naive:.1f} |")
+        print(
+            f"| {p} | {r['params_total'] / 1e6:.2f} | {r['params_trainable'] / 1e6:.2f} | "
+            f"{r['gflops_frame_encoder_per_frame']:.2f} | {r['gflops_head_per_window']:.3f} | "
+            f"{r['gflops_head_pose_cache_s8']:.3f} | {naive:.1f} |"
+        )
     return 0
 
 

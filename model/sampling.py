@@ -11,8 +11,9 @@ from __future__ import annotations
 import numpy as np
 
 
-def segment_indices(start: int, end: int, num_segments: int = 32, mode: str = "center",
-                    rng: np.random.Generator | None = None) -> np.ndarray:
+def segment_indices(
+    start: int, end: int, num_segments: int = 32, mode: str = "center", rng: np.random.Generator | None = None
+) -> np.ndarray:
     """Frame indices ``(num_segments,)`` sampled from the inclusive range ``[start, end]``.
 
     Clips shorter than ``num_segments`` frames repeat frames (indices stay sorted).
@@ -40,8 +41,15 @@ def rgb_positions(pose_frames: int = 32, rgb_frames: int = 8, offset: int = 2) -
     return np.arange(rgb_frames) * group + offset
 
 
-def clip_samples(start: int, end: int, pose_frames: int = 32, rgb_frames: int = 8, offset: int = 2,
-                 mode: str = "center", rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
+def clip_samples(
+    start: int,
+    end: int,
+    pose_frames: int = 32,
+    rgb_frames: int = 8,
+    offset: int = 2,
+    mode: str = "center",
+    rng: np.random.Generator | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Pose frame indices ``(pose_frames,)`` and the aligned RGB frame indices ``(rgb_frames,)``."""
     pose = segment_indices(start, end, pose_frames, mode, rng)
     return pose, pose[rgb_positions(pose_frames, rgb_frames, offset)]

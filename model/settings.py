@@ -63,9 +63,18 @@ def _num(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else f"{x:g}"
 
 
-def setting(default: Any, help: str, allowed: Allowed = None, *, flag: str | Tuple[str, ...] | None = None,
-            group: str | None = None, also: Tuple[Tuple[Tuple[str, ...], Dict[str, Any]], ...] = (),
-            exclusive: bool = False, flag_default: Any = dataclasses.MISSING, **argparse_options: Any) -> Any:
+def setting(
+    default: Any,
+    help: str,
+    allowed: Allowed = None,
+    *,
+    flag: str | Tuple[str, ...] | None = None,
+    group: str | None = None,
+    also: Tuple[Tuple[Tuple[str, ...], Dict[str, Any]], ...] = (),
+    exclusive: bool = False,
+    flag_default: Any = dataclasses.MISSING,
+    **argparse_options: Any,
+) -> Any:
     """A settings field: its default, its one-line help and its allowed values (names, or a :class:`Range`).
 
     ``flag``: the option string(s) when not ``--`` + the name with dashes; ``NO_FLAG`` for none.
@@ -78,9 +87,18 @@ def setting(default: Any, help: str, allowed: Allowed = None, *, flag: str | Tup
     flags = (flag,) if isinstance(flag, str) else flag
     if flag_default is not dataclasses.MISSING:
         argparse_options["default"] = flag_default
-    return dataclasses.field(default=default, metadata={
-        "help": help, "allowed": allowed, "flags": flags, "group": group, "also": also, "exclusive": exclusive,
-        "argparse": argparse_options})
+    return dataclasses.field(
+        default=default,
+        metadata={
+            "help": help,
+            "allowed": allowed,
+            "flags": flags,
+            "group": group,
+            "also": also,
+            "exclusive": exclusive,
+            "argparse": argparse_options,
+        },
+    )
 
 
 def _declared(f: dataclasses.Field) -> bool:
@@ -109,7 +127,7 @@ def base_type(f: dataclasses.Field) -> str:
     """``int``, ``float``, ``str``, ``bool``... of a field, ``Optional[...]`` / ``... | None`` unwrapped."""
     t = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
     if t.startswith("Optional[") and t.endswith("]"):
-        t = t[len("Optional["):-1]
+        t = t[len("Optional[") : -1]
     return t.removesuffix(" | None")
 
 

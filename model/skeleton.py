@@ -22,8 +22,11 @@ class SkeletonEncoder(nn.Module):
         layers: list[nn.Module] = []
         c_in = num_joints
         for c_out in channels:
-            layers += [nn.Conv3d(c_in, c_out, kernel_size=3, stride=(1, 2, 2), padding=1, bias=False),
-                       nn.BatchNorm3d(c_out), nn.ReLU(inplace=True)]
+            layers += [
+                nn.Conv3d(c_in, c_out, kernel_size=3, stride=(1, 2, 2), padding=1, bias=False),
+                nn.BatchNorm3d(c_out),
+                nn.ReLU(inplace=True),
+            ]
             c_in = c_out
         self.stages = nn.Sequential(*layers)
         self.proj = nn.Linear(c_in, out_dim)

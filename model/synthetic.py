@@ -21,16 +21,33 @@ import cv2
 import numpy as np
 
 SYNTH_CLASSES: Tuple[str, ...] = (
-    "touch chin", "touch forehead", "touch ears", "touch face", "rub eyes", "cover face", "fold arm",
-    "arm akimbo", "rub hand", "shake shoulder", "scratch arm", "minaret hand", "play things", "touch chest",
-    "adjust tie", "no gesture",
+    "touch chin",
+    "touch forehead",
+    "touch ears",
+    "touch face",
+    "rub eyes",
+    "cover face",
+    "fold arm",
+    "arm akimbo",
+    "rub hand",
+    "shake shoulder",
+    "scratch arm",
+    "minaret hand",
+    "play things",
+    "touch chest",
+    "adjust tie",
+    "no gesture",
 )
 # Oscillating scripts: frequency range (Hz) and amplitude range (torso units).
 _OSCILLATION = {
-    "rub eyes": ((3.0, 5.0), (0.05, 0.09)), "scratch arm": ((4.0, 6.0), (0.04, 0.08)),
-    "rub hand": ((2.0, 4.0), (0.05, 0.1)), "shake shoulder": ((1.5, 3.0), (0.06, 0.12)),
-    "minaret hand": ((0.5, 1.2), (0.02, 0.05)), "play things": ((0.5, 1.2), (0.02, 0.05)),
-    "touch chest": ((0.8, 1.5), (0.02, 0.04)), "adjust tie": ((0.8, 1.5), (0.02, 0.04)),
+    "rub eyes": ((3.0, 5.0), (0.05, 0.09)),
+    "scratch arm": ((4.0, 6.0), (0.04, 0.08)),
+    "rub hand": ((2.0, 4.0), (0.05, 0.1)),
+    "shake shoulder": ((1.5, 3.0), (0.06, 0.12)),
+    "minaret hand": ((0.5, 1.2), (0.02, 0.05)),
+    "play things": ((0.5, 1.2), (0.02, 0.05)),
+    "touch chest": ((0.8, 1.5), (0.02, 0.04)),
+    "adjust tie": ((0.8, 1.5), (0.02, 0.04)),
 }
 _OBJECT_KIND = {"play things": (0, 1), "adjust tie": (2,)}  # 0 pen, 1 phone (held), 2 tie (worn)
 OBJECT_COLOURS = ((230, 40, 40), (40, 90, 230), (250, 210, 30), (40, 200, 80), (240, 120, 20), (170, 60, 200))
@@ -43,8 +60,11 @@ _FACE_TEMPLATE = np.array(
     + [(0.3 + 0.1 * i, -0.45 - 0.06 * math.sin(math.pi * i / 4)) for i in range(5)]
     + [(0.0, -0.3 + 0.13 * i) for i in range(4)]
     + [(-0.2 + 0.1 * i, 0.3 + 0.04 * (1 - abs(i - 2) / 2)) for i in range(5)]
-    + [(c + 0.16 * math.cos(a), -0.2 + 0.07 * math.sin(a)) for c in (-0.38, 0.38)
-       for a in np.linspace(math.pi, 3 * math.pi, 6, endpoint=False)]
+    + [
+        (c + 0.16 * math.cos(a), -0.2 + 0.07 * math.sin(a))
+        for c in (-0.38, 0.38)
+        for a in np.linspace(math.pi, 3 * math.pi, 6, endpoint=False)
+    ]
     + [(0.35 * math.cos(a), 0.55 + 0.14 * math.sin(a)) for a in np.linspace(math.pi, 3 * math.pi, 12, endpoint=False)]
     + [(0.22 * math.cos(a), 0.55 + 0.05 * math.sin(a)) for a in np.linspace(math.pi, 3 * math.pi, 8, endpoint=False)]
     + [(-0.38, -0.2), (0.38, -0.2)],
@@ -68,8 +88,9 @@ class SynthConfig:
 
     def __post_init__(self) -> None:
         if self.width % 2 or self.height % 2 or not (64 <= self.height <= 1080 and 64 <= self.width <= 1920):
-            raise ValueError(f"frame size must be even and between 64 and 1920x1080 pixels, "
-                             f"got {self.width}x{self.height}")
+            raise ValueError(
+                f"frame size must be even and between 64 and 1920x1080 pixels, got {self.width}x{self.height}"
+            )
         if self.width < self.height:
             raise ValueError(f"frames must be landscape (width >= height), got {self.width}x{self.height}")
         if not 1 <= self.fps <= 120:
@@ -170,13 +191,21 @@ def make_subject(rng: np.random.Generator, cfg: SynthConfig) -> Subject:
     skin = np.clip(np.array(skins[rng.integers(len(skins))]) + rng.integers(-12, 13, 3), 0, 255)
     s = cfg.height / 120.0
     return Subject(
-        cx=w / 2 + rng.uniform(-0.06, 0.06) * h, neck_y=neck_y, torso=torso,
-        shoulder=torso * rng.uniform(0.4, 0.5), head_r=head_r, desk_y=neck_y + desk_frac * torso,
-        skin=(int(skin[0]), int(skin[1]), int(skin[2])), shirt=_colour(rng), hair=_colour(rng, 0, 120),
-        desk=_colour(rng, 60, 230), short_sleeves=bool(rng.random() < 0.3),
+        cx=w / 2 + rng.uniform(-0.06, 0.06) * h,
+        neck_y=neck_y,
+        torso=torso,
+        shoulder=torso * rng.uniform(0.4, 0.5),
+        head_r=head_r,
+        desk_y=neck_y + desk_frac * torso,
+        skin=(int(skin[0]), int(skin[1]), int(skin[2])),
+        shirt=_colour(rng),
+        hair=_colour(rng, 0, 120),
+        desk=_colour(rng, 60, 230),
+        short_sleeves=bool(rng.random() < 0.3),
         rest_dx=(float(rng.uniform(0.3, 0.5)), float(rng.uniform(0.3, 0.5))),
         breath_period=float(rng.uniform(3.0, 5.0) * cfg.fps),
-        noise_px=float(rng.uniform(*cfg.noise_px) * s), dropout=float(rng.uniform(*cfg.dropout)),
+        noise_px=float(rng.uniform(*cfg.noise_px) * s),
+        dropout=float(rng.uniform(*cfg.dropout)),
     )
 
 
@@ -218,8 +247,9 @@ HandPose = Tuple[np.ndarray, float, float, Tuple[float, float]]
 RAISED = (0.2, 0.3)  # elbow preference when a hand goes up to the head
 
 
-def _arm(shoulder: np.ndarray, wrist: np.ndarray, elbow: np.ndarray, a: float,
-         b: float) -> Tuple[np.ndarray, np.ndarray]:
+def _arm(
+    shoulder: np.ndarray, wrist: np.ndarray, elbow: np.ndarray, a: float, b: float
+) -> Tuple[np.ndarray, np.ndarray]:
     """Elbow and (reach-clamped) wrist of a 2D arm projection: the preferred elbow moved until the
     upper arm is at most ``a`` and the forearm at most ``b`` long (shorter = foreshortened).
 
@@ -285,7 +315,8 @@ class Body:
         neck = np.array([s.cx, s.neck_y]) + sway
         head = neck + np.array([0.0, -0.19 * s.torso - s.head_r])
         return {
-            "neck": neck, "head": head,
+            "neck": neck,
+            "head": head,
             "sh-1": neck + np.array([-s.shoulder, 0.06 * s.torso + shrug[0]]),
             "sh1": neck + np.array([s.shoulder, 0.06 * s.torso + shrug[1]]),
         }
@@ -294,18 +325,28 @@ class Body:
         s = self.s
         dx = s.rest_dx[0 if side < 0 else 1] * s.torso
         drift = 0.03 * s.torso * np.array([math.sin(t / 37.0 + phase), math.sin(t / 23.0 + 2 * phase)])
-        return (np.array([s.cx + side * dx, s.desk_y + 0.02 * s.torso]) + drift, _toward_mid(side, -15.0), 0.35,
-                (0.12, 0.5))
+        return (
+            np.array([s.cx + side * dx, s.desk_y + 0.02 * s.torso]) + drift,
+            _toward_mid(side, -15.0),
+            0.35,
+            (0.12, 0.5),
+        )
 
-    def keypoints(self, j: Dict[str, np.ndarray],
-                  hands: Dict[int, HandPose]) -> Tuple[np.ndarray, Dict[int, np.ndarray]]:
+    def keypoints(
+        self, j: Dict[str, np.ndarray], hands: Dict[int, HandPose]
+    ) -> Tuple[np.ndarray, Dict[int, np.ndarray]]:
         """Exact ``(137, 3)`` keypoints and per-side elbow+wrist arrays for drawing."""
         s = self.s
         kp = np.zeros((137, 3))
         head, r = j["head"], s.head_r
-        body = {1: j["neck"], 0: head + np.array([0.0, 0.2 * r]), 15: head + np.array([-0.38 * r, -0.2 * r]),
-                16: head + np.array([0.38 * r, -0.2 * r]), 17: head + np.array([-r, -0.05 * r]),
-                18: head + np.array([r, -0.05 * r])}
+        body = {
+            1: j["neck"],
+            0: head + np.array([0.0, 0.2 * r]),
+            15: head + np.array([-0.38 * r, -0.2 * r]),
+            16: head + np.array([0.38 * r, -0.2 * r]),
+            17: head + np.array([-r, -0.05 * r]),
+            18: head + np.array([r, -0.05 * r]),
+        }
         arms: Dict[int, np.ndarray] = {}
         for side, (si, ei, wi, hoff) in ((-1, (2, 3, 4, 116)), (1, (5, 6, 7, 95))):
             sh = j[f"sh{side}"]
@@ -316,7 +357,7 @@ class Body:
             elbow, wrist = _arm(sh, wrist, pref, s.upper_arm, s.forearm)
             body.update({si: sh, ei: elbow, wi: wrist})
             hand = _hand_points(wrist, phi, curl, s.hand, side)
-            kp[hoff:hoff + 21, :2], kp[hoff:hoff + 21, 2] = hand, 1.0
+            kp[hoff : hoff + 21, :2], kp[hoff : hoff + 21, 2] = hand, 1.0
             arms[side] = np.stack([sh, elbow, wrist])
         for i, p in body.items():
             kp[i] = (p[0], p[1], 1.0)
@@ -325,8 +366,9 @@ class Body:
         return kp, arms
 
 
-def episode_pose(body: Body, ep: Episode | None, f: int, fps: float,
-                 phase: float) -> Tuple[Dict[str, np.ndarray], Dict[int, HandPose]]:
+def episode_pose(
+    body: Body, ep: Episode | None, f: int, fps: float, phase: float
+) -> Tuple[Dict[str, np.ndarray], Dict[int, HandPose]]:
     """Joint anchors and hand poses of frame ``f`` under episode ``ep`` (None or idle = rest)."""
     s = body.s
     breath = 0.012 * s.torso * math.sin(2 * math.pi * f / s.breath_period + phase)
@@ -359,8 +401,12 @@ def episode_pose(body: Body, ep: Episode | None, f: int, fps: float,
         targets[sd] = (a, math.radians(-90 - sd * 25), 0.6, RAISED)
     elif ep.cls == "cover face":
         for side in (-1, 1):
-            targets[side] = (head + np.array([side * 0.35 * r, (0.05 + 0.1 * jy) * r]), math.radians(-90 - side * 15),
-                             0.1, RAISED)
+            targets[side] = (
+                head + np.array([side * 0.35 * r, (0.05 + 0.1 * jy) * r]),
+                math.radians(-90 - side * 15),
+                0.1,
+                RAISED,
+            )
     elif ep.cls == "fold arm":
         for side, dy in ((-1, 0.55), (1, 0.45)):
             anchor = j["neck"] + np.array([-side * (s.shoulder - 0.05 * t), (dy + 0.05 * jy) * t])
@@ -408,8 +454,9 @@ def _pt(p: np.ndarray) -> Tuple[int, int]:
     return int(math.floor(p[0] * 16.0 + 0.5)), int(math.floor(p[1] * 16.0 + 0.5))
 
 
-def draw_frame(background: np.ndarray, subj: Subject, kp: np.ndarray, arms: Dict[int, np.ndarray],
-               ep: Episode | None) -> np.ndarray:
+def draw_frame(
+    background: np.ndarray, subj: Subject, kp: np.ndarray, arms: Dict[int, np.ndarray], ep: Episode | None
+) -> np.ndarray:
     """Render one RGB frame ``(H, W, 3)`` uint8 of the subject in pose ``kp`` ``(137, 3)``."""
     img = background.copy()
     s, t, sh = subj, subj.torso, 4  # sub-pixel drawing with 4 fractional bits
@@ -438,7 +485,7 @@ def draw_frame(background: np.ndarray, subj: Subject, kp: np.ndarray, arms: Dict
         cv2.circle(img, _pt(a[1]), max(16, int(0.08 * t * 16)), s.shirt, -1, aa, sh)
     finger = max(1, int(round(0.12 * s.hand)))
     for off in (116, 95):
-        h = kp[off:off + 21, :2]
+        h = kp[off : off + 21, :2]
         palm = cv2.convexHull(np.round(h[[0, 1, 5, 9, 13, 17]] * 16).astype(np.int32))
         cv2.fillConvexPoly(img, palm, s.skin, aa, sh)
         h16 = np.floor(h * 16 + 0.5).astype(np.int32)
@@ -447,8 +494,15 @@ def draw_frame(background: np.ndarray, subj: Subject, kp: np.ndarray, arms: Dict
         centre = 0.5 * (kp[116 + 9, :2] + kp[95 + 9, :2]) + np.array([0.0, 0.15 * s.hand])
         d = np.array([math.cos(ep.obj_angle), math.sin(ep.obj_angle)])
         if ep.obj_kind == 0:  # a pen
-            cv2.line(img, _pt(centre - 0.7 * s.hand * d), _pt(centre + 0.7 * s.hand * d), ep.obj,
-                     max(2, int(round(0.1 * s.hand))), aa, sh)
+            cv2.line(
+                img,
+                _pt(centre - 0.7 * s.hand * d),
+                _pt(centre + 0.7 * s.hand * d),
+                ep.obj,
+                max(2, int(round(0.1 * s.hand))),
+                aa,
+                sh,
+            )
         else:  # a phone
             n = np.array([-d[1], d[0]])
             corners = ((-1, -1), (1, -1), (1, 1), (-1, 1))
@@ -480,7 +534,7 @@ class Observer:
             if self.burst[k] == 0 and rng.random() < 0.01:
                 self.burst[k] = int(rng.integers(2, 7))
             if self.burst[k]:
-                out[off:off + 21] = 0.0
+                out[off : off + 21] = 0.0
                 self.burst[k] -= 1
         out[out[:, 2] == 0] = 0.0
         return out.astype(np.float32)
@@ -497,12 +551,20 @@ def openpose_json(observed: np.ndarray | None) -> str:
 
         def flat(part: np.ndarray) -> List[float]:
             return [0 if v == 0 else v for v in part.reshape(-1).tolist()]
-        people.append({
-            "person_id": [-1], "pose_keypoints_2d": flat(a[0:25]), "face_keypoints_2d": flat(a[25:95]),
-            "hand_left_keypoints_2d": flat(a[95:116]), "hand_right_keypoints_2d": flat(a[116:137]),
-            "pose_keypoints_3d": [], "face_keypoints_3d": [], "hand_left_keypoints_3d": [],
-            "hand_right_keypoints_3d": [],
-        })
+
+        people.append(
+            {
+                "person_id": [-1],
+                "pose_keypoints_2d": flat(a[0:25]),
+                "face_keypoints_2d": flat(a[25:95]),
+                "hand_left_keypoints_2d": flat(a[95:116]),
+                "hand_right_keypoints_2d": flat(a[116:137]),
+                "pose_keypoints_3d": [],
+                "face_keypoints_3d": [],
+                "hand_left_keypoints_3d": [],
+                "hand_right_keypoints_3d": [],
+            }
+        )
     return json.dumps({"version": 1.3, "people": people}, separators=(",", ":"))
 
 
@@ -518,10 +580,20 @@ def make_episode(rng: np.random.Generator, cls: str | None, start: int, length: 
     ramp, jitter = rng.uniform(0.2, 0.35, 2), rng.uniform(-1, 1, 2)
     colour, kind, angle = OBJECT_COLOURS[int(rng.integers(len(OBJECT_COLOURS)))], rng.random(), rng.uniform(-0.5, 0.5)
     kinds = _OBJECT_KIND.get(cls)
-    return Episode(start, end, cls, side=side, amp=float(a), freq=float(f), phase=float(phase),
-                   ramp=(float(ramp[0]), float(ramp[1])), jitter=(float(jitter[0]), float(jitter[1])),
-                   obj=colour if kinds else None, obj_kind=kinds[int(kind * len(kinds))] if kinds else 0,
-                   obj_angle=float(angle))
+    return Episode(
+        start,
+        end,
+        cls,
+        side=side,
+        amp=float(a),
+        freq=float(f),
+        phase=float(phase),
+        ramp=(float(ramp[0]), float(ramp[1])),
+        jitter=(float(jitter[0]), float(jitter[1])),
+        obj=colour if kinds else None,
+        obj_kind=kinds[int(kind * len(kinds))] if kinds else 0,
+        obj_angle=float(angle),
+    )
 
 
 def plan_video(rng: np.random.Generator, clip_classes: Sequence[str], cfg: SynthConfig) -> List[Episode]:
@@ -593,8 +665,9 @@ def synthetic_stream(seed: int = 0, config: SynthConfig | None = None) -> Iterat
 
 def write_video(path: Path, frames: Iterator[np.ndarray], width: int, height: int, fps: float) -> int:
     """Encode RGB frames to H.264 mp4 (yuv420p, crf 18, keyframe every second); returns the count."""
-    import av
     from fractions import Fraction
+
+    import av
 
     n = 0
     with av.open(str(path), "w") as out:

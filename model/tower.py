@@ -19,8 +19,14 @@ def build_visual(cfg: VisionConfig) -> nn.Module:
 
     if cfg.width % cfg.heads:
         raise ValueError(f"vision width {cfg.width} is not divisible by {cfg.heads} heads")
-    vcfg = CLIPVisionCfg(layers=cfg.layers, width=cfg.width, head_width=cfg.width // cfg.heads,
-                         mlp_ratio=cfg.mlp_ratio, patch_size=cfg.patch_size, image_size=cfg.image_size)
+    vcfg = CLIPVisionCfg(
+        layers=cfg.layers,
+        width=cfg.width,
+        head_width=cfg.width // cfg.heads,
+        mlp_ratio=cfg.mlp_ratio,
+        patch_size=cfg.patch_size,
+        image_size=cfg.image_size,
+    )
     return _build_vision_tower(cfg.embed_dim, vcfg, quick_gelu=cfg.quick_gelu)
 
 
@@ -35,15 +41,17 @@ def _visual_state_from_file(path: Path) -> dict:
         try:
             sd = torch.load(str(path), map_location="cpu", weights_only=True)
         except Exception as e:  # noqa: BLE001 - reported to the user with the file name
-            raise ValueError(f"cannot read CLIP weights from {path}: {e}. Give a .safetensors file or a "
-                             f"plain state-dict saved with torch.save") from e
+            raise ValueError(
+                f"cannot read CLIP weights from {path}: {e}. Give a .safetensors file or a "
+                f"plain state-dict saved with torch.save"
+            ) from e
         if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
             sd = sd["state_dict"]
     if not isinstance(sd, dict):
         raise ValueError(f"{path} does not hold a state dict")
-    sd = {k[len("module."):] if k.startswith("module.") else k: v for k, v in sd.items()}
+    sd = {k[len("module.") :] if k.startswith("module.") else k: v for k, v in sd.items()}
     if any(k.startswith("visual.") for k in sd):
-        sd = {k[len("visual."):]: v for k, v in sd.items() if k.startswith("visual.")}
+        sd = {k[len("visual.") :]: v for k, v in sd.items() if k.startswith("visual.")}
     return sd
 
 
@@ -62,17 +70,22 @@ def load_clip_weights(visual: nn.Module, cfg: VisionConfig, pretrained: str) -> 
 
         tags = open_clip.list_pretrained_tags_by_model(cfg.clip_model) if cfg.clip_model != "tiny" else []
         if pretrained not in tags:
-            raise ValueError(f"{pretrained!r} is neither a local file nor an open_clip pretrained tag for "
-                             f"{cfg.clip_model}; tags: {', '.join(tags) or 'none'}")
-        log.info("downloading open_clip weights %s/%s (asked for by pretrained=%r)", cfg.clip_model,
-                 pretrained, pretrained)
+            raise ValueError(
+                f"{pretrained!r} is neither a local file nor an open_clip pretrained tag for "
+                f"{cfg.clip_model}; tags: {', '.join(tags) or 'none'}"
+            )
+        log.info(
+            "downloading open_clip weights %s/%s (asked for by pretrained=%r)", cfg.clip_model, pretrained, pretrained
+        )
         clip = open_clip.create_model(cfg.clip_model, pretrained=pretrained)
         sd = clip.visual.state_dict()
         source = f"open_clip:{cfg.clip_model}/{pretrained}"
     missing, unexpected = visual.load_state_dict(sd, strict=False)
     if missing or unexpected:
-        raise ValueError(f"CLIP weights from {source} do not fit the {cfg.clip_model} tower: "
-                         f"missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}")
+        raise ValueError(
+            f"CLIP weights from {source} do not fit the {cfg.clip_model} tower: "
+            f"missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}"
+        )
     log.info("loaded CLIP visual weights from %s", source)
 
 

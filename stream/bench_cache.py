@@ -53,8 +53,9 @@ def cpu_line() -> str:
     return f"{model} ({os.cpu_count()} CPUs; {' '.join(ext) or 'no AVX2'})"
 
 
-def _engine(preset: str, device: str, seed: int, backend: str, threads: Optional[int], workdir: str,
-            precision: str = "fp32") -> Any:
+def _engine(
+    preset: str, device: str, seed: int, backend: str, threads: Optional[int], workdir: str, precision: str = "fp32"
+) -> Any:
     """The same random weights behind the torch backend, or exported to ONNX and run by ONNX Runtime
     (``precision="int8"``: its dynamically quantised frame encoder, the deployed CPU default)."""
     import torch
@@ -91,9 +92,18 @@ def _stream(n: int, size: int, seed: int) -> tuple:
     return frames, kp
 
 
-def run(preset: str = "clipmg-vitb32", stride: int = 8, windows: int = 6, warmup: int = 2, threads: Optional[int] = None,
-        device: str = "cpu", frame_size: int = 320, seed: int = 0, backend: str = "torch",
-        precision: str = "fp32") -> Dict[str, Any]:
+def run(
+    preset: str = "clipmg-vitb32",
+    stride: int = 8,
+    windows: int = 6,
+    warmup: int = 2,
+    threads: Optional[int] = None,
+    device: str = "cpu",
+    frame_size: int = 320,
+    seed: int = 0,
+    backend: str = "torch",
+    precision: str = "fp32",
+) -> Dict[str, Any]:
     """Time both paths on ``warmup + windows`` consecutive windows; returns the numbers as a dict."""
     import tempfile
 
@@ -108,11 +118,24 @@ def run(preset: str = "clipmg-vitb32", stride: int = 8, windows: int = 6, warmup
         return _measure(engine, preset, stride, windows, warmup, device, frame_size, seed, backend)
 
 
-WORKERS: tuple[tuple[str, dict[str, Any]], ...] = (("worker", {}), ("window", {"rgb_batch": "window"}), ("frames_only", {"pose_cache": False}))
+WORKERS: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("worker", {}),
+    ("window", {"rgb_batch": "window"}),
+    ("frames_only", {"pose_cache": False}),
+)
 
 
-def _measure(engine: Any, preset: str, stride: int, windows: int, warmup: int, device: str, frame_size: int,
-             seed: int, backend: str) -> Dict[str, Any]:
+def _measure(
+    engine: Any,
+    preset: str,
+    stride: int,
+    windows: int,
+    warmup: int,
+    device: str,
+    frame_size: int,
+    seed: int,
+    backend: str,
+) -> Dict[str, Any]:
     import torch
 
     from clipmg.model.layouts import extract_layout
@@ -165,31 +188,46 @@ def _measure(engine: Any, preset: str, stride: int, windows: int, warmup: int, d
         per_window = None
         if counted is not None and sw.pose_cache is not None:  # stage inputs computed a window, on average
             per_window = [round((a - b) / windows, 2) for a, b in zip(sw.pose_cache.computed, counted)]
-        calls = {name: round((d.worker.sw.encode_calls - encode_calls[name]) / windows, 2)
-                 for name, d in drivers.items()}
+        calls = {
+            name: round((d.worker.sw.encode_calls - encode_calls[name]) / windows, 2) for name, d in drivers.items()
+        }
     finally:
         for d in drivers.values():
             d.close()
     med = {name: statistics.median(v) for name, v in times.items()}
     nv = med["naive"]
     ms = lambda x: round(x * 1e3, 1)  # noqa: E731
-    return {"preset": preset, "backend": engine.backend, "precision": engine.precision,
-            "stride": stride, "windows": windows,
-            "threads": torch.get_num_threads(), "device": device, "frame_size": f"{frame_size}x{frame_size * 3 // 4}",
-            "encodings_per_window": {"cached": stride // cfg.clip.group if stride < cfg.clip.pose_frames else cfg.clip.rgb_frames,
-                                     "naive": cfg.clip.rgb_frames},
-            "encoder_calls_per_window": calls,
-            "pose_cache": sw.pose_cache is not None, "pose_stage_inputs_per_window": per_window,
-            "head_ms": ms(statistics.median(heads["worker"])),
-            "cached_ms": ms(med["worker"]), "naive_ms": ms(nv), "speedup": round(nv / med["worker"], 2),
-            "cached_frames_only_ms": ms(med["frames_only"]), "speedup_frames_only": round(nv / med["frames_only"], 2),
-            "head_frames_only_ms": ms(statistics.median(heads["frames_only"])),
-            "cached_one_call_ms": ms(med["window"]), "speedup_one_call": round(nv / med["window"], 2),
-            "cached_ms_all": [ms(x) for x in times["worker"]],
-            "cached_one_call_ms_all": [ms(x) for x in times["window"]],
-            "naive_ms_all": [ms(x) for x in times["naive"]],
-            "cached_frames_only_ms_all": [ms(x) for x in times["frames_only"]],
-            "max_abs_logit_diff": max_diff}
+    return {
+        "preset": preset,
+        "backend": engine.backend,
+        "precision": engine.precision,
+        "stride": stride,
+        "windows": windows,
+        "threads": torch.get_num_threads(),
+        "device": device,
+        "frame_size": f"{frame_size}x{frame_size * 3 // 4}",
+        "encodings_per_window": {
+            "cached": stride // cfg.clip.group if stride < cfg.clip.pose_frames else cfg.clip.rgb_frames,
+            "naive": cfg.clip.rgb_frames,
+        },
+        "encoder_calls_per_window": calls,
+        "pose_cache": sw.pose_cache is not None,
+        "pose_stage_inputs_per_window": per_window,
+        "head_ms": ms(statistics.median(heads["worker"])),
+        "cached_ms": ms(med["worker"]),
+        "naive_ms": ms(nv),
+        "speedup": round(nv / med["worker"], 2),
+        "cached_frames_only_ms": ms(med["frames_only"]),
+        "speedup_frames_only": round(nv / med["frames_only"], 2),
+        "head_frames_only_ms": ms(statistics.median(heads["frames_only"])),
+        "cached_one_call_ms": ms(med["window"]),
+        "speedup_one_call": round(nv / med["window"], 2),
+        "cached_ms_all": [ms(x) for x in times["worker"]],
+        "cached_one_call_ms_all": [ms(x) for x in times["window"]],
+        "naive_ms_all": [ms(x) for x in times["naive"]],
+        "cached_frames_only_ms_all": [ms(x) for x in times["frames_only"]],
+        "max_abs_logit_diff": max_diff,
+    }
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -200,35 +238,60 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--warmup", type=int, default=2, help="windows run first and not counted (default %(default)s)")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     ap.add_argument("--device", default="cpu", help="torch device (default %(default)s)")
-    ap.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch",
-                    help="engine backend; onnxruntime exports the random weights first (default %(default)s)")
-    ap.add_argument("--precision", choices=("fp32", "int8"), default="fp32",
-                    help="onnxruntime only: int8 runs the dynamically quantised frame encoder (default %(default)s)")
+    ap.add_argument(
+        "--backend",
+        choices=("torch", "onnxruntime"),
+        default="torch",
+        help="engine backend; onnxruntime exports the random weights first (default %(default)s)",
+    )
+    ap.add_argument(
+        "--precision",
+        choices=("fp32", "int8"),
+        default="fp32",
+        help="onnxruntime only: int8 runs the dynamically quantised frame encoder (default %(default)s)",
+    )
     ap.add_argument("--json", action="store_true", help="print the result as JSON")
     args = ap.parse_args(argv)
     try:
-        r = run(args.preset, args.stride, args.windows, args.warmup, args.threads, args.device, backend=args.backend,
-                precision=args.precision)
+        r = run(
+            args.preset,
+            args.stride,
+            args.windows,
+            args.warmup,
+            args.threads,
+            args.device,
+            backend=args.backend,
+            precision=args.precision,
+        )
     except ValueError as e:
         print(f"bench_cache: {e}", file=sys.stderr)
         return 2
     if args.json:
         print(json.dumps({**r, "cpu": cpu_line()}, indent=2))
     else:
-        print(f"{r['preset']} ({r['backend']}, {r['precision']}), S={r['stride']}, {r['threads']} thread(s) on {r['device']}, "
-              f"{cpu_line()}, median of {r['windows']} windows:\n"
-              f"  naive  (encode all {r['encodings_per_window']['naive']} frames + head): {r['naive_ms']:8.1f} ms/window\n"
-              f"  live worker, default (the {r['encodings_per_window']['cached']} new frames in "
-              f"{r['encoder_calls_per_window']['worker']:g} call(s)"
-              f"{', pose-branch cache' if r['pose_cache'] else ''}): {r['cached_ms']:8.1f} ms/window  -> {r['speedup']}x\n"
-              f"  live worker, --rgb-batch window ({r['encoder_calls_per_window']['window']:g} call): "
-              f"{r['cached_one_call_ms']:8.1f} ms/window  -> {r['speedup_one_call']}x\n"
-              f"  of which the head (pose branch, cross-attention, classifier): {r['head_ms']:.1f} ms"
-              + (f" (skeleton-stage inputs computed a window: {r['pose_stage_inputs_per_window']} of "
-                 f"{r['encodings_per_window']['naive']} each)" if r['pose_stage_inputs_per_window'] else "") + "\n"
-              f"  live worker, --no-pose-cache: {r['cached_frames_only_ms']:8.1f} ms/window  "
-              f"-> {r['speedup_frames_only']}x (head {r['head_frames_only_ms']:.1f} ms)\n"
-              f"  max |logit difference| against naive: {r['max_abs_logit_diff']:.2e}")
+        print(
+            f"{r['preset']} ({r['backend']}, {r['precision']}), S={r['stride']}, {r['threads']} thread(s) "
+            f"on {r['device']}, {cpu_line()}, median of {r['windows']} windows:\n"
+            f"  naive  (encode all {r['encodings_per_window']['naive']} frames + head): "
+            f"{r['naive_ms']:8.1f} ms/window\n"
+            f"  live worker, default (the {r['encodings_per_window']['cached']} new frames in "
+            f"{r['encoder_calls_per_window']['worker']:g} call(s)"
+            f"{', pose-branch cache' if r['pose_cache'] else ''}): "
+            f"{r['cached_ms']:8.1f} ms/window  -> {r['speedup']}x\n"
+            f"  live worker, --rgb-batch window ({r['encoder_calls_per_window']['window']:g} call): "
+            f"{r['cached_one_call_ms']:8.1f} ms/window  -> {r['speedup_one_call']}x\n"
+            f"  of which the head (pose branch, cross-attention, classifier): {r['head_ms']:.1f} ms"
+            + (
+                f" (skeleton-stage inputs computed a window: {r['pose_stage_inputs_per_window']} of "
+                f"{r['encodings_per_window']['naive']} each)"
+                if r["pose_stage_inputs_per_window"]
+                else ""
+            )
+            + "\n"
+            f"  live worker, --no-pose-cache: {r['cached_frames_only_ms']:8.1f} ms/window  "
+            f"-> {r['speedup_frames_only']}x (head {r['head_frames_only_ms']:.1f} ms)\n"
+            f"  max |logit difference| against naive: {r['max_abs_logit_diff']:.2e}"
+        )
     return 0
 
 

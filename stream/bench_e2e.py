@@ -35,7 +35,8 @@ def _free_port() -> int:
 
 
 def write_video(path: Path, seconds: float, fps: float = 30.0, width: int = 640, height: int = 480) -> None:
-    from clipmg.model.synthetic import SynthConfig, synthetic_stream, write_video as _write
+    from clipmg.model.synthetic import SynthConfig, synthetic_stream
+    from clipmg.model.synthetic import write_video as _write
 
     cfg = SynthConfig(width=width, height=height, fps=fps)
     stream = synthetic_stream(seed=7, config=cfg)
@@ -59,18 +60,46 @@ def make_engine(preset: str, workdir: Path, backend: str, int8: bool = False) ->
     return out
 
 
-def run(video: Path, engine: Path, seconds: float, pose: str, pose_every: int, stride: int,
-        threads: int | None, pose_thread: bool = True, precision: str = "auto",
-        rgb_batch: str = "each", pose_workers: int = 1) -> Dict[str, Any]:
+def run(
+    video: Path,
+    engine: Path,
+    seconds: float,
+    pose: str,
+    pose_every: int,
+    stride: int,
+    threads: int | None,
+    pose_thread: bool = True,
+    precision: str = "auto",
+    rgb_batch: str = "each",
+    pose_workers: int = 1,
+) -> Dict[str, Any]:
     import zmq
 
     from clipmg.stream.messages import decode
 
     port = _free_port()
     endpoint = f"tcp://127.0.0.1:{port}"
-    cmd = [sys.executable, str(Path(__file__).resolve().parents[1] / "run_live.py"), "--source", str(video),
-           "--pose", pose, "--engine", str(engine), "--pose-every", str(pose_every), "--stride", str(stride),
-           "--endpoint", endpoint, "--duration", str(seconds), "--no-listen", "--no-record", "-q"]
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve().parents[1] / "run_live.py"),
+        "--source",
+        str(video),
+        "--pose",
+        pose,
+        "--engine",
+        str(engine),
+        "--pose-every",
+        str(pose_every),
+        "--stride",
+        str(stride),
+        "--endpoint",
+        endpoint,
+        "--duration",
+        str(seconds),
+        "--no-listen",
+        "--no-record",
+        "-q",
+    ]
     if threads:
         cmd += ["--threads", str(threads)]
     cmd += ["--pose-thread" if pose_thread else "--no-pose-thread", "--precision", precision, "--rgb-batch", rgb_batch]
@@ -92,7 +121,9 @@ def run(video: Path, engine: Path, seconds: float, pose: str, pose_every: int, s
             except zmq.Again:
                 continue
             msg = decode(payload)
-            (windows if topic.startswith(b"mg.window") else statuses if topic.startswith(b"mg.status") else []).append(msg)
+            (windows if topic.startswith(b"mg.window") else statuses if topic.startswith(b"mg.status") else []).append(
+                msg
+            )
     finally:
         if proc.poll() is None:
             proc.terminate()
@@ -105,16 +136,26 @@ def run(video: Path, engine: Path, seconds: float, pose: str, pose_every: int, s
     lat = np.array([w["latency_ms"].get("capture_to_publish", np.nan) for w in windows], float)
     lat = lat[np.isfinite(lat)]
     span = (windows[-1]["t_publish"] - windows[0]["t_publish"]) if len(windows) > 1 else float("nan")
-    return {"seconds": seconds, "pose": pose, "pose_every": pose_every, "stride": stride,
-            "worker": "pose-thread" if pose_thread else "one-thread", "rgb_batch": rgb_batch,
-            "pose_workers": pose_workers if pose_thread else 1,
-            "windows_received": len(windows), "windows_per_s": (len(windows) - 1) / span if span else 0.0,
-            "fps_in": last.get("fps_in"), "fps_pose": last.get("fps_pose"),
-            "dropped_frames": last.get("dropped_frames"), "skipped_windows": last.get("skipped"),
-            "latency_p50_ms": float(np.percentile(lat, 50)) if lat.size else None,
-            "latency_p99_ms": float(np.percentile(lat, 99)) if lat.size else None,
-            "stage_ms_last": last.get("latency_ms"), "windows_reported": last.get("windows"),
-            "dropped_fraction": (last.get("dropped_frames") or 0) / max(1, int(seconds * 30 / pose_every))}
+    return {
+        "seconds": seconds,
+        "pose": pose,
+        "pose_every": pose_every,
+        "stride": stride,
+        "worker": "pose-thread" if pose_thread else "one-thread",
+        "rgb_batch": rgb_batch,
+        "pose_workers": pose_workers if pose_thread else 1,
+        "windows_received": len(windows),
+        "windows_per_s": (len(windows) - 1) / span if span else 0.0,
+        "fps_in": last.get("fps_in"),
+        "fps_pose": last.get("fps_pose"),
+        "dropped_frames": last.get("dropped_frames"),
+        "skipped_windows": last.get("skipped"),
+        "latency_p50_ms": float(np.percentile(lat, 50)) if lat.size else None,
+        "latency_p99_ms": float(np.percentile(lat, 99)) if lat.size else None,
+        "stage_ms_last": last.get("latency_ms"),
+        "windows_reported": last.get("windows"),
+        "dropped_fraction": (last.get("dropped_frames") or 0) / max(1, int(seconds * 30 / pose_every)),
+    }
 
 
 def main(argv: List[str] | None = None) -> int:
@@ -126,17 +167,41 @@ def main(argv: List[str] | None = None) -> int:
     ap.add_argument("--pose-every", type=int, nargs="+", default=[1, 2], help="Δp values to run")
     ap.add_argument("--stride", type=int, default=8)
     ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--worker", nargs="+", choices=("pose-thread", "one-thread"), default=["pose-thread"],
-                    help="worker modes to run for each Δp (default: %(default)s)")
-    ap.add_argument("--rgb-batch", nargs="+", choices=("each", "window"), default=["each"],
-                    help="when the worker encodes a window's new RGB frames, for each Δp (default: %(default)s)")
-    ap.add_argument("--precision", choices=("auto", "fp32", "int8"), default="auto",
-                    help="int8: export the dynamically quantised frame encoder too and run it (random weights "
-                    "cannot be validated, so auto means float32 here; default %(default)s)")
-    ap.add_argument("--pose-workers", type=int, nargs="+", default=[1], metavar="N",
-                    help="pose threads (each with its own backend) to run for each Δp, interleaved (default: [1])")
-    ap.add_argument("--workdir", type=Path, default=None,
-                    help="where the test video and the exported engine go (default: a new temporary folder)")
+    ap.add_argument(
+        "--worker",
+        nargs="+",
+        choices=("pose-thread", "one-thread"),
+        default=["pose-thread"],
+        help="worker modes to run for each Δp (default: %(default)s)",
+    )
+    ap.add_argument(
+        "--rgb-batch",
+        nargs="+",
+        choices=("each", "window"),
+        default=["each"],
+        help="when the worker encodes a window's new RGB frames, for each Δp (default: %(default)s)",
+    )
+    ap.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "int8"),
+        default="auto",
+        help="int8: export the dynamically quantised frame encoder too and run it (random weights "
+        "cannot be validated, so auto means float32 here; default %(default)s)",
+    )
+    ap.add_argument(
+        "--pose-workers",
+        type=int,
+        nargs="+",
+        default=[1],
+        metavar="N",
+        help="pose threads (each with its own backend) to run for each Δp, interleaved (default: [1])",
+    )
+    ap.add_argument(
+        "--workdir",
+        type=Path,
+        default=None,
+        help="where the test video and the exported engine go (default: a new temporary folder)",
+    )
     args = ap.parse_args(argv)
     if args.precision != "auto" and args.backend != "onnxruntime":
         ap.error("--precision needs --backend onnxruntime")
@@ -146,14 +211,40 @@ def main(argv: List[str] | None = None) -> int:
     if not video.is_file():
         write_video(video, args.seconds + 30)
     engine = make_engine(args.preset, work, args.backend, int8=args.precision == "int8")
-    results = [run(video, engine, args.seconds, args.pose, dp, args.stride, args.threads, mode == "pose-thread",
-                   args.precision, batch, n)
-               for dp in args.pose_every for mode in args.worker for batch in args.rgb_batch
-               for n in (args.pose_workers if mode == "pose-thread" else [1])]
+    results = [
+        run(
+            video,
+            engine,
+            args.seconds,
+            args.pose,
+            dp,
+            args.stride,
+            args.threads,
+            mode == "pose-thread",
+            args.precision,
+            batch,
+            n,
+        )
+        for dp in args.pose_every
+        for mode in args.worker
+        for batch in args.rgb_batch
+        for n in (args.pose_workers if mode == "pose-thread" else [1])
+    ]
     from .bench_cache import cpu_line
 
-    print(json.dumps({"preset": args.preset, "backend": args.backend, "precision": args.precision, "cpus": os.cpu_count(),
-                      "cpu": cpu_line(), "runs": results}, indent=1))
+    print(
+        json.dumps(
+            {
+                "preset": args.preset,
+                "backend": args.backend,
+                "precision": args.precision,
+                "cpus": os.cpu_count(),
+                "cpu": cpu_line(),
+                "runs": results,
+            },
+            indent=1,
+        )
+    )
     return 0
 
 

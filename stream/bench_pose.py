@@ -62,8 +62,9 @@ def _landmark_arrays(res: Any) -> List[Any]:
 
 
 def _same(a: List[Any], b: List[Any]) -> bool:
-    return all((x is None and y is None) or (x is not None and y is not None and np.array_equal(x, y))
-               for x, y in zip(a, b))
+    return all(
+        (x is None and y is None) or (x is not None and y is not None and np.array_equal(x, y)) for x, y in zip(a, b)
+    )
 
 
 def _round(process: Callable[[np.ndarray], Any], frames: List[np.ndarray]) -> tuple:
@@ -83,7 +84,7 @@ def run(frames: List[np.ndarray], rounds: int) -> Dict[str, Any]:
     timings: Dict[str, Dict[str, List[float]]] = {k: {"wall": [], "cpu": []} for k in ("shipped", "holistic")}
     same = True
     try:
-        for name, proc in (("shipped", shipped._holistic.process), ("holistic", stock.process)):
+        for proc in (shipped._holistic.process, stock.process):
             _round(proc, frames[:5])  # warm-up: the first frames load the models
         for _ in range(rounds):
             got = {}
@@ -96,16 +97,29 @@ def run(frames: List[np.ndarray], rounds: int) -> Dict[str, Any]:
         shipped.close()
         stock.close()
     med = {k: {m: statistics.median(v) for m, v in d.items()} for k, d in timings.items()}
-    return {"cpu": cpu_line(), "frames": len(frames), "rounds": rounds, "ms_per_frame": med,
-            "cpu_ratio": med["holistic"]["cpu"] / med["shipped"]["cpu"],
-            "wall_ratio": med["holistic"]["wall"] / med["shipped"]["wall"], "same_landmarks": same}
+    return {
+        "cpu": cpu_line(),
+        "frames": len(frames),
+        "rounds": rounds,
+        "ms_per_frame": med,
+        "cpu_ratio": med["holistic"]["cpu"] / med["shipped"]["cpu"],
+        "wall_ratio": med["holistic"]["wall"] / med["shipped"]["wall"],
+        "same_landmarks": same,
+    }
 
 
 def main(argv: List[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m clipmg.stream.bench_pose", description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--video", action="append", type=Path,
-                    help="a video or GIF to pose (repeatable; default: the shared real clips)")
+    ap = argparse.ArgumentParser(
+        prog="python -m clipmg.stream.bench_pose",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ap.add_argument(
+        "--video",
+        action="append",
+        type=Path,
+        help="a video or GIF to pose (repeatable; default: the shared real clips)",
+    )
     ap.add_argument("--rounds", type=int, default=3, help="rounds over all frames, per backend (default 3)")
     ap.add_argument("--json", action="store_true", help="print the result as one JSON object")
     ap.add_argument("-v", "--verbose", action="store_true", help="keep MediaPipe's native start-up messages")
@@ -130,8 +144,10 @@ def main(argv: List[str] | None = None) -> int:
         print(f"CPU: {r['cpu']}\n{r['frames']} frames × {r['rounds']} rounds, ms a frame (median of rounds)")
         for k, label in (("shipped", "shipped (Holistic without the face)"), ("holistic", "stock Holistic")):
             print(f"  {label:38s} wall {m[k]['wall']:6.1f}  cpu {m[k]['cpu']:6.1f}")
-        print(f"  CPU ratio {r['cpu_ratio']:.2f}×, wall ratio {r['wall_ratio']:.2f}×, "
-              f"same body and hand landmarks on every frame: {r['same_landmarks']}")
+        print(
+            f"  CPU ratio {r['cpu_ratio']:.2f}×, wall ratio {r['wall_ratio']:.2f}×, "
+            f"same body and hand landmarks on every frame: {r['same_landmarks']}"
+        )
         return 0
 
     return run_command("bench_pose", body)

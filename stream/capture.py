@@ -59,8 +59,9 @@ class CaptureError(RuntimeError):
 
 
 # --------------------------------------------------------------------------- pure helpers
-def fit_frame(frame: np.ndarray, keypoints: Optional[np.ndarray], max_height: int,
-              max_width: int) -> Tuple[np.ndarray, Optional[np.ndarray], bool]:
+def fit_frame(
+    frame: np.ndarray, keypoints: Optional[np.ndarray], max_height: int, max_width: int
+) -> Tuple[np.ndarray, Optional[np.ndarray], bool]:
     """Shrink ``frame`` ``(H, W, 3)`` to fit ``max_height x max_width`` keeping its aspect ratio.
 
     Returns ``(frame, keypoints, resized)``; keypoints ``(137, 3)`` get their x, y scaled by the
@@ -106,14 +107,26 @@ class _Reporter:
     def state_change(self, state: str, seq: int, detail: str = "", **extra: Any) -> None:
         assert state in STATES, state
         self.state = state
-        event = {"event": "source_state", "state": state, "source": self.source, "seq": seq,
-                 "t_wall": time.time(), "t_mono": time.monotonic(), "detail": detail, **extra}
+        event = {
+            "event": "source_state",
+            "state": state,
+            "source": self.source,
+            "seq": seq,
+            "t_wall": time.time(),
+            "t_mono": time.monotonic(),
+            "detail": detail,
+            **extra,
+        }
         # Standalone, a problem is a warning; under a supervisor (a status queue) the event is the
         # report, which the supervisor prints once: the log line stays at INFO, not duplicated.
-        level = {"stalled": logging.WARNING, "reconnecting": logging.WARNING,
-                 "failed": logging.ERROR}.get(state, logging.INFO) if self.queue is None else logging.INFO
-        log.log(level, "capture %s: %s%s", self.source, state,
-                f" ({self.scrub(detail)})" if detail else "")
+        level = (
+            {"stalled": logging.WARNING, "reconnecting": logging.WARNING, "failed": logging.ERROR}.get(
+                state, logging.INFO
+            )
+            if self.queue is None
+            else logging.INFO
+        )
+        log.log(level, "capture %s: %s%s", self.source, state, f" ({self.scrub(detail)})" if detail else "")
         self.emit(event)
 
 
@@ -143,11 +156,23 @@ class _Stop:
 
 
 # --------------------------------------------------------------------------- entry point
-def capture_main(source_spec: str, ring_name: str, status_queue: Any, stop_event: Any, *,
-                 pace: bool = True, open_timeout_s: float = 5.0, read_timeout_s: float = 5.0,
-                 max_backoff_s: float = 8.0, initial_backoff_s: float = 0.25,
-                 max_frames: Optional[int] = None, stats_interval_s: Optional[float] = None,
-                 frozen_timeout_s: Optional[float] = None, start_event: Any = None, **source_opts: Any) -> None:
+def capture_main(
+    source_spec: str,
+    ring_name: str,
+    status_queue: Any,
+    stop_event: Any,
+    *,
+    pace: bool = True,
+    open_timeout_s: float = 5.0,
+    read_timeout_s: float = 5.0,
+    max_backoff_s: float = 8.0,
+    initial_backoff_s: float = 0.25,
+    max_frames: Optional[int] = None,
+    stats_interval_s: Optional[float] = None,
+    frozen_timeout_s: Optional[float] = None,
+    start_event: Any = None,
+    **source_opts: Any,
+) -> None:
     """Run the capture loop until ``stop_event`` is set, the source ends, or it cannot go on.
 
     ``source_spec``: see :func:`~clipmg.stream.sources.open_source`. ``ring_name``: an existing
@@ -186,17 +211,26 @@ def capture_main(source_spec: str, ring_name: str, status_queue: Any, stop_event
             raise CaptureError(f"cannot attach frame ring {ring_name!r}: {e}") from None
         seq = ring.latest_seq()  # a restarted capture continues the numbering
         live = spec_is_live(source_spec)
-        loop = _CaptureLoop(ring, rep, stop, pace=pace, read_timeout_s=read_timeout_s,
-                            max_frames=max_frames, stats_interval_s=stats_interval_s, seq=seq,
-                            frozen_timeout_s=frozen_timeout_s)
+        loop = _CaptureLoop(
+            ring,
+            rep,
+            stop,
+            pace=pace,
+            read_timeout_s=read_timeout_s,
+            max_frames=max_frames,
+            stats_interval_s=stats_interval_s,
+            seq=seq,
+            frozen_timeout_s=frozen_timeout_s,
+        )
         backoff = Backoff(initial_backoff_s, max(initial_backoff_s, max_backoff_s))
         attempt = 0
         outage_since: Optional[float] = None
         while not stop.is_set():
             rep.state_change("opening", loop.seq, attempt=attempt)
             try:
-                src = open_source(source_spec, open_timeout_s=open_timeout_s,
-                                  read_timeout_s=read_timeout_s, **source_opts)
+                src = open_source(
+                    source_spec, open_timeout_s=open_timeout_s, read_timeout_s=read_timeout_s, **source_opts
+                )
             except SourceOpenError as e:
                 if not live:
                     rep.state_change("failed", loop.seq, str(e))
@@ -238,8 +272,9 @@ def capture_main(source_spec: str, ring_name: str, status_queue: Any, stop_event
             rep.state_change("stalled", loop.seq, detail)
             attempt += 1
             delay = backoff.take()
-            rep.state_change("reconnecting", loop.seq, "releasing and reopening", attempt=attempt,
-                             backoff_s=round(delay, 3))
+            rep.state_change(
+                "reconnecting", loop.seq, "releasing and reopening", attempt=attempt, backoff_s=round(delay, 3)
+            )
             if stop.wait(delay):
                 break
         rep.state_change("stopped", loop.seq, loop.stop_detail or "stop requested")
@@ -260,10 +295,19 @@ def capture_main(source_spec: str, ring_name: str, status_queue: Any, stop_event
 class _CaptureLoop:
     """The read -> pace -> fit -> number -> write loop over one opened source."""
 
-    def __init__(self, ring: FrameRing, rep: _Reporter, stop: _Stop, *, pace: bool,
-                 read_timeout_s: float, max_frames: Optional[int],
-                 stats_interval_s: Optional[float], seq: int,
-                 frozen_timeout_s: Optional[float] = None) -> None:
+    def __init__(
+        self,
+        ring: FrameRing,
+        rep: _Reporter,
+        stop: _Stop,
+        *,
+        pace: bool,
+        read_timeout_s: float,
+        max_frames: Optional[int],
+        stats_interval_s: Optional[float],
+        seq: int,
+        frozen_timeout_s: Optional[float] = None,
+    ) -> None:
         self.ring, self.rep, self.stop = ring, rep, stop
         self.frozen_timeout_s = frozen_timeout_s
         self.pace = pace
@@ -311,14 +355,20 @@ class _CaptureLoop:
             t_mono, t_wall = time.monotonic(), time.time()
             last_frame_t = t_mono
             if frozen.still(frame, t_mono):
-                return "dropped", (f"frozen picture: identical frames for "
-                                   f"{self.frozen_timeout_s:g} s")
+                return "dropped", (f"frozen picture: identical frames for {self.frozen_timeout_s:g} s")
             self._check_format(src, frame)
             try:
                 frame, kp, resized = fit_frame(frame, kp, self.ring.max_height, self.ring.max_width)
             except Exception as e:  # a frame OpenCV cannot resize: report and skip it
-                self.rep.emit({"event": "source_format", "source": self.rep.source,
-                               "seq": self.seq, "action": "skipped", "detail": str(e)})
+                self.rep.emit(
+                    {
+                        "event": "source_format",
+                        "source": self.rep.source,
+                        "seq": self.seq,
+                        "action": "skipped",
+                        "detail": str(e),
+                    }
+                )
                 continue
             self.resized += resized
             self.seq += 1
@@ -339,22 +389,40 @@ class _CaptureLoop:
         self.format = fmt
         raw = fmt[0] or (frame.shape, str(frame.dtype))
         fits = frame.shape[0] <= self.ring.max_height and frame.shape[1] <= self.ring.max_width
-        action = "as is" if fits else (f"resized to fit {self.ring.max_width}x"
-                                       f"{self.ring.max_height}")
+        action = "as is" if fits else (f"resized to fit {self.ring.max_width}x{self.ring.max_height}")
         if not first:
-            log.warning("capture %s: frame format changed mid-stream to %s %s (%s)",
-                        self.rep.source, raw[0], raw[1], action)
-        self.rep.emit({"event": "source_format", "source": self.rep.source, "seq": self.seq + 1,
-                       "shape": list(raw[0]), "dtype": raw[1], "changed": not first,
-                       "action": "converted to RGB, " + action, "t_wall": time.time()})
+            log.warning(
+                "capture %s: frame format changed mid-stream to %s %s (%s)", self.rep.source, raw[0], raw[1], action
+            )
+        self.rep.emit(
+            {
+                "event": "source_format",
+                "source": self.rep.source,
+                "seq": self.seq + 1,
+                "shape": list(raw[0]),
+                "dtype": raw[1],
+                "changed": not first,
+                "action": "converted to RGB, " + action,
+                "t_wall": time.time(),
+            }
+        )
 
     def _maybe_stats(self, now: float) -> None:
         if self.stats_interval_s is None or now - self._stats_t < self.stats_interval_s:
             return
         fps = (self.frames_total - self._stats_n) / max(1e-9, now - self._stats_t)
-        self.rep.emit({"event": "capture_stats", "source": self.rep.source, "seq": self.seq,
-                       "fps": round(fps, 2), "frames": self.frames_total, "resized": self.resized,
-                       "status_dropped": self.rep.dropped, "t_wall": time.time()})
+        self.rep.emit(
+            {
+                "event": "capture_stats",
+                "source": self.rep.source,
+                "seq": self.seq,
+                "fps": round(fps, 2),
+                "frames": self.frames_total,
+                "resized": self.resized,
+                "status_dropped": self.rep.dropped,
+                "t_wall": time.time(),
+            }
+        )
         self._stats_t, self._stats_n = now, self.frames_total
 
 

@@ -39,8 +39,14 @@ STREAM_ID = re.compile(STREAM_ID_PATTERN)
 DEMO_DURATION_S = 20.0  # the demo stops by itself after this long
 DEMO_RECORD = "clipmg-demo.mp4"  # the demo's annotated video
 # --source-option keys the capture process takes as seconds (stream/capture.py: capture_main)
-TIMING_SOURCE_OPTIONS = ("open_timeout_s", "read_timeout_s", "initial_backoff_s", "max_backoff_s",
-                         "frozen_timeout_s", "stats_interval_s")
+TIMING_SOURCE_OPTIONS = (
+    "open_timeout_s",
+    "read_timeout_s",
+    "initial_backoff_s",
+    "max_backoff_s",
+    "frozen_timeout_s",
+    "stats_interval_s",
+)
 MAX_SIDE = 8192  # --max-size: the largest frame side the ring is made for
 MAX_SIZE = (1280, 720)  # --max-size default: the largest frame (width, height) the ring accepts
 MAX_FPS = 1000.0  # --source-option fps=: the largest frame rate a source may be given (the capture's own limit)
@@ -50,8 +56,7 @@ TRUE_WORDS, FALSE_WORDS = ("true", "1", "yes"), ("false", "0", "no")  # how a bo
 # capture's own keys apply to every source; each kind adds the keys its source class takes.
 CAPTURE_SOURCE_OPTIONS = (*TIMING_SOURCE_OPTIONS, "pace", "max_frames")
 SOURCE_OPTIONS: Dict[str, Tuple[str, ...]] = {
-    "synthetic": ("fps", "width", "height", "keypoints", "clip_frames", "gap_frames", "noise_px", "dropout",
-                  "classes"),
+    "synthetic": ("fps", "width", "height", "keypoints", "clip_frames", "gap_frames", "noise_px", "dropout", "classes"),
     "webcam": ("fps", "width", "height", "api"),
     "stream": ("ffmpeg_options", "api"),
     "folder": ("fps", "loop"),
@@ -93,77 +98,162 @@ class StreamConfig:
     every value against them. Fields are in the order of ``clipmg-live --help``."""
 
     # --- source (capture) -------------------------------------------------------------------------
-    source: str = setting("synthetic", "webcam index, RTSP/HTTP URL, video file, image folder or "
-                          "'synthetic[:SEED]' (default: %(default)s)", group=SOURCE, also=(
-                              (("--source-env",), dict(default=None, metavar="VAR", help=(
-                                  "read the source from this environment variable instead of --source, so that "
-                                  "a URL with credentials never appears in the process list"))),
-                              (("--source-file",), dict(default=None, metavar="PATH", help=(
-                                  "read the source from the first line of this file (keep it private: "
-                                  "chmod 600)")))))
+    source: str = setting(
+        "synthetic",
+        "webcam index, RTSP/HTTP URL, video file, image folder or 'synthetic[:SEED]' (default: %(default)s)",
+        group=SOURCE,
+        also=(
+            (
+                ("--source-env",),
+                dict(
+                    default=None,
+                    metavar="VAR",
+                    help=(
+                        "read the source from this environment variable instead of --source, so that "
+                        "a URL with credentials never appears in the process list"
+                    ),
+                ),
+            ),
+            (
+                ("--source-file",),
+                dict(
+                    default=None,
+                    metavar="PATH",
+                    help=("read the source from the first line of this file (keep it private: chmod 600)"),
+                ),
+            ),
+        ),
+    )
     stream_id: str = setting("cam0", "stream name in topics and messages (default: %(default)s)", group=SOURCE)
-    pace: bool = setting(True, "read files as fast as possible instead of at their fps", group=SOURCE,
-                         flag="--no-pace", action="store_true", flag_default=False)  # files: play at their own fps
+    pace: bool = setting(
+        True,
+        "read files as fast as possible instead of at their fps",
+        group=SOURCE,
+        flag="--no-pace",
+        action="store_true",
+        flag_default=False,
+    )  # files: play at their own fps
     source_options: Tuple[Tuple[str, Any], ...] = setting(
-        (), "extra source option (repeatable): loop=true plays a file, folder or GIF again and again (windows "
+        (),
+        "extra source option (repeatable): loop=true plays a file, folder or GIF again and again (windows "
         "then span the seam; true/false/yes/no/1/0); fps=15 paces a folder or file (at most "
         f"{MAX_FPS:g}); width=1280 height=720 ask a webcam for a size; read_timeout_s=2 ... (an unknown key "
-        "is refused with the keys of that kind of source; docs/capture.md lists them all)", group=SOURCE,
-        flag="--source-option", type=_kv, action="append", metavar="KEY=VALUE")
+        "is refused with the keys of that kind of source; docs/capture.md lists them all)",
+        group=SOURCE,
+        flag="--source-option",
+        type=_kv,
+        action="append",
+        metavar="KEY=VALUE",
+    )
     ring_slots: int = setting(64, "frames in the shared-memory ring", Range(4, 100_000), group=SOURCE)
     # --max-size WxH sets both (bigger frames are resized); validate() checks them together
-    max_width: int = setting(MAX_SIZE[0], "largest frame kept; bigger frames are shrunk (default 1280x720)",
-                             group=SOURCE, flag="--max-size", type=_size, flag_default=MAX_SIZE, metavar="WxH")
+    max_width: int = setting(
+        MAX_SIZE[0],
+        "largest frame kept; bigger frames are shrunk (default 1280x720)",
+        group=SOURCE,
+        flag="--max-size",
+        type=_size,
+        flag_default=MAX_SIZE,
+        metavar="WxH",
+    )
     max_height: int = MAX_SIZE[1]  # largest frame height the ring accepts
-    open_timeout_s: float = setting(5.0, "capture: give up opening a source after this long", Range(0, open="lo"),
-                                    flag=NO_FLAG)
-    read_timeout_s: float = setting(5.0, "capture: a read that blocks longer counts as a stall", Range(0, open="lo"),
-                                    flag=NO_FLAG)
+    open_timeout_s: float = setting(
+        5.0, "capture: give up opening a source after this long", Range(0, open="lo"), flag=NO_FLAG
+    )
+    read_timeout_s: float = setting(
+        5.0, "capture: a read that blocks longer counts as a stall", Range(0, open="lo"), flag=NO_FLAG
+    )
 
     # --- model and pose ---------------------------------------------------------------------------
-    engine: Optional[str] = setting(None, "checkpoint (.safetensors) or exported engine directory; default: the "
-                                    "synthetic demo model", group=MODEL)
+    engine: Optional[str] = setting(
+        None, "checkpoint (.safetensors) or exported engine directory; default: the synthetic demo model", group=MODEL
+    )
     device: str = setting("cpu", "torch device for a checkpoint (default: %(default)s)", group=MODEL)
-    threads: Optional[int] = setting(None, "CPU threads for the engine (default: half the cores)", Range(1, 1024),
-                                     group=MODEL)
-    precision: str = setting("auto", "frame encoder precision of an exported ONNX engine: auto uses its int8 encoder "
-                             "only where the export measured it safe (default: %(default)s)", PRECISIONS, group=MODEL)
+    threads: Optional[int] = setting(
+        None, "CPU threads for the engine (default: half the cores)", Range(1, 1024), group=MODEL
+    )
+    precision: str = setting(
+        "auto",
+        "frame encoder precision of an exported ONNX engine: auto uses its int8 encoder "
+        "only where the export measured it safe (default: %(default)s)",
+        PRECISIONS,
+        group=MODEL,
+    )
     # None: 'synthetic' for the synthetic source, else 'mediapipe' (pose_backend); validate() checks the name
-    pose: Optional[str] = setting(None, "pose backend: synthetic, mediapipe, openpose or replay (default: synthetic "
-                                  "for the synthetic source, mediapipe otherwise)", group=MODEL)
+    pose: Optional[str] = setting(
+        None,
+        "pose backend: synthetic, mediapipe, openpose or replay (default: synthetic "
+        "for the synthetic source, mediapipe otherwise)",
+        group=MODEL,
+    )
     pose_options: Tuple[Tuple[str, Any], ...] = setting(
-        (), "extra pose backend option, e.g. path=keypoints.npy for replay (repeatable)", group=MODEL,
-        flag="--pose-option", type=_kv, action="append", metavar="KEY=VALUE")
-    pose_cache: bool = setting(True, "compute each pose group's share of the skeleton encoder once (default: on; "
-                               "engines without the pose-stage graphs run the whole head either way)", group=MODEL)
-    rgb_batch: str = setting("each", "each: encode every RGB frame as soon as it is posed (default: the lowest "
-                             "latency); window: encode a window's new RGB frames in one call once the last of them "
-                             "is posed (less CPU a window, later answers; docs/benchmarks.md)", RGB_BATCHES,
-                             group=MODEL)
-    pose_thread: bool = setting(True, "run pose in its own thread, alongside the engine (default: on; "
-                                "--no-pose-thread runs pose and engine in turn in one thread)", group=MODEL)
-    pose_workers: int = setting(1, "pose threads, each with its own pose backend, estimating samples side by side: "
-                                "2 lets MediaPipe keep up at --pose-every 2 on a 2-core CPU, where one instance is "
-                                "busy all the time and falls behind (docs/benchmarks.md); needs --pose-thread "
-                                "(default: %(default)s)", Range(1, 8), group=MODEL, metavar="N")
+        (),
+        "extra pose backend option, e.g. path=keypoints.npy for replay (repeatable)",
+        group=MODEL,
+        flag="--pose-option",
+        type=_kv,
+        action="append",
+        metavar="KEY=VALUE",
+    )
+    pose_cache: bool = setting(
+        True,
+        "compute each pose group's share of the skeleton encoder once (default: on; "
+        "engines without the pose-stage graphs run the whole head either way)",
+        group=MODEL,
+    )
+    rgb_batch: str = setting(
+        "each",
+        "each: encode every RGB frame as soon as it is posed (default: the lowest "
+        "latency); window: encode a window's new RGB frames in one call once the last of them "
+        "is posed (less CPU a window, later answers; docs/benchmarks.md)",
+        RGB_BATCHES,
+        group=MODEL,
+    )
+    pose_thread: bool = setting(
+        True,
+        "run pose in its own thread, alongside the engine (default: on; "
+        "--no-pose-thread runs pose and engine in turn in one thread)",
+        group=MODEL,
+    )
+    pose_workers: int = setting(
+        1,
+        "pose threads, each with its own pose backend, estimating samples side by side: "
+        "2 lets MediaPipe keep up at --pose-every 2 on a 2-core CPU, where one instance is "
+        "busy all the time and falls behind (docs/benchmarks.md); needs --pose-thread "
+        "(default: %(default)s)",
+        Range(1, 8),
+        group=MODEL,
+        metavar="N",
+    )
     demo: bool = False  # True when the engine is the synthetic demo model (said plainly on start)
 
     # --- windows and decisions (streaming.md "Frame clock and windows") ----------------------------
-    stride: int = setting(8, "S: pose samples between windows, a multiple of 4 (default: %(default)s)", Range(1),
-                          group=DECISIONS)
-    pose_every: int = setting(1, "Δp: pose on every Δp-th frame (default: %(default)s)", Range(1, 1000),
-                              group=DECISIONS)
+    stride: int = setting(
+        8, "S: pose samples between windows, a multiple of 4 (default: %(default)s)", Range(1), group=DECISIONS
+    )
+    pose_every: int = setting(
+        1, "Δp: pose on every Δp-th frame (default: %(default)s)", Range(1, 1000), group=DECISIONS
+    )
     top_k: int = setting(3, "labels per window message (default: %(default)s)", Range(1), group=DECISIONS)
     threshold: float = setting(0.0, "decide a label only at this probability", Range(0, 1), group=DECISIONS)
-    no_person: str = setting("answer", "windows without a person: publish the model's answer or none "
-                             "(default: %(default)s)", NO_PERSON_POLICIES, group=DECISIONS)
+    no_person: str = setting(
+        "answer",
+        "windows without a person: publish the model's answer or none (default: %(default)s)",
+        NO_PERSON_POLICIES,
+        group=DECISIONS,
+    )
     event_threshold: float = setting(0.6, "gesture start probability", Range(0, 1, "lo"), group=DECISIONS)
     event_hysteresis: float = setting(0.15, "gesture end = threshold - this", Range(0, 1), group=DECISIONS)
-    event_min_duration_s: float = setting(0.3, "seconds above threshold", Range(0, 3600), group=DECISIONS,
-                                          flag="--event-min-duration")
-    event_release_s: float = setting(0.0, "seconds below threshold - hysteresis before a gesture ends "
-                                     "(default: %(default)s)", Range(0, 3600), group=DECISIONS,
-                                     flag="--event-release")
+    event_min_duration_s: float = setting(
+        0.3, "seconds above threshold", Range(0, 3600), group=DECISIONS, flag="--event-min-duration"
+    )
+    event_release_s: float = setting(
+        0.0,
+        "seconds below threshold - hysteresis before a gesture ends (default: %(default)s)",
+        Range(0, 3600),
+        group=DECISIONS,
+        flag="--event-release",
+    )
     include_logits: bool = setting(False, "add raw logits to window messages", group=DECISIONS, flag="--logits")
     background: Tuple[str, ...] = BACKGROUND_LABELS  # labels never decided
 
@@ -171,35 +261,56 @@ class StreamConfig:
     endpoint: str = setting(DEFAULT_ENDPOINT, f"PUB endpoint (default: {DEFAULT_ENDPOINT})", group=PUBLISHING)
     allow_remote: bool = setting(False, "allow binding a non-loopback interface", group=PUBLISHING)
     fmt: str = setting("json", "payload encoding", FORMATS, group=PUBLISHING, flag="--format", dest="fmt")
-    sndhwm: int = setting(100, "messages queued per subscriber before dropping", Range(1), group=PUBLISHING,
-                          flag="--hwm")
-    heartbeat_s: float = setting(1.0, "status message period in seconds", Range(0, 3600, "lo"), group=PUBLISHING,
-                                 flag="--heartbeat")
-    curve_secret_key: Optional[str] = setting(None, "CURVE: the server's secret certificate file", group=PUBLISHING,
-                                              flag="--curve-secret")
-    curve_allow_dir: Optional[str] = setting(None, "CURVE: folder of allowed client public certificates",
-                                             group=PUBLISHING, flag="--curve-allow")
+    sndhwm: int = setting(
+        100, "messages queued per subscriber before dropping", Range(1), group=PUBLISHING, flag="--hwm"
+    )
+    heartbeat_s: float = setting(
+        1.0, "status message period in seconds", Range(0, 3600, "lo"), group=PUBLISHING, flag="--heartbeat"
+    )
+    curve_secret_key: Optional[str] = setting(
+        None, "CURVE: the server's secret certificate file", group=PUBLISHING, flag="--curve-secret"
+    )
+    curve_allow_dir: Optional[str] = setting(
+        None, "CURVE: folder of allowed client public certificates", group=PUBLISHING, flag="--curve-allow"
+    )
 
     # --- run control and supervision ----------------------------------------------------------------
-    duration_s: Optional[float] = setting(None, "stop after this many seconds of recognition (0: run until "
-                                          "stopped; demo default 20)", Range(0, open="lo"), group=RUN,
-                                          flag="--duration")
+    duration_s: Optional[float] = setting(
+        None,
+        "stop after this many seconds of recognition (0: run until stopped; demo default 20)",
+        Range(0, open="lo"),
+        group=RUN,
+        flag="--duration",
+    )
     max_windows: Optional[int] = setting(None, "stop after this many windows", Range(1), group=RUN)
     display: bool = setting(False, "show an OpenCV window (frame, skeleton, top-3, fps, latency)", group=RUN)
-    record: Optional[str] = setting(None, f"write the annotated video (demo default {DEMO_RECORD})", group=RUN,
-                                    metavar="OUT.mp4", also=(
-                                        (("--no-record",), dict(action="store_true",
-                                                                help="do not write the demo's video")),))
-    listen: bool = setting(False, "start a listener printing the messages (demo default)", group=RUN,
-                           action="store_true", flag_default=None, exclusive=True, also=(
-                               (("--no-listen",), dict(dest="listen", action="store_false", help="no listener")),))
-    verbose: bool = setting(False, "also show the pose library's own start-up messages (MediaPipe, TensorFlow "
-                            "Lite, absl)", group=RUN, flag=("-v", "--verbose"))
-    restart_backoff_s: float = setting(0.5, "first delay before restarting a crashed worker (doubles each time)",
-                                       Range(0, 3600, "lo"), flag=NO_FLAG)
+    record: Optional[str] = setting(
+        None,
+        f"write the annotated video (demo default {DEMO_RECORD})",
+        group=RUN,
+        metavar="OUT.mp4",
+        also=((("--no-record",), dict(action="store_true", help="do not write the demo's video")),),
+    )
+    listen: bool = setting(
+        False,
+        "start a listener printing the messages (demo default)",
+        group=RUN,
+        action="store_true",
+        flag_default=None,
+        exclusive=True,
+        also=((("--no-listen",), dict(dest="listen", action="store_false", help="no listener")),),
+    )
+    verbose: bool = setting(
+        False,
+        "also show the pose library's own start-up messages (MediaPipe, TensorFlow Lite, absl)",
+        group=RUN,
+        flag=("-v", "--verbose"),
+    )
+    restart_backoff_s: float = setting(
+        0.5, "first delay before restarting a crashed worker (doubles each time)", Range(0, 3600, "lo"), flag=NO_FLAG
+    )
     restart_backoff_max_s: float = setting(10.0, "cap of the restart delay", Range(0, 3600, "lo"), flag=NO_FLAG)
-    max_restarts: int = setting(20, "give up (exit non-zero) after this many worker restarts", Range(0),
-                                flag=NO_FLAG)
+    max_restarts: int = setting(20, "give up (exit non-zero) after this many worker restarts", Range(0), flag=NO_FLAG)
 
     @property
     def pose_backend(self) -> str:
@@ -224,25 +335,37 @@ class StreamConfig:
         """Raise ``ConfigError`` (one sentence) for a configuration that cannot run; return self."""
         settings.check_fields(self, terse=True)  # every range and name declared on the fields
         if not all(isinstance(v, int) and 16 <= v <= MAX_SIDE for v in (self.max_width, self.max_height)):
-            raise ConfigError(f"--max-size {self.max_width}x{self.max_height} is not allowed: give WIDTHxHEIGHT of "
-                              f"at least 16x16 and at most {MAX_SIDE}x{MAX_SIDE} pixels")
+            raise ConfigError(
+                f"--max-size {self.max_width}x{self.max_height} is not allowed: give WIDTHxHEIGHT of "
+                f"at least 16x16 and at most {MAX_SIDE}x{MAX_SIDE} pixels"
+            )
         if not STREAM_ID.match(self.stream_id):
-            raise ConfigError(f"stream id {self.stream_id!r} must be 1-64 letters, digits, '_' or '-' "
-                              f"(it becomes part of the topic mg.window.<stream>)")
+            raise ConfigError(
+                f"stream id {self.stream_id!r} must be 1-64 letters, digits, '_' or '-' "
+                f"(it becomes part of the topic mg.window.<stream>)"
+            )
         if self.stride < group or self.stride % group:
-            raise ConfigError(f"--stride {self.stride} must be a positive multiple of {group} (the pose samples "
-                              f"per RGB frame), e.g. 4, 8 or 16")
+            raise ConfigError(
+                f"--stride {self.stride} must be a positive multiple of {group} (the pose samples "
+                f"per RGB frame), e.g. 4, 8 or 16"
+            )
         if self.stride > pose_frames:
-            raise ConfigError(f"--stride {self.stride} is larger than the {pose_frames}-sample window: "
-                              f"samples between windows would never be used; choose at most {pose_frames}")
+            raise ConfigError(
+                f"--stride {self.stride} is larger than the {pose_frames}-sample window: "
+                f"samples between windows would never be used; choose at most {pose_frames}"
+            )
         if self.pose_backend not in POSE_BACKENDS:
             raise ConfigError(f"unknown pose backend {self.pose_backend!r}; choose one of {', '.join(POSE_BACKENDS)}")
         if not self.event_hysteresis < self.event_threshold:
-            raise ConfigError(f"--event-hysteresis {self.event_hysteresis:g} must be below --event-threshold "
-                              f"{self.event_threshold:g} (a gesture ends at threshold - hysteresis)")
+            raise ConfigError(
+                f"--event-hysteresis {self.event_hysteresis:g} must be below --event-threshold "
+                f"{self.event_threshold:g} (a gesture ends at threshold - hysteresis)"
+            )
         if self.ring_slots < 4 * self.pose_every:
-            raise ConfigError(f"--ring-slots {self.ring_slots} is too small for --pose-every {self.pose_every}: "
-                              f"give at least {4 * self.pose_every} slots")
+            raise ConfigError(
+                f"--ring-slots {self.ring_slots} is too small for --pose-every {self.pose_every}: "
+                f"give at least {4 * self.pose_every} slots"
+            )
         if self.pose_workers > 1 and not self.pose_thread:
             raise ConfigError(f"--pose-workers {self.pose_workers} needs the pose thread: drop --no-pose-thread")
         if self.curve_allow_dir and not self.curve_secret_key:
@@ -267,7 +390,7 @@ def source_kind(source: str) -> str:
         return "webcam"
     if re.match(r"^[A-Za-z][A-Za-z0-9+.\-]*://", s) and not s.startswith("file://"):
         return "stream"
-    s = s[len("file://"):] if s.startswith("file://") else s
+    s = s[len("file://") :] if s.startswith("file://") else s
     return "folder" if Path(s).expanduser().is_dir() else "file"
 
 
@@ -277,8 +400,9 @@ def _bool_option(key: str, value: Any) -> bool:
     word = str(value).strip().lower()
     if word in TRUE_WORDS or word in FALSE_WORDS:
         return word in TRUE_WORDS
-    raise ConfigError(f"--source-option {key}={value!r} is not a boolean: give one of "
-                      f"{', '.join(TRUE_WORDS + FALSE_WORDS)}")
+    raise ConfigError(
+        f"--source-option {key}={value!r} is not a boolean: give one of {', '.join(TRUE_WORDS + FALSE_WORDS)}"
+    )
 
 
 def normalize_source_options(source: str, options: Any) -> Tuple[Tuple[str, Any], ...]:
@@ -290,24 +414,34 @@ def normalize_source_options(source: str, options: Any) -> Tuple[Tuple[str, Any]
     out = []
     for key, value in options:
         if key not in known:
-            raise ConfigError(f"--source-option {key}: not an option of a {kind} source; its options are "
-                              f"{', '.join(known)} (docs/capture.md)")
+            raise ConfigError(
+                f"--source-option {key}: not an option of a {kind} source; its options are "
+                f"{', '.join(known)} (docs/capture.md)"
+            )
         if key in ("loop", "pace"):
             value = _bool_option(key, value)
         elif key in TIMING_SOURCE_OPTIONS:
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value > 0):
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not (math.isfinite(value) and value > 0)
+            ):
                 raise ConfigError(f"--source-option {key}={value!r}: expected a positive number of seconds")
         elif key == "fps":
             lo, hi = (1.0, 120.0) if kind == "synthetic" else (0.0, MAX_FPS)
             ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
             if not ok or not (lo <= value <= hi if kind == "synthetic" else lo < value <= hi):
                 rng = f"[{lo:g}, {hi:g}]" if kind == "synthetic" else f"(0, {hi:g}]"
-                raise ConfigError(f"--source-option fps={value!r} is not allowed: give frames per second in {rng}"
-                                  + (" for the synthetic source" if kind == "synthetic" else ""))
+                raise ConfigError(
+                    f"--source-option fps={value!r} is not allowed: give frames per second in {rng}"
+                    + (" for the synthetic source" if kind == "synthetic" else "")
+                )
         elif key in ("width", "height", "max_frames", "api"):
             lo = 0 if key == "api" else (64 if kind == "synthetic" else 1)
-            top = {"width": 1920 if kind == "synthetic" else MAX_SIDE,
-                   "height": 1080 if kind == "synthetic" else MAX_SIDE}.get(key)
+            top = {
+                "width": 1920 if kind == "synthetic" else MAX_SIDE,
+                "height": 1080 if kind == "synthetic" else MAX_SIDE,
+            }.get(key)
             check_number(f"--source-option {key}", value, Range(lo, INF if top is None else top), integer=True)
             value = int(value)
         elif key == "keypoints" and value not in ("exact", "observed"):
@@ -324,8 +458,11 @@ def _check_synthetic_options(opts: Dict[str, Any]) -> None:
     """The synthetic generator's own check of its options (frame size, clip lengths, classes)."""
     from clipmg.model import synthetic as synth
 
-    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in opts.items()
-              if k in synth.SynthConfig.__dataclass_fields__}
+    fields = {
+        k: tuple(v) if isinstance(v, list) else v
+        for k, v in opts.items()
+        if k in synth.SynthConfig.__dataclass_fields__
+    }
     try:
         synth.SynthConfig(**fields)
     except (TypeError, ValueError) as e:
@@ -370,8 +507,10 @@ def check_endpoint(endpoint: str, allow_remote: bool) -> bool:
     except ValueError:  # an interface name, a host name or '*': not loopback by construction
         loop = False
     if not loop and not allow_remote:
-        raise ConfigError(f"endpoint {endpoint} is not a loopback address; other machines could subscribe. "
-                          f"Pass --allow-remote to bind it on purpose (and consider --curve-secret)")
+        raise ConfigError(
+            f"endpoint {endpoint} is not a loopback address; other machines could subscribe. "
+            f"Pass --allow-remote to bind it on purpose (and consider --curve-secret)"
+        )
     return not loop
 
 
@@ -380,8 +519,10 @@ def build_parser() -> argparse.ArgumentParser:
     """``clipmg-live``'s command line: one flag per flagged ``StreamConfig`` field (and the flags that
     feed one: ``--source-env``, ``--source-file``, ``--no-record``, ``--no-listen``), plus ``--quiet``."""
     ap = argparse.ArgumentParser(
-        prog="clipmg-live", description="Live micro-gesture recognition: capture -> pose -> CLIP-MG -> ZeroMQ. "
-        "With no --engine: the built-in synthetic demo (stops by itself after 20 s).")
+        prog="clipmg-live",
+        description="Live micro-gesture recognition: capture -> pose -> CLIP-MG -> ZeroMQ. "
+        "With no --engine: the built-in synthetic demo (stops by itself after 20 s).",
+    )
     settings.add_arguments(ap, StreamConfig)
     run = next(g for g in ap._action_groups if g.title == RUN)
     run.add_argument("-q", "--quiet", action="store_true", help="no live summary lines")  # the supervisor's
@@ -422,14 +563,21 @@ def config_from_args(args: argparse.Namespace) -> StreamConfig:
         duration = DEMO_DURATION_S
     source = resolve_source(args)
     width, height = args.max_size
-    return StreamConfig(**{
-        **settings.values_from_args(StreamConfig, args),
-        "source": source, "source_options": normalize_source_options(source, args.source_option),
-        "pace": not args.no_pace, "max_width": width, "max_height": height,
-        "pose_options": tuple(args.pose_option), "demo": demo,
-        "duration_s": duration or None,  # --duration 0: run until stopped
-        "record": None if args.no_record else (args.record or (DEMO_RECORD if demo else None)),
-        "listen": args.listen if args.listen is not None else demo})
+    return StreamConfig(
+        **{
+            **settings.values_from_args(StreamConfig, args),
+            "source": source,
+            "source_options": normalize_source_options(source, args.source_option),
+            "pace": not args.no_pace,
+            "max_width": width,
+            "max_height": height,
+            "pose_options": tuple(args.pose_option),
+            "demo": demo,
+            "duration_s": duration or None,  # --duration 0: run until stopped
+            "record": None if args.no_record else (args.record or (DEMO_RECORD if demo else None)),
+            "listen": args.listen if args.listen is not None else demo,
+        }
+    )
 
 
 def check_source(cfg: StreamConfig) -> None:
@@ -444,10 +592,12 @@ def check_source(cfg: StreamConfig) -> None:
         if s.startswith("synthetic:") and not s.partition(":")[2].isdigit():
             raise ConfigError(f"synthetic source seed must be an integer, got {s!r}")
         return
-    s = s[len("file://"):] if s.startswith("file://") else s
+    s = s[len("file://") :] if s.startswith("file://") else s
     if not Path(s).expanduser().exists():
-        raise ConfigError(f"--source {redact_url(s)}: no such file or folder (give a webcam index, a URL, a video "
-                          f"file, an image folder or 'synthetic')")
+        raise ConfigError(
+            f"--source {redact_url(s)}: no such file or folder (give a webcam index, a URL, a video "
+            f"file, an image folder or 'synthetic')"
+        )
 
 
 def check_source_url(url: str) -> None:
@@ -485,5 +635,7 @@ def check_ring_fits(cfg: StreamConfig) -> None:
     except OSError:  # no /dev/shm (not Linux): let the operating system decide
         return
     if need > 0.8 * free:
-        raise ConfigError(f"{cfg.ring_slots} slots of {cfg.max_width}x{cfg.max_height} need {need / 2**20:.0f} MiB but "
-                          f"/dev/shm has {free / 2**20:.0f} MiB free; lower --ring-slots or --max-size")
+        raise ConfigError(
+            f"{cfg.ring_slots} slots of {cfg.max_width}x{cfg.max_height} need {need / 2**20:.0f} MiB but "
+            f"/dev/shm has {free / 2**20:.0f} MiB free; lower --ring-slots or --max-size"
+        )

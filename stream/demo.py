@@ -18,8 +18,10 @@ from pathlib import Path
 ASSETS = Path(__file__).resolve().parent / "assets"
 DEMO_CHECKPOINT = ASSETS / "demo-tiny-synth.safetensors"
 DEMO_EXPORT = ASSETS / "demo-tiny-synth-onnx"
-DEMO_NOTICE = ("this is the synthetic demo model: a tiny CLIP-MG trained on clipmg's synthetic micro-gesture "
-               "set; its labels mean nothing for real people (train your own with clipmg-train)")
+DEMO_NOTICE = (
+    "this is the synthetic demo model: a tiny CLIP-MG trained on clipmg's synthetic micro-gesture "
+    "set; its labels mean nothing for real people (train your own with clipmg-train)"
+)
 BACKENDS = ("auto", "onnxruntime", "torch")
 
 
@@ -36,9 +38,13 @@ def demo_model(backend: str = "auto") -> Path:
     if backend != "torch" and (DEMO_EXPORT / "manifest.json").is_file() and _installed("onnxruntime"):
         return DEMO_EXPORT
     if backend == "onnxruntime":
-        raise FileNotFoundError(f"the demo model's ONNX export ({DEMO_EXPORT}) or ONNX Runtime is missing; "
-                                f"install clipmg[runtime] or pass --engine PATH")
+        raise FileNotFoundError(
+            f"the demo model's ONNX export ({DEMO_EXPORT}) or ONNX Runtime is missing; "
+            f"install clipmg[runtime] or pass --engine PATH"
+        )
     if DEMO_CHECKPOINT.is_file() and _installed("torch"):
         return DEMO_CHECKPOINT
-    raise FileNotFoundError("the demo model cannot run in this installation (it needs ONNX Runtime for its export "
-                            "or PyTorch for its checkpoint): install clipmg[runtime] or pass --engine PATH")
+    raise FileNotFoundError(
+        "the demo model cannot run in this installation (it needs ONNX Runtime for its export "
+        "or PyTorch for its checkpoint): install clipmg[runtime] or pass --engine PATH"
+    )

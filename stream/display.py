@@ -20,11 +20,24 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 # BODY_25 upper-body bones and the five finger chains of each hand (openpose137 indices)
-BODY_BONES: Tuple[Tuple[int, int], ...] = ((0, 1), (1, 2), (2, 3), (3, 4), (1, 5), (5, 6), (6, 7), (1, 8),
-                                           (0, 15), (0, 16), (15, 17), (16, 18))
+BODY_BONES: Tuple[Tuple[int, int], ...] = (
+    (0, 1),
+    (1, 2),
+    (2, 3),
+    (3, 4),
+    (1, 5),
+    (5, 6),
+    (6, 7),
+    (1, 8),
+    (0, 15),
+    (0, 16),
+    (15, 17),
+    (16, 18),
+)
 _FINGERS = ((0, 1, 2, 3, 4), (0, 5, 6, 7, 8), (0, 9, 10, 11, 12), (0, 13, 14, 15, 16), (0, 17, 18, 19, 20))
 HAND_BONES: Tuple[Tuple[int, int], ...] = tuple(
-    (off + a, off + b) for off in (95, 116) for chain in _FINGERS for a, b in zip(chain, chain[1:]))
+    (off + a, off + b) for off in (95, 116) for chain in _FINGERS for a, b in zip(chain, chain[1:])
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -43,8 +56,9 @@ class Overlay:
     live: bool = True  # draw the live rates and latency (False: a recorded clip's answers, clipmg-predict)
 
 
-def annotate(image: np.ndarray, keypoints: Optional[np.ndarray], ov: Overlay, min_width: int = 480,
-             min_confidence: float = 0.1) -> np.ndarray:
+def annotate(
+    image: np.ndarray, keypoints: Optional[np.ndarray], ov: Overlay, min_width: int = 480, min_confidence: float = 0.1
+) -> np.ndarray:
     """RGB frame ``(H, W, 3)`` uint8 + keypoints ``(137, 3)`` (frame pixels) -> annotated BGR image.
 
     Small frames are enlarged to at least ``min_width`` pixels wide so the text stays readable.
@@ -87,8 +101,9 @@ def can_display() -> bool:
 class Annotator:
     """Background drawing and recording; ``submit`` never blocks. Use as a context manager."""
 
-    def __init__(self, record: Optional[str] = None, display: bool = False, title: str = "clipmg",
-                 fps: float = 25.0) -> None:
+    def __init__(
+        self, record: Optional[str] = None, display: bool = False, title: str = "clipmg", fps: float = 25.0
+    ) -> None:
         self.record = record
         self.display = display and can_display()
         if display and not self.display:
@@ -192,4 +207,3 @@ def rate(times: Sequence[float]) -> float:
     if len(times) < 2 or times[-1] <= times[0]:
         return 0.0
     return (len(times) - 1) / (times[-1] - times[0])
-

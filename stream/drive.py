@@ -53,7 +53,9 @@ class DrivenWorker:
         self.worker = Worker(self.cfg, engine, self.pose, self.ring, self.sender, _Report(None))
         self.seq = -1
 
-    def feed(self, image: np.ndarray, keypoints: Optional[np.ndarray], t_wall: Optional[float] = None) -> List[Dict[str, Any]]:
+    def feed(
+        self, image: np.ndarray, keypoints: Optional[np.ndarray], t_wall: Optional[float] = None
+    ) -> List[Dict[str, Any]]:
         """Write the next frame (``(H, W, 3)`` uint8, keypoints ``(137, 3)`` source pixels) and let the
         worker do all it can; returns the window messages published meanwhile (decoded)."""
         self.seq += 1

@@ -35,8 +35,14 @@ class GestureEvent:
 class Debouncer:
     """Turns a stream of ``{label: probability}`` per window into start/end events."""
 
-    def __init__(self, threshold: float = 0.6, hysteresis: float = 0.15, min_duration_s: float = 0.3,
-                 release_s: float = 0.0, background: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        threshold: float = 0.6,
+        hysteresis: float = 0.15,
+        min_duration_s: float = 0.3,
+        release_s: float = 0.0,
+        background: Sequence[str] = (),
+    ) -> None:
         if not 0.0 < threshold <= 1.0:
             raise ValueError(f"threshold must lie in (0, 1], got {threshold}")
         if not 0.0 <= hysteresis < threshold:

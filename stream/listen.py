@@ -29,27 +29,47 @@ from .messages import MessageError, decode, summary
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="clipmg-listen", description="Print messages from a clipmg publisher.")
-    ap.add_argument("--endpoint", default=DEFAULT_ENDPOINT, help=f"publisher to connect to (default {DEFAULT_ENDPOINT})")
-    ap.add_argument("--topic", action="append", default=None,
-                    help="topic prefix to subscribe to; repeatable (default: mg = everything)")
+    ap.add_argument(
+        "--endpoint", default=DEFAULT_ENDPOINT, help=f"publisher to connect to (default {DEFAULT_ENDPOINT})"
+    )
+    ap.add_argument(
+        "--topic",
+        action="append",
+        default=None,
+        help="topic prefix to subscribe to; repeatable (default: mg = everything)",
+    )
     style = ap.add_mutually_exclusive_group()
-    style.add_argument("--raw", action="store_true", help="print each payload as received (JSON text or msgpack as JSON)")
+    style.add_argument(
+        "--raw", action="store_true", help="print each payload as received (JSON text or msgpack as JSON)"
+    )
     style.add_argument("--pretty", action="store_true", help="print each payload as indented JSON")
     ap.add_argument("-n", "--count", type=int, default=None, help="exit after this many messages")
-    ap.add_argument("--timeout", type=float, default=None, help="exit (status 1) if nothing arrives for this many seconds")
-    ap.add_argument("--until-stopped", action="store_true",
-                    help="exit when the publisher says it has stopped (its 'stopped' status: exit 0; 'failed': exit 1), "
-                    "e.g. at the end of a file")
-    ap.add_argument("--server-key", default=None,
-                    help="CURVE: the server's public key (40-char Z85 text or its .key certificate file)")
-    ap.add_argument("--client-cert", default=None,
-                    help="CURVE: this client's secret certificate (needed when the server has an allow-list); "
-                         "default: a fresh key pair")
+    ap.add_argument(
+        "--timeout", type=float, default=None, help="exit (status 1) if nothing arrives for this many seconds"
+    )
+    ap.add_argument(
+        "--until-stopped",
+        action="store_true",
+        help="exit when the publisher says it has stopped (its 'stopped' status: exit 0; 'failed': exit 1), "
+        "e.g. at the end of a file",
+    )
+    ap.add_argument(
+        "--server-key",
+        default=None,
+        help="CURVE: the server's public key (40-char Z85 text or its .key certificate file)",
+    )
+    ap.add_argument(
+        "--client-cert",
+        default=None,
+        help="CURVE: this client's secret certificate (needed when the server has an allow-list); "
+        "default: a fresh key pair",
+    )
     return ap
 
 
-def _curve_client(sock: Any, server_key: str, client_cert: Optional[str],
-                  client_keys: Optional[Tuple[bytes, bytes]] = None) -> None:
+def _curve_client(
+    sock: Any, server_key: str, client_cert: Optional[str], client_keys: Optional[Tuple[bytes, bytes]] = None
+) -> None:
     import zmq
 
     from .publisher import load_public_key
@@ -81,8 +101,12 @@ def _is_int(v: Any) -> bool:
 
 def _json(msg: Any, indent: Optional[int] = None) -> str:
     """JSON text of a decoded message; msgpack may carry bytes, which JSON cannot: shown as hex."""
-    return json.dumps(msg, indent=indent, separators=None if indent else (",", ":"),
-                      default=lambda o: o.hex() if isinstance(o, (bytes, bytearray)) else repr(o))
+    return json.dumps(
+        msg,
+        indent=indent,
+        separators=None if indent else (",", ":"),
+        default=lambda o: o.hex() if isinstance(o, (bytes, bytearray)) else repr(o),
+    )
 
 
 class GapCounter:
@@ -105,10 +129,21 @@ class GapCounter:
         return gap
 
 
-def listen(endpoint: str, topics: List[str], *, out: Any = sys.stdout, raw: bool = False, pretty: bool = False,
-           count: Optional[int] = None, timeout: Optional[float] = None, server_key: Optional[str] = None,
-           client_cert: Optional[str] = None, stop: Any = None,
-           client_keys: Optional[Tuple[bytes, bytes]] = None, until_stopped: bool = False) -> int:
+def listen(
+    endpoint: str,
+    topics: List[str],
+    *,
+    out: Any = sys.stdout,
+    raw: bool = False,
+    pretty: bool = False,
+    count: Optional[int] = None,
+    timeout: Optional[float] = None,
+    server_key: Optional[str] = None,
+    client_cert: Optional[str] = None,
+    stop: Any = None,
+    client_keys: Optional[Tuple[bytes, bytes]] = None,
+    until_stopped: bool = False,
+) -> int:
     """Subscribe and print until ``count`` messages, ``timeout`` of silence, ``stop`` (an Event), Ctrl-C
     or, with ``until_stopped``, the publisher's final status (``stopped``: 0, ``failed``: 1; its status
     topic is subscribed to for that even when ``topics`` leave it out, and then not printed).
@@ -145,8 +180,10 @@ def listen(endpoint: str, topics: List[str], *, out: Any = sys.stdout, raw: bool
             parts = sock.recv_multipart()
             last = time.monotonic()
             if len(parts) != 2:
-                print(f"clipmg-listen: ignored a message of {len(parts)} frames (expected [topic, payload])",
-                      file=sys.stderr)
+                print(
+                    f"clipmg-listen: ignored a message of {len(parts)} frames (expected [topic, payload])",
+                    file=sys.stderr,
+                )
                 continue
             top = parts[0].decode("utf-8", "replace")
             try:
@@ -154,8 +191,12 @@ def listen(endpoint: str, topics: List[str], *, out: Any = sys.stdout, raw: bool
             except MessageError as e:
                 print(f"{top}  <undecodable payload: {e}>", file=out, flush=True)
                 continue
-            final = until_stopped and top.startswith("mg.status.") and isinstance(msg, dict) \
+            final = (
+                until_stopped
+                and top.startswith("mg.status.")
+                and isinstance(msg, dict)
                 and msg.get("state") in ("stopped", "failed")
+            )
             if not shown(top):
                 if final:
                     return 0 if msg.get("state") == "stopped" else 1
@@ -200,15 +241,29 @@ def _main(argv: Optional[List[str]]) -> int:
     topics = args.topic or ["mg"]
     signal.signal(signal.SIGTERM, _interrupt)
     try:
-        return listen(args.endpoint, topics, raw=args.raw, pretty=args.pretty, count=args.count,
-                      timeout=args.timeout, server_key=args.server_key, client_cert=args.client_cert,
-                      until_stopped=args.until_stopped)
+        return listen(
+            args.endpoint,
+            topics,
+            raw=args.raw,
+            pretty=args.pretty,
+            count=args.count,
+            timeout=args.timeout,
+            server_key=args.server_key,
+            client_cert=args.client_cert,
+            until_stopped=args.until_stopped,
+        )
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM is how a listener is meant to stop
         return 0
 
 
-def listen_main(endpoint: str, topics: List[str], stop_event: Any = None, raw: bool = False,
-                server_key: Optional[str] = None, client_keys: Optional[Tuple[bytes, bytes]] = None) -> None:
+def listen_main(
+    endpoint: str,
+    topics: List[str],
+    stop_event: Any = None,
+    raw: bool = False,
+    server_key: Optional[str] = None,
+    client_keys: Optional[Tuple[bytes, bytes]] = None,
+) -> None:
     """Process entry point for ``clipmg-live --listen`` (prints to the inherited stdout).
     ``client_keys``: this listener's CURVE key pair, which the supervisor put on its allow-list."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor stops us through stop_event

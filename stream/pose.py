@@ -27,19 +27,43 @@ from typing import Any, Callable, Dict, Optional, Tuple
 
 import numpy as np
 
-from clipmg.model.keypoint_files import (DataError, list_openpose_frames, parse_openpose_people, read_light_hand_csv,
-                                         read_openpose_xlsx)
+from clipmg.model.keypoint_files import (
+    DataError,
+    list_openpose_frames,
+    parse_openpose_people,
+    read_light_hand_csv,
+    read_openpose_xlsx,
+)
 from clipmg.model.layouts import NUM_OPENPOSE
 
 from .config import POSE_BACKENDS
-from .pose_base import (PeopleBackend, PoseBackend, PoseBackendError, PoseResult, SafePose,  # noqa: F401
-                        TargetTracker, empty_people, no_person)
+from .pose_base import (  # noqa: F401
+    PeopleBackend,
+    PoseBackend,
+    PoseBackendError,
+    PoseResult,
+    SafePose,
+    TargetTracker,
+    empty_people,
+    no_person,
+)
 from .ringbuffer import Frame
 
-__all__ = ["PoseResult", "PoseBackend", "PoseBackendError", "TargetTracker", "SafePose",
-           "PeopleBackend", "SyntheticPose", "ReplayPose", "create_pose_backend",
-           "list_pose_backends", "people_from_openpose_json",
-           "no_person", "empty_people"]
+__all__ = [
+    "PoseResult",
+    "PoseBackend",
+    "PoseBackendError",
+    "TargetTracker",
+    "SafePose",
+    "PeopleBackend",
+    "SyntheticPose",
+    "ReplayPose",
+    "create_pose_backend",
+    "list_pose_backends",
+    "people_from_openpose_json",
+    "no_person",
+    "empty_people",
+]
 
 
 # --------------------------------------------------------------------------- synthetic
@@ -76,9 +100,14 @@ class ReplayPose(PeopleBackend):
 
     name = "replay"
 
-    def __init__(self, path: str | Path, offset: int = 0, loop: bool = False,
-                 source_size: Optional[Tuple[int, int]] = None,
-                 tracker: Optional[TargetTracker] = None) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        offset: int = 0,
+        loop: bool = False,
+        source_size: Optional[Tuple[int, int]] = None,
+        tracker: Optional[TargetTracker] = None,
+    ) -> None:
         super().__init__(tracker)
         path = Path(path)
         self.offset, self.loop, self.source_size = int(offset), bool(loop), source_size
@@ -93,21 +122,25 @@ class ReplayPose(PeopleBackend):
                     try:  # allow_pickle=False: an object array (a pickle inside the .npy) is refused, never run
                         arr = np.load(path, allow_pickle=False)
                     except (ValueError, OSError, EOFError) as e:
-                        raise PoseBackendError(f"replay: cannot read {path} as a keypoint array (T, 137, 3): "
-                                               f"{' '.join(str(e).split())}") from None
+                        raise PoseBackendError(
+                            f"replay: cannot read {path} as a keypoint array (T, 137, 3): {' '.join(str(e).split())}"
+                        ) from None
                 elif path.suffix.lower() == ".csv":
                     arr = read_light_hand_csv(path)
                 else:
                     arr = read_openpose_xlsx(path)
                 if not isinstance(arr, np.ndarray) or arr.ndim != 3 or arr.shape[1:] != (NUM_OPENPOSE, 3):
-                    raise PoseBackendError(f"{path}: expected an array (T, 137, 3), got "
-                                           f"{getattr(arr, 'shape', type(arr).__name__)}")
+                    raise PoseBackendError(
+                        f"{path}: expected an array (T, 137, 3), got {getattr(arr, 'shape', type(arr).__name__)}"
+                    )
                 self._array = arr.astype(np.float32)
                 self.length = len(arr)
             else:
-                raise PoseBackendError(f"replay needs a folder of OpenPose JSON files, a MiGA "
-                                       f"_light_hand.csv / _openpose.xlsx or a .npy file; {path} "
-                                       f"is none of these")
+                raise PoseBackendError(
+                    f"replay needs a folder of OpenPose JSON files, a MiGA "
+                    f"_light_hand.csv / _openpose.xlsx or a .npy file; {path} "
+                    f"is none of these"
+                )
         except DataError as e:
             raise PoseBackendError(f"replay: {e}") from e
 

@@ -30,8 +30,12 @@ class PoseAhead:
     thread by the next ``take``/``poll``.
     """
 
-    def __init__(self, estimate: Callable[[int], Any] | Sequence[Callable[[int], Any]], newest: Callable[[], int],
-                 limit: int = 32) -> None:
+    def __init__(
+        self,
+        estimate: Callable[[int], Any] | Sequence[Callable[[int], Any]],
+        newest: Callable[[], int],
+        limit: int = 32,
+    ) -> None:
         estimates = [estimate] if callable(estimate) else list(estimate)
         if not estimates:
             raise ValueError("PoseAhead needs at least one estimate callable")
@@ -43,9 +47,15 @@ class PoseAhead:
         self._busy: Set[int] = set()  # the samples being estimated now (one a thread at most)
         self._error: Optional[BaseException] = None
         self._closed = False
-        self._threads = [threading.Thread(target=self._run, args=(est,), daemon=True,
-                                          name="clipmg-pose" if len(estimates) == 1 else f"clipmg-pose-{i}")
-                         for i, est in enumerate(estimates)]
+        self._threads = [
+            threading.Thread(
+                target=self._run,
+                args=(est,),
+                daemon=True,
+                name="clipmg-pose" if len(estimates) == 1 else f"clipmg-pose-{i}",
+            )
+            for i, est in enumerate(estimates)
+        ]
         for t in self._threads:
             t.start()
 
@@ -103,15 +113,20 @@ class PoseAhead:
         try:
             while True:
                 with self._cv:
-                    while not self._closed and (self._next is None or len(self._done) + len(self._busy) >= self._limit
-                                                or self._next > self._newest()):
+                    while not self._closed and (
+                        self._next is None
+                        or len(self._done) + len(self._busy) >= self._limit
+                        or self._next > self._newest()
+                    ):
                         self._cv.wait(0.002)
                     if self._closed or self._next is None:
                         return
                     k = claimed = self._next
                     self._busy.add(claimed)
                     self._next = claimed + 1
-                result = estimate(claimed)  # outside the lock: the main thread (and the other pose threads) run meanwhile
+                result = estimate(
+                    claimed
+                )  # outside the lock: the main thread (and the other pose threads) run meanwhile
                 with self._cv:
                     self._busy.discard(claimed)
                     if claimed >= self._start:

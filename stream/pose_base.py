@@ -16,8 +16,16 @@ from clipmg.model.layouts import NUM_OPENPOSE, SOURCE_SIZES
 
 from .ringbuffer import Frame
 
-__all__ = ["PoseResult", "PoseBackend", "PoseBackendError", "TargetTracker", "SafePose", "PeopleBackend",
-           "no_person", "empty_people"]
+__all__ = [
+    "PoseResult",
+    "PoseBackend",
+    "PoseBackendError",
+    "TargetTracker",
+    "SafePose",
+    "PeopleBackend",
+    "no_person",
+    "empty_people",
+]
 
 log = logging.getLogger("clipmg.stream.pose")
 
@@ -65,8 +73,7 @@ def _person_box(kp: np.ndarray, min_conf: float = 0.05) -> Optional[Tuple[float,
         if ok.sum() >= 2 or (pts is kp and ok.any()):
             xy = pts[ok, :2]
             lo, hi = xy.min(0), xy.max(0)
-            return float((lo[0] + hi[0]) / 2), float((lo[1] + hi[1]) / 2), \
-                float(hi[0] - lo[0]), float(hi[1] - lo[1])
+            return float((lo[0] + hi[0]) / 2), float((lo[1] + hi[1]) / 2), float(hi[0] - lo[0]), float(hi[1] - lo[1])
     return None
 
 
@@ -210,12 +217,16 @@ class SafePose:
     def _report(self, reason: str, exc: Optional[BaseException] = None) -> None:
         n = self.errors + self.invalid
         if n <= self._log_first or n % self._log_every == 0:
-            log.warning("pose backend %s: frame treated as no person (%s; %d so far)", self.name,
-                        reason, n, exc_info=exc if n == 1 else None)
+            log.warning(
+                "pose backend %s: frame treated as no person (%s; %d so far)",
+                self.name,
+                reason,
+                n,
+                exc_info=exc if n == 1 else None,
+            )
 
     def stats(self) -> Dict[str, int]:
-        return {"frames": self.frames, "errors": self.errors, "invalid": self.invalid,
-                "no_person": self.no_person}
+        return {"frames": self.frames, "errors": self.errors, "invalid": self.invalid, "no_person": self.no_person}
 
     def close(self) -> None:
         self.backend.close()

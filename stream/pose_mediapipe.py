@@ -31,14 +31,42 @@ __all__ = ["MediaPipeBackend", "mediapipe_to_openpose137", "MP_TO_BODY25"]
 
 # BODY_25 index -> MediaPipe Pose index; a pair means the midpoint of the two.
 MP_TO_BODY25: tuple = (
-    0, (11, 12), 12, 14, 16, 11, 13, 15, (23, 24), 24, 26, 28, 23, 25, 27, 5, 2, 8, 7,
-    31, 31, 29, 32, 32, 30,
+    0,
+    (11, 12),
+    12,
+    14,
+    16,
+    11,
+    13,
+    15,
+    (23, 24),
+    24,
+    26,
+    28,
+    23,
+    25,
+    27,
+    5,
+    2,
+    8,
+    7,
+    31,
+    31,
+    29,
+    32,
+    32,
+    30,
 )
 
 
-def mediapipe_to_openpose137(pose: Optional[np.ndarray], lhand: Optional[np.ndarray],
-                             rhand: Optional[np.ndarray], width: int, height: int,
-                             hand_confidence: float = 1.0) -> np.ndarray:
+def mediapipe_to_openpose137(
+    pose: Optional[np.ndarray],
+    lhand: Optional[np.ndarray],
+    rhand: Optional[np.ndarray],
+    width: int,
+    height: int,
+    hand_confidence: float = 1.0,
+) -> np.ndarray:
     """MediaPipe landmarks -> OpenPose ``(137, 3)`` float32 in pixels.
 
     pose: ``(33, 4)`` normalised ``(x, y, z, visibility)`` or ``None``; lhand / rhand: ``(21, 3)``
@@ -61,15 +89,14 @@ def mediapipe_to_openpose137(pose: Optional[np.ndarray], lhand: Optional[np.ndar
         if hand is None:
             continue
         o = SOURCE_OFFSETS[part]
-        out[o:o + 21, :2] = np.asarray(hand, np.float32)[:, :2] * size
-        out[o:o + 21, 2] = hand_confidence
+        out[o : o + 21, :2] = np.asarray(hand, np.float32)[:, :2] * size
+        out[o : o + 21, 2] = hand_confidence
     outside = (out[:, 0] < 0) | (out[:, 1] < 0) | (out[:, 0] >= width) | (out[:, 1] >= height)
     out[outside | (out[:, 2] <= 0)] = 0.0
     return out
 
 
-_POSE_MODELS = {0: "pose_landmark_lite.tflite", 1: "pose_landmark_full.tflite",
-                2: "pose_landmark_heavy.tflite"}
+_POSE_MODELS = {0: "pose_landmark_lite.tflite", 1: "pose_landmark_full.tflite", 2: "pose_landmark_heavy.tflite"}
 
 
 def _check_pose_model(mp: Any, model_complexity: int, allow_download: bool) -> None:
@@ -80,7 +107,8 @@ def _check_pose_model(mp: Any, model_complexity: int, allow_download: bool) -> N
         raise PoseBackendError(
             f"mediapipe model_complexity={model_complexity} needs {path.name}, which is not in the "
             f"mediapipe wheel (only model_complexity=1 is) and would be downloaded from GitHub at run "
-            f"time; use model_complexity=1, put the file at {path}, or pass allow_download=True")
+            f"time; use model_complexity=1, put the file at {path}, or pass allow_download=True"
+        )
 
 
 _HOLISTIC_GRAPH = ("modules", "holistic_landmark", "holistic_landmark_cpu.binarypb")
@@ -98,8 +126,10 @@ def body_and_hands_graph(mp: Any) -> Any:
     graph.ParseFromString(Path(mp.__file__).parent.joinpath(*_HOLISTIC_GRAPH).read_bytes())
     names = [n.calculator for n in graph.node]
     if sorted(names) != sorted(("PoseLandmarkCpu", "HandLandmarksLeftAndRightCpu") + _FACE_NODES):
-        raise PoseBackendError(f"mediapipe's Holistic graph has unexpected nodes {names}; this backend "
-                               f"is written for mediapipe 0.10.21: pip install 'mediapipe==0.10.21'")
+        raise PoseBackendError(
+            f"mediapipe's Holistic graph has unexpected nodes {names}; this backend "
+            f"is written for mediapipe 0.10.21: pip install 'mediapipe==0.10.21'"
+        )
     keep = [n for n in graph.node if n.calculator not in _FACE_NODES]
     del graph.node[:]
     graph.node.extend(keep)
@@ -129,10 +159,17 @@ class MediaPipeBackend(PeopleBackend):
 
     name = "mediapipe"
 
-    def __init__(self, model_complexity: int = 1, static_image_mode: bool = False,
-                 min_detection_confidence: float = 0.5, min_tracking_confidence: float = 0.5,
-                 smooth_landmarks: bool = True, hand_confidence: float = 1.0,
-                 allow_download: bool = False, tracker: Optional[TargetTracker] = None) -> None:
+    def __init__(
+        self,
+        model_complexity: int = 1,
+        static_image_mode: bool = False,
+        min_detection_confidence: float = 0.5,
+        min_tracking_confidence: float = 0.5,
+        smooth_landmarks: bool = True,
+        hand_confidence: float = 1.0,
+        allow_download: bool = False,
+        tracker: Optional[TargetTracker] = None,
+    ) -> None:
         super().__init__(tracker)
         try:
             import mediapipe as mp
@@ -141,22 +178,30 @@ class MediaPipeBackend(PeopleBackend):
             raise PoseBackendError(
                 "the mediapipe pose backend needs mediapipe 0.10.21 (the last release with the "
                 "legacy mp.solutions API and its models in the wheel): pip install "
-                f"'mediapipe==0.10.21' ({e})") from e
+                f"'mediapipe==0.10.21' ({e})"
+            ) from e
         _check_pose_model(mp, model_complexity, allow_download)
         self.hand_confidence = float(hand_confidence)
         # Holistic's own arguments (mp.solutions.holistic.Holistic.__init__), on the face-less graph
         video = not static_image_mode
         self._holistic = SolutionBase(
             graph_config=body_and_hands_graph(mp),
-            side_inputs={"model_complexity": model_complexity, "smooth_landmarks": smooth_landmarks and video,
-                         "enable_segmentation": False, "smooth_segmentation": video,
-                         "use_prev_landmarks": video},
+            side_inputs={
+                "model_complexity": model_complexity,
+                "smooth_landmarks": smooth_landmarks and video,
+                "enable_segmentation": False,
+                "smooth_segmentation": video,
+                "use_prev_landmarks": video,
+            },
             calculator_params={
-                "poselandmarkcpu__posedetectioncpu__TensorsToDetectionsCalculator.min_score_thresh":
-                    min_detection_confidence,
+                "poselandmarkcpu__posedetectioncpu__TensorsToDetectionsCalculator.min_score_thresh": (
+                    min_detection_confidence
+                ),
                 "poselandmarkcpu__poselandmarkbyroicpu__tensorstoposelandmarksandsegmentation__"
-                "ThresholdingCalculator.threshold": min_tracking_confidence},
-            outputs=_OUTPUTS)
+                "ThresholdingCalculator.threshold": min_tracking_confidence,
+            },
+            outputs=_OUTPUTS,
+        )
 
     def detect(self, frame: Frame) -> np.ndarray:
         image = np.ascontiguousarray(frame.image)  # RGB, as MediaPipe wants

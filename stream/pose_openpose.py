@@ -48,7 +48,8 @@ def import_pyopenpose(python_path: Optional[str] = None) -> Any:
     raise PoseBackendError(
         "the openpose pose backend needs OpenPose's Python API (pyopenpose), built with "
         "-DBUILD_PYTHON=ON; point python_path= (or $OPENPOSE_PYTHON) at its build/python folder, "
-        "or use the 'mediapipe' backend on a CPU (" + "; ".join(errors) + ")")
+        "or use the 'mediapipe' backend on a CPU (" + "; ".join(errors) + ")"
+    )
 
 
 def _part(arr: Any, n_people: int, n_points: int, what: str) -> Optional[np.ndarray]:
@@ -97,21 +98,34 @@ class OpenPoseBackend(PeopleBackend):
 
     name = "openpose"
 
-    def __init__(self, model_folder: Optional[str] = None, *, hand: bool = True,
-                 face: bool = False, net_resolution: str = "-1x368",
-                 python_path: Optional[str] = None, tracker: Optional[TargetTracker] = None,
-                 **flags: Any) -> None:
+    def __init__(
+        self,
+        model_folder: Optional[str] = None,
+        *,
+        hand: bool = True,
+        face: bool = False,
+        net_resolution: str = "-1x368",
+        python_path: Optional[str] = None,
+        tracker: Optional[TargetTracker] = None,
+        **flags: Any,
+    ) -> None:
         super().__init__(tracker)
         model_folder = model_folder or os.environ.get("OPENPOSE_MODELS")
         if not model_folder:
-            raise PoseBackendError("the openpose backend needs model_folder= (OpenPose's 'models/' "
-                                   "folder) or $OPENPOSE_MODELS")
+            raise PoseBackendError(
+                "the openpose backend needs model_folder= (OpenPose's 'models/' folder) or $OPENPOSE_MODELS"
+            )
         if not os.path.isdir(model_folder):
             raise PoseBackendError(f"OpenPose model_folder {model_folder!r} is not a folder")
         self.op = import_pyopenpose(python_path)
-        self.params = {"model_folder": os.path.join(model_folder, ""), "model_pose": "BODY_25",
-                       "net_resolution": net_resolution, "hand": bool(hand), "face": bool(face),
-                       **flags}
+        self.params = {
+            "model_folder": os.path.join(model_folder, ""),
+            "model_pose": "BODY_25",
+            "net_resolution": net_resolution,
+            "hand": bool(hand),
+            "face": bool(face),
+            **flags,
+        }
         self._wrapper = self.op.WrapperPython()
         self._wrapper.configure(self.params)
         self._wrapper.start()

@@ -66,8 +66,10 @@ def read_segments(path: Path, clip: str, frames: int) -> List[Segment]:
             cols = set(reader.fieldnames or ())
             missing = {"clip", "start_frame", "end_frame"} - cols
             if missing:
-                raise PredictError(f"--segments {path}: needs the columns clip, start_frame, end_frame "
-                                   f"(missing {', '.join(sorted(missing))})")
+                raise PredictError(
+                    f"--segments {path}: needs the columns clip, start_frame, end_frame "
+                    f"(missing {', '.join(sorted(missing))})"
+                )
             rows = list(reader)
     except (OSError, UnicodeDecodeError, csv.Error) as e:
         raise PredictError(f"--segments {path}: cannot read it ({type(e).__name__}: {e})") from None
@@ -79,13 +81,19 @@ def read_segments(path: Path, clip: str, frames: int) -> List[Segment]:
         try:
             start, end = int(row["start_frame"]), int(row["end_frame"])
         except (TypeError, ValueError):
-            raise PredictError(f"--segments {path} line {line}: start_frame and end_frame must be integers, got "
-                               f"{row.get('start_frame')!r}, {row.get('end_frame')!r}") from None
+            raise PredictError(
+                f"--segments {path} line {line}: start_frame and end_frame must be integers, got "
+                f"{row.get('start_frame')!r}, {row.get('end_frame')!r}"
+            ) from None
         if not 0 <= start <= end:
-            raise PredictError(f"--segments {path} line {line}: frames {start}-{end} are not a range (0 <= start <= end)")
+            raise PredictError(
+                f"--segments {path} line {line}: frames {start}-{end} are not a range (0 <= start <= end)"
+            )
         if end >= frames:
-            raise PredictError(f"--segments {path} line {line}: frame {end} is past the end of {clip} "
-                               f"({frames} frames, numbered 0-{frames - 1})")
+            raise PredictError(
+                f"--segments {path} line {line}: frame {end} is past the end of {clip} "
+                f"({frames} frames, numbered 0-{frames - 1})"
+            )
         out.append(Segment(start, end, (row.get(label_col) or "").strip() or None if label_col else None))
     if not out:
         clips = sorted({(r.get("clip") or "").strip() for r in rows} - {""})
@@ -147,9 +155,17 @@ def read_frames(path: Path, wanted: Sequence[int]) -> Dict[int, Any]:
 
 
 # ------------------------------------------------------------------------------------ running
-def predict(video: Path, engine: Any, pose: Any, segments: Sequence[Segment], *, top_k: int = 3,
-            threshold: float = 0.0, background: Sequence[str] = (),
-            progress: bool = False) -> Tuple[List[Dict[str, Any]], Dict[int, np.ndarray]]:
+def predict(
+    video: Path,
+    engine: Any,
+    pose: Any,
+    segments: Sequence[Segment],
+    *,
+    top_k: int = 3,
+    threshold: float = 0.0,
+    background: Sequence[str] = (),
+    progress: bool = False,
+) -> Tuple[List[Dict[str, Any]], Dict[int, np.ndarray]]:
     """One answer per segment of ``video``: the JSON-line records (see the module docstring), and the
     keypoints ``(137, 3)`` of every frame the pose backend ran on, by frame number."""
     from clipmg.model.layouts import extract_layout
@@ -165,7 +181,9 @@ def predict(video: Path, engine: Any, pose: Any, segments: Sequence[Segment], *,
     needed = sorted({int(i) for p in plans for i in p})
     frames = read_frames(video, needed)
     if len(frames) < len(needed):
-        raise PredictError(f"{video}: frame {needed[len(frames)]} could not be read (the file is shorter than it looked)")
+        raise PredictError(
+            f"{video}: frame {needed[len(frames)]} could not be read (the file is shorter than it looked)"
+        )
     poses: Dict[int, Any] = {}
     it: Any = needed
     if progress:
@@ -177,21 +195,35 @@ def predict(video: Path, engine: Any, pose: Any, segments: Sequence[Segment], *,
         poses[i] = (extract_layout(res.keypoints, cfg.pose.layout), bool(res.person), res.keypoints)
     out: List[Dict[str, Any]] = []
     for n, seg in enumerate(segments):
-        res = clip_window(engine, cfg, range(seg.start, seg.end + 1), lambda f: poses[f.seq][:2],
-                          frames.__getitem__, decision, window=n)
+        res = clip_window(
+            engine,
+            cfg,
+            range(seg.start, seg.end + 1),
+            lambda f: poses[f.seq][:2],
+            frames.__getitem__,
+            decision,
+            window=n,
+        )
         a = res.answer
-        rec: Dict[str, Any] = {"clip": video.name, "start_frame": seg.start, "end_frame": seg.end,
-                               "topk": topk_entries(a.top),  # as in window messages
-                               "label": a.label, "p": None if a.p is None else round(a.p, 6),
-                               "person_fraction": round(res.person_fraction, 4), "model": dict(engine.identity)}
+        rec: Dict[str, Any] = {
+            "clip": video.name,
+            "start_frame": seg.start,
+            "end_frame": seg.end,
+            "topk": topk_entries(a.top),  # as in window messages
+            "label": a.label,
+            "p": None if a.p is None else round(a.p, 6),
+            "person_fraction": round(res.person_fraction, 4),
+            "model": dict(engine.identity),
+        }
         if seg.true_label is not None:
             rec["true_label"] = seg.true_label
         out.append(rec)
     return out, {i: p[2] for i, p in poses.items()}
 
 
-def write_video(video: Path, out_path: Path, records: Sequence[Dict[str, Any]], poses: Dict[int, np.ndarray],
-                banner: str = "") -> int:
+def write_video(
+    video: Path, out_path: Path, records: Sequence[Dict[str, Any]], poses: Dict[int, np.ndarray], banner: str = ""
+) -> int:
     """``video`` with the skeleton (of the nearest posed frame) and the covering window's top-3 drawn."""
     import cv2
 
@@ -208,10 +240,17 @@ def write_video(video: Path, out_path: Path, records: Sequence[Dict[str, Any]], 
             if image is None:
                 break
             cover = [r for r in records if r["start_frame"] <= n <= r["end_frame"]]
-            span = [f"frame {n}" + (f", window frames {cover[0]['start_frame']}-{cover[0]['end_frame']}" if cover else "")]
-            ov = Overlay(top=[(t["label"], t["p"]) for t in cover[0]["topk"]] if cover else (),
-                         label=cover[0]["label"] if cover else None, banner=banner,
-                         window=records.index(cover[0]) if cover else -1, extra=span, live=False)
+            span = [
+                f"frame {n}" + (f", window frames {cover[0]['start_frame']}-{cover[0]['end_frame']}" if cover else "")
+            ]
+            ov = Overlay(
+                top=[(t["label"], t["p"]) for t in cover[0]["topk"]] if cover else (),
+                label=cover[0]["label"] if cover else None,
+                banner=banner,
+                window=records.index(cover[0]) if cover else -1,
+                extra=span,
+                live=False,
+            )
             kp = None
             if posed.size:
                 near = int(posed[np.argmin(np.abs(posed - n))])
@@ -234,30 +273,52 @@ def write_video(video: Path, out_path: Path, records: Sequence[Dict[str, Any]], 
 def format_line(rec: Dict[str, Any]) -> str:
     top = ", ".join(f"{t['label']} {t['p']:.2f}" for t in rec["topk"])
     truth = f"  (labelled: {rec['true_label']})" if "true_label" in rec else ""
-    return (f"{rec['clip']}  frames {rec['start_frame']}-{rec['end_frame']}  label={rec['label']}  "
-            f"top: {top}  person {rec['person_fraction']:.0%}{truth}")
+    return (
+        f"{rec['clip']}  frames {rec['start_frame']}-{rec['end_frame']}  label={rec['label']}  "
+        f"top: {top}  person {rec['person_fraction']:.0%}{truth}"
+    )
 
 
 # ------------------------------------------------------------------------------------ command line
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="clipmg-predict", description=__doc__.split("\n\n")[0],
-                                 epilog="See docs/streaming.md (clipmg-predict).")
+    ap = argparse.ArgumentParser(
+        prog="clipmg-predict", description=__doc__.split("\n\n")[0], epilog="See docs/streaming.md (clipmg-predict)."
+    )
     ap.add_argument("video", type=Path, help="video file, GIF or image folder")
-    ap.add_argument("--engine", default=None, help="checkpoint (.safetensors) or exported engine directory "
-                    "(default: the synthetic demo model)")
+    ap.add_argument(
+        "--engine",
+        default=None,
+        help="checkpoint (.safetensors) or exported engine directory (default: the synthetic demo model)",
+    )
     ap.add_argument("--pose", choices=POSE_BACKENDS, default="mediapipe", help="pose backend (default %(default)s)")
-    ap.add_argument("--pose-option", type=_kv, action="append", default=[], metavar="KEY=VALUE",
-                    help="pose backend option (repeatable), e.g. model_complexity=2")
+    ap.add_argument(
+        "--pose-option",
+        type=_kv,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="pose backend option (repeatable), e.g. model_complexity=2",
+    )
     what = ap.add_mutually_exclusive_group()
-    what.add_argument("--segments", type=Path, default=None, metavar="CSV",
-                      help="labelled segments: CSV with clip,start_frame,end_frame[,class_name|label]")
+    what.add_argument(
+        "--segments",
+        type=Path,
+        default=None,
+        metavar="CSV",
+        help="labelled segments: CSV with clip,start_frame,end_frame[,class_name|label]",
+    )
     what.add_argument("--whole-clip", action="store_true", help="the whole video as one window (default)")
     what.add_argument("--stride", type=int, default=None, help="sliding windows every S pose samples, as live")
     ap.add_argument("--pose-every", type=int, default=1, help="Δp for --stride (default %(default)s)")
     ap.add_argument("--top-k", type=int, default=3, help="labels per answer (default %(default)s)")
     ap.add_argument("--threshold", type=float, default=0.0, help="decide a label only at this probability")
-    ap.add_argument("--json", dest="json_out", default=None, metavar="OUT",
-                    help="write JSON lines to OUT ('-': stdout, instead of the text lines)")
+    ap.add_argument(
+        "--json",
+        dest="json_out",
+        default=None,
+        metavar="OUT",
+        help="write JSON lines to OUT ('-': stdout, instead of the text lines)",
+    )
     ap.add_argument("--video-out", type=Path, default=None, metavar="OUT.mp4", help="write the annotated video")
     ap.add_argument("--threads", type=int, default=None, help="CPU threads for the engine")
     ap.add_argument("--precision", choices=PRECISIONS, default="auto", help="exported ONNX engines: auto, fp32, int8")
@@ -270,22 +331,31 @@ def _check(args: argparse.Namespace) -> None:
         raise PredictError(f"{args.video}: no such video file or folder")
     if args.stride is not None and (args.stride < 4 or args.stride % 4):
         raise PredictError(f"--stride {args.stride} must be a positive multiple of 4 (the pose samples per RGB frame)")
-    for name, value in (("pose_every", args.pose_every), ("top_k", args.top_k), ("threshold", args.threshold),
-                        ("threads", args.threads)):  # the live recognizer's ranges (stream/config.py)
+    for name, value in (
+        ("pose_every", args.pose_every),
+        ("top_k", args.top_k),
+        ("threshold", args.threshold),
+        ("threads", args.threads),
+    ):  # the live recognizer's ranges (stream/config.py)
         if value is not None:
             check_setting(name, value)
     if args.segments is not None and not args.segments.is_file():
         raise PredictError(f"--segments {args.segments}: no such file")
     if args.engine is not None and not Path(args.engine).exists():
         raise PredictError(f"--engine {args.engine}: no such file or directory")
-    for flag, path in (("--json", None if args.json_out in (None, "-") else Path(args.json_out)),
-                       ("--video-out", args.video_out)):
+    for flag, path in (
+        ("--json", None if args.json_out in (None, "-") else Path(args.json_out)),
+        ("--video-out", args.video_out),
+    ):
         if path is not None and not path.expanduser().resolve().parent.is_dir():
-            raise PredictError(f"{flag} {path}: the folder {path.parent} does not exist; create it or choose "
-                               f"another file")
+            raise PredictError(
+                f"{flag} {path}: the folder {path.parent} does not exist; create it or choose another file"
+            )
     if args.pose == "synthetic":
-        raise PredictError("--pose synthetic needs the synthetic camera's keypoints, which a video file has not; "
-                           "use mediapipe, openpose or replay")
+        raise PredictError(
+            "--pose synthetic needs the synthetic camera's keypoints, which a video file has not; "
+            "use mediapipe, openpose or replay"
+        )
 
 
 def main(argv: Optional[Sequence[str]] = None, out: TextIO = sys.stdout) -> int:
@@ -325,8 +395,16 @@ def _run(args: argparse.Namespace, out: TextIO, say: Any) -> int:
     engine = load_worker_engine(cfg)  # FatalWorkerError, PoseBackendError: ClipmgErrors, one line, exit 2
     pose = create_pose_backend(args.pose, **dict(args.pose_option))
     with pose:  # type: ignore[attr-defined]  # every backend create_pose_backend returns is a context manager
-        records, keypoints = predict(args.video, engine, pose, segments, top_k=args.top_k, threshold=args.threshold,
-                          background=StreamConfig().background, progress=sys.stderr.isatty())
+        records, keypoints = predict(
+            args.video,
+            engine,
+            pose,
+            segments,
+            top_k=args.top_k,
+            threshold=args.threshold,
+            background=StreamConfig().background,
+            progress=sys.stderr.isatty(),
+        )
     if args.json_out == "-":
         for r in records:
             print(json.dumps(r), file=out, flush=True)

@@ -49,15 +49,17 @@ def load_server_keys(path: str | os.PathLike) -> tuple[bytes, bytes]:
 
     p = Path(path)
     if not p.is_file():
-        raise PublisherError(f"CURVE secret key file {p} does not exist; create one with "
-                             f"python -m clipmg.stream.publisher keys DIR")
+        raise PublisherError(
+            f"CURVE secret key file {p} does not exist; create one with python -m clipmg.stream.publisher keys DIR"
+        )
     try:
         public, secret = zmq.auth.load_certificate(p)
     except Exception as e:  # noqa: BLE001 - zmq.auth raises several types for bad files
         raise PublisherError(f"cannot read CURVE certificate {p} ({e})") from e
     if not secret:
-        raise PublisherError(f"{p} holds only a public key; give the server's secret certificate "
-                             f"(the *.key_secret file)")
+        raise PublisherError(
+            f"{p} holds only a public key; give the server's secret certificate (the *.key_secret file)"
+        )
     return public, secret
 
 
@@ -90,9 +92,18 @@ def make_keys(directory: str | os.PathLike, name: str = "server") -> tuple[Path,
 class Publisher:
     """A bound PUB socket; ``send`` never blocks. Use as a context manager."""
 
-    def __init__(self, endpoint: str, *, sndhwm: int = 100, allow_remote: bool = False,
-                 curve_secret_key: Optional[str] = None, curve_allow_dir: Optional[str] = None,
-                 curve_allow_keys: Sequence[bytes] = (), linger_ms: int = 200, context: Any = None) -> None:
+    def __init__(
+        self,
+        endpoint: str,
+        *,
+        sndhwm: int = 100,
+        allow_remote: bool = False,
+        curve_secret_key: Optional[str] = None,
+        curve_allow_dir: Optional[str] = None,
+        curve_allow_keys: Sequence[bytes] = (),
+        linger_ms: int = 200,
+        context: Any = None,
+    ) -> None:
         """``curve_allow_keys``: client public keys (Z85) admitted besides those in ``curve_allow_dir``
         (the supervisor's own listener)."""
         zmq = _zmq()
@@ -120,16 +131,21 @@ class Publisher:
                 self.sock.bind(endpoint)
             except zmq.ZMQError as e:
                 if e.errno == zmq.EADDRINUSE:
-                    raise PublisherError(f"cannot publish on {endpoint}: the address is already in use (is another "
-                                         f"clipmg-live running?); stop it or choose another --endpoint") from None
+                    raise PublisherError(
+                        f"cannot publish on {endpoint}: the address is already in use (is another "
+                        f"clipmg-live running?); stop it or choose another --endpoint"
+                    ) from None
                 raise PublisherError(f"cannot bind {endpoint}: {e.strerror}") from None
         except BaseException:
             self.close()
             raise
         self.endpoint: str = self.sock.getsockopt_string(zmq.LAST_ENDPOINT) or endpoint
         if remote:
-            log.warning("publishing on %s: reachable from other machines%s", self.endpoint,
-                        "" if curve_secret_key else " without encryption (consider --curve-secret)")
+            log.warning(
+                "publishing on %s: reachable from other machines%s",
+                self.endpoint,
+                "" if curve_secret_key else " without encryption (consider --curve-secret)",
+            )
 
     def _start_auth(self, allow_dir: str, extra_keys: Sequence[bytes] = ()) -> None:
         import zmq.auth
@@ -259,9 +275,16 @@ class Relay:
     ``tally`` (a ``WindowTally`` of the window messages forwarded).
     """
 
-    def __init__(self, endpoint: str, *, sndhwm: int = 100, allow_remote: bool = False,
-                 curve_secret_key: Optional[str] = None, curve_allow_dir: Optional[str] = None,
-                 curve_allow_keys: Sequence[bytes] = ()) -> None:
+    def __init__(
+        self,
+        endpoint: str,
+        *,
+        sndhwm: int = 100,
+        allow_remote: bool = False,
+        curve_secret_key: Optional[str] = None,
+        curve_allow_dir: Optional[str] = None,
+        curve_allow_keys: Sequence[bytes] = (),
+    ) -> None:
         zmq = _zmq()
         self.ctx = zmq.Context()
         self._tmp = tempfile.mkdtemp(prefix="clipmg-relay-")
@@ -273,9 +296,15 @@ class Relay:
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
         try:
-            self.pub = Publisher(endpoint, sndhwm=sndhwm, allow_remote=allow_remote, context=self.ctx,
-                                 curve_secret_key=curve_secret_key, curve_allow_dir=curve_allow_dir,
-                                 curve_allow_keys=curve_allow_keys)
+            self.pub = Publisher(
+                endpoint,
+                sndhwm=sndhwm,
+                allow_remote=allow_remote,
+                context=self.ctx,
+                curve_secret_key=curve_secret_key,
+                curve_allow_dir=curve_allow_dir,
+                curve_allow_keys=curve_allow_keys,
+            )
             self.pull = self.ctx.socket(zmq.PULL)
             self.pull.setsockopt(zmq.RCVHWM, 1000)
             self.pull.setsockopt(zmq.LINGER, 0)
@@ -348,12 +377,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     args = list(sys.argv[1:] if argv is None else argv)
     if len(args) not in (2, 3) or args[0] != "keys":
-        print("usage: python -m clipmg.stream.publisher keys DIR [NAME]   (NAME: server, or a client's name)",
-              file=sys.stderr)
+        print(
+            "usage: python -m clipmg.stream.publisher keys DIR [NAME]   (NAME: server, or a client's name)",
+            file=sys.stderr,
+        )
         return 2
     public, secret = make_keys(args[1], args[2] if len(args) == 3 else "server")
-    print(f"public key (give it to clients / put client keys in the --curve-allow folder): {public}\n"
-          f"secret key (keep it private; --curve-secret / --client-cert): {secret}")
+    print(
+        f"public key (give it to clients / put client keys in the --curve-allow folder): {public}\n"
+        f"secret key (keep it private; --curve-secret / --client-cert): {secret}"
+    )
     return 0
 
 

@@ -31,6 +31,11 @@ def native_stderr_off() -> bool:
         return False
     os.dup2(null, 2)
     os.close(null)
-    sys.stderr = io.TextIOWrapper(os.fdopen(saved, "wb", buffering=0), encoding="utf-8",
-                                  errors="backslashreplace", line_buffering=True, write_through=True)
+    sys.stderr = io.TextIOWrapper(
+        os.fdopen(saved, "wb", buffering=0),
+        encoding="utf-8",
+        errors="backslashreplace",
+        line_buffering=True,
+        write_through=True,
+    )
     return True

@@ -16,12 +16,36 @@ __all__ = ["redact_url", "redact_text", "url_secrets", "MASK", "SENSITIVE_QUERY_
 MASK = "***"
 
 # Query-string keys whose values are secrets (compared lower-case, with '-' and '_' removed).
-SENSITIVE_QUERY_KEYS = frozenset({
-    "password", "passwd", "pass", "pwd", "token", "accesstoken", "authtoken", "auth", "key",
-    "apikey", "secret", "clientsecret", "signature", "sig", "credential", "credentials", "user",
-    "username", "login", "session", "sessionid", "jwt", "bearer", "xamzsignature",
-    "xamzcredential", "xamzsecuritytoken",
-})
+SENSITIVE_QUERY_KEYS = frozenset(
+    {
+        "password",
+        "passwd",
+        "pass",
+        "pwd",
+        "token",
+        "accesstoken",
+        "authtoken",
+        "auth",
+        "key",
+        "apikey",
+        "secret",
+        "clientsecret",
+        "signature",
+        "sig",
+        "credential",
+        "credentials",
+        "user",
+        "username",
+        "login",
+        "session",
+        "sessionid",
+        "jwt",
+        "bearer",
+        "xamzsignature",
+        "xamzcredential",
+        "xamzsecuritytoken",
+    }
+)
 
 _URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s'\"<>]+")
 
@@ -91,7 +115,6 @@ def redact_text(text: str, secrets: tuple[str, ...] | list[str] = ()) -> str:
             for form in {s, quote(s, safe="")}:
                 text = text.replace(form, MASK)
     return text
-
 
 
 def url_secrets(url: str) -> tuple[str, ...]:

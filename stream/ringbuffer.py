@@ -37,8 +37,7 @@ from typing import Iterable, List, Optional
 
 import numpy as np
 
-__all__ = ["Frame", "FrameRing", "cleanup_segments", "list_segments", "NUM_KEYPOINTS",
-           "SEGMENT_PREFIX"]
+__all__ = ["Frame", "FrameRing", "cleanup_segments", "list_segments", "NUM_KEYPOINTS", "SEGMENT_PREFIX"]
 
 NUM_KEYPOINTS = 137
 SEGMENT_PREFIX = "clipmg_"
@@ -124,8 +123,10 @@ class FrameRing:
         self._header: np.ndarray = np.ndarray((8,), np.int64, buf, 0)
         if int(self._header[_H_MAGIC]) != _MAGIC or int(self._header[_H_VERSION]) != _VERSION:
             self._header = None  # type: ignore[assignment]
-            raise ValueError(f"shared memory segment {self.name!r} is not a clipmg FrameRing "
-                             f"(version {_VERSION}); check the name the supervisor passed")
+            raise ValueError(
+                f"shared memory segment {self.name!r} is not a clipmg FrameRing "
+                f"(version {_VERSION}); check the name the supervisor passed"
+            )
         self.slots = int(self._header[_H_SLOTS])
         self.max_height = int(self._header[_H_MAXH])
         self.max_width = int(self._header[_H_MAXW])
@@ -133,24 +134,30 @@ class FrameRing:
         # (slots, 8) views over each slot's meta block: int64 fields and the two float64 times.
         self._meta: np.ndarray = np.ndarray((self.slots, 8), np.int64, buf, _HEADER_BYTES, (stride, 8))
         self._meta_f: np.ndarray = np.ndarray((self.slots, 8), np.float64, buf, _HEADER_BYTES, (stride, 8))
-        self._kp: np.ndarray = np.ndarray((self.slots, NUM_KEYPOINTS, 3), np.float32, buf,
-                              _HEADER_BYTES + _META_BYTES, (stride, 12, 4))
-        self._img: np.ndarray = np.ndarray((self.slots, self.max_height, self.max_width, 3), np.uint8, buf,
-                               _HEADER_BYTES + _META_BYTES + _KP_BYTES,
-                               (stride, self.max_width * 3, 3, 1))
+        self._kp: np.ndarray = np.ndarray(
+            (self.slots, NUM_KEYPOINTS, 3), np.float32, buf, _HEADER_BYTES + _META_BYTES, (stride, 12, 4)
+        )
+        self._img: np.ndarray = np.ndarray(
+            (self.slots, self.max_height, self.max_width, 3),
+            np.uint8,
+            buf,
+            _HEADER_BYTES + _META_BYTES + _KP_BYTES,
+            (stride, self.max_width * 3, 3, 1),
+        )
 
     # ------------------------------------------------------------------ lifecycle
     @classmethod
-    def create(cls, slots: int, max_height: int, max_width: int,
-               name: str | None = None) -> "FrameRing":
+    def create(cls, slots: int, max_height: int, max_width: int, name: str | None = None) -> "FrameRing":
         """Create (and own) a ring of ``slots`` frames of at most ``max_height x max_width x 3``.
 
         ``name`` defaults to a fresh ``clipmg_<hex>`` (short enough for macOS's 31-char limit).
         Raises ``FileExistsError`` if ``name`` is taken.
         """
         if slots < 1 or max_height < 1 or max_width < 1:
-            raise ValueError(f"FrameRing needs slots >= 1 and a positive frame size, got "
-                             f"slots={slots}, max_height={max_height}, max_width={max_width}")
+            raise ValueError(
+                f"FrameRing needs slots >= 1 and a positive frame size, got "
+                f"slots={slots}, max_height={max_height}, max_width={max_width}"
+            )
         stride = _slot_stride(max_height, max_width)
         size = _HEADER_BYTES + slots * stride
         name = name or f"{SEGMENT_PREFIX}{secrets.token_hex(4)}"
@@ -167,8 +174,7 @@ class FrameRing:
             shm.close()
             shm.unlink()
             raise
-        ring._finalizer = util.Finalize(None, _unlink_at_exit, args=(shm, os.getpid()),
-                                        exitpriority=100)
+        ring._finalizer = util.Finalize(None, _unlink_at_exit, args=(shm, os.getpid()), exitpriority=100)
         return ring
 
     @classmethod
@@ -209,23 +215,26 @@ class FrameRing:
             raise ValueError(f"FrameRing {self.name!r} is closed")
 
     # ------------------------------------------------------------------ writer
-    def write(self, frame: np.ndarray, seq: int, t_mono: float, t_wall: float,
-              keypoints: np.ndarray | None = None) -> None:
+    def write(
+        self, frame: np.ndarray, seq: int, t_mono: float, t_wall: float, keypoints: np.ndarray | None = None
+    ) -> None:
         """Store ``frame`` ``(H, W, 3)`` uint8 RGB as number ``seq``; never blocks.
 
         ``seq`` must be larger than every seq written before. ``keypoints``: ``(137, 3)`` float32
         when the source knows them. Overwrites the slot of ``seq - slots`` (drop-oldest).
         """
         self._check_open()
-        if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3 \
-                or frame.shape[2] != 3:
-            raise ValueError(f"FrameRing.write expects an (H, W, 3) uint8 RGB array, got "
-                             f"{getattr(frame, 'dtype', type(frame).__name__)} "
-                             f"{getattr(frame, 'shape', '')}")
+        if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
+            raise ValueError(
+                f"FrameRing.write expects an (H, W, 3) uint8 RGB array, got "
+                f"{getattr(frame, 'dtype', type(frame).__name__)} "
+                f"{getattr(frame, 'shape', '')}"
+            )
         h, w = frame.shape[:2]
         if h > self.max_height or w > self.max_width or h < 1 or w < 1:
-            raise ValueError(f"frame {w}x{h} does not fit the ring's {self.max_width}x"
-                             f"{self.max_height} slots; resize it first")
+            raise ValueError(
+                f"frame {w}x{h} does not fit the ring's {self.max_width}x{self.max_height} slots; resize it first"
+            )
         seq = int(seq)
         latest = int(self._header[_H_LATEST])
         if seq <= latest:
@@ -306,8 +315,10 @@ class FrameRing:
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"latest={self.latest_seq()}"
-        return (f"FrameRing({self.name!r}, slots={self.slots}, max={self.max_width}x"
-                f"{self.max_height}, {'owner' if self.owner else 'attached'}, {state})")
+        return (
+            f"FrameRing({self.name!r}, slots={self.slots}, max={self.max_width}x"
+            f"{self.max_height}, {'owner' if self.owner else 'attached'}, {state})"
+        )
 
 
 def cleanup_segments(names: Iterable[str]) -> List[str]:

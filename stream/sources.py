@@ -34,8 +34,18 @@ from clipmg.model.errors import ClipmgError
 from .config import MAX_FPS
 from .redact import redact_text, redact_url
 
-__all__ = ["Source", "SourceOpenError", "open_source", "to_rgb", "ffmpeg_capture_options",
-           "CvSource", "ImageFolderSource", "SyntheticSource", "IMAGE_EXTENSIONS", "spec_is_live"]
+__all__ = [
+    "Source",
+    "SourceOpenError",
+    "open_source",
+    "to_rgb",
+    "ffmpeg_capture_options",
+    "CvSource",
+    "ImageFolderSource",
+    "SyntheticSource",
+    "IMAGE_EXTENSIONS",
+    "spec_is_live",
+]
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +69,9 @@ def to_rgb(img: np.ndarray, bgr: bool = True) -> np.ndarray:
     """
     a = np.asarray(img)
     if a.size == 0 or a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (1, 3, 4)):
-        raise ValueError(f"cannot turn an image of shape {a.shape} into RGB: expected (H, W), "
-                         f"(H, W, 1), (H, W, 3) or (H, W, 4)")
+        raise ValueError(
+            f"cannot turn an image of shape {a.shape} into RGB: expected (H, W), (H, W, 1), (H, W, 3) or (H, W, 4)"
+        )
     if a.dtype == np.uint16:
         a = (a >> 8).astype(np.uint8)
     elif a.dtype == np.bool_:
@@ -180,10 +191,20 @@ class CvSource(Source):
     requests. Files may ``loop``.
     """
 
-    def __init__(self, target: int | str, *, live: bool, open_timeout_s: float = 5.0,
-                 read_timeout_s: float = 5.0, loop: bool = False, fps: float | None = None,
-                 width: int | None = None, height: int | None = None,
-                 ffmpeg_options: str | None = None, api: int | None = None) -> None:
+    def __init__(
+        self,
+        target: int | str,
+        *,
+        live: bool,
+        open_timeout_s: float = 5.0,
+        read_timeout_s: float = 5.0,
+        loop: bool = False,
+        fps: float | None = None,
+        width: int | None = None,
+        height: int | None = None,
+        ffmpeg_options: str | None = None,
+        api: int | None = None,
+    ) -> None:
         super().__init__(str(target))
         self.target = target
         self.live = live
@@ -218,20 +239,28 @@ class CvSource(Source):
         else:
             if "://" in str(self.target):
                 os.environ["OPENCV_FFMPEG_CAPTURE_OPTIONS"] = ffmpeg_capture_options(
-                    self._ffmpeg_options, _USER_FFMPEG_OPTIONS)
-            params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, self._open_timeout_ms,
-                      cv2.CAP_PROP_READ_TIMEOUT_MSEC, self._read_timeout_ms]
+                    self._ffmpeg_options, _USER_FFMPEG_OPTIONS
+                )
+            params = [
+                cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
+                self._open_timeout_ms,
+                cv2.CAP_PROP_READ_TIMEOUT_MSEC,
+                self._read_timeout_ms,
+            ]
             api = cv2.CAP_FFMPEG if self._api is None else self._api
             cap = cv2.VideoCapture(str(self.target), api, params)
         if not cap.isOpened():
             cap.release()
-            what = "camera" if self.live and "://" not in str(self.target) else (
-                "stream" if self.live else "video file")
+            what = (
+                "camera" if self.live and "://" not in str(self.target) else ("stream" if self.live else "video file")
+            )
             # the open timeout is named only when it is what ended the attempt (a missing or
             # undecodable file fails at once: "within 5 s" would send the user looking at the network)
             waited = time.monotonic() - t0 >= 0.9 * self._open_timeout_ms / 1000
-            raise SourceOpenError(f"could not open {what} {self.name}" + (
-                f" (no answer within {self._open_timeout_ms / 1000:g} s)" if waited else ""))
+            raise SourceOpenError(
+                f"could not open {what} {self.name}"
+                + (f" (no answer within {self._open_timeout_ms / 1000:g} s)" if waited else "")
+            )
         self._cap = cap
         self.fps = _clean_fps(self._fps_override or cap.get(cv2.CAP_PROP_FPS), 30.0)
         self.size = (int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
@@ -245,8 +274,10 @@ class CvSource(Source):
             self._opened_frames += 1
             return self._convert(img, bgr=True), None
         if self.live:
-            self._set("dropped", f"no frame from {self.name} (read failed or timed out after "
-                                 f"{self._read_timeout_ms / 1000:g} s)")
+            self._set(
+                "dropped",
+                f"no frame from {self.name} (read failed or timed out after {self._read_timeout_ms / 1000:g} s)",
+            )
             return None, None
         got, want = self._opened_frames, self.frame_count
         short = want and got < want - 1  # the last frame count is often off by one
@@ -258,8 +289,11 @@ class CvSource(Source):
                 self._set("failed", f"could not reopen for looping: {e}")
                 return None, None
             return self._read_once_after_reopen()
-        note = (f"ended after {got} of {want} frames the container announces (file truncated "
-                f"or unreadable)" if short else f"end of file after {got} frames")
+        note = (
+            f"ended after {got} of {want} frames the container announces (file truncated or unreadable)"
+            if short
+            else f"end of file after {got} frames"
+        )
         self._set("ended", note if not (self.loop and got == 0) else "no frame could be decoded")
         return None, None
 
@@ -286,12 +320,10 @@ class ImageFolderSource(Source):
     (counted in ``skipped``, logged once) rather than ending the stream.
     """
 
-    def __init__(self, folder: str | os.PathLike, *, fps: float = 30.0, loop: bool = False,
-                 **_: Any) -> None:
+    def __init__(self, folder: str | os.PathLike, *, fps: float = 30.0, loop: bool = False, **_: Any) -> None:
         super().__init__(str(folder))
         self.folder = Path(folder)
-        self.files: List[Path] = sorted(p for p in self.folder.iterdir()
-                                        if p.suffix.lower() in IMAGE_EXTENSIONS)
+        self.files: List[Path] = sorted(p for p in self.folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
         if not self.files:
             raise SourceOpenError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in folder {self.name}")
         self.fps = _clean_fps(fps, 30.0)
@@ -336,8 +368,7 @@ class SyntheticSource(Source):
 
     live = False
 
-    def __init__(self, seed: int = 0, *, keypoints: str = "exact", frames: Any = None,
-                 **opts: Any) -> None:
+    def __init__(self, seed: int = 0, *, keypoints: str = "exact", frames: Any = None, **opts: Any) -> None:
         super().__init__(f"synthetic:{seed}")
         if keypoints not in ("exact", "observed"):
             raise SourceOpenError(f"synthetic keypoints must be 'exact' or 'observed', got {keypoints!r}")
@@ -382,8 +413,9 @@ def spec_is_live(spec: str) -> bool:
     """True for cameras and network streams (reconnect forever), False for files, folders and the
     synthetic generator (a failure to open them is final)."""
     spec = str(spec).strip()
-    return spec.isdigit() or spec.startswith("/dev/video") or (
-        bool(_URL.match(spec)) and not spec.startswith("file://"))
+    return (
+        spec.isdigit() or spec.startswith("/dev/video") or (bool(_URL.match(spec)) and not spec.startswith("file://"))
+    )
 
 
 def open_source(spec: str, **opts: Any) -> Source:
@@ -398,11 +430,11 @@ def open_source(spec: str, **opts: Any) -> Source:
     """
     spec = str(spec).strip()
     fps = opts.get("fps")
-    if fps is not None and not (isinstance(fps, (int, float)) and not isinstance(fps, bool)
-                                and np.isfinite(fps) and 0 < fps <= MAX_FPS):
+    if fps is not None and not (
+        isinstance(fps, (int, float)) and not isinstance(fps, bool) and np.isfinite(fps) and 0 < fps <= MAX_FPS
+    ):
         raise SourceOpenError(f"fps={fps!r} is not allowed: give frames per second in (0, {MAX_FPS:g}]")
-    cv_keys = ("open_timeout_s", "read_timeout_s", "loop", "fps", "width", "height",
-               "ffmpeg_options", "api")
+    cv_keys = ("open_timeout_s", "read_timeout_s", "loop", "fps", "width", "height", "ffmpeg_options", "api")
     cv_opts = {k: v for k, v in opts.items() if k in cv_keys}
     if spec == "synthetic" or spec.startswith("synthetic:"):
         seed_text = spec.partition(":")[2] or "0"
@@ -410,8 +442,7 @@ def open_source(spec: str, **opts: Any) -> Source:
             seed = int(seed_text)
         except ValueError:
             raise SourceOpenError(f"synthetic source seed must be an integer, got {seed_text!r}") from None
-        return SyntheticSource(seed, **{k: v for k, v in opts.items()
-                                        if k not in ("open_timeout_s", "read_timeout_s")})
+        return SyntheticSource(seed, **{k: v for k, v in opts.items() if k not in ("open_timeout_s", "read_timeout_s")})
     if spec.isdigit():
         cv_opts.pop("loop", None)
         return CvSource(int(spec), live=True, **cv_opts)
@@ -420,7 +451,7 @@ def open_source(spec: str, **opts: Any) -> Source:
         return CvSource(spec, live=True, **cv_opts)
     if _URL.match(spec):
         if spec.startswith("file://"):
-            spec = spec[len("file://"):]
+            spec = spec[len("file://") :]
         else:
             cv_opts.pop("loop", None)
             return CvSource(spec, live=True, **cv_opts)

@@ -55,16 +55,22 @@ def demo_engine(say: Callable[[str], None]) -> str:
 def resolve_engine(cfg: StreamConfig, say: Callable[[str], None]) -> StreamConfig:
     if cfg.engine:
         if not Path(cfg.engine).exists():
-            raise ConfigError(f"--engine {cfg.engine}: no such file or directory (give a .safetensors checkpoint or "
-                              f"a directory written by clipmg-export / clipmg-build)")
+            raise ConfigError(
+                f"--engine {cfg.engine}: no such file or directory (give a .safetensors checkpoint or "
+                f"a directory written by clipmg-export / clipmg-build)"
+            )
         from clipmg.engines.artifacts import detect_artifact
 
-        kind, _ = detect_artifact(Path(cfg.engine))  # EngineError: not something clipmg runs (exit 2, before any process)
+        kind, _ = detect_artifact(
+            Path(cfg.engine)
+        )  # EngineError: not something clipmg runs (exit 2, before any process)
         if cfg.precision != "auto":
             if kind != "onnx":
-                raise ConfigError(f"--precision {cfg.precision} applies to an exported ONNX engine; {cfg.engine} is "
-                                  f"a {kind}, which runs at its own precision (export a checkpoint with "
-                                  f"clipmg-export --int8)")
+                raise ConfigError(
+                    f"--precision {cfg.precision} applies to an exported ONNX engine; {cfg.engine} is "
+                    f"a {kind}, which runs at its own precision (export a checkpoint with "
+                    f"clipmg-export --int8)"
+                )
         return cfg
     return cfg.replace(engine=demo_engine(say), demo=True)
 
@@ -140,8 +146,13 @@ class Tally:
 class Supervisor:
     """Owns the relay, the ring and the child processes of one stream."""
 
-    def __init__(self, cfg: StreamConfig, out: TextIO = sys.stderr,
-                 engine_factory: Optional[Callable[[StreamConfig], Any]] = None, quiet: bool = False) -> None:
+    def __init__(
+        self,
+        cfg: StreamConfig,
+        out: TextIO = sys.stderr,
+        engine_factory: Optional[Callable[[StreamConfig], Any]] = None,
+        quiet: bool = False,
+    ) -> None:
         import multiprocessing as mp
 
         self.cfg, self.out, self.engine_factory, self.quiet = cfg, out, engine_factory, quiet
@@ -177,12 +188,21 @@ class Supervisor:
 
         c = self.cfg
         # --source-option values override the defaults (e.g. read_timeout_s=2 for a camera that may stall)
-        opts = {"pace": c.pace, "open_timeout_s": c.open_timeout_s, "read_timeout_s": c.read_timeout_s,
-                "start_event": self.frames_go, **dict(c.source_options)}
+        opts = {
+            "pace": c.pace,
+            "open_timeout_s": c.open_timeout_s,
+            "read_timeout_s": c.read_timeout_s,
+            "start_event": self.frames_go,
+            **dict(c.source_options),
+        }
         self.stop_capture = self.ctx.Event()  # fresh: a killed process may have left the old one unusable
         self.capture = self.ctx.Process(
-            target=_child, name="clipmg-capture", daemon=False,
-            args=(capture_main, c.source, ring_name, self.status_q, self.stop_capture), kwargs=opts)
+            target=_child,
+            name="clipmg-capture",
+            daemon=False,
+            args=(capture_main, c.source, ring_name, self.status_q, self.stop_capture),
+            kwargs=opts,
+        )
         self.capture.start()
         self._capture_started = time.monotonic()
 
@@ -199,23 +219,35 @@ class Supervisor:
             self.relay.tally.new_run()  # its skip counter starts over; a gap before its first window is the restart's
         self.stop_worker = self.ctx.Event()
         self.worker = self.ctx.Process(
-            target=_child, name="clipmg-worker", daemon=False,
+            target=_child,
+            name="clipmg-worker",
+            daemon=False,
             args=(worker_main, c, ring_name, self.status_q, self.stop_worker),
-            kwargs=dict(link_endpoint=link_endpoint, max_windows=remaining, engine_factory=self.engine_factory,
-                        from_oldest=self.tally.restarts == 0 and not spec_is_live(c.source),
-                        source_ended=self.source_ended))
+            kwargs=dict(
+                link_endpoint=link_endpoint,
+                max_windows=remaining,
+                engine_factory=self.engine_factory,
+                from_oldest=self.tally.restarts == 0 and not spec_is_live(c.source),
+                source_ended=self.source_ended,
+            ),
+        )
         self.worker.start()
         self._worker_started = time.monotonic()
         self.tally.worker_pid = self.worker.pid
         self.tally.worker_state = "loading"
 
-    def start_listener(self, endpoint: str, server_key: Optional[str],
-                       client_keys: Optional[Tuple[bytes, bytes]] = None) -> None:
+    def start_listener(
+        self, endpoint: str, server_key: Optional[str], client_keys: Optional[Tuple[bytes, bytes]] = None
+    ) -> None:
         from .listen import listen_main
 
-        self.listener = self.ctx.Process(target=_child, name="clipmg-listen", daemon=False,
-                                         args=(listen_main, endpoint, ["mg"], self.stop_listener),
-                                         kwargs=dict(server_key=server_key, client_keys=client_keys))
+        self.listener = self.ctx.Process(
+            target=_child,
+            name="clipmg-listen",
+            daemon=False,
+            args=(listen_main, endpoint, ["mg"], self.stop_listener),
+            kwargs=dict(server_key=server_key, client_keys=client_keys),
+        )
         self.listener.start()
 
     # ------------------------------------------------------------------ events
@@ -235,7 +267,10 @@ class Supervisor:
         if kind == "source_state":
             t.source_state, t.source_detail = str(ev.get("state")), str(ev.get("detail", ""))
             if t.source_state in ("reconnecting", "stalled"):  # 'failed'/'ended' end the run: said once, there
-                self.say(f"source {ev.get('source')}: {t.source_state}" + (f" ({t.source_detail})" if t.source_detail else ""))
+                self.say(
+                    f"source {ev.get('source')}: {t.source_state}"
+                    + (f" ({t.source_detail})" if t.source_detail else "")
+                )
         elif ev.get("pid") not in (None, t.worker_pid):
             return  # a late event from a worker that was replaced
         elif kind == "worker_state":
@@ -248,10 +283,15 @@ class Supervisor:
                 if t.ready_at is None:
                     t.ready_at = time.monotonic()
                     cache = "frame + pose cache" if ev.get("pose_cache") else "frame cache"
-                    stops = "" if self.cfg.duration_s is None else (
-                        f"; stops by itself after {self.cfg.duration_s:g} s (Ctrl-C stops it sooner)")
-                    self.say(f"model ready: {t.model.get('preset')} ({t.model.get('backend')}, {t.model.get('precision')}, "
-                             f"{cache}); publishing on {self.endpoint}{stops}")
+                    stops = (
+                        ""
+                        if self.cfg.duration_s is None
+                        else (f"; stops by itself after {self.cfg.duration_s:g} s (Ctrl-C stops it sooner)")
+                    )
+                    self.say(
+                        f"model ready: {t.model.get('preset')} ({t.model.get('backend')}, {t.model.get('precision')}, "
+                        f"{cache}); publishing on {self.endpoint}{stops}"
+                    )
                 else:
                     self.say("worker restarted and ready")
                 self._state = "running"
@@ -270,18 +310,34 @@ class Supervisor:
         from .redact import redact_url
 
         t, s = self.tally, self.tally.stats
-        worker = {"pid": t.worker_pid, "alive": bool(self.worker is not None and self.worker.is_alive()),
-                  "state": t.worker_state}
+        worker = {
+            "pid": t.worker_pid,
+            "alive": bool(self.worker is not None and self.worker.is_alive()),
+            "state": t.worker_state,
+        }
         windows, skipped = self.counts()
         msg = status_message(
-            stream=self.cfg.stream_id, state=state or self._state, t_publish=time.time(),
-            source={"state": t.source_state if t.source_state in SOURCE_STATES else "unknown",
-                    "spec": redact_url(self.cfg.source)},
-            fps_in=t.fps_in, fps_pose=float(s.get("fps_pose", 0.0)), fps_out=float(s.get("fps_out", 0.0)),
-            windows=windows, skipped=skipped, dropped_frames=t.done_dropped + int(s.get("dropped_frames", 0)),
-            dropped_messages=int(s.get("dropped_messages", 0)), restarts=t.restarts, worker=worker, model=t.model,
-            last_window=s.get("last_window") or None, latency_ms=(s.get("last_window") or {}).get("latency_ms"),
-            message=message)
+            stream=self.cfg.stream_id,
+            state=state or self._state,
+            t_publish=time.time(),
+            source={
+                "state": t.source_state if t.source_state in SOURCE_STATES else "unknown",
+                "spec": redact_url(self.cfg.source),
+            },
+            fps_in=t.fps_in,
+            fps_pose=float(s.get("fps_pose", 0.0)),
+            fps_out=float(s.get("fps_out", 0.0)),
+            windows=windows,
+            skipped=skipped,
+            dropped_frames=t.done_dropped + int(s.get("dropped_frames", 0)),
+            dropped_messages=int(s.get("dropped_messages", 0)),
+            restarts=t.restarts,
+            worker=worker,
+            model=t.model,
+            last_window=s.get("last_window") or None,
+            latency_ms=(s.get("last_window") or {}).get("latency_ms"),
+            message=message,
+        )
         if self.relay is not None:
             msg["restart_gap"] = self.relay.tally.restart_gap
         link.publish("status", self.cfg.stream_id, msg, self.cfg.fmt)
@@ -300,9 +356,11 @@ class Supervisor:
         windows, skipped = self.counts()
         last = s.get("last_window") or {}
         lat = (last.get("latency_ms") or {}).get("capture_to_publish")
-        return (f"{self._state}: source {t.source_state}, in {t.fps_in:.1f} fps, pose {float(s.get('fps_pose', 0)):.1f}/s, "
-                f"out {float(s.get('fps_out', 0)):.2f} win/s, windows {windows}, skipped {skipped}, "
-                f"restarts {t.restarts}" + (f", last {last.get('label')!s} ({lat:.0f} ms)" if lat is not None else ""))
+        return (
+            f"{self._state}: source {t.source_state}, in {t.fps_in:.1f} fps, pose {float(s.get('fps_pose', 0)):.1f}/s, "
+            f"out {float(s.get('fps_out', 0)):.2f} win/s, windows {windows}, skipped {skipped}, "
+            f"restarts {t.restarts}" + (f", last {last.get('label')!s} ({lat:.0f} ms)" if lat is not None else "")
+        )
 
     # ------------------------------------------------------------------ watching
     def watch_worker(self, ring_name: str, link: Any, link_endpoint: str) -> Optional[int]:
@@ -440,9 +498,14 @@ class Supervisor:
 
             listener_keys = zmq.curve_keypair()
         try:
-            relay = Relay(c.endpoint, sndhwm=c.sndhwm, allow_remote=c.allow_remote,
-                          curve_secret_key=c.curve_secret_key, curve_allow_dir=c.curve_allow_dir,
-                          curve_allow_keys=[listener_keys[0]] if listener_keys else ())
+            relay = Relay(
+                c.endpoint,
+                sndhwm=c.sndhwm,
+                allow_remote=c.allow_remote,
+                curve_secret_key=c.curve_secret_key,
+                curve_allow_dir=c.curve_allow_dir,
+                curve_allow_keys=[listener_keys[0]] if listener_keys else (),
+            )
         except PublisherError as e:
             return self._refuse(str(e))
         self._endpoint = relay.endpoint
@@ -493,8 +556,10 @@ class Supervisor:
             now = time.monotonic()
             if self.signalled:
                 return EXIT_OK
-            for check in (lambda: self.watch_worker(ring.name, link, link_endpoint),
-                          lambda: self.watch_capture(ring.name, link)):
+            for check in (
+                lambda: self.watch_worker(ring.name, link, link_endpoint),
+                lambda: self.watch_capture(ring.name, link),
+            ):
                 code = check()
                 if code is not None:
                     return code
@@ -535,8 +600,12 @@ def _connectable(endpoint: str) -> str:
 
 
 # ---------------------------------------------------------------------------------- entry point
-def main(argv: Optional[Sequence[str]] = None, *, out: TextIO = sys.stderr,
-         engine_factory: Optional[Callable[[StreamConfig], Any]] = None) -> int:
+def main(
+    argv: Optional[Sequence[str]] = None,
+    *,
+    out: TextIO = sys.stderr,
+    engine_factory: Optional[Callable[[StreamConfig], Any]] = None,
+) -> int:
     """``clipmg-live`` (and ``run_live.py``), under the convention of ``model/errors.py``. Returns
 
     - 0: stopped normally (a signal, ``--duration``, ``--max-windows``, the end of a file);
@@ -548,8 +617,7 @@ def main(argv: Optional[Sequence[str]] = None, *, out: TextIO = sys.stderr,
     return run_command("clipmg-live", lambda: _main(argv, out, engine_factory), out=out)
 
 
-def _main(argv: Optional[Sequence[str]], out: TextIO,
-          engine_factory: Optional[Callable[[StreamConfig], Any]]) -> int:
+def _main(argv: Optional[Sequence[str]], out: TextIO, engine_factory: Optional[Callable[[StreamConfig], Any]]) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     args = build_parser().parse_args(None if argv is None else list(argv))
     say = lambda m: print(f"[clipmg-live] {m}", file=out, flush=True)  # noqa: E731

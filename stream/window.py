@@ -187,7 +187,9 @@ class SampleRings:
     def put_rgb(self, k: int, box: Box, tokens: np.ndarray, frame_emb: np.ndarray) -> None:
         """Store RGB sample ``k``'s crop box and encoding: tokens ``(1+N_p, D)``, embedding ``(E,)``."""
         if not self.schedule.is_rgb(k):
-            raise ValueError(f"sample {k} is not an RGB sample (k % {self.schedule.group} != {self.schedule.rgb_offset})")
+            raise ValueError(
+                f"sample {k} is not an RGB sample (k % {self.schedule.group} != {self.schedule.rgb_offset})"
+            )
         if self.tokens is None:
             self.tokens = np.zeros((self.schedule.rgb_frames, *tokens.shape), np.float32)
             self.frame_emb = np.zeros((self.schedule.rgb_frames, *frame_emb.shape), np.float32)
@@ -199,8 +201,10 @@ class SampleRings:
     def missing(self, w: int) -> Tuple[List[int], List[int]]:
         """Pose samples and RGB samples of window ``w`` not held yet (oldest first)."""
         s = self.schedule
-        return ([int(k) for k in s.window_samples(w) if not self.has_pose(int(k))],
-                [int(k) for k in s.window_rgb_samples(w) if not self.has_rgb(int(k))])
+        return (
+            [int(k) for k in s.window_samples(w) if not self.has_pose(int(k))],
+            [int(k) for k in s.window_rgb_samples(w) if not self.has_rgb(int(k))],
+        )
 
     def assemble(self, w: int, cfg: ModelConfig) -> WindowInputs:
         """Window ``w``'s head inputs from the rings (every sample must be present)."""
@@ -213,9 +217,18 @@ class SampleRings:
         boxes = tuple(self.boxes[int(i)] for i in ri)
         kp = prepare_keypoints(self.keypoints[pi], boxes, cfg)
         assert self.tokens is not None and self.frame_emb is not None
-        return WindowInputs(w, self.tokens[ri], self.frame_emb[ri], kp, boxes, self.seq[pi].copy(),
-                            self.seq[pi][s.group * np.arange(s.rgb_frames) + s.rgb_offset].copy(),
-                            self.t_mono[pi].copy(), self.t_wall[pi].copy(), self.person[pi].copy())
+        return WindowInputs(
+            w,
+            self.tokens[ri],
+            self.frame_emb[ri],
+            kp,
+            boxes,
+            self.seq[pi].copy(),
+            self.seq[pi][s.group * np.arange(s.rgb_frames) + s.rgb_offset].copy(),
+            self.t_mono[pi].copy(),
+            self.t_wall[pi].copy(),
+            self.person[pi].copy(),
+        )
 
 
 # ------------------------------------------------------------------------------------ crop boxes
@@ -247,8 +260,9 @@ def window_logits(engine: FrameEncoderHead, inputs: WindowInputs) -> np.ndarray:
     return engine.head(inputs.tokens[None], inputs.frame_emb[None], inputs.keypoints[None])[0]
 
 
-def offline_logits(engine: Any, frames: np.ndarray, keypoints: np.ndarray, cfg: ModelConfig,
-                   boxes: Optional[Sequence[Box]] = None) -> np.ndarray:
+def offline_logits(
+    engine: Any, frames: np.ndarray, keypoints: np.ndarray, cfg: ModelConfig, boxes: Optional[Sequence[Box]] = None
+) -> np.ndarray:
     """Logits ``(C,)`` of one window computed from scratch, without any cache.
 
     ``frames``: the 8 RGB samples ``(T_r, H, W, 3)`` uint8; ``keypoints``: the 32 pose samples
@@ -265,8 +279,9 @@ def offline_logits(engine: Any, frames: np.ndarray, keypoints: np.ndarray, cfg: 
     return engine.head(x[None], c[None], kp[None])[0]
 
 
-def clip_window(engine: Any, cfg: ModelConfig, seqs: Sequence[int], pose_of: Any, frame_of: Any,
-                decision: Decision, window: int = 0) -> "WindowResult":
+def clip_window(
+    engine: Any, cfg: ModelConfig, seqs: Sequence[int], pose_of: Any, frame_of: Any, decision: Decision, window: int = 0
+) -> "WindowResult":
     """One window over a whole clip (or a labelled segment) with the evaluation sampling of
     ``clip_samples``: any number of frames -> ``T_p`` pose samples and ``T_r`` RGB samples, the
     crop boxes computed as evaluation computes them, all eight frames encoded in one call.
@@ -297,9 +312,18 @@ def clip_window(engine: Any, cfg: ModelConfig, seqs: Sequence[int], pose_of: Any
     x, emb = engine.encode_frames(images)
     logits = engine.head(x[None], emb[None], kp[None])[0] if answered else None
     seq_arr = np.array([seqs[int(i)] for i in pos], np.int64)
-    inputs = WindowInputs(window, x, emb, kp, tuple(boxes), seq_arr, np.array([seqs[int(i)] for i in rgb_pos], np.int64),
-                          np.array([cache[int(i)][0].t_mono for i in pos], np.float64),
-                          np.array([cache[int(i)][0].t_wall for i in pos], np.float64), person_mask)
+    inputs = WindowInputs(
+        window,
+        x,
+        emb,
+        kp,
+        tuple(boxes),
+        seq_arr,
+        np.array([seqs[int(i)] for i in rgb_pos], np.int64),
+        np.array([cache[int(i)][0].t_mono for i in pos], np.float64),
+        np.array([cache[int(i)][0].t_wall for i in pos], np.float64),
+        person_mask,
+    )
     return WindowResult(inputs, answered, Answer.of(logits, decision))
 
 
@@ -316,8 +340,9 @@ def top_k(probs: np.ndarray, names: Sequence[str], k: int) -> List[Tuple[int, st
     return [(int(i), str(names[i]), float(probs[i])) for i in order]
 
 
-def decide(probs: np.ndarray, names: Sequence[str], threshold: float,
-           background: Sequence[str] = ()) -> Tuple[Optional[str], Optional[float]]:
+def decide(
+    probs: np.ndarray, names: Sequence[str], threshold: float, background: Sequence[str] = ()
+) -> Tuple[Optional[str], Optional[float]]:
     """The decided label: the most probable class when it reaches ``threshold`` and is not background."""
     i = int(np.argmax(probs))
     p = float(probs[i])
@@ -357,8 +382,13 @@ class Answer:
             return cls(None, [], None, None, None)
         probs = softmax(logits)
         label, p = decide(probs, decision.names, decision.threshold, decision.background)
-        return cls(logits, top_k(probs, decision.names, decision.top_k), label, p,
-                   {n: float(q) for n, q in zip(decision.names, probs)})
+        return cls(
+            logits,
+            top_k(probs, decision.names, decision.top_k),
+            label,
+            p,
+            {n: float(q) for n, q in zip(decision.names, probs)},
+        )
 
 
 def has_person(person: np.ndarray) -> bool:
@@ -415,8 +445,11 @@ class StreamingWindows:
     """
 
     def __init__(self, engine: FrameEncoderHead, cfg: ModelConfig, schedule: Schedule, pose_cache: bool = True) -> None:
-        if (schedule.pose_frames, schedule.rgb_frames, schedule.rgb_offset) != \
-                (cfg.clip.pose_frames, cfg.clip.rgb_frames, cfg.clip.rgb_offset):
+        if (schedule.pose_frames, schedule.rgb_frames, schedule.rgb_offset) != (
+            cfg.clip.pose_frames,
+            cfg.clip.rgb_frames,
+            cfg.clip.rgb_offset,
+        ):
             raise ValueError("the schedule's sampling differs from the model's (pose_frames, rgb_frames, rgb_offset)")
         self.engine, self.cfg, self.schedule = engine, cfg, schedule
         self.rings = SampleRings(schedule, cfg.pose.num_joints)
@@ -430,8 +463,16 @@ class StreamingWindows:
         if pose_cache and getattr(engine, "pose_cache", False):
             self.pose_cache = PoseBranchCache.for_config(engine.pose_partials, cfg)  # type: ignore[attr-defined]
 
-    def add_sample(self, k: int, image: Optional[np.ndarray], keypoints: np.ndarray, seq: int,
-                   t_mono: float, t_wall: float, person: bool) -> bool:
+    def add_sample(
+        self,
+        k: int,
+        image: Optional[np.ndarray],
+        keypoints: np.ndarray,
+        seq: int,
+        t_mono: float,
+        t_wall: float,
+        person: bool,
+    ) -> bool:
         """Store pose sample ``k``: keypoints ``(J, 3)`` in source pixels of ``image`` ``(H, W, 3)``.
 
         For an RGB sample the frame is encoded now (``image`` is required then); returns True when
@@ -496,5 +537,9 @@ class StreamingWindows:
             return window_logits(self.engine, inputs)
         s = self.schedule
         pre = self.pose_cache.window(s.window_start(w) // s.group, inputs.keypoints)
-        return self.engine.head_cached(inputs.tokens[None], inputs.frame_emb[None],  # type: ignore[attr-defined]
-                                       inputs.keypoints[None], pre[None])[0]
+        return self.engine.head_cached(  # type: ignore[attr-defined]
+            inputs.tokens[None],
+            inputs.frame_emb[None],
+            inputs.keypoints[None],
+            pre[None],
+        )[0]

@@ -35,7 +35,6 @@ import traceback
 from collections import deque
 from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
-
 from clipmg.model.errors import ClipmgError
 
 from .config import StreamConfig
@@ -87,8 +86,10 @@ def load_worker_engine(cfg: StreamConfig) -> Any:
             opts["threads"] = cfg.engine_threads
             opts["precision"] = cfg.precision
         elif cfg.precision != "auto":
-            raise FatalWorkerError(f"--precision {cfg.precision} applies to exported ONNX engines; a {kind} engine "
-                                   f"keeps the precision it was built with")
+            raise FatalWorkerError(
+                f"--precision {cfg.precision} applies to exported ONNX engines; a {kind} engine "
+                f"keeps the precision it was built with"
+            )
         if kind != "onnx" and cfg.device != "cpu":
             opts["device"] = cfg.device
         return load_engine(cfg.engine, **opts)
@@ -105,9 +106,18 @@ def load_worker_engine(cfg: StreamConfig) -> Any:
 class Worker:
     """The worker's loop over one ring, one engine, one pose backend and one sender."""
 
-    def __init__(self, cfg: StreamConfig, engine: Any, pose: Any, ring: Any, sender: Any, report: _Report,
-                 annotator: Optional[Annotator] = None, max_windows: Optional[int] = None,
-                 from_oldest: bool = False) -> None:
+    def __init__(
+        self,
+        cfg: StreamConfig,
+        engine: Any,
+        pose: Any,
+        ring: Any,
+        sender: Any,
+        report: _Report,
+        annotator: Optional[Annotator] = None,
+        max_windows: Optional[int] = None,
+        from_oldest: bool = False,
+    ) -> None:
         from .window import Decision, Schedule, StreamingWindows
 
         mc = engine.config
@@ -124,8 +134,13 @@ class Worker:
         # newest frame.
         self.from_oldest = from_oldest
         self.identity = {k: str(v) for k, v in engine.identity.items()}
-        self.debouncer = Debouncer(cfg.event_threshold, cfg.event_hysteresis, cfg.event_min_duration_s,
-                                   cfg.event_release_s, background=cfg.background)
+        self.debouncer = Debouncer(
+            cfg.event_threshold,
+            cfg.event_hysteresis,
+            cfg.event_min_duration_s,
+            cfg.event_release_s,
+            background=cfg.background,
+        )
         self.next_window: Optional[int] = None
         self.k_next = 0  # next sample to compute when working ahead
         self.lost: set = set()  # samples whose frame was gone from the ring
@@ -142,8 +157,13 @@ class Worker:
         self._annot_pending: Dict[int, Any] = {}
         self._annot_next: Optional[int] = None
         estimates = [functools.partial(self._pose, backend=b) for b in self.poses]
-        self.ahead = (PoseAhead(estimates, lambda: self.schedule.newest_sample(self.ring.latest_seq()),
-                                limit=self.schedule.pose_frames) if cfg.pose_thread else None)
+        self.ahead = (
+            PoseAhead(
+                estimates, lambda: self.schedule.newest_sample(self.ring.latest_seq()), limit=self.schedule.pose_frames
+            )
+            if cfg.pose_thread
+            else None
+        )
 
     def close(self) -> None:
         """Stop the pose threads (before the pose backends are closed); record what they left."""
@@ -301,31 +321,54 @@ class Worker:
         stages = None if cache is None else sum(cache.computed) - before
         self._finish_window(res, t0, pose_stage_inputs=stages)
 
-    def _finish_window(self, res: Any, t0: float, sampling: Optional[str] = None,
-                       pose_stage_inputs: Optional[int] = None) -> None:
+    def _finish_window(
+        self, res: Any, t0: float, sampling: Optional[str] = None, pose_stage_inputs: Optional[int] = None
+    ) -> None:
         t1 = time.perf_counter()
         events = self.debouncer.update(float(res.inputs.t_wall[-1]), res.inputs.window, res.answer.probs)
         self._publish_window(res, t0, t1, sampling, pose_stage_inputs)
         for ev in events:
             self._publish_event(ev)
 
-    def _publish_window(self, res: Any, t0: float, t1: float, sampling: Optional[str],
-                        pose_stage_inputs: Optional[int]) -> None:
+    def _publish_window(
+        self, res: Any, t0: float, t1: float, sampling: Optional[str], pose_stage_inputs: Optional[int]
+    ) -> None:
         cfg, inputs, ans = self.cfg, res.inputs, res.answer
         with self._lock:  # this window's share of the work; the pose thread may already be on the next
             acc, self._acc = self._acc, {"pose": 0.0, "encode": 0.0, "pose_samples": 0, "rgb_encoded": 0}
-        latency = {"pose": acc["pose"] * 1e3, "encode": acc["encode"] * 1e3, "head": (t1 - t0) * 1e3,
-                   "publish": 0.0, "capture_to_publish": 0.0}
+        latency = {
+            "pose": acc["pose"] * 1e3,
+            "encode": acc["encode"] * 1e3,
+            "head": (t1 - t0) * 1e3,
+            "publish": 0.0,
+            "capture_to_publish": 0.0,
+        }
         msg = window_message(
-            stream=cfg.stream_id, window=inputs.window, pose_seqs=inputs.pose_seqs, rgb_seqs=inputs.rgb_seqs,
-            t_wall=inputs.t_wall, stride=cfg.stride, pose_every=cfg.pose_every, t_publish=time.time(),
-            latency_ms=latency, computed={"pose_samples": int(acc["pose_samples"]), "rgb_encoded": int(acc["rgb_encoded"]),
-                                          **({} if pose_stage_inputs is None else
-                                             {"pose_stage_inputs": pose_stage_inputs})},
-            person=res.person, person_fraction=res.person_fraction, topk=ans.top, label=ans.label, p=ans.p,
-            model=self.identity, skipped=self.skipped, answered=res.answered,
+            stream=cfg.stream_id,
+            window=inputs.window,
+            pose_seqs=inputs.pose_seqs,
+            rgb_seqs=inputs.rgb_seqs,
+            t_wall=inputs.t_wall,
+            stride=cfg.stride,
+            pose_every=cfg.pose_every,
+            t_publish=time.time(),
+            latency_ms=latency,
+            computed={
+                "pose_samples": int(acc["pose_samples"]),
+                "rgb_encoded": int(acc["rgb_encoded"]),
+                **({} if pose_stage_inputs is None else {"pose_stage_inputs": pose_stage_inputs}),
+            },
+            person=res.person,
+            person_fraction=res.person_fraction,
+            topk=ans.top,
+            label=ans.label,
+            p=ans.p,
+            model=self.identity,
+            skipped=self.skipped,
+            answered=res.answered,
             logits=None if (ans.logits is None or not cfg.include_logits) else ans.logits.tolist(),
-            sampling=sampling or "stream")
+            sampling=sampling or "stream",
+        )
         now = time.monotonic()
         msg["latency_ms"]["publish"] = round((time.perf_counter() - t1) * 1e3, 3)
         msg["latency_ms"]["capture_to_publish"] = round((now - float(inputs.t_mono[-1])) * 1e3, 3)
@@ -333,11 +376,22 @@ class Worker:
         self.windows += 1
         self._window_times.append(now)
         top = ans.top
-        self.last = {"window": inputs.window, "label": ans.label, "p": ans.p, "top": [[n, q] for _, n, q in top],
-                     "person": res.person, "latency_ms": msg["latency_ms"]}
-        self._overlay = Overlay(top=[(n, q) for _, n, q in top], label=ans.label, person=res.person,
-                                latency_ms=msg["latency_ms"]["capture_to_publish"], window=inputs.window,
-                                banner=self._overlay.banner)
+        self.last = {
+            "window": inputs.window,
+            "label": ans.label,
+            "p": ans.p,
+            "top": [[n, q] for _, n, q in top],
+            "person": res.person,
+            "latency_ms": msg["latency_ms"],
+        }
+        self._overlay = Overlay(
+            top=[(n, q) for _, n, q in top],
+            label=ans.label,
+            person=res.person,
+            latency_ms=msg["latency_ms"]["capture_to_publish"],
+            window=inputs.window,
+            banner=self._overlay.banner,
+        )
 
     def end_of_source(self) -> None:
         """The file ended and every window that could close has run. A file too short for one window
@@ -361,8 +415,15 @@ class Worker:
         if not frames:
             return
         t0 = time.perf_counter()
-        res = clip_window(self.engine, self.engine.config, sorted(frames), self._clip_sample, frames.__getitem__,
-                          self.decision, self.next_window or 0)
+        res = clip_window(
+            self.engine,
+            self.engine.config,
+            sorted(frames),
+            self._clip_sample,
+            frames.__getitem__,
+            self.decision,
+            self.next_window or 0,
+        )
         self._finish_window(res, t0, sampling="whole_clip")
 
     def _clip_sample(self, frame: Any) -> Any:
@@ -385,9 +446,18 @@ class Worker:
 
     def _publish_event(self, ev: GestureEvent) -> None:
         cfg = self.cfg
-        msg = event_message(stream=cfg.stream_id, kind=ev.kind, label=ev.label, window=ev.window,
-                            window_start=ev.window_start, t=ev.t, t_start=ev.t_start, confidence=ev.confidence,
-                            t_publish=time.time(), reason=ev.reason)
+        msg = event_message(
+            stream=cfg.stream_id,
+            kind=ev.kind,
+            label=ev.label,
+            window=ev.window,
+            window_start=ev.window_start,
+            t=ev.t,
+            t_start=ev.t_start,
+            confidence=ev.confidence,
+            t_publish=time.time(),
+            reason=ev.reason,
+        )
         self.sender.send(topic("event", cfg.stream_id), encode(msg, cfg.fmt))
 
     def finish(self) -> None:
@@ -440,11 +510,20 @@ class Worker:
     def stats(self) -> Dict[str, Any]:
         with self._lock:
             sample_times, dropped, posed = list(self._sample_times), self.dropped_frames, self.pose_samples
-        return {"windows": self.windows, "skipped": self.skipped, "dropped_frames": dropped,
-                "dropped_messages": int(getattr(self.sender, "dropped", 0)), "pose_samples": posed,
-                "encoded": self.sw.encoded, "heads": self.sw.heads, "fps_pose": rate(sample_times),
-                "fps_out": rate(list(self._window_times)), "last_window": self.last,
-                "torn_reads": int(getattr(self.ring, "torn_reads", 0)), "model": self.identity}
+        return {
+            "windows": self.windows,
+            "skipped": self.skipped,
+            "dropped_frames": dropped,
+            "dropped_messages": int(getattr(self.sender, "dropped", 0)),
+            "pose_samples": posed,
+            "encoded": self.sw.encoded,
+            "heads": self.sw.heads,
+            "fps_pose": rate(sample_times),
+            "fps_out": rate(list(self._window_times)),
+            "last_window": self.last,
+            "torn_reads": int(getattr(self.ring, "torn_reads", 0)),
+            "model": self.identity,
+        }
 
     def maybe_report(self, every_s: float) -> None:
         now = time.monotonic()
@@ -457,10 +536,18 @@ class Worker:
 
 
 # ---------------------------------------------------------------------------------- entry point
-def worker_main(cfg: StreamConfig, ring_name: str, status_queue: Any, stop_event: Any, *,
-                link_endpoint: Optional[str] = None, max_windows: Optional[int] = None,
-                engine_factory: Optional[Callable[[StreamConfig], Any]] = None, from_oldest: bool = False,
-                source_ended: Any = None) -> None:
+def worker_main(
+    cfg: StreamConfig,
+    ring_name: str,
+    status_queue: Any,
+    stop_event: Any,
+    *,
+    link_endpoint: Optional[str] = None,
+    max_windows: Optional[int] = None,
+    engine_factory: Optional[Callable[[StreamConfig], Any]] = None,
+    from_oldest: bool = False,
+    source_ended: Any = None,
+) -> None:
     """Run the worker until ``stop_event`` is set, SIGTERM, the parent dies or ``max_windows`` are published.
 
     ``link_endpoint``: the supervisor's relay (``Relay.link_endpoint``); ``None`` binds a PUB socket at
@@ -484,8 +571,19 @@ def worker_main(cfg: StreamConfig, ring_name: str, status_queue: Any, stop_event
     parent = os.getppid()
     report("worker_state", state="loading")
     try:
-        _run(cfg, ring_name, report, stop_event, stop, parent, link_endpoint, max_windows, engine_factory,
-             from_oldest, source_ended)
+        _run(
+            cfg,
+            ring_name,
+            report,
+            stop_event,
+            stop,
+            parent,
+            link_endpoint,
+            max_windows,
+            engine_factory,
+            from_oldest,
+            source_ended,
+        )
     except FatalWorkerError as e:
         message = _scrub(str(e), cfg.source)
         report("worker_state", state="failed", fatal=True, message=message)
@@ -505,10 +603,19 @@ def _scrub(text: str, source: str) -> str:
     return redact_text(text, url_secrets(source))
 
 
-def _run(cfg: StreamConfig, ring_name: str, report: _Report, stop_event: Any, stop: Dict[str, bool], parent: int,
-         link_endpoint: Optional[str], max_windows: Optional[int],
-         engine_factory: Optional[Callable[[StreamConfig], Any]], from_oldest: bool = False,
-         source_ended: Any = None) -> None:
+def _run(
+    cfg: StreamConfig,
+    ring_name: str,
+    report: _Report,
+    stop_event: Any,
+    stop: Dict[str, bool],
+    parent: int,
+    link_endpoint: Optional[str],
+    max_windows: Optional[int],
+    engine_factory: Optional[Callable[[StreamConfig], Any]],
+    from_oldest: bool = False,
+    source_ended: Any = None,
+) -> None:
     from .pose import PoseBackendError, create_pose_backend
     from .publisher import Link, Publisher, PublisherError
     from .ringbuffer import FrameRing
@@ -534,9 +641,17 @@ def _run(cfg: StreamConfig, ring_name: str, report: _Report, stop_event: Any, st
             p.close()
         raise FatalWorkerError(f"cannot attach frame ring {ring_name!r}: {e}") from None
     try:
-        sender = Link(link_endpoint) if link_endpoint else Publisher(
-            cfg.endpoint, sndhwm=cfg.sndhwm, allow_remote=cfg.allow_remote,
-            curve_secret_key=cfg.curve_secret_key, curve_allow_dir=cfg.curve_allow_dir)
+        sender = (
+            Link(link_endpoint)
+            if link_endpoint
+            else Publisher(
+                cfg.endpoint,
+                sndhwm=cfg.sndhwm,
+                allow_remote=cfg.allow_remote,
+                curve_secret_key=cfg.curve_secret_key,
+                curve_allow_dir=cfg.curve_allow_dir,
+            )
+        )
     except PublisherError as e:
         ring.close()
         for p in poses:
@@ -549,8 +664,13 @@ def _run(cfg: StreamConfig, ring_name: str, report: _Report, stop_event: Any, st
         w: Optional[Worker] = None
         try:
             w = Worker(cfg, engine, poses, ring, sender, report, annot, max_windows, from_oldest=from_oldest)
-            report("worker_state", state="ready", model=w.identity, classes=len(w.names),
-                   pose_cache=w.sw.pose_cache is not None)
+            report(
+                "worker_state",
+                state="ready",
+                model=w.identity,
+                classes=len(w.names),
+                pose_cache=w.sw.pose_cache is not None,
+            )
             why = _loop(w, stop_event, stop, parent, annot, source_ended)
             w.finish()
             report("worker_stats", **w.stats())
@@ -573,8 +693,9 @@ def _limit_threads(n: int) -> None:
         torch.set_num_threads(n)
 
 
-def _loop(w: Worker, stop_event: Any, stop: Dict[str, bool], parent: int, annot: Optional[Annotator],
-          source_ended: Any = None) -> str:
+def _loop(
+    w: Worker, stop_event: Any, stop: Dict[str, bool], parent: int, annot: Optional[Annotator], source_ended: Any = None
+) -> str:
     """Run until asked to stop ('stopped'), ``max_windows`` are published ('done'), the user
     closes the display window ('display closed') or the file has ended and its last window ran
     ('source ended')."""

@@ -25,5 +25,7 @@ h = hashlib.sha256()
 for k, v in sorted(trainer.model.state_dict().items()):
     h.update(k.encode())
     h.update(v.detach().cpu().contiguous().numpy().tobytes())
-(out / f"rank{d.rank}.digest").write_text(f"{h.hexdigest()} {summary['steps']} {trainer.world if hasattr(trainer, 'world') else d.world}\n")
+(out / f"rank{d.rank}.digest").write_text(
+    f"{h.hexdigest()} {summary['steps']} {trainer.world if hasattr(trainer, 'world') else d.world}\n"
+)
 dist.destroy_process_group()

@@ -40,7 +40,7 @@ def index_image(i: int, w: int = 160, h: int = 120) -> Any:
     bar = w // 8
     for b in range(8):
         if (i >> b) & 1:
-            img[:, b * bar:(b + 1) * bar] = 255
+            img[:, b * bar : (b + 1) * bar] = 255
     return img
 
 
@@ -95,8 +95,13 @@ class EvilPickle:
 class Subscriber:
     """A SUB socket read by a thread; every message kept as ``(topic, msg, t_received)``."""
 
-    def __init__(self, ep: str, topics: Iterable[str] = ("mg",), server_key: Optional[bytes] = None,
-                 client_keys: Optional[Tuple[bytes, bytes]] = None) -> None:
+    def __init__(
+        self,
+        ep: str,
+        topics: Iterable[str] = ("mg",),
+        server_key: Optional[bytes] = None,
+        client_keys: Optional[Tuple[bytes, bytes]] = None,
+    ) -> None:
         import zmq
 
         self.ctx = zmq.Context()
@@ -153,13 +158,16 @@ class Subscriber:
     def statuses(self) -> List[Dict[str, Any]]:
         return self.of("status")
 
-    def wait(self, pred: Callable[[List[Tuple[str, Dict[str, Any], float]]], Any], timeout: float,
-             what: str) -> Any:
+    def wait(self, pred: Callable[[List[Tuple[str, Dict[str, Any], float]]], Any], timeout: float, what: str) -> Any:
         try:
             return wait_for(lambda: pred(self.snapshot()), timeout, what)
         except AssertionError as e:
-            tail = [(t, m.get("state"), (m.get("source") or {}).get("state")) if t.startswith("mg.status")
-                    else (t, m.get("window")) for t, m, _ in self.snapshot()[-8:]]
+            tail = [
+                (t, m.get("state"), (m.get("source") or {}).get("state"))
+                if t.startswith("mg.status")
+                else (t, m.get("window"))
+                for t, m, _ in self.snapshot()[-8:]
+            ]
             raise AssertionError(f"{e}; last messages: {tail}") from None
 
     def close(self) -> None:
@@ -194,12 +202,21 @@ class Live:
 
     def __init__(self, args: Sequence[str], env: Optional[Dict[str, str]] = None, cwd: Optional[Path] = None) -> None:
         self.args = [PY, str(RUN_LIVE), *args]
-        self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                     env={**os.environ, **(env or {})}, cwd=cwd, start_new_session=True)
+        self.proc = subprocess.Popen(
+            self.args,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, **(env or {})},
+            cwd=cwd,
+            start_new_session=True,
+        )
         self.out: List[str] = []
         self.err: List[str] = []
-        self._threads = [threading.Thread(target=self._pump, args=(s, d), daemon=True)
-                         for s, d in ((self.proc.stdout, self.out), (self.proc.stderr, self.err))]
+        self._threads = [
+            threading.Thread(target=self._pump, args=(s, d), daemon=True)
+            for s, d in ((self.proc.stdout, self.out), (self.proc.stderr, self.err))
+        ]
         for t in self._threads:
             t.start()
 
@@ -279,7 +296,7 @@ def worker_pid(sub: Subscriber) -> int:
 
 
 # ------------------------------------------------------------------------------------ overlay tap
-_TAP = '''
+_TAP = """
 import os
 _log = os.environ.get("CLIPMG_TEST_PUTTEXT_LOG")
 if _log:
@@ -292,7 +309,7 @@ if _log:
         return _orig(img, text, *a, **k)
 
     _cv2.putText = _tap
-'''
+"""
 
 
 def puttext_tap(folder: Path) -> Tuple[Dict[str, str], Path]:

@@ -29,11 +29,15 @@ from pathlib import Path
 from typing import List, Optional
 
 HERE = Path(__file__).resolve()
-INSTALL_HINT = ("apt-get install -y --no-install-recommends python3-gi gir1.2-gst-rtsp-server-1.0 "
-                "gstreamer1.0-plugins-good gstreamer1.0-plugins-base")
-_CHECK = ("import gi; gi.require_version('Gst', '1.0'); gi.require_version('GstRtspServer', '1.0'); "
-          "from gi.repository import Gst, GstRtspServer; Gst.init(None); "
-          "assert all(Gst.ElementFactory.find(e) for e in ('filesrc', 'avidemux', 'rtpjpegpay'))")
+INSTALL_HINT = (
+    "apt-get install -y --no-install-recommends python3-gi gir1.2-gst-rtsp-server-1.0 "
+    "gstreamer1.0-plugins-good gstreamer1.0-plugins-base"
+)
+_CHECK = (
+    "import gi; gi.require_version('Gst', '1.0'); gi.require_version('GstRtspServer', '1.0'); "
+    "from gi.repository import Gst, GstRtspServer; Gst.init(None); "
+    "assert all(Gst.ElementFactory.find(e) for e in ('filesrc', 'avidemux', 'rtpjpegpay'))"
+)
 
 
 def find_gi_python() -> Optional[str]:
@@ -59,8 +63,15 @@ def free_port() -> int:
 class RtspServer:
     """The server script in a subprocess; ``start``/``kill``/``start`` again on the same port."""
 
-    def __init__(self, python: str, media: Path, port: Optional[int] = None, user: str = "",
-                 password: str = "", log: Optional[Path] = None) -> None:
+    def __init__(
+        self,
+        python: str,
+        media: Path,
+        port: Optional[int] = None,
+        user: str = "",
+        password: str = "",
+        log: Optional[Path] = None,
+    ) -> None:
         self.python, self.media = python, Path(media)
         self.port = port or free_port()
         self.user, self.password = user, password
@@ -122,7 +133,10 @@ def serve(port: int, media: str, user: str = "", password: str = "") -> None:
     factory = GstRtspServer.RTSPMediaFactory()
     # A new pipeline per client, paced by the pipeline clock at the file's own timestamps. The JPEGs are
     # re-encoded by GStreamer: RTP/JPEG (RFC 2435) carries only standard tables and 4:2:0/4:2:2 frames.
-    factory.set_launch(f'( filesrc location="{media}" ! avidemux ! jpegdec ! videoconvert ! jpegenc quality=90 ! rtpjpegpay name=pay0 pt=26 )')
+    factory.set_launch(
+        f'( filesrc location="{media}" ! avidemux ! jpegdec ! videoconvert ! jpegenc quality=90 '
+        "! rtpjpegpay name=pay0 pt=26 )"
+    )
     factory.set_shared(False)
     if user:
         auth = GstRtspServer.RTSPAuth()

@@ -25,7 +25,6 @@ from typing import Dict, List, Tuple
 
 import numpy as np
 import pytest
-
 from live_harness import CLASSES, PY, RUN_LIVE, EvilPickle, endpoint, tiny_checkpoint
 
 SECRET = "Pw-5ecret-77"
@@ -49,17 +48,27 @@ def live(*args: str) -> Tuple[str, ...]:
 
 # The error line of each tool starts with its name. run_live.py: "clipmg-live: " for a bad configuration
 # (exit 2, model/errors.py), "[clipmg-live] " for what the running supervisor says (a failed run, exit 1).
-PREFIX = {"live": "clipmg-live: ", "clipmg-train": "clipmg-train: ", "clipmg-eval": "clipmg-eval: ",
-          "clipmg-export": "clipmg-export: ", "clipmg-data": "clipmg-data: ", "clipmg-synth": "clipmg-synth: ",
-          "clipmg-listen": "clipmg-listen: ", "clipmg-predict": "clipmg-predict: ", "clipmg-build": "clipmg-build: ",
-          "clipmg-bench": "clipmg-bench: "}
+PREFIX = {
+    "live": "clipmg-live: ",
+    "clipmg-train": "clipmg-train: ",
+    "clipmg-eval": "clipmg-eval: ",
+    "clipmg-export": "clipmg-export: ",
+    "clipmg-data": "clipmg-data: ",
+    "clipmg-synth": "clipmg-synth: ",
+    "clipmg-listen": "clipmg-listen: ",
+    "clipmg-predict": "clipmg-predict: ",
+    "clipmg-build": "clipmg-build: ",
+    "clipmg-bench": "clipmg-bench: ",
+}
 
 # Lines on stderr that are not the tool speaking: progress logs, and diagnostics printed by
 # libraries (FFmpeg's "[mov,mp4 @ 0x..] moov atom not found", MediaPipe's absl lines). Only the slow
 # cases (models loaded, files decoded) may have them; a fast case's stderr is its one line and nothing else.
-NOISE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ \S+ INFO |\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ clipmg\.\w+: |"
-                   r"\[[\w,]+ @ 0x[0-9a-f]+\] |W0000 |I0000 |WARNING: All log messages before absl|"
-                   r"INFO: Created TensorFlow)")
+NOISE = re.compile(
+    r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ \S+ INFO |\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ clipmg\.\w+: |"
+    r"\[[\w,]+ @ 0x[0-9a-f]+\] |W0000 |I0000 |WARNING: All log messages before absl|"
+    r"INFO: Created TensorFlow)"
+)
 ONNX_ONLY = "an export directory made by clipmg-export"
 SYNTH_FPS = "give frames per second in [1, 120] for the synthetic source"
 FPS = "give frames per second in (0, 1000]"
@@ -69,105 +78,241 @@ FPS = "give frames per second in (0, 1000]"
 FAST = [
     # run_live.py / clipmg-live: bad configuration, refused before any process starts
     Case("live-stride", live("--stride", "6"), 2, "--stride 6 must be a positive multiple of 4"),
-    Case("live-hwm", live("--hwm", "0", "--engine", "{ckpt5}"), 2, "--hwm 0 is not allowed: give an integer of at least 1"),
+    Case(
+        "live-hwm",
+        live("--hwm", "0", "--engine", "{ckpt5}"),
+        2,
+        "--hwm 0 is not allowed: give an integer of at least 1",
+    ),
     Case("live-max-size", live("--max-size", "10x10", "--engine", "{ckpt5}"), 2, "at least 16x16"),
     Case("live-max-size-text", live("--max-size", "big"), 2, "expected WIDTHxHEIGHT", usage=True),
-    Case("live-threads", live("--threads", "0", "--engine", "{ckpt5}"), 2, "--threads 0 is not allowed: give an integer in [1, 1024]"),
-    Case("live-duration", live("--duration", "-5", "--engine", "{ckpt5}"), 2, "--duration -5.0 is not allowed: give a number above 0"),
+    Case(
+        "live-threads",
+        live("--threads", "0", "--engine", "{ckpt5}"),
+        2,
+        "--threads 0 is not allowed: give an integer in [1, 1024]",
+    ),
+    Case(
+        "live-duration",
+        live("--duration", "-5", "--engine", "{ckpt5}"),
+        2,
+        "--duration -5.0 is not allowed: give a number above 0",
+    ),
     Case("live-format", live("--format", "xml"), 2, "invalid choice: 'xml'", usage=True),
     Case("live-pose-name", live("--pose", "alphapose", "--engine", "{ckpt5}"), 2, "unknown pose backend 'alphapose'"),
     Case("live-source-option", live("--source-option", "read_timeout_s"), 2, "expected KEY=VALUE", usage=True),
-    Case("live-source-timeout", live("--source-option", "read_timeout_s=-1", "--engine", "{ckpt5}"), 2,
-         "read_timeout_s=-1: expected a positive number of seconds"),
+    Case(
+        "live-source-timeout",
+        live("--source-option", "read_timeout_s=-1", "--engine", "{ckpt5}"),
+        2,
+        "read_timeout_s=-1: expected a positive number of seconds",
+    ),
     Case("live-stride-text", live("--stride", "eight"), 2, "invalid int value: 'eight'", usage=True),
     Case("live-remote", live("--endpoint", "tcp://0.0.0.0:5599", "--engine", "{ckpt5}"), 2, "--allow-remote"),
     Case("live-endpoint", live("--endpoint", "udp://127.0.0.1:5", "--engine", "{ckpt5}"), 2, "tcp://HOST:PORT"),
-    Case("live-endpoint-port", live("--endpoint", "tcp://127.0.0.1:99999"), 2,
-         "port '99999' is not a number between 1 and 65535"),
-    Case("live-endpoint-port-zero", live("--endpoint", "tcp://127.0.0.1:0"), 2, "port '0' is not a number between 1 and 65535"),
+    Case(
+        "live-endpoint-port",
+        live("--endpoint", "tcp://127.0.0.1:99999"),
+        2,
+        "port '99999' is not a number between 1 and 65535",
+    ),
+    Case(
+        "live-endpoint-port-zero",
+        live("--endpoint", "tcp://127.0.0.1:0"),
+        2,
+        "port '0' is not a number between 1 and 65535",
+    ),
     Case("live-endpoint-no-port", live("--endpoint", "tcp://127.0.0.1"), 2, "is not of the form tcp://HOST:PORT"),
     Case("live-endpoint-ipc", live("--endpoint", "ipc://"), 2, "names no path"),
     Case("live-engine-missing", live("--engine", "{tmp}/none.safetensors"), 2, "no such file or directory"),
     Case("live-engine-onnx-file", live("--engine", "{onnx_file}"), 2, ONNX_ONLY),
     Case("live-source-missing", live("--source", "{tmp}/none.mp4", "--engine", "{ckpt5}"), 2, "no such file or folder"),
-    Case("live-url-port", live("--source", f"rtsp://admin:{SECRET}@cam.invalid:99999/live?token={SECRET}x",
-                               "--engine", "{ckpt5}"), 2, "is not a number between 1 and 65535", forbid=(SECRET,)),
-    Case("live-url-host", live("--source", f"rtsp://admin:{SECRET}@/live", "--engine", "{ckpt5}"), 2,
-         "names no host", forbid=(SECRET,)),
+    Case(
+        "live-url-port",
+        live("--source", f"rtsp://admin:{SECRET}@cam.invalid:99999/live?token={SECRET}x", "--engine", "{ckpt5}"),
+        2,
+        "is not a number between 1 and 65535",
+        forbid=(SECRET,),
+    ),
+    Case(
+        "live-url-host",
+        live("--source", f"rtsp://admin:{SECRET}@/live", "--engine", "{ckpt5}"),
+        2,
+        "names no host",
+        forbid=(SECRET,),
+    ),
     Case("live-url-scheme", live("--source", "://cam/live", "--engine", "{ckpt5}"), 2, "not a URL"),
-    Case("live-curve-missing", live("--curve-secret", "{tmp}/none.key_secret", "--engine", "{ckpt5}"), 2,
-         "CURVE secret key file"),
-    Case("live-curve-allow", live("--curve-allow", "{tmp}", "--engine", "{ckpt5}"), 2, "--curve-allow needs --curve-secret"),
+    Case(
+        "live-curve-missing",
+        live("--curve-secret", "{tmp}/none.key_secret", "--engine", "{ckpt5}"),
+        2,
+        "CURVE secret key file",
+    ),
+    Case(
+        "live-curve-allow",
+        live("--curve-allow", "{tmp}", "--engine", "{ckpt5}"),
+        2,
+        "--curve-allow needs --curve-secret",
+    ),
     Case("live-port-in-use", live("--endpoint", "{busy}", "--engine", "{ckpt5}"), 2, "the address is already in use"),
     # --source-option values that were accepted silently (or failed only inside the capture process)
     Case("live-fps-zero", live("--source-option", "fps=0"), 2, f"fps=0 is not allowed: {SYNTH_FPS}"),
     Case("live-fps-negative", live("--source-option", "fps=-5"), 2, f"fps=-5 is not allowed: {SYNTH_FPS}"),
     Case("live-fps-huge", live("--source-option", "fps=1e9"), 2, SYNTH_FPS),
-    Case("live-folder-fps-zero", live("--source", "{imgs}", "--source-option", "fps=0"), 2, f"fps=0 is not allowed: {FPS}"),
+    Case(
+        "live-folder-fps-zero",
+        live("--source", "{imgs}", "--source-option", "fps=0"),
+        2,
+        f"fps=0 is not allowed: {FPS}",
+    ),
     Case("live-folder-fps-negative", live("--source", "{imgs}", "--source-option", "fps=-5"), 2, FPS),
     Case("live-folder-fps-huge", live("--source", "{imgs}", "--source-option", "fps=1e9"), 2, FPS),
     Case("live-folder-fps-nan", live("--source", "{imgs}", "--source-option", "fps=NaN"), 2, FPS),
-    Case("live-folder-loop-maybe", live("--source", "{imgs}", "--source-option", "loop=maybe"), 2,
-         "loop='maybe' is not a boolean: give one of true, 1, yes, false, 0, no"),
-    Case("live-unknown-option", live("--source-option", "colour=red"), 2,
-         "colour: not an option of a synthetic source; its options are open_timeout_s"),
-    Case("live-webcam-loop", live("--source", "0", "--source-option", "loop=true", "--engine", "{ckpt5}"), 2,
-         "loop: not an option of a webcam source; its options are"),
+    Case(
+        "live-folder-loop-maybe",
+        live("--source", "{imgs}", "--source-option", "loop=maybe"),
+        2,
+        "loop='maybe' is not a boolean: give one of true, 1, yes, false, 0, no",
+    ),
+    Case(
+        "live-unknown-option",
+        live("--source-option", "colour=red"),
+        2,
+        "colour: not an option of a synthetic source; its options are open_timeout_s",
+    ),
+    Case(
+        "live-webcam-loop",
+        live("--source", "0", "--source-option", "loop=true", "--engine", "{ckpt5}"),
+        2,
+        "loop: not an option of a webcam source; its options are",
+    ),
     Case("live-synthetic-width", live("--source-option", "width=161"), 2, "frame size must be even"),
     Case("live-max-frames", live("--source-option", "max_frames=0"), 2, "max_frames 0 is not allowed"),
     # every numeric flag that cannot work
-    Case("live-heartbeat-nan", live("--heartbeat", "nan"), 2, "--heartbeat nan is not allowed: give a number in (0, 3600]"),
+    Case(
+        "live-heartbeat-nan",
+        live("--heartbeat", "nan"),
+        2,
+        "--heartbeat nan is not allowed: give a number in (0, 3600]",
+    ),
     Case("live-heartbeat-zero", live("--heartbeat", "0"), 2, "--heartbeat 0.0 is not allowed"),
     Case("live-threshold", live("--threshold", "2"), 2, "--threshold 2.0 is not allowed: give a number in [0, 1]"),
     Case("live-threshold-nan", live("--threshold", "nan"), 2, "--threshold nan is not allowed"),
-    Case("live-event-threshold", live("--event-threshold", "0"), 2, "--event-threshold 0.0 is not allowed: give a number in (0, 1]"),
-    Case("live-event-hysteresis", live("--event-hysteresis", "0.7"), 2, "--event-hysteresis 0.7 must be below --event-threshold"),
+    Case(
+        "live-event-threshold",
+        live("--event-threshold", "0"),
+        2,
+        "--event-threshold 0.0 is not allowed: give a number in (0, 1]",
+    ),
+    Case(
+        "live-event-hysteresis",
+        live("--event-hysteresis", "0.7"),
+        2,
+        "--event-hysteresis 0.7 must be below --event-threshold",
+    ),
     Case("live-event-min-duration", live("--event-min-duration", "-1"), 2, "--event-min-duration -1.0 is not allowed"),
     Case("live-top-k", live("--top-k", "0"), 2, "--top-k 0 is not allowed: give an integer of at least 1"),
     Case("live-pose-every", live("--pose-every", "0"), 2, "--pose-every 0 is not allowed"),
-    Case("live-ring-slots", live("--ring-slots", "2"), 2, "--ring-slots 2 is not allowed: give an integer in [4, 100000]"),
+    Case(
+        "live-ring-slots", live("--ring-slots", "2"), 2, "--ring-slots 2 is not allowed: give an integer in [4, 100000]"
+    ),
     Case("live-max-windows", live("--max-windows", "0"), 2, "--max-windows 0 is not allowed"),
     # clipmg-listen
-    Case("listen-endpoint", ("clipmg-listen", "--endpoint", "tcp://nowhere", "-n", "1"), 2, "is not of the form tcp://HOST:PORT"),
-    Case("listen-endpoint-port", ("clipmg-listen", "--endpoint", "tcp://127.0.0.1:99999", "-n", "1"), 2,
-         "port '99999' is not a number between 1 and 65535"),
-    Case("listen-server-key", ("clipmg-listen", "--server-key", "short", "-n", "1"), 2,
-         "neither a certificate file nor a 40-character Z85 key"),
-    Case("listen-client-cert", ("clipmg-listen", "--server-key", "x" * 40, "--client-cert", "{tmp}/none.key_secret",
-                                "-n", "1"), 2, "no such file"),
+    Case(
+        "listen-endpoint",
+        ("clipmg-listen", "--endpoint", "tcp://nowhere", "-n", "1"),
+        2,
+        "is not of the form tcp://HOST:PORT",
+    ),
+    Case(
+        "listen-endpoint-port",
+        ("clipmg-listen", "--endpoint", "tcp://127.0.0.1:99999", "-n", "1"),
+        2,
+        "port '99999' is not a number between 1 and 65535",
+    ),
+    Case(
+        "listen-server-key",
+        ("clipmg-listen", "--server-key", "short", "-n", "1"),
+        2,
+        "neither a certificate file nor a 40-character Z85 key",
+    ),
+    Case(
+        "listen-client-cert",
+        ("clipmg-listen", "--server-key", "x" * 40, "--client-cert", "{tmp}/none.key_secret", "-n", "1"),
+        2,
+        "no such file",
+    ),
     Case("listen-count", ("clipmg-listen", "-n", "many"), 2, "invalid int value: 'many'", usage=True),
-    Case("listen-count-zero", ("clipmg-listen", "-n", "0"), 2, "--count 0 is not allowed: give an integer of at least 1"),
+    Case(
+        "listen-count-zero", ("clipmg-listen", "-n", "0"), 2, "--count 0 is not allowed: give an integer of at least 1"
+    ),
     Case("listen-timeout-negative", ("clipmg-listen", "--timeout", "-1"), 2, "--timeout -1.0 is not allowed"),
     Case("listen-timeout-nan", ("clipmg-listen", "--timeout", "nan"), 2, "--timeout nan is not allowed"),
     Case("listen-timeout", ("clipmg-listen", "--endpoint", "{quiet}", "--timeout", "0.5"), 1, "nothing received"),
     # clipmg-predict
     Case("predict-missing", ("clipmg-predict", "{tmp}/none.mp4"), 2, "no such video file or folder"),
     Case("predict-top-k", ("clipmg-predict", "{imgs}", "--top-k", "0"), 2, "--top-k 0 is not allowed"),
-    Case("predict-threshold-nan", ("clipmg-predict", "{imgs}", "--threshold", "nan"), 2, "--threshold nan is not allowed"),
-    Case("predict-pose-every", ("clipmg-predict", "{imgs}", "--stride", "8", "--pose-every", "0"), 2,
-         "--pose-every 0 is not allowed"),
+    Case(
+        "predict-threshold-nan", ("clipmg-predict", "{imgs}", "--threshold", "nan"), 2, "--threshold nan is not allowed"
+    ),
+    Case(
+        "predict-pose-every",
+        ("clipmg-predict", "{imgs}", "--stride", "8", "--pose-every", "0"),
+        2,
+        "--pose-every 0 is not allowed",
+    ),
     Case("predict-threads", ("clipmg-predict", "{imgs}", "--threads", "0"), 2, "--threads 0 is not allowed"),
-    Case("predict-stride", ("clipmg-predict", "{imgs}", "--stride", "6"), 2, "--stride 6 must be a positive multiple of 4"),
+    Case(
+        "predict-stride",
+        ("clipmg-predict", "{imgs}", "--stride", "6"),
+        2,
+        "--stride 6 must be a positive multiple of 4",
+    ),
     Case("predict-engine-onnx-file", ("clipmg-predict", "{imgs}", "--engine", "{onnx_file}"), 2, ONNX_ONLY),
     Case("predict-json-folder", ("clipmg-predict", "{imgs}", "--json", "{tmp}/none/out.jsonl"), 2, "does not exist"),
     # clipmg-export (checked before the checkpoint is loaded)
-    Case("export-opset", ("clipmg-export", "{ckpt5}", "{tmp}/e1", "--opset", "3"), 2,
-         "--opset 3 is not supported: give an ONNX opset from 14 to 23"),
-    Case("export-opset-high", ("clipmg-export", "{ckpt5}", "{tmp}/e2", "--opset", "99"), 2, "--opset 99 is not supported"),
-    Case("export-tolerance", ("clipmg-export", "{ckpt5}", "{tmp}/e3", "--tolerance", "-1"), 2,
-         "--tolerance -1.0 is not allowed: give a number of at least 0"),
+    Case(
+        "export-opset",
+        ("clipmg-export", "{ckpt5}", "{tmp}/e1", "--opset", "3"),
+        2,
+        "--opset 3 is not supported: give an ONNX opset from 14 to 23",
+    ),
+    Case(
+        "export-opset-high", ("clipmg-export", "{ckpt5}", "{tmp}/e2", "--opset", "99"), 2, "--opset 99 is not supported"
+    ),
+    Case(
+        "export-tolerance",
+        ("clipmg-export", "{ckpt5}", "{tmp}/e3", "--tolerance", "-1"),
+        2,
+        "--tolerance -1.0 is not allowed: give a number of at least 0",
+    ),
     Case("export-tolerance-nan", ("clipmg-export", "{ckpt5}", "{tmp}/e4", "--tolerance", "nan"), 2, "--tolerance nan"),
     Case("export-threads", ("clipmg-export", "{ckpt5}", "{tmp}/e5", "--threads", "0"), 2, "--threads 0 is not allowed"),
-    Case("export-int8-samples", ("clipmg-export", "{ckpt5}", "{tmp}/e6", "--int8-samples", "0"), 2,
-         "--int8-samples 0 is not allowed"),
-    Case("export-num-classes", ("clipmg-export", "{ckpt5}", "{tmp}/e7", "--num-classes", "-3"), 2,
-         "--num-classes -3 is not allowed"),
+    Case(
+        "export-int8-samples",
+        ("clipmg-export", "{ckpt5}", "{tmp}/e6", "--int8-samples", "0"),
+        2,
+        "--int8-samples 0 is not allowed",
+    ),
+    Case(
+        "export-num-classes",
+        ("clipmg-export", "{ckpt5}", "{tmp}/e7", "--num-classes", "-3"),
+        2,
+        "--num-classes -3 is not allowed",
+    ),
     Case("export-missing", ("clipmg-export", "{tmp}/none.safetensors", "{tmp}/e8"), 2, "does not exist"),
     # clipmg-build (checked before a GPU is looked for)
-    Case("build-max-batch", ("clipmg-build", "{ckpt5}", "{tmp}/b1", "--max-batch", "0"), 2, "--max-batch 0 is not allowed"),
+    Case(
+        "build-max-batch",
+        ("clipmg-build", "{ckpt5}", "{tmp}/b1", "--max-batch", "0"),
+        2,
+        "--max-batch 0 is not allowed",
+    ),
     Case("build-opt-batch", ("clipmg-build", "{ckpt5}", "{tmp}/b2", "--opt-batch", "9"), 2, "opt_batch <= max_batch"),
     Case("build-max-windows", ("clipmg-build", "{ckpt5}", "{tmp}/b3", "--max-windows", "0"), 2, "--max-windows 0"),
-    Case("build-workspace", ("clipmg-build", "{ckpt5}", "{tmp}/b4", "--workspace-gib", "-1"), 2, "--workspace-gib -1.0"),
+    Case(
+        "build-workspace", ("clipmg-build", "{ckpt5}", "{tmp}/b4", "--workspace-gib", "-1"), 2, "--workspace-gib -1.0"
+    ),
     Case("build-tolerance", ("clipmg-build", "{ckpt5}", "{tmp}/b5", "--tolerance", "nan"), 2, "--tolerance nan"),
     Case("build-device", ("clipmg-build", "{ckpt5}", "{tmp}/b6", "--device", "-1"), 2, "--device -1 is not allowed"),
     Case("build-num-classes", ("clipmg-build", "{ckpt5}", "{tmp}/b7", "--num-classes", "0"), 2, "--num-classes 0"),
@@ -190,54 +335,129 @@ SLOW = [
     Case("synth-videos", ("clipmg-synth", "{tmp}/s3", "--videos", "0"), 2, "at least one video"),
     # clipmg-data
     Case("data-missing", ("clipmg-data", "summary", "{tmp}/nowhere"), 2, "does not exist"),
-    Case("data-bad-label-strict", ("clipmg-data", "summary", "{ds_badlabels}", "--strict"), 2, "values must be integers"),
-    Case("data-bad-json-strict", ("clipmg-data", "summary", "{ds_badjson}", "--strict"), 2, "cannot read OpenPose JSON"),
-    Case("data-classes-file", ("clipmg-data", "summary", "{ds}", "--classes", "{one_class}"), 2,
-         "expected at least two class names"),
+    Case(
+        "data-bad-label-strict", ("clipmg-data", "summary", "{ds_badlabels}", "--strict"), 2, "values must be integers"
+    ),
+    Case(
+        "data-bad-json-strict", ("clipmg-data", "summary", "{ds_badjson}", "--strict"), 2, "cannot read OpenPose JSON"
+    ),
+    Case(
+        "data-classes-file",
+        ("clipmg-data", "summary", "{ds}", "--classes", "{one_class}"),
+        2,
+        "expected at least two class names",
+    ),
     Case("data-evil-pickle", ("clipmg-data", "summary", "{evil_pkl}"), 2, "refusing to unpickle", forbid=("PWNED",)),
     # clipmg-train
     Case("train-no-data", ("clipmg-train", "--data", "{tmp}/nowhere", "--out", "{tmp}/r0"), 2, "does not exist"),
-    Case("train-epochs", ("clipmg-train", "--data", "{ds}", "--epochs", "0"), 2, "--epochs must be an integer of at least 1"),
-    Case("train-batch-text", ("clipmg-train", "--data", "{ds}", "--batch-size", "two"), 2, "invalid int value",
-         usage=True),
-    Case("train-preset", ("clipmg-train", "--data", "{ds}", "--out", "{tmp}/r1", "--preset", "clipmg-huge"), 2,
-         "unknown preset 'clipmg-huge'"),
+    Case(
+        "train-epochs",
+        ("clipmg-train", "--data", "{ds}", "--epochs", "0"),
+        2,
+        "--epochs must be an integer of at least 1",
+    ),
+    Case(
+        "train-batch-text",
+        ("clipmg-train", "--data", "{ds}", "--batch-size", "two"),
+        2,
+        "invalid int value",
+        usage=True,
+    ),
+    Case(
+        "train-preset",
+        ("clipmg-train", "--data", "{ds}", "--out", "{tmp}/r1", "--preset", "clipmg-huge"),
+        2,
+        "unknown preset 'clipmg-huge'",
+    ),
     Case("train-config", ("clipmg-train", "--config", "{bad_toml}"), 2, "is not valid TOML"),
-    Case("train-bad-json-strict", ("clipmg-train", "--data", "{ds_badjson}", "--out", "{tmp}/r3", "--strict"), 2,
-         "cannot read OpenPose JSON"),
-    Case("train-evil-clip-weights", ("clipmg-train", "--data", "{ds}", "--out", "{tmp}/r4", "--pretrained",
-                                     "{evil_pt}"), 2, "refused", forbid=("PWNED",)),
+    Case(
+        "train-bad-json-strict",
+        ("clipmg-train", "--data", "{ds_badjson}", "--out", "{tmp}/r3", "--strict"),
+        2,
+        "cannot read OpenPose JSON",
+    ),
+    Case(
+        "train-evil-clip-weights",
+        ("clipmg-train", "--data", "{ds}", "--out", "{tmp}/r4", "--pretrained", "{evil_pt}"),
+        2,
+        "refused",
+        forbid=("PWNED",),
+    ),
     Case("train-out-is-a-file", ("clipmg-train", "--data", "{ds}", "--out", "{one_class}"), 2, "exists"),
-    Case("train-resume-cut-checkpoint", ("clipmg-train", "--data", "{ds}", "--out", "{run_cut}", "--resume"), 2,
-         "truncated"),
-    Case("train-resume-cut-state", ("clipmg-train", "--data", "{ds}", "--out", "{run_cut_state}", "--resume"), 2,
-         "cannot resume"),
-    Case("train-resume-evil-state", ("clipmg-train", "--data", "{ds}", "--out", "{run_evil_state}", "--resume"), 2,
-         "cannot resume", forbid=("PWNED",)),
-    Case("train-resume-other-variant", ("clipmg-train", "--data", "{ds}", "--out", "{run_ok}", "--resume",
-                                        "--variant", "no_pose"), 2, "does not match the requested configuration"),
+    Case(
+        "train-resume-cut-checkpoint",
+        ("clipmg-train", "--data", "{ds}", "--out", "{run_cut}", "--resume"),
+        2,
+        "truncated",
+    ),
+    Case(
+        "train-resume-cut-state",
+        ("clipmg-train", "--data", "{ds}", "--out", "{run_cut_state}", "--resume"),
+        2,
+        "cannot resume",
+    ),
+    Case(
+        "train-resume-evil-state",
+        ("clipmg-train", "--data", "{ds}", "--out", "{run_evil_state}", "--resume"),
+        2,
+        "cannot resume",
+        forbid=("PWNED",),
+    ),
+    Case(
+        "train-resume-other-variant",
+        ("clipmg-train", "--data", "{ds}", "--out", "{run_ok}", "--resume", "--variant", "no_pose"),
+        2,
+        "does not match the requested configuration",
+    ),
     # clipmg-eval
     Case("eval-cut-checkpoint", ("clipmg-eval", "{cut_ckpt}", "--data", "{ds}"), 2, "truncated"),
     Case("eval-other-classes", ("clipmg-eval", "{ckpt5}", "--data", "{ds}"), 2, "was trained on classes"),
-    Case("eval-split", ("clipmg-eval", "{ckpt4}", "--data", "{ds}", "--split", "test"), 2, "invalid choice", usage=True),
+    Case(
+        "eval-split", ("clipmg-eval", "{ckpt4}", "--data", "{ds}", "--split", "test"), 2, "invalid choice", usage=True
+    ),
     # clipmg-export
     Case("export-cut-checkpoint", ("clipmg-export", "{cut_ckpt}", "{tmp}/x1"), 2, "truncated or corrupt"),
-    Case("export-other-preset", ("clipmg-export", "{ckpt5}", "{tmp}/x2", "--preset", "clipmg-vitb32"), 2,
-         "'clipmg-vitb32' was requested"),
+    Case(
+        "export-other-preset",
+        ("clipmg-export", "{ckpt5}", "{tmp}/x2", "--preset", "clipmg-vitb32"),
+        2,
+        "'clipmg-vitb32' was requested",
+    ),
     # run_live.py: problems found once the worker or the capture opens them
     Case("live-cut-checkpoint", live("--engine", "{cut_ckpt}", "--no-listen"), 2, "truncated or corrupt"),
     Case("live-cut-onnx", live("--engine", "{onnx_cut}", "--no-listen"), 2, "truncated or corrupt"),
     Case("live-trt-no-header", live("--engine", "{trt_junk}", "--no-listen"), 2, "not a clipmg TensorRT engine"),
-    Case("live-cut-video", live("--source", "{cut_mp4}", "--engine", "{ckpt5}", "--no-listen"), 1,
-         "cannot read the source: could not open video file"),
-    Case("live-replay-missing", live("--pose", "replay", "--pose-option", "path={tmp}/none.npy", "--engine",
-                                     "{ckpt5}", "--no-listen"), 2, "replay needs a folder of OpenPose JSON files"),
-    Case("live-replay-evil-npy", live("--pose", "replay", "--pose-option", "path={evil_npy}", "--engine", "{ckpt5}",
-                                      "--no-listen"), 2, "cannot read", forbid=("PWNED",)),
-    Case("live-replay-bad-csv", live("--pose", "replay", "--pose-option", "path={bad_csv}", "--engine", "{ckpt5}",
-                                     "--no-listen"), 2, "replay:"),
-    Case("live-pose-option", live("--pose", "synthetic", "--pose-option", "colour=red", "--engine", "{ckpt5}",
-                                  "--no-listen"), 2, "bad options for pose backend 'synthetic'"),
+    Case(
+        "live-cut-video",
+        live("--source", "{cut_mp4}", "--engine", "{ckpt5}", "--no-listen"),
+        1,
+        "cannot read the source: could not open video file",
+    ),
+    Case(
+        "live-replay-missing",
+        live("--pose", "replay", "--pose-option", "path={tmp}/none.npy", "--engine", "{ckpt5}", "--no-listen"),
+        2,
+        "replay needs a folder of OpenPose JSON files",
+    ),
+    Case(
+        "live-replay-evil-npy",
+        live("--pose", "replay", "--pose-option", "path={evil_npy}", "--engine", "{ckpt5}", "--no-listen"),
+        2,
+        "cannot read",
+        forbid=("PWNED",),
+    ),
+    Case(
+        "live-replay-bad-csv",
+        live("--pose", "replay", "--pose-option", "path={bad_csv}", "--engine", "{ckpt5}", "--no-listen"),
+        2,
+        "replay:",
+    ),
+    Case(
+        "live-pose-option",
+        live("--pose", "synthetic", "--pose-option", "colour=red", "--engine", "{ckpt5}", "--no-listen"),
+        2,
+        "bad options for pose backend 'synthetic'",
+    ),
 ]
 
 
@@ -269,8 +489,13 @@ def _make_artifacts(root: Path, with_engines: bool) -> Dict[str, str]:
         return {k: str(v) for k, v in a.items()}
 
     ds = root / "ds"
-    write_dataset(ds, seed=3, videos=3, clips_per_video=3,
-                  config=SynthConfig(classes=TRAIN_CLASSES, clip_frames=(24, 32), gap_frames=(8, 12)))
+    write_dataset(
+        ds,
+        seed=3,
+        videos=3,
+        clips_per_video=3,
+        config=SynthConfig(classes=TRAIN_CLASSES, clip_frames=(24, 32), gap_frames=(8, 12)),
+    )
     a["ds"] = ds
     a["ds_badlabels"] = shutil.copytree(ds, root / "ds_badlabels")
     label = sorted(a["ds_badlabels"].glob("*/*_label.csv"))[0]
@@ -352,8 +577,15 @@ def _run_all(cases: List[Case], arts: Dict[str, str]) -> Dict[str, subprocess.Co
 
     def one(case: Case) -> subprocess.CompletedProcess:
         t0 = time.monotonic()
-        r = subprocess.run(_command(case, arts), capture_output=True, text=True, timeout=300, env=env,
-                           cwd=arts["tmp"], stdin=subprocess.DEVNULL)
+        r = subprocess.run(
+            _command(case, arts),
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=env,
+            cwd=arts["tmp"],
+            stdin=subprocess.DEVNULL,
+        )
         r.took = time.monotonic() - t0  # type: ignore[attr-defined]
         return r
 
@@ -431,12 +663,14 @@ def test_bad_input_to_heavy_tools_fails_with_one_line(case: Case, slow_results) 
 # ------------------------------------------------------------------------------------ internal errors
 # (command, module, the name an early step of its main goes through): a RuntimeError planted there
 # stands for a bug in clipmg, which no user input triggers on purpose.
-BUG_PATHS = [("clipmg-live", "clipmg.stream.supervisor", "config_from_args"),
-             ("clipmg-listen", "clipmg.stream.listen", "check_listen_args"),
-             ("clipmg-predict", "clipmg.stream.predict", "_check"),
-             ("clipmg-export", "clipmg.engines.export", "check_export_args"),
-             ("clipmg-build", "clipmg.engines.build", "check_flag"),
-             ("clipmg-bench", "clipmg.engines.bench", "check_flag")]
+BUG_PATHS = [
+    ("clipmg-live", "clipmg.stream.supervisor", "config_from_args"),
+    ("clipmg-listen", "clipmg.stream.listen", "check_listen_args"),
+    ("clipmg-predict", "clipmg.stream.predict", "_check"),
+    ("clipmg-export", "clipmg.engines.export", "check_export_args"),
+    ("clipmg-build", "clipmg.engines.build", "check_flag"),
+    ("clipmg-bench", "clipmg.engines.bench", "check_flag"),
+]
 
 
 def _bug(*_a, **_k):
@@ -444,23 +678,28 @@ def _bug(*_a, **_k):
 
 
 @pytest.mark.parametrize("prog,module,name", BUG_PATHS, ids=[b[0] for b in BUG_PATHS])
-def test_an_internal_error_exits_1_with_one_line_naming_its_log_file(prog: str, module: str, name: str,
-                                                                     tmp_path: Path, monkeypatch, capsys) -> None:
+def test_an_internal_error_exits_1_with_one_line_naming_its_log_file(
+    prog: str, module: str, name: str, tmp_path: Path, monkeypatch, capsys
+) -> None:
     import importlib
     import io
 
     mod = importlib.import_module(module)
     monkeypatch.setenv("CLIPMG_LOG_DIR", str(tmp_path / "logs"))
     monkeypatch.setattr(mod, name, _bug)
-    argv = {"clipmg-predict": [str(tmp_path), "-v"],  # -v: in-process, descriptor 2 must stay as it is
-            "clipmg-export": ["a.safetensors", "o"],
-            "clipmg-build": ["a", "o"]}.get(prog, [])
+    argv = {
+        "clipmg-predict": [str(tmp_path), "-v"],  # -v: in-process, descriptor 2 must stay as it is
+        "clipmg-export": ["a.safetensors", "o"],
+        "clipmg-build": ["a", "o"],
+    }.get(prog, [])
     out = io.StringIO()
     rc = mod.main(argv, out=out) if prog == "clipmg-live" else mod.main(argv)
     err = out.getvalue() + capsys.readouterr().err
     lines = [line for line in err.splitlines() if line.strip()]
     assert rc == 1, err
-    assert len(lines) == 1 and lines[0].startswith(f"{prog}: internal error (RuntimeError: planted bug second line)"), err
+    assert len(lines) == 1 and lines[0].startswith(f"{prog}: internal error (RuntimeError: planted bug second line)"), (
+        err
+    )
     logs = list((tmp_path / "logs").glob(f"{prog}-*.log"))
     assert len(logs) == 1 and str(logs[0]) in lines[0], (err, logs)
     text = logs[0].read_text()
@@ -479,7 +718,10 @@ def test_run_command_applies_the_convention(tmp_path: Path, monkeypatch) -> None
     def user() -> int:
         raise ConfigError("--x 3 is not allowed:\ngive 1 or 2")
 
-    assert run_command("clipmg-x", user, out=out) == 2 and out.getvalue() == "clipmg-x: --x 3 is not allowed: give 1 or 2\n"
+    assert (
+        run_command("clipmg-x", user, out=out) == 2
+        and out.getvalue() == "clipmg-x: --x 3 is not allowed: give 1 or 2\n"
+    )
     out = io.StringIO()
     assert run_command("clipmg-x", lambda: [][1], out=out) == 1
     (log,) = tmp_path.glob("clipmg-x-*.log")
@@ -494,10 +736,18 @@ def test_run_command_applies_the_convention(tmp_path: Path, monkeypatch) -> None
     from clipmg.stream.sources import SourceOpenError
     from clipmg.stream.worker import FatalWorkerError
 
-    for cls, base in ((EngineError, ValueError), (ExportCheckError, ValueError), (EnvironmentMissing, ValueError),
-                      (BuildFailed, ValueError), (ConfigError, ValueError), (PredictError, ValueError),
-                      (SourceOpenError, RuntimeError), (PublisherError, RuntimeError),
-                      (PoseBackendError, RuntimeError), (FatalWorkerError, RuntimeError)):
+    for cls, base in (
+        (EngineError, ValueError),
+        (ExportCheckError, ValueError),
+        (EnvironmentMissing, ValueError),
+        (BuildFailed, ValueError),
+        (ConfigError, ValueError),
+        (PredictError, ValueError),
+        (SourceOpenError, RuntimeError),
+        (PublisherError, RuntimeError),
+        (PoseBackendError, RuntimeError),
+        (FatalWorkerError, RuntimeError),
+    ):
         assert issubclass(cls, ClipmgError) and issubclass(cls, base), cls
 
 
@@ -505,7 +755,7 @@ def test_run_command_applies_the_convention(tmp_path: Path, monkeypatch) -> None
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-numbers = st.one_of(st.integers(-10**6, 10**6), st.floats(allow_nan=True, allow_infinity=True))
+numbers = st.one_of(st.integers(-(10**6), 10**6), st.floats(allow_nan=True, allow_infinity=True))
 
 
 def _ranged_stream_fields() -> Dict[str, object]:
@@ -529,8 +779,12 @@ def test_every_numeric_setting_is_refused_outside_its_range_and_kept_inside(fiel
     f = _ranged_stream_fields()[field]
     (lo, hi, open_), flag, integer = f.metadata["allowed"], flag_of(f), base_type(f) == "int"
     assert open_ in ("", "lo"), "this test knows closed upper ends only"
-    inside = (math.isfinite(value) and (not integer or float(value).is_integer())
-              and (value > lo if open_ == "lo" else value >= lo) and value <= hi)
+    inside = (
+        math.isfinite(value)
+        and (not integer or float(value).is_integer())
+        and (value > lo if open_ == "lo" else value >= lo)
+        and value <= hi
+    )
     base = dict(ring_slots=4000, max_restarts=5) if field == "pose_every" else {}
     try:
         StreamConfig(**{**base, field: value}).validate()
@@ -545,10 +799,17 @@ def test_every_numeric_setting_is_refused_outside_its_range_and_kept_inside(fiel
 
 
 @settings(max_examples=300, deadline=None)
-@given(text=st.one_of(st.text(max_size=30), st.builds(lambda s, h, p: f"{s}://{h}:{p}",
-                                                      st.sampled_from(["tcp", "ipc", "inproc", "udp", ""]),
-                                                      st.sampled_from(["127.0.0.1", "", "[::1]", "*", "h"]),
-                                                      st.one_of(st.integers(-5, 70000).map(str), st.text(max_size=4)))))
+@given(
+    text=st.one_of(
+        st.text(max_size=30),
+        st.builds(
+            lambda s, h, p: f"{s}://{h}:{p}",
+            st.sampled_from(["tcp", "ipc", "inproc", "udp", ""]),
+            st.sampled_from(["127.0.0.1", "", "[::1]", "*", "h"]),
+            st.one_of(st.integers(-5, 70000).map(str), st.text(max_size=4)),
+        ),
+    )
+)
 def test_an_endpoint_is_either_accepted_as_valid_or_refused_in_one_sentence(text: str) -> None:
     from clipmg.stream.config import ConfigError, parse_endpoint
 
@@ -562,14 +823,22 @@ def test_an_endpoint_is_either_accepted_as_valid_or_refused_in_one_sentence(text
 
 
 @settings(max_examples=300, deadline=None)
-@given(source=st.sampled_from(["synthetic", "0", "rtsp://cam/live", "clip.mp4"]),
-       key=st.sampled_from(["fps", "loop", "pace", "width", "max_frames", "colour", "read_timeout_s", "api"]),
-       value=st.one_of(numbers, st.booleans(), st.text(max_size=6)))
+@given(
+    source=st.sampled_from(["synthetic", "0", "rtsp://cam/live", "clip.mp4"]),
+    key=st.sampled_from(["fps", "loop", "pace", "width", "max_frames", "colour", "read_timeout_s", "api"]),
+    value=st.one_of(numbers, st.booleans(), st.text(max_size=6)),
+)
 def test_a_source_option_is_either_typed_or_refused_in_one_sentence(source: str, key: str, value) -> None:
     import math
 
-    from clipmg.stream.config import CAPTURE_SOURCE_OPTIONS, MAX_FPS, SOURCE_OPTIONS, ConfigError, \
-        normalize_source_options, source_kind
+    from clipmg.stream.config import (
+        CAPTURE_SOURCE_OPTIONS,
+        MAX_FPS,
+        SOURCE_OPTIONS,
+        ConfigError,
+        normalize_source_options,
+        source_kind,
+    )
 
     try:
         ((k, v),) = normalize_source_options(source, [(key, value)])

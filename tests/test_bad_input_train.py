@@ -28,13 +28,16 @@ from typing import Dict, List, Tuple
 
 import numpy as np
 import pytest
-
 from live_harness import tiny_checkpoint
 from test_bad_input import NOISE, TRAIN_CLASSES
 
-MODULES = {"clipmg-train": "clipmg.train.trainer", "clipmg-eval": "clipmg.train.evaluate",
-           "clipmg-synth": "clipmg.train.synth", "clipmg-data": "clipmg.train.summary",
-           "clipmg-ablate": "clipmg.train.ablation"}
+MODULES = {
+    "clipmg-train": "clipmg.train.trainer",
+    "clipmg-eval": "clipmg.train.evaluate",
+    "clipmg-synth": "clipmg.train.synth",
+    "clipmg-data": "clipmg.train.summary",
+    "clipmg-ablate": "clipmg.train.ablation",
+}
 
 
 @dataclass(frozen=True)
@@ -58,8 +61,9 @@ CASES = [
     Case("train-lr-vit-zero", train("--lr-vit", "0"), "--lr-vit must be a finite number in (0, 10], got 0.0"),
     Case("train-lr-vit-nan", train("--lr-vit", "nan"), "--lr-vit must be a finite number in (0, 10]"),
     Case("train-threads", train("--threads", "-1"), "--threads must be an integer in [0, 4096], got -1"),
-    Case("train-label-smoothing", train("--label-smoothing", "2"),
-         "--label-smoothing must be a finite number in [0, 1)"),
+    Case(
+        "train-label-smoothing", train("--label-smoothing", "2"), "--label-smoothing must be a finite number in [0, 1)"
+    ),
     Case("train-time-limit", train("--time-limit-min", "-1"), "--time-limit-min must be a finite number of at least 0"),
     Case("train-max-steps", train("--max-steps", "-5"), "--max-steps must be an integer of at least 0, got -5"),
     Case("train-save-every", train("--save-every", "-1"), "--save-every must be an integer of at least 0"),
@@ -73,37 +77,76 @@ CASES = [
     Case("train-person-scale", train("--person-scale", "nan"), "--person-scale must lie in [0.5, 4]"),
     Case("train-device", train("--device", "gpu0"), "--device must be auto, cpu, cuda or cuda:N"),
     Case("train-variant", train("--variant", "no_rgb"), "--variant must be one of full"),
-    Case("train-config-type", ("clipmg-train", "--config", "{bad_type_toml}", "--out", "{out}"),
-         "--epochs must be an integer, got 'three'"),
+    Case(
+        "train-config-type",
+        ("clipmg-train", "--config", "{bad_type_toml}", "--out", "{out}"),
+        "--epochs must be an integer, got 'three'",
+    ),
     # clipmg-train: refused once the data or the weights file is looked at
-    Case("train-pretrained-cut", train("--pretrained", "{cut_safetensors}"),
-         "is not a readable safetensors file", logs=True),
-    Case("train-pretrained-junk", train("--pretrained", "{junk_pt}"),
-         "is not a safetensors or PyTorch checkpoint file", logs=True),
-    Case("train-nan-keypoints", ("clipmg-train", "--data", "{ds_nan}", "--device", "cpu", "--out", "{out}"),
-         "has usable keypoints", logs=True),
-    Case("train-resume-corrupt-weights", ("clipmg-train", "--data", "{ds}", "--device", "cpu", "--out", "{run_flipped}",
-                                          "--resume"), "weights do not match their digest: the file is corrupt",
-         logs=True),
+    Case(
+        "train-pretrained-cut",
+        train("--pretrained", "{cut_safetensors}"),
+        "is not a readable safetensors file",
+        logs=True,
+    ),
+    Case(
+        "train-pretrained-junk",
+        train("--pretrained", "{junk_pt}"),
+        "is not a safetensors or PyTorch checkpoint file",
+        logs=True,
+    ),
+    Case(
+        "train-nan-keypoints",
+        ("clipmg-train", "--data", "{ds_nan}", "--device", "cpu", "--out", "{out}"),
+        "has usable keypoints",
+        logs=True,
+    ),
+    Case(
+        "train-resume-corrupt-weights",
+        ("clipmg-train", "--data", "{ds}", "--device", "cpu", "--out", "{run_flipped}", "--resume"),
+        "weights do not match their digest: the file is corrupt",
+        logs=True,
+    ),
     # clipmg-eval
-    Case("eval-corrupt-weights", ("clipmg-eval", "{flipped_ckpt}", "--data", "{ds}"),
-         "weights do not match their digest: the file is corrupt"),
-    Case("eval-batch-size", ("clipmg-eval", "{ckpt4}", "--data", "{ds}", "--batch-size", "0"),
-         "--batch-size must be an integer of at least 1"),
-    Case("eval-save-windows", ("clipmg-eval", "{ckpt4}", "--data", "{ds}", "--save-windows", "{tmp}/w.txt"),
-         "must end in .npz"),
+    Case(
+        "eval-corrupt-weights",
+        ("clipmg-eval", "{flipped_ckpt}", "--data", "{ds}"),
+        "weights do not match their digest: the file is corrupt",
+    ),
+    Case(
+        "eval-batch-size",
+        ("clipmg-eval", "{ckpt4}", "--data", "{ds}", "--batch-size", "0"),
+        "--batch-size must be an integer of at least 1",
+    ),
+    Case(
+        "eval-save-windows",
+        ("clipmg-eval", "{ckpt4}", "--data", "{ds}", "--save-windows", "{tmp}/w.txt"),
+        "must end in .npz",
+    ),
     # clipmg-synth, clipmg-data, clipmg-ablate
-    Case("synth-seed", ("clipmg-synth", "{tmp}/s1", "--seed", "-1", "--no-video"),
-         "--seed must be an integer of at least 0"),
+    Case(
+        "synth-seed",
+        ("clipmg-synth", "{tmp}/s1", "--seed", "-1", "--no-video"),
+        "--seed must be an integer of at least 0",
+    ),
     Case("synth-fps", ("clipmg-synth", "{tmp}/s2", "--fps", "nan", "--no-video"), "fps must lie in [1, 120]"),
     Case("synth-out-is-a-file", ("clipmg-synth", "{junk_pt}", "--no-video"), "exists and is not a folder"),
     Case("data-missing", ("clipmg-data", "summary", "{tmp}/nowhere"), "does not exist"),
-    Case("ablate-variants", ("clipmg-ablate", "--data", "{ds}", "--variants", "full,no_rgb", "--out", "{out}"),
-         "unknown variant(s) no_rgb"),
-    Case("ablate-no-validation", ("clipmg-ablate", "--data", "{ds}", "--val-fraction", "0", "--out", "{out}"),
-         "no validation split"),
-    Case("ablate-lr", ("clipmg-ablate", "--data", "{ds}", "--lr-new", "-1", "--out", "{out}"),
-         "--lr-new must be a finite number in (0, 10]"),
+    Case(
+        "ablate-variants",
+        ("clipmg-ablate", "--data", "{ds}", "--variants", "full,no_rgb", "--out", "{out}"),
+        "unknown variant(s) no_rgb",
+    ),
+    Case(
+        "ablate-no-validation",
+        ("clipmg-ablate", "--data", "{ds}", "--val-fraction", "0", "--out", "{out}"),
+        "no validation split",
+    ),
+    Case(
+        "ablate-lr",
+        ("clipmg-ablate", "--data", "{ds}", "--lr-new", "-1", "--out", "{out}"),
+        "--lr-new must be a finite number in (0, 10]",
+    ),
 ]
 
 
@@ -114,7 +157,7 @@ def flip_weight_bytes(src: Path, dst: Path) -> Path:
     data = bytearray(src.read_bytes())
     start = 8 + int.from_bytes(data[:8], "little")
     mid = start + (len(data) - start) // 2
-    data[mid:mid + 16] = bytes(b ^ 0xFF for b in data[mid:mid + 16])
+    data[mid : mid + 16] = bytes(b ^ 0xFF for b in data[mid : mid + 16])
     dst.write_bytes(bytes(data))
     return dst
 
@@ -126,8 +169,13 @@ def _make_artifacts(root: Path) -> Dict[str, str]:
 
     a: Dict[str, Path] = {"tmp": root}
     ds = root / "ds"
-    write_dataset(ds, seed=3, videos=3, clips_per_video=3,
-                  config=SynthConfig(classes=TRAIN_CLASSES, clip_frames=(24, 32), gap_frames=(8, 12)))
+    write_dataset(
+        ds,
+        seed=3,
+        videos=3,
+        clips_per_video=3,
+        config=SynthConfig(classes=TRAIN_CLASSES, clip_frames=(24, 32), gap_frames=(8, 12)),
+    )
     a["ds"] = ds
     a["ds_nan"] = shutil.copytree(ds, root / "ds_nan")
     nan = json.dumps({"version": 1.3, "people": [{"pose_keypoints_2d": [float("nan")] * 75}]})
@@ -163,8 +211,15 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> Tuple[Dict[str, str], D
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CLIPMG_LOG_DIR": str(logs)}
 
     def one(case: Case) -> subprocess.CompletedProcess:
-        return subprocess.run(_command(case, arts), capture_output=True, text=True, timeout=300, env=env,
-                              cwd=root, stdin=subprocess.DEVNULL)
+        return subprocess.run(
+            _command(case, arts),
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=env,
+            cwd=root,
+            stdin=subprocess.DEVNULL,
+        )
 
     # the data-dependent cases first, so the two lanes end together
     order = sorted(CASES, key=lambda c: not c.logs)

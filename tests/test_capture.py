@@ -16,20 +16,20 @@ from typing import Dict, List, Tuple
 import cv2
 import numpy as np
 import pytest
+from live_harness import index_image, wait_for
 
 from clipmg.stream.capture import capture_main, fit_frame
-from live_harness import index_image, wait_for
 from clipmg.stream.redact import redact_text, redact_url, url_secrets
 from clipmg.stream.ringbuffer import FrameRing
-from clipmg.stream.sources import (SourceOpenError, ffmpeg_capture_options, open_source,
-                                   spec_is_live, to_rgb)
+from clipmg.stream.sources import SourceOpenError, ffmpeg_capture_options, open_source, spec_is_live, to_rgb
 
 CTX = mp.get_context("spawn")
 
 
 # ----------------------------------------------------------------------------- helpers
-def write_video(path: Path, n: int, fps: float = 25.0, size: Tuple[int, int] = (160, 120),
-                fourcc: str = "mp4v") -> Path:
+def write_video(
+    path: Path, n: int, fps: float = 25.0, size: Tuple[int, int] = (160, 120), fourcc: str = "mp4v"
+) -> Path:
     """A real video whose frame i shows i in binary as 8 black/white bars (survives coding)."""
     w, h = size
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, (w, h))
@@ -40,11 +40,9 @@ def write_video(path: Path, n: int, fps: float = 25.0, size: Tuple[int, int] = (
     return path
 
 
-
 def frame_index(image: np.ndarray) -> int:
     bar = image.shape[1] // 8
-    return sum(1 << b for b in range(8)
-               if image[:, b * bar + bar // 4:(b + 1) * bar - bar // 4].mean() > 127)
+    return sum(1 << b for b in range(8) if image[:, b * bar + bar // 4 : (b + 1) * bar - bar // 4].mean() > 127)
 
 
 def drain(q, timeout: float = 0.0) -> List[Dict]:
@@ -107,8 +105,13 @@ class MjpegServer:
                         w, h = server.size
                         ok, jpg = cv2.imencode(".jpg", np.full((h, w, 3), (7 * server.n) % 256, np.uint8))
                         server.n += 1
-                        self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: "
-                                         + str(len(jpg)).encode() + b"\r\n\r\n" + jpg.tobytes() + b"\r\n")
+                        self.wfile.write(
+                            b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: "
+                            + str(len(jpg)).encode()
+                            + b"\r\n\r\n"
+                            + jpg.tobytes()
+                            + b"\r\n"
+                        )
                         self.wfile.flush()
                         time.sleep(1.0 / server.fps)
                 except (BrokenPipeError, ConnectionResetError):
@@ -132,16 +135,19 @@ class MjpegServer:
 # ----------------------------------------------------------------------------- pure parts
 def test_redact_url_and_text():
     assert redact_url("rtsp://user:secret@127.0.0.1:9/x") == "rtsp://***@127.0.0.1:9/x"
-    assert redact_url("rtsp://u:p@ss/w@cam:554/s?a=1&password=zz&token=t#f") == \
-        "rtsp://***@cam:554/s?a=1&password=***&token=***#f"
-    assert redact_url("http://cam/x.mjpg?user=admin&pwd=1234&fps=5") == \
-        "http://cam/x.mjpg?user=***&pwd=***&fps=5"
+    assert (
+        redact_url("rtsp://u:p@ss/w@cam:554/s?a=1&password=zz&token=t#f")
+        == "rtsp://***@cam:554/s?a=1&password=***&token=***#f"
+    )
+    assert redact_url("http://cam/x.mjpg?user=admin&pwd=1234&fps=5") == "http://cam/x.mjpg?user=***&pwd=***&fps=5"
     assert redact_url("rtsp://cam/s;user=a;password=b") == "rtsp://cam/s;user=***;password=***"
     for plain in ("0", "/tmp/a b/video.mp4", "synthetic:3", "rtsp://cam:554/live"):
         assert redact_url(plain) == plain
     text = "could not open rtsp://admin:hunter2@10.0.0.5/live (secret hunter2)"
-    assert redact_text(text, url_secrets("rtsp://admin:hunter2@10.0.0.5/live")) == \
-        "could not open rtsp://***@10.0.0.5/live (secret ***)"
+    assert (
+        redact_text(text, url_secrets("rtsp://admin:hunter2@10.0.0.5/live"))
+        == "could not open rtsp://***@10.0.0.5/live (secret ***)"
+    )
 
 
 def test_to_rgb_converts_every_channel_layout():
@@ -238,8 +244,7 @@ def test_file_that_vanishes_while_looping_fails_clearly(tmp_path):
     video = write_video(tmp_path / "gone.mp4", n=10, fps=20.0)
     q, stop = CTX.Queue(), CTX.Event()
     with FrameRing.create(64, 120, 160) as ring:
-        p = CTX.Process(target=capture_main, args=(str(video), ring.name, q, stop),
-                        kwargs={"pace": True, "loop": True})
+        p = CTX.Process(target=capture_main, args=(str(video), ring.name, q, stop), kwargs={"pace": True, "loop": True})
         p.start()
         try:
             wait_for(lambda: ring.latest_seq() >= 2, 60, "the first frames")
@@ -298,8 +303,11 @@ def test_unreachable_rtsp_backs_off_and_never_leaks_the_secret(capfd, caplog):
     url = f"rtsp://user:{SECRET}@127.0.0.1:9/x?token=tok-{SECRET}"
     q, stop = CTX.Queue(), CTX.Event()
     with FrameRing.create(4, 16, 16) as ring:
-        p = CTX.Process(target=capture_main, args=(url, ring.name, q, stop),
-                        kwargs={"open_timeout_s": 1.0, "initial_backoff_s": 0.1, "max_backoff_s": 0.4})
+        p = CTX.Process(
+            target=capture_main,
+            args=(url, ring.name, q, stop),
+            kwargs={"open_timeout_s": 1.0, "initial_backoff_s": 0.1, "max_backoff_s": 0.4},
+        )
         p.start()
         events = []
         end = time.monotonic() + 60
@@ -337,15 +345,18 @@ def test_live_stream_drop_reconnect_keeps_numbering_honest(capfd):
     q, stop = CTX.Queue(), CTX.Event()
     events: List[Dict] = []
     with FrameRing.create(256, 120, 160) as ring:
-        p = CTX.Process(target=capture_main, args=(url, ring.name, q, stop),
-                        kwargs={"open_timeout_s": 2.0, "read_timeout_s": 1.0,
-                                "initial_backoff_s": 0.1, "max_backoff_s": 0.4})
+        p = CTX.Process(
+            target=capture_main,
+            args=(url, ring.name, q, stop),
+            kwargs={"open_timeout_s": 2.0, "read_timeout_s": 1.0, "initial_backoff_s": 0.1, "max_backoff_s": 0.4},
+        )
         p.start()
         try:
             wait_for(lambda: ring.latest_seq() >= 10, 60, "frames from the MJPEG camera")
             server.close()  # the camera drops
-            wait_for(lambda: (events.extend(drain(q)) or "reconnecting" in states(events)),
-                     30, "reconnecting after the drop")
+            wait_for(
+                lambda: events.extend(drain(q)) or "reconnecting" in states(events), 30, "reconnecting after the drop"
+            )
             before = ring.latest_seq()
             time.sleep(0.5)
             server = MjpegServer(port=port, fps=25.0)  # back on the same address
@@ -376,15 +387,18 @@ def test_live_stream_resolution_change_is_picked_up_by_reopening():
     server = MjpegServer(fps=25.0, size=(160, 120))
     q, stop = CTX.Queue(), CTX.Event()
     with FrameRing.create(256, 240, 320) as ring:
-        p = CTX.Process(target=capture_main, args=(server.url(), ring.name, q, stop),
-                        kwargs={"open_timeout_s": 2.0, "read_timeout_s": 1.0,
-                                "initial_backoff_s": 0.1, "frozen_timeout_s": 0.4})
+        p = CTX.Process(
+            target=capture_main,
+            args=(server.url(), ring.name, q, stop),
+            kwargs={"open_timeout_s": 2.0, "read_timeout_s": 1.0, "initial_backoff_s": 0.1, "frozen_timeout_s": 0.4},
+        )
         p.start()
         try:
             wait_for(lambda: ring.latest_seq() >= 5, 60, "frames at 160x120")
             server.size = (320, 240)
-            wait_for(lambda: (ring.read_latest() or ring.read(0)).image.shape == (240, 320, 3),
-                     30, "frames at the new size")
+            wait_for(
+                lambda: (ring.read_latest() or ring.read(0)).image.shape == (240, 320, 3), 30, "frames at the new size"
+            )
         finally:
             stop.set()
             p.join(10)

@@ -15,8 +15,18 @@ from hypothesis import strategies as st
 
 from clipmg.model.config import ModelConfig, PoseConfig, load_config
 from clipmg.model.layouts import extract_layout
-from clipmg.train.dataset import (AugmentConfig, MicroGestureDataset, build_index, detect_layout, flip_permutation,
-                                  has_keypoints, hflip, mine_background, rgb_candidates, split_by_video)
+from clipmg.train.dataset import (
+    AugmentConfig,
+    MicroGestureDataset,
+    build_index,
+    detect_layout,
+    flip_permutation,
+    has_keypoints,
+    hflip,
+    mine_background,
+    rgb_candidates,
+    split_by_video,
+)
 from clipmg.train.readers import DataError
 from clipmg.train.summary import main as summary_main
 from clipmg.train.synth import SYNTH_CLASSES, SynthConfig, write_dataset
@@ -28,8 +38,9 @@ NC = len(SYNTH_CLASSES)
 @pytest.fixture(scope="module")
 def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("dataset") / "set"
-    write_dataset(out, seed=7, videos=VIDEOS, clips_per_video=CLIPS,
-                  config=SynthConfig(clip_frames=(24, 36), gap_frames=(20, 40)))
+    write_dataset(
+        out, seed=7, videos=VIDEOS, clips_per_video=CLIPS, config=SynthConfig(clip_frames=(24, 36), gap_frames=(20, 40))
+    )
     return out
 
 
@@ -74,8 +85,11 @@ def test_split_by_video_has_no_leakage(index) -> None:
     assert index.split(0.34, seed=3)[1].videos == val.videos  # seeded
 
 
-@given(st.lists(st.text(min_size=1, max_size=4), min_size=2, max_size=40, unique=True),
-       st.floats(0.05, 0.9), st.integers(0, 1000))
+@given(
+    st.lists(st.text(min_size=1, max_size=4), min_size=2, max_size=40, unique=True),
+    st.floats(0.05, 0.9),
+    st.integers(0, 1000),
+)
 @settings(max_examples=30, deadline=None)
 def test_split_by_video_properties(videos, frac, seed) -> None:
     train, val = split_by_video(videos, frac, seed)
@@ -131,8 +145,13 @@ def test_malformed_inputs_are_skipped_and_counted(root: Path, tmp_path: Path) ->
     mp4 = d / "003" / "003.mp4"
     mp4.write_bytes(mp4.read_bytes()[:2000])  # unreadable video
     idx = build_index(d, "openpose_json")
-    assert idx.issues.counts == {"label out of range": 1, "wrong column count": 1, "clip outside frame range": 1,
-                                 "invalid OpenPose JSON": 1, "unreadable video": 1}
+    assert idx.issues.counts == {
+        "label out of range": 1,
+        "wrong column count": 1,
+        "clip outside frame range": 1,
+        "invalid OpenPose JSON": 1,
+        "unreadable video": 1,
+    }
     assert len(idx.clips) == VIDEOS * CLIPS - 2 and idx.missing["unreadable RGB"] == 1
     ds = MicroGestureDataset(idx, _cfg(NC))
     assert idx.issues.counts["missing video"] == CLIPS and len(ds) == VIDEOS * CLIPS - 2 - CLIPS
@@ -168,8 +187,9 @@ def test_bad_video_mid_epoch_is_replaced_not_raised(root: Path, tmp_path: Path) 
     assert not any(i.startswith("002") for i in ids) and len(ids) == len(ds)
     idx.issues.strict = True
     with pytest.raises(DataError):
-        MicroGestureDataset(idx, _cfg(NC), cache_frames=False)[next(i for i, c in enumerate(ds.clips)
-                                                                       if c.video == "002")]
+        MicroGestureDataset(idx, _cfg(NC), cache_frames=False)[
+            next(i for i, c in enumerate(ds.clips) if c.video == "002")
+        ]
 
 
 # ------------------------------------------------------------------------------------ the Dataset
@@ -259,16 +279,20 @@ def test_colour_jitter_changes_pixels_only_and_identity_is_exact() -> None:
     g = flat @ np.array([0.299, 0.587, 0.114], np.float32)
     assert g.std() < 1.0
     m, sd = (0.48, 0.46, 0.41), (0.27, 0.26, 0.28)
-    imgs = ((rng.random((8, 3, 6, 6)).astype(np.float32) - np.array(m, np.float32)[:, None, None])
-            / np.array(sd, np.float32)[:, None, None])
+    imgs = (rng.random((8, 3, 6, 6)).astype(np.float32) - np.array(m, np.float32)[:, None, None]) / np.array(
+        sd, np.float32
+    )[:, None, None]
     aug = AugmentConfig(colour=0.4)
     j1 = colour_jitter_images(imgs, m, sd, aug, np.random.default_rng(3))
     j2 = colour_jitter_images(imgs, m, sd, aug, np.random.default_rng(3))
     assert np.array_equal(j1, j2) and j1.dtype == np.float32 and not np.allclose(j1, imgs)
     same = colour_jitter_images(imgs, m, sd, AugmentConfig(colour=1e-9), np.random.default_rng(3))
     np.testing.assert_allclose(same, imgs, atol=1e-4)  # factors of ~1: unchanged (no rounding to uint8)
+
     # one draw per window: every frame's mean brightness scaled alike
-    raw = lambda x: x * np.array(sd, np.float32)[:, None, None] + np.array(m, np.float32)[:, None, None]
+    def raw(x: np.ndarray) -> np.ndarray:
+        return x * np.array(sd, np.float32)[:, None, None] + np.array(m, np.float32)[:, None, None]
+
     r = raw(j1).mean(axis=(1, 2, 3)) / raw(imgs).mean(axis=(1, 2, 3))
     assert r.std() < 0.05
 
@@ -311,17 +335,20 @@ def _pose_only_roots(root: Path, index, tmp_path: Path) -> dict:
 
     out = {}
     clips = [c for c in index.clips if c.video == "001"][:2]
-    kp = index.sources["001"].keypoints[:clips[-1].end + 1]  # short files: the frames of two clips
+    kp = index.sources["001"].keypoints[: clips[-1].end + 1]  # short files: the frames of two clips
     for layout in ("light_hand", "xlsx"):
         d = tmp_path / layout / "001"
         d.mkdir(parents=True)
-        (d / "001_label.csv").write_text((root / "001" / "001_label.csv").read_text().splitlines(True)[0]
-                                         + (root / "001" / "001_label.csv").read_text().splitlines(True)[1])
+        (d / "001_label.csv").write_text(
+            (root / "001" / "001_label.csv").read_text().splitlines(True)[0]
+            + (root / "001" / "001_label.csv").read_text().splitlines(True)[1]
+        )
         if layout == "light_hand":
             tips = np.array([4, 8, 12, 16, 20])
             kp35 = np.concatenate([kp[:, :25], kp[:, 116 + tips], kp[:, 95 + tips]], 1).reshape(len(kp), -1)
-            (d / "001_light_hand.csv").write_text("".join(f"{t}," + ",".join(f"{v:.3f}" for v in r) + "\n"
-                                                          for t, r in enumerate(kp35)))
+            (d / "001_light_hand.csv").write_text(
+                "".join(f"{t}," + ",".join(f"{v:.3f}" for v in r) + "\n" for t, r in enumerate(kp35))
+            )
         else:
             wb = openpyxl.Workbook(write_only=True)
             ws = wb.create_sheet()
@@ -329,10 +356,17 @@ def _pose_only_roots(root: Path, index, tmp_path: Path) -> dict:
                 ws.append(r)
             wb.save(d / "001_openpose.xlsx")
         out[layout] = tmp_path / layout
-    anns = [{"frame_dir": c.clip_id, "label": c.label, "total_frames": c.length, "img_shape": (120, 160),
-             "keypoint": index.sources[c.source].keypoints[None, c.start:c.end + 1, :, :2],
-             "keypoint_score": index.sources[c.source].keypoints[None, c.start:c.end + 1, :, 2]}
-            for c in clips]
+    anns = [
+        {
+            "frame_dir": c.clip_id,
+            "label": c.label,
+            "total_frames": c.length,
+            "img_shape": (120, 160),
+            "keypoint": index.sources[c.source].keypoints[None, c.start : c.end + 1, :, :2],
+            "keypoint_score": index.sources[c.source].keypoints[None, c.start : c.end + 1, :, 2],
+        }
+        for c in clips
+    ]
     (tmp_path / "imigue.pkl").write_bytes(pickle.dumps({"split": {"train": [], "val": []}, "annotations": anns}))
     out["pyskl"] = tmp_path / "imigue.pkl"
     return out
@@ -348,7 +382,7 @@ def test_pose_only_layouts_index_and_load(root: Path, index, tmp_path: Path) -> 
         assert [c.clip_id for c in idx.clips] == ["001_0", "001_1"]
         c, orig = idx.clips[1], index.clips[1]
         got = idx.sources[c.source].keypoints
-        want = upper[orig.start:orig.end + 1] if layout == "pyskl" else upper[:len(got)]
+        want = upper[orig.start : orig.end + 1] if layout == "pyskl" else upper[: len(got)]
         assert len(got) == (orig.length if layout == "pyskl" else orig.end + 1)
         assert np.allclose(got, want, atol=2e-3), layout
         ds = MicroGestureDataset(idx, _cfg(NC), require_rgb=False)
@@ -384,8 +418,9 @@ def _nan_keypoints(folder: Path) -> None:
         f.write_text(nan)
 
 
-def test_videos_whose_keypoints_are_all_nan_count_as_without_keypoints(root: Path, tmp_path: Path,
-                                                                        capsys: pytest.CaptureFixture) -> None:
+def test_videos_whose_keypoints_are_all_nan_count_as_without_keypoints(
+    root: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     d = _copy(root, tmp_path)
     _nan_keypoints(d / "001")
     assert summary_main(["summary", str(d), "--json", "--quiet"]) == 0

@@ -19,8 +19,7 @@ import pytest
 
 from clipmg.engines import Engine, EngineError, load_engine
 from clipmg.engines.artifacts import MANIFEST, TRT_EXPORT, detect_artifact, file_entry, write_manifest
-from clipmg.engines.export import (FRAME_ENCODER, WINDOW_HEAD, ExportCheckError, example_inputs, export_onnx,
-                                   rel_error)
+from clipmg.engines.export import FRAME_ENCODER, WINDOW_HEAD, ExportCheckError, example_inputs, export_onnx, rel_error
 from clipmg.engines.metadata import META_KEY, preprocess_summary
 from clipmg.engines.quantize import compare_top1
 from clipmg.engines.trt_format import RuntimeInfo, check_compatible, read_engine_file, write_engine_file
@@ -189,13 +188,16 @@ def test_wrong_input_shapes_are_refused_with_the_expected_shape(work: Dict[str, 
 
 
 # ----------------------------------------------------------------------------- refusals
-@pytest.mark.parametrize("expect, words", [
-    ({"num_classes": 7}, "has 5 classes but 7 were requested"),
-    ({"class_names": ["a", "b", "c", "d", "e"]}, "class names differ"),
-    ({"variant": "no_pose"}, "variant is 'full'"),
-    ({"preprocess": PreprocessConfig(crop="person")}, "preprocess.crop is 'center'"),
-    ({"image_size": 224}, "image_size is 96"),
-])
+@pytest.mark.parametrize(
+    "expect, words",
+    [
+        ({"num_classes": 7}, "has 5 classes but 7 were requested"),
+        ({"class_names": ["a", "b", "c", "d", "e"]}, "class names differ"),
+        ({"variant": "no_pose"}, "variant is 'full'"),
+        ({"preprocess": PreprocessConfig(crop="person")}, "preprocess.crop is 'center'"),
+        ({"image_size": 224}, "image_size is 96"),
+    ],
+)
 @pytest.mark.parametrize("artifact", ["full", "full-ckpt"])
 def test_mismatched_metadata_is_refused(work: Dict[str, Path], artifact: str, expect: dict, words: str) -> None:
     with pytest.raises(EngineError) as err:
@@ -253,8 +255,9 @@ def test_incomplete_or_mixed_exports_are_refused(work: Dict[str, Path], tmp_path
     with pytest.raises(EngineError, match="no pose_stage2 in its manifest"):
         load_engine(d, warmup=False)
 
-    other = export_onnx(_checkpoint(tmp_path / "other.safetensors", "full", seed=1), tmp_path / "other",
-                        log=QUIET).out_dir
+    other = export_onnx(
+        _checkpoint(tmp_path / "other.safetensors", "full", seed=1), tmp_path / "other", log=QUIET
+    ).out_dir
     d = _copy(work["full"], tmp_path / "mixed-pose")  # one pose stage of another checkpoint's export
     shutil.copy(other / "pose_stage1.onnx", d / "pose_stage1.onnx")
     manifest = json.loads((d / MANIFEST).read_text())
@@ -326,9 +329,17 @@ def _trt_dir(work: Dict[str, Path], d: Path) -> Path:
     d.mkdir()
     files = {}
     for graph in ("frame_encoder", "window_head"):
-        write_engine_file(d / f"{graph}.engine", b"plan-bytes-" * 100,
-                          {"metadata": meta, "graph": graph, "precision": "fp16", "built_for": HERE.as_dict(),
-                           "io": {"inputs": {}, "outputs": {}}})
+        write_engine_file(
+            d / f"{graph}.engine",
+            b"plan-bytes-" * 100,
+            {
+                "metadata": meta,
+                "graph": graph,
+                "precision": "fp16",
+                "built_for": HERE.as_dict(),
+                "io": {"inputs": {}, "outputs": {}},
+            },
+        )
         files[graph] = file_entry(d / f"{graph}.engine")
     write_manifest(d, {"format": TRT_EXPORT, "files": files, "metadata": meta})
     return d
@@ -354,10 +365,13 @@ def test_engine_file_header_round_trip_and_damage(tmp_path: Path) -> None:
         read_engine_file(p)
 
 
-@pytest.mark.parametrize("other, words", [
-    (RuntimeInfo("10.3.0", "NVIDIA A10", (8, 6)), "built for NVIDIA H100 80GB HBM3"),
-    (RuntimeInfo("10.7.0", "NVIDIA H100 80GB HBM3", (9, 0)), "with TensorRT 10.3.0 but this machine has"),
-])
+@pytest.mark.parametrize(
+    "other, words",
+    [
+        (RuntimeInfo("10.3.0", "NVIDIA A10", (8, 6)), "built for NVIDIA H100 80GB HBM3"),
+        (RuntimeInfo("10.7.0", "NVIDIA H100 80GB HBM3", (9, 0)), "with TensorRT 10.3.0 but this machine has"),
+    ],
+)
 def test_engine_for_another_gpu_or_tensorrt_is_refused(other: RuntimeInfo, words: str) -> None:
     header = {"built_for": HERE.as_dict()}
     check_compatible(header, HERE, "x.engine")  # same GPU, same TensorRT: fine
@@ -417,26 +431,32 @@ def test_build_cli_error_paths(work: Dict[str, Path], tmp_path: Path, capsys: py
     assert not (tmp_path / "o").exists()
 
 
-def test_build_cli_without_tensorrt_exits_3_naming_what_is_missing(work: Dict[str, Path], tmp_path: Path,
-                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_build_cli_without_tensorrt_exits_3_naming_what_is_missing(
+    work: Dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from clipmg.engines.build import main
 
     if _tensorrt_runs_here():
-        pytest.skip("TensorRT and a GPU are here: the no-TensorRT path cannot be taken "
-                    "(test_build_cli_with_tensorrt_builds_engines_that_load runs instead)")
+        pytest.skip(
+            "TensorRT and a GPU are here: the no-TensorRT path cannot be taken "
+            "(test_build_cli_with_tensorrt_builds_engines_that_load runs instead)"
+        )
     assert main([str(work["full"]), str(tmp_path / "o")]) == 3
     _one_line_error(capsys, "TensorRT")
     assert not (tmp_path / "o").exists()
 
 
 @pytest.mark.gpu
-def test_build_cli_with_tensorrt_builds_engines_that_load(work: Dict[str, Path], tmp_path: Path,
-                                                          capsys: pytest.CaptureFixture[str]) -> None:
+def test_build_cli_with_tensorrt_builds_engines_that_load(
+    work: Dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from clipmg.engines.build import main
 
     if not _tensorrt_runs_here():
-        pytest.skip("needs TensorRT and an NVIDIA GPU (pip install 'clipmg[gpu]'); the no-TensorRT path is "
-                    "test_build_cli_without_tensorrt_exits_3_naming_what_is_missing")
+        pytest.skip(
+            "needs TensorRT and an NVIDIA GPU (pip install 'clipmg[gpu]'); the no-TensorRT path is "
+            "test_build_cli_without_tensorrt_exits_3_naming_what_is_missing"
+        )
     assert main([str(work["full"]), str(tmp_path / "o"), "--max-batch", "2", "--max-windows", "1"]) == 0
     assert "Traceback" not in capsys.readouterr().err
     engine = load_engine(tmp_path / "o")
@@ -448,8 +468,9 @@ def test_build_cli_with_tensorrt_builds_engines_that_load(work: Dict[str, Path],
 def test_console_script_fails_with_one_line(tmp_path: Path) -> None:
     exe = Path(sys.executable).with_name("clipmg-export")
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "clipmg.engines.export"]
-    r = subprocess.run([*cmd, str(tmp_path / "nope.safetensors"), str(tmp_path / "o")], capture_output=True,
-                       text=True, timeout=120)
+    r = subprocess.run(
+        [*cmd, str(tmp_path / "nope.safetensors"), str(tmp_path / "o")], capture_output=True, text=True, timeout=120
+    )
     assert r.returncode == 2
     assert r.stderr.strip().count("\n") == 0 and "does not exist" in r.stderr and "Traceback" not in r.stderr
 
@@ -458,9 +479,28 @@ def test_bench_runs_on_the_tiny_preset(tmp_path: Path, capsys: pytest.CaptureFix
     from clipmg.engines.bench import main
 
     out = tmp_path / "bench.json"
-    assert main(["--presets", "clipmg-tiny", "--backends", "torch", "onnxruntime",
-                 "--ort-variants", "threads2-nospin", "--batches", "2", "--repeats", "1",
-                 "--json", str(out), "--workdir", str(tmp_path)]) == 0
+    assert (
+        main(
+            [
+                "--presets",
+                "clipmg-tiny",
+                "--backends",
+                "torch",
+                "onnxruntime",
+                "--ort-variants",
+                "threads2-nospin",
+                "--batches",
+                "2",
+                "--repeats",
+                "1",
+                "--json",
+                str(out),
+                "--workdir",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     assert "| torch eager (cpu) |" in text and "| onnxruntime threads2-nospin |" in text
     assert "GFLOP per frame" in text

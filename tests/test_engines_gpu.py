@@ -59,8 +59,8 @@ def test_tensorrt_fp16_matches_pytorch_fp32(built: Dict[str, Path]) -> None:
     trt = load_engine(built["fp16"])
     assert trt.backend == "tensorrt" and trt.precision == "fp16"
     images, kp = example_inputs(te.config, windows=100, seed=3)
-    ref = np.concatenate([te(images[i:i + 10], kp[i:i + 10]) for i in range(0, 100, 10)])
-    got = np.concatenate([trt(images[i:i + 1], kp[i:i + 1]) for i in range(100)])  # streaming: batch 1
+    ref = np.concatenate([te(images[i : i + 10], kp[i : i + 10]) for i in range(0, 100, 10)])
+    got = np.concatenate([trt(images[i : i + 1], kp[i : i + 1]) for i in range(100)])  # streaming: batch 1
     assert rel_error(got, ref) <= 1e-2
     assert (got.argmax(-1) == ref.argmax(-1)).mean() >= 0.99
 
@@ -80,16 +80,19 @@ def test_header_records_this_gpu_and_metadata_round_trips(built: Dict[str, Path]
 
     e = load_engine(built["fp16"], warmup=False)
     onnx_engine = load_engine(built["onnx"], warmup=False)
-    assert e.metadata == onnx_engine.metadata and e.identity["checkpoint_sha256"] == onnx_engine.identity[
-        "checkpoint_sha256"]
+    assert (
+        e.metadata == onnx_engine.metadata
+        and e.identity["checkpoint_sha256"] == onnx_engine.identity["checkpoint_sha256"]
+    )
     for header in e.headers.values():
         assert header["built_for"] == current_runtime().as_dict()
 
 
 def test_torch_tensorrt_route(built: Dict[str, Path]) -> None:
     pytest.importorskip("torch_tensorrt", reason="needs torch-tensorrt (pip install 'clipmg[gpu]')")
-    out = build_engines(built["ckpt"], built["root"] / "tt", BuildOptions(via="torch-tensorrt", timing_cache=""),
-                        log=QUIET)
+    out = build_engines(
+        built["ckpt"], built["root"] / "tt", BuildOptions(via="torch-tensorrt", timing_cache=""), log=QUIET
+    )
     te, tt = load_engine(built["ckpt"], warmup=False), load_engine(out)
     images, kp = example_inputs(te.config, windows=4, seed=6)
     assert rel_error(tt(images, kp), te(images, kp)) <= 1e-2

@@ -27,8 +27,13 @@ def test_vitb32_onnx_matches_pytorch(tmp_path: Path, variant: str) -> None:
     ckpt = save_checkpoint(tmp_path / "b32.safetensors", model, [f"c{i}" for i in range(32)])
     res = export_onnx(ckpt, tmp_path / "onnx", log=lambda m: None)
     errors = res.manifest["check"]["errors"]  # one window: encoder (8 frames), head, composition
-    assert set(errors) == {"frame_encoder.tokens", "frame_encoder.frame_emb", "window_head.logits",
-                           "composition.logits", *(["window_head_cached.logits"] if variant == "full" else [])}
+    assert set(errors) == {
+        "frame_encoder.tokens",
+        "frame_encoder.frame_emb",
+        "window_head.logits",
+        "composition.logits",
+        *(["window_head_cached.logits"] if variant == "full" else []),
+    }
     assert max(errors.values()) <= TOL, errors
 
     te = load_engine(ckpt, warmup=False)

@@ -20,14 +20,22 @@ from typing import Any, Dict, List
 import cv2
 import numpy as np
 import pytest
-
-from live_harness import (PY, Live, Subscriber, endpoint, index_image, puttext_tap, segments_of,
-                          wait_for, window_gaps_are_reported, worker_pid)
+from live_harness import (
+    PY,
+    Live,
+    Subscriber,
+    endpoint,
+    index_image,
+    puttext_tap,
+    segments_of,
+    wait_for,
+    window_gaps_are_reported,
+    worker_pid,
+)
 from rtsp_server import INSTALL_HINT, RtspServer, find_gi_python
 
 SECRET = "Xyz-s3cr3t-PW"
 TOKEN = "tok-9f8e7d6c"
-
 
 
 def write_mjpeg_avi(path: Path, n: int, fps: float = 15.0) -> Path:
@@ -51,7 +59,9 @@ def windows_after(sub: Subscriber, t: float) -> List[Dict[str, Any]]:
 def assert_no_secret(*texts: str) -> None:
     for text in texts:
         for secret in (SECRET, TOKEN, "viewer:"):
-            assert secret not in text, f"{secret!r} leaked: ...{text[max(0, text.find(secret) - 200):text.find(secret) + 80]}..."
+            assert secret not in text, (
+                f"{secret!r} leaked: ...{text[max(0, text.find(secret) - 200) : text.find(secret) + 80]}..."
+            )
 
 
 # ------------------------------------------------------------------------------------ RTSP
@@ -73,11 +83,34 @@ def test_rtsp_camera_that_stalls_then_vanishes_is_reported_and_rejoined(checkpoi
     env, tap_log = puttext_tap(tmp_path / "tap")
     ep = endpoint()
     video = tmp_path / "annotated.mp4"
-    args = ["--source", server.url(f"token={TOKEN}"), "--engine", str(checkpoint), "--endpoint", ep,
-            "--pose", "mediapipe", "--pose-every", "2", "--stride", "4", "--threads", "1", "--heartbeat", "0.5",
-            "--listen", "--record", str(video), "-q",
-            "--source-option", "read_timeout_s=2", "--source-option", "open_timeout_s=4",
-            "--source-option", "max_backoff_s=1"]
+    args = [
+        "--source",
+        server.url(f"token={TOKEN}"),
+        "--engine",
+        str(checkpoint),
+        "--endpoint",
+        ep,
+        "--pose",
+        "mediapipe",
+        "--pose-every",
+        "2",
+        "--stride",
+        "4",
+        "--threads",
+        "1",
+        "--heartbeat",
+        "0.5",
+        "--listen",
+        "--record",
+        str(video),
+        "-q",
+        "--source-option",
+        "read_timeout_s=2",
+        "--source-option",
+        "open_timeout_s=4",
+        "--source-option",
+        "max_backoff_s=1",
+    ]
     sub = Subscriber(ep)
     try:
         with Live(args, env=env, cwd=tmp_path) as live:
@@ -88,8 +121,11 @@ def test_rtsp_camera_that_stalls_then_vanishes_is_reported_and_rejoined(checkpoi
             # 1. stall: the server process freezes; its TCP connection stays open
             t_stall = time.time()
             os.kill(server.proc.pid, signal.SIGSTOP)
-            sub.wait(lambda m: {"stalled", "reconnecting"} & set(source_states(sub, t_stall)), 30,
-                     "a stalled/reconnecting status during the stall")
+            sub.wait(
+                lambda m: {"stalled", "reconnecting"} & set(source_states(sub, t_stall)),
+                30,
+                "a stalled/reconnecting status during the stall",
+            )
             time.sleep(max(0.0, t_stall + 4.0 - time.time()))
             frozen_windows = len(sub.windows())
             t_cont = time.time()
@@ -119,7 +155,7 @@ def test_rtsp_camera_that_stalls_then_vanishes_is_reported_and_rejoined(checkpoi
     during_down = [m["source"]["state"] for m, tr in statuses if t_down < tr < t_up]
     assert "stalled" in during_stall or "reconnecting" in during_stall, during_stall
     assert "reconnecting" in during_down, during_down
-    assert "streaming" not in during_down[during_down.index("reconnecting"):], during_down  # until the server is back
+    assert "streaming" not in during_down[during_down.index("reconnecting") :], during_down  # until the server is back
     assert all(m["restarts"] == 0 and m["state"] in ("starting", "running", "stopping", "stopped") for m, _ in statuses)
     assert "streaming" in [m["source"]["state"] for m, tr in statuses if t_cont < tr < t_down]
     assert "streaming" in [m["source"]["state"] for m, tr in statuses if tr > t_up]
@@ -139,8 +175,13 @@ def test_rtsp_camera_that_stalls_then_vanishes_is_reported_and_rejoined(checkpoi
     assert steady and max(w["frames"]["max_gap_s"] for w in steady) < 1.0
     assert all(not w["person"] for w in wins)  # MediaPipe finds nobody in bars: windows flagged
     # credentials: nowhere
-    assert_no_secret(live.stdout, live.stderr, json.dumps([m for _, m, _ in messages]),
-                     tap_log.read_text(errors="replace"), video.read_bytes().decode("latin-1"))
+    assert_no_secret(
+        live.stdout,
+        live.stderr,
+        json.dumps([m for _, m, _ in messages]),
+        tap_log.read_text(errors="replace"),
+        video.read_bytes().decode("latin-1"),
+    )
     assert "mg.status.cam0" in live.stdout and "mg.window.cam0" in live.stdout  # the --listen output was checked
     assert f"rtsp://***@127.0.0.1:{server.port}/live?token=***" in live.stderr  # the URL was shown, masked
     assert tap_log.read_text().strip(), "the overlay tap saw no text: the video was not annotated"
@@ -156,18 +197,48 @@ def synth_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from clipmg.train.synth import SynthConfig, write_dataset
 
     root = tmp_path_factory.mktemp("synth")
-    write_dataset(root, seed=3, videos=3, clips_per_video=4,
-                  config=SynthConfig(classes=TRAIN_CLASSES, clip_frames=(24, 32), gap_frames=(8, 12)))
+    write_dataset(
+        root,
+        seed=3,
+        videos=3,
+        clips_per_video=4,
+        config=SynthConfig(classes=TRAIN_CLASSES, clip_frames=(24, 32), gap_frames=(8, 12)),
+    )
     return root
 
 
 def _train_cmd(data: Path, out: Path, *extra: str) -> List[str]:
     exe = Path(sys.executable).with_name("clipmg-train")
     cmd = [str(exe)] if exe.exists() else [PY, "-m", "clipmg.train.trainer"]
-    return [*cmd, "--data", str(data), "--out", str(out), "--epochs", "4", "--batch-size", "2", "--save-every", "1",
-            "--device", "cpu", "--threads", "1", "--workers", "0", "--seed", "0",
-            # large steps, so that one step applied twice (or weights and optimiser out of step) shows
-            "--lr-new", "5e-3", "--lr-vit", "5e-4", "--warmup-epochs", "0", *extra]
+    return [
+        *cmd,
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--epochs",
+        "4",
+        "--batch-size",
+        "2",
+        "--save-every",
+        "1",
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+        "--workers",
+        "0",
+        "--seed",
+        "0",
+        # large steps, so that one step applied twice (or weights and optimiser out of step) shows
+        "--lr-new",
+        "5e-3",
+        "--lr-vit",
+        "5e-4",
+        "--warmup-epochs",
+        "0",
+        *extra,
+    ]
 
 
 def _log_rows(out: Path) -> int:
@@ -197,8 +268,10 @@ def _kill_while_writing(cmd: List[str], out: Path, prefix: str, after_saves: int
                     proc.wait(30)
                     return hit[0]
             time.sleep(0.0005)
-        raise AssertionError(f"training ended (status {proc.poll()}) before a {prefix}* write could be "
-                             f"interrupted: {proc.stderr.read()[-2000:] if proc.stderr else ''}")
+        raise AssertionError(
+            f"training ended (status {proc.poll()}) before a {prefix}* write could be "
+            f"interrupted: {proc.stderr.read()[-2000:] if proc.stderr else ''}"
+        )
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -286,8 +359,20 @@ def test_killed_worker_and_capture_are_restarted_and_every_window_is_accounted_f
     last. SIGTERM then leaves no process and no shared memory."""
     ep = endpoint()
     sub = Subscriber(ep)
-    args = ["--engine", str(checkpoint), "--endpoint", ep, "--heartbeat", "0.5", "--threads", "1", "--stride", "4",
-            "--no-listen", "-q"]
+    args = [
+        "--engine",
+        str(checkpoint),
+        "--endpoint",
+        ep,
+        "--heartbeat",
+        "0.5",
+        "--threads",
+        "1",
+        "--stride",
+        "4",
+        "--no-listen",
+        "-q",
+    ]
     try:
         with Live(args) as live:
             sub.wait(lambda m: len(sub.windows()) >= 3, 120, "the first windows")
@@ -298,14 +383,25 @@ def test_killed_worker_and_capture_are_restarted_and_every_window_is_accounted_f
                 pid = worker_pid(sub)
                 n = len(sub.snapshot())
                 os.kill(pid, signal.SIGKILL)
-                restarting = sub.wait(lambda m: [s for t, s, _ in m[n:] if t.startswith("mg.status")
-                                                 and s["state"] == "restarting"], 30, "a 'restarting' status")[0]
+                restarting = sub.wait(
+                    lambda m: [s for t, s, _ in m[n:] if t.startswith("mg.status") and s["state"] == "restarting"],
+                    30,
+                    "a 'restarting' status",
+                )[0]
                 assert f"worker (pid {pid}) was killed by signal 9" in restarting["message"], restarting
                 assert restarting["restarts"] == i + 1
                 delays.append(restarting["message"].split("restarting in ")[1].split(" s")[0])
-                sub.wait(lambda m: any(t.startswith("mg.status") and s["state"] == "running"
-                                       and s["worker"]["pid"] not in (0, pid) for t, s, _ in m[n:])
-                         and any(t.startswith("mg.window") for t, _, _ in m[n:]), 120, "windows from a new worker")
+                sub.wait(
+                    lambda m: (
+                        any(
+                            t.startswith("mg.status") and s["state"] == "running" and s["worker"]["pid"] not in (0, pid)
+                            for t, s, _ in m[n:]
+                        )
+                        and any(t.startswith("mg.window") for t, _, _ in m[n:])
+                    ),
+                    120,
+                    "windows from a new worker",
+                )
             assert delays == ["0.5", "1.0"]  # exponential back-off between crashes in quick succession
 
             capture = _capture_pid(live, worker_pid(sub))
@@ -313,11 +409,20 @@ def test_killed_worker_and_capture_are_restarted_and_every_window_is_accounted_f
             n = len(sub.snapshot())
             last_seq = sub.windows()[-1]["frames"]["last_seq"]
             os.kill(capture, signal.SIGKILL)
-            restarting = sub.wait(lambda m: [s for t, s, _ in m[n:] if t.startswith("mg.status")
-                                             and s["state"] == "restarting"], 30, "a capture 'restarting' status")[0]
+            restarting = sub.wait(
+                lambda m: [s for t, s, _ in m[n:] if t.startswith("mg.status") and s["state"] == "restarting"],
+                30,
+                "a capture 'restarting' status",
+            )[0]
             assert f"capture (pid {capture}) was killed by signal 9" in restarting["message"]
-            sub.wait(lambda m: len([1 for t, w, _ in m[n:] if t.startswith("mg.window")
-                                    and w["frames"]["first_seq"] > last_seq]) >= 3, 60, "windows after the capture restart")
+            sub.wait(
+                lambda m: (
+                    len([1 for t, w, _ in m[n:] if t.startswith("mg.window") and w["frames"]["first_seq"] > last_seq])
+                    >= 3
+                ),
+                60,
+                "windows after the capture restart",
+            )
             children = live.children()
             assert live.stop() == 0, live.stderr[-3000:]
         messages = sub.snapshot()
@@ -359,9 +464,17 @@ def person_keypoints(rng: np.random.Generator, w: int = 160, h: int = 120) -> np
 
 
 def openpose_doc(kp: np.ndarray) -> Dict[str, Any]:
-    return {"version": 1.3, "people": [{
-        "pose_keypoints_2d": kp[0:25].ravel().tolist(), "face_keypoints_2d": [],
-        "hand_left_keypoints_2d": kp[95:116].ravel().tolist(), "hand_right_keypoints_2d": kp[116:137].ravel().tolist()}]}
+    return {
+        "version": 1.3,
+        "people": [
+            {
+                "pose_keypoints_2d": kp[0:25].ravel().tolist(),
+                "face_keypoints_2d": [],
+                "hand_left_keypoints_2d": kp[95:116].ravel().tolist(),
+                "hand_right_keypoints_2d": kp[116:137].ravel().tolist(),
+            }
+        ],
+    }
 
 
 def replay_npy(path: Path, frames: int = 32) -> Path:
@@ -401,8 +514,24 @@ def test_pose_backend_that_raises_or_returns_garbage_only_costs_those_frames(che
         (folder / f"cam_{i:012d}_keypoints.json").write_text(text)
     ep = endpoint()
     sub = Subscriber(ep)
-    args = ["--engine", str(checkpoint), "--endpoint", ep, "--pose", "replay", "--pose-option", f"path={folder}",
-            "--pose-option", "loop=true", "--threads", "1", "--heartbeat", "0.5", "--no-listen", "-q"]
+    args = [
+        "--engine",
+        str(checkpoint),
+        "--endpoint",
+        ep,
+        "--pose",
+        "replay",
+        "--pose-option",
+        f"path={folder}",
+        "--pose-option",
+        "loop=true",
+        "--threads",
+        "1",
+        "--heartbeat",
+        "0.5",
+        "--no-listen",
+        "-q",
+    ]
     try:
         with Live(args) as live:
             sub.wait(lambda m: len(sub.windows()) >= 6, 120, "six windows")
@@ -425,8 +554,9 @@ def test_pose_backend_that_raises_or_returns_garbage_only_costs_those_frames(che
 
 
 @pytest.mark.slow
-def test_frames_that_change_size_and_channels_mid_stream_keep_the_pipeline_publishing(checkpoint: Path,
-                                                                                       tmp_path: Path) -> None:
+def test_frames_that_change_size_and_channels_mid_stream_keep_the_pipeline_publishing(
+    checkpoint: Path, tmp_path: Path
+) -> None:
     """An image-folder source whose frames change size (some larger than the ring: shrunk),
     turn grey, BGRA or 16-bit, with an unreadable file among them, looping: the capture reports
     each format change and converts, the worker keeps publishing windows, and the run ends
@@ -451,10 +581,32 @@ def test_frames_that_change_size_and_channels_mid_stream_keep_the_pipeline_publi
     (folder / "0010.png").write_bytes(b"not a png at all")
     ep = endpoint()
     sub = Subscriber(ep)
-    args = ["--source", str(folder), "--source-option", "loop=true", "--source-option", "fps=40",
-            "--max-size", "200x150", "--engine", str(checkpoint), "--endpoint", ep, "--pose", "replay",
-            "--pose-option", f"path={replay_npy(tmp_path / 'kp.npy')}", "--pose-option", "loop=true",
-            "--threads", "1", "--max-windows", "8", "--no-listen", "-q"]
+    args = [
+        "--source",
+        str(folder),
+        "--source-option",
+        "loop=true",
+        "--source-option",
+        "fps=40",
+        "--max-size",
+        "200x150",
+        "--engine",
+        str(checkpoint),
+        "--endpoint",
+        ep,
+        "--pose",
+        "replay",
+        "--pose-option",
+        f"path={replay_npy(tmp_path / 'kp.npy')}",
+        "--pose-option",
+        "loop=true",
+        "--threads",
+        "1",
+        "--max-windows",
+        "8",
+        "--no-listen",
+        "-q",
+    ]
     try:
         with Live(args) as live:
             code = live.wait(180)
@@ -481,9 +633,28 @@ def test_video_file_deleted_while_looping_ends_the_run_with_one_reason(checkpoin
     writer.release()
     ep = endpoint()
     sub = Subscriber(ep)
-    args = ["--source", str(video), "--source-option", "loop=true", "--engine", str(checkpoint), "--endpoint", ep,
-            "--pose", "replay", "--pose-option", f"path={replay_npy(tmp_path / 'kp.npy')}", "--pose-option",
-            "loop=true", "--threads", "1", "--heartbeat", "0.5", "--no-listen", "-q"]
+    args = [
+        "--source",
+        str(video),
+        "--source-option",
+        "loop=true",
+        "--engine",
+        str(checkpoint),
+        "--endpoint",
+        ep,
+        "--pose",
+        "replay",
+        "--pose-option",
+        f"path={replay_npy(tmp_path / 'kp.npy')}",
+        "--pose-option",
+        "loop=true",
+        "--threads",
+        "1",
+        "--heartbeat",
+        "0.5",
+        "--no-listen",
+        "-q",
+    ]
     try:
         with Live(args) as live:
             sub.wait(lambda m: len(sub.windows()) >= 2, 120, "the first windows")

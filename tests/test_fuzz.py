@@ -19,18 +19,27 @@ from hypothesis import strategies as st
 
 from clipmg.stream.listen import GapCounter
 from clipmg.stream.messages import MessageError, decode, encode, summary
-from clipmg.train.readers import DataError, Issues, parse_openpose, read_label_csv, read_light_hand_csv, \
-    read_openpose_json
+from clipmg.train.readers import (
+    DataError,
+    Issues,
+    parse_openpose,
+    read_label_csv,
+    read_light_hand_csv,
+    read_openpose_json,
+)
 
-SETTINGS = settings(max_examples=150, deadline=2000, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                           HealthCheck.too_slow])
+SETTINGS = settings(
+    max_examples=150, deadline=2000, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 
-numbers = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-10**30, 10**30),
-                    st.just(0.5), st.just(-1))
-json_values = st.recursive(st.none() | st.booleans() | numbers | st.text(max_size=8),
-                           lambda children: st.lists(children, max_size=6) | st.dictionaries(st.text(max_size=6),
-                                                                                               children, max_size=5),
-                           max_leaves=40)
+numbers = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True), st.integers(-(10**30), 10**30), st.just(0.5), st.just(-1)
+)
+json_values = st.recursive(
+    st.none() | st.booleans() | numbers | st.text(max_size=8),
+    lambda children: st.lists(children, max_size=6) | st.dictionaries(st.text(max_size=6), children, max_size=5),
+    max_leaves=40,
+)
 
 
 def _write(tmp: Path, name: str, data: bytes) -> Path:
@@ -42,16 +51,33 @@ def _write(tmp: Path, name: str, data: bytes) -> Path:
 # ------------------------------------------------------------------------------------ OpenPose JSON
 def person_part(n: int) -> st.SearchStrategy:
     """A keypoint list of the right length (3n), a wrong length, or not a list at all."""
-    return st.one_of(st.lists(numbers, min_size=3 * n, max_size=3 * n), st.lists(numbers, max_size=12),
-                     st.just([]), json_values)
+    return st.one_of(
+        st.lists(numbers, min_size=3 * n, max_size=3 * n), st.lists(numbers, max_size=12), st.just([]), json_values
+    )
 
 
 openpose_docs = st.one_of(
     json_values,
-    st.fixed_dictionaries({"version": st.just(1.3), "people": st.lists(st.one_of(
-        st.fixed_dictionaries({"pose_keypoints_2d": person_part(25), "face_keypoints_2d": person_part(70),
-                               "hand_left_keypoints_2d": person_part(21), "hand_right_keypoints_2d": person_part(21)}),
-        json_values), max_size=3)}))
+    st.fixed_dictionaries(
+        {
+            "version": st.just(1.3),
+            "people": st.lists(
+                st.one_of(
+                    st.fixed_dictionaries(
+                        {
+                            "pose_keypoints_2d": person_part(25),
+                            "face_keypoints_2d": person_part(70),
+                            "hand_left_keypoints_2d": person_part(21),
+                            "hand_right_keypoints_2d": person_part(21),
+                        }
+                    ),
+                    json_values,
+                ),
+                max_size=3,
+            ),
+        }
+    ),
+)
 
 
 @SETTINGS
@@ -80,11 +106,20 @@ def test_openpose_parser_on_near_miss_documents(tmp_path: Path, doc: Any) -> Non
 
 
 # ------------------------------------------------------------------------------------ MiGA light_hand CSV
-cells = st.one_of(st.floats(allow_nan=True, allow_infinity=True).map(repr), st.integers(-999, 999).map(str),
-                  st.text(alphabet="0123456789.-eE xn,\"", max_size=6), st.just(""))
+cells = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True).map(repr),
+    st.integers(-999, 999).map(str),
+    st.text(alphabet='0123456789.-eE xn,"', max_size=6),
+    st.just(""),
+)
 csv_rows = st.lists(st.lists(cells, min_size=0, max_size=110).map(",".join), max_size=6)
-well_formed_rows = st.lists(st.lists(st.floats(-50, 2000, allow_nan=False), min_size=106, max_size=106)
-                            .map(lambda r: ",".join(repr(x) for x in r)), min_size=1, max_size=4)
+well_formed_rows = st.lists(
+    st.lists(st.floats(-50, 2000, allow_nan=False), min_size=106, max_size=106).map(
+        lambda r: ",".join(repr(x) for x in r)
+    ),
+    min_size=1,
+    max_size=4,
+)
 
 
 @SETTINGS
@@ -116,9 +151,15 @@ def test_light_hand_csv_reader_on_arbitrary_bytes(tmp_path: Path, data: bytes) -
 
 
 # ------------------------------------------------------------------------------------ label CSV
-label_rows = st.lists(st.one_of(
-    st.tuples(st.integers(-5, 120), st.integers(-10, 10**6), st.integers(-10, 10**6)).map(lambda t: ",".join(map(str, t))),
-    st.lists(cells, max_size=5).map(",".join)), max_size=8)
+label_rows = st.lists(
+    st.one_of(
+        st.tuples(st.integers(-5, 120), st.integers(-10, 10**6), st.integers(-10, 10**6)).map(
+            lambda t: ",".join(map(str, t))
+        ),
+        st.lists(cells, max_size=5).map(",".join),
+    ),
+    max_size=8,
+)
 
 
 @SETTINGS
@@ -148,9 +189,14 @@ def test_label_csv_reader_on_arbitrary_bytes(tmp_path: Path, data: bytes) -> Non
 
 # ------------------------------------------------------------------------------------ ZeroMQ payloads
 @SETTINGS
-@given(payload=st.one_of(st.binary(max_size=300), json_values.map(lambda v: json.dumps(v).encode()),
-                         st.integers(1, 3000).map(lambda n: b'{"a":' * n + b"1" + b"}" * n),  # deep JSON
-                         st.integers(1, 3000).map(lambda n: b"\x81\xa1a" * n + b"\xc0")))  # deep msgpack
+@given(
+    payload=st.one_of(
+        st.binary(max_size=300),
+        json_values.map(lambda v: json.dumps(v).encode()),
+        st.integers(1, 3000).map(lambda n: b'{"a":' * n + b"1" + b"}" * n),  # deep JSON
+        st.integers(1, 3000).map(lambda n: b"\x81\xa1a" * n + b"\xc0"),
+    )
+)  # deep msgpack
 def test_decode_only_raises_message_error(payload: bytes) -> None:
     try:
         msg = decode(payload)
@@ -160,14 +206,21 @@ def test_decode_only_raises_message_error(payload: bytes) -> None:
 
 
 message_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats(allow_nan=True, allow_infinity=True)
-    | st.text(max_size=10) | st.binary(max_size=6),
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=10)
+    | st.binary(max_size=6),
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=5), children, max_size=4),
-    max_leaves=25)
+    max_leaves=25,
+)
 
 
 @SETTINGS
-@given(fields=st.dictionaries(st.text(max_size=8), message_values, max_size=6), fmt=st.sampled_from(["json", "msgpack"]))
+@given(
+    fields=st.dictionaries(st.text(max_size=8), message_values, max_size=6), fmt=st.sampled_from(["json", "msgpack"])
+)
 def test_encode_refuses_with_message_error_and_round_trips(fields: dict, fmt: str) -> None:
     msg = {**fields, "schema": "clipmg.window/1"}
     try:
@@ -179,10 +232,32 @@ def test_encode_refuses_with_message_error_and_round_trips(fields: dict, fmt: st
 
 
 @SETTINGS
-@given(fields=st.dictionaries(st.sampled_from(["window", "skipped", "stream", "frames", "topk", "latency_ms", "person",
-                                               "label", "state", "source", "message", "fps_in", "event",
-                                               "confidence", "duration_s"]), json_values, max_size=8),
-       kind=st.sampled_from(["window", "event", "status", "other"]))
+@given(
+    fields=st.dictionaries(
+        st.sampled_from(
+            [
+                "window",
+                "skipped",
+                "stream",
+                "frames",
+                "topk",
+                "latency_ms",
+                "person",
+                "label",
+                "state",
+                "source",
+                "message",
+                "fps_in",
+                "event",
+                "confidence",
+                "duration_s",
+            ]
+        ),
+        json_values,
+        max_size=8,
+    ),
+    kind=st.sampled_from(["window", "event", "status", "other"]),
+)
 def test_listener_survives_any_decodable_message(fields: dict, kind: str) -> None:
     """What ``clipmg-listen`` does with each message it receives: summary line and gap count.
     A malformed message from a publisher must not stop the listener."""
@@ -203,7 +278,6 @@ def test_clipmg_listen_keeps_running_through_malformed_messages() -> None:
 
     import msgpack
     import zmq
-
     from live_harness import endpoint
 
     ep = endpoint()
@@ -211,11 +285,23 @@ def test_clipmg_listen_keeps_running_through_malformed_messages() -> None:
     pub = ctx.socket(zmq.PUB)
     pub.setsockopt(zmq.LINGER, 0)
     pub.bind(ep)
-    good = {"schema": "clipmg.window/1", "stream": "cam0", "window": 7, "skipped": 0, "frames": {"first_seq": 1,
-            "last_seq": 2}, "topk": [{"index": 0, "label": "nod", "p": 0.9}], "label": "nod",
-            "latency_ms": {"capture_to_publish": 3.0}, "person": True}
-    proc = subprocess.Popen([sys.executable, "-m", "clipmg.stream.listen", "--endpoint", ep, "-n", "4",
-                             "--timeout", "60", "--raw"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    good = {
+        "schema": "clipmg.window/1",
+        "stream": "cam0",
+        "window": 7,
+        "skipped": 0,
+        "frames": {"first_seq": 1, "last_seq": 2},
+        "topk": [{"index": 0, "label": "nod", "p": 0.9}],
+        "label": "nod",
+        "latency_ms": {"capture_to_publish": 3.0},
+        "person": True,
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "clipmg.stream.listen", "--endpoint", ep, "-n", "4", "--timeout", "60", "--raw"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 60
         while proc.poll() is None and time.monotonic() < deadline:  # until the listener has had them all

@@ -22,7 +22,6 @@ from typing import Any, Dict, Iterator, List, Tuple
 import jsonschema
 import numpy as np
 import pytest
-
 from live_harness import free_port, segments_of
 
 REPO = Path(__file__).resolve().parents[1]
@@ -117,8 +116,9 @@ def slow_engine(cfg: Any, delay: float) -> SlowEngine:
     return SlowEngine(load_worker_engine(cfg), delay)
 
 
-def run_worker(cfg: Any, frames: int, fps: float, listener: Listener, until: Any, engine_factory: Any = None,
-               timeout: float = 90.0) -> None:
+def run_worker(
+    cfg: Any, frames: int, fps: float, listener: Listener, until: Any, engine_factory: Any = None, timeout: float = 90.0
+) -> None:
     """Start ``worker_main`` in a spawned process on a ring this test writes ``frames`` frames into."""
     from clipmg.stream.ringbuffer import FrameRing
     from clipmg.stream.worker import worker_main
@@ -126,8 +126,9 @@ def run_worker(cfg: Any, frames: int, fps: float, listener: Listener, until: Any
     ctx = mp.get_context("spawn")
     q, stop = ctx.Queue(), ctx.Event()
     with FrameRing.create(64, H, W) as ring:
-        proc = ctx.Process(target=worker_main, args=(cfg, ring.name, q, stop),
-                           kwargs=dict(engine_factory=engine_factory))
+        proc = ctx.Process(
+            target=worker_main, args=(cfg, ring.name, q, stop), kwargs=dict(engine_factory=engine_factory)
+        )
         proc.start()
         try:
             ready = False
@@ -154,10 +155,14 @@ def run_worker(cfg: Any, frames: int, fps: float, listener: Listener, until: Any
 
 # ------------------------------------------------------------------------------------ end to end
 @pytest.mark.slow
-@pytest.mark.parametrize("pose_thread,pose_workers", [(True, 1), (False, 1), (True, 2)],
-                         ids=["pose-thread", "one-thread", "two-pose-workers"])
-def test_windows_reach_a_subscriber_in_order_and_equal_offline_logits(checkpoint: Path, listener_factory: Any,
-                                                                      pose_thread: bool, pose_workers: int) -> None:
+@pytest.mark.parametrize(
+    "pose_thread,pose_workers",
+    [(True, 1), (False, 1), (True, 2)],
+    ids=["pose-thread", "one-thread", "two-pose-workers"],
+)
+def test_windows_reach_a_subscriber_in_order_and_equal_offline_logits(
+    checkpoint: Path, listener_factory: Any, pose_thread: bool, pose_workers: int
+) -> None:
     """Streaming == offline: the published logits equal the model's on the same 32 pose + 8 RGB samples,
     with pose in its own thread (the default), with pose and engine taking turns in one, and with two
     pose threads (``--pose-workers 2``) estimating samples side by side."""
@@ -168,11 +173,22 @@ def test_windows_reach_a_subscriber_in_order_and_equal_offline_logits(checkpoint
 
     ep = f"tcp://127.0.0.1:{free_port()}"
     stride, every = 8, 2
-    cfg = StreamConfig(engine=str(checkpoint), endpoint=ep, stride=stride, pose_every=every, include_logits=True,
-                       threads=1, event_min_duration_s=0.0, pose_thread=pose_thread, pose_workers=pose_workers)
+    cfg = StreamConfig(
+        engine=str(checkpoint),
+        endpoint=ep,
+        stride=stride,
+        pose_every=every,
+        include_logits=True,
+        threads=1,
+        event_min_duration_s=0.0,
+        pose_thread=pose_thread,
+        pose_workers=pose_workers,
+    )
     lst = listener_factory(ep)
     n_windows = 4
-    run_worker(cfg, frames=400, fps=50.0, listener=lst, until=lambda m: len([1 for t, _ in m if "window" in t]) >= n_windows)
+    run_worker(
+        cfg, frames=400, fps=50.0, listener=lst, until=lambda m: len([1 for t, _ in m if "window" in t]) >= n_windows
+    )
     wins = lst.windows()
     assert len(wins) >= n_windows
     engine = load_engine(checkpoint, warmup=False)
@@ -207,8 +223,14 @@ def test_a_slow_worker_skips_whole_windows_and_reports_it(checkpoint: Path, list
     cfg = StreamConfig(engine=str(checkpoint), endpoint=ep, stride=4, threads=1, fmt="msgpack")
     lst = listener_factory(ep, ("mg.window",))
     # a window closes every 4 frames = 80 ms at 50 fps; the head alone takes 0.3 s
-    run_worker(cfg, frames=600, fps=50.0, listener=lst, until=lambda m: len(m) >= 4,
-               engine_factory=functools.partial(slow_engine, delay=0.3))
+    run_worker(
+        cfg,
+        frames=600,
+        fps=50.0,
+        listener=lst,
+        until=lambda m: len(m) >= 4,
+        engine_factory=functools.partial(slow_engine, delay=0.3),
+    )
     wins = lst.windows()
     assert len(wins) >= 4
     numbers = [m["window"] for m in wins]
@@ -233,8 +255,10 @@ def test_a_subscriber_that_never_reads_does_not_slow_the_publisher() -> None:
         return n / (time.perf_counter() - t0)
 
     ep = f"tcp://127.0.0.1:{free_port()}"
-    code = ("import zmq,sys,time; c=zmq.Context(); s=c.socket(zmq.SUB); s.setsockopt(zmq.RCVHWM,10); "
-            "s.setsockopt(zmq.SUBSCRIBE,b''); s.connect(sys.argv[1]); print('up',flush=True); time.sleep(60)")
+    code = (
+        "import zmq,sys,time; c=zmq.Context(); s=c.socket(zmq.SUB); s.setsockopt(zmq.RCVHWM,10); "
+        "s.setsockopt(zmq.SUBSCRIBE,b''); s.connect(sys.argv[1]); print('up',flush=True); time.sleep(60)"
+    )
     with Publisher(ep, sndhwm=50) as pub:
         alone = rate(pub)
         sub = subprocess.Popen([PY, "-c", code, ep], stdout=subprocess.PIPE, text=True)
@@ -254,15 +278,33 @@ def test_a_subscriber_that_never_reads_does_not_slow_the_publisher() -> None:
 
 # ------------------------------------------------------------------------------------ supervisor
 @pytest.mark.slow
-def test_supervisor_restarts_a_killed_worker_and_sigterm_leaves_nothing(checkpoint: Path, listener_factory: Any) -> None:
+def test_supervisor_restarts_a_killed_worker_and_sigterm_leaves_nothing(
+    checkpoint: Path, listener_factory: Any
+) -> None:
     import psutil
 
     port = free_port()
     ep = f"tcp://127.0.0.1:{port}"
     lst = listener_factory(ep)
-    sup = subprocess.Popen([PY, str(REPO / "run_live.py"), "--engine", str(checkpoint), "--endpoint", ep,
-                            "--heartbeat", "0.5", "--threads", "1", "--no-listen", "-q"],
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    sup = subprocess.Popen(
+        [
+            PY,
+            str(REPO / "run_live.py"),
+            "--engine",
+            str(checkpoint),
+            "--endpoint",
+            ep,
+            "--heartbeat",
+            "0.5",
+            "--threads",
+            "1",
+            "--no-listen",
+            "-q",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         lst.wait(lambda m: len([1 for t, _ in m if "window" in t]) >= 2, 90, "the first windows")
         statuses = [m for t, m in lst.messages if t.startswith("mg.status")]
@@ -271,12 +313,25 @@ def test_supervisor_restarts_a_killed_worker_and_sigterm_leaves_nothing(checkpoi
         assert len(segments) == 1 and pid in [c.pid for c in psutil.Process(sup.pid).children()]
         n_before = len(lst.messages)
         os.kill(pid, signal.SIGKILL)
-        lst.wait(lambda m: any(t.startswith("mg.status") and s["state"] == "restarting" for t, s in m[n_before:]),
-                 30, "a 'restarting' status")
-        lst.wait(lambda m: any(t.startswith("mg.window") for t, _ in m[n_before:]) and any(
-            t.startswith("mg.status") and s["worker"].get("pid") not in (None, pid) and s["state"] == "running"
-            for t, s in m[n_before:]), 90, "windows from the restarted worker")
-        restarting = next(s for t, s in lst.messages[n_before:] if t.startswith("mg.status") and s["state"] == "restarting")
+        lst.wait(
+            lambda m: any(t.startswith("mg.status") and s["state"] == "restarting" for t, s in m[n_before:]),
+            30,
+            "a 'restarting' status",
+        )
+        lst.wait(
+            lambda m: (
+                any(t.startswith("mg.window") for t, _ in m[n_before:])
+                and any(
+                    t.startswith("mg.status") and s["worker"].get("pid") not in (None, pid) and s["state"] == "running"
+                    for t, s in m[n_before:]
+                )
+            ),
+            90,
+            "windows from the restarted worker",
+        )
+        restarting = next(
+            s for t, s in lst.messages[n_before:] if t.startswith("mg.status") and s["state"] == "restarting"
+        )
         assert "killed by signal 9" in restarting["message"] and restarting["restarts"] == 1
         children = psutil.Process(sup.pid).children(recursive=True)
         assert len(children) >= 2  # capture and the new worker
@@ -298,20 +353,43 @@ def test_supervisor_restarts_a_killed_worker_and_sigterm_leaves_nothing(checkpoi
 def test_supervisor_stops_by_itself_records_and_prints(checkpoint: Path, tmp_path: Path) -> None:
     video = tmp_path / "out.mp4"
     port = free_port()
-    proc = subprocess.run([PY, str(REPO / "run_live.py"), "--engine", str(checkpoint), "--max-windows", "3",
-                           "--endpoint", f"tcp://127.0.0.1:{port}", "--listen", "--record", str(video),
-                           "--format", "msgpack", "--threads", "1"],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            PY,
+            str(REPO / "run_live.py"),
+            "--engine",
+            str(checkpoint),
+            "--max-windows",
+            "3",
+            "--endpoint",
+            f"tcp://127.0.0.1:{port}",
+            "--listen",
+            "--record",
+            str(video),
+            "--format",
+            "msgpack",
+            "--threads",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.count("mg.window.cam0  #") >= 2  # the listener printed windows (it may join late)
     assert "windows 3" in proc.stderr
     assert video.is_file() and video.stat().st_size > 1000
 
 
-@pytest.mark.parametrize("args,words", [(["--stride", "6"], "multiple of 4"),
-                                        (["--engine", "/nonexistent.safetensors"], "no such file"),
-                                        (["--source", "/no/such/video.mp4", "--engine", "x"], "no such file"),
-                                        (["--endpoint", "tcp://0.0.0.0:5599", "--engine", "x"], "--allow-remote")])
+@pytest.mark.parametrize(
+    "args,words",
+    [
+        (["--stride", "6"], "multiple of 4"),
+        (["--engine", "/nonexistent.safetensors"], "no such file"),
+        (["--source", "/no/such/video.mp4", "--engine", "x"], "no such file"),
+        (["--endpoint", "tcp://0.0.0.0:5599", "--engine", "x"], "--allow-remote"),
+    ],
+)
 def test_bad_configuration_fails_fast_with_one_line(args: List[str], words: str) -> None:
     from io import StringIO
 
@@ -336,7 +414,9 @@ def test_precision_is_passed_to_an_onnx_engine_and_refused_for_a_checkpoint(chec
     lines = out.getvalue().strip().splitlines()
     assert len(lines) == 1 and "--precision int8 applies to an exported ONNX engine" in lines[0], lines
     onnx_dir = export_onnx(checkpoint, tmp_path / "onnx", int8=True, int8_samples=2, log=lambda m: None).out_dir
-    cfg = StreamConfig(engine=str(onnx_dir / "frame_encoder.onnx"), precision="int8")  # a graph file stands for its export
+    cfg = StreamConfig(
+        engine=str(onnx_dir / "frame_encoder.onnx"), precision="int8"
+    )  # a graph file stands for its export
     assert resolve_engine(cfg, print) is cfg
     for precision, expect in (("fp32", "fp32"), ("int8", "int8"), ("auto", "fp32")):  # auto: int8 not validated
         engine = load_worker_engine(StreamConfig(engine=str(onnx_dir), precision=precision, threads=1))

@@ -10,13 +10,21 @@ from typing import Any, Dict, List
 import jsonschema
 import numpy as np
 import pytest
-
 from live_harness import free_port
 
 from clipmg.stream.config import ConfigError, StreamConfig, check_endpoint
 from clipmg.stream.events import Debouncer
-from clipmg.stream.messages import (SCHEMA, MessageError, decode, encode, event_message, status_message,
-                                    summary, topic, window_message)
+from clipmg.stream.messages import (
+    SCHEMA,
+    MessageError,
+    decode,
+    encode,
+    event_message,
+    status_message,
+    summary,
+    topic,
+    window_message,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -24,13 +32,31 @@ REPO = Path(__file__).resolve().parents[1]
 def sample_window(**over: Any) -> Dict[str, Any]:
     seqs = list(range(100, 132))
     kw: Dict[str, Any] = dict(
-        stream="cam0", window=12, pose_seqs=seqs, rgb_seqs=seqs[2::4], t_wall=[1.7e9 + i / 30 for i in range(32)],
-        stride=8, pose_every=1, t_publish=1.7e9 + 1.2, latency_ms={"pose": 1.5, "encode": 20.25, "head": 30.0,
-                                                                    "publish": 0.2, "capture_to_publish": 55.5},
-        computed={"pose_samples": 8, "rgb_encoded": 2}, person=True, person_fraction=1.0,
-        topk=[(3, "fold arm", 0.7), (1, "touch forehead", 0.2), (0, "touch chin", 0.05)], label="fold arm", p=0.7,
-        model={"checkpoint_sha256": "ab" * 32, "backend": "onnxruntime", "precision": "fp32", "preset": "clipmg-tiny",
-               "variant": "full"}, skipped=0, logits=[0.1, -2.0, 3.5])
+        stream="cam0",
+        window=12,
+        pose_seqs=seqs,
+        rgb_seqs=seqs[2::4],
+        t_wall=[1.7e9 + i / 30 for i in range(32)],
+        stride=8,
+        pose_every=1,
+        t_publish=1.7e9 + 1.2,
+        latency_ms={"pose": 1.5, "encode": 20.25, "head": 30.0, "publish": 0.2, "capture_to_publish": 55.5},
+        computed={"pose_samples": 8, "rgb_encoded": 2},
+        person=True,
+        person_fraction=1.0,
+        topk=[(3, "fold arm", 0.7), (1, "touch forehead", 0.2), (0, "touch chin", 0.05)],
+        label="fold arm",
+        p=0.7,
+        model={
+            "checkpoint_sha256": "ab" * 32,
+            "backend": "onnxruntime",
+            "precision": "fp32",
+            "preset": "clipmg-tiny",
+            "variant": "full",
+        },
+        skipped=0,
+        logits=[0.1, -2.0, 3.5],
+    )
     kw.update(over)
     return window_message(**kw)
 
@@ -39,20 +65,52 @@ def all_kinds() -> List[Dict[str, Any]]:
     return [
         sample_window(),
         sample_window(label=None, person=False, person_fraction=0.0, answered=False, topk=[], logits=None),
-        event_message(stream="cam0", kind="start", label="fold arm", window=12, window_start=10, t=1.7e9 + 1.0,
-                      t_start=1.7e9 + 0.5, confidence=0.8, t_publish=1.7e9 + 1.1),
-        event_message(stream="cam0", kind="end", label="fold arm", window=20, window_start=10, t=1.7e9 + 3.0,
-                      t_start=1.7e9 + 0.5, confidence=0.9, t_publish=1.7e9 + 3.1, reason="released"),
-        status_message(stream="cam0", state="running", t_publish=1.7e9, source={"state": "streaming", "spec": "synthetic:0"},
-                       fps_in=30.0, fps_pose=30.0, fps_out=3.75, windows=10, skipped=1, restarts=0,
-                       worker={"pid": 123, "alive": True}, last_window={"window": 9, "label": None}),
+        event_message(
+            stream="cam0",
+            kind="start",
+            label="fold arm",
+            window=12,
+            window_start=10,
+            t=1.7e9 + 1.0,
+            t_start=1.7e9 + 0.5,
+            confidence=0.8,
+            t_publish=1.7e9 + 1.1,
+        ),
+        event_message(
+            stream="cam0",
+            kind="end",
+            label="fold arm",
+            window=20,
+            window_start=10,
+            t=1.7e9 + 3.0,
+            t_start=1.7e9 + 0.5,
+            confidence=0.9,
+            t_publish=1.7e9 + 3.1,
+            reason="released",
+        ),
+        status_message(
+            stream="cam0",
+            state="running",
+            t_publish=1.7e9,
+            source={"state": "streaming", "spec": "synthetic:0"},
+            fps_in=30.0,
+            fps_pose=30.0,
+            fps_out=3.75,
+            windows=10,
+            skipped=1,
+            restarts=0,
+            worker={"pid": 123, "alive": True},
+            last_window={"window": 9, "label": None},
+        ),
     ]
 
 
 # ------------------------------------------------------------------------------------ payloads
 def test_docs_schema_file_is_the_code_schema() -> None:
     on_disk = json.loads((REPO / "docs" / "zmq-schema.json").read_text())
-    assert on_disk == json.loads(json.dumps(SCHEMA)), "regenerate: python -m clipmg.stream.messages > docs/zmq-schema.json"
+    assert on_disk == json.loads(json.dumps(SCHEMA)), (
+        "regenerate: python -m clipmg.stream.messages > docs/zmq-schema.json"
+    )
     jsonschema.Draft202012Validator.check_schema(on_disk)
 
 
@@ -79,8 +137,12 @@ def test_logits_keep_full_precision_and_json_is_utf8() -> None:
 
 def test_schema_rejects_malformed_messages() -> None:
     msg = sample_window()
-    for broken in ({**msg, "schema": "clipmg.window/2"}, {k: v for k, v in msg.items() if k != "frames"},
-                   {**msg, "stream": "cam 0"}, {**msg, "topk": [{"index": 0, "label": "x", "p": 1.5}]}):
+    for broken in (
+        {**msg, "schema": "clipmg.window/2"},
+        {k: v for k, v in msg.items() if k != "frames"},
+        {**msg, "stream": "cam 0"},
+        {**msg, "topk": [{"index": 0, "label": "x", "p": 1.5}]},
+    ):
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate(broken, SCHEMA)
     for bad in (b"", b"{not json", b"\xc1", encode({"no": "schema"})):
@@ -109,10 +171,16 @@ def test_debouncer_needs_minimum_duration_and_uses_hysteresis() -> None:
 
 def test_debouncer_switch_background_no_answer_and_flush() -> None:
     d = Debouncer(threshold=0.5, hysteresis=0.1, min_duration_s=0.0, background=["no gesture"])
-    ev = feed(d, [{"no gesture": 0.9}, {"rub eyes": 0.8}, {"rub eyes": 0.45, "fold arm": 0.55}, None,
-                  {"fold arm": 0.9}])
-    assert ev == [("start", "rub eyes", 1, 1, ""), ("end", "rub eyes", 2, 1, "replaced"), ("start", "fold arm", 2, 2, ""),
-                  ("end", "fold arm", 3, 2, "released"), ("start", "fold arm", 4, 4, "")]
+    ev = feed(
+        d, [{"no gesture": 0.9}, {"rub eyes": 0.8}, {"rub eyes": 0.45, "fold arm": 0.55}, None, {"fold arm": 0.9}]
+    )
+    assert ev == [
+        ("start", "rub eyes", 1, 1, ""),
+        ("end", "rub eyes", 2, 1, "replaced"),
+        ("start", "fold arm", 2, 2, ""),
+        ("end", "fold arm", 3, 2, "released"),
+        ("start", "fold arm", 4, 4, ""),
+    ]
     end = d.flush(10.0, 40)
     assert [(e.kind, e.reason, e.duration_s) for e in end] == [("end", "stopped", 9.0)]
     assert d.flush(11.0, 41) == []
@@ -129,9 +197,14 @@ def test_debouncer_release_time() -> None:
 # ------------------------------------------------------------------------------------ config and sockets
 def test_config_fails_fast_with_one_sentence() -> None:
     StreamConfig().validate()
-    for bad, words in ((dict(stride=6), "multiple of 4"), (dict(pose_every=0), "pose-every"),
-                       (dict(endpoint="tcp://0.0.0.0:5556"), "--allow-remote"), (dict(fmt="xml"), "json or msgpack"),
-                       (dict(stream_id="a.b"), "stream id"), (dict(endpoint="udp://x"), "tcp://HOST:PORT")):
+    for bad, words in (
+        (dict(stride=6), "multiple of 4"),
+        (dict(pose_every=0), "pose-every"),
+        (dict(endpoint="tcp://0.0.0.0:5556"), "--allow-remote"),
+        (dict(fmt="xml"), "json or msgpack"),
+        (dict(stream_id="a.b"), "stream id"),
+        (dict(endpoint="udp://x"), "tcp://HOST:PORT"),
+    ):
         with pytest.raises(ConfigError, match=words) as e:
             StreamConfig(**bad).validate()
         assert "\n" not in str(e.value)
@@ -175,8 +248,7 @@ def test_curve_client_without_the_server_key_receives_nothing(tmp_path: Path) ->
     (allowed / "client.key").write_bytes((tmp_path / "client.key").read_bytes())
     _, stranger_secret = zmq.auth.create_certificates(tmp_path, "stranger")
     ep = f"tcp://127.0.0.1:{free_port()}"
-    with Publisher(ep, curve_secret_key=str(server_secret), curve_allow_dir=str(allowed)) as pub, \
-            zmq.Context() as ctx:
+    with Publisher(ep, curve_secret_key=str(server_secret), curve_allow_dir=str(allowed)) as pub, zmq.Context() as ctx:
         socks = {}
         for name, cert in (("plain", None), ("allowed", client_secret), ("stranger", stranger_secret)):
             s = ctx.socket(zmq.SUB)
@@ -200,8 +272,10 @@ def test_listener_counts_only_unreported_gaps() -> None:
     from clipmg.stream.listen import GapCounter
 
     g = GapCounter()
-    seen = [g.update({"stream": "cam0", "window": w, "skipped": s}) for w, s in
-            [(10, 0), (11, 0), (14, 2), (16, 2), (30, 0), (31, 0)]]  # 12, 13: skipped; 15: lost; 30: restarted
+    seen = [
+        g.update({"stream": "cam0", "window": w, "skipped": s})
+        for w, s in [(10, 0), (11, 0), (14, 2), (16, 2), (30, 0), (31, 0)]
+    ]  # 12, 13: skipped; 15: lost; 30: restarted
     assert seen == [0, 0, 0, 1, 0, 0] and g.missing == 1
 
 
@@ -209,12 +283,47 @@ def test_command_line_demo_defaults_and_explicit_runs() -> None:
     from clipmg.stream.config import build_parser, config_from_args
 
     demo = config_from_args(build_parser().parse_args([]))
-    assert (demo.demo, demo.duration_s, demo.listen, demo.record, demo.source, demo.pose_backend) == \
-        (True, 20.0, True, "clipmg-demo.mp4", "synthetic", "synthetic")
-    run = config_from_args(build_parser().parse_args(
-        ["--engine", "m.safetensors", "--source", "0", "--stride", "16", "--pose-every", "2", "--format", "msgpack",
-         "--pose-option", "model_complexity=2", "--max-size", "640x480"]))
-    assert (run.demo, run.duration_s, run.listen, run.record, run.pose_backend) == (False, None, False, None, "mediapipe")
-    assert (run.stride, run.pose_every, run.fmt, run.pose_options, run.max_width, run.max_height) == \
-        (16, 2, "msgpack", (("model_complexity", 2),), 640, 480)
+    assert (demo.demo, demo.duration_s, demo.listen, demo.record, demo.source, demo.pose_backend) == (
+        True,
+        20.0,
+        True,
+        "clipmg-demo.mp4",
+        "synthetic",
+        "synthetic",
+    )
+    run = config_from_args(
+        build_parser().parse_args(
+            [
+                "--engine",
+                "m.safetensors",
+                "--source",
+                "0",
+                "--stride",
+                "16",
+                "--pose-every",
+                "2",
+                "--format",
+                "msgpack",
+                "--pose-option",
+                "model_complexity=2",
+                "--max-size",
+                "640x480",
+            ]
+        )
+    )
+    assert (run.demo, run.duration_s, run.listen, run.record, run.pose_backend) == (
+        False,
+        None,
+        False,
+        None,
+        "mediapipe",
+    )
+    assert (run.stride, run.pose_every, run.fmt, run.pose_options, run.max_width, run.max_height) == (
+        16,
+        2,
+        "msgpack",
+        (("model_complexity", 2),),
+        640,
+        480,
+    )
     assert config_from_args(build_parser().parse_args(["--duration", "0"])).duration_s is None

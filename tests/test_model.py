@@ -7,10 +7,10 @@ import json
 import numpy as np
 import pytest
 import torch
+from live_harness import EvilPickle
 
 from clipmg.model import VARIANTS, create_model, list_presets, load_config
 from clipmg.model.layouts import assemble_openpose137, extract_layout
-from live_harness import EvilPickle
 
 
 def _inputs(cfg, b=2, seed=0):
@@ -162,7 +162,7 @@ def test_pose_branch_cache_over_a_stream_equals_each_window_from_scratch(stride)
         if w in (3, 4):  # skipped windows: their groups are computed when first needed
             continue
         before = list(cache.computed)
-        win = kp[w * stride: w * stride + 32]
+        win = kp[w * stride : w * stride + 32]
         pre = cache.window(w * stride // 4, win)
         with torch.no_grad():
             p = model.skeleton.finish(torch.from_numpy(pre)[None])
@@ -190,8 +190,10 @@ def test_pose_cache_flop_count_reduces_to_the_whole_head():
     tokens, emb = torch.zeros(1, 8, n, cfg.vision.width), torch.zeros(1, 8, cfg.vision.embed_dim)
     whole = count_flops(model.head, tokens, emb, kp)
     assert pose_cached_head_flops(model, tokens, emb, kp, new_groups=8) == whole
-    per_input = [2 * 9 * sh["taps"][0] * sh["taps"][1] * sh["input"][0] * sh["taps"][2] * sh["taps"][3]
-                 for sh in stage_shapes(cfg)]  # one time step's three taps: 3 x C_out x C_in x 3 x 3 per pixel
+    per_input = [
+        2 * 9 * sh["taps"][0] * sh["taps"][1] * sh["input"][0] * sh["taps"][2] * sh["taps"][3]
+        for sh in stage_shapes(cfg)
+    ]  # one time step's three taps: 3 x C_out x C_in x 3 x 3 per pixel
     heat = count_flops(model.pose_partials, 0, kp[0, :4].reshape(1, 4, *kp.shape[2:])) - per_input[0]
     saved = 6 * (per_input[0] + heat) + 4 * per_input[1] + 2 * per_input[2]
     assert pose_cached_head_flops(model, tokens, emb, kp, new_groups=2) == whole - saved
@@ -228,10 +230,18 @@ def _open_clip_visual(preset: str):
     if preset == "clipmg-vitb32":
         clip = open_clip.create_model("ViT-B-32", pretrained=None, force_quick_gelu=True)
     else:
-        clip = CLIP(embed_dim=cfg.embed_dim, quick_gelu=cfg.quick_gelu,
-                    vision_cfg=dict(image_size=cfg.image_size, patch_size=cfg.patch_size, width=cfg.width,
-                                    layers=cfg.layers, head_width=cfg.width // cfg.heads),
-                    text_cfg=dict(context_length=8, vocab_size=16, width=32, heads=2, layers=1))
+        clip = CLIP(
+            embed_dim=cfg.embed_dim,
+            quick_gelu=cfg.quick_gelu,
+            vision_cfg=dict(
+                image_size=cfg.image_size,
+                patch_size=cfg.patch_size,
+                width=cfg.width,
+                layers=cfg.layers,
+                head_width=cfg.width // cfg.heads,
+            ),
+            text_cfg=dict(context_length=8, vocab_size=16, width=32, heads=2, layers=1),
+        )
     return clip.visual.eval()
 
 
@@ -259,7 +269,9 @@ def test_pretrained_from_local_file(tmp_path):
     torch.manual_seed(2)
     visual = _open_clip_visual("clipmg-tiny")
     # a full CLIP-style state dict with "visual." keys, as open_clip checkpoints have
-    save_file({f"visual.{k}": v.contiguous() for k, v in visual.state_dict().items()}, str(tmp_path / "clip.safetensors"))
+    save_file(
+        {f"visual.{k}": v.contiguous() for k, v in visual.state_dict().items()}, str(tmp_path / "clip.safetensors")
+    )
     model = create_model("clipmg-tiny", num_classes=3, pretrained=str(tmp_path / "clip.safetensors"))
     for k, v in visual.state_dict().items():
         assert torch.equal(model.visual.state_dict()[k], v), k
@@ -289,7 +301,8 @@ def test_frozen_and_trainable_after_a_step(variant):
     opt.step()
     n_blocks = model.cfg.vision.layers
     frozen_prefixes = ["visual.conv1", "visual.class_embedding", "visual.positional_embedding", "visual.ln_pre"] + [
-        f"visual.transformer.resblocks.{i}." for i in range(n_blocks - model.cfg.vision.trainable_blocks)]
+        f"visual.transformer.resblocks.{i}." for i in range(n_blocks - model.cfg.vision.trainable_blocks)
+    ]
     if variant != "no_cross_attention":  # proj feeds only c_t, which only that variant's head reads
         frozen_prefixes.append("visual.proj")
     n_frozen = n_train = 0
@@ -357,8 +370,10 @@ def test_bad_inputs_are_named():
 
 def _read_openpose_json(path):
     person = json.loads(path.read_text())["people"][0]
-    parts = [np.asarray(person[k], np.float32).reshape(-1, 3) for k in
-             ("pose_keypoints_2d", "face_keypoints_2d", "hand_left_keypoints_2d", "hand_right_keypoints_2d")]
+    parts = [
+        np.asarray(person[k], np.float32).reshape(-1, 3)
+        for k in ("pose_keypoints_2d", "face_keypoints_2d", "hand_left_keypoints_2d", "hand_right_keypoints_2d")
+    ]
     return assemble_openpose137(*parts)
 
 
@@ -375,13 +390,19 @@ def test_real_openpose_frames_through_the_tiny_model(shared_data):
     cfg = model.cfg
     box = center_box(1280, 720)
     model_kp = prepare_keypoints(kp, [box] * 8, cfg)
-    vol = heatmap_volume(torch.from_numpy(model_kp)[None], cfg.vision.image_size, cfg.pose.heatmap_size,
-                         cfg.pose.heatmap_sigma, 8, cfg.pose.min_confidence)[0]  # (J, 8, H, W)
+    vol = heatmap_volume(
+        torch.from_numpy(model_kp)[None],
+        cfg.vision.image_size,
+        cfg.pose.heatmap_size,
+        cfg.pose.heatmap_sigma,
+        8,
+        cfg.pose.min_confidence,
+    )[0]  # (J, 8, H, W)
     s, hs = cfg.vision.image_size, cfg.pose.heatmap_size
     checked = 0
     for j in range(cfg.pose.num_joints):
         for t in range(8):
-            grp = model_kp[4 * t: 4 * t + 4, j]
+            grp = model_kp[4 * t : 4 * t + 4, j]
             ok = grp[:, 2] >= cfg.pose.min_confidence
             hm = vol[j, t]
             if not ok.any():

@@ -12,9 +12,15 @@ import numpy as np
 import pytest
 
 from clipmg.model.layouts import SOURCE_OFFSETS
-from clipmg.stream.pose import (PoseBackendError, PoseResult, SafePose, TargetTracker,
-                                create_pose_backend, list_pose_backends,
-                                people_from_openpose_json)
+from clipmg.stream.pose import (
+    PoseBackendError,
+    PoseResult,
+    SafePose,
+    TargetTracker,
+    create_pose_backend,
+    list_pose_backends,
+    people_from_openpose_json,
+)
 from clipmg.stream.pose_mediapipe import mediapipe_to_openpose137
 from clipmg.stream.ringbuffer import Frame
 
@@ -31,8 +37,15 @@ def frame(image: np.ndarray, seq: int = 0, keypoints=None) -> Frame:
 def person(cx: float, cy: float, scale: float, conf: float = 0.9) -> np.ndarray:
     """A crude upright OpenPose person ``(137, 3)`` centred at (cx, cy)."""
     kp = np.zeros((137, 3), np.float32)
-    body = {NOSE: (0, -1.5), NECK: (0, -1), RSHO: (-0.6, -1), LSHO: (0.6, -1), RWRI: (-0.7, 0.2),
-            LWRI: (0.7, 0.2), MIDHIP: (0, 0.5)}
+    body = {
+        NOSE: (0, -1.5),
+        NECK: (0, -1),
+        RSHO: (-0.6, -1),
+        LSHO: (0.6, -1),
+        RWRI: (-0.7, 0.2),
+        LWRI: (0.7, 0.2),
+        MIDHIP: (0, 0.5),
+    }
     for j, (dx, dy) in body.items():
         kp[j] = (cx + dx * scale, cy + dy * scale, conf)
     return kp
@@ -57,23 +70,23 @@ def test_mediapipe_mapping_to_body25_by_hand():
     pose = np.zeros((33, 4), np.float32)
     pose[:, 3] = 0.9
     pose[:, :2] = 0.5
-    pose[0, :2] = (0.5, 0.2)            # nose
-    pose[11, :2] = (0.7, 0.4)           # person's left shoulder (image right)
-    pose[12, :2] = (0.3, 0.4)           # person's right shoulder
+    pose[0, :2] = (0.5, 0.2)  # nose
+    pose[11, :2] = (0.7, 0.4)  # person's left shoulder (image right)
+    pose[12, :2] = (0.3, 0.4)  # person's right shoulder
     pose[12, 3] = 0.6
     pose[23, :2] = (0.6, 0.8)
     pose[24, :2] = (0.4, 0.8)
-    pose[28, :2] = (0.4, 1.3)           # right ankle below the image
+    pose[28, :2] = (0.4, 1.3)  # right ankle below the image
     lhand = np.full((21, 3), 0.75, np.float32)
     kp = mediapipe_to_openpose137(pose, lhand, None, width=200, height=100, hand_confidence=0.8)
     assert kp.shape == (137, 3) and kp.dtype == np.float32
     assert np.allclose(kp[NOSE], (100, 20, 0.9))
-    assert np.allclose(kp[NECK], (100, 40, 0.6))      # mid(11, 12), min visibility
+    assert np.allclose(kp[NECK], (100, 40, 0.6))  # mid(11, 12), min visibility
     assert np.allclose(kp[RSHO], (60, 40, 0.6)) and np.allclose(kp[LSHO], (140, 40, 0.9))
     assert np.allclose(kp[MIDHIP], (100, 80, 0.9))
-    assert (kp[11] == 0).all()                          # RAnkle outside the image: missing
-    assert np.allclose(kp[LHAND:LHAND + 21], (150, 75, 0.8)) and (kp[RHAND:] == 0).all()
-    assert (kp[25:95] == 0).all()                       # no face from MediaPipe
+    assert (kp[11] == 0).all()  # RAnkle outside the image: missing
+    assert np.allclose(kp[LHAND : LHAND + 21], (150, 75, 0.8)) and (kp[RHAND:] == 0).all()
+    assert (kp[25:95] == 0).all()  # no face from MediaPipe
 
 
 def test_target_tracker_picks_largest_central_then_follows():
@@ -108,13 +121,16 @@ class _Fixed:
         self.closed = True
 
 
-@pytest.mark.parametrize("bad", [
-    RuntimeError("CUDA error: out of memory"),
-    PoseResult(np.full((137, 3), np.nan, np.float32), True, 1),
-    PoseResult(-np.ones((137, 3), np.float32), True, 1),
-    PoseResult(np.zeros((25, 3), np.float32), True, 1),
-    "not a result",
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        RuntimeError("CUDA error: out of memory"),
+        PoseResult(np.full((137, 3), np.nan, np.float32), True, 1),
+        PoseResult(-np.ones((137, 3), np.float32), True, 1),
+        PoseResult(np.zeros((25, 3), np.float32), True, 1),
+        "not a result",
+    ],
+)
 def test_safepose_turns_garbage_into_no_person(bad, caplog):
     guard = SafePose(_Fixed(bad))
     res = guard(frame(np.zeros((8, 8, 3), np.uint8)))
@@ -174,7 +190,7 @@ def test_replay_real_openpose_json_aligned_to_seq(shared_data):
         res = pose(frame(img, seq=seq))
         assert res.person and res.num_people == 1
         assert np.allclose(res.keypoints[:25].ravel(), doc["people"][0]["pose_keypoints_2d"])
-        assert np.allclose(res.keypoints[LHAND:LHAND + 21].ravel(), doc["people"][0]["hand_left_keypoints_2d"])
+        assert np.allclose(res.keypoints[LHAND : LHAND + 21].ravel(), doc["people"][0]["hand_left_keypoints_2d"])
     assert not pose(frame(img, seq=7)).keypoints[RHAND:].any()  # right hand undetected in frame 7
     assert not pose(frame(img, seq=48)).person  # past the end
     # Offset and scaling to the (resized) frame the capture wrote.
@@ -188,9 +204,18 @@ def test_replay_json_with_two_people_and_npy(tmp_path):
     a, b = person(100, 100, 10), person(300, 120, 40)
 
     def doc(*people):
-        return {"version": 1.3, "people": [{"pose_keypoints_2d": p[:25].ravel().tolist(),
-                                            "face_keypoints_2d": [], "hand_left_keypoints_2d": [],
-                                            "hand_right_keypoints_2d": []} for p in people]}
+        return {
+            "version": 1.3,
+            "people": [
+                {
+                    "pose_keypoints_2d": p[:25].ravel().tolist(),
+                    "face_keypoints_2d": [],
+                    "hand_left_keypoints_2d": [],
+                    "hand_right_keypoints_2d": [],
+                }
+                for p in people
+            ],
+        }
 
     for i, d in enumerate([doc(a, b), doc(b), doc()]):
         (tmp_path / f"vid_{i:012d}_keypoints.json").write_text(json.dumps(d))
@@ -237,11 +262,17 @@ def fake_openpose(monkeypatch, tmp_path):
 
 def test_openpose_backend_against_the_documented_api(fake_openpose):
     op, models = fake_openpose
-    pose = create_pose_backend("openpose", model_folder=models, hand=True, face=True,
-                               net_resolution="-1x256", number_people_max=4)
-    assert op.CONFIGURED[-1] == {"model_folder": models + "/", "model_pose": "BODY_25",
-                                 "net_resolution": "-1x256", "hand": True, "face": True,
-                                 "number_people_max": 4}
+    pose = create_pose_backend(
+        "openpose", model_folder=models, hand=True, face=True, net_resolution="-1x256", number_people_max=4
+    )
+    assert op.CONFIGURED[-1] == {
+        "model_folder": models + "/",
+        "model_pose": "BODY_25",
+        "net_resolution": "-1x256",
+        "hand": True,
+        "face": True,
+        "number_people_max": 4,
+    }
     img = np.zeros((240, 400, 3), np.uint8)
     img[:, :10] = (255, 0, 0)  # red in RGB
     # Frame 1: nobody -> OpenPose gives None everywhere.
@@ -258,7 +289,7 @@ def test_openpose_backend_against_the_documented_api(fake_openpose):
     assert res.person and res.num_people == 2
     assert np.allclose(res.keypoints[:25], big[:25])
     assert np.allclose(res.keypoints[25:95], 0.7)
-    assert np.allclose(res.keypoints[LHAND:LHAND + 21], (2, 2, 0.9))
+    assert np.allclose(res.keypoints[LHAND : LHAND + 21], (2, 2, 0.9))
     assert np.allclose(res.keypoints[RHAND:], (12, 12, 0.9))
     pose.close()
     assert op.STOPPED == [True]

@@ -7,9 +7,9 @@ import time
 from typing import List
 
 import pytest
+from live_harness import wait_for
 
 from clipmg.stream.worker import _PENDING, PoseAhead
-from live_harness import wait_for
 
 
 class Clock:
@@ -25,8 +25,6 @@ class Clock:
         self.threads.add(threading.current_thread().name)
         time.sleep(self.delay)
         return None if k % 10 == 7 else f"sample {k}"  # every tenth from 7: the frame was gone
-
-
 
 
 def test_samples_are_estimated_in_order_in_their_own_thread_and_handed_out_once() -> None:

@@ -12,8 +12,15 @@ import torch
 from clipmg.model import load_config
 from clipmg.model.crop import PersonCropTracker, center_box, crop_image, crop_keypoints, person_box
 from clipmg.model.heatmaps import heatmap_volume, relevance_map
-from clipmg.model.layouts import (LAYOUTS, extract_layout, from_body25_hands, from_light_hand, joint_names,
-                                  layout_indices, validate_keypoints)
+from clipmg.model.layouts import (
+    LAYOUTS,
+    extract_layout,
+    from_body25_hands,
+    from_light_hand,
+    joint_names,
+    layout_indices,
+    validate_keypoints,
+)
 from clipmg.model.preprocess import prepare_frame, prepare_window
 from clipmg.model.sampling import clip_samples, rgb_positions, segment_indices
 
@@ -119,10 +126,15 @@ def test_crop_moves_pixels_and_keypoints_together():
         crop = crop_image(img, box, 64)
         ck = crop_keypoints(pts, box, 64)
         assert crop.shape == (64, 64, 3)
-        for x, y, c in ck:
+        for x, y, _c in ck:
             if 1 <= x < 63 and 1 <= y < 63:
-                assert crop[int(round(y - 0.5)) - 1: int(round(y - 0.5)) + 2,
-                            int(round(x - 0.5)) - 1: int(round(x - 0.5)) + 2].max() > 100, (box, x, y)
+                assert (
+                    crop[
+                        int(round(y - 0.5)) - 1 : int(round(y - 0.5)) + 2,
+                        int(round(x - 0.5)) - 1 : int(round(x - 0.5)) + 2,
+                    ].max()
+                    > 100
+                ), (box, x, y)
         assert np.array_equal(ck[:, 2], pts[:, 2])
 
 

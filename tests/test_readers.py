@@ -9,14 +9,22 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from live_harness import EvilPickle
 
 from clipmg.model.layouts import extract_layout, layout_indices
-from clipmg.train.readers import (DataError, Issues, read_label_csv, read_light_hand_csv, read_openpose_folder,
-                                  read_openpose_json, read_openpose_xlsx, parse_openpose_people)
+from clipmg.train.readers import (
+    DataError,
+    Issues,
+    parse_openpose_people,
+    read_label_csv,
+    read_light_hand_csv,
+    read_openpose_folder,
+    read_openpose_json,
+    read_openpose_xlsx,
+)
 from clipmg.train.readers_pyskl import read_pyskl, safe_pickle_load
 from clipmg.train.readers_video import VideoReader, probe_video
 from clipmg.train.synth import SynthConfig, write_dataset
-from live_harness import EvilPickle
 
 REAL_RIGHT_HAND_MISSING = {7, 9, 25, 26, 27, 28, 31, 32}  # frames of video 298 (shared/data/README.md)
 
@@ -24,8 +32,9 @@ REAL_RIGHT_HAND_MISSING = {7, 9, 25, 26, 27, 28, 31, 32}  # frames of video 298 
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("readers") / "set"
-    write_dataset(out, seed=2, videos=1, clips_per_video=3,
-                  config=SynthConfig(clip_frames=(24, 30), gap_frames=(6, 10)))
+    write_dataset(
+        out, seed=2, videos=1, clips_per_video=3, config=SynthConfig(clip_frames=(24, 30), gap_frames=(6, 10))
+    )
     return out
 
 
@@ -44,10 +53,14 @@ def test_real_openpose_frames(shared_data: Path) -> None:
         assert (rhand == 0).all() == (t in REAL_RIGHT_HAND_MISSING), t
         assert (kp[t, 95:116, 2] > 0).any()  # the left hand is found in every frame
         doc = json.loads((folder / f"298_{t:012d}_keypoints.json").read_text())["people"][0]
-        for key, lo in (("pose_keypoints_2d", 0), ("face_keypoints_2d", 25), ("hand_left_keypoints_2d", 95),
-                        ("hand_right_keypoints_2d", 116)):
+        for key, lo in (
+            ("pose_keypoints_2d", 0),
+            ("face_keypoints_2d", 25),
+            ("hand_left_keypoints_2d", 95),
+            ("hand_right_keypoints_2d", 116),
+        ):
             expect = np.array(doc[key], np.float32).reshape(-1, 3)
-            assert np.array_equal(kp[t, lo:lo + len(expect)], expect), (t, key)
+            assert np.array_equal(kp[t, lo : lo + len(expect)], expect), (t, key)
     assert kp[0, 0].tolist() == pytest.approx([263.054, 272.756, 0.813957])  # Nose of frame 0
     assert (kp[:, 8:15, 2] == 0).all()  # seated subject: lower body not detected
     upper = extract_layout(kp, "upper22")
@@ -56,8 +69,13 @@ def test_real_openpose_frames(shared_data: Path) -> None:
 
 def test_target_person_and_empty_frames(tmp_path: Path) -> None:
     def person(x: float, conf: float) -> dict:
-        return {"person_id": [-1], "pose_keypoints_2d": [x, 10.0, conf] * 25, "face_keypoints_2d": [],
-                "hand_left_keypoints_2d": [], "hand_right_keypoints_2d": [x, 20.0, conf] * 21}
+        return {
+            "person_id": [-1],
+            "pose_keypoints_2d": [x, 10.0, conf] * 25,
+            "face_keypoints_2d": [],
+            "hand_left_keypoints_2d": [],
+            "hand_right_keypoints_2d": [x, 20.0, conf] * 21,
+        }
 
     p = tmp_path / "v_000000000000_keypoints.json"
     p.write_text(json.dumps({"version": 1.3, "people": [person(1.0, 0.2), person(50.0, 0.9), person(9.0, 0.5)]}))
@@ -162,12 +180,27 @@ def test_openpose_xlsx(synth_kp: np.ndarray, tmp_path: Path) -> None:
 def _pyskl_doc(synth_kp: np.ndarray) -> dict:
     a = synth_kp[10:40]
     u = extract_layout(synth_kp[50:70], "upper22")
-    return {"split": {"train": ["001_0"], "val": ["001_1"]}, "annotations": [
-        {"frame_dir": "001_0", "label": 3, "total_frames": 30, "img_shape": (120, 160),
-         "keypoint": a[None, ..., :2], "keypoint_score": a[None, ..., 2]},
-        {"frame_dir": "001_1", "label": np.int64(5), "total_frames": 20, "img_shape": (120, 160),
-         "keypoint": u[None, ..., :2].astype(np.float16), "keypoint_score": u[None, ..., 2]},
-    ]}
+    return {
+        "split": {"train": ["001_0"], "val": ["001_1"]},
+        "annotations": [
+            {
+                "frame_dir": "001_0",
+                "label": 3,
+                "total_frames": 30,
+                "img_shape": (120, 160),
+                "keypoint": a[None, ..., :2],
+                "keypoint_score": a[None, ..., 2],
+            },
+            {
+                "frame_dir": "001_1",
+                "label": np.int64(5),
+                "total_frames": 20,
+                "img_shape": (120, 160),
+                "keypoint": u[None, ..., :2].astype(np.float16),
+                "keypoint_score": u[None, ..., 2],
+            },
+        ],
+    }
 
 
 @pytest.mark.parametrize("protocol", [2, 4, 5])
@@ -177,7 +210,9 @@ def test_pyskl_pickle(synth_kp: np.ndarray, tmp_path: Path, protocol: int) -> No
     split, clips = read_pyskl(p)
     assert split == {"train": ["001_0"], "val": ["001_1"]}
     assert [(c.frame_dir, c.label, c.keypoints.shape, c.img_shape) for c in clips] == [
-        ("001_0", 3, (30, 137, 3), (120, 160)), ("001_1", 5, (20, 137, 3), (120, 160))]
+        ("001_0", 3, (30, 137, 3), (120, 160)),
+        ("001_1", 5, (20, 137, 3), (120, 160)),
+    ]
     assert np.allclose(clips[0].keypoints, synth_kp[10:40])
     idx = layout_indices("upper22")
     assert np.allclose(clips[1].keypoints[:, idx], synth_kp[50:70][:, idx], atol=0.1)

@@ -18,7 +18,6 @@ from typing import Any, Dict, List
 
 import jsonschema
 import pytest
-
 from live_harness import RUN_LIVE, endpoint
 
 REPO = Path(__file__).resolve().parents[1]
@@ -38,13 +37,33 @@ def _clips(shared_data: Path) -> Path:
 
 def _run_live(gif: Path, ep: str, *extra: str) -> tuple:
     """run_live.py on ``gif`` with a subscriber process started first; returns (messages, run_live stderr, rc's)."""
-    listener = subprocess.Popen([PY, "-m", "clipmg.stream.listen", "--endpoint", ep, "--raw", "--until-stopped",
-                                 "--timeout", "240"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    listener = subprocess.Popen(
+        [PY, "-m", "clipmg.stream.listen", "--endpoint", ep, "--raw", "--until-stopped", "--timeout", "240"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
-        live = subprocess.run([PY, str(RUN_LIVE), "--source", str(gif), "--pose", "mediapipe", "--endpoint", ep,
-                               *([] if "--record" in extra else ["--no-record"]), "--no-listen", "--duration", "0",
-                               *extra],
-                              capture_output=True, text=True, timeout=300)
+        live = subprocess.run(
+            [
+                PY,
+                str(RUN_LIVE),
+                "--source",
+                str(gif),
+                "--pose",
+                "mediapipe",
+                "--endpoint",
+                ep,
+                *([] if "--record" in extra else ["--no-record"]),
+                "--no-listen",
+                "--duration",
+                "0",
+                *extra,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         out, err = listener.communicate(timeout=60)
     finally:
         if listener.poll() is None:
@@ -57,7 +76,9 @@ def _run_live(gif: Path, ep: str, *extra: str) -> tuple:
 
 
 @pytest.mark.parametrize("name,first_window", [("folding-arms.gif", "stream"), ("covering-face.gif", "whole_clip")])
-def test_run_live_on_a_real_gif_publishes_windows_with_a_person(shared_data: Path, name: str, first_window: str) -> None:
+def test_run_live_on_a_real_gif_publishes_windows_with_a_person(
+    shared_data: Path, name: str, first_window: str
+) -> None:
     gif = _clips(shared_data) / name
     msgs, live, listener_rc, listener_err = _run_live(gif, endpoint())
     assert live.returncode == 0, live.stderr[-2000:]
@@ -80,8 +101,9 @@ def test_run_live_on_a_real_gif_publishes_windows_with_a_person(shared_data: Pat
     assert not [ln for ln in live.stderr.splitlines() if any(n in ln for n in NOISE)], live.stderr
 
 
-def test_two_pose_workers_on_a_real_gif_publish_the_same_windows_and_record_in_order(shared_data: Path,
-                                                                                    tmp_path: Path) -> None:
+def test_two_pose_workers_on_a_real_gif_publish_the_same_windows_and_record_in_order(
+    shared_data: Path, tmp_path: Path
+) -> None:
     """--pose-workers 2: two MediaPipe instances estimate samples side by side; the same windows come
     out (with a person), every sample is posed once, and the recording's frames are in source order
     although the two threads finish out of order (each recorded frame is matched to its source frame)."""
@@ -120,13 +142,18 @@ def test_clipmg_predict_answers_each_labelled_segment(shared_data: Path, tmp_pat
     rows = list(csv.DictReader(open(d / "labels.csv", newline="")))
     for name in ("covering-face.gif", "folding-arms.gif"):
         out = tmp_path / f"{name}.jsonl"
-        r = subprocess.run([PY, "-m", "clipmg.stream.predict", str(d / name), "--segments", str(d / "labels.csv"),
-                            "--json", str(out)], capture_output=True, text=True, timeout=300)
+        r = subprocess.run(
+            [PY, "-m", "clipmg.stream.predict", str(d / name), "--segments", str(d / "labels.csv"), "--json", str(out)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert r.returncode == 0, r.stderr[-2000:]
         got = [json.loads(line) for line in out.read_text().splitlines()]
         want = [row for row in rows if row["clip"] == name]
-        assert [(g["start_frame"], g["end_frame"], g["true_label"]) for g in got] == \
-            [(int(w["start_frame"]), int(w["end_frame"]), w["class_name"]) for w in want]
+        assert [(g["start_frame"], g["end_frame"], g["true_label"]) for g in got] == [
+            (int(w["start_frame"]), int(w["end_frame"]), w["class_name"]) for w in want
+        ]
         for g in got:
             ps = [t["p"] for t in g["topk"]]
             assert len(ps) == 3 and ps == sorted(ps, reverse=True) and 0 < ps[-1] and sum(ps) <= 1 + 1e-5
@@ -135,18 +162,27 @@ def test_clipmg_predict_answers_each_labelled_segment(shared_data: Path, tmp_pat
         assert not [ln for ln in r.stderr.splitlines() if any(n in ln for n in NOISE)], r.stderr
 
 
-@pytest.mark.parametrize("args,words", [
-    (["missing.mp4"], "no such video file"),
-    (["{gif}", "--segments", "{csv}", "--stride", "8"], "not allowed with"),
-    (["{gif}", "--stride", "6"], "multiple of 4"),
-    (["{gif}", "--segments", "{bad}"], "has no rows for clip"),
-])
-def test_clipmg_predict_refuses_bad_input_in_one_line(shared_data: Path, tmp_path: Path, args: List[str], words: str) -> None:
+@pytest.mark.parametrize(
+    "args,words",
+    [
+        (["missing.mp4"], "no such video file"),
+        (["{gif}", "--segments", "{csv}", "--stride", "8"], "not allowed with"),
+        (["{gif}", "--stride", "6"], "multiple of 4"),
+        (["{gif}", "--segments", "{bad}"], "has no rows for clip"),
+    ],
+)
+def test_clipmg_predict_refuses_bad_input_in_one_line(
+    shared_data: Path, tmp_path: Path, args: List[str], words: str
+) -> None:
     d = _clips(shared_data)
     bad = tmp_path / "other.csv"
     bad.write_text("clip,start_frame,end_frame\nelse.gif,0,3\n")
     fill: Dict[str, Any] = {"gif": d / "folding-arms.gif", "csv": d / "labels.csv", "bad": bad}
-    r = subprocess.run([PY, "-m", "clipmg.stream.predict", *[a.format(**fill) for a in args]],
-                       capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [PY, "-m", "clipmg.stream.predict", *[a.format(**fill) for a in args]],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 2, (r.stdout, r.stderr)
     assert words in r.stderr and "Traceback" not in r.stderr

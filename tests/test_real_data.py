@@ -10,11 +10,29 @@ import sys
 import numpy as np
 import pytest
 
-from clipmg.model.keypoint_stats import (LSHO, LWRI, NOSE, RSHO, RWRI, frame_scale, keypoint_statistics,
-                                         labels_from_segments, nearer_wrist_to_nose)
+from clipmg.model.keypoint_stats import (
+    LSHO,
+    LWRI,
+    NOSE,
+    RSHO,
+    RWRI,
+    frame_scale,
+    keypoint_statistics,
+    labels_from_segments,
+    nearer_wrist_to_nose,
+)
 
-CLASSES_298 = {"illustrative": 13, "touch face": 5, "touch other face part": 3, "bite lip": 3, "move torso": 3,
-               "shake shoulder": 2, "touch chin": 2, "scratch arm": 1, "touch neck": 1}  # shared/data/README.md
+CLASSES_298 = {
+    "illustrative": 13,
+    "touch face": 5,
+    "touch other face part": 3,
+    "bite lip": 3,
+    "move torso": 3,
+    "shake shoulder": 2,
+    "touch chin": 2,
+    "scratch arm": 1,
+    "touch neck": 1,
+}  # shared/data/README.md
 
 
 def _person(t: int, shoulder_px: float = 100.0) -> np.ndarray:
@@ -77,8 +95,22 @@ def test_real_data_report(shared_data, tmp_path):
     """The command as users and docs/real-data.md run it, on the demo model and MediaPipe."""
     pytest.importorskip("mediapipe")
     md, js = tmp_path / "real-data.md", tmp_path / "real-data.json"
-    p = subprocess.run([sys.executable, "-m", "clipmg.train.real_data", "--data", str(shared_data),
-                        "--markdown", str(md), "--json", str(js)], capture_output=True, text=True, timeout=600)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "clipmg.train.real_data",
+            "--data",
+            str(shared_data),
+            "--markdown",
+            str(md),
+            "--json",
+            str(js),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert p.returncode == 0, p.stderr[-2000:]
     assert p.stderr == "", p.stderr  # quiet: MediaPipe's native chatter is off without -v
     r = json.loads(js.read_text())
@@ -88,8 +120,11 @@ def test_real_data_report(shared_data, tmp_path):
     assert v["skipped"] == "nothing skipped"
     seg = r["segments"]["segments"]
     assert [(s["clip"], s["start_frame"], s["end_frame"], s["true_label"]) for s in seg] == [
-        ("covering-face.gif", 0, 9, "fold arm"), ("covering-face.gif", 12, 20, "cover face"),
-        ("folding-arms.gif", 0, 17, "play things"), ("folding-arms.gif", 18, 42, "fold arm")]
+        ("covering-face.gif", 0, 9, "fold arm"),
+        ("covering-face.gif", 12, 20, "cover face"),
+        ("folding-arms.gif", 0, 17, "play things"),
+        ("folding-arms.gif", 18, 42, "fold arm"),
+    ]
     for s in seg:
         assert len(s["topk"]) == 3 and s["person_fraction"] == 1.0
         assert s["top1_hit"] == (s["topk"][0]["label"] == s["true_label"])
@@ -108,8 +143,12 @@ def test_real_data_report(shared_data, tmp_path):
 
 
 def test_real_data_report_refuses_a_folder_without_the_data(tmp_path):
-    p = subprocess.run([sys.executable, "-m", "clipmg.train.real_data", "--data", str(tmp_path)],
-                       capture_output=True, text=True, timeout=120)
+    p = subprocess.run(
+        [sys.executable, "-m", "clipmg.train.real_data", "--data", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert p.returncode == 2
     assert p.stderr.count("\n") == 1 and "does not hold the shared real data" in p.stderr
     assert "Traceback" not in p.stderr

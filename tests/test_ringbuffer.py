@@ -166,8 +166,9 @@ def test_attach_from_other_processes_read_and_write_without_unlinking():
         assert ring.latest_seq() == 10 and ring.read(10).keypoints[0, 0] == 10
         # An unrelated process (its own resource tracker, e.g. a viewer attaching by name): on
         # Python < 3.13 a plain SharedMemory attach would have its tracker unlink the segment.
-        r = subprocess.run([sys.executable, "-c", _UNRELATED_READER.format(name=ring.name)],
-                           capture_output=True, text=True, timeout=60)
+        r = subprocess.run(
+            [sys.executable, "-c", _UNRELATED_READER.format(name=ring.name)], capture_output=True, text=True, timeout=60
+        )
         assert r.returncode == 0 and r.stdout.strip() == "10", r.stderr
         assert "leaked" not in r.stderr
         time.sleep(0.3)

@@ -17,7 +17,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from live_harness import RUN_LIVE, endpoint
 
 REPO = Path(__file__).resolve().parents[1]
@@ -56,8 +55,13 @@ def test_live_demo_runs_and_imports_no_pytorch(tmp_path: Path) -> None:
     listed: the supervisor, the capture, the worker and the listener import no PyTorch."""
     ep = endpoint()
     # -v keeps file descriptor 2 open in the worker: -X importtime writes there (children inherit the flag)
-    r = subprocess.run([PY, "-X", "importtime", str(RUN_LIVE), "--endpoint", ep, "--max-windows", "5",
-                        "--no-record", "-v"], capture_output=True, text=True, timeout=240, cwd=tmp_path)
+    r = subprocess.run(
+        [PY, "-X", "importtime", str(RUN_LIVE), "--endpoint", ep, "--max-windows", "5", "--no-record", "-v"],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     assert "windows 5" in r.stderr, r.stderr[-2000:]
     assert "model ready: clipmg-tiny (onnxruntime" in r.stderr
@@ -70,8 +74,12 @@ def test_clipmg_predict_imports_no_pytorch(shared_data: Path) -> None:
     gif = shared_data / "imigue-clips" / "covering-face.gif"
     if not gif.is_file():
         pytest.skip(f"{gif} is not there")
-    r = subprocess.run([PY, "-X", "importtime", "-m", "clipmg.stream.predict", str(gif), "--json", "-", "-v"],
-                       capture_output=True, text=True, timeout=240)
+    r = subprocess.run(
+        [PY, "-X", "importtime", "-m", "clipmg.stream.predict", str(gif), "--json", "-", "-v"],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     rec = json.loads(r.stdout.splitlines()[0])
     assert (rec["start_frame"], rec["end_frame"]) == (0, 22) and rec["model"]["backend"] == "onnxruntime"

@@ -21,7 +21,6 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from live_harness import PY, EvilPickle, Live, Subscriber, endpoint, free_port
 
 SECRET = "Sup3r-Secr3t"
@@ -52,9 +51,25 @@ def test_loopback_by_default_and_other_interfaces_only_when_asked_and_logged(cap
 
 # ------------------------------------------------------------------------------------ CURVE end to end
 def _listen(ep: str, *extra: str, seconds: float = 6.0) -> subprocess.Popen:
-    return subprocess.Popen([PY, "-m", "clipmg.stream.listen", "--endpoint", ep, "--topic", "mg.window", "-n", "3",
-                             "--timeout", str(seconds), *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    return subprocess.Popen(
+        [
+            PY,
+            "-m",
+            "clipmg.stream.listen",
+            "--endpoint",
+            ep,
+            "--topic",
+            "mg.window",
+            "-n",
+            "3",
+            "--timeout",
+            str(seconds),
+            *extra,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 @pytest.mark.slow
@@ -71,20 +86,35 @@ def test_curve_through_clipmg_live_only_the_allowed_client_receives(checkpoint: 
     allowed.mkdir()
     (allowed / "alice.key").write_bytes((keys / "alice.key").read_bytes())
     ep = endpoint()
-    args = ["--engine", str(checkpoint), "--endpoint", ep, "--curve-secret", str(keys / "server.key_secret"),
-            "--curve-allow", str(allowed), "--threads", "1", "--listen", "-q"]
+    args = [
+        "--engine",
+        str(checkpoint),
+        "--endpoint",
+        ep,
+        "--curve-secret",
+        str(keys / "server.key_secret"),
+        "--curve-allow",
+        str(allowed),
+        "--threads",
+        "1",
+        "--listen",
+        "-q",
+    ]
     with Live(args) as live:
-        alice = _listen(ep, "--server-key", str(keys / "server.key"), "--client-cert", str(keys / "alice.key_secret"),
-                        seconds=120)
+        alice = _listen(
+            ep, "--server-key", str(keys / "server.key"), "--client-cert", str(keys / "alice.key_secret"), seconds=120
+        )
         try:
             out, err = alice.communicate(timeout=180)
         finally:
             if alice.poll() is None:
                 alice.kill()
         assert alice.returncode == 0 and out.count("mg.window.cam0") == 3, err
-        strangers = [_listen(ep), _listen(ep, "--server-key", str(tmp_path / "other" / "server.key")),
-                     _listen(ep, "--server-key", str(keys / "server.key"), "--client-cert",
-                             str(keys / "mallory.key_secret"))]
+        strangers = [
+            _listen(ep),
+            _listen(ep, "--server-key", str(tmp_path / "other" / "server.key")),
+            _listen(ep, "--server-key", str(keys / "server.key"), "--client-cert", str(keys / "mallory.key_secret")),
+        ]
         results = [p.communicate(timeout=60) for p in strangers]
         assert live.stop() == 0, live.stderr[-2000:]
     for p, (out, err) in zip(strangers, results):
@@ -126,14 +156,20 @@ def test_every_loader_refuses_a_pickle_that_runs_code(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------ credentials
-userinfo_chars = st.text(alphabet=st.characters(whitelist_categories=("Lu", "Ll", "Nd"),
-                                                whitelist_characters="-._~!$&'()*+,;=:@/%"), min_size=3, max_size=24)
+userinfo_chars = st.text(
+    alphabet=st.characters(whitelist_categories=("Lu", "Ll", "Nd"), whitelist_characters="-._~!$&'()*+,;=:@/%"),
+    min_size=3,
+    max_size=24,
+)
 
 
 @settings(max_examples=300, deadline=None)
-@given(password=userinfo_chars, token=st.text(alphabet="abcdefXYZ0123456789-_.~%", min_size=3, max_size=16),
-       scheme=st.sampled_from(["rtsp", "rtsps", "http", "https", "rtmp"]),
-       tail=st.sampled_from(["/live", "/cam/1", ":554/s", "/x;user=u1;password=p1"]))
+@given(
+    password=userinfo_chars,
+    token=st.text(alphabet="abcdefXYZ0123456789-_.~%", min_size=3, max_size=16),
+    scheme=st.sampled_from(["rtsp", "rtsps", "http", "https", "rtmp"]),
+    tail=st.sampled_from(["/live", "/cam/1", ":554/s", "/x;user=u1;password=p1"]),
+)
 def test_redaction_masks_any_password_and_token(password: str, token: str, scheme: str, tail: str) -> None:
     """Passwords may contain ``@``, ``/`` and ``:`` (as cameras allow); ``?`` and ``#`` must be
     percent-encoded in any URL, so they are not generated."""
@@ -158,14 +194,45 @@ def test_unreachable_camera_with_credentials_is_masked_everywhere(checkpoint: Pa
     np.save(tmp_path / "kp.npy", np.zeros((4, 137, 3), np.float32))
     ep = endpoint()
     sub = Subscriber(ep)
-    args = ["--source", url, "--engine", str(checkpoint), "--endpoint", ep, "--pose", "replay", "--pose-option",
-            f"path={tmp_path / 'kp.npy'}", "--source-option", "open_timeout_s=1", "--source-option",
-            "max_backoff_s=0.5", "--heartbeat", "0.3", "--listen", "--threads", "1"]
+    args = [
+        "--source",
+        url,
+        "--engine",
+        str(checkpoint),
+        "--endpoint",
+        ep,
+        "--pose",
+        "replay",
+        "--pose-option",
+        f"path={tmp_path / 'kp.npy'}",
+        "--source-option",
+        "open_timeout_s=1",
+        "--source-option",
+        "max_backoff_s=0.5",
+        "--heartbeat",
+        "0.3",
+        "--listen",
+        "--threads",
+        "1",
+    ]
     try:
         with Live(args) as live:
-            sub.wait(lambda m: len([1 for t, s, _ in m if t.startswith("mg.status")
-                                    and s["source"]["state"] == "reconnecting" and s["state"] == "running"]) >= 3,
-                     120, "reconnecting statuses from a running recognizer")
+            sub.wait(
+                lambda m: (
+                    len(
+                        [
+                            1
+                            for t, s, _ in m
+                            if t.startswith("mg.status")
+                            and s["source"]["state"] == "reconnecting"
+                            and s["state"] == "running"
+                        ]
+                    )
+                    >= 3
+                ),
+                120,
+                "reconnecting statuses from a running recognizer",
+            )
             assert live.stop() == 0, live.stderr[-2000:]
     finally:
         sub.close()
@@ -197,9 +264,11 @@ def test_source_from_environment_or_file_resolves_and_refuses_clearly(tmp_path: 
         config_from_args(ap.parse_args(["--source-file", str(f)]))
     assert "chmod 600" in caplog.text and SECRET not in caplog.text
     monkeypatch.delenv("CAM_URL")
-    for argv, says in ((["--source-env", "CAM_URL"], "unset or empty"),
-                       (["--source-file", str(tmp_path / "none.txt")], "cannot read it"),
-                       (["--source-env", "X", "--source-file", str(f)], "not both")):
+    for argv, says in (
+        (["--source-env", "CAM_URL"], "unset or empty"),
+        (["--source-file", str(tmp_path / "none.txt")], "cannot read it"),
+        (["--source-env", "X", "--source-file", str(f)], "not both"),
+    ):
         with pytest.raises(ConfigError, match=says):
             config_from_args(ap.parse_args(argv))
     (tmp_path / "empty.txt").write_text("\n \n")
@@ -217,14 +286,36 @@ def test_source_from_environment_never_reaches_a_command_line(checkpoint: Path, 
     np.save(tmp_path / "kp.npy", np.zeros((4, 137, 3), np.float32))
     ep = endpoint()
     sub = Subscriber(ep)
-    args = ["--source-env", "CLIPMG_TEST_CAMERA", "--engine", str(checkpoint), "--endpoint", ep, "--pose", "replay",
-            "--pose-option", f"path={tmp_path / 'kp.npy'}", "--source-option", "open_timeout_s=1",
-            "--source-option", "max_backoff_s=0.5", "--heartbeat", "0.3", "--threads", "1"]
+    args = [
+        "--source-env",
+        "CLIPMG_TEST_CAMERA",
+        "--engine",
+        str(checkpoint),
+        "--endpoint",
+        ep,
+        "--pose",
+        "replay",
+        "--pose-option",
+        f"path={tmp_path / 'kp.npy'}",
+        "--source-option",
+        "open_timeout_s=1",
+        "--source-option",
+        "max_backoff_s=0.5",
+        "--heartbeat",
+        "0.3",
+        "--threads",
+        "1",
+    ]
     try:
         with Live(args, env={"CLIPMG_TEST_CAMERA": url}) as live:
-            sub.wait(lambda m: len([1 for t, s, _ in m if t.startswith("mg.status")
-                                    and s["source"]["state"] == "reconnecting"]) >= 2,
-                     120, "reconnecting statuses")
+            sub.wait(
+                lambda m: (
+                    len([1 for t, s, _ in m if t.startswith("mg.status") and s["source"]["state"] == "reconnecting"])
+                    >= 2
+                ),
+                120,
+                "reconnecting statuses",
+            )
             procs = [psutil.Process(live.pid), *live.children()]
             assert len(procs) >= 3  # supervisor, capture, worker (at least)
             cmdlines = " ".join(" ".join(p.cmdline()) for p in procs)

@@ -25,7 +25,6 @@ from typing import Any, Dict, List, Tuple
 
 import numpy as np
 import pytest
-
 from live_harness import PY, Live, Subscriber, endpoint, window_gaps_are_reported, worker_pid
 
 
@@ -80,19 +79,25 @@ _SUBSCRIBERS = textwrap.dedent("""
 def _measure(relay: Any, link_ep: str, sub: Subscriber, mode: str, seconds: float, rate: float) -> Dict[str, float]:
     n0, f0 = len(sub.raw), relay.forwarded
     t0 = time.monotonic()
-    r = subprocess.run([PY, "-c", _PUSHER, link_ep, mode, str(seconds), str(rate)], capture_output=True, text=True,
-                       timeout=120)
+    r = subprocess.run(
+        [PY, "-c", _PUSHER, link_ep, mode, str(seconds), str(rate)], capture_output=True, text=True, timeout=120
+    )
     assert r.returncode == 0, r.stderr
     pushed = json.loads(r.stdout)
     time.sleep(1.0)  # let the relay and the subscriber drain
     forwarded = relay.forwarded - f0
     msgs = sub.snapshot()[n0:]
     lat = np.array([(tr - m["t_send"]) * 1e3 for _, m, tr in msgs if "t_send" in m])
-    return {"pushed": pushed["sent"], "link_dropped": pushed["dropped"], "forwarded": forwarded,
-            "forward_rate_per_s": forwarded / seconds, "received": len(lat),
-            "latency_p50_ms": float(np.percentile(lat, 50)) if len(lat) else float("nan"),
-            "latency_p99_ms": float(np.percentile(lat, 99)) if len(lat) else float("nan"),
-            "wall_s": time.monotonic() - t0}
+    return {
+        "pushed": pushed["sent"],
+        "link_dropped": pushed["dropped"],
+        "forwarded": forwarded,
+        "forward_rate_per_s": forwarded / seconds,
+        "received": len(lat),
+        "latency_p50_ms": float(np.percentile(lat, 50)) if len(lat) else float("nan"),
+        "latency_p99_ms": float(np.percentile(lat, 99)) if len(lat) else float("nan"),
+        "wall_s": time.monotonic() - t0,
+    }
 
 
 def test_sixteen_subscribers_some_never_reading_do_not_slow_the_publisher() -> None:
@@ -121,8 +126,10 @@ def test_sixteen_subscribers_some_never_reading_do_not_slow_the_publisher() -> N
                 others.wait()
         finally:
             sub.close()
-    _report("sixteen_subscribers", {"alone_flat": alone_flat, "crowd_flat": crowd_flat,
-                                    "alone_paced": alone_paced, "crowd_paced": crowd_paced})
+    _report(
+        "sixteen_subscribers",
+        {"alone_flat": alone_flat, "crowd_flat": crowd_flat, "alone_paced": alone_paced, "crowd_paced": crowd_paced},
+    )
     # the forwarding rate does not collapse with 8 stuck subscribers (loose: a shared machine)
     assert crowd_flat["forward_rate_per_s"] > 0.3 * alone_flat["forward_rate_per_s"], (alone_flat, crowd_flat)
     # at a realistic rate nothing is lost for a subscriber that reads, with or without the crowd
@@ -150,8 +157,15 @@ def _sample(pid: int, worker: int) -> Dict[str, Dict[str, float]]:
     for p in _tree(pid):
         try:
             cmd = " ".join(p.cmdline())
-            role = ("supervisor" if p.pid == pid else "worker" if p.pid == worker
-                    else "resource_tracker" if "resource_tracker" in cmd else "capture")
+            role = (
+                "supervisor"
+                if p.pid == pid
+                else "worker"
+                if p.pid == worker
+                else "resource_tracker"
+                if "resource_tracker" in cmd
+                else "capture"
+            )
             out[role] = {"rss_mb": p.memory_info().rss / 2**20, "fds": p.num_fds(), "threads": p.num_threads()}
         except psutil.NoSuchProcess:
             pass
@@ -165,8 +179,20 @@ def _slope_mb_per_min(t: np.ndarray, rss: np.ndarray) -> float:
 def soak(checkpoint: Path, seconds: float, warmup: float, every: float) -> Dict[str, Any]:
     ep = endpoint()
     sub = Subscriber(ep)
-    args = ["--engine", str(checkpoint), "--endpoint", ep, "--source-option", "fps=30", "--threads", "1",
-            "--heartbeat", "1", "--no-listen", "-q"]
+    args = [
+        "--engine",
+        str(checkpoint),
+        "--endpoint",
+        ep,
+        "--source-option",
+        "fps=30",
+        "--threads",
+        "1",
+        "--heartbeat",
+        "1",
+        "--no-listen",
+        "-q",
+    ]
     samples: List[Tuple[float, Dict[str, Dict[str, float]]]] = []
     try:
         with Live(args) as live:
@@ -190,21 +216,43 @@ def soak(checkpoint: Path, seconds: float, warmup: float, every: float) -> Dict[
             continue
         t = np.array([p[0] for p in pts])
         per_role[role] = {
-            "rss_mb_start": round(pts[0][1]["rss_mb"], 1), "rss_mb_end": round(pts[-1][1]["rss_mb"], 1),
+            "rss_mb_start": round(pts[0][1]["rss_mb"], 1),
+            "rss_mb_end": round(pts[-1][1]["rss_mb"], 1),
             "rss_slope_mb_per_min": round(_slope_mb_per_min(t, np.array([p[1]["rss_mb"] for p in pts])), 3),
-            "fds_start": pts[0][1]["fds"], "fds_max": max(p[1]["fds"] for p in pts), "fds_end": pts[-1][1]["fds"],
-            "threads_start": pts[0][1]["threads"], "threads_max": max(p[1]["threads"] for p in pts),
+            "fds_start": pts[0][1]["fds"],
+            "fds_max": max(p[1]["fds"] for p in pts),
+            "fds_end": pts[-1][1]["fds"],
+            "threads_start": pts[0][1]["threads"],
+            "threads_max": max(p[1]["threads"] for p in pts),
         }
     t_all = np.array([t for t, _ in steady])
     total = np.array([sum(v["rss_mb"] for v in s.values()) for _, s in steady])
     wins = [m for t, m, _ in messages if t.startswith("mg.window")]
     final = [m for t, m, _ in messages if t.startswith("mg.status")][-1]
-    return {"seconds": seconds, "samples": len(samples), "roles": per_role,
-            "total_rss_slope_mb_per_min": round(_slope_mb_per_min(t_all, total), 3),
-            "windows_received": len(wins), "first_window": wins[0]["window"], "last_window": wins[-1]["window"],
-            "final_status": {k: final[k] for k in ("state", "windows", "skipped", "dropped_frames",
-                                                   "dropped_messages", "restarts", "fps_in", "fps_out")},
-            "gaps": window_gaps_are_reported(wins), "first_skipped": wins[0]["skipped"]}
+    return {
+        "seconds": seconds,
+        "samples": len(samples),
+        "roles": per_role,
+        "total_rss_slope_mb_per_min": round(_slope_mb_per_min(t_all, total), 3),
+        "windows_received": len(wins),
+        "first_window": wins[0]["window"],
+        "last_window": wins[-1]["window"],
+        "final_status": {
+            k: final[k]
+            for k in (
+                "state",
+                "windows",
+                "skipped",
+                "dropped_frames",
+                "dropped_messages",
+                "restarts",
+                "fps_in",
+                "fps_out",
+            )
+        },
+        "gaps": window_gaps_are_reported(wins),
+        "first_skipped": wins[0]["skipped"],
+    }
 
 
 def check_soak(r: Dict[str, Any], max_slope: float) -> None:

@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 
 from clipmg.train.readers import miga_label, read_label_csv
-from clipmg.train.synth import (SYNTH_CLASSES, SynthConfig, main, make_episode, synthetic_stream,
-                                Take, write_dataset)
+from clipmg.train.synth import SYNTH_CLASSES, SynthConfig, Take, main, make_episode, synthetic_stream, write_dataset
 
 SMALL = SynthConfig(clip_frames=(24, 32), gap_frames=(4, 12))
 
@@ -24,8 +23,11 @@ def small_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _files(root: Path) -> dict:
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file() and p.suffix in (".csv", ".json", ".txt")}
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.suffix in (".csv", ".json", ".txt")
+    }
 
 
 def test_same_seed_gives_identical_label_and_json_files(small_set: Path, tmp_path: Path) -> None:
@@ -66,8 +68,10 @@ def test_json_is_openpose_13_shape(small_set: Path) -> None:
     assert doc["version"] == 1.3 and len(doc["people"]) == 1
     p = doc["people"][0]
     assert p["person_id"] == [-1]
-    assert [len(p[k]) for k in ("pose_keypoints_2d", "face_keypoints_2d", "hand_left_keypoints_2d",
-                                "hand_right_keypoints_2d")] == [75, 210, 63, 63]
+    assert [
+        len(p[k])
+        for k in ("pose_keypoints_2d", "face_keypoints_2d", "hand_left_keypoints_2d", "hand_right_keypoints_2d")
+    ] == [75, 210, 63, 63]
     assert p["pose_keypoints_3d"] == [] and p["hand_right_keypoints_3d"] == []
     body = np.array(p["pose_keypoints_2d"]).reshape(25, 3)
     assert (body[8:15, 2] == 0).all()  # the desk hides the lower body, as in iMiGUE
@@ -91,7 +95,7 @@ def test_stream_keypoints_land_on_the_drawn_body() -> None:
         if f.class_name == "play things":
             continue  # the held object may cover a palm
         for off in (95, 116):
-            x, y = np.round(_palm_centre(f.keypoints[off:off + 21])).astype(int)
+            x, y = np.round(_palm_centre(f.keypoints[off : off + 21])).astype(int)
             if 0 <= x < cfg.width and 0 <= y < cfg.height:
                 total += 1
                 hits += bool((f.image[y, x] == skin).all())
@@ -121,8 +125,8 @@ def test_location_pair_differs_only_in_hand_target() -> None:
     still = [0, 1, 2, 5, 15, 16, 17, 18] + list(range(25, 95))  # head, neck, shoulders, face
     assert np.array_equal(k1[still], k2[still])
     other = 95 if hand == 116 else 116
-    assert np.array_equal(k1[other:other + 21], k2[other:other + 21])  # the resting hand too
-    assert _palm_centre(k2[hand:hand + 21])[1] < _palm_centre(k1[hand:hand + 21])[1] - 5  # forehead is higher
+    assert np.array_equal(k1[other : other + 21], k2[other : other + 21])  # the resting hand too
+    assert _palm_centre(k2[hand : hand + 21])[1] < _palm_centre(k1[hand : hand + 21])[1] - 5  # forehead is higher
 
 
 @pytest.mark.parametrize("plain,marked", [("minaret hand", "play things"), ("touch chest", "adjust tie")])
@@ -151,7 +155,21 @@ def test_cli_reports_bad_input_in_one_line(tmp_path: Path, capsys: pytest.Captur
 
 def test_cli_writes_a_set_with_video(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "set"
-    rc = main([str(out), "--seed", "1", "--videos", "1", "--clips-per-video", "2", "--min-clip", "24",
-               "--max-clip", "26", "--quiet"])
+    rc = main(
+        [
+            str(out),
+            "--seed",
+            "1",
+            "--videos",
+            "1",
+            "--clips-per-video",
+            "2",
+            "--min-clip",
+            "24",
+            "--max-clip",
+            "26",
+            "--quiet",
+        ]
+    )
     assert rc == 0 and "wrote 2 clips" in capsys.readouterr().out
     assert (out / "001" / "001.mp4").stat().st_size > 1000 and (out / "README.md").is_file()

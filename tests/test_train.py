@@ -13,14 +13,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from live_harness import EvilPickle
 
 from clipmg.model import create_model, load_config
 from clipmg.model.checkpoint import CheckpointError, add_digest, load_checkpoint, read_metadata, save_checkpoint
 from clipmg.train.config import TrainConfig, parse
 from clipmg.train.data import build_data
 from clipmg.train.synth import SynthConfig, write_dataset
-from clipmg.train.trainer import Trainer, collate, main as train_main
-from live_harness import EvilPickle
+from clipmg.train.trainer import Trainer, collate
+from clipmg.train.trainer import main as train_main
 
 CLASSES = ("touch chin", "fold arm", "rub eyes", "no gesture")
 
@@ -28,8 +29,13 @@ CLASSES = ("touch chin", "fold arm", "rub eyes", "no gesture")
 @pytest.fixture(scope="module")
 def synth_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("synth")
-    write_dataset(root, seed=3, videos=5, clips_per_video=4,
-                  config=SynthConfig(classes=CLASSES, clip_frames=(24, 32), gap_frames=(8, 12)))
+    write_dataset(
+        root,
+        seed=3,
+        videos=5,
+        clips_per_video=4,
+        config=SynthConfig(classes=CLASSES, clip_frames=(24, 32), gap_frames=(8, 12)),
+    )
     return root
 
 
@@ -66,8 +72,12 @@ def test_a_few_steps_reduce_the_loss(synth_root, tmp_path):
 
 def test_train_writes_checkpoints_that_round_trip(synth_root, tmp_path):
     out = tmp_path / "run"
-    assert train_main(["--data", str(synth_root), "--out", str(out), "--epochs", "1", "--batch-size", "8",
-                       "--device", "cpu"]) == 0
+    assert (
+        train_main(
+            ["--data", str(synth_root), "--out", str(out), "--epochs", "1", "--batch-size", "8", "--device", "cpu"]
+        )
+        == 0
+    )
     for f in ("config.json", "log.csv", "metrics.csv", "best.safetensors", "last.safetensors", "last.state.pt"):
         assert (out / f).is_file(), f
     meta = read_metadata(out / "best.safetensors")
@@ -96,8 +106,27 @@ def test_person_crop_is_trained_recorded_and_used_by_eval(synth_root, tmp_path):
     from clipmg.train.evaluate import main as eval_main
 
     out = tmp_path / "person"
-    assert train_main(["--data", str(synth_root), "--out", str(out), "--epochs", "1", "--batch-size", "8",
-                       "--device", "cpu", "--crop", "person", "--person-scale", "1.1"]) == 0
+    assert (
+        train_main(
+            [
+                "--data",
+                str(synth_root),
+                "--out",
+                str(out),
+                "--epochs",
+                "1",
+                "--batch-size",
+                "8",
+                "--device",
+                "cpu",
+                "--crop",
+                "person",
+                "--person-scale",
+                "1.1",
+            ]
+        )
+        == 0
+    )
     meta = read_metadata(out / "best.safetensors")
     assert meta["config"]["preprocess"]["crop"] == "person"
     assert meta["config"]["preprocess"]["person_scale"] == 1.1
@@ -106,9 +135,14 @@ def test_person_crop_is_trained_recorded_and_used_by_eval(synth_root, tmp_path):
     windows = tmp_path / "val.npz"
     assert eval_main([str(out / "best.safetensors"), "--data", str(synth_root), "--save-windows", str(windows)]) == 0
     # eval's first window is the person-crop dataset's, not the centre-crop one's
-    first = {name: build_data(_cfg(synth_root, tmp_path / name, **kw), load_config("clipmg-tiny")).val[0]
-             for name, kw in (("person", dict(crop="person", person_scale=1.1)), ("person-1.25", dict(crop="person")),
-                              ("center", dict(crop="center")))}
+    first = {
+        name: build_data(_cfg(synth_root, tmp_path / name, **kw), load_config("clipmg-tiny")).val[0]
+        for name, kw in (
+            ("person", dict(crop="person", person_scale=1.1)),
+            ("person-1.25", dict(crop="person")),
+            ("center", dict(crop="center")),
+        )
+    }
     with np.load(windows) as z:
         assert np.allclose(z["images"][0], first["person"]["images"].numpy(), atol=1e-6)
         for other in ("person-1.25", "center"):
@@ -147,7 +181,7 @@ def _flip_weight_bytes(path: Path) -> None:
     data = bytearray(path.read_bytes())
     start = 8 + int.from_bytes(data[:8], "little")
     mid = start + (len(data) - start) // 2
-    data[mid:mid + 16] = bytes(b ^ 0xFF for b in data[mid:mid + 16])
+    data[mid : mid + 16] = bytes(b ^ 0xFF for b in data[mid : mid + 16])
     path.write_bytes(bytes(data))
 
 
@@ -180,7 +214,7 @@ def test_weight_digest_catches_same_size_corruption_and_old_checkpoints_warn(tmp
     before = old.read_bytes()
     add_digest(old)
     after = old.read_bytes()
-    body = lambda b: b[8 + int.from_bytes(b[:8], "little"):]  # noqa: E731 - the data section
+    body = lambda b: b[8 + int.from_bytes(b[:8], "little") :]  # noqa: E731 - the data section
     assert body(after) == body(before) and read_metadata(old)["tensor_sha256"] == read_metadata(p)["tensor_sha256"]
     load_checkpoint(old)
     _flip_weight_bytes(old)
@@ -210,14 +244,40 @@ def test_a_diverging_run_stops_in_one_line_and_keeps_the_last_good_checkpoint(sy
     run stops at the first non-finite loss or gradient norm, before that step's optimiser step, with
     `last` from the step before."""
     out = tmp_path / "run"
-    rc = train_main(["--data", str(synth_root), "--out", str(out), "--epochs", "10", "--batch-size", "4",
-                     "--device", "cpu", "--lr-new", "10", "--lr-vit", "10", "--warmup-epochs", "0", "--grad-clip",
-                     "0", "--weight-decay", "0", "--save-every", "1"])
+    rc = train_main(
+        [
+            "--data",
+            str(synth_root),
+            "--out",
+            str(out),
+            "--epochs",
+            "10",
+            "--batch-size",
+            "4",
+            "--device",
+            "cpu",
+            "--lr-new",
+            "10",
+            "--lr-vit",
+            "10",
+            "--warmup-epochs",
+            "0",
+            "--grad-clip",
+            "0",
+            "--weight-decay",
+            "0",
+            "--save-every",
+            "1",
+        ]
+    )
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert rc == 2 and "Traceback" not in "\n".join(err)
-    m = re.fullmatch(r"clipmg-train: training diverged at step (\d+) \(epoch \d+\): the (loss|gradient norm) "
-                     r"became (nan|inf|-inf); stopped without saving, so (\S+) \(step (\d+)\) is the last good "
-                     r"checkpoint; lower .*", err[-1])
+    m = re.fullmatch(
+        r"clipmg-train: training diverged at step (\d+) \(epoch \d+\): the (loss|gradient norm) "
+        r"became (nan|inf|-inf); stopped without saving, so (\S+) \(step (\d+)\) is the last good "
+        r"checkpoint; lower .*",
+        err[-1],
+    )
     assert m, err[-1]
     bad_step, kept, kept_step = int(m[1]), Path(m[4]), int(m[5])
     assert kept == out / "last.safetensors" and kept_step == bad_step - 1 >= 1
@@ -234,8 +294,25 @@ def test_no_validation_split_reports_no_accuracy_and_keeps_last_only(synth_root,
 
     caplog.set_level(logging.INFO, logger="clipmg.train")
     out = tmp_path / "run"
-    assert train_main(["--data", str(synth_root), "--out", str(out), "--epochs", "1", "--batch-size", "8",
-                       "--device", "cpu", "--val-fraction", "0"]) == 0
+    assert (
+        train_main(
+            [
+                "--data",
+                str(synth_root),
+                "--out",
+                str(out),
+                "--epochs",
+                "1",
+                "--batch-size",
+                "8",
+                "--device",
+                "cpu",
+                "--val-fraction",
+                "0",
+            ]
+        )
+        == 0
+    )
     captured = capsys.readouterr()
     assert "done: no validation split, so no accuracy and no best checkpoint" in captured.out
     assert "no validation split: --val-fraction is 0" in caplog.text
@@ -368,9 +445,21 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
 def test_torchrun_two_cpu_processes_agree(synth_root, tmp_path):
     torchrun = Path(sys.executable).parent / "torchrun"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    r = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node", "2",
-                        str(Path(__file__).parent / "ddp_worker.py"), str(synth_root), str(tmp_path)],
-                       capture_output=True, text=True, timeout=600, env=env)
+    r = subprocess.run(
+        [
+            str(torchrun),
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            str(Path(__file__).parent / "ddp_worker.py"),
+            str(synth_root),
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     d0 = (tmp_path / "rank0.digest").read_text().split()
     d1 = (tmp_path / "rank1.digest").read_text().split()
@@ -389,11 +478,40 @@ def test_eval_writes_report_confusion_and_validation_windows_for_int8(synth_root
     from clipmg.train.evaluate import main as eval_main
 
     run = tmp_path / "run"
-    assert train_main(["--data", str(synth_root), "--out", str(run), "--epochs", "1", "--batch-size", "8",
-                       "--device", "cpu", "--lr-new", "2e-3"]) == 0
+    assert (
+        train_main(
+            [
+                "--data",
+                str(synth_root),
+                "--out",
+                str(run),
+                "--epochs",
+                "1",
+                "--batch-size",
+                "8",
+                "--device",
+                "cpu",
+                "--lr-new",
+                "2e-3",
+            ]
+        )
+        == 0
+    )
     ckpt = run / "best.safetensors"
-    assert eval_main([str(ckpt), "--data", str(synth_root), "--out", str(tmp_path / "ev"),
-                      "--save-windows", str(tmp_path / "val.npz")]) == 0
+    assert (
+        eval_main(
+            [
+                str(ckpt),
+                "--data",
+                str(synth_root),
+                "--out",
+                str(tmp_path / "ev"),
+                "--save-windows",
+                str(tmp_path / "val.npz"),
+            ]
+        )
+        == 0
+    )
     assert "windows:" in capsys.readouterr().out
     report = json.loads((tmp_path / "ev" / "report.json").read_text())
     assert (tmp_path / "ev" / "confusion.png").stat().st_size > 1000
@@ -429,16 +547,18 @@ def test_whole_tower_training_for_towers_without_pretrained_weights(synth_root, 
     preset = tmp_path / "tiny-all.json"
     preset.write_text(_json.dumps(d))
     model = create_model(preset, num_classes=4)
-    assert model.stem_trainable and all(p.requires_grad for p in model.visual.parameters()
-                                        if p is not model.visual.proj)
+    assert model.stem_trainable and all(
+        p.requires_grad for p in model.visual.parameters() if p is not model.visual.proj
+    )
     x, kp = torch.randn(2, 8, 3, 96, 96), torch.rand(2, 32, 22, 3) * 96
     model(x, kp).sum().backward()
     assert model.visual.conv1.weight.grad is not None and model.visual.positional_embedding.grad is not None
     enc, head = model.eval().split()
     with torch.no_grad():
         toks, emb = enc(x.flatten(0, 1))
-        torch.testing.assert_close(head(toks.reshape(2, 8, *toks.shape[1:]), emb.reshape(2, 8, -1), kp),
-                                   model(x, kp), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(
+            head(toks.reshape(2, 8, *toks.shape[1:]), emb.reshape(2, 8, -1), kp), model(x, kp), rtol=1e-5, atol=1e-5
+        )
     assert not create_model("clipmg-tiny", num_classes=4).visual.conv1.weight.requires_grad
     bad = _cfg(synth_root, tmp_path / "x", preset=str(preset), augment=False, cache_frozen=True)
     with pytest.raises(ValueError, match="nothing to cache"):

@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 
 from clipmg.model.layouts import extract_layout
-from clipmg.stream.window import (Sample, SampleRings, Schedule, StreamingWindows, decide, offline_logits, softmax,
-                                  top_k)
+from clipmg.stream.window import Sample, SampleRings, Schedule, StreamingWindows, decide, offline_logits, softmax, top_k
 
 CLASSES = ["touch chin", "touch forehead", "rub eyes", "fold arm", "no gesture"]
 
@@ -91,12 +90,12 @@ def test_top_k_and_decide() -> None:
 
 # ------------------------------------------------------------------------------------ cache == offline
 def _engine(tmp_path_factory: Any, crop: str, backend: str = "torch") -> Any:
+    import torch
+
     from clipmg.engines import load_engine
     from clipmg.engines.export import export_onnx
     from clipmg.model import PreprocessConfig, create_model
     from clipmg.model.checkpoint import save_checkpoint
-
-    import torch
 
     torch.manual_seed(0)
     model = create_model("clipmg-tiny", num_classes=len(CLASSES), preprocess=PreprocessConfig(crop=crop))
@@ -209,8 +208,9 @@ def test_a_skipped_window_is_not_computed_and_incomplete_windows_refuse(tmp_path
         sw.run(2)
     res = sw.run(3)
     inputs, logits = res.inputs, res.logits
-    np.testing.assert_allclose(logits, offline_logits(eng, frames[inputs.rgb_seqs], kp[inputs.pose_seqs], cfg),
-                               rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        logits, offline_logits(eng, frames[inputs.rgb_seqs], kp[inputs.pose_seqs], cfg), rtol=1e-4, atol=1e-5
+    )
     assert 0.6 < inputs.person.mean() < 0.7
 
 
@@ -222,7 +222,10 @@ def test_deferred_rgb_frames_are_encoded_in_one_call_with_the_same_answer(tmp_pa
     sched = Schedule.from_config(cfg.clip, 8, 1)
     frames, kp137 = _stream(sched.window_end(2) + 1)
     kp = extract_layout(kp137, cfg.pose.layout)
-    deferred, eager = StreamingWindows(CountingEngine(eng), cfg, sched), StreamingWindows(CountingEngine(eng), cfg, sched)
+    deferred, eager = (
+        StreamingWindows(CountingEngine(eng), cfg, sched),
+        StreamingWindows(CountingEngine(eng), cfg, sched),
+    )
     for k in range(sched.window_end(2) + 1):
         smp = Sample(k, frames[k], kp[k], k, 0.0, 0.0, True)
         deferred.add_samples([smp], defer_rgb=True)

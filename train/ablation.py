@@ -20,21 +20,35 @@ from clipmg.model.files import atomic_write_text
 
 from .config import TrainConfig, add_arguments, from_args
 
-PAPER_TOP1 = {"full": 61.82, "no_gating": 60.08, "no_cross_attention": 53.17, "no_pose_guidance": 51.23,
-              "no_pose": 45.30}  # CLIP-MG paper, Table 2 (iMiGUE, ViT-B/16)
-DESCRIPTION = {"full": "full model", "no_gating": "w/o gated fusion", "no_cross_attention": "w/o cross-attention",
-               "no_pose_guidance": "w/o pose guidance", "no_pose": "w/o pose (RGB only)"}
+PAPER_TOP1 = {
+    "full": 61.82,
+    "no_gating": 60.08,
+    "no_cross_attention": 53.17,
+    "no_pose_guidance": 51.23,
+    "no_pose": 45.30,
+}  # CLIP-MG paper, Table 2 (iMiGUE, ViT-B/16)
+DESCRIPTION = {
+    "full": "full model",
+    "no_gating": "w/o gated fusion",
+    "no_cross_attention": "w/o cross-attention",
+    "no_pose_guidance": "w/o pose guidance",
+    "no_pose": "w/o pose (RGB only)",
+}
 
 
 def ablation_table(rows: List[Dict[str, Any]]) -> str:
     """The rows as a Markdown table; top-5 reads "n/a" with 5 classes or fewer (it would be 100 %)."""
-    lines = ["| variant | | val top-1 (%) | val top-5 (%) | macro (%) | train time (min) | paper top-1 (%) |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| variant | | val top-1 (%) | val top-5 (%) | macro (%) | train time (min) | paper top-1 (%) |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         top5 = f"{100 * r['top5']:.2f}" if r["top5"] is not None else "n/a"
-        lines.append(f"| `{r['variant']}` | {DESCRIPTION[r['variant']]} | {100 * r['top1']:.2f} | "
-                     f"{top5} | {100 * r['macro']:.2f} | {r['minutes']:.1f} | "
-                     f"{PAPER_TOP1[r['variant']]:.2f} |")
+        lines.append(
+            f"| `{r['variant']}` | {DESCRIPTION[r['variant']]} | {100 * r['top1']:.2f} | "
+            f"{top5} | {100 * r['macro']:.2f} | {r['minutes']:.1f} | "
+            f"{PAPER_TOP1[r['variant']]:.2f} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -54,8 +68,9 @@ def finished_run(cfg: TrainConfig) -> float | None:
     wanted = {k: v for k, v in cfg.to_dict().items() if k not in _RUN_ONLY}
     if recorded != wanted:
         diff = sorted(k for k in set(recorded) | set(wanted) if recorded.get(k) != wanted.get(k))
-        raise ClipmgError(f"{cfg.out} holds a run with other settings ({', '.join(diff)}); "
-                         f"remove it or choose another --out")
+        raise ClipmgError(
+            f"{cfg.out} holds a run with other settings ({', '.join(diff)}); remove it or choose another --out"
+        )
     metrics = meta.get("metrics", {})
     if cfg.max_steps <= 0 and metrics.get("epoch") != cfg.epochs:
         return None  # stopped early (time limit or killed): not the same run, train again
@@ -80,12 +95,23 @@ def run_ablation(base: TrainConfig, variants: List[str], reuse: bool = False) ->
         else:
             logging.getLogger("clipmg.ablate").info("%s: reusing the finished run in %s", v, out)
         if not (out / "best.safetensors").is_file():
-            raise ClipmgError(f"{v}: the run in {out} has no best.safetensors: its validation split holds no usable "
-                              f"clips; use a data set with more videos or a larger --val-fraction")
-        rep = evaluate_checkpoint(out / "best.safetensors", base.data, base.layout, "val", out / "eval",
-                                  base.batch_size, base.device)
-        rows.append({"variant": v, "top1": rep["top1"], "top5": rep["top5"], "macro": rep["macro"],
-                     "minutes": minutes, "count": rep["count"]})
+            raise ClipmgError(
+                f"{v}: the run in {out} has no best.safetensors: its validation split holds no usable "
+                f"clips; use a data set with more videos or a larger --val-fraction"
+            )
+        rep = evaluate_checkpoint(
+            out / "best.safetensors", base.data, base.layout, "val", out / "eval", base.batch_size, base.device
+        )
+        rows.append(
+            {
+                "variant": v,
+                "top1": rep["top1"],
+                "top5": rep["top5"],
+                "macro": rep["macro"],
+                "minutes": minutes,
+                "count": rep["count"],
+            }
+        )
         logging.getLogger("clipmg.ablate").info("%s: top-1 %.4f (%.1f min)", v, rep["top1"], minutes)
     return rows
 
@@ -100,21 +126,28 @@ def _main(argv: list[str] | None) -> int:
     ap = argparse.ArgumentParser(prog="clipmg-ablate", description=__doc__)
     add_arguments(ap)
     ap.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset of the variants")
-    ap.add_argument("--reuse", action="store_true", help="evaluate, instead of retraining, a variant whose run "
-                    "directory already holds a finished run of the same recipe (e.g. variants trained in "
-                    "parallel by separate clipmg-ablate --variants calls)")
+    ap.add_argument(
+        "--reuse",
+        action="store_true",
+        help="evaluate, instead of retraining, a variant whose run "
+        "directory already holds a finished run of the same recipe (e.g. variants trained in "
+        "parallel by separate clipmg-ablate --variants calls)",
+    )
     args = ap.parse_args(argv)
     base = from_args(args, {"out": "runs/ablation"})
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     bad = [v for v in variants if v not in VARIANTS]
     if bad or not variants:
-        raise ConfigError(f"--variants: unknown variant(s) {', '.join(bad) or '(none given)'}; choose from "
-                          f"{', '.join(VARIANTS)}")
+        raise ConfigError(
+            f"--variants: unknown variant(s) {', '.join(bad) or '(none given)'}; choose from {', '.join(VARIANTS)}"
+        )
     if not base.data:
         raise ConfigError("--data is required (a dataset root; make one with clipmg-synth)")
     if base.val_fraction == 0:
-        raise ConfigError("--val-fraction 0 leaves no validation split, and the ablation table is of validation "
-                          "accuracy; give a fraction above 0")
+        raise ConfigError(
+            "--val-fraction 0 leaves no validation split, and the ablation table is of validation "
+            "accuracy; give a fraction above 0"
+        )
     rows = run_ablation(base, variants, args.reuse)
     out = Path(base.out)
     table = ablation_table(rows)

@@ -14,10 +14,11 @@ import argparse
 import dataclasses
 import json
 import re
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Sequence, Tuple
+
+import tomllib
 
 from clipmg.model import settings
 from clipmg.model.config import VARIANTS, ConfigError
@@ -32,49 +33,66 @@ class TrainConfig:
     # data
     data: str = setting("", "dataset root (a folder, or a pyskl .pkl file); make one with clipmg-synth")
     layout: str = setting("openpose_json", "dataset layout (docs/data.md)", LAYOUT_NAMES)
-    val_fraction: float = setting(0.2, "fraction of the videos held out for validation (the paper's 20 %); "
-                                  "0 = no validation: only `last` is written", Range(0.0, 1.0, "hi"))
+    val_fraction: float = setting(
+        0.2,
+        "fraction of the videos held out for validation (the paper's 20 %); 0 = no validation: only `last` is written",
+        Range(0.0, 1.0, "hi"),
+    )
     background: bool = setting(False, "add a 'no gesture' class mined from unlabelled spans")
     strict: bool = setting(False, "malformed files are errors instead of counted warnings")
     cache_frames: bool = setting(True, "keep decoded video frames in memory (small sets)")
     # model
     preset: str = setting("clipmg-tiny", "model preset name or the path of a model config JSON file")
     variant: str = setting("full", "model variant (paper Table 2)", VARIANTS)
-    pretrained: str = setting("", "open_clip tag or local CLIP weights file (.safetensors or torch.save); "
-                              "empty = random init")
+    pretrained: str = setting(
+        "", "open_clip tag or local CLIP weights file (.safetensors or torch.save); empty = random init"
+    )
     crop: str = setting("center", "crop policy", ("center", "person"))
     # its allowed values are 0 or [0.5, 4]: checked in __post_init__
-    person_scale: float = setting(0.0, "person crop: box side = this x the keypoints' extent, in [0.5, 4]; "
-                                  "0 = the preset's (1.25)")
+    person_scale: float = setting(
+        0.0, "person crop: box side = this x the keypoints' extent, in [0.5, 4]; 0 = the preset's (1.25)"
+    )
     # optimisation (spec section 9: ours, the paper gives none)
     epochs: int = setting(20, "passes over the training clips", Range(1))
     batch_size: int = setting(16, "clips per optimiser step (per process)", Range(1))
     lr_new: float = setting(1e-4, "peak learning rate of the new modules", Range(0.0, 10.0, "lo"))
-    lr_vit: float = setting(1e-5, "peak learning rate of the unfrozen ViT blocks, ln_post and proj",
-                            Range(0.0, 10.0, "lo"))
+    lr_vit: float = setting(
+        1e-5, "peak learning rate of the unfrozen ViT blocks, ln_post and proj", Range(0.0, 10.0, "lo")
+    )
     weight_decay: float = setting(0.05, "AdamW weight decay", Range(0.0))
     warmup_epochs: float = setting(1.0, "epochs of linear learning-rate warm-up before the cosine decay", Range(0.0))
     grad_clip: float = setting(1.0, "max gradient norm; 0 disables clipping", Range(0.0))
     label_smoothing: float = setting(0.0, "label smoothing of the cross-entropy", Range(0.0, 1.0, "hi"))
-    class_balance: str = setting("none", "for the long tail: none, a class-balanced sampler, or a weighted loss",
-                                 ("none", "sampler", "loss"))
+    class_balance: str = setting(
+        "none", "for the long tail: none, a class-balanced sampler, or a weighted loss", ("none", "sampler", "loss")
+    )
     logit_adjust: float = setting(0.0, "tau of logit adjustment by the class prior; 0 disables", Range(0.0))
     augment: bool = setting(True, "random temporal sampling, flips and crop jitter (RGB and keypoints together)")
-    colour_jitter: float = setting(0.0, "with --augment: brightness/contrast/saturation factors in [1 - c, 1 + c]",
-                                   Range(0.0, 1.0, "hi"))
-    ema: float = setting(0.0, "decay of an exponential moving average of the weights, which is validated and "
-                         "saved; 0 = off (0.99-0.999 are usual)", Range(0.0, 1.0, "hi"))
+    colour_jitter: float = setting(
+        0.0, "with --augment: brightness/contrast/saturation factors in [1 - c, 1 + c]", Range(0.0, 1.0, "hi")
+    )
+    ema: float = setting(
+        0.0,
+        "decay of an exponential moving average of the weights, which is validated and "
+        "saved; 0 = off (0.99-0.999 are usual)",
+        Range(0.0, 1.0, "hi"),
+    )
     cache_frozen: bool = setting(False, "cache the frozen ViT blocks' outputs across epochs (needs --no-augment)")
-    amp: str = setting("auto", "mixed precision: auto (bf16 on CUDA when supported, else fp16; off on CPU)",
-                       ("auto", "bf16", "fp16", "off"))
+    amp: str = setting(
+        "auto",
+        "mixed precision: auto (bf16 on CUDA when supported, else fp16; off on CPU)",
+        ("auto", "bf16", "fp16", "off"),
+    )
     # run
     out: str = setting("runs/clipmg", "run directory: config, logs, best/last checkpoints")
-    seed: int = setting(0, "random seed of the split, the initialisation, the sampling and the augmentation",
-                        Range(0, 2**32 - 1))
+    seed: int = setting(
+        0, "random seed of the split, the initialisation, the sampling and the augmentation", Range(0, 2**32 - 1)
+    )
     workers: int = setting(0, "DataLoader worker processes (0 = load in the training process)", Range(0))
     device: str = setting("auto", "auto | cpu | cuda | cuda:N")
-    time_limit_min: float = setting(0.0, "stop after this many minutes (0 = no limit); checkpoints are kept",
-                                    Range(0.0))
+    time_limit_min: float = setting(
+        0.0, "stop after this many minutes (0 = no limit); checkpoints are kept", Range(0.0)
+    )
     max_steps: int = setting(0, "stop after this many optimiser steps in this invocation (0 = no limit)", Range(0))
     save_every: int = setting(0, "also write `last` every N steps (0 = at epoch ends only)", Range(0))
     resume: bool = setting(False, "continue from <out>/last.safetensors exactly")
@@ -88,8 +106,10 @@ class TrainConfig:
         if not (self.person_scale == 0 or 0.5 <= self.person_scale <= 4.0):  # NaN fails both
             raise ConfigError(f"--person-scale must lie in [0.5, 4] (0 keeps the preset's), got {self.person_scale}")
         if self.cache_frozen and self.augment:
-            raise ConfigError("--cache-frozen needs --no-augment: cached ViT outputs are only valid when every "
-                              "epoch sees the same frames")
+            raise ConfigError(
+                "--cache-frozen needs --no-augment: cached ViT outputs are only valid when every "
+                "epoch sees the same frames"
+            )
 
     def preprocess(self, base: Any) -> Any:
         """The model's ``PreprocessConfig`` ``base`` with this run's crop policy (--crop, --person-scale)."""
@@ -126,8 +146,11 @@ def _read_file(path: str) -> Dict[str, Any]:
 def add_arguments(ap: argparse.ArgumentParser) -> None:
     """``--config`` and one ``--flag`` per ``TrainConfig`` field, with the field's help (booleans get
     ``--x/--no-x``); a flag not given is ``None``, so that the config file's value stands."""
-    ap.add_argument("--config", help="JSON or TOML file of settings (a [train] table or the settings at the "
-                    "top level); command-line flags override it")
+    ap.add_argument(
+        "--config",
+        help="JSON or TOML file of settings (a [train] table or the settings at the "
+        "top level); command-line flags override it",
+    )
     settings.add_arguments(ap, TrainConfig, layered=True)
 
 

@@ -20,19 +20,58 @@ from clipmg.model.preprocess import prepare_window
 from clipmg.model.sampling import clip_samples
 
 from .config import LAYOUT_NAMES
-from .index import (BACKGROUND_NAMES, VIDEO_SUFFIXES, Clip, ClipIndex, Source, build_index, detect_layout,
-                    duration_stats, has_keypoints, split_by_video)
-from .pipeline import (AugmentConfig, affine_jitter, augment_window, colour_jitter, colour_jitter_images,
-                       flip_permutation, hflip, mine_background, mirror_137, rgb_candidates)
+from .index import (
+    BACKGROUND_NAMES,
+    VIDEO_SUFFIXES,
+    Clip,
+    ClipIndex,
+    Source,
+    build_index,
+    detect_layout,
+    duration_stats,
+    has_keypoints,
+    split_by_video,
+)
+from .pipeline import (
+    AugmentConfig,
+    affine_jitter,
+    augment_window,
+    colour_jitter,
+    colour_jitter_images,
+    flip_permutation,
+    hflip,
+    mine_background,
+    mirror_137,
+    rgb_candidates,
+)
 from .readers import DataError
 from .readers_video import VideoReader
 
-__all__ = ["MicroGestureDataset",
-           # re-exported from .index, .pipeline and .config (their homes), for the old import path
-           "BACKGROUND_NAMES", "VIDEO_SUFFIXES", "Clip", "ClipIndex", "Source", "build_index", "detect_layout",
-           "duration_stats", "has_keypoints", "split_by_video", "AugmentConfig", "affine_jitter", "augment_window",
-           "colour_jitter", "colour_jitter_images", "flip_permutation", "hflip", "mine_background", "mirror_137",
-           "rgb_candidates", "LAYOUT_NAMES"]
+__all__ = [
+    "MicroGestureDataset",
+    # re-exported from .index, .pipeline and .config (their homes), for the old import path
+    "BACKGROUND_NAMES",
+    "VIDEO_SUFFIXES",
+    "Clip",
+    "ClipIndex",
+    "Source",
+    "build_index",
+    "detect_layout",
+    "duration_stats",
+    "has_keypoints",
+    "split_by_video",
+    "AugmentConfig",
+    "affine_jitter",
+    "augment_window",
+    "colour_jitter",
+    "colour_jitter_images",
+    "flip_permutation",
+    "hflip",
+    "mine_background",
+    "mirror_137",
+    "rgb_candidates",
+    "LAYOUT_NAMES",
+]
 
 
 class MicroGestureDataset(torch.utils.data.Dataset):
@@ -51,14 +90,23 @@ class MicroGestureDataset(torch.utils.data.Dataset):
     ``index.issues.strict`` it raises instead).
     """
 
-    def __init__(self, index: ClipIndex, cfg: ModelConfig, train: bool = False,
-                 augment: AugmentConfig | bool | None = None, cache_frames: bool | str = "auto",
-                 cache_budget_mb: float = 2048.0, require_rgb: bool = True,
-                 frame_size: Tuple[int, int] = (1280, 720)) -> None:
+    def __init__(
+        self,
+        index: ClipIndex,
+        cfg: ModelConfig,
+        train: bool = False,
+        augment: AugmentConfig | bool | None = None,
+        cache_frames: bool | str = "auto",
+        cache_budget_mb: float = 2048.0,
+        require_rgb: bool = True,
+        frame_size: Tuple[int, int] = (1280, 720),
+    ) -> None:
         if cfg.num_classes != index.num_classes:
-            raise ValueError(f"the model has {cfg.num_classes} classes but the dataset has {index.num_classes} "
-                             f"({', '.join(index.class_names[:4])}, ...); build the model with "
-                             f"num_classes={index.num_classes}")
+            raise ValueError(
+                f"the model has {cfg.num_classes} classes but the dataset has {index.num_classes} "
+                f"({', '.join(index.class_names[:4])}, ...); build the model with "
+                f"num_classes={index.num_classes}"
+            )
         self.cfg, self.train, self.index, self.issues = cfg, train, index, index.issues
         self.class_names = index.class_names
         self.frame_size = frame_size
@@ -88,8 +136,10 @@ class MicroGestureDataset(torch.utils.data.Dataset):
             return {k: s.keypoints for k, s in index.sources.items()}
         if index.keypoint_layout == "openpose137":
             return {k: extract_layout(s.keypoints, layout) for k, s in index.sources.items()}
-        raise ValueError(f"the index keeps {index.keypoint_layout!r} keypoints but the model needs {layout!r}; "
-                         f"build the index with keypoint_layout='openpose137' or {layout!r}")
+        raise ValueError(
+            f"the index keeps {index.keypoint_layout!r} keypoints but the model needs {layout!r}; "
+            f"build the index with keypoint_layout='openpose137' or {layout!r}"
+        )
 
     def cache_bytes(self) -> int:
         """Bytes the frame cache needs (or holds) for these clips."""
@@ -156,8 +206,12 @@ class MicroGestureDataset(torch.utils.data.Dataset):
         if self.augment is not None and rng is not None and self.augment.colour > 0:
             p = self.cfg.preprocess
             images = colour_jitter_images(images, p.mean, p.std, self.augment, rng)
-        return {"images": torch.from_numpy(images), "keypoints": torch.from_numpy(kp_in),
-                "label": clip.label, "clip_id": clip.clip_id}
+        return {
+            "images": torch.from_numpy(images),
+            "keypoints": torch.from_numpy(kp_in),
+            "label": clip.label,
+            "clip_id": clip.clip_id,
+        }
 
     def __getitem__(self, i: int) -> Dict[str, object]:
         rng = self._rng() if self.train else None

@@ -28,9 +28,32 @@ from clipmg.stream.demo import DEMO_CHECKPOINT, DEMO_EXPORT, demo_model
 
 log = logging.getLogger("clipmg.demo")
 
-TRAIN_ARGS = ["--preset", "clipmg-tiny", "--epochs", "78", "--batch-size", "16", "--lr-new", "2e-3",
-              "--lr-vit", "1e-3", "--colour-jitter", "0.3", "--crop", "person", "--person-scale", "1.1",
-              "--weight-decay", "0.2", "--time-limit-min", "14.5", "--seed", "0", "--workers", "1"]
+TRAIN_ARGS = [
+    "--preset",
+    "clipmg-tiny",
+    "--epochs",
+    "78",
+    "--batch-size",
+    "16",
+    "--lr-new",
+    "2e-3",
+    "--lr-vit",
+    "1e-3",
+    "--colour-jitter",
+    "0.3",
+    "--crop",
+    "person",
+    "--person-scale",
+    "1.1",
+    "--weight-decay",
+    "0.2",
+    "--time-limit-min",
+    "14.5",
+    "--seed",
+    "0",
+    "--workers",
+    "1",
+]
 
 
 def export_asset() -> Path:
@@ -68,7 +91,9 @@ def _main(argv: list[str] | None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--retrain", action="store_true", help="regenerate the synthetic set and retrain the demo model")
-    ap.add_argument("--export-asset", action="store_true", help="re-make the shipped ONNX export from the shipped checkpoint")
+    ap.add_argument(
+        "--export-asset", action="store_true", help="re-make the shipped ONNX export from the shipped checkpoint"
+    )
     ap.add_argument("--workdir", type=Path, default=Path("runs"), help="where --retrain writes data and runs")
     args = ap.parse_args(argv)
     if args.retrain:

@@ -22,7 +22,7 @@ from clipmg.model.errors import ClipmgError, run_command
 from clipmg.model.files import atomic_write, atomic_write_text
 
 from .config import TrainConfig
-from .loop import classification_metrics, resolve_device, DistInfo
+from .loop import DistInfo, classification_metrics, resolve_device
 from .run import Indexed, collate, evaluate_logits
 
 
@@ -48,8 +48,15 @@ def plot_confusion(confusion: List[List[int]], class_names: List[str], path: Pat
         for i in range(n):
             for j in range(n):
                 if m[i, j]:
-                    ax.text(j, i, str(int(m[i, j])), ha="center", va="center", fontsize=6,
-                            color="white" if norm[i, j] > 0.5 else "black")
+                    ax.text(
+                        j,
+                        i,
+                        str(int(m[i, j])),
+                        ha="center",
+                        va="center",
+                        fontsize=6,
+                        color="white" if norm[i, j] > 0.5 else "black",
+                    )
     fig.colorbar(im, ax=ax, fraction=0.04)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -57,9 +64,17 @@ def plot_confusion(confusion: List[List[int]], class_names: List[str], path: Pat
     plt.close(fig)
 
 
-def evaluate_checkpoint(checkpoint: str | Path, data: str, layout: str | None = None, split: str = "val",
-                        out: str | Path | None = None, batch_size: int = 16, device: str = "auto",
-                        strict: bool = False, save_windows: str | Path | None = None) -> Dict[str, Any]:
+def evaluate_checkpoint(
+    checkpoint: str | Path,
+    data: str,
+    layout: str | None = None,
+    split: str = "val",
+    out: str | Path | None = None,
+    batch_size: int = 16,
+    device: str = "auto",
+    strict: bool = False,
+    save_windows: str | Path | None = None,
+) -> Dict[str, Any]:
     """Evaluate a checkpoint on a dataset; the split (seed, validation fraction, background class)
     is the one recorded in the checkpoint, so ``split='val'`` is the held-out set it was chosen on.
 
@@ -76,19 +91,28 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str, layout: str | None = 
         raise ConfigError(f"--save-windows {save_windows}: the file name must end in .npz")
     model, meta = load_checkpoint(checkpoint)
     train_meta = meta.get("train", {})
-    cfg = TrainConfig(data=data, layout=layout or train_meta.get("layout", "openpose_json"),
-                      val_fraction=train_meta.get("val_fraction", 0.2), seed=train_meta.get("seed", 0),
-                      background=train_meta.get("background", False), crop=model.cfg.preprocess.crop,
-                      preset=model.cfg.name, variant=model.cfg.variant, strict=strict, augment=False)
+    cfg = TrainConfig(
+        data=data,
+        layout=layout or train_meta.get("layout", "openpose_json"),
+        val_fraction=train_meta.get("val_fraction", 0.2),
+        seed=train_meta.get("seed", 0),
+        background=train_meta.get("background", False),
+        crop=model.cfg.preprocess.crop,
+        preset=model.cfg.name,
+        variant=model.cfg.variant,
+        strict=strict,
+        augment=False,
+    )
     ds = build_data(cfg, model.cfg)
     if list(ds.class_names) != list(meta["class_names"]):
-        raise CheckpointError(f"checkpoint {checkpoint} was trained on classes {meta['class_names'][:4]}... but the "
-                              f"dataset at {data} has {list(ds.class_names)[:4]}...; evaluate it on data with "
-                              f"the same class list")
+        raise CheckpointError(
+            f"checkpoint {checkpoint} was trained on classes {meta['class_names'][:4]}... but the "
+            f"dataset at {data} has {list(ds.class_names)[:4]}...; evaluate it on data with "
+            f"the same class list"
+        )
     subsets = {"val": [ds.val], "train": [ds.train], "all": [ds.train, ds.val]}
     if sum(len(sub) for sub in subsets[split]) == 0:
-        why = (" (the checkpoint was trained with --val-fraction 0)" if split == "val" and cfg.val_fraction == 0
-               else "")
+        why = " (the checkpoint was trained with --val-fraction 0)" if split == "val" and cfg.val_fraction == 0 else ""
         raise ClipmgError(f"the {split} split of {data} has no usable clips{why}; evaluate another --split")
     dev = resolve_device(device, DistInfo())
     model.to(dev)
@@ -104,9 +128,16 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str, layout: str | None = 
     if save_windows:
         write_windows(save_windows, windows)
     metrics = classification_metrics(np.concatenate(logits), np.concatenate(labels), list(ds.class_names))
-    report = {"checkpoint": str(checkpoint), "data": str(data), "layout": cfg.layout, "split": split,
-              "preset": model.cfg.name, "variant": model.cfg.variant, "class_names": list(ds.class_names),
-              **metrics}
+    report = {
+        "checkpoint": str(checkpoint),
+        "data": str(data),
+        "layout": cfg.layout,
+        "split": split,
+        "preset": model.cfg.name,
+        "variant": model.cfg.variant,
+        "class_names": list(ds.class_names),
+        **metrics,
+    }
     if out:
         out = Path(out)
         try:
@@ -114,8 +145,12 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str, layout: str | None = 
         except OSError as e:
             raise ClipmgError(f"--out {out}: cannot create the folder ({e.strerror or e})") from e
         atomic_write_text(out / "report.json", json.dumps(report, indent=2))
-        plot_confusion(cast(List[List[int]], metrics["confusion"]), list(ds.class_names), out / "confusion.png",
-                       f"{model.cfg.name} / {model.cfg.variant} on {split}: top-1 {metrics['top1']:.3f}")
+        plot_confusion(
+            cast(List[List[int]], metrics["confusion"]),
+            list(ds.class_names),
+            out / "confusion.png",
+            f"{model.cfg.name} / {model.cfg.variant} on {split}: top-1 {metrics['top1']:.3f}",
+        )
     return report
 
 
@@ -132,9 +167,12 @@ def write_windows(path: str | Path, batches: List[Dict[str, Any]]) -> None:
     path = Path(path)
     if path.suffix != ".npz":
         raise ConfigError(f"--save-windows {path}: the file name must end in .npz")
-    arrays = {"images": np.concatenate([b["images"].numpy() for b in batches]).astype(np.float32),
-              "keypoints": np.concatenate([b["keypoints"].numpy() for b in batches]).astype(np.float32),
-              "labels": np.concatenate([np.asarray(b["label"]) for b in batches]).astype(np.int64)}
+    arrays = {
+        "images": np.concatenate([b["images"].numpy() for b in batches]).astype(np.float32),
+        "keypoints": np.concatenate([b["keypoints"].numpy() for b in batches]).astype(np.float32),
+        "labels": np.concatenate([np.asarray(b["label"]) for b in batches]).astype(np.int64),
+    }
+
     def write(tmp: str) -> None:
         with open(tmp, "wb") as f:  # a file object: np.savez would add ".npz" to a path
             np.savez(f, **arrays)
@@ -156,22 +194,41 @@ def _main(argv: list[str] | None) -> int:
     ap.add_argument("checkpoint", help="a .safetensors checkpoint written by clipmg-train")
     ap.add_argument("--data", required=True, help="dataset root")
     ap.add_argument("--layout", help="dataset layout (default: the one the checkpoint was trained on)")
-    ap.add_argument("--split", default="val", choices=("val", "train", "all"),
-                    help="which clips: the checkpoint's validation videos, its training videos, or all (default: val)")
+    ap.add_argument(
+        "--split",
+        default="val",
+        choices=("val", "train", "all"),
+        help="which clips: the checkpoint's validation videos, its training videos, or all (default: val)",
+    )
     ap.add_argument("--out", help="write report.json and confusion.png here")
     ap.add_argument("--batch-size", type=int, default=16, help="clips per forward pass (default: 16)")
     ap.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
     ap.add_argument("--strict", action="store_true", help="malformed files are errors, not skipped")
-    ap.add_argument("--save-windows", metavar="VAL.npz", help="also write the evaluated windows (model inputs and "
-                    "labels) as an .npz: the validation samples of clipmg-export --int8 --val-samples")
+    ap.add_argument(
+        "--save-windows",
+        metavar="VAL.npz",
+        help="also write the evaluated windows (model inputs and "
+        "labels) as an .npz: the validation samples of clipmg-export --int8 --val-samples",
+    )
     args = ap.parse_args(argv)
     if args.device != "auto" and not args.device.startswith(("cpu", "cuda")):
         raise ConfigError(f"--device must be auto, cpu, cuda or cuda:N, got {args.device!r}")
-    r = evaluate_checkpoint(args.checkpoint, args.data, args.layout, args.split, args.out, args.batch_size,
-                            args.device, args.strict, args.save_windows)
+    r = evaluate_checkpoint(
+        args.checkpoint,
+        args.data,
+        args.layout,
+        args.split,
+        args.out,
+        args.batch_size,
+        args.device,
+        args.strict,
+        args.save_windows,
+    )
     top5 = f"  top-5 {r['top5']:.4f}" if r["top5"] is not None else ""
-    print(f"{r['preset']} / {r['variant']} on {r['split']} ({r['count']} clips): top-1 {r['top1']:.4f}{top5}  "
-          f"macro {r['macro']:.4f}")
+    print(
+        f"{r['preset']} / {r['variant']} on {r['split']} ({r['count']} clips): top-1 {r['top1']:.4f}{top5}  "
+        f"macro {r['macro']:.4f}"
+    )
     for name, acc in sorted(r["per_class"].items(), key=lambda kv: kv[1]):
         print(f"  {acc:6.3f}  {name}")
     if r["without_clips"]:

@@ -23,8 +23,16 @@ from clipmg.model.layouts import extract_layout, get_layout
 
 from .config import LAYOUT_NAMES
 from .pipeline import mine_background
-from .readers import (IMIGUE_CLASSES, DataError, Issues, read_class_names, read_label_csv, read_light_hand_csv,
-                      read_openpose_folder, read_openpose_xlsx)
+from .readers import (
+    IMIGUE_CLASSES,
+    DataError,
+    Issues,
+    read_class_names,
+    read_label_csv,
+    read_light_hand_csv,
+    read_openpose_folder,
+    read_openpose_xlsx,
+)
 from .readers_pyskl import read_pyskl
 from .readers_video import VideoInfo, probe_video
 
@@ -120,9 +128,15 @@ def duration_stats(lengths: Sequence[int]) -> Dict[str, float]:
     a = np.asarray(lengths, np.float64)
     if a.size == 0:
         return {k: 0.0 for k in ("count", "mean", "median", "p10", "p90", "min", "max")}
-    return {"count": float(a.size), "mean": float(a.mean()), "median": float(np.median(a)),
-            "p10": float(np.percentile(a, 10)), "p90": float(np.percentile(a, 90)),
-            "min": float(a.min()), "max": float(a.max())}
+    return {
+        "count": float(a.size),
+        "mean": float(a.mean()),
+        "median": float(np.median(a)),
+        "p10": float(np.percentile(a, 10)),
+        "p90": float(np.percentile(a, 90)),
+        "min": float(a.min()),
+        "max": float(a.max()),
+    }
 
 
 def split_by_video(videos: Sequence[str], val_fraction: float = 0.2, seed: int = 0) -> Tuple[List[str], List[str]]:
@@ -147,12 +161,18 @@ def detect_layout(root: str | Path) -> str:
         raise DataError(f"{root} is a file but not a pyskl pickle (.pkl); give a dataset folder")
     if not root.is_dir():
         raise DataError(f"dataset root {root} does not exist")
-    for pattern, layout in (("*_light_hand.csv", "light_hand"), ("*_openpose.xlsx", "xlsx"),
-                            ("*_keypoints.json", "openpose_json"), ("*.pkl", "pyskl")):
+    for pattern, layout in (
+        ("*_light_hand.csv", "light_hand"),
+        ("*_openpose.xlsx", "xlsx"),
+        ("*_keypoints.json", "openpose_json"),
+        ("*.pkl", "pyskl"),
+    ):
         if next(root.rglob(pattern), None) is not None:
             return layout
-    raise DataError(f"cannot tell the layout of {root}: no *_light_hand.csv, *_openpose.xlsx, "
-                    f"*_keypoints.json or *.pkl files; pass the layout explicitly")
+    raise DataError(
+        f"cannot tell the layout of {root}: no *_light_hand.csv, *_openpose.xlsx, "
+        f"*_keypoints.json or *.pkl files; pass the layout explicitly"
+    )
 
 
 def _class_names_file(root: Path) -> Path | None:
@@ -179,9 +199,18 @@ def _read_video_keypoints(layout: str, folder: Path, vid: str, issues: Issues) -
     return read_openpose_xlsx(folder / f"{vid}_openpose.xlsx", issues)
 
 
-def build_index(root: str | Path, layout: str = "openpose_json", *, class_names: Sequence[str] | None = None,
-                background: bool = False, strict: bool = False, keypoint_layout: str = "openpose137",
-                background_ratio: float = 1.0, background_margin: int = 2, seed: int = 0) -> ClipIndex:
+def build_index(
+    root: str | Path,
+    layout: str = "openpose_json",
+    *,
+    class_names: Sequence[str] | None = None,
+    background: bool = False,
+    strict: bool = False,
+    keypoint_layout: str = "openpose137",
+    background_ratio: float = 1.0,
+    background_margin: int = 2,
+    seed: int = 0,
+) -> ClipIndex:
     """Parse a dataset root in one of ``LAYOUT_NAMES`` into a ``ClipIndex``.
 
     Class names: ``class_names`` if given, else ``classes.txt`` / ``classes.json`` beside the data,
@@ -195,8 +224,10 @@ def build_index(root: str | Path, layout: str = "openpose_json", *, class_names:
     if layout not in LAYOUT_NAMES:
         raise DataError(f"unknown dataset layout {layout!r}; choose one of {', '.join(LAYOUT_NAMES)}")
     if background and layout == "pyskl":
-        raise DataError("a pyskl file holds cut clips only, so there are no unlabelled spans to mine a "
-                        "background class from; use a layout with whole videos or drop the background option")
+        raise DataError(
+            "a pyskl file holds cut clips only, so there are no unlabelled spans to mine a "
+            "background class from; use a layout with whole videos or drop the background option"
+        )
     get_layout(keypoint_layout)  # fails early with the list of valid names
     root = Path(root)
     if not root.exists():
@@ -223,8 +254,9 @@ def build_index(root: str | Path, layout: str = "openpose_json", *, class_names:
                 kp = _read_video_keypoints(layout, folder, vid, issues)
             except DataError as e:
                 missing["videos without keypoints"] += 1
-                issues.report("missing keypoints", f"video {vid}: {e}; its {len(rows)} clips are skipped",
-                              count=max(1, len(rows)))
+                issues.report(
+                    "missing keypoints", f"video {vid}: {e}; its {len(rows)} clips are skipped", count=max(1, len(rows))
+                )
                 continue
             rgb = None
             vpath = _find_video(folder, vid)
@@ -240,9 +272,12 @@ def build_index(root: str | Path, layout: str = "openpose_json", *, class_names:
             sources[vid] = src
             for r in rows:
                 if r.end >= src.num_frames:
-                    issues.report("clip outside frame range", f"{lf} row {r.row}: frames {r.start}..{r.end} but "
-                                  f"video {vid} has {src.num_frames} frames (keypoints {len(kp)}"
-                                  f"{f', video {rgb.num_frames}' if rgb else ''})")
+                    issues.report(
+                        "clip outside frame range",
+                        f"{lf} row {r.row}: frames {r.start}..{r.end} but "
+                        f"video {vid} has {src.num_frames} frames (keypoints {len(kp)}"
+                        f"{f', video {rgb.num_frames}' if rgb else ''})",
+                    )
                     continue
                 clips.append(Clip(f"{vid}_{r.row}", vid, vid, r.label, r.start, r.end))
     # a video whose keypoints are all missing or were NaN counts as one without keypoints (its clips
@@ -250,8 +285,11 @@ def build_index(root: str | Path, layout: str = "openpose_json", *, class_names:
     empty = sorted(v for v, s in sources.items() if not has_keypoints(s.keypoints))
     if empty:
         missing["videos without keypoints"] += len(empty)
-        log.warning("%d videos have no usable keypoint (every point missing, with confidence 0 or NaN), first: %s",
-                    len(empty), empty[0])
+        log.warning(
+            "%d videos have no usable keypoint (every point missing, with confidence 0 or NaN), first: %s",
+            len(empty),
+            empty[0],
+        )
     if not clips:
         raise DataError(f"no usable clips under {root} ({issues.summary()})")
     if fixed is None:
@@ -263,8 +301,9 @@ def build_index(root: str | Path, layout: str = "openpose_json", *, class_names:
     return index
 
 
-def _index_pyskl(root: Path, issues: Issues, keypoint_layout: str, n_fixed: int | None,
-                 sources: Dict[str, Source], clips: List[Clip]) -> Dict[str, List[str]]:
+def _index_pyskl(
+    root: Path, issues: Issues, keypoint_layout: str, n_fixed: int | None, sources: Dict[str, Source], clips: List[Clip]
+) -> Dict[str, List[str]]:
     path = root
     if root.is_dir():
         pkls = sorted(root.glob("*.pkl")) + sorted(root.glob("*.pickle"))

@@ -37,8 +37,9 @@ class DistInfo:
     @classmethod
     def from_env(cls) -> "DistInfo":
         """Set by ``torchrun``: RANK, WORLD_SIZE, LOCAL_RANK."""
-        return cls(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
-                   int(os.environ.get("LOCAL_RANK", 0)))
+        return cls(
+            int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
+        )
 
 
 class EpochSampler(torch.utils.data.Sampler[int]):
@@ -69,10 +70,10 @@ class EpochSampler(torch.utils.data.Sampler[int]):
         else:
             idx = rng.permutation(n)
             idx = np.concatenate([idx, idx[: total - n]])  # pad so every rank gets the same count
-        return idx[self.dist.rank:: self.dist.world]
+        return idx[self.dist.rank :: self.dist.world]
 
     def __iter__(self) -> Iterator[int]:
-        return iter(self.order(self.epoch)[self.start:].tolist())
+        return iter(self.order(self.epoch)[self.start :].tolist())
 
     def __len__(self) -> int:
         return self.per_rank - self.start
@@ -83,8 +84,14 @@ def class_prior(labels: Sequence[int], num_classes: int) -> torch.Tensor:
     return (counts + 1.0) / (counts.sum() + num_classes)
 
 
-def loss_fn(logits: torch.Tensor, target: torch.Tensor, prior: torch.Tensor, class_balance: str,
-            label_smoothing: float, logit_adjust: float) -> torch.Tensor:
+def loss_fn(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    prior: torch.Tensor,
+    class_balance: str,
+    label_smoothing: float,
+    logit_adjust: float,
+) -> torch.Tensor:
     """Cross-entropy with the long-tail options: class-balanced weights, logit adjustment
     (Menon et al. 2021: add ``tau * log prior`` to the logits during training), label smoothing."""
     if logit_adjust > 0:
@@ -131,8 +138,10 @@ def resolve_device(name: str, dist: DistInfo) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"--device {name} was asked for but no CUDA GPU is available; use --device cpu")
     if name.startswith("cuda:") and int(name[5:]) >= torch.cuda.device_count():
-        raise ConfigError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA GPUs "
-                          f"(cuda:0 to cuda:{torch.cuda.device_count() - 1})")
+        raise ConfigError(
+            f"--device {name}: this machine has {torch.cuda.device_count()} CUDA GPUs "
+            f"(cuda:0 to cuda:{torch.cuda.device_count() - 1})"
+        )
     try:
         return torch.device(name)
     except RuntimeError as e:

@@ -38,8 +38,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--num-classes", type=int, default=32)
     ap.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
-    ap.add_argument("--amp", default="none", choices=["none", "bf16", "fp16"],
-                    help="autocast dtype of the timed steps (the FLOP count is always float32)")
+    ap.add_argument(
+        "--amp",
+        default="none",
+        choices=["none", "bf16", "fp16"],
+        help="autocast dtype of the timed steps (the FLOP count is always float32)",
+    )
     args = ap.parse_args(argv)
     dev = torch.device(args.device)
     cuda = dev.type == "cuda"
@@ -92,15 +96,26 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 train_step(None, kp, frozen_tokens=frozen)
             bucket.append(clock() - t)
-    out = {"preset": args.preset, "batch_size": b, "device": str(dev), "amp": args.amp,
-           "device_name": torch.cuda.get_device_name(dev) if cuda else "cpu", "threads": torch.get_num_threads(),
-           "step_s": round(step, 3), "clips_per_s": round(b / step, 3),
-           "gflop_per_clip_train": round(flops / b / 1e9, 1), "achieved_gflops": round(flops / step / 1e9, 1),
-           "peak_rss_mib": round(rss1 / 1024, 1), "rss_growth_during_steps_mib": round((rss1 - rss0) / 1024, 1),
-           "gpu_peak_allocated_mib": round(gpu_peak / 2**20, 1),
-           "interleaved_step_s": {"plain": round(sorted(plain)[len(plain) // 2], 3),
-                                  "cached_frozen": round(sorted(cached)[len(cached) // 2], 3)},
-           "cache_frozen_speedup": round(sorted(plain)[len(plain) // 2] / sorted(cached)[len(cached) // 2], 2)}
+    out = {
+        "preset": args.preset,
+        "batch_size": b,
+        "device": str(dev),
+        "amp": args.amp,
+        "device_name": torch.cuda.get_device_name(dev) if cuda else "cpu",
+        "threads": torch.get_num_threads(),
+        "step_s": round(step, 3),
+        "clips_per_s": round(b / step, 3),
+        "gflop_per_clip_train": round(flops / b / 1e9, 1),
+        "achieved_gflops": round(flops / step / 1e9, 1),
+        "peak_rss_mib": round(rss1 / 1024, 1),
+        "rss_growth_during_steps_mib": round((rss1 - rss0) / 1024, 1),
+        "gpu_peak_allocated_mib": round(gpu_peak / 2**20, 1),
+        "interleaved_step_s": {
+            "plain": round(sorted(plain)[len(plain) // 2], 3),
+            "cached_frozen": round(sorted(cached)[len(cached) // 2], 3),
+        },
+        "cache_frozen_speedup": round(sorted(plain)[len(plain) // 2] / sorted(cached)[len(cached) // 2], 2),
+    }
     print(json.dumps(out))
     return 0
 

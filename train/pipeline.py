@@ -21,8 +21,13 @@ from clipmg.model.sampling import clip_samples, rgb_positions
 
 
 # ------------------------------------------------------------------------------ background mining
-def mine_background(num_frames: int, intervals: Sequence[Tuple[int, int]], lengths: Sequence[int],
-                    rng: np.random.Generator, margin: int = 2) -> List[Tuple[int, int]]:
+def mine_background(
+    num_frames: int,
+    intervals: Sequence[Tuple[int, int]],
+    lengths: Sequence[int],
+    rng: np.random.Generator,
+    margin: int = 2,
+) -> List[Tuple[int, int]]:
     """Windows ``(start, end)`` inside ``[0, num_frames)`` that overlap no labelled interval (each
     widened by ``margin``), placed left to right without overlap with random offsets; each window's
     length is drawn from those of ``lengths`` (the labelled clips') that still fit in its span."""
@@ -32,7 +37,7 @@ def mine_background(num_frames: int, intervals: Sequence[Tuple[int, int]], lengt
     busy = np.zeros(num_frames + 1, bool)
     busy[num_frames] = True  # sentinel that closes the last span
     for s, e in intervals:
-        busy[max(0, s - margin): min(num_frames, e + margin + 1)] = True
+        busy[max(0, s - margin) : min(num_frames, e + margin + 1)] = True
     out: List[Tuple[int, int]] = []
     t = 0
     while t < num_frames:
@@ -55,9 +60,15 @@ def mine_background(num_frames: int, intervals: Sequence[Tuple[int, int]], lengt
 
 # ------------------------------------------------------------------------------------ augmenting
 _BODY_MIRROR = {2: 5, 3: 6, 4: 7, 9: 12, 10: 13, 11: 14, 15: 16, 17: 18, 19: 22, 20: 23, 21: 24}
-_FACE_MIRROR = ({i: 16 - i for i in range(17)} | {17 + i: 26 - i for i in range(5)} | {31: 35, 32: 34}
-                | {36: 45, 37: 44, 38: 43, 39: 42, 40: 47, 41: 46} | {48: 54, 49: 53, 50: 52, 55: 59, 56: 58}
-                | {60: 64, 61: 63, 65: 67} | {68: 69})
+_FACE_MIRROR = (
+    {i: 16 - i for i in range(17)}
+    | {17 + i: 26 - i for i in range(5)}
+    | {31: 35, 32: 34}
+    | {36: 45, 37: 44, 38: 43, 39: 42, 40: 47, 41: 46}
+    | {48: 54, 49: 53, 50: 52, 55: 59, 56: 58}
+    | {60: 64, 61: 63, 65: 67}
+    | {68: 69}
+)
 
 
 def mirror_137() -> np.ndarray:
@@ -91,15 +102,17 @@ def hflip(frames: np.ndarray, keypoints: np.ndarray, perm: np.ndarray) -> Tuple[
     return np.ascontiguousarray(frames[:, :, ::-1]), kp
 
 
-def affine_jitter(frames: np.ndarray, keypoints: np.ndarray, scale: float, dx: float, dy: float
-                  ) -> Tuple[np.ndarray, np.ndarray]:
+def affine_jitter(
+    frames: np.ndarray, keypoints: np.ndarray, scale: float, dx: float, dy: float
+) -> Tuple[np.ndarray, np.ndarray]:
     """Zoom frames ``(T_r, H, W, 3)`` by ``scale`` about their centre and shift by ``(dx, dy)`` pixels;
     keypoints ``(T_p, J, 3)`` move with the pixels. Equivalent to jittering the crop box."""
     h, w = frames.shape[1:3]
     cx, cy = (w - 1) / 2.0, (h - 1) / 2.0
     m = np.array([[scale, 0.0, cx - scale * cx + dx], [0.0, scale, cy - scale * cy + dy]])
-    out = np.stack([cv2.warpAffine(f, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-                    for f in frames])
+    out = np.stack(
+        [cv2.warpAffine(f, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT) for f in frames]
+    )
     kp = keypoints.copy()
     seen = kp[..., 2] > 0
     kp[..., 0] = np.where(seen, kp[..., 0] * scale + m[0, 2], 0.0)
@@ -119,8 +132,9 @@ class AugmentConfig:
     colour: float = 0.0
 
 
-def augment_window(frames: np.ndarray, keypoints: np.ndarray, perm: np.ndarray, aug: AugmentConfig,
-                   rng: np.random.Generator) -> Tuple[np.ndarray, np.ndarray]:
+def augment_window(
+    frames: np.ndarray, keypoints: np.ndarray, perm: np.ndarray, aug: AugmentConfig, rng: np.random.Generator
+) -> Tuple[np.ndarray, np.ndarray]:
     """One random draw of ``aug`` applied to a whole window (same transform for every frame)."""
     if rng.random() < aug.flip:
         frames, keypoints = hflip(frames, keypoints, perm)
@@ -143,8 +157,9 @@ def colour_jitter(rgb: np.ndarray, brightness: float, contrast: float, saturatio
     return np.clip(grey[..., None] + (f - grey[..., None]) * saturation, 0, 255)
 
 
-def colour_jitter_images(images: np.ndarray, mean: Sequence[float], std: Sequence[float], aug: AugmentConfig,
-                         rng: np.random.Generator) -> np.ndarray:
+def colour_jitter_images(
+    images: np.ndarray, mean: Sequence[float], std: Sequence[float], aug: AugmentConfig, rng: np.random.Generator
+) -> np.ndarray:
     """``colour_jitter`` on model-ready images ``(T, 3, S, S)`` (normalised by ``mean``/``std``): one
     draw of the three factors for the whole window, applied after the crop and resize (cheap)."""
     m = np.asarray(mean, np.float32)[:, None, None]
@@ -163,6 +178,8 @@ def rgb_candidates(start: int, end: int, cfg: ModelConfig, train: bool) -> np.nd
         return np.unique(clip_samples(start, end, c.pose_frames, c.rgb_frames, c.rgb_offset, "center")[1])
     length = end - start + 1
     edges = np.linspace(0.0, length, c.pose_frames + 1)  # the segments of sampling.segment_indices
-    out = [np.arange(max(0, int(np.floor(edges[k]))), min(length - 1, int(np.ceil(edges[k + 1])) - 1) + 1)
-           for k in rgb_positions(c.pose_frames, c.rgb_frames, c.rgb_offset)]
+    out = [
+        np.arange(max(0, int(np.floor(edges[k]))), min(length - 1, int(np.ceil(edges[k + 1])) - 1) + 1)
+        for k in rgb_positions(c.pose_frames, c.rgb_frames, c.rgb_offset)
+    ]
     return start + np.unique(np.concatenate(out))

@@ -16,21 +16,58 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Tuple
 
-from clipmg.model.keypoint_files import (FRAME_FILE, DataError, Issues, list_openpose_frames,  # noqa: F401
-                                        parse_openpose, parse_openpose_people, read_light_hand_csv,
-                                        read_openpose_folder, read_openpose_json, read_openpose_xlsx,
-                                        report_issue, select_person)
+from clipmg.model.keypoint_files import (  # noqa: F401
+    FRAME_FILE,
+    DataError,
+    Issues,
+    list_openpose_frames,
+    parse_openpose,
+    parse_openpose_people,
+    read_light_hand_csv,
+    read_openpose_folder,
+    read_openpose_json,
+    read_openpose_xlsx,
+    report_issue,
+    select_person,
+)
 
 log = logging.getLogger("clipmg.data")
 
 # Class names in MiGA id order, short forms (docs/data.md); the class count of a dataset is taken
 # from its data, this list only names the indices.
 IMIGUE_CLASSES: Tuple[str, ...] = (
-    "turtle neck", "deep breath", "touch hat", "touch face", "touch forehead", "cover face", "rub eyes",
-    "touch other face part", "touch ears", "bite nails", "touch chin", "touch neck", "play hair", "adjust tie",
-    "touch chest", "scratch back", "fold arm", "tidy sleeve", "put arm back", "move torso", "sit straight",
-    "scratch arm", "rub hand", "cross finger", "minaret hand", "play things", "withdraw arms", "head up",
-    "bite lip", "arm akimbo", "shake shoulder", "illustrative",
+    "turtle neck",
+    "deep breath",
+    "touch hat",
+    "touch face",
+    "touch forehead",
+    "cover face",
+    "rub eyes",
+    "touch other face part",
+    "touch ears",
+    "bite nails",
+    "touch chin",
+    "touch neck",
+    "play hair",
+    "adjust tie",
+    "touch chest",
+    "scratch back",
+    "fold arm",
+    "tidy sleeve",
+    "put arm back",
+    "move torso",
+    "sit straight",
+    "scratch arm",
+    "rub hand",
+    "cross finger",
+    "minaret hand",
+    "play things",
+    "withdraw arms",
+    "head up",
+    "bite lip",
+    "arm akimbo",
+    "shake shoulder",
+    "illustrative",
 )
 
 
@@ -73,8 +110,11 @@ def read_label_csv(path: str | Path, num_classes: int | None = None, issues: Iss
             continue
         cells = [c.strip() for c in line.split(",")]
         if len(cells) != 3:
-            report_issue(issues, "wrong column count", f"{path} row {i}: expected 3 values class_id,start,end, "
-                         f"got {len(cells)} ({line.strip()!r})")
+            report_issue(
+                issues,
+                "wrong column count",
+                f"{path} row {i}: expected 3 values class_id,start,end, got {len(cells)} ({line.strip()!r})",
+            )
             continue
         try:
             cid, start, end = (_int(c) for c in cells)
@@ -84,8 +124,11 @@ def read_label_csv(path: str | Path, num_classes: int | None = None, issues: Iss
         label = miga_label(cid)
         if label < 0 or (num_classes is not None and label >= num_classes):
             hint = f"[0, {num_classes})" if num_classes is not None else "[0, ...)"
-            report_issue(issues, "label out of range", f"{path} row {i}: class id {cid} maps to label {label}, "
-                         f"outside {hint}; fix the row or the class list")
+            report_issue(
+                issues,
+                "label out of range",
+                f"{path} row {i}: class id {cid} maps to label {label}, outside {hint}; fix the row or the class list",
+            )
             continue
         if start < 0 or end < start:
             report_issue(issues, "bad label row", f"{path} row {i}: frames {start}..{end} are not a valid interval")
@@ -105,5 +148,3 @@ def read_class_names(path: str | Path) -> Tuple[str, ...]:
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names) or len(names) < 2:
         raise DataError(f"{path}: expected at least two class names (one a line, or a JSON list of strings)")
     return tuple(names)
-
-

@@ -30,10 +30,14 @@ def _latin1_encode(text: str, encoding: str = "utf-8", errors: str = "strict") -
 # Plain-data constructors only: numpy array / dtype / scalar reconstruction (numpy 1.x and 2.x
 # module names), protocol-5 array buffers, and latin-1 bytes for protocol-2 files.
 _PICKLE_ALLOWED = {
-    ("numpy", "ndarray"), ("numpy", "dtype"),
-    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
-    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "scalar"),
+    ("numpy.core.numeric", "_frombuffer"),
+    ("numpy._core.numeric", "_frombuffer"),
 }
 
 
@@ -49,8 +53,10 @@ class PlainDataUnpickler(pickle.Unpickler):
             return _latin1_encode
         if (module, name) in _PICKLE_ALLOWED:
             return getattr(importlib.import_module(module), name)
-        raise DataError(f"refusing to unpickle {module}.{name}: only plain data and numpy arrays are allowed "
-                        f"(the file is not a pyskl annotation file, or it may be malicious)")
+        raise DataError(
+            f"refusing to unpickle {module}.{name}: only plain data and numpy arrays are allowed "
+            f"(the file is not a pyskl annotation file, or it may be malicious)"
+        )
 
 
 def safe_pickle_load(path: str | Path) -> Any:
@@ -61,8 +67,17 @@ def safe_pickle_load(path: str | Path) -> Any:
             return PlainDataUnpickler(f).load()
     except DataError as e:
         raise DataError(f"{path}: {e}") from e
-    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError, IndexError, TypeError,
-            ValueError, MemoryError) as e:
+    except (
+        OSError,
+        pickle.UnpicklingError,
+        EOFError,
+        AttributeError,
+        ImportError,
+        IndexError,
+        TypeError,
+        ValueError,
+        MemoryError,
+    ) as e:
         raise DataError(f"cannot read pickle {path}: {type(e).__name__}: {e} (truncated or not a pickle?)") from e
 
 
@@ -128,8 +143,11 @@ def _pyskl_clip(ann: Any, where: str) -> PysklClip:
     if kp.ndim != 4 or kp.shape[-1] != 2 or kp.shape[0] < 1 or kp.shape[1] < 1:
         raise DataError(f"{where}: keypoint must be (M, T, V, 2), got {kp.shape}")
     score = ann.get("keypoint_score")
-    sc = (np.asarray(score, np.float32).reshape(kp.shape[:3]) if score is not None
-          else (np.abs(kp).sum(-1) > 0).astype(np.float32))
+    sc = (
+        np.asarray(score, np.float32).reshape(kp.shape[:3])
+        if score is not None
+        else (np.abs(kp).sum(-1) > 0).astype(np.float32)
+    )
     person = int(np.argmax(sc.mean(axis=(1, 2))))
     full = to_openpose137(np.concatenate([kp[person], sc[person][..., None]], axis=-1))
     full[full[..., 2] <= 0] = 0.0

@@ -118,8 +118,10 @@ class VideoReader:
                         frames, fresh = decode_from(target), True
                     frame = next(frames, None)
                     if frame is None:
-                        raise DataError(f"{self.path}: the video ends before frame {target} (header says {n} "
-                                        f"frames; truncated file?)")
+                        raise DataError(
+                            f"{self.path}: the video ends before frame {target} (header says {n} "
+                            f"frames; truncated file?)"
+                        )
                     t = frame.pts if frame.pts is not None else frame.dts
                     if t is not None:
                         i = int(round(float((t - start) * tb) * fps))

@@ -62,24 +62,28 @@ def video_298(data: Path) -> Dict[str, Any]:
     kp = read_openpose_folder(folder / "openpose", "298", issues=issues)
     rows = read_label_csv(folder / "298_label.csv", num_classes=len(IMIGUE_CLASSES), issues=issues)
     person = (kp[:, :25, 2] > 0).any(axis=1)
-    hand = {side: ((kp[:, off:off + 21, 2] > 0).sum(axis=1) >= 3) for side, off in (("left", 95), ("right", 116))}
+    hand = {side: ((kp[:, off : off + 21, 2] > 0).sum(axis=1) >= 3) for side, off in (("left", 95), ("right", 116))}
     classes: Dict[str, int] = {}
     for r in rows:
         classes[IMIGUE_CLASSES[r.label]] = classes.get(IMIGUE_CLASSES[r.label], 0) + 1
     return {
-        "frames": int(len(kp)), "frames_with_person": int(person.sum()),
+        "frames": int(len(kp)),
+        "frames_with_person": int(person.sum()),
         "frames_without_left_hand": int((person & ~hand["left"]).sum()),
         "frames_without_right_hand": int((person & ~hand["right"]).sum()),
-        "clips": len(rows), "frames_labelled": int(sum(r.end - r.start + 1 for r in rows)),
+        "clips": len(rows),
+        "frames_labelled": int(sum(r.end - r.start + 1 for r in rows)),
         "classes": dict(sorted(classes.items(), key=lambda kv: (-kv[1], kv[0]))),
         "skipped": issues.summary(),
-        "_keypoints": kp, "_labels": labels_from_segments(len(kp), [(r.label, r.start, r.end) for r in rows]),
+        "_keypoints": kp,
+        "_labels": labels_from_segments(len(kp), [(r.label, r.start, r.end) for r in rows]),
     }
 
 
 # ------------------------------------------------------------------------------------ part 2
-def real_segments(data: Path, engine_path: Optional[str], pose_name: str = "mediapipe",
-                  threads: Optional[int] = None) -> Dict[str, Any]:
+def real_segments(
+    data: Path, engine_path: Optional[str], pose_name: str = "mediapipe", threads: Optional[int] = None
+) -> Dict[str, Any]:
     """``predict`` on every labelled segment of the real GIFs; one record a segment."""
     from clipmg.stream.config import StreamConfig
     from clipmg.stream.demo import demo_model
@@ -104,10 +108,16 @@ def real_segments(data: Path, engine_path: Optional[str], pose_name: str = "medi
         r["top3_hit"] = r["true_label"] in names
     known = set(engine.class_names)
     scored = [r for r in records if r["true_label"] in known]
-    return {"model": dict(engine.identity), "demo": engine_path is None, "pose": pose_name, "segments": records,
-            "scored": len(scored), "top1": sum(r["top1_hit"] for r in scored),
-            "top3": sum(r["top3_hit"] for r in scored),
-            "not_in_model": sorted({r["true_label"] for r in records} - known)}
+    return {
+        "model": dict(engine.identity),
+        "demo": engine_path is None,
+        "pose": pose_name,
+        "segments": records,
+        "scored": len(scored),
+        "top1": sum(r["top1_hit"] for r in scored),
+        "top3": sum(r["top3_hit"] for r in scored),
+        "not_in_model": sorted({r["true_label"] for r in records} - known),
+    }
 
 
 # ------------------------------------------------------------------------------------ part 3
@@ -191,7 +201,10 @@ ROWS = (  # (label, getter)
     ("jitter (shoulder widths, 2nd difference a frame)", lambda s: s["jitter"]),
     ("idle sway (shoulder widths, RMS over 1 s)", lambda s: s["sway"]),
     ("wrist speed in gestures, p50 / p90 (shoulder widths/s)", lambda s: (s["wrist_speed_p50"], s["wrist_speed_p90"])),
-    ("nearer wrist to nose: gestures / idle (shoulder widths)", lambda s: (s["hand_face_gesture"], s["hand_face_idle"])),
+    (
+        "nearer wrist to nose: gestures / idle (shoulder widths)",
+        lambda s: (s["hand_face_gesture"], s["hand_face_idle"]),
+    ),
     ("frames (gesture / idle)", lambda s: f"{s['frames']} ({s['gesture_frames']} / {s['idle_frames']})"),
 )
 
@@ -199,8 +212,11 @@ ROWS = (  # (label, getter)
 def _model_name(identity: Dict[str, Any]) -> str:
     """``preset`` (backend, precision, checkpoint sha256 prefix) from an engine's identity."""
     sha = str(identity.get("checkpoint_sha256", ""))[:12]
-    return (f"`{identity.get('preset', '?')}` ({identity.get('backend', '?')}, {identity.get('precision', '?')}"
-            + (f", checkpoint {sha}" if sha else "") + ")")
+    return (
+        f"`{identity.get('preset', '?')}` ({identity.get('backend', '?')}, {identity.get('precision', '?')}"
+        + (f", checkpoint {sha}" if sha else "")
+        + ")"
+    )
 
 
 def _mean(d: Dict[str, float], *keys: str) -> float:
@@ -244,39 +260,60 @@ def markdown(report: Dict[str, Any]) -> str:
         "",
         "## 2. Answers on the labelled real segments (`clipmg-predict`, MediaPipe)",
         "",
-        f"Model: {_model_name(p['model'])}" + (" (the shipped synthetic demo model: it has never seen a real "
-                                                             "person)" if p["demo"] else "") + ".",
+        f"Model: {_model_name(p['model'])}"
+        + (" (the shipped synthetic demo model: it has never seen a real person)" if p["demo"] else "")
+        + ".",
         "",
         "| clip | frames | label | top-1 (p) | top-3 | top-1 right | in top-3 |",
         "|---|---|---|---|---|---|---|",
     ]
     for r in p["segments"]:
         top = r["topk"]
-        lines.append(f"| {r['clip']} | {r['start_frame']}–{r['end_frame']} | {r['true_label']} | "
-                     f"{top[0]['label']} ({top[0]['p']:.2f}) | {', '.join(t['label'] for t in top)} | "
-                     f"{'yes' if r['top1_hit'] else 'no'} | {'yes' if r['top3_hit'] else 'no'} |")
-    lines += ["", f"**Top-1 {p['top1']} of {p['scored']}, top-3 {p['top3']} of {p['scored']}** segments whose class the "
-              f"model has" + (f"; not among its classes: {', '.join(p['not_in_model'])}" if p["not_in_model"] else "") + ".",
-              "", "## 3. Keypoints: synthetic against real", "",
-              "Lengths in shoulder widths (within a frame: that frame's; across frames: the sequence's median), "
-              "medians over sequences. Synthetic: the observed keypoints the synthetic set writes "
-              f"({len(SYNTH_SEEDS)} subjects × {SYNTH_FRAMES} frames at 25 fps); OpenPose: video 298 (25 fps); "
-              "MediaPipe: the shipped backend on the two real GIFs (10 fps).", "",
-              "| statistic | synthetic | real OpenPose (298) | MediaPipe on real GIFs |", "|---|---|---|---|"]
+        lines.append(
+            f"| {r['clip']} | {r['start_frame']}–{r['end_frame']} | {r['true_label']} | "
+            f"{top[0]['label']} ({top[0]['p']:.2f}) | {', '.join(t['label'] for t in top)} | "
+            f"{'yes' if r['top1_hit'] else 'no'} | {'yes' if r['top3_hit'] else 'no'} |"
+        )
+    lines += [
+        "",
+        f"**Top-1 {p['top1']} of {p['scored']}, top-3 {p['top3']} of {p['scored']}** segments whose class the "
+        f"model has" + (f"; not among its classes: {', '.join(p['not_in_model'])}" if p["not_in_model"] else "") + ".",
+        "",
+        "## 3. Keypoints: synthetic against real",
+        "",
+        "Lengths in shoulder widths (within a frame: that frame's; across frames: the sequence's median), "
+        "medians over sequences. Synthetic: the observed keypoints the synthetic set writes "
+        f"({len(SYNTH_SEEDS)} subjects × {SYNTH_FRAMES} frames at 25 fps); OpenPose: video 298 (25 fps); "
+        "MediaPipe: the shipped backend on the two real GIFs (10 fps).",
+        "",
+        "| statistic | synthetic | real OpenPose (298) | MediaPipe on real GIFs |",
+        "|---|---|---|---|",
+    ]
     for label, get in ROWS:
-        lines.append(f"| {label} | " + " | ".join(_fmt(get(k[s])) for s in ("synthetic", "openpose_298", "mediapipe_gifs"))
-                     + " |")
+        lines.append(
+            f"| {label} | "
+            + " | ".join(_fmt(get(k[s])) for s in ("synthetic", "openpose_298", "mediapipe_gifs"))
+            + " |"
+        )
     lines.append("")
     return "\n".join(lines)
 
 
 def report(data: Path, engine: Optional[str], threads: Optional[int], command: str) -> Dict[str, Any]:
     if not (data / CLIPS / "labels.csv").is_file() or not data.joinpath(*VIDEO_298).is_dir():
-        raise ClipmgError(f"{data} does not hold the shared real data (imigue-clips/labels.csv and "
-                          f"imigue-298-skeleton/298); pass --data DIR")
+        raise ClipmgError(
+            f"{data} does not hold the shared real data (imigue-clips/labels.csv and "
+            f"imigue-298-skeleton/298); pass --data DIR"
+        )
     v = video_298(data)
-    out = {"date": _dt.date.today().isoformat(), "machine": machine_line(), "command": command,
-           "video_298": v, "segments": real_segments(data, engine, threads=threads), "keypoints": keypoint_table(data, v)}
+    out = {
+        "date": _dt.date.today().isoformat(),
+        "machine": machine_line(),
+        "command": command,
+        "video_298": v,
+        "segments": real_segments(data, engine, threads=threads),
+        "keypoints": keypoint_table(data, v),
+    }
     return out
 
 
@@ -293,10 +330,18 @@ def _jsonable(x: Any) -> Any:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
-    ap.add_argument("--data", type=Path, default=None,
-                    help="the shared data folder (default: ../shared/data beside the repository or $CLIPMG_SHARED_DATA)")
+    ap = argparse.ArgumentParser(
+        prog=PROG,
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n\n", 1)[1],
+    )
+    ap.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help="the shared data folder (default: ../shared/data beside the repository or $CLIPMG_SHARED_DATA)",
+    )
     ap.add_argument("--engine", default=None, help="an export folder or checkpoint (default: the shipped demo model)")
     ap.add_argument("--threads", type=int, default=None, help="engine threads (default: the runtime's)")
     ap.add_argument("--markdown", type=Path, default=None, help="write the report as Markdown to this file")

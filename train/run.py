@@ -22,15 +22,28 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 
 from clipmg.model import CLIPMG, create_model
-from clipmg.model.checkpoint import (CheckpointError, load_checkpoint, remove_stale_temporaries, save_checkpoint,
-                                     user_message)
+from clipmg.model.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    remove_stale_temporaries,
+    save_checkpoint,
+    user_message,
+)
 from clipmg.model.config import ConfigError
 from clipmg.model.errors import ClipmgError, one_line
 from clipmg.model.files import atomic_write, atomic_write_text
 
 from .config import TrainConfig
-from .loop import (DistInfo, EpochSampler, amp_dtype, class_prior, classification_metrics, loss_fn, lr_factor,
-                   resolve_device)
+from .loop import (
+    DistInfo,
+    EpochSampler,
+    amp_dtype,
+    class_prior,
+    classification_metrics,
+    loss_fn,
+    lr_factor,
+    resolve_device,
+)
 
 log = logging.getLogger("clipmg.train")
 
@@ -46,8 +59,9 @@ def check_weights_file(path: Path) -> None:
     from safetensors import SafetensorError, safe_open
 
     if not path.is_file():
-        raise ConfigError(f"--pretrained {path} is not a file; give a .safetensors file, a torch.save state dict "
-                          f"or an open_clip tag")
+        raise ConfigError(
+            f"--pretrained {path} is not a file; give a .safetensors file, a torch.save state dict or an open_clip tag"
+        )
     try:
         with open(path, "rb") as f:
             head = f.read(8)
@@ -58,12 +72,17 @@ def check_weights_file(path: Path) -> None:
             with safe_open(str(path), framework="pt"):
                 pass
         except SafetensorError as e:
-            raise ConfigError(f"--pretrained {path} is not a readable safetensors file ({one_line(e, 200)}); "
-                              f"it is truncated or corrupt: copy it again") from e
-    elif not (head.startswith(b"PK\x03\x04") or (head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04",
-                                                                                        b"\x05"))):
-        raise ConfigError(f"--pretrained {path} is not a safetensors or PyTorch checkpoint file; give a "
-                          f".safetensors file or a state dict saved with torch.save")
+            raise ConfigError(
+                f"--pretrained {path} is not a readable safetensors file ({one_line(e, 200)}); "
+                f"it is truncated or corrupt: copy it again"
+            ) from e
+    elif not (
+        head.startswith(b"PK\x03\x04") or (head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"))
+    ):
+        raise ConfigError(
+            f"--pretrained {path} is not a safetensors or PyTorch checkpoint file; give a "
+            f".safetensors file or a state dict saved with torch.save"
+        )
 
 
 def load_pretrained(model: CLIPMG, spec: str) -> None:
@@ -127,8 +146,9 @@ class FrozenCache:
         return torch.stack([self.store[i] for i in idx])
 
 
-def evaluate_logits(model: CLIPMG, loader: DataLoader, device: torch.device,
-                    amp: torch.dtype | None = None, progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def evaluate_logits(
+    model: CLIPMG, loader: DataLoader, device: torch.device, amp: torch.dtype | None = None, progress: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
     """Logits ``(N, C)`` and labels ``(N,)`` of a whole loader, in eval mode."""
     from tqdm import tqdm
 
@@ -147,9 +167,12 @@ def evaluate_logits(model: CLIPMG, loader: DataLoader, device: torch.device,
 
 
 def _rng_state() -> Dict[str, Any]:
-    return {"torch": torch.get_rng_state(), "python": list(random.getstate()[1]),
-            "python_pos": random.getstate()[2] if random.getstate()[2] is not None else -1,
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+    return {
+        "torch": torch.get_rng_state(),
+        "python": list(random.getstate()[1]),
+        "python_pos": random.getstate()[2] if random.getstate()[2] is not None else -1,
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
 
 
 def _set_rng_state(s: Dict[str, Any]) -> None:
@@ -172,28 +195,46 @@ class Trainer:
         n_cls = len(data.class_names)
         # the model takes the dataset's preprocessing (the run's --crop / --person-scale, see
         # build_data), which the checkpoint carries on to eval, the engines and live
-        self.model = create_model(cfg.preset, num_classes=n_cls, variant=cfg.variant,
-                                  preprocess=data.train.cfg.preprocess)
+        self.model = create_model(
+            cfg.preset, num_classes=n_cls, variant=cfg.variant, preprocess=data.train.cfg.preprocess
+        )
         if cfg.pretrained:
             load_pretrained(self.model, cfg.pretrained)
         if cfg.cache_frozen and self.model.stem_trainable:
-            raise ConfigError(f"--cache-frozen has nothing to cache: {cfg.preset} trains the whole ViT tower, "
-                             "stem included (trainable_blocks equals layers)")
+            raise ConfigError(
+                f"--cache-frozen has nothing to cache: {cfg.preset} trains the whole ViT tower, "
+                "stem included (trainable_blocks equals layers)"
+            )
         self.model.to(self.device).train()
         groups = self.model.trainable_parameters()
-        self.opt = torch.optim.AdamW([{"params": groups["new"], "lr": cfg.lr_new, "base_lr": cfg.lr_new},
-                                      {"params": groups["vit"], "lr": cfg.lr_vit, "base_lr": cfg.lr_vit}],
-                                     weight_decay=cfg.weight_decay)
+        self.opt = torch.optim.AdamW(
+            [
+                {"params": groups["new"], "lr": cfg.lr_new, "base_lr": cfg.lr_new},
+                {"params": groups["vit"], "lr": cfg.lr_vit, "base_lr": cfg.lr_vit},
+            ],
+            weight_decay=cfg.weight_decay,
+        )
         self.train_ds = Indexed(data.train, cfg.seed)
         self.sampler = EpochSampler(data.train_labels, cfg.seed, self.dist, cfg.class_balance == "sampler")
-        self.loader = DataLoader(self.train_ds, batch_size=cfg.batch_size, sampler=self.sampler,
-                                 num_workers=cfg.workers, collate_fn=collate, drop_last=False,
-                                 persistent_workers=False,
-                                 # its own generator: making an iterator must not consume the global RNG
-                                 generator=torch.Generator().manual_seed(cfg.seed))
-        self.val_loader = DataLoader(Indexed(data.val, cfg.seed), batch_size=cfg.batch_size, shuffle=False,
-                                     num_workers=cfg.workers, collate_fn=collate,
-                                     generator=torch.Generator().manual_seed(cfg.seed))
+        self.loader = DataLoader(
+            self.train_ds,
+            batch_size=cfg.batch_size,
+            sampler=self.sampler,
+            num_workers=cfg.workers,
+            collate_fn=collate,
+            drop_last=False,
+            persistent_workers=False,
+            # its own generator: making an iterator must not consume the global RNG
+            generator=torch.Generator().manual_seed(cfg.seed),
+        )
+        self.val_loader = DataLoader(
+            Indexed(data.val, cfg.seed),
+            batch_size=cfg.batch_size,
+            shuffle=False,
+            num_workers=cfg.workers,
+            collate_fn=collate,
+            generator=torch.Generator().manual_seed(cfg.seed),
+        )
         self.steps_per_epoch = max(1, -(-len(self.sampler) // cfg.batch_size))
         self.total_steps = self.steps_per_epoch * cfg.epochs
         self.warmup_steps = int(cfg.warmup_epochs * self.steps_per_epoch)
@@ -201,8 +242,11 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp == torch.float16)
         self.cache = FrozenCache() if cfg.cache_frozen else None
         # --ema: PyTorch's own weight averaging; the average (buffers too) is what is validated and saved
-        self.ema = (AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
-                    if cfg.ema > 0 else None)
+        self.ema = (
+            AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
+            if cfg.ema > 0
+            else None
+        )
         self.step, self.epoch, self.epoch_pos = 0, 0, 0
         self.best = -1.0
         self.has_val = len(data.val) > 0  # without validation clips: no accuracy, no `best`
@@ -211,7 +255,8 @@ class Trainer:
         self.ddp = None
         if self.dist.world > 1:
             self.ddp = torch.nn.parallel.DistributedDataParallel(
-                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )
 
     # ---------------------------------------------------------------- checkpoints
     def _meta_extra(self) -> Dict[str, Any]:
@@ -225,16 +270,29 @@ class Trainer:
     def save(self, which: str, metrics: Dict[str, Any] | None = None) -> None:
         if not self.dist.main:
             return
-        save_checkpoint(self.out / f"{which}.safetensors", self.evaluated, self.data.class_names,
-                        self.data.duration_stats, metrics or {}, self._meta_extra())
+        save_checkpoint(
+            self.out / f"{which}.safetensors",
+            self.evaluated,
+            self.data.class_names,
+            self.data.duration_stats,
+            metrics or {},
+            self._meta_extra(),
+        )
         if which == "last":
             # The state carries its own copy of the weights: the two files are replaced one after the
             # other, so a kill between the writes leaves last.safetensors one save ahead of this file,
             # and resuming from this file alone is still exact (it just redoes that save's steps).
-            state = {"optimizer": self.opt.state_dict(), "scaler": self.scaler.state_dict(),
-                     "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
-                     "step": self.step, "epoch": self.epoch, "epoch_pos": self.epoch_pos, "best": self.best,
-                     "rng": _rng_state(), "history": json.dumps(self.history)}
+            state = {
+                "optimizer": self.opt.state_dict(),
+                "scaler": self.scaler.state_dict(),
+                "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+                "step": self.step,
+                "epoch": self.epoch,
+                "epoch_pos": self.epoch_pos,
+                "best": self.best,
+                "rng": _rng_state(),
+                "history": json.dumps(self.history),
+            }
             if self.ema is not None:
                 state["ema"] = {k: v.detach().cpu() for k, v in self.ema.state_dict().items()}
             atomic_write(self.out / "last.state.pt", lambda tmp: torch.save(state, tmp))
@@ -243,22 +301,28 @@ class Trainer:
     def resume(self) -> None:
         path = self.out / "last.safetensors"
         if not path.is_file() or not (self.out / "last.state.pt").is_file():
-            raise CheckpointError(f"--resume: no checkpoint to resume in {self.out} (expected last.safetensors "
-                                  f"and last.state.pt); start without --resume")
+            raise CheckpointError(
+                f"--resume: no checkpoint to resume in {self.out} (expected last.safetensors "
+                f"and last.state.pt); start without --resume"
+            )
         model, meta = load_checkpoint(path, config=self.model.cfg, class_names=self.data.class_names)
         self.model.load_state_dict(model.state_dict())
         try:  # weights_only: tensors and plain containers only; pickled code is refused
             state = torch.load(self.out / "last.state.pt", map_location=self.device, weights_only=True)
         except Exception as e:  # noqa: BLE001 - UnpicklingError, EOFError, RuntimeError for damaged files
-            raise CheckpointError(f"cannot resume from {self.out / 'last.state.pt'}: {str(e).splitlines()[0]}; "
-                                  f"the file is damaged or not a clipmg training state. Delete it to start over, "
-                                  f"or restore it from a backup") from e
+            raise CheckpointError(
+                f"cannot resume from {self.out / 'last.state.pt'}: {str(e).splitlines()[0]}; "
+                f"the file is damaged or not a clipmg training state. Delete it to start over, "
+                f"or restore it from a backup"
+            ) from e
         if "model" in state:  # the weights that belong to this optimiser state (see save)
             self.model.load_state_dict(state["model"])
         if self.ema is not None:
             if "ema" not in state:
-                raise CheckpointError(f"--resume --ema: {self.out / 'last.state.pt'} has no weight average (the run "
-                                      f"was started without --ema); resume without --ema or start over")
+                raise CheckpointError(
+                    f"--resume --ema: {self.out / 'last.state.pt'} has no weight average (the run "
+                    f"was started without --ema); resume without --ema or start over"
+                )
             self.ema.load_state_dict(state["ema"])
         self.opt.load_state_dict(state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])
@@ -286,8 +350,9 @@ class Trainer:
                 logits = model(None, kp, frozen_tokens=self.cache.tokens(self.model, batch, self.device))
             else:
                 logits = model(batch["images"].to(self.device, non_blocking=True), kp)
-            loss = loss_fn(logits, target, self.prior, self.cfg.class_balance, self.cfg.label_smoothing,
-                           self.cfg.logit_adjust)
+            loss = loss_fn(
+                logits, target, self.prior, self.cfg.class_balance, self.cfg.label_smoothing, self.cfg.logit_adjust
+            )
         self._check_finite("loss", loss)  # before the step: the weights stay those of the last finite loss
         self.opt.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
@@ -315,11 +380,16 @@ class Trainer:
             dist_.all_reduce(ok, op=dist_.ReduceOp.MIN)
         if bool(ok.item()):
             return
-        kept = (f"{self.out / 'last.safetensors'} (step {self.saved_step}) is the last good checkpoint"
-                if self.saved_step is not None else "no checkpoint had been written yet")
-        raise TrainingDiverged(f"training diverged at step {self.step + 1} (epoch {self.epoch + 1}): the {what} "
-                               f"became {float(value.detach())}; stopped without saving, so {kept}; lower --lr-new "
-                               f"or --lr-vit (or raise --warmup-epochs) and train again")
+        kept = (
+            f"{self.out / 'last.safetensors'} (step {self.saved_step}) is the last good checkpoint"
+            if self.saved_step is not None
+            else "no checkpoint had been written yet"
+        )
+        raise TrainingDiverged(
+            f"training diverged at step {self.step + 1} (epoch {self.epoch + 1}): the {what} "
+            f"became {float(value.detach())}; stopped without saving, so {kept}; lower --lr-new "
+            f"or --lr-vit (or raise --warmup-epochs) and train again"
+        )
 
     def validate(self) -> Dict[str, Any]:
         logits, labels = evaluate_logits(self.evaluated, self.val_loader, self.device, self.amp)
@@ -337,9 +407,14 @@ class Trainer:
     def _write_config(self) -> None:
         if self.dist.main:
             self.out.mkdir(parents=True, exist_ok=True)
-            cfg = {"train": self.cfg.to_dict(), "model": self.model.cfg.to_dict(),
-                   "class_names": list(self.data.class_names), "split": self.data.split,
-                   "duration_stats": self.data.duration_stats, "data_summary": self.data.summary}
+            cfg = {
+                "train": self.cfg.to_dict(),
+                "model": self.model.cfg.to_dict(),
+                "class_names": list(self.data.class_names),
+                "split": self.data.split,
+                "duration_stats": self.data.duration_stats,
+                "data_summary": self.data.summary,
+            }
             atomic_write_text(self.out / "config.json", json.dumps(cfg, indent=2))
 
     def run(self) -> Dict[str, Any]:
@@ -349,9 +424,11 @@ class Trainer:
         if self.dist.main:
             self._prepare_out()
             if not self.has_val:
-                log.warning("no validation split: %s, so no accuracy is reported and only last.safetensors is "
-                            "written (no best)", "--val-fraction is 0" if cfg.val_fraction == 0 else
-                            "the held-out videos have no usable clips")
+                log.warning(
+                    "no validation split: %s, so no accuracy is reported and only last.safetensors is "
+                    "written (no best)",
+                    "--val-fraction is 0" if cfg.val_fraction == 0 else "the held-out videos have no usable clips",
+                )
         if self.dist.main and self.out.is_dir():  # what a kill in the middle of a write left behind
             for p in remove_stale_temporaries(self.out, ("best.safetensors", "last.safetensors", "last.state.pt")):
                 log.info("removed %s, left by an interrupted checkpoint write", p.name)
@@ -378,8 +455,14 @@ class Trainer:
                 self.train_ds.epoch = self.epoch
                 self.sampler.set_epoch(self.epoch, self.epoch_pos * cfg.batch_size)
                 losses: List[float] = []
-                bar = tqdm(self.loader, desc=f"epoch {self.epoch + 1}/{cfg.epochs}", leave=False,
-                           disable=not self.dist.main, initial=self.epoch_pos, total=self.steps_per_epoch)
+                bar = tqdm(
+                    self.loader,
+                    desc=f"epoch {self.epoch + 1}/{cfg.epochs}",
+                    leave=False,
+                    disable=not self.dist.main,
+                    initial=self.epoch_pos,
+                    total=self.steps_per_epoch,
+                )
                 try:
                     for batch in bar:
                         loss = self.train_step(batch)
@@ -388,8 +471,15 @@ class Trainer:
                         steps_this_run += 1
                         bar.set_postfix(loss=f"{loss:.3f}")
                         if writer:
-                            writer.writerow([self.step, self.epoch, f"{loss:.6f}",
-                                             f"{self.opt.param_groups[0]['lr']:.3e}", f"{time.monotonic() - t0:.1f}"])
+                            writer.writerow(
+                                [
+                                    self.step,
+                                    self.epoch,
+                                    f"{loss:.6f}",
+                                    f"{self.opt.param_groups[0]['lr']:.3e}",
+                                    f"{time.monotonic() - t0:.1f}",
+                                ]
+                            )
                         if tb:
                             tb.add_scalar("train/loss", loss, self.step)
                         out_of_time = cfg.time_limit_min > 0 and time.monotonic() - t0 > 60 * cfg.time_limit_min
@@ -416,8 +506,13 @@ class Trainer:
                 tb.close()
         if self.cache is not None and self.dist.main:
             log.info("frozen-output cache: %d hits, %d misses", self.cache.hits, self.cache.misses)
-        return {"best_top1": self.best, "has_val": self.has_val, "history": self.history, "steps": self.step,
-                "elapsed_s": time.monotonic() - t0}
+        return {
+            "best_top1": self.best,
+            "has_val": self.has_val,
+            "history": self.history,
+            "steps": self.step,
+            "elapsed_s": time.monotonic() - t0,
+        }
 
     def _trim_logs(self) -> None:
         """Drop the rows a killed run logged after the state it is resumed from (those steps and
@@ -446,8 +541,11 @@ class Trainer:
             if self.has_val:
                 m = self.validate()
                 metrics.update({"val_top1": m["top1"], "val_top5": m["top5"], "val_macro": m["macro"]})
-                text += (f"  val top-1 {m['top1']:.3f}" + (f"  top-5 {m['top5']:.3f}" if m["top5"] is not None else "")
-                         + f"  macro {m['macro']:.3f}")
+                text += (
+                    f"  val top-1 {m['top1']:.3f}"
+                    + (f"  top-5 {m['top5']:.3f}" if m["top5"] is not None else "")
+                    + f"  macro {m['macro']:.3f}"
+                )
                 if m["without_clips"]:
                     text += f" (no val clips of {len(m['without_clips'])} classes: {', '.join(m['without_clips'][:5])}"
                     text += ", ...)" if len(m["without_clips"]) > 5 else ")"

@@ -26,11 +26,17 @@ def summarize(index: ClipIndex) -> Dict[str, Any]:
     bg = sum(c.background for c in index.clips)
     with_rgb = sum(1 for v in {c.source for c in index.clips} if index.sources[v].rgb is not None)
     return {
-        "root": str(index.root), "layout": index.layout, "videos": len(index.videos),
-        "sources_with_rgb": with_rgb, "clips": len(index.clips) - bg, "background_windows": bg,
+        "root": str(index.root),
+        "layout": index.layout,
+        "videos": len(index.videos),
+        "sources_with_rgb": with_rgb,
+        "clips": len(index.clips) - bg,
+        "background_windows": bg,
         "classes": [{"label": i, "name": n, "clips": counts[i]} for i, n in enumerate(index.class_names)],
-        "duration_frames": index.duration_stats(), "missing": dict(index.missing),
-        "skipped": dict(index.issues.counts), "skipped_summary": index.issues.summary(),
+        "duration_frames": index.duration_stats(),
+        "missing": dict(index.missing),
+        "skipped": dict(index.issues.counts),
+        "skipped_summary": index.issues.summary(),
     }
 
 
@@ -44,8 +50,10 @@ def format_summary(s: Dict[str, Any]) -> str:
     ]
     width = max(len(c["name"]) for c in s["classes"])
     lines += [f"  {c['label']:3d}  {c['name']:<{width}}  {c['clips']:6d}" for c in s["classes"]]
-    lines.append(f"clip duration (frames): mean {d['mean']:.1f}, median {d['median']:.0f}, p10 {d['p10']:.0f}, "
-                 f"p90 {d['p90']:.0f}, min {d['min']:.0f}, max {d['max']:.0f}")
+    lines.append(
+        f"clip duration (frames): mean {d['mean']:.1f}, median {d['median']:.0f}, p10 {d['p10']:.0f}, "
+        f"p90 {d['p90']:.0f}, min {d['min']:.0f}, max {d['max']:.0f}"
+    )
     lines.append("missing modalities: " + ", ".join(f"{n} {k}" for k, n in s["missing"].items()))
     lines.append(s["skipped_summary"])
     return "\n".join(lines)
@@ -61,10 +69,17 @@ def _main(argv: List[str] | None) -> int:
     sub = ap.add_subparsers(dest="command", required=True)
     sp = sub.add_parser("summary", help="clips per class, durations, missing modalities, skipped files")
     sp.add_argument("root", help="dataset folder (or a pyskl .pkl file)")
-    sp.add_argument("--layout", default="auto", choices=("auto",) + LAYOUT_NAMES,
-                    help="dataset layout (default: guessed from the file names)")
-    sp.add_argument("--classes", help="class-names file (one a line, or a JSON list); default: classes.txt "
-                    "beside the data, else the iMiGUE list")
+    sp.add_argument(
+        "--layout",
+        default="auto",
+        choices=("auto",) + LAYOUT_NAMES,
+        help="dataset layout (default: guessed from the file names)",
+    )
+    sp.add_argument(
+        "--classes",
+        help="class-names file (one a line, or a JSON list); default: classes.txt "
+        "beside the data, else the iMiGUE list",
+    )
     sp.add_argument("--background", action="store_true", help="also mine 'no gesture' windows from unlabelled spans")
     sp.add_argument("--strict", action="store_true", help="stop at the first malformed file (exit 2)")
     sp.add_argument("--json", action="store_true", help="print the summary as JSON")

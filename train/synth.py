@@ -37,8 +37,19 @@ import numpy as np
 
 from clipmg.model.config import ConfigError
 from clipmg.model.errors import ClipmgError, run_command
-from clipmg.model.synthetic import (SYNTH_CLASSES, SynthConfig, SynthFrame, Take, _rng, make_episode,  # noqa: F401
-                                    openpose_json, plan_video, synthetic_stream, write_video)
+from clipmg.model.synthetic import (  # noqa: F401
+    SYNTH_CLASSES,
+    SynthConfig,
+    SynthFrame,
+    Take,
+    _rng,
+    make_episode,
+    openpose_json,
+    plan_video,
+    synthetic_stream,
+    write_video,
+)
+
 
 # -------------------------------------------------------------------------------------- writing
 def miga_id(label: int) -> int:
@@ -51,11 +62,18 @@ def balanced_classes(rng: np.random.Generator, classes: Sequence[str], videos: i
     total = videos * per_video
     labels = np.resize(rng.permutation(len(classes)), total)
     labels = rng.permutation(labels)
-    return [[classes[i] for i in labels[v * per_video:(v + 1) * per_video]] for v in range(videos)]
+    return [[classes[i] for i in labels[v * per_video : (v + 1) * per_video]] for v in range(videos)]
 
 
-def write_dataset(out_dir: str | Path, seed: int = 0, videos: int = 20, clips_per_video: int = 20,
-                  config: SynthConfig | None = None, video: bool = True, progress: bool = False) -> Dict[str, object]:
+def write_dataset(
+    out_dir: str | Path,
+    seed: int = 0,
+    videos: int = 20,
+    clips_per_video: int = 20,
+    config: SynthConfig | None = None,
+    video: bool = True,
+    progress: bool = False,
+) -> Dict[str, object]:
     """Write the synthetic set into ``out_dir`` (created; must be empty) and return its summary dict."""
     cfg = config or SynthConfig()
     out = Path(out_dir)
@@ -105,7 +123,8 @@ def write_dataset(out_dir: str | Path, seed: int = 0, videos: int = 20, clips_pe
     (out / "README.md").write_text(
         f"Synthetic micro-gesture set written by `clipmg-synth` (seed {seed}): {videos} videos, "
         f"{videos * clips_per_video} clips of {len(cfg.classes)} classes (classes.txt), iMiGUE layout "
-        f"(<id>/<id>_label.csv, <id>/<id>.mp4, <id>/openpose/*_keypoints.json); see docs/data.md.\n")
+        f"(<id>/<id>_label.csv, <id>/<id>.mp4, <id>/openpose/*_keypoints.json); see docs/data.md.\n"
+    )
     return meta
 
 
@@ -115,8 +134,10 @@ def main(argv: List[str] | None = None) -> int:
 
 
 def _main(argv: List[str] | None) -> int:
-    ap = argparse.ArgumentParser(prog="clipmg-synth", description="Write the synthetic micro-gesture set "
-                                 "(iMiGUE layout: label CSV, OpenPose JSON per frame, mp4).")
+    ap = argparse.ArgumentParser(
+        prog="clipmg-synth",
+        description="Write the synthetic micro-gesture set (iMiGUE layout: label CSV, OpenPose JSON per frame, mp4).",
+    )
     ap.add_argument("out_dir", help="folder to create (must be new or empty)")
     ap.add_argument("--seed", type=int, default=0, help="random seed (same seed: same files)")
     ap.add_argument("--videos", type=int, default=20, help="number of videos (subjects)")
@@ -132,15 +153,29 @@ def _main(argv: List[str] | None) -> int:
     args = ap.parse_args(argv)
     classes = tuple(c.strip() for c in args.classes.split(",") if c.strip()) or SYNTH_CLASSES
     try:  # SynthConfig checks the flags' values; its ValueErrors are about them
-        cfg = SynthConfig(width=args.width, height=args.height, fps=args.fps,
-                          clip_frames=(args.min_clip, args.max_clip), classes=classes)
+        cfg = SynthConfig(
+            width=args.width,
+            height=args.height,
+            fps=args.fps,
+            clip_frames=(args.min_clip, args.max_clip),
+            classes=classes,
+        )
     except ValueError as e:
         raise ConfigError(str(e)) from e
     t0 = time.perf_counter()
-    meta = write_dataset(args.out_dir, args.seed, args.videos, args.clips_per_video, cfg,
-                         video=not args.no_video, progress=not args.quiet)
-    print(f"wrote {meta['clips']} clips in {args.videos} videos ({meta['frames']} frames) to {args.out_dir} "
-          f"in {time.perf_counter() - t0:.1f} s")
+    meta = write_dataset(
+        args.out_dir,
+        args.seed,
+        args.videos,
+        args.clips_per_video,
+        cfg,
+        video=not args.no_video,
+        progress=not args.quiet,
+    )
+    print(
+        f"wrote {meta['clips']} clips in {args.videos} videos ({meta['frames']} frames) to {args.out_dir} "
+        f"in {time.perf_counter() - t0:.1f} s"
+    )
     return 0
 
 

@@ -25,8 +25,16 @@ from .config import TrainConfig, parse
 
 # the training run's names, loaded with PyTorch on first use (PEP 562): `clipmg-train --lr-new nan`
 # is refused before PyTorch is imported
-_RUN_NAMES = ("Trainer", "TrainingDiverged", "Indexed", "FrozenCache", "collate", "evaluate_logits",
-              "check_weights_file", "load_pretrained")
+_RUN_NAMES = (
+    "Trainer",
+    "TrainingDiverged",
+    "Indexed",
+    "FrozenCache",
+    "collate",
+    "evaluate_logits",
+    "check_weights_file",
+    "load_pretrained",
+)
 
 
 def __getattr__(name: str) -> Any:
@@ -85,8 +93,10 @@ def _main(argv: list[str] | None) -> int:
             best = f"best val top-1 {result['best_top1']:.4f}"
         else:
             best = "no validation pass yet (stopped inside the first epoch)"
-        print(f"done: {best} after {result['steps']} steps "
-              f"in {result['elapsed_s'] / 60:.1f} min; checkpoints in {cfg.out}")
+        print(
+            f"done: {best} after {result['steps']} steps "
+            f"in {result['elapsed_s'] / 60:.1f} min; checkpoints in {cfg.out}"
+        )
     return 0
 
 

@@ -35,11 +35,31 @@ CONFIGURED: List[Dict[str, Any]] = []
 STOPPED: List[bool] = []
 
 KNOWN_FLAGS = {
-    "model_folder", "model_pose", "net_resolution", "hand", "face", "number_people_max",
-    "num_gpu", "num_gpu_start", "keypoint_scale", "render_pose", "display", "disable_blending",
-    "hand_net_resolution", "face_net_resolution", "hand_detector", "face_detector",
-    "scale_number", "scale_gap", "render_threshold", "alpha_pose", "logging_level",
-    "maximize_positives", "tracking", "disable_multi_thread", "part_to_show",
+    "model_folder",
+    "model_pose",
+    "net_resolution",
+    "hand",
+    "face",
+    "number_people_max",
+    "num_gpu",
+    "num_gpu_start",
+    "keypoint_scale",
+    "render_pose",
+    "display",
+    "disable_blending",
+    "hand_net_resolution",
+    "face_net_resolution",
+    "hand_detector",
+    "face_detector",
+    "scale_number",
+    "scale_gap",
+    "render_threshold",
+    "alpha_pose",
+    "logging_level",
+    "maximize_positives",
+    "tracking",
+    "disable_multi_thread",
+    "part_to_show",
 }
 
 
