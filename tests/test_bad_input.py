@@ -462,10 +462,22 @@ SLOW = [
 
 
 # ------------------------------------------------------------------------------------ artifacts
+def tiny_dataset(ds: Path) -> Path:
+    """The small synthetic data set (3 videos, 3 clips each, TRAIN_CLASSES) the bad-input cases train on."""
+    from clipmg.train.synth import SynthConfig, write_dataset
+
+    write_dataset(
+        ds,
+        seed=3,
+        videos=3,
+        clips_per_video=3,
+        config=SynthConfig(classes=TRAIN_CLASSES, clip_frames=(24, 32), gap_frames=(8, 12)),
+    )
+    return ds
+
+
 def _make_artifacts(root: Path, with_engines: bool) -> Dict[str, str]:
     import torch
-
-    from clipmg.train.synth import SynthConfig, write_dataset
 
     a: Dict[str, Path] = {"tmp": root}
     a["ckpt5"] = tiny_checkpoint(root / "tiny5.safetensors", CLASSES)
@@ -488,15 +500,7 @@ def _make_artifacts(root: Path, with_engines: bool) -> Dict[str, str]:
     if not with_engines:
         return {k: str(v) for k, v in a.items()}
 
-    ds = root / "ds"
-    write_dataset(
-        ds,
-        seed=3,
-        videos=3,
-        clips_per_video=3,
-        config=SynthConfig(classes=TRAIN_CLASSES, clip_frames=(24, 32), gap_frames=(8, 12)),
-    )
-    a["ds"] = ds
+    a["ds"] = ds = tiny_dataset(root / "ds")
     a["ds_badlabels"] = shutil.copytree(ds, root / "ds_badlabels")
     label = sorted(a["ds_badlabels"].glob("*/*_label.csv"))[0]
     label.write_text(label.read_text() + "2,abc,40\n")

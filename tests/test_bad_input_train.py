@@ -29,7 +29,7 @@ from typing import Dict, List, Tuple
 import numpy as np
 import pytest
 from live_harness import tiny_checkpoint
-from test_bad_input import NOISE, TRAIN_CLASSES
+from test_bad_input import NOISE, TRAIN_CLASSES, tiny_dataset
 
 MODULES = {
     "clipmg-train": "clipmg.train.trainer",
@@ -165,18 +165,8 @@ def flip_weight_bytes(src: Path, dst: Path) -> Path:
 def _make_artifacts(root: Path) -> Dict[str, str]:
     import torch
 
-    from clipmg.train.synth import SynthConfig, write_dataset
-
     a: Dict[str, Path] = {"tmp": root}
-    ds = root / "ds"
-    write_dataset(
-        ds,
-        seed=3,
-        videos=3,
-        clips_per_video=3,
-        config=SynthConfig(classes=TRAIN_CLASSES, clip_frames=(24, 32), gap_frames=(8, 12)),
-    )
-    a["ds"] = ds
+    a["ds"] = ds = tiny_dataset(root / "ds")
     a["ds_nan"] = shutil.copytree(ds, root / "ds_nan")
     nan = json.dumps({"version": 1.3, "people": [{"pose_keypoints_2d": [float("nan")] * 75}]})
     for f in a["ds_nan"].rglob("*_keypoints.json"):
