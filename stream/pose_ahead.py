@@ -109,7 +109,7 @@ class PoseAhead:
             raise RuntimeError("pose thread ended unexpectedly")
 
     def _run(self, estimate: Callable[[int], Any]) -> None:
-        k: Optional[int] = None
+        claimed: Optional[int] = None  # the sample this thread is estimating (None: none)
         try:
             while True:
                 with self._cv:
@@ -121,21 +121,20 @@ class PoseAhead:
                         self._cv.wait(0.002)
                     if self._closed or self._next is None:
                         return
-                    k = claimed = self._next
+                    claimed = self._next
                     self._busy.add(claimed)
                     self._next = claimed + 1
-                result = estimate(
-                    claimed
-                )  # outside the lock: the main thread (and the other pose threads) run meanwhile
+                # outside the lock: the main thread (and the other pose threads) run meanwhile
+                result = estimate(claimed)
                 with self._cv:
                     self._busy.discard(claimed)
                     if claimed >= self._start:
                         self._done[claimed] = result
+                    claimed = None
                     self._cv.notify_all()
-                k = None
         except BaseException as e:  # noqa: BLE001 - handed to the main thread, which crashes the worker
             with self._cv:
                 self._error = e
-                if k is not None:
-                    self._busy.discard(k)
+                if claimed is not None:
+                    self._busy.discard(claimed)
                 self._cv.notify_all()

@@ -24,6 +24,7 @@ Three parts, all on files that are never trained or tuned on (they are the test)
 from __future__ import annotations
 
 import argparse
+import csv
 import datetime as _dt
 import json
 import math
@@ -92,7 +93,8 @@ def real_segments(
     from clipmg.stream.worker import load_worker_engine
 
     labels = data / CLIPS / "labels.csv"
-    clips = sorted({line.split(",")[0] for line in labels.read_text(encoding="utf-8").splitlines()[1:] if line.strip()})
+    with open(labels, newline="", encoding="utf-8") as f:
+        clips = sorted({row["clip"] for row in csv.DictReader(f) if row.get("clip")})
     path = engine_path or str(demo_model())
     engine = load_worker_engine(StreamConfig(engine=path, threads=threads))
     records: List[Dict[str, Any]] = []
