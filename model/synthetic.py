@@ -20,6 +20,8 @@ from typing import Dict, Iterator, List, Sequence, Tuple
 import cv2
 import numpy as np
 
+from .observation import ProfileObserver, list_profiles, load_profile
+
 SYNTH_CLASSES: Tuple[str, ...] = (
     "touch chin",
     "touch forehead",
@@ -85,6 +87,9 @@ class SynthConfig:
     noise_px: Tuple[float, float] = (0.2, 1.0)  # per-video keypoint noise sigma range (in 120-px units)
     dropout: Tuple[float, float] = (0.01, 0.04)  # per-video probability that one keypoint is missed
     classes: Tuple[str, ...] = SYNTH_CLASSES  # motion scripts to use (names from SYNTH_CLASSES)
+    # how the keypoints are observed: "v1" (the first, guessed noise and dropout: what the shipped
+    # demo model was trained on) or a profile fitted to a real estimator (model/observers/, e.g. "openpose")
+    observer: str = "v1"
 
     def __post_init__(self) -> None:
         if self.width % 2 or self.height % 2 or not (64 <= self.height <= 1080 and 64 <= self.width <= 1920):
@@ -100,6 +105,8 @@ class SynthConfig:
             raise ValueError(f"clip_frames must be (lo, hi) with 8 <= lo <= hi, got {self.clip_frames}")
         if not 0 <= self.gap_frames[0] <= self.gap_frames[1]:
             raise ValueError(f"gap_frames must be (lo, hi) with 0 <= lo <= hi, got {self.gap_frames}")
+        if self.observer != "v1" and self.observer not in list_profiles():
+            raise ValueError(f"observer must be one of v1, {', '.join(list_profiles())}; got {self.observer!r}")
         unknown = [c for c in self.classes if c not in SYNTH_CLASSES]
         if unknown or len(self.classes) < 2:
             raise ValueError(f"classes must be at least two of {', '.join(SYNTH_CLASSES)}; unknown: {unknown}")
@@ -620,7 +627,11 @@ class Take:
         self.cfg = cfg
         self.subject = make_subject(_rng(seed, index, 1), cfg)
         self.background = make_background(_rng(seed, index, 2), cfg.width, cfg.height)
-        self.observer = Observer(_rng(seed, index, 3), self.subject.noise_px, self.subject.dropout)
+        self.observer: Observer | ProfileObserver = (
+            Observer(_rng(seed, index, 3), self.subject.noise_px, self.subject.dropout)
+            if cfg.observer == "v1"
+            else ProfileObserver(_rng(seed, index, 3), load_profile(cfg.observer))
+        )
         self.body = Body(self.subject)
         self.phase = float(_rng(seed, index, 4).uniform(0, 2 * math.pi))
 

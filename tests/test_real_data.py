@@ -131,13 +131,25 @@ def test_real_data_report(shared_data, tmp_path):
     assert r["segments"]["demo"] is True and r["segments"]["model"]["preset"] == "clipmg-tiny"
     assert r["segments"]["top1"] == sum(s["top1_hit"] for s in seg)
     k = r["keypoints"]
-    assert set(k) == {"synthetic", "openpose_298", "mediapipe_gifs"}
+    assert set(k) == {"synthetic", "synthetic_fitted", "openpose_298", "mediapipe_gifs"}
     for name, s in k.items():
         assert 0.9 <= s["person"] <= 1.0, name
         assert s["jitter"] is not None and s["jitter"] > 0, name
     assert k["openpose_298"]["hand_missing"]["right"] == pytest.approx(693 / 10534, abs=1e-4)
+    # the observer fitted to real OpenPose is closer to it than the guessed one, statistic by statistic
+    real, v1, fitted = k["openpose_298"], k["synthetic"], k["synthetic_fitted"]
+    for get in (
+        lambda s: s["jitter"],
+        lambda s: s["conf_median"]["r_shoulder"],
+        lambda s: s["conf_median"]["hand points"],
+        lambda s: s["conf_p10"]["hand points"],
+        lambda s: s["missing"]["r_ear"],
+        lambda s: s["hand_missing"]["right"],
+    ):
+        assert abs(get(fitted) - get(real)) < abs(get(v1) - get(real))
+    assert fitted["jitter"] == pytest.approx(real["jitter"], rel=0.35)
     text = md.read_text()
-    assert "| statistic | synthetic | real OpenPose (298) | MediaPipe on real GIFs |" in text
+    assert "| statistic | synthetic, v1 observer | synthetic, fitted observer | real OpenPose (298) | MediaPipe" in text
     assert f"**Top-1 {r['segments']['top1']} of 4" in text
     assert p.stdout.strip() == text.strip()
 

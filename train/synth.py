@@ -37,6 +37,7 @@ import numpy as np
 
 from clipmg.model.config import ConfigError
 from clipmg.model.errors import ClipmgError, run_command
+from clipmg.model.observation import list_profiles
 from clipmg.model.synthetic import (  # noqa: F401
     SYNTH_CLASSES,
     SynthConfig,
@@ -148,6 +149,12 @@ def _main(argv: List[str] | None) -> int:
     ap.add_argument("--min-clip", type=int, default=SynthConfig.clip_frames[0], help="shortest clip (frames)")
     ap.add_argument("--max-clip", type=int, default=SynthConfig.clip_frames[1], help="longest clip (frames)")
     ap.add_argument("--classes", default="", help="comma-separated subset of: " + ", ".join(SYNTH_CLASSES))
+    ap.add_argument(
+        "--observer",
+        default=SynthConfig.observer,
+        help="how the keypoints are observed: v1 (the first, guessed noise; the demo model's) or a profile fitted "
+        "to a real estimator: " + ", ".join(list_profiles()) + " (see docs/data.md)",
+    )
     ap.add_argument("--no-video", action="store_true", help="skip the mp4 files (pose-only set)")
     ap.add_argument("--quiet", action="store_true", help="no progress lines")
     args = ap.parse_args(argv)
@@ -159,6 +166,7 @@ def _main(argv: List[str] | None) -> int:
             fps=args.fps,
             clip_frames=(args.min_clip, args.max_clip),
             classes=classes,
+            observer=args.observer,
         )
     except ValueError as e:
         raise ConfigError(str(e)) from e
