@@ -24,9 +24,9 @@ for spec in "clipmg-vitb16 32 bf16" "clipmg-vitb16 32 fp16" "clipmg-vitb16 32 no
   set -- $spec
   step "measure $spec" 120 $PY -m clipmg.train.measure --preset $1 --batch-size $2 --amp $3 --device cuda --steps 5 | tee -a "$R/measure.jsonl"
 done
-step bench 240 $PY -m clipmg.engines.bench --presets clipmg-vitb32 clipmg-vitb16 --backends torch tensorrt --torch-device cuda \
+step bench 240 $PY -m clipmg.bench.engines --presets clipmg-vitb32 clipmg-vitb16 --backends torch tensorrt --torch-device cuda \
   --batches 1 8 --json "$R/bench.json" --markdown "$R/bench.md"
-step bench-cache 120 $PY -m clipmg.stream.bench_cache --preset clipmg-vitb32 --device cuda --windows 20 --json | tee "$R/cache.json"
+step bench-cache 120 $PY -m clipmg.bench.cache --preset clipmg-vitb32 --device cuda --windows 20 --json | tee "$R/cache.json"
 wait $SYNTH; cat "$R/synth.log"
 step train-vitb16-bf16 240 $PY -m clipmg.train.trainer --data /tmp/synth --preset clipmg-vitb16 --out /tmp/runs/b16 --epochs 2 \
   --batch-size 32 --workers 12 --amp bf16 --device cuda --seed 0
