@@ -11,8 +11,8 @@ step() { local name=$1 limit=$2; shift 2; echo "=== $name ($(date +%T))"; local 
   timeout "$limit" "$@"; echo "=== $name rc=$? in $((SECONDS - t0)) s"; }
 PY=python3
 $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-# clipmg itself without installing it: the import root `clipmg` over the four product folders
-mkdir -p /tmp/pkg/clipmg && for d in model train engines stream; do ln -sfn "$PWD/$d" /tmp/pkg/clipmg/$d; done
+# clipmg itself without installing it: the import root `clipmg` over the five product folders
+mkdir -p /tmp/pkg/clipmg && for d in model train engines stream bench; do ln -sfn "$PWD/$d" /tmp/pkg/clipmg/$d; done
 export PYTHONPATH=/tmp/pkg:/tmp/site
 step env 60 bash -c 'nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv; nproc;
   python3 -c "import torch, onnxruntime, open_clip, av; print(\"torch\", torch.__version__, torch.version.cuda, torch.cuda.get_device_name(0)); print(\"ort\", onnxruntime.__version__, onnxruntime.get_available_providers()); print(\"open_clip\", open_clip.__version__)";
