@@ -24,11 +24,11 @@ test: $(STAMP)
 	$(PY) -m pytest $(ARGS)
 
 # ruff (lint and a format check) and mypy on the product folders; the rules are in pyproject.toml.
-LINTED := model engines stream train run_live.py tests
+LINTED := model engines stream train bench run_live.py tests
 lint: $(STAMP)
 	$(VENV)/bin/ruff check $(LINTED)
 	$(VENV)/bin/ruff format --check $(LINTED)
-	$(VENV)/bin/mypy model engines stream train
+	$(VENV)/bin/mypy model engines stream train bench
 
 # The live runtime alone (no PyTorch): what a deployment installs; CI runs the live tests in it.
 $(RUNTIME_STAMP): pyproject.toml

@@ -169,8 +169,8 @@ class OnnxEngine(Engine):
         ``precision``: ``auto`` (int8 only where the export marked it safe), ``fp32`` or ``int8``.
         ``threads``: intra-op threads (``None``: one per physical core). ``allow_spinning``: off by
         default, because the live pipeline shares the CPU with the pose estimator and idle ORT
-        threads that spin steal it (and it measured faster on the shared 2-core machine, see
-        docs/benchmarks.md); ``True`` or ``None`` (ORT's default, on) restores spinning.
+        threads that spin steal it (the runs that chose this: docs/benchmarks.md, "ONNX Runtime
+        session options"); ``True`` or ``None`` (ORT's default, on) restores spinning.
         ``verify``: check every file's sha256 against the manifest (a few hundred ms for ViT-B).
         ``expect``: expectations checked against the metadata (see ``metadata.check_expectations``).
         """

@@ -11,8 +11,8 @@ Holistic follows one person, so ``num_people`` is 0 or 1.
 
 The face is never used, so the backend runs Holistic's own graph (the ``holistic_landmark_cpu``
 graph in the wheel) with its face-mesh branch removed: the pose and hand nodes, and so the
-landmarks, are exactly Holistic's (tested: equal to the last bit on the real clips), at about 15 %
-less CPU a frame (``python -m clipmg.stream.bench_pose``; docs/benchmarks.md).
+landmarks, are exactly Holistic's (tested: equal to the last bit on the real clips), for less CPU a
+frame (the figures: docs/benchmarks.md, measured by ``python -m clipmg.bench.pose``).
 """
 
 from __future__ import annotations

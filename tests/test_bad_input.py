@@ -673,7 +673,7 @@ BUG_PATHS = [
     ("clipmg-predict", "clipmg.stream.predict", "_check"),
     ("clipmg-export", "clipmg.engines.export", "check_export_args"),
     ("clipmg-build", "clipmg.engines.build", "check_flag"),
-    ("clipmg-bench", "clipmg.engines.bench", "check_flag"),
+    ("clipmg-bench", "clipmg.bench.engines", "check_flag"),
 ]
 
 

@@ -476,7 +476,7 @@ def test_console_script_fails_with_one_line(tmp_path: Path) -> None:
 
 
 def test_bench_runs_on_the_tiny_preset(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from clipmg.engines.bench import main
+    from clipmg.bench.engines import main
 
     out = tmp_path / "bench.json"
     assert (

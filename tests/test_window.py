@@ -260,7 +260,7 @@ def test_decision_policy_answers_or_not_without_a_person(tmp_path_factory: Any) 
 
 
 def test_cache_benchmark_drives_the_worker_and_all_paths_agree() -> None:
-    from clipmg.stream.bench_cache import run
+    from clipmg.bench.cache import run
 
     r = run("clipmg-tiny", stride=8, windows=2, warmup=1, frame_size=128)
     assert r["encodings_per_window"] == {"cached": 2, "naive": 8}

@@ -1,7 +1,7 @@
 """The live worker's window step is the one window implementation, with every cache the engine has.
 
 A call-counting engine wraps a real engine (the tiny preset, PyTorch and ONNX Runtime) inside the
-shipped ``Worker``, driven frame by frame through a real shared-memory ring (``stream/drive.py``,
+shipped ``Worker``, driven frame by frame through a real shared-memory ring (``bench/drive.py``,
 what the cache benchmark drives too). It proves that, once running, the worker calls
 ``head_cached`` (never the whole ``head``), computes each pose group's skeleton-stage inputs once,
 encodes a window's new RGB frames in one call, and publishes logits equal to the offline model's on
@@ -17,9 +17,9 @@ from typing import Any, Tuple
 import numpy as np
 import pytest
 
+from clipmg.bench.drive import DrivenWorker
 from clipmg.model.layouts import extract_layout
 from clipmg.stream.config import StreamConfig
-from clipmg.stream.drive import DrivenWorker
 from clipmg.stream.window import Schedule, offline_logits
 
 CLASSES = ["touch chin", "touch forehead", "rub eyes", "fold arm", "no gesture"]

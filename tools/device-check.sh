@@ -11,8 +11,8 @@ step() { local name=$1 limit=$2; shift 2; echo "=== $name ($(date +%T))"; local 
   timeout "$limit" "$@"; echo "=== $name rc=$? in $((SECONDS - t0)) s"; }
 PY=python3
 $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-# clipmg itself without installing it: the import root `clipmg` over the four product folders
-mkdir -p /tmp/pkg/clipmg && for d in model train engines stream; do ln -sfn "$PWD/$d" /tmp/pkg/clipmg/$d; done
+# clipmg itself without installing it: the import root `clipmg` over the five product folders
+mkdir -p /tmp/pkg/clipmg && for d in model train engines stream bench; do ln -sfn "$PWD/$d" /tmp/pkg/clipmg/$d; done
 export PYTHONPATH=/tmp/pkg:/tmp/site
 step env 60 bash -c 'nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv; nproc;
   python3 -c "import torch, onnxruntime, open_clip, av; print(\"torch\", torch.__version__, torch.version.cuda, torch.cuda.get_device_name(0)); print(\"ort\", onnxruntime.__version__, onnxruntime.get_available_providers()); print(\"open_clip\", open_clip.__version__)";
@@ -24,9 +24,9 @@ for spec in "clipmg-vitb16 32 bf16" "clipmg-vitb16 32 fp16" "clipmg-vitb16 32 no
   set -- $spec
   step "measure $spec" 120 $PY -m clipmg.train.measure --preset $1 --batch-size $2 --amp $3 --device cuda --steps 5 | tee -a "$R/measure.jsonl"
 done
-step bench 240 $PY -m clipmg.engines.bench --presets clipmg-vitb32 clipmg-vitb16 --backends torch tensorrt --torch-device cuda \
+step bench 240 $PY -m clipmg.bench.engines --presets clipmg-vitb32 clipmg-vitb16 --backends torch tensorrt --torch-device cuda \
   --batches 1 8 --json "$R/bench.json" --markdown "$R/bench.md"
-step bench-cache 120 $PY -m clipmg.stream.bench_cache --preset clipmg-vitb32 --device cuda --windows 20 --json | tee "$R/cache.json"
+step bench-cache 120 $PY -m clipmg.bench.cache --preset clipmg-vitb32 --device cuda --windows 20 --json | tee "$R/cache.json"
 wait $SYNTH; cat "$R/synth.log"
 step train-vitb16-bf16 240 $PY -m clipmg.train.trainer --data /tmp/synth --preset clipmg-vitb16 --out /tmp/runs/b16 --epochs 2 \
   --batch-size 32 --workers 12 --amp bf16 --device cuda --seed 0

@@ -245,7 +245,7 @@ def _fmt(v: Any) -> str:
 
 
 def machine_line() -> str:
-    from clipmg.stream.bench_cache import cpu_line
+    from clipmg.model.machine import cpu_line
 
     return f"{cpu_line()}, Python {platform.python_version()}"
 

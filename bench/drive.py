@@ -19,11 +19,11 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-from .config import StreamConfig
-from .messages import decode
-from .pose import create_pose_backend
-from .ringbuffer import FrameRing
-from .worker import Worker, _Report
+from clipmg.stream.config import StreamConfig
+from clipmg.stream.messages import decode
+from clipmg.stream.pose import create_pose_backend
+from clipmg.stream.ringbuffer import FrameRing
+from clipmg.stream.worker import Worker, _Report
 
 
 class _Collect:

@@ -1,7 +1,7 @@
 """Benchmark: the shipped MediaPipe pose backend against stock MediaPipe Holistic, frame by frame.
 
-    python -m clipmg.stream.bench_pose                       # the shared real clips, if beside the repo
-    python -m clipmg.stream.bench_pose --video clip.mp4 --rounds 3 --json
+    python -m clipmg.bench.pose                       # the shared real clips, if beside the repo
+    python -m clipmg.bench.pose --video clip.mp4 --rounds 3 --json
 
 The shipped backend (``stream/pose_mediapipe.py``) runs Holistic's graph without its face-mesh
 branch (clipmg never uses the face). The honest alternative is ``mp.solutions.holistic.Holistic``
@@ -26,9 +26,8 @@ from typing import Any, Callable, Dict, List
 import numpy as np
 
 from clipmg.model.errors import ClipmgError, run_command
-
-from .bench_cache import cpu_line
-from .quiet import native_stderr_off
+from clipmg.model.machine import cpu_line
+from clipmg.stream.quiet import native_stderr_off
 
 _SHARED_CLIPS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "imigue-clips"
 
@@ -77,7 +76,7 @@ def _round(process: Callable[[np.ndarray], Any], frames: List[np.ndarray]) -> tu
 def run(frames: List[np.ndarray], rounds: int) -> Dict[str, Any]:
     import mediapipe as mp
 
-    from .pose_mediapipe import MediaPipeBackend
+    from clipmg.stream.pose_mediapipe import MediaPipeBackend
 
     shipped = MediaPipeBackend()
     stock = mp.solutions.holistic.Holistic(model_complexity=1, refine_face_landmarks=False)
@@ -110,7 +109,7 @@ def run(frames: List[np.ndarray], rounds: int) -> Dict[str, Any]:
 
 def main(argv: List[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
-        prog="python -m clipmg.stream.bench_pose",
+        prog="python -m clipmg.bench.pose",
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -150,7 +149,7 @@ def main(argv: List[str] | None = None) -> int:
         )
         return 0
 
-    return run_command("bench_pose", body)
+    return run_command("clipmg.bench.pose", body)
 
 
 if __name__ == "__main__":

@@ -25,11 +25,10 @@ from typing import Any, Callable, Dict, List, Sequence, Tuple
 
 import numpy as np
 
+from clipmg.engines.base import Engine, EngineError
+from clipmg.engines.cli import Log, check_flag, file_errors
+from clipmg.engines.cli import stderr as _stderr
 from clipmg.model.errors import run_command
-
-from .base import Engine, EngineError
-from .cli import Log, check_flag, file_errors
-from .cli import stderr as _stderr
 
 ORT_VARIANTS: Dict[str, Dict[str, Any]] = {  # session settings compared; "threads2-nospin" is clipmg's default
     "ort-defaults": {"threads": None, "allow_spinning": None},  # ORT's own: all graph optimisations,
@@ -76,10 +75,9 @@ def make_engines(
 ) -> Tuple[Dict[str, Engine], List[str], Any]:
     """Engines to compare for ``preset`` (label -> engine), notes on what was not measured, and the
     PyTorch model."""
+    from clipmg.engines.torch_backend import TorchEngine
     from clipmg.model import create_model
     from clipmg.model.checkpoint import save_checkpoint
-
-    from .torch_backend import TorchEngine
 
     model = create_model(preset, num_classes=32).eval()
     ckpt = save_checkpoint(workdir / f"{preset}.safetensors", model, [f"class{i}" for i in range(32)])
@@ -87,8 +85,8 @@ def make_engines(
     notes: List[str] = []
     engines[f"torch eager ({torch_device})"] = TorchEngine.load(ckpt, device=torch_device)
     if "onnxruntime" in backends:
-        from .export import export_onnx
-        from .onnx_backend import OnnxEngine
+        from clipmg.engines.export import export_onnx
+        from clipmg.engines.onnx_backend import OnnxEngine
 
         onnx_dir = workdir / f"{preset}-onnx"
         export_onnx(ckpt, onnx_dir, int8=int8, int8_samples=2, log=log)  # speed only: accuracy is not measured here
@@ -101,9 +99,9 @@ def make_engines(
                 onnx_dir, precision="int8", threads=2, providers=["CPUExecutionProvider"]
             )
     if "tensorrt" in backends:
-        from .build import BuildOptions, build_engines
-        from .tensorrt_backend import TensorRTEngine
-        from .trt_format import current_runtime
+        from clipmg.engines.build import BuildOptions, build_engines
+        from clipmg.engines.tensorrt_backend import TensorRTEngine
+        from clipmg.engines.trt_format import current_runtime
 
         try:
             current_runtime()
@@ -127,9 +125,8 @@ def bench_preset(
     log: Log,
 ) -> Dict[str, Any]:
     """Measure one preset; returns FLOPs, per-backend timings and notes."""
+    from clipmg.engines.export import example_inputs
     from clipmg.model.profile import split_flops
-
-    from .export import example_inputs
 
     engines, notes, model = make_engines(preset, workdir, backends, ort_variants, int8, torch_device, log)
     flops = split_flops(model)

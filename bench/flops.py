@@ -1,5 +1,5 @@
-"""The machine's matmul ceiling, to compare the achieved rates of ``clipmg-bench`` with (the FLOP counts
-themselves are ``clipmg.model.profile.split_flops``)."""
+"""The machine's matmul ceiling, to compare the achieved rates of ``clipmg-bench`` (``bench/engines.py``)
+with (the FLOP counts themselves are ``clipmg.model.profile.split_flops``)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""End-to-end benchmark of the live recognizer on this machine (``python -m clipmg.stream.bench_e2e``).
+"""End-to-end benchmark of the live recognizer on this machine (``python -m clipmg.bench.e2e``).
 
 A 640x480, 30 fps video (the synthetic generator's subject, rendered at that size) is played in
 real time (paced at its fps) through the real supervisor (``run_live.py``): capture process,
@@ -26,6 +26,8 @@ from pathlib import Path
 from typing import Any, Dict, List
 
 import numpy as np
+
+from clipmg.model.machine import cpu_line
 
 
 def _free_port() -> int:
@@ -159,7 +161,9 @@ def run(
 
 
 def main(argv: List[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m clipmg.bench.e2e", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--preset", default="clipmg-vitb32")
     ap.add_argument("--backend", choices=("onnxruntime", "torch"), default="onnxruntime")
     ap.add_argument("--seconds", type=float, default=60.0, help="length of the paced run")
@@ -230,8 +234,6 @@ def main(argv: List[str] | None = None) -> int:
         for batch in args.rgb_batch
         for n in (args.pose_workers if mode == "pose-thread" else [1])
     ]
-    from .bench_cache import cpu_line
-
     print(
         json.dumps(
             {

@@ -1,11 +1,11 @@
 """Benchmark: per-window compute of the live worker (frame + pose-branch caches) against re-encoding all eight frames.
 
-    python -m clipmg.stream.bench_cache --backend onnxruntime --threads 1 --windows 8   # ViT-B/32, S = 8
-    python -m clipmg.stream.bench_cache --preset clipmg-tiny --stride 4 --windows 12 --threads 1
+    python -m clipmg.bench.cache --backend onnxruntime --threads 1 --windows 8   # ViT-B/32, S = 8
+    python -m clipmg.bench.cache --preset clipmg-tiny --stride 4 --windows 12 --threads 1
 
 Every cached figure is the shipped worker (``stream/worker.py`` ``Worker``), driven one frame at a
 time through a real shared-memory ring as a source it keeps up with would drive it
-(``stream/drive.py``): the time is what ``Worker.step`` spends between the frames of a window, i.e.
+(``bench/drive.py``): the time is what ``Worker.step`` spends between the frames of a window, i.e.
 its frame encodings, the pose-branch pieces, the head, the decision and the message. The pose is
 the synthetic backend (keypoints travel with the frames): pose costs the same in both paths and is
 not what is compared. Same weights, same windows, same preprocessing (crop, resize, normalise):
@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import time
@@ -35,22 +34,7 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-
-def cpu_line() -> str:
-    """The CPU model and the vector extensions that move these figures (AVX-512, VNNI, AVX2)."""
-    model, flags = "unknown CPU", set()
-    try:
-        for line in open("/proc/cpuinfo", encoding="utf-8"):
-            key, _, value = line.partition(":")
-            if key.strip() == "model name" and model == "unknown CPU":
-                model = value.strip()
-            elif key.strip() == "flags":
-                flags = set(value.split())
-                break
-    except OSError:
-        pass
-    ext = [f for f in ("avx512f", "avx512_vnni", "avx_vnni", "avx2", "fma") if f in flags]
-    return f"{model} ({os.cpu_count()} CPUs; {' '.join(ext) or 'no AVX2'})"
+from clipmg.model.machine import cpu_line
 
 
 def _engine(
@@ -139,10 +123,10 @@ def _measure(
     import torch
 
     from clipmg.model.layouts import extract_layout
+    from clipmg.stream.config import StreamConfig
+    from clipmg.stream.window import Schedule, offline_logits
 
-    from .config import StreamConfig
     from .drive import DrivenWorker
-    from .window import Schedule, offline_logits
 
     cfg = engine.config
     sched = Schedule.from_config(cfg.clip, stride, 1)
@@ -231,7 +215,7 @@ def _measure(
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m clipmg.stream.bench_cache", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m clipmg.bench.cache", description=__doc__.split("\n\n")[0])
     ap.add_argument("--preset", default="clipmg-vitb32", help="model preset (random weights); default %(default)s")
     ap.add_argument("--stride", type=int, default=8, help="S, pose samples between windows (default %(default)s)")
     ap.add_argument("--windows", type=int, default=6, help="windows measured (default %(default)s)")
@@ -264,7 +248,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             precision=args.precision,
         )
     except ValueError as e:
-        print(f"bench_cache: {e}", file=sys.stderr)
+        print(f"clipmg.bench.cache: {e}", file=sys.stderr)
         return 2
     if args.json:
         print(json.dumps({**r, "cpu": cpu_line()}, indent=2))
