@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Dict, Iterator, List, Sequence, Tuple
 
@@ -40,8 +40,60 @@ SYNTH_CLASSES: Tuple[str, ...] = (
     "adjust tie",
     "no gesture",
 )
+# Set v2 adds motion scripts for the frequent iMiGUE classes v1 lacks (docs/data.md); "no gesture" stays last.
+V2_ADDED: Tuple[str, ...] = (
+    "illustrative",
+    "bite lip",
+    "move torso",
+    "touch other face part",
+    "cross finger",
+    "deep breath",
+    "sit straight",
+    "touch neck",
+)
+SYNTH_CLASSES_V2: Tuple[str, ...] = SYNTH_CLASSES[:-1] + V2_ADDED + ("no gesture",)
+CLASS_SETS: Dict[str, Tuple[str, ...]] = {"v1": SYNTH_CLASSES, "v2": SYNTH_CLASSES_V2}
+# Share of iMiGUE's 18 498 clips by class (%), from its full label file: the 15 most frequent
+# classes exactly; arm akimbo (8 clips), cover face (32) and rub eyes (90) by count; the other
+# scripted classes are among the 17 with 0.8 % or less each, so 0.8 is their upper bound.
+IMIGUE_SHARE: Dict[str, float] = {
+    "illustrative": 30.9,
+    "shake shoulder": 15.6,
+    "bite lip": 8.4,
+    "move torso": 6.6,
+    "touch other face part": 6.1,
+    "rub hand": 5.6,
+    "cross finger": 4.8,
+    "scratch arm": 2.8,
+    "deep breath": 2.8,
+    "touch chin": 2.5,
+    "play things": 2.3,
+    "fold arm": 2.2,
+    "touch face": 1.5,
+    "sit straight": 1.2,
+    "touch neck": 1.1,
+    "rub eyes": 100 * 90 / 18498,
+    "cover face": 100 * 32 / 18498,
+    "arm akimbo": 100 * 8 / 18498,
+    "touch forehead": 0.8,
+    "touch ears": 0.8,
+    "minaret hand": 0.8,
+    "touch chest": 0.8,
+    "adjust tie": 0.8,
+}
+_UPPER_BOUND_SHARES = ("touch forehead", "touch ears", "minaret hand", "touch chest", "adjust tie")
+
+
+def imigue_coverage(classes: Sequence[str]) -> float:
+    """Share of iMiGUE's clips (%) whose class is among ``classes``: a lower bound (the classes whose
+    share is known only as at most 0.8 % count 0 here)."""
+    return sum(IMIGUE_SHARE.get(c, 0.0) for c in set(classes) if c not in _UPPER_BOUND_SHARES)
+
+
 # Oscillating scripts: frequency range (Hz) and amplitude range (torso units).
 _OSCILLATION = {
+    "illustrative": ((1.0, 2.5), (0.05, 0.12)),
+    "move torso": ((0.3, 0.8), (0.03, 0.06)),
     "rub eyes": ((3.0, 5.0), (0.05, 0.09)),
     "scratch arm": ((4.0, 6.0), (0.04, 0.08)),
     "rub hand": ((2.0, 4.0), (0.05, 0.1)),
@@ -90,6 +142,9 @@ class SynthConfig:
     # how the keypoints are observed: "v1" (the first, guessed noise and dropout: what the shipped
     # demo model was trained on) or a profile fitted to a real estimator (model/observers/, e.g. "openpose")
     observer: str = "v1"
+    # the person talks throughout, gesturing or not (small nods with phrases, a moving mouth: set v2);
+    # False: a still face, as in set v1
+    talking: bool = False
 
     def __post_init__(self) -> None:
         if self.width % 2 or self.height % 2 or not (64 <= self.height <= 1080 and 64 <= self.width <= 1920):
@@ -107,9 +162,9 @@ class SynthConfig:
             raise ValueError(f"gap_frames must be (lo, hi) with 0 <= lo <= hi, got {self.gap_frames}")
         if self.observer != "v1" and self.observer not in list_profiles():
             raise ValueError(f"observer must be one of v1, {', '.join(list_profiles())}; got {self.observer!r}")
-        unknown = [c for c in self.classes if c not in SYNTH_CLASSES]
+        unknown = [c for c in self.classes if c not in SYNTH_CLASSES_V2]
         if unknown or len(self.classes) < 2:
-            raise ValueError(f"classes must be at least two of {', '.join(SYNTH_CLASSES)}; unknown: {unknown}")
+            raise ValueError(f"classes must be at least two of {', '.join(SYNTH_CLASSES_V2)}; unknown: {unknown}")
 
 
 @dataclass(frozen=True)
@@ -158,6 +213,7 @@ class Episode:
     phase: float = 0.0
     ramp: Tuple[float, float] = (0.3, 0.3)  # reach and return fractions of the episode
     jitter: Tuple[float, float] = (0.0, 0.0)  # target offset (head / torso units)
+    talking: bool = False  # the person talks meanwhile (nods, a moving mouth)
     obj: Tuple[int, int, int] | None = None  # colour of the object that tells the class (play things, adjust tie)
     obj_kind: int = 0  # 0 pen, 1 phone, 2 tie
     obj_angle: float = 0.0  # radians
@@ -248,6 +304,19 @@ def _toward_mid(side: int, elev_deg: float) -> float:
     return math.radians(-elev_deg) if side < 0 else math.radians(180.0 + elev_deg)
 
 
+def _talking(s: "Subject", f: int, fps: float, phase: float) -> np.ndarray:
+    """The face of a person talking at frame ``f``: ``(press 0, mouth opening 0..1, nod px)``.
+
+    Syllables at 3-5 Hz grouped into phrases by a slower wave, and small nods with the phrases;
+    deterministic in ``f`` and the subject's phase.
+    """
+    tt = f / fps
+    phrase = max(0.0, math.sin(2 * math.pi * 0.35 * tt + phase))
+    syllable = 0.5 + 0.5 * math.sin(2 * math.pi * (3.5 + 0.8 * math.sin(phase)) * tt + 2 * phase)
+    nod = 0.08 * s.head_r * phrase * math.sin(2 * math.pi * 1.3 * tt + phase)
+    return np.array([0.0, phrase * syllable, nod])
+
+
 # A hand pose: anchor (x, y) on the fingers, direction (rad, image coordinates), curl 0..1, and the
 # preferred elbow as (outward, down) offsets from the shoulder in torso units.
 HandPose = Tuple[np.ndarray, float, float, Tuple[float, float]]
@@ -311,6 +380,24 @@ def _hand_points(wrist: np.ndarray, phi: float, curl: float, length: float, side
     return np.array(pts)
 
 
+_MOUTH = slice(48, 68)  # the mouth's outer (48-59) and inner (60-67) points in the face template
+_MOUTH_Y = 0.55  # the mouth's centre line (head units)
+
+
+def _face(face: np.ndarray | None) -> np.ndarray:
+    """The face template ``(70, 2)`` with the mouth pressed (``face[0]`` 0..1: lips drawn in, as
+    biting them) and opened (``face[1]`` 0..1: talking); ``None``: the template itself."""
+    if face is None:
+        return _FACE_TEMPLATE
+    press, opened = float(face[0]), float(face[1])
+    t = _FACE_TEMPLATE.copy()
+    m = t[_MOUTH]
+    m[:, 1] = _MOUTH_Y + (m[:, 1] - _MOUTH_Y) * (1.0 - 0.7 * press) * (1.0 + 1.5 * opened)
+    m[:, 0] *= 1.0 - 0.2 * press
+    t[_MOUTH] = m
+    return t
+
+
 class Body:
     """Geometry of one subject: landmark positions and full keypoints for a pose state."""
 
@@ -346,6 +433,8 @@ class Body:
         s = self.s
         kp = np.zeros((137, 3))
         head, r = j["head"], s.head_r
+        if "face" in j:  # a nod moves the whole head
+            head = head + np.array([0.0, float(j["face"][2])])
         body = {
             1: j["neck"],
             0: head + np.array([0.0, 0.2 * r]),
@@ -368,7 +457,7 @@ class Body:
             arms[side] = np.stack([sh, elbow, wrist])
         for i, p in body.items():
             kp[i] = (p[0], p[1], 1.0)
-        kp[25:95, :2] = head + _FACE_TEMPLATE * r
+        kp[25:95, :2] = head + _face(j.get("face")) * r
         kp[25:95, 2] = 1.0
         return kp, arms
 
@@ -382,7 +471,10 @@ def episode_pose(
     sway = np.array([0.01 * s.torso * math.sin(f / 41.0 + phase), breath])
     rest = {side: body.rest_pose(side, f, phase + side) for side in (-1, 1)}
     if ep is None or ep.cls is None or ep.cls == "no gesture":
-        return body.joints(sway, (0.0, 0.0)), rest
+        j = body.joints(sway, (0.0, 0.0))
+        if ep is not None and ep.talking:
+            j["face"] = _talking(s, f, fps, phase)
+        return j, rest
     u = (f - ep.start) / max(1, ep.end - ep.start)
     e = _envelope(u, ep.ramp)
     w = 2 * math.pi * ep.freq / fps * (f - ep.start) + ep.phase
@@ -390,7 +482,18 @@ def episode_pose(
     shrug = (0.0, 0.0)
     if ep.cls == "shake shoulder":
         shrug = (-e * abs(osc), -e * abs(ep.amp * s.torso * math.sin(w + ep.jitter[0] * 3)))
+    elif ep.cls == "deep breath":  # one slow breath: the chest and shoulders rise and fall
+        lift = (0.05 + 0.02 * ep.jitter[1]) * s.torso * math.sin(math.pi * min(max(u, 0.0), 1.0))
+        sway = sway + np.array([0.0, -0.6 * lift])
+        shrug = (-lift, -lift)
+    elif ep.cls == "sit straight":  # the torso rises and the shoulders square, held
+        sway = sway + np.array([0.0, -(0.12 + 0.03 * ep.jitter[1]) * s.torso * e])
+        shrug = (-0.02 * s.torso * e, -0.02 * s.torso * e)
+    elif ep.cls == "move torso":  # the upper body shifts and leans to one side and back
+        sway = sway + e * np.array([ep.side * 0.1 * s.torso + osc, 0.03 * s.torso * (1 + ep.jitter[1])])
     j = body.joints(sway, shrug)
+    if ep.talking and ep.cls not in ("bite lip",):
+        j["face"] = _talking(s, f, fps, phase)
     head, r, t = j["head"], s.head_r, s.torso
     jx, jy = ep.jitter
     targets: Dict[int, HandPose] = {}
@@ -442,7 +545,24 @@ def episode_pose(
         for side in (-1, 1):
             anchor = np.array([s.cx + side * 0.06 * t, s.desk_y - (0.25 + 0.05 * jy) * t + 0.3 * osc])
             targets[side] = (anchor, _toward_mid(side, 60.0), 0.1 + 0.1 * (1 + math.sin(w)) * e, (0.12, 0.45))
-    elif ep.cls != "shake shoulder":  # shake shoulder moves the shoulders only (shrug above)
+    elif ep.cls == "touch other face part":  # nose, lips, cheek below the eye: the face's lower middle
+        targets[sd] = (head + np.array([sd * (0.12 + 0.1 * jx) * r, (0.45 + 0.1 * jy) * r]), -math.pi / 2, 0.55, RAISED)
+    elif ep.cls == "touch neck":  # a hand on the side or front of the neck, below the jaw
+        anchor = j["neck"] + np.array([sd * (0.06 + 0.03 * jx) * t, (-0.1 + 0.03 * jy) * t])
+        targets[sd] = (anchor, _toward_mid(sd, 75.0), 0.3, (0.2, 0.4))
+    elif ep.cls == "cross finger":  # both hands together at the midline, fingers interlaced
+        for side in (-1, 1):
+            anchor = np.array([s.cx - side * 0.04 * t, s.desk_y - (0.18 + 0.05 * jy) * t])
+            targets[side] = (anchor, _toward_mid(side, 10.0), 0.55, (0.12, 0.45))
+    elif ep.cls == "illustrative":  # talking with the hands: beats in front of the torso, one or both
+        for side in (-1, 1) if jx > 0 else (sd,):
+            beat = np.array([0.6 * osc * side, osc * math.cos(0.7 * w + side)])
+            anchor = j["neck"] + np.array([side * (0.28 + 0.05 * jy) * t, 0.62 * t]) + beat
+            targets[side] = (anchor, math.radians(-90 - side * 50), 0.25, (0.25, 0.45))
+    elif ep.cls == "bite lip":  # the lips drawn in and held, a little chewing; the hands stay down
+        j["face"] = np.array([e * (0.75 + 0.25 * abs(math.sin(w))), 0.0, 0.0])
+    elif ep.cls not in ("shake shoulder", "deep breath", "sit straight", "move torso"):
+        # shake shoulder and deep breath move the shoulders only, sit straight and move torso the torso (above)
         raise ValueError(f"no motion script for class {ep.cls!r}")
     hands = {side: _blend(rest[side], targets[side], e) if side in targets else rest[side] for side in (-1, 1)}
     return j, hands
@@ -482,7 +602,12 @@ def draw_frame(
         cv2.ellipse(img, _pt(head + np.array(centre)), _pt(np.array(axes)), 0, 0, 360, colour, -1, aa, sh)
     for p in (kp[25 + 68, :2], kp[25 + 69, :2]):
         cv2.circle(img, _pt(p), max(16, int(0.12 * r * 16)), (30, 30, 30), -1, aa, sh)
-    cv2.line(img, _pt(kp[25 + 48, :2]), _pt(kp[25 + 54, :2]), (150, 60, 60), 1, aa, sh)
+    if ep is not None and (ep.talking or ep.cls == "bite lip"):  # set v2: the mouth as drawn by its points
+        cv2.fillConvexPoly(img, np.round(kp[25 + 48 : 25 + 60, :2] * 16).astype(np.int32), (110, 40, 40), aa, sh)
+        if ep.cls == "bite lip":  # the lower lip drawn in under the teeth: a pale band
+            cv2.line(img, _pt(kp[25 + 48, :2]), _pt(kp[25 + 54, :2]), (235, 225, 215), 1, aa, sh)
+    else:
+        cv2.line(img, _pt(kp[25 + 48, :2]), _pt(kp[25 + 54, :2]), (150, 60, 60), 1, aa, sh)
     cv2.rectangle(img, (0, int(s.desk_y)), (img.shape[1], img.shape[0]), s.desk, -1)
     fore = s.skin if s.short_sleeves else s.shirt
     for side in (-1, 1):
@@ -603,6 +728,10 @@ def make_episode(rng: np.random.Generator, cls: str | None, start: int, length: 
     )
 
 
+def _as_configured(ep: Episode, cfg: SynthConfig) -> Episode:
+    return replace(ep, talking=True) if cfg.talking else ep
+
+
 def plan_video(rng: np.random.Generator, clip_classes: Sequence[str], cfg: SynthConfig) -> List[Episode]:
     """Lead-in idle span, then each clip followed by an idle gap: a list of consecutive episodes."""
     eps, f = [], 0
@@ -617,7 +746,7 @@ def plan_video(rng: np.random.Generator, clip_classes: Sequence[str], cfg: Synth
         if gap:
             eps.append(make_episode(rng, None, f, gap))
             f = eps[-1].end + 1
-    return eps
+    return [_as_configured(e, cfg) for e in eps]
 
 
 class Take:
@@ -670,6 +799,7 @@ def synthetic_stream(seed: int = 0, config: SynthConfig | None = None) -> Iterat
         cls = cfg.classes[int(rng.integers(len(cfg.classes)))]
         n = int(rng.integers(cfg.clip_frames[0], cfg.clip_frames[1] + 1))
         episodes = ([make_episode(rng, None, f, gap)] if gap else []) + [make_episode(rng, cls, f + gap, n)]
+        episodes = [_as_configured(e, cfg) for e in episodes]
         yield from take.frames(episodes)
         f += gap + n
 

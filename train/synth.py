@@ -39,11 +39,15 @@ from clipmg.model.config import ConfigError
 from clipmg.model.errors import ClipmgError, run_command
 from clipmg.model.observation import list_profiles
 from clipmg.model.synthetic import (  # noqa: F401
+    CLASS_SETS,
+    IMIGUE_SHARE,
     SYNTH_CLASSES,
+    SYNTH_CLASSES_V2,
     SynthConfig,
     SynthFrame,
     Take,
     _rng,
+    imigue_coverage,
     make_episode,
     openpose_json,
     plan_video,
@@ -58,12 +62,42 @@ def miga_id(label: int) -> int:
     return 99 if label == 31 else label + 1
 
 
-def balanced_classes(rng: np.random.Generator, classes: Sequence[str], videos: int, per_video: int) -> List[List[str]]:
-    """Class of every clip: each class equally often over the whole set (to within one), shuffled."""
+def balanced_classes(
+    rng: np.random.Generator, classes: Sequence[str], videos: int, per_video: int, mix: str = "uniform"
+) -> List[List[str]]:
+    """Class of every clip, shuffled: each class equally often over the whole set (to within one), or
+    in iMiGUE's proportions (``mix="imigue"``, see ``mix_counts``)."""
     total = videos * per_video
-    labels = np.resize(rng.permutation(len(classes)), total)
+    if mix == "uniform":  # as written since set v1: the same seed gives the same set
+        labels = np.resize(rng.permutation(len(classes)), total)
+    else:
+        labels = np.repeat(np.arange(len(classes)), mix_counts(classes, total, mix))
     labels = rng.permutation(labels)
     return [[classes[i] for i in labels[v * per_video : (v + 1) * per_video]] for v in range(videos)]
+
+
+CLASS_MIXES = ("uniform", "imigue")
+MIX_FLOOR = 1.0  # --class-mix imigue: every class gets at least this share (%), so rare ones are still learnt
+
+
+def mix_counts(classes: Sequence[str], total: int, mix: str = "uniform") -> List[int]:
+    """How many of ``total`` clips each class gets: equal (to within one), or in iMiGUE's proportions
+    (``IMIGUE_SHARE``, each at least ``MIX_FLOOR`` %; "no gesture", not an iMiGUE class, keeps the uniform
+    share ``1/len(classes)``), rounded by largest remainder so the counts add up to ``total``."""
+    n = len(classes)
+    if mix == "uniform":
+        return [total // n + (1 if i < total % n else 0) for i in range(n)]
+    if mix != "imigue":
+        raise ConfigError(f"--class-mix must be one of {', '.join(CLASS_MIXES)}, got {mix!r}")
+    gestures = [c for c in classes if c != "no gesture"]
+    weights = np.array([max(IMIGUE_SHARE.get(c, 0.0), MIX_FLOOR) for c in gestures])
+    share = dict(zip(gestures, (weights / weights.sum()) * (1.0 - (1.0 / n if len(gestures) < n else 0.0))))
+    share["no gesture"] = 1.0 / n
+    exact = np.array([share[c] * total for c in classes])
+    counts = np.floor(exact).astype(int)
+    for i in np.argsort(-(exact - counts), kind="stable")[: total - int(counts.sum())]:
+        counts[i] += 1
+    return counts.tolist()
 
 
 def write_dataset(
@@ -74,6 +108,7 @@ def write_dataset(
     config: SynthConfig | None = None,
     video: bool = True,
     progress: bool = False,
+    class_mix: str = "uniform",
 ) -> Dict[str, object]:
     """Write the synthetic set into ``out_dir`` (created; must be empty) and return its summary dict."""
     cfg = config or SynthConfig()
@@ -92,8 +127,15 @@ def write_dataset(
         raise ClipmgError(f"cannot create {out}: {e.strerror or e}") from e
     (out / "classes.txt").write_text("".join(f"{c}\n" for c in cfg.classes))
     plan_rng = _rng(seed, 1 << 20)
-    assignments = balanced_classes(plan_rng, cfg.classes, videos, clips_per_video)
-    meta: Dict[str, object] = {"generator": "clipmg.train.synth", "seed": seed, "config": asdict(cfg), "videos": {}}
+    assignments = balanced_classes(plan_rng, cfg.classes, videos, clips_per_video, class_mix)
+    meta: Dict[str, object] = {
+        "generator": "clipmg.train.synth",
+        "seed": seed,
+        "config": asdict(cfg),
+        "class_mix": class_mix,
+        "imigue_coverage": round(imigue_coverage(cfg.classes), 2),
+        "videos": {},
+    }
     total_frames = 0
     for v in range(videos):
         vid = f"{v + 1:03d}"
@@ -148,7 +190,19 @@ def _main(argv: List[str] | None) -> int:
     ap.add_argument("--fps", type=float, default=SynthConfig.fps, help="frame rate")
     ap.add_argument("--min-clip", type=int, default=SynthConfig.clip_frames[0], help="shortest clip (frames)")
     ap.add_argument("--max-clip", type=int, default=SynthConfig.clip_frames[1], help="longest clip (frames)")
-    ap.add_argument("--classes", default="", help="comma-separated subset of: " + ", ".join(SYNTH_CLASSES))
+    ap.add_argument(
+        "--class-set",
+        default="v1",
+        help="v1: the 15 first scripts (the demo model's; 33 %% of iMiGUE's clips by class), still faces; v2: 23 "
+        "scripts following iMiGUE's class mix (95 %% of its clips), a person talking throughout (docs/data.md)",
+    )
+    ap.add_argument(
+        "--class-mix",
+        default="uniform",
+        help="uniform: every class equally often; imigue: in iMiGUE's proportions, each class at least "
+        f"{MIX_FLOOR:g} %%",
+    )
+    ap.add_argument("--classes", default="", help="comma-separated subset of: " + ", ".join(SYNTH_CLASSES_V2))
     ap.add_argument(
         "--observer",
         default=SynthConfig.observer,
@@ -158,7 +212,11 @@ def _main(argv: List[str] | None) -> int:
     ap.add_argument("--no-video", action="store_true", help="skip the mp4 files (pose-only set)")
     ap.add_argument("--quiet", action="store_true", help="no progress lines")
     args = ap.parse_args(argv)
-    classes = tuple(c.strip() for c in args.classes.split(",") if c.strip()) or SYNTH_CLASSES
+    if args.class_set not in CLASS_SETS:
+        raise ConfigError(f"--class-set must be one of {', '.join(CLASS_SETS)}, got {args.class_set!r}")
+    if args.class_mix not in CLASS_MIXES:
+        raise ConfigError(f"--class-mix must be one of {', '.join(CLASS_MIXES)}, got {args.class_mix!r}")
+    classes = tuple(c.strip() for c in args.classes.split(",") if c.strip()) or CLASS_SETS[args.class_set]
     try:  # SynthConfig checks the flags' values; its ValueErrors are about them
         cfg = SynthConfig(
             width=args.width,
@@ -167,6 +225,7 @@ def _main(argv: List[str] | None) -> int:
             clip_frames=(args.min_clip, args.max_clip),
             classes=classes,
             observer=args.observer,
+            talking=args.class_set == "v2",
         )
     except ValueError as e:
         raise ConfigError(str(e)) from e
@@ -179,6 +238,7 @@ def _main(argv: List[str] | None) -> int:
         cfg,
         video=not args.no_video,
         progress=not args.quiet,
+        class_mix=args.class_mix,
     )
     print(
         f"wrote {meta['clips']} clips in {args.videos} videos ({meta['frames']} frames) to {args.out_dir} "

@@ -1,0 +1,130 @@
+"""Synthetic set v2: the scripts for iMiGUE's frequent classes, its class mix and a talking person."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from clipmg.model.keypoint_stats import frame_scale
+from clipmg.model.synthetic import (
+    IMIGUE_SHARE,
+    SYNTH_CLASSES,
+    SYNTH_CLASSES_V2,
+    V2_ADDED,
+    SynthConfig,
+    Take,
+    _rng,
+    imigue_coverage,
+    make_episode,
+)
+from clipmg.train.synth import MIX_FLOOR, mix_counts
+
+NOSE, NECK, RSHO, LSHO, RWRI, LWRI = 0, 1, 2, 5, 4, 7
+MOUTH_TOP, MOUTH_BOTTOM = 25 + 51, 25 + 57  # the outer lip's middle points
+
+
+def _clip(cls: str | None, seed: int = 2, frames: int = 40, talking: bool = True) -> np.ndarray:
+    """Exact keypoints ``(frames, 137, 3)`` of one clip of ``cls`` (None: idle) by one subject."""
+    take = Take(seed, 1, SynthConfig(classes=SYNTH_CLASSES_V2, talking=talking))
+    ep = replace(make_episode(_rng(seed, 7), cls, 0, frames), talking=talking)
+    return np.stack([take.render(f, ep)[1] for f in range(frames)])
+
+
+def _sw(kp: np.ndarray) -> float:
+    return float(np.median(frame_scale(kp)))
+
+
+def test_v2_covers_ninety_percent_of_imigue_clips_and_keeps_v1():
+    assert SYNTH_CLASSES_V2[: len(SYNTH_CLASSES) - 1] == SYNTH_CLASSES[:-1]  # v1's labels keep their indices
+    assert SYNTH_CLASSES_V2[-1] == "no gesture" and len(SYNTH_CLASSES_V2) == 24
+    assert imigue_coverage(SYNTH_CLASSES_V2) >= 90.0
+    assert imigue_coverage(SYNTH_CLASSES) < 40.0
+    assert all(c in IMIGUE_SHARE for c in V2_ADDED)
+
+
+@pytest.mark.parametrize("cls", V2_ADDED)
+def test_every_v2_script_moves_what_its_class_names(cls):
+    rest, kp = _clip(None), _clip(cls)
+    mid = slice(15, 25)  # the held part of the clip (reach and return take 20-35 % each)
+    sw = _sw(rest)
+
+    def wrist_to(point: int, k: np.ndarray) -> float:
+        d = [np.linalg.norm(k[mid, w, :2] - k[mid, point, :2], axis=1) for w in (RWRI, LWRI)]
+        return float(np.median(np.minimum(*d))) / sw
+
+    if cls == "touch other face part":
+        assert wrist_to(NOSE, kp) < 0.7 < wrist_to(NOSE, rest)
+    elif cls == "touch neck":
+        assert wrist_to(NECK, kp) < 0.6 < wrist_to(NECK, rest)
+    elif cls == "cross finger":
+        gap = np.linalg.norm(kp[mid, RWRI, :2] - kp[mid, LWRI, :2], axis=1).mean() / sw
+        rest_gap = np.linalg.norm(rest[mid, RWRI, :2] - rest[mid, LWRI, :2], axis=1).mean() / sw
+        assert gap < 0.5 * rest_gap
+    elif cls == "illustrative":  # the hands rise off the desk and beat
+        assert kp[mid, RWRI, 1].min() < rest[mid, RWRI, 1].min() or kp[mid, LWRI, 1].min() < rest[mid, LWRI, 1].min()
+        speed = np.abs(np.diff(kp[mid, [RWRI, LWRI], :2], axis=0)).sum(-1).max() / sw
+        assert speed > 0.02
+    elif cls == "bite lip":  # the mouth is pressed thin; the hands stay down
+        h = np.abs(kp[mid, MOUTH_BOTTOM, 1] - kp[mid, MOUTH_TOP, 1]).mean()
+        h_rest = np.abs(rest[mid, MOUTH_BOTTOM, 1] - rest[mid, MOUTH_TOP, 1]).mean()
+        assert h < 0.6 * h_rest
+        assert np.allclose(kp[mid, RWRI], rest[mid, RWRI], atol=1e-6)
+    elif cls == "move torso":
+        assert np.abs(kp[mid, NECK, 0] - rest[mid, NECK, 0]).mean() / sw > 0.1
+    elif cls == "sit straight":
+        assert (rest[mid, NECK, 1] - kp[mid, NECK, 1]).mean() / sw > 0.08
+    elif cls == "deep breath":
+        shoulders = kp[mid, [RSHO, LSHO], 1].mean() - rest[mid, [RSHO, LSHO], 1].mean()
+        assert -shoulders / sw > 0.05  # the shoulders rise (y up)
+
+
+def test_a_talking_person_moves_mouth_and_head_but_v1_stays_still():
+    talk, still = _clip(None, talking=True, frames=75), _clip(None, talking=False, frames=75)
+    opening = np.abs(talk[:, MOUTH_BOTTOM, 1] - talk[:, MOUTH_TOP, 1])
+    assert opening.max() > 1.5 * opening.min()
+    assert np.ptp(talk[:, NOSE, 1] - talk[:, NECK, 1]) > 0  # nods
+    still_opening = np.abs(still[:, MOUTH_BOTTOM, 1] - still[:, MOUTH_TOP, 1])
+    assert np.ptp(still_opening) < 1e-4 and np.ptp(still[:, NOSE, 1] - still[:, NECK, 1]) < 1e-4  # float32 rounding
+
+
+def test_class_mix_follows_imigue_with_a_floor():
+    total = 1000
+    uniform = mix_counts(SYNTH_CLASSES_V2, total)
+    assert sum(uniform) == total and max(uniform) - min(uniform) <= 1
+    counts = dict(zip(SYNTH_CLASSES_V2, mix_counts(SYNTH_CLASSES_V2, total, "imigue")))
+    assert sum(counts.values()) == total
+    assert counts["illustrative"] > counts["shake shoulder"] > counts["bite lip"] > counts["touch chin"]
+    assert min(counts.values()) >= int(MIX_FLOOR / 100 * total * 0.9)  # the floor keeps rare classes
+    assert counts["no gesture"] == pytest.approx(total / len(SYNTH_CLASSES_V2), abs=1)
+
+
+def test_synth_command_writes_a_v2_set_in_imigue_proportions(tmp_path):
+    from clipmg.train.index import build_index
+
+    out = tmp_path / "v2"
+    cmd = [sys.executable, "-m", "clipmg.train.synth", str(out), "--class-set", "v2", "--class-mix", "imigue"]
+    p = subprocess.run(
+        cmd + ["--videos", "2", "--clips-per-video", "25", "--no-video", "--quiet", "--observer", "openpose"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert p.returncode == 0, p.stderr
+    assert (out / "classes.txt").read_text().splitlines() == list(SYNTH_CLASSES_V2)
+    index = build_index(out, "openpose_json")
+    labels = [c.label for c in index.clips]
+    assert len(labels) == 50
+    per_class = np.bincount(labels, minlength=len(SYNTH_CLASSES_V2))
+    assert per_class[SYNTH_CLASSES_V2.index("illustrative")] == max(per_class)
+    for bad, msg in (
+        (["--class-set", "v3"], "--class-set must be one of v1, v2"),
+        (["--class-mix", "x"], "--class-mix"),
+    ):
+        p = subprocess.run(
+            [sys.executable, "-m", "clipmg.train.synth", str(tmp_path / "b"), *bad], capture_output=True, text=True
+        )
+        assert p.returncode == 2 and p.stderr.count("\n") == 1 and msg in p.stderr
