@@ -51,7 +51,6 @@ from clipmg.model.synthetic import (  # noqa: F401
     write_video,
 )
 
-
 # -------------------------------------------------------------------------------------- writing
 miga_id = miga_class_id  # label index -> MiGA class id (model/keypoint_files.py)
 
