@@ -43,6 +43,7 @@ from .display import can_display
 from .record_layout import (
     RecordError,
     RoundBuffer,
+    check_root,
     format_summary,
     is_background,
     next_round_id,
@@ -159,7 +160,8 @@ def parse_schedule(text: str, classes: List[str]) -> Dict[str, Tuple[int, int]]:
         out[name.strip()] = (int(a), int(b))
     missing = [c for c in classes if c not in out]
     if missing:
-        raise RecordError(f"--schedule gives no frames for {', '.join(missing)}; give every gesture a range")
+        idle = " (or --no-idle)" if any(is_background(m) for m in missing) else ""
+        raise RecordError(f"--schedule gives no frames for {', '.join(missing)}; give every gesture a range{idle}")
     return out
 
 
@@ -393,11 +395,11 @@ def _main(argv: Optional[List[str]]) -> int:
         raise ConfigError("--out is required: a new folder for the recording")
     classes = resolve_classes(cfg)
     if cfg.schedule:
-        parse_schedule(cfg.schedule, classes)  # refused before the camera opens
         if spec_is_live(cfg.source):
             raise RecordError("--schedule needs a file --source (a video, GIF or folder), not a camera")
+        parse_schedule(cfg.schedule, classes)  # refused before the camera opens
     root = Path(cfg.out).expanduser()
-    existing = prepare_root(root, classes, cfg.append)
+    check_root(root, cfg.append)  # the cheap refusals first, before a camera opens
     from .pose import create_pose_backend
     from .pose_base import PoseBackendError
 
@@ -407,6 +409,7 @@ def _main(argv: Optional[List[str]]) -> int:
             pose = create_pose_backend(cfg.pose, **dict(cfg.pose_options))
         except PoseBackendError as e:
             raise RecordError(f"--pose {cfg.pose}: {e}") from None
+        existing = prepare_root(root, classes, cfg.append)  # written only once source and pose work
         prompter = Prompter(cfg.prompt)
         print(f"recording {', '.join(classes)}: {cfg.takes} rounds into {root}", file=sys.stderr)
         try:

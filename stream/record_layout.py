@@ -20,6 +20,7 @@ PyAV for the video (``model/synthetic.py`` ``write_video``: one encoder for ever
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -96,6 +97,19 @@ def is_background(name: str) -> bool:
     return name.strip().lower() in BACKGROUND_LABELS
 
 
+def check_root(root: Path, append: bool) -> None:
+    """Refuse at once an ``--out`` that cannot take a new recording (see ``prepare_root``)."""
+    if root.exists() and not root.is_dir():
+        raise RecordError(f"--out {root} is a file; give a new or empty folder")
+    if root.is_dir() and any(root.iterdir()) and not append:
+        raise RecordError(f"--out {root} is not empty; give a new folder, or --append to add rounds to a recording")
+    parent = next((p for p in (root, *root.parents) if p.exists()), None)
+    if parent is None or not parent.is_dir():
+        raise RecordError(f"--out {root}: {parent} is a file, so the folder cannot be made there")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise RecordError(f"--out {root}: {parent} is not writable; choose a folder you can write to")
+
+
 def prepare_root(root: Path, classes: Sequence[str], append: bool) -> List[str]:
     """Make ``root`` ready for recording ``classes``; returns the round ids already there.
 
@@ -150,8 +164,7 @@ def write_round(root: Path, rnd: RoundBuffer, classes: Sequence[str], source: st
         return {}
     from clipmg.model.synthetic import write_video  # PyAV: clipmg[train], which recording data is for
 
-    last = max(t.end for t in rnd.takes)
-    frames, kps = rnd.frames[: last + 1], rnd.keypoints[: last + 1]  # frames after the last take: dropped
+    frames, kps = rnd.frames, rnd.keypoints  # an unfinished take's frames were never added
     folder = root / rnd.rid
     (folder / "openpose").mkdir(parents=True, exist_ok=True)
     for i, kp in enumerate(kps):
