@@ -409,15 +409,17 @@ def _main(argv: Optional[List[str]]) -> int:
             pose = create_pose_backend(cfg.pose, **dict(cfg.pose_options))
         except PoseBackendError as e:
             raise RecordError(f"--pose {cfg.pose}: {e}") from None
-        existing = prepare_root(root, classes, cfg.append)  # written only once source and pose work
-        prompter = Prompter(cfg.prompt)
-        print(f"recording {', '.join(classes)}: {cfg.takes} rounds into {root}", file=sys.stderr)
         try:
-            with pose:
+            existing = prepare_root(root, classes, cfg.append)  # written only once source and pose work
+            prompter = Prompter(cfg.prompt)
+            print(f"recording {', '.join(classes)}: {cfg.takes} rounds into {root}", file=sys.stderr)
+            try:
                 Session(cfg, classes, pose, camera, prompter).run(root, list(existing))
+            finally:  # also after Ctrl-C: what was kept
+                prompter.close()
+                print(format_summary(summarize(root)))
         finally:
-            prompter.close()
-            print(format_summary(summarize(root)))
+            pose.close()
     finally:
         camera.close()
     return 0
