@@ -72,6 +72,13 @@ def report_issue(issues: Issues | None, kind: str, message: str, count: int = 1)
     issues.report(kind, message, count)
 
 
+def miga_class_id(label: int) -> int:
+    """Label index -> the MiGA class id a ``<id>_label.csv`` row holds: 31 -> 99, any other -> label + 1
+    (the inverse of the loaders' mapping, ``clipmg.train.readers.miga_label``). The writers of label
+    files (``clipmg-synth``, ``clipmg-record``) use it."""
+    return 99 if label == 31 else label + 1
+
+
 # ---------------------------------------------------------------------------------- OpenPose JSON
 FRAME_FILE = re.compile(r"^(?P<video>.+)_(?P<frame>\d{12})_keypoints\.json$")
 _PARTS = (

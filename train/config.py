@@ -25,6 +25,7 @@ from clipmg.model.config import VARIANTS, ConfigError
 from clipmg.model.settings import Range, setting
 
 LAYOUT_NAMES: Tuple[str, ...] = ("openpose_json", "light_hand", "xlsx", "pyskl")  # dataset layouts (docs/data.md)
+FREEZE_CHOICES: Tuple[str, ...] = ("preset", "tower", "all-but-head")  # --freeze (train/finetune.py)
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
 
 
@@ -46,6 +47,17 @@ class TrainConfig:
     variant: str = setting("full", "model variant (paper Table 2)", VARIANTS)
     pretrained: str = setting(
         "", "open_clip tag or local CLIP weights file (.safetensors or torch.save); empty = random init"
+    )
+    init: str = setting(
+        "",
+        "fine-tune: start from this checkpoint's weights ('demo': the shipped demo model); every weight whose "
+        "name and shape fit is kept, the output layer is re-initialised for classes the checkpoint lacks",
+    )
+    freeze: str = setting(
+        "preset",
+        "what is not trained: the preset's frozen ViT stem and blocks; the whole visual tower too; or "
+        "everything but the classifier head (quickest few-shot fine-tuning)",
+        FREEZE_CHOICES,
     )
     crop: str = setting("center", "crop policy", ("center", "person"))
     # its allowed values are 0 or [0.5, 4]: checked in __post_init__
@@ -105,6 +117,10 @@ class TrainConfig:
             raise ConfigError(f"--device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         if not (self.person_scale == 0 or 0.5 <= self.person_scale <= 4.0):  # NaN fails both
             raise ConfigError(f"--person-scale must lie in [0.5, 4] (0 keeps the preset's), got {self.person_scale}")
+        if self.init and self.pretrained:
+            raise ConfigError(
+                "give --init or --pretrained, not both: the --init checkpoint's weights include its visual tower"
+            )
         if self.cache_frozen and self.augment:
             raise ConfigError(
                 "--cache-frozen needs --no-augment: cached ViT outputs are only valid when every "

@@ -34,6 +34,7 @@ from clipmg.model.errors import ClipmgError, one_line
 from clipmg.model.files import atomic_write, atomic_write_text
 
 from .config import TrainConfig
+from .finetune import apply_freeze, init_from_checkpoint
 from .loop import (
     DistInfo,
     EpochSampler,
@@ -200,6 +201,11 @@ class Trainer:
         )
         if cfg.pretrained:
             load_pretrained(self.model, cfg.pretrained)
+        if cfg.init and not cfg.resume:  # a resumed run takes its weights from `last`
+            log.info("%s", init_from_checkpoint(self.model, cfg.init, data.class_names))
+        trained = apply_freeze(self.model, cfg.freeze)
+        if cfg.freeze != "preset":
+            log.info("--freeze %s: %d parameters are trained", cfg.freeze, trained)
         if cfg.cache_frozen and self.model.stem_trainable:
             raise ConfigError(
                 f"--cache-frozen has nothing to cache: {cfg.preset} trains the whole ViT tower, "

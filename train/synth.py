@@ -37,6 +37,7 @@ import numpy as np
 
 from clipmg.model.config import ConfigError
 from clipmg.model.errors import ClipmgError, run_command
+from clipmg.model.keypoint_files import miga_class_id
 from clipmg.model.observation import list_profiles
 from clipmg.model.synthetic import (  # noqa: F401
     CLASS_SETS,
@@ -55,11 +56,8 @@ from clipmg.model.synthetic import (  # noqa: F401
     write_video,
 )
 
-
 # -------------------------------------------------------------------------------------- writing
-def miga_id(label: int) -> int:
-    """Label index -> MiGA class id (inverse of the loaders' 99 -> 31, id -> id-1 mapping)."""
-    return 99 if label == 31 else label + 1
+miga_id = miga_class_id  # label index -> MiGA class id (model/keypoint_files.py)
 
 
 def balanced_classes(

@@ -54,6 +54,10 @@ def train(cfg: TrainConfig, dist: Any = None) -> Dict[str, Any]:
     from .run import Trainer
 
     model_cfg = load_config(cfg.preset)
+    if cfg.init and not cfg.resume:  # refused before the data is read when it cannot fit this run
+        from .finetune import check_init
+
+        check_init(cfg.init, model_cfg.replace(variant=cfg.variant, preprocess=cfg.preprocess(model_cfg.preprocess)))
     data = build_data(cfg, model_cfg)
     return Trainer(cfg, data, dist).run()
 
