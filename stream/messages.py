@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import json
 import math
+import operator
 import sys
 from typing import (
     TYPE_CHECKING,
     Annotated,
     Any,
+    Callable,
     Dict,
     List,
     Literal,
@@ -261,42 +263,44 @@ def encode(msg: Union[Message, Mapping[str, Any]], fmt: str = "json") -> bytes:
 
 def _finite(x: Any) -> bool:
     """No NaN or infinity anywhere in ``x`` (a message, or the builtins it holds). Of a struct only
-    the fields whose declared type can hold a float are looked at; lists of numbers are summed in C
-    (a non-finite sum is checked element by element: finite values may overflow)."""
+    the fields whose declared type can hold a float are looked at. Values are summed in C first:
+    a finite sum means every number is finite; anything else is looked at one by one (a sum can
+    also overflow, or meet a struct, a list or None)."""
     t = type(x)
     if t is float:
         return math.isfinite(x)
-    if t is int or t is str or t is bool or x is None or x is UNSET:
-        return True
     if isinstance(x, msgspec.Struct):
-        return all(_finite(getattr(x, f)) for f in _float_fields(t))
-    if t is list or t is tuple:
-        try:
-            if math.isfinite(sum(x)):
-                return True
-        except (TypeError, OverflowError):
-            pass
-        return all(_finite(v) for v in x)
-    if t is dict:
-        return _finite(list(x.values()))
-    if isinstance(x, Mapping):
-        return all(_finite(v) for v in x.values())
-    if isinstance(x, float):  # a float subclass (numpy's float64)
+        values: Any = _float_values(t)(x)
+    elif t is list or t is tuple:
+        values = x
+    elif isinstance(x, Mapping):
+        values = list(x.values())
+    elif isinstance(x, float):  # a float subclass (numpy's float64)
         return math.isfinite(x)
-    return True
+    else:
+        return True  # int, str, bool, None, UNSET, bytes: nothing to check
+    try:
+        if math.isfinite(sum(values)):
+            return True
+    except (TypeError, OverflowError):
+        pass
+    return all(_finite(v) for v in values)
 
 
-def _float_fields(cls: type) -> Tuple[str, ...]:
-    """The fields of struct ``cls`` whose declared type can hold a float (read off its declaration once)."""
-    names = _FLOAT_FIELDS.get(cls)
-    if names is None:
+def _float_values(cls: type) -> Callable[[Any], Tuple[Any, ...]]:
+    """A getter of the fields of struct ``cls`` whose declared type can hold a float (read off the
+    declaration once)."""
+    get = _FLOAT_VALUES.get(cls)
+    if get is None:
         info = msgspec.inspect.type_info(cls)
         assert isinstance(info, msgspec.inspect.StructType)
-        names = _FLOAT_FIELDS[cls] = tuple(f.name for f in info.fields if _may_hold_float(f.type, set()))
-    return names
+        names = [f.name for f in info.fields if _may_hold_float(f.type, set())]
+        # the first name twice: attrgetter returns a tuple only for two names or more
+        get = _FLOAT_VALUES[cls] = operator.attrgetter(*names, *names[:1]) if names else (lambda _: ())
+    return get
 
 
-_FLOAT_FIELDS: Dict[type, Tuple[str, ...]] = {}
+_FLOAT_VALUES: Dict[type, Callable[[Any], Tuple[Any, ...]]] = {}
 
 
 def _may_hold_float(t: msgspec.inspect.Type, seen: set) -> bool:
