@@ -124,6 +124,7 @@ def _measure(
 
     from clipmg.model.layouts import extract_layout
     from clipmg.stream.config import StreamConfig
+    from clipmg.stream.messages import WindowMessage
     from clipmg.stream.window import Schedule, offline_logits
 
     from .drive import DrivenWorker
@@ -153,15 +154,15 @@ def _measure(
             logits: Dict[str, np.ndarray] = {}
             for name, d in drivers.items():
                 t0 = time.perf_counter()
-                out: List[Dict[str, Any]] = []
+                out: List[WindowMessage] = []
                 for k in seqs:
                     out += d.feed(frames[k], kp137[k], t_wall=float(k))
                 dt = time.perf_counter() - t0
-                assert [m["window"] for m in out] == [win], f"{name}: expected window {win}, got {out}"
-                logits[name] = np.asarray(out[0]["logits"], np.float32)
+                assert [m.window for m in out] == [win], f"{name}: expected window {win}, got {out}"
+                logits[name] = np.asarray(out[0].logits, np.float32)
                 if win > warmup:
                     times[name].append(dt)
-                    heads[name].append(out[0]["latency_ms"]["head"] / 1e3)
+                    heads[name].append(out[0].latency_ms.head / 1e3)
             pose_seqs, rgb_seqs = sched.window_frames(win)
             t0 = time.perf_counter()
             ref = offline_logits(engine, frames[rgb_seqs], kp[pose_seqs], cfg)  # re-encode all eight

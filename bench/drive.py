@@ -15,12 +15,12 @@ head, the decision, the message) is the worker's own code. Published messages ar
 from __future__ import annotations
 
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, List, Optional
 
 import numpy as np
 
 from clipmg.stream.config import StreamConfig
-from clipmg.stream.messages import decode
+from clipmg.stream.messages import WindowMessage, decode
 from clipmg.stream.pose import create_pose_backend
 from clipmg.stream.ringbuffer import FrameRing
 from clipmg.stream.worker import Worker, _Report
@@ -55,7 +55,7 @@ class DrivenWorker:
 
     def feed(
         self, image: np.ndarray, keypoints: Optional[np.ndarray], t_wall: Optional[float] = None
-    ) -> List[Dict[str, Any]]:
+    ) -> List[WindowMessage]:
         """Write the next frame (``(H, W, 3)`` uint8, keypoints ``(137, 3)`` source pixels) and let the
         worker do all it can; returns the window messages published meanwhile (decoded)."""
         self.seq += 1
@@ -64,7 +64,8 @@ class DrivenWorker:
         before = len(self.sender.messages)
         while self.worker.step():
             pass
-        return [decode(p) for t, p in self.sender.messages[before:] if t.startswith(b"mg.window")]
+        wins = [decode(p) for t, p in self.sender.messages[before:] if t.startswith(b"mg.window")]
+        return [m for m in wins if isinstance(m, WindowMessage)]
 
     def close(self) -> None:
         self.worker.close()

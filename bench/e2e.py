@@ -77,7 +77,7 @@ def run(
 ) -> Dict[str, Any]:
     import zmq
 
-    from clipmg.stream.messages import decode
+    from clipmg.stream.messages import StatusMessage, WindowMessage, decode, to_dict
 
     port = _free_port()
     endpoint = f"tcp://127.0.0.1:{port}"
@@ -112,8 +112,8 @@ def run(
     sub.setsockopt(zmq.SUBSCRIBE, b"mg.")
     sub.setsockopt(zmq.RCVTIMEO, 500)
     sub.connect(endpoint)
-    windows: List[Dict[str, Any]] = []
-    statuses: List[Dict[str, Any]] = []
+    windows: List[WindowMessage] = []
+    statuses: List[StatusMessage] = []
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + seconds + 120
     try:
@@ -123,9 +123,10 @@ def run(
             except zmq.Again:
                 continue
             msg = decode(payload)
-            (windows if topic.startswith(b"mg.window") else statuses if topic.startswith(b"mg.status") else []).append(
-                msg
-            )
+            if isinstance(msg, WindowMessage):
+                windows.append(msg)
+            elif isinstance(msg, StatusMessage):
+                statuses.append(msg)
     finally:
         if proc.poll() is None:
             proc.terminate()
@@ -133,11 +134,11 @@ def run(
         sub.close(linger=0)
     if proc.returncode not in (0, None):
         raise RuntimeError(f"run_live.py exited {proc.returncode}:\n{out[-2000:]}")
-    running = [s for s in statuses if s.get("state") == "running"] or statuses
-    last = running[-1] if running else {}
-    lat = np.array([w["latency_ms"].get("capture_to_publish", np.nan) for w in windows], float)
+    running = [s for s in statuses if s.state == "running"] or statuses
+    last = to_dict(running[-1]) if running else {}
+    lat = np.array([w.latency_ms.capture_to_publish for w in windows], float)
     lat = lat[np.isfinite(lat)]
-    span = (windows[-1]["t_publish"] - windows[0]["t_publish"]) if len(windows) > 1 else float("nan")
+    span = (windows[-1].t_publish - windows[0].t_publish) if len(windows) > 1 else float("nan")
     return {
         "seconds": seconds,
         "pose": pose,

@@ -24,7 +24,7 @@ from clipmg.model.errors import run_command
 from clipmg.model.settings import Range, check_number
 
 from .config import DEFAULT_ENDPOINT, ConfigError, check_endpoint
-from .messages import MessageError, decode, summary
+from .messages import MessageError, StatusMessage, WindowMessage, decode, decode_plain, summary
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -95,10 +95,6 @@ def _curve_client(
     sock.curve_publickey, sock.curve_secretkey = public, secret
 
 
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
 def _json(msg: Any, indent: Optional[int] = None) -> str:
     """JSON text of a decoded message; msgpack may carry bytes, which JSON cannot: shown as hex."""
     return json.dumps(
@@ -116,10 +112,8 @@ class GapCounter:
         self.last: Dict[str, tuple] = {}  # stream -> (window, skipped)
         self.missing = 0
 
-    def update(self, msg: Dict[str, Any]) -> int:
-        s, w, sk = msg.get("stream", "?"), msg.get("window"), msg.get("skipped", 0)
-        if not isinstance(s, str) or not _is_int(w) or not _is_int(sk):
-            return 0  # a malformed message: nothing to count on (summary() shows it as malformed)
+    def update(self, msg: WindowMessage) -> int:
+        s, w, sk = msg.stream, msg.window, msg.skipped
         gap = 0
         if s in self.last and sk >= self.last[s][1]:  # skipped went down: a restarted worker, not a loss
             w0, sk0 = self.last[s]
@@ -187,32 +181,33 @@ def listen(
                 continue
             top = parts[0].decode("utf-8", "replace")
             try:
-                msg = decode(parts[1])
+                msg = decode(parts[1])  # validated: a malformed message is shown as such, never crashes us
             except MessageError as e:
                 print(f"{top}  <undecodable payload: {e}>", file=out, flush=True)
                 continue
             final = (
                 until_stopped
                 and top.startswith("mg.status.")
-                and isinstance(msg, dict)
-                and msg.get("state") in ("stopped", "failed")
+                and isinstance(msg, StatusMessage)
+                and msg.state in ("stopped", "failed")
             )
+            ok = 0 if isinstance(msg, StatusMessage) and msg.state == "stopped" else 1
             if not shown(top):
                 if final:
-                    return 0 if msg.get("state") == "stopped" else 1
+                    return ok
                 continue
             n += 1
-            gap = gaps.update(msg) if top.startswith("mg.window") else 0
-            if raw:
-                text = parts[1].decode("utf-8") if parts[1][:1] == b"{" else _json(msg)
+            gap = gaps.update(msg) if isinstance(msg, WindowMessage) else 0
+            if raw:  # as received, fields this version does not know included
+                text = parts[1].decode("utf-8", "replace") if parts[1][:1] == b"{" else _json(decode_plain(parts[1]))
                 print(f"{top} {text}", file=out, flush=True)
             elif pretty:
-                print(f"{top}\n{_json(msg, indent=2)}", file=out, flush=True)
+                print(f"{top}\n{_json(decode_plain(parts[1]), indent=2)}", file=out, flush=True)
             else:
                 line = summary(top, msg)
                 print(line + (f"  [{gap} window(s) not received]" if gap else ""), file=out, flush=True)
             if final:
-                return 0 if msg.get("state") == "stopped" else 1
+                return ok
     return 0
 
 

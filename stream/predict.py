@@ -168,6 +168,8 @@ def predict(
 ) -> Tuple[List[Dict[str, Any]], Dict[int, np.ndarray]]:
     """One answer per segment of ``video``: the JSON-line records (see the module docstring), and the
     keypoints ``(137, 3)`` of every frame the pose backend ran on, by frame number."""
+    import msgspec
+
     from clipmg.model.layouts import extract_layout
     from clipmg.model.sampling import clip_samples
 
@@ -209,7 +211,7 @@ def predict(
             "clip": video.name,
             "start_frame": seg.start,
             "end_frame": seg.end,
-            "topk": topk_entries(a.top),  # as in window messages
+            "topk": msgspec.to_builtins(topk_entries(a.top)),  # as in window messages
             "label": a.label,
             "p": None if a.p is None else round(a.p, 6),
             "person_fraction": round(res.person_fraction, 4),

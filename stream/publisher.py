@@ -22,12 +22,12 @@ import shutil
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Mapping, Optional, Protocol, Sequence, Union
 
 from clipmg.model.errors import ClipmgError
 
 from .config import ConfigError, check_endpoint
-from .messages import encode, topic
+from .messages import Message, encode, topic
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +173,7 @@ class Publisher:
         self.sent += 1
         return True
 
-    def publish(self, kind: str, stream: str, msg: Mapping[str, Any], fmt: str = "json") -> bool:
+    def publish(self, kind: str, stream: str, msg: Union[Message, Mapping[str, Any]], fmt: str = "json") -> bool:
         """Serialise ``msg`` first, then send it under ``mg.<kind>.<stream>``."""
         payload = encode(msg, fmt)
         return self.send(topic(kind, stream), payload)
@@ -204,6 +204,14 @@ class _AllowList:
 
     def callback(self, domain: str, key: bytes) -> bool:
         return key in self.keys
+
+
+class Sender(Protocol):
+    """What a worker sends its payloads through: ``Publisher``, ``Link``, or a collector (``drive.py``)."""
+
+    dropped: int  # payloads it could not hand on (a full queue, a gone relay)
+
+    def send(self, topic_: bytes, payload: bytes) -> bool: ...
 
 
 class Link:
@@ -336,13 +344,14 @@ class Relay:
                         self._count(payload)
 
     def _count(self, payload: bytes) -> None:
-        from .messages import MessageError, decode
+        from .messages import MessageError, WindowMessage, decode
 
         try:
             msg = decode(payload)
-            self.tally.update(int(msg["window"]), int(msg.get("skipped", 0)))
-        except (MessageError, KeyError, TypeError, ValueError):
-            pass  # not a window message this version understands: forwarded, not counted
+        except MessageError:
+            return  # not a message this version understands: forwarded, not counted
+        if isinstance(msg, WindowMessage):
+            self.tally.update(msg.window, msg.skipped)
 
     @property
     def dropped(self) -> int:

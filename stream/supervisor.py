@@ -337,9 +337,8 @@ class Supervisor:
             last_window=s.get("last_window") or None,
             latency_ms=(s.get("last_window") or {}).get("latency_ms"),
             message=message,
+            restart_gap=None if self.relay is None else self.relay.tally.restart_gap,
         )
-        if self.relay is not None:
-            msg["restart_gap"] = self.relay.tally.restart_gap
         link.publish("status", self.cfg.stream_id, msg, self.cfg.fmt)
 
     def counts(self) -> Tuple[int, int]:

@@ -33,7 +33,9 @@ import threading
 import time
 import traceback
 from collections import deque
-from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, List, Optional, Protocol, Sequence, Tuple, Union
+
+import msgspec.structs
 
 from clipmg.model.errors import ClipmgError
 
@@ -44,7 +46,17 @@ from .messages import encode, event_message, topic, window_message
 from .pose_ahead import _PENDING, PoseAhead  # noqa: F401 - PoseAhead: importable from here as before
 
 # .window imports clipmg.model (and with it torch): imported where the work happens, so that the
-# supervisor can name worker_main as a process target without loading torch itself.
+# supervisor can name worker_main as a process target without loading torch itself. The types the
+# signatures name are imported for the type checker only, for the same reason.
+if TYPE_CHECKING:
+    import numpy as np
+
+    from clipmg.engines.base import Engine
+
+    from .pose_base import PoseBackend, PoseResult
+    from .publisher import Sender
+    from .ringbuffer import Frame, FrameRing
+    from .window import Sample, WindowResult
 
 log = logging.getLogger(__name__)
 
@@ -55,10 +67,22 @@ class FatalWorkerError(ClipmgError, RuntimeError):
     """A configuration problem (engine, pose backend, schedule): restarting cannot help."""
 
 
+class StatusQueue(Protocol):
+    """Where the worker's status events go (a ``multiprocessing.Queue`` of the supervisor)."""
+
+    def put_nowait(self, item: Dict[str, Any]) -> None: ...
+
+
+class Flag(Protocol):
+    """A flag another process sets (a ``multiprocessing.Event``)."""
+
+    def is_set(self) -> bool: ...
+
+
 class _Report:
     """Non-blocking status events to the supervisor (dropped if the queue is full or gone)."""
 
-    def __init__(self, status_queue: Any) -> None:
+    def __init__(self, status_queue: Optional[StatusQueue]) -> None:
         self.queue = status_queue
 
     def __call__(self, event: str, **fields: Any) -> None:
@@ -70,7 +94,7 @@ class _Report:
             pass
 
 
-def load_worker_engine(cfg: StreamConfig) -> Any:
+def load_worker_engine(cfg: StreamConfig) -> Engine:
     """The engine ``cfg.engine`` names, warmed up; ``FatalWorkerError`` with one sentence otherwise."""
     from pathlib import Path
 
@@ -109,10 +133,10 @@ class Worker:
     def __init__(
         self,
         cfg: StreamConfig,
-        engine: Any,
-        pose: Any,
-        ring: Any,
-        sender: Any,
+        engine: Engine,
+        pose: Union[PoseBackend, Sequence[PoseBackend]],
+        ring: FrameRing,
+        sender: Sender,
         report: _Report,
         annotator: Optional[Annotator] = None,
         max_windows: Optional[int] = None,
@@ -122,7 +146,7 @@ class Worker:
 
         mc = engine.config
         # one pose backend, or one a pose thread (--pose-workers); the first also serves end-of-file windows
-        self.poses = list(pose) if isinstance(pose, (list, tuple)) else [pose]
+        self.poses: List[PoseBackend] = list(pose) if isinstance(pose, (list, tuple)) else [pose]  # type: ignore[list-item]
         self.cfg, self.engine, self.pose, self.ring, self.sender = cfg, engine, self.poses[0], ring, sender
         self.report, self.annotator, self.max_windows = report, annotator, max_windows
         self.schedule = Schedule.from_config(mc.clip, cfg.stride, cfg.pose_every)
@@ -154,7 +178,7 @@ class Worker:
         self._lock = threading.Lock()  # the counters the pose thread updates
         self._wanted = -1  # the window start last passed to the pose thread
         self._annot_lock = threading.Lock()  # pose threads hand annotated frames over in sample order
-        self._annot_pending: Dict[int, Any] = {}
+        self._annot_pending: Dict[int, Optional[Tuple[Frame, PoseResult]]] = {}
         self._annot_next: Optional[int] = None
         estimates = [functools.partial(self._pose, backend=b) for b in self.poses]
         self.ahead = (
@@ -268,7 +292,7 @@ class Worker:
         self._add(samples)
         return True
 
-    def _pose(self, k: int, backend: Any = None) -> Optional[Any]:
+    def _pose(self, k: int, backend: Optional[PoseBackend] = None) -> Optional[Sample]:
         """Read sample ``k``'s frame and run a pose backend on it (``None``: the frame is gone).
         Runs in a pose thread when there is one, with that thread's ``backend``."""
         from clipmg.model.layouts import extract_layout
@@ -291,7 +315,7 @@ class Worker:
         kp = extract_layout(res.keypoints, self.engine.config.pose.layout)  # (J, 3) source pixels
         return Sample(k, frame.image, kp, seq, frame.t_mono, frame.t_wall, bool(res.person))
 
-    def _add(self, samples: List[Any], defer_rgb: bool = False) -> None:
+    def _add(self, samples: List[Sample], defer_rgb: bool = False) -> None:
         t0 = time.perf_counter()
         n = self.sw.add_samples(samples, defer_rgb=defer_rgb)
         if n:
@@ -322,7 +346,7 @@ class Worker:
         self._finish_window(res, t0, pose_stage_inputs=stages)
 
     def _finish_window(
-        self, res: Any, t0: float, sampling: Optional[str] = None, pose_stage_inputs: Optional[int] = None
+        self, res: WindowResult, t0: float, sampling: Optional[str] = None, pose_stage_inputs: Optional[int] = None
     ) -> None:
         t1 = time.perf_counter()
         events = self.debouncer.update(float(res.inputs.t_wall[-1]), res.inputs.window, res.answer.probs)
@@ -331,7 +355,7 @@ class Worker:
             self._publish_event(ev)
 
     def _publish_window(
-        self, res: Any, t0: float, t1: float, sampling: Optional[str], pose_stage_inputs: Optional[int]
+        self, res: WindowResult, t0: float, t1: float, sampling: Optional[str], pose_stage_inputs: Optional[int]
     ) -> None:
         cfg, inputs, ans = self.cfg, res.inputs, res.answer
         with self._lock:  # this window's share of the work; the pose thread may already be on the next
@@ -370,8 +394,8 @@ class Worker:
             sampling=sampling or "stream",
         )
         now = time.monotonic()
-        msg["latency_ms"]["publish"] = round((time.perf_counter() - t1) * 1e3, 3)
-        msg["latency_ms"]["capture_to_publish"] = round((now - float(inputs.t_mono[-1])) * 1e3, 3)
+        msg.latency_ms.publish = round((time.perf_counter() - t1) * 1e3, 3)
+        msg.latency_ms.capture_to_publish = round((now - float(inputs.t_mono[-1])) * 1e3, 3)
         self.sender.send(topic("window", cfg.stream_id), encode(msg, cfg.fmt))
         self.windows += 1
         self._window_times.append(now)
@@ -382,13 +406,13 @@ class Worker:
             "p": ans.p,
             "top": [[n, q] for _, n, q in top],
             "person": res.person,
-            "latency_ms": msg["latency_ms"],
+            "latency_ms": msgspec.structs.asdict(msg.latency_ms),  # the status queue carries plain maps
         }
         self._overlay = Overlay(
             top=[(n, q) for _, n, q in top],
             label=ans.label,
             person=res.person,
-            latency_ms=msg["latency_ms"]["capture_to_publish"],
+            latency_ms=msg.latency_ms.capture_to_publish,
             window=inputs.window,
             banner=self._overlay.banner,
         )
@@ -407,7 +431,7 @@ class Worker:
             self.ahead = None
         from .window import clip_window
 
-        frames: Dict[int, Any] = {}
+        frames: Dict[int, Frame] = {}
         for seq in range(first, latest + 1):
             f = self.ring.read(seq)
             if f is not None:
@@ -426,14 +450,14 @@ class Worker:
         )
         self._finish_window(res, t0, sampling="whole_clip")
 
-    def _clip_sample(self, frame: Any) -> Any:
+    def _clip_sample(self, frame: Frame) -> Tuple[np.ndarray, bool]:
         """Pose on one frame of a whole-clip window: ``(keypoints (J, 3) source pixels, person)``."""
         from clipmg.model.layouts import extract_layout
 
         res = self._timed_pose(frame)
         return extract_layout(res.keypoints, self.engine.config.pose.layout), bool(res.person)
 
-    def _timed_pose(self, frame: Any, backend: Any = None) -> Any:
+    def _timed_pose(self, frame: Frame, backend: Optional[PoseBackend] = None) -> PoseResult:
         """A pose backend (the first by default) on one frame, its time and count added to this
         window's share."""
         t0 = time.perf_counter()
@@ -473,13 +497,14 @@ class Worker:
         with self._annot_lock:
             pending, self._annot_pending = self._annot_pending, {}
             for k in sorted(pending):
-                if pending[k] is not None:
-                    self._annotate(*pending[k])
+                item = pending[k]
+                if item is not None:
+                    self._annotate(*item)
             if pending:
                 self._annot_next = max(pending) + 1
 
     # ------------------------------------------------------------------ side outputs
-    def _annotate_in_order(self, k: int, item: Optional[Tuple[Any, Any]]) -> None:
+    def _annotate_in_order(self, k: int, item: Optional[Tuple[Frame, PoseResult]]) -> None:
         """Annotate sample ``k`` (``None``: its frame was gone) once every earlier sample has been:
         several pose threads finish out of order, the recording must not. Samples the pose threads
         passed over (a worker that fell behind) are not waited for once 4 later ones are ready."""
@@ -499,7 +524,7 @@ class Worker:
                 if ready is not None:
                     self._annotate(*ready)
 
-    def _annotate(self, frame: Any, res: Any) -> None:
+    def _annotate(self, frame: Frame, res: PoseResult) -> None:
         if len(self._sample_times) < 8:  # the video's frame rate is measured on the first samples
             return
         fps = rate(list(self._sample_times))
@@ -514,7 +539,7 @@ class Worker:
             "windows": self.windows,
             "skipped": self.skipped,
             "dropped_frames": dropped,
-            "dropped_messages": int(getattr(self.sender, "dropped", 0)),
+            "dropped_messages": int(self.sender.dropped),
             "pose_samples": posed,
             "encoded": self.sw.encoded,
             "heads": self.sw.heads,
@@ -539,14 +564,14 @@ class Worker:
 def worker_main(
     cfg: StreamConfig,
     ring_name: str,
-    status_queue: Any,
-    stop_event: Any,
+    status_queue: Optional[StatusQueue],
+    stop_event: Optional[Flag],
     *,
     link_endpoint: Optional[str] = None,
     max_windows: Optional[int] = None,
-    engine_factory: Optional[Callable[[StreamConfig], Any]] = None,
+    engine_factory: Optional[Callable[[StreamConfig], Engine]] = None,
     from_oldest: bool = False,
-    source_ended: Any = None,
+    source_ended: Optional[Flag] = None,
 ) -> None:
     """Run the worker until ``stop_event`` is set, SIGTERM, the parent dies or ``max_windows`` are published.
 
@@ -607,14 +632,14 @@ def _run(
     cfg: StreamConfig,
     ring_name: str,
     report: _Report,
-    stop_event: Any,
+    stop_event: Optional[Flag],
     stop: Dict[str, bool],
     parent: int,
     link_endpoint: Optional[str],
     max_windows: Optional[int],
-    engine_factory: Optional[Callable[[StreamConfig], Any]],
+    engine_factory: Optional[Callable[[StreamConfig], Engine]],
     from_oldest: bool = False,
-    source_ended: Any = None,
+    source_ended: Optional[Flag] = None,
 ) -> None:
     from .pose import PoseBackendError, create_pose_backend
     from .publisher import Link, Publisher, PublisherError
@@ -626,7 +651,7 @@ def _run(
     group = engine.config.clip.group
     if cfg.stride % group or cfg.stride < group:
         raise FatalWorkerError(f"--stride {cfg.stride} must be a multiple of {group} for this model")
-    poses: List[Any] = []
+    poses: List[PoseBackend] = []
     try:
         for _ in range(cfg.pose_workers if cfg.pose_thread else 1):  # one backend a pose thread
             poses.append(create_pose_backend(cfg.pose_backend, **dict(cfg.pose_options)))
@@ -660,7 +685,7 @@ def _run(
     annot = Annotator(cfg.record, cfg.display, title=f"clipmg {cfg.stream_id}") if (cfg.record or cfg.display) else None
     with contextlib.ExitStack() as backends, ring, sender:
         for p in poses:
-            backends.enter_context(p)
+            backends.callback(p.close)  # what each backend's __exit__ does; the protocol promises close()
         w: Optional[Worker] = None
         try:
             w = Worker(cfg, engine, poses, ring, sender, report, annot, max_windows, from_oldest=from_oldest)
@@ -694,7 +719,12 @@ def _limit_threads(n: int) -> None:
 
 
 def _loop(
-    w: Worker, stop_event: Any, stop: Dict[str, bool], parent: int, annot: Optional[Annotator], source_ended: Any = None
+    w: Worker,
+    stop_event: Optional[Flag],
+    stop: Dict[str, bool],
+    parent: int,
+    annot: Optional[Annotator],
+    source_ended: Optional[Flag] = None,
 ) -> str:
     """Run until asked to stop ('stopped'), ``max_windows`` are published ('done'), the user
     closes the display window ('display closed') or the file has ended and its last window ran

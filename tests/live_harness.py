@@ -125,7 +125,7 @@ class Subscriber:
     def _run(self) -> None:
         import zmq
 
-        from clipmg.stream.messages import MessageError, decode
+        from clipmg.stream.messages import MessageError, decode, to_dict
 
         while not self._stop.is_set():
             try:
@@ -136,7 +136,7 @@ class Subscriber:
                 return
             now = time.time()
             try:
-                msg = decode(parts[1])
+                msg = to_dict(decode(parts[1]))  # validated, then as the plain map the tests index
             except (MessageError, IndexError) as e:
                 with self._lock:
                     self.bad.append(repr(e))

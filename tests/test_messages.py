@@ -15,21 +15,24 @@ from live_harness import free_port
 from clipmg.stream.config import ConfigError, StreamConfig, check_endpoint
 from clipmg.stream.events import Debouncer
 from clipmg.stream.messages import (
-    SCHEMA,
     MessageError,
+    WindowMessage,
     decode,
     encode,
     event_message,
+    json_schema,
     status_message,
     summary,
+    to_dict,
     topic,
+    validate,
     window_message,
 )
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def sample_window(**over: Any) -> Dict[str, Any]:
+def sample_window(**over: Any) -> WindowMessage:
     seqs = list(range(100, 132))
     kw: Dict[str, Any] = dict(
         stream="cam0",
@@ -61,7 +64,7 @@ def sample_window(**over: Any) -> Dict[str, Any]:
     return window_message(**kw)
 
 
-def all_kinds() -> List[Dict[str, Any]]:
+def all_kinds() -> List[Any]:
     return [
         sample_window(),
         sample_window(label=None, person=False, person_fraction=0.0, answered=False, topk=[], logits=None),
@@ -101,6 +104,7 @@ def all_kinds() -> List[Dict[str, Any]]:
             restarts=0,
             worker={"pid": 123, "alive": True},
             last_window={"window": 9, "label": None},
+            restart_gap=2,
         ),
     ]
 
@@ -108,7 +112,7 @@ def all_kinds() -> List[Dict[str, Any]]:
 # ------------------------------------------------------------------------------------ payloads
 def test_docs_schema_file_is_the_code_schema() -> None:
     on_disk = json.loads((REPO / "docs" / "zmq-schema.json").read_text())
-    assert on_disk == json.loads(json.dumps(SCHEMA)), (
+    assert on_disk == json.loads(json.dumps(json_schema())), (
         "regenerate: python -m clipmg.stream.messages > docs/zmq-schema.json"
     )
     jsonschema.Draft202012Validator.check_schema(on_disk)
@@ -120,32 +124,97 @@ def test_round_trip_and_schema(fmt: str) -> None:
     for msg in all_kinds():
         payload = encode(msg, fmt)
         assert payload[:1] == b"{" if fmt == "json" else payload[:1] != b"{"
-        back = decode(payload)  # format recognised from the bytes
-        assert back == json.loads(json.dumps(msg))
+        back = decode(payload)  # format recognised from the bytes, validated
+        assert back == msg and type(back) is type(msg)
         assert decode(payload, fmt) == back
-        jsonschema.validate(back, schema)
+        plain = json.loads(encode(msg, "json"))
+        assert to_dict(back) == plain and validate(plain) == msg
+        jsonschema.validate(plain, schema)
         assert summary("mg.x.cam0", back)
+
+
+def test_payloads_are_what_the_dict_builders_wrote() -> None:
+    """The wire format of the messages declared as structs is the one the earlier dict builders
+    wrote: field names, order and values (optional fields absent unless set)."""
+    msg = sample_window(logits=None, sampling="whole_clip")
+    text = encode(msg).decode()
+    assert text.startswith('{"schema":"clipmg.window/1","stream":"cam0","window":12,"frames":{"first_seq":100,')
+    d = json.loads(text)
+    assert list(d) == [
+        "schema", "stream", "window", "frames", "t_publish", "latency_ms", "computed", "person",
+        "person_fraction", "answered", "topk", "label", "p", "model", "skipped",
+    ]  # fmt: skip
+    assert d["frames"]["sampling"] == "whole_clip" and d["frames"]["max_gap_s"] == 0.0333
+    assert "sampling" not in json.loads(encode(sample_window()))["frames"]
+    assert d["topk"][0] == {"index": 3, "label": "fold arm", "p": 0.7}
+    ev, st = json.loads(encode(all_kinds()[2])), json.loads(encode(all_kinds()[4]))
+    assert ev["reason"] == "" and ev["duration_s"] == 0.5
+    assert list(st)[-3:] == ["latency_ms", "message", "restart_gap"] and st["source"]["spec"] == "synthetic:0"
+    assert "restart_gap" not in json.loads(
+        encode(status_message(stream="c", state="running", t_publish=0, source={"state": "ended"}))
+    )
+
+
+def test_decode_ignores_unknown_fields_and_json_refuses_nan() -> None:
+    d = {**to_dict(sample_window()), "new_field": [1, {"x": 2}]}
+    d["frames"]["new_too"] = "x"
+    assert decode(encode(d)) == sample_window() == decode(encode(d, "msgpack"))
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        with pytest.raises(MessageError, match="NaN or infinity"):
+            encode(sample_window(logits=[0.5, bad]))
+        with pytest.raises(MessageError, match="NaN or infinity"):
+            encode({**d, "deep": [{"v": [1.0, bad]}]})
+        assert len(decode(encode(sample_window(logits=[bad]), "msgpack")).logits) == 1  # msgpack holds them
+    assert np.isfinite(json.loads(encode(sample_window(t_publish=float("nan"))))["t_publish"])  # builders: -1
 
 
 def test_logits_keep_full_precision_and_json_is_utf8() -> None:
     x = np.float32(0.1234567)
     msg = sample_window(logits=[x], topk=[(0, "touché", 1.0)])
     back = decode(encode(msg))
-    assert np.float32(back["logits"][0]) == x
+    assert isinstance(back, WindowMessage) and np.float32(back.logits[0]) == x
     assert "touché".encode() in encode(msg)
 
 
-def test_schema_rejects_malformed_messages() -> None:
-    msg = sample_window()
-    for broken in (
-        {**msg, "schema": "clipmg.window/2"},
-        {k: v for k, v in msg.items() if k != "frames"},
-        {**msg, "stream": "cam 0"},
-        {**msg, "topk": [{"index": 0, "label": "x", "p": 1.5}]},
+def test_schema_and_decode_reject_malformed_messages() -> None:
+    """The schema file and the decoder refuse the same malformed messages, each with one sentence."""
+    msg = to_dict(sample_window())
+    schema = json_schema()
+    for broken, words in (
+        ({**msg, "schema": "clipmg.window/2"}, "clipmg.window/2"),
+        ({**msg, "schema": "clipmg.other/1"}, "clipmg.other/1"),
+        ({k: v for k, v in msg.items() if k != "frames"}, "frames"),
+        ({k: v for k, v in msg.items() if k != "schema"}, "schema"),
+        ({**msg, "stream": "cam 0"}, "stream"),
+        ({**msg, "window": -1}, "window"),
+        ({**msg, "window": "seven"}, "window"),
+        ({**msg, "topk": [{"index": 0, "label": "x", "p": 1.5}]}, "topk"),
+        ({**msg, "topk": 3}, "topk"),
+        ({**msg, "frames": {**msg["frames"], "pose_seqs": []}}, "pose_seqs"),
+        ({**msg, "frames": {**msg["frames"], "stride": 0}}, "stride"),
+        ({**msg, "frames": {**msg["frames"], "sampling": "random"}}, "sampling"),
+        ({**msg, "latency_ms": {"pose": 1.0}}, "latency_ms"),
+        ({**msg, "latency_ms": {**msg["latency_ms"], "extra": "x"}}, None),  # extra keys: numbers only (schema)
+        ({**msg, "model": {"backend": "x", "precision": "fp32"}}, "checkpoint_sha256"),
+        ({**msg, "person_fraction": 2.0}, "person_fraction"),
+        ({**msg, "label": 3}, "label"),
     ):
         with pytest.raises(jsonschema.ValidationError):
-            jsonschema.validate(broken, SCHEMA)
-    for bad in (b"", b"{not json", b"\xc1", encode({"no": "schema"})):
+            jsonschema.validate(broken, schema)
+        if words is not None:
+            for fmt in ("json", "msgpack"):
+                with pytest.raises(MessageError, match=words) as e:
+                    decode(encode(broken, fmt))
+                assert "\n" not in str(e.value)
+            with pytest.raises(MessageError):
+                validate(broken)
+    status = to_dict(all_kinds()[4])
+    for broken in ({**status, "state": "dancing"}, {**status, "source": {"state": "lost"}}, {**status, "fps_in": -1}):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(broken, schema)
+        with pytest.raises(MessageError):
+            decode(encode(broken))
+    for bad in (b"", b"{not json", b"\xc1", encode({"no": "schema"}), b"[1, 2]", b"{" * 5000):
         with pytest.raises(MessageError):
             decode(bad)
     with pytest.raises(ValueError):
@@ -273,8 +342,7 @@ def test_listener_counts_only_unreported_gaps() -> None:
 
     g = GapCounter()
     seen = [
-        g.update({"stream": "cam0", "window": w, "skipped": s})
-        for w, s in [(10, 0), (11, 0), (14, 2), (16, 2), (30, 0), (31, 0)]
+        g.update(sample_window(window=w, skipped=s)) for w, s in [(10, 0), (11, 0), (14, 2), (16, 2), (30, 0), (31, 0)]
     ]  # 12, 13: skipped; 15: lost; 30: restarted
     assert seen == [0, 0, 0, 1, 0, 0] and g.missing == 1
 

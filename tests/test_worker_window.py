@@ -103,23 +103,23 @@ def test_the_live_worker_runs_the_cached_head_and_equals_offline(engine: Any, rg
             for m in wins:  # the window's calls, once running: two new groups, the pose stages on what is new
                 delta = counted.calls - before
                 assert delta["head"] == 0 and delta["head_cached"] == 1
-                if m["window"] > 0:
+                if m.window > 0:
                     assert [delta[f"pose_stage{i}_inputs"] for i in range(3)] == [2, 4, 6]
                     assert [delta[f"pose_stage{i}"] for i in range(3)] == [1, 1, 1]
-    assert [m["window"] for m in published] == list(range(n_windows))
+    assert [m.window for m in published] == list(range(n_windows))
     assert counted.calls["head"] == 0 and counted.calls["head_cached"] == n_windows
     # every RGB sample encoded exactly once; in one call a window (default) or one call a frame
     assert counted.encoded == 8 + (n_windows - 1) * stride // 4
     calls = 1 + (n_windows - 1) if rgb_batch == "window" else counted.encoded
     assert counted.calls["encode_frames"] == calls
-    assert [m["computed"]["rgb_encoded"] for m in published] == [8] + [stride // 4] * (n_windows - 1)
+    assert [m.computed.rgb_encoded for m in published] == [8] + [stride // 4] * (n_windows - 1)
     # the logits the worker published are the offline model's on the same frames and crop boxes
     for m in published:
-        pose_seqs, rgb_seqs = np.array(m["frames"]["pose_seqs"]), np.array(m["frames"]["rgb_seqs"])
-        assert (pose_seqs == sched.window_frames(m["window"])[0]).all()
+        pose_seqs, rgb_seqs = np.array(m.frames.pose_seqs), np.array(m.frames.rgb_seqs)
+        assert (pose_seqs == sched.window_frames(m.window)[0]).all()
         ref = offline_logits(engine, frames[rgb_seqs], kp[pose_seqs], engine.config, boxes=_boxes(engine, kp, rgb_seqs))
-        np.testing.assert_allclose(np.array(m["logits"], np.float32), ref, rtol=1e-4, atol=1e-5)
-        assert m["topk"][0]["label"] == CLASSES[int(np.argmax(ref))]
+        np.testing.assert_allclose(np.array(m.logits, np.float32), ref, rtol=1e-4, atol=1e-5)
+        assert m.topk[0].label == CLASSES[int(np.argmax(ref))]
 
 
 def _boxes(engine: Any, kp: np.ndarray, rgb_seqs: np.ndarray) -> list:
