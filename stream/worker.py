@@ -36,6 +36,7 @@ from collections import deque
 from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
 from clipmg.model.errors import ClipmgError
+from clipmg.model.logs import WORKER_STYLE, setup_logging
 
 from .config import StreamConfig
 from .display import Annotator, Overlay, rate
@@ -563,7 +564,7 @@ def worker_main(
         from .quiet import native_stderr_off
 
         native_stderr_off()
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(processName)s %(levelname)s %(message)s")
+    setup_logging("clipmg-live", style=WORKER_STYLE)  # its own process: warnings and errors, time-stamped
     report = _Report(status_queue)
     stop = {"flag": False}
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the supervisor decides

@@ -550,7 +550,7 @@ def _make_artifacts(root: Path, with_engines: bool) -> Dict[str, str]:
     from clipmg.engines.artifacts import MANIFEST, TRT_EXPORT, file_entry, write_manifest
     from clipmg.engines.export import export_onnx
 
-    onnx = export_onnx(a["ckpt5"], root / "onnx", log=lambda m: None).out_dir
+    onnx = export_onnx(a["ckpt5"], root / "onnx").out_dir
     a["onnx_cut"] = shutil.copytree(onnx, root / "onnx_cut")
     enc = a["onnx_cut"] / "frame_encoder.onnx"
     enc.write_bytes(enc.read_bytes()[: enc.stat().st_size // 2])
@@ -669,11 +669,11 @@ def test_bad_input_to_heavy_tools_fails_with_one_line(case: Case, slow_results) 
 # stands for a bug in clipmg, which no user input triggers on purpose.
 BUG_PATHS = [
     ("clipmg-live", "clipmg.stream.supervisor", "config_from_args"),
-    ("clipmg-listen", "clipmg.stream.listen", "check_listen_args"),
+    ("clipmg-listen", "clipmg.stream.listen", "options_from_args"),
     ("clipmg-predict", "clipmg.stream.predict", "_check"),
-    ("clipmg-export", "clipmg.engines.export", "check_export_args"),
-    ("clipmg-build", "clipmg.engines.build", "check_flag"),
-    ("clipmg-bench", "clipmg.engines.bench", "check_flag"),
+    ("clipmg-export", "clipmg.engines.export", "options_from_args"),
+    ("clipmg-build", "clipmg.engines.build", "options_from_args"),
+    ("clipmg-bench", "clipmg.engines.bench", "check_number"),
 ]
 
 
