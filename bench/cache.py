@@ -61,7 +61,7 @@ def _engine(
     from clipmg.model.checkpoint import save_checkpoint
 
     ckpt = save_checkpoint(Path(workdir) / "random.safetensors", model, names)
-    export_onnx(ckpt, Path(workdir) / "onnx", int8=precision == "int8", int8_samples=2, log=lambda m: None)
+    export_onnx(ckpt, Path(workdir) / "onnx", int8=precision == "int8", int8_samples=2)
     return load_engine(Path(workdir) / "onnx", warmup=False, threads=threads, precision=precision)
 
 

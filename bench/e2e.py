@@ -58,7 +58,7 @@ def make_engine(preset: str, workdir: Path, backend: str, int8: bool = False) ->
     from clipmg.engines.export import export_onnx
 
     out = workdir / f"{preset}-onnx"
-    export_onnx(ckpt, out, int8=int8, int8_samples=2, log=lambda m: None)
+    export_onnx(ckpt, out, int8=int8, int8_samples=2)
     return out
 
 

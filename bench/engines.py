@@ -26,9 +26,10 @@ from typing import Any, Callable, Dict, List, Sequence, Tuple
 import numpy as np
 
 from clipmg.engines.base import Engine, EngineError
-from clipmg.engines.cli import Log, check_flag, file_errors
+from clipmg.engines.cli import Log, file_errors
 from clipmg.engines.cli import stderr as _stderr
 from clipmg.model.errors import run_command
+from clipmg.model.settings import Range, check_number
 
 ORT_VARIANTS: Dict[str, Dict[str, Any]] = {  # session settings compared; "threads2-nospin" is clipmg's default
     "ort-defaults": {"threads": None, "allow_spinning": None},  # ORT's own: all graph optimisations,
@@ -89,7 +90,7 @@ def make_engines(
         from clipmg.engines.onnx_backend import OnnxEngine
 
         onnx_dir = workdir / f"{preset}-onnx"
-        export_onnx(ckpt, onnx_dir, int8=int8, int8_samples=2, log=log)  # speed only: accuracy is not measured here
+        export_onnx(ckpt, onnx_dir, int8=int8, int8_samples=2)  # speed only: accuracy is not measured here
         for v in ort_variants:
             engines[f"onnxruntime {v}"] = OnnxEngine.load(
                 onnx_dir, precision="fp32", providers=["CPUExecutionProvider"], **ORT_VARIANTS[v]
@@ -108,7 +109,7 @@ def make_engines(
         except EngineError as e:
             notes.append(f"tensorrt: not measured: {e}")
         else:
-            build_engines(ckpt, workdir / f"{preset}-trt", BuildOptions(), log=log)
+            build_engines(ckpt, workdir / f"{preset}-trt", BuildOptions())
             engines["tensorrt fp16"] = TensorRTEngine.load(workdir / f"{preset}-trt")
     return engines, notes, model
 
@@ -225,10 +226,10 @@ def _main(argv: List[str] | None) -> int:
     ap.add_argument("--markdown", type=Path, help="also write the tables to this file")
     ap.add_argument("--json", type=Path, help="also write the raw results to this file")
     args = ap.parse_args(argv)
-    check_flag("--repeats", args.repeats, 1, 10_000, integer=True)
-    check_flag("--threads", args.threads, 1, 1024, integer=True)
+    check_number("--repeats", args.repeats, Range(1, 10_000), integer=True)
+    check_number("--threads", args.threads, Range(1, 1024), integer=True)
     for b in args.batches:
-        check_flag("--batches", b, 1, 1024, integer=True)
+        check_number("--batches", b, Range(1, 1024), integer=True)
     if args.torch_device != "cpu" and not args.torch_device.startswith("cuda"):
         raise EngineError(f"--torch-device {args.torch_device!r} is not allowed: give cpu, cuda or cuda:N")
     for flag, path in (("--markdown", args.markdown), ("--json", args.json)):

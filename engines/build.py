@@ -25,18 +25,21 @@ from __future__ import annotations
 
 import argparse
 import copy
+import logging
 import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
+from clipmg.model import settings
+from clipmg.model.config import ConfigError
 from clipmg.model.errors import run_command
+from clipmg.model.settings import Range, setting
 
 from .base import EngineError
-from .cli import Log, check_flag, file_errors, one_line
-from .cli import stderr as _stderr
+from .cli import Expect, file_errors, one_line
 from .trt_build import (
     BuildFailed,
     EnvironmentMissing,
@@ -59,6 +62,8 @@ __all__ = [
     "ROUTES",
 ]
 
+log = logging.getLogger(__name__)
+
 PRECISIONS = ("fp16", "fp32", "bf16")
 ROUTES = ("onnx", "torch-tensorrt")
 ENGINE_FILES = {"frame_encoder": "frame_encoder.engine", "window_head": "window_head.engine"}
@@ -68,34 +73,43 @@ MAX_BATCH = 1024  # --max-batch, --opt-batch, --max-windows: the largest profile
 
 @dataclass(frozen=True, kw_only=True)
 class BuildOptions:
-    """How to build; every field is a CLI flag of the same name."""
+    """How to build; every field is a ``clipmg-build`` flag, declared once (``model/settings.py``): the
+    parser and the checks of :meth:`validate` are generated from these declarations."""
 
-    precision: str = "fp16"  # frame encoder: fp16 | fp32 | bf16
-    head_precision: str = "fp32"  # window head: fp32 | fp16 | bf16
-    via: str = "onnx"  # onnx | torch-tensorrt
-    max_batch: int = 8  # frame encoder profile: frames per call, 1..max_batch
-    opt_batch: int = 1  # the batch TensorRT tunes its tactics for
-    max_windows: int = 4  # window head profile: windows per call, 1..max_windows
-    workspace_gib: float = 4.0  # builder workspace limit
-    timing_cache: str | None = None  # path; None: the default cache file; "" disables
-    device: int = 0  # CUDA device index
-    check: bool = True  # compare the built engines with a float32 reference before publishing
-    tolerance: float | None = None  # relative error limit of the check (default by precision)
+    precision: str = setting("fp16", "frame encoder precision (%(default)s)", PRECISIONS)
+    head_precision: str = setting("fp32", "window head precision (%(default)s)", PRECISIONS)
+    via: str = setting("onnx", "build route (%(default)s)", ROUTES)
+    max_batch: int = setting(8, "largest frame batch (%(default)s)", Range(1, MAX_BATCH))  # frame encoder profile
+    opt_batch: int = setting(1, "frame batch to tune for (%(default)s)", Range(1, MAX_BATCH))  # TensorRT tunes for it
+    max_windows: int = setting(4, "largest window batch (%(default)s)", Range(1, MAX_BATCH))  # window head profile
+    workspace_gib: float = setting(4.0, "builder workspace (%(default)s GiB)", Range(0.0, 1024.0, "lo"))
+    # None: the default cache file; "" (--no-timing-cache) disables it
+    timing_cache: Optional[str] = setting(
+        None,
+        "timing cache file (default: under ~/.cache/clipmg)",
+        also=((("--no-timing-cache",), dict(action="store_true", help="build without a timing cache")),),
+    )
+    device: int = setting(0, "CUDA device index", Range(0, 63))
+    tolerance: Optional[float] = setting(None, "relative error limit of the post-build check", Range(0.0))
+    check: bool = setting(
+        True, "skip the post-build check against float32", flag="--no-check", action="store_false", dest="check"
+    )
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> "BuildOptions":
+        values = settings.values_from_args(cls, args)
+        if args.no_timing_cache:
+            values["timing_cache"] = ""
+        return cls(**values)
 
     def validate(self) -> None:
-        """``EngineError`` (one sentence naming the allowed values) for options that cannot work."""
-        if self.precision not in PRECISIONS or self.head_precision not in PRECISIONS:
-            raise EngineError(f"precision must be one of {', '.join(PRECISIONS)}")
-        if self.via not in ROUTES:
-            raise EngineError(f"--via must be one of {', '.join(ROUTES)}, got {self.via!r}")
-        check_flag("--max-batch", self.max_batch, 1, MAX_BATCH, integer=True)
-        check_flag("--opt-batch", self.opt_batch, 1, MAX_BATCH, integer=True)
+        """``ConfigError`` (one sentence naming the flag and its allowed values) for options that cannot work."""
+        settings.check_fields(self, terse=True)
         if not self.opt_batch <= self.max_batch:
-            raise EngineError(f"need 1 <= opt_batch <= max_batch, got {self.opt_batch} and {self.max_batch}")
-        check_flag("--max-windows", self.max_windows, 1, MAX_BATCH, integer=True)
-        check_flag("--workspace-gib", self.workspace_gib, 0.0, 1024.0, above=True)
-        check_flag("--device", self.device, 0, 63, integer=True)
-        check_flag("--tolerance", self.tolerance, 0.0)
+            raise ConfigError(
+                f"need 1 <= opt_batch <= max_batch, got {self.opt_batch} and {self.max_batch}: give "
+                f"--opt-batch at most --max-batch"
+            )
 
 
 def _profiles(cfg: Any, head_inputs: List[str], opts: BuildOptions) -> Tuple[Shapes, Shapes]:
@@ -128,7 +142,7 @@ def _header(
     }
 
 
-def build_from_onnx(onnx_dir: Path, stage: Path, opts: BuildOptions, here: Any, log: Log) -> Dict[str, Any]:
+def build_from_onnx(onnx_dir: Path, stage: Path, opts: BuildOptions, here: Any) -> Dict[str, Any]:
     """ONNX export directory -> the two engine files in ``stage``; returns the metadata."""
     from clipmg.model import ModelConfig
 
@@ -152,14 +166,14 @@ def build_from_onnx(onnx_dir: Path, stage: Path, opts: BuildOptions, here: Any, 
     ):
         t0 = time.perf_counter()
         lo, _, hi = next(iter(shapes.values()))
-        log(
+        log.info(
             f"building the {graph} ({prec}, batch {lo[0]}..{hi[0]}) with TensorRT {here.tensorrt} "
             f"on {here.gpu_name} ..."
         )
-        plan = build_plan_from_onnx(onnx_dir / fname, prec, shapes, opts.workspace_gib, cache, log)
+        plan = build_plan_from_onnx(onnx_dir / fname, prec, shapes, opts.workspace_gib, cache)
         desc = describe_plan(plan, list(shapes), outs)
         write_engine_file(stage / ENGINE_FILES[graph], plan, _header(meta, graph, prec, here, "onnx", shapes, desc))
-        log(f"  {graph}: {len(plan) / 2**20:.1f} MiB in {time.perf_counter() - t0:.1f} s")
+        log.info(f"  {graph}: {len(plan) / 2**20:.1f} MiB in {time.perf_counter() - t0:.1f} s")
     return meta
 
 
@@ -185,7 +199,7 @@ def head_on_used_inputs(model: Any, used: List[str]) -> Any:
 
 
 def build_via_torch_tensorrt(
-    checkpoint: Path, stage: Path, opts: BuildOptions, here: Any, log: Log, **expect: Any
+    checkpoint: Path, stage: Path, opts: BuildOptions, here: Any, **expect: Any
 ) -> Tuple[Dict[str, Any], Any]:
     """Checkpoint -> the two engine files in ``stage`` through torch-tensorrt; returns
     ``(metadata, float32 CPU model)``."""
@@ -212,13 +226,13 @@ def build_via_torch_tensorrt(
         m = copy.deepcopy(model).to(dev, dtype).eval()
         fe, _ = m.split()
         module = fe.eval() if graph == "frame_encoder" else head_on_used_inputs(m, used)
-        log(f"building the {graph} ({prec}) with torch-tensorrt {version} on {here.gpu_name} ...")
+        log.info(f"building the {graph} ({prec}) with torch-tensorrt {version} on {here.gpu_name} ...")
         plan = plan_via_torch_tensorrt(module, shapes, dtype, opts.workspace_gib, cache)
         desc = describe_plan(plan, list(shapes), outs)
         write_engine_file(
             stage / ENGINE_FILES[graph], plan, _header(meta, graph, prec, here, "torch-tensorrt", shapes, desc)
         )
-        log(f"  {graph}: {len(plan) / 2**20:.1f} MiB in {time.perf_counter() - t0:.1f} s")
+        log.info(f"  {graph}: {len(plan) / 2**20:.1f} MiB in {time.perf_counter() - t0:.1f} s")
         del m
     return meta, model
 
@@ -243,7 +257,7 @@ def _cache_path(opts: BuildOptions, here: Any) -> Path | None:
     return Path(opts.timing_cache) if opts.timing_cache else default_timing_cache(here)
 
 
-def check_build(stage: Path, reference: Any, opts: BuildOptions, log: Log, windows: int = 2) -> Dict[str, float]:
+def check_build(stage: Path, reference: Any, opts: BuildOptions, windows: int = 2) -> Dict[str, float]:
     """Run the staged engines against a float32 ``reference`` engine on random windows."""
     from .export import example_inputs, rel_error
     from .tensorrt_backend import TensorRTEngine
@@ -261,7 +275,7 @@ def check_build(stage: Path, reference: Any, opts: BuildOptions, log: Log, windo
         "top1_agreement": float((got.argmax(-1) == ref.argmax(-1)).mean()),
     }
     tol = opts.tolerance if opts.tolerance is not None else DEFAULT_TOLERANCE[opts.precision]
-    log(
+    log.info(
         "TensorRT vs float32 reference, relative error: "
         + ", ".join(f"{k} {v:.1e}" for k, v in errors.items() if k != "top1_agreement")
     )
@@ -274,9 +288,7 @@ def check_build(stage: Path, reference: Any, opts: BuildOptions, log: Log, windo
     return errors
 
 
-def build_engines(
-    source: str | Path, out_dir: str | Path, opts: BuildOptions = BuildOptions(), log: Log = _stderr, **expect: Any
-) -> Path:
+def build_engines(source: str | Path, out_dir: str | Path, opts: BuildOptions = BuildOptions(), **expect: Any) -> Path:
     """Build ``out_dir`` from an ONNX export directory or a checkpoint (see module docstring)."""
     from .artifacts import TRT_EXPORT, detect_artifact, file_entry, read_manifest, staged_directory, write_manifest
     from .metadata import check_checkpoint, check_expectations
@@ -306,7 +318,7 @@ def build_engines(
         if opts.via == "torch-tensorrt":
             from .torch_backend import TorchEngine
 
-            meta, model = build_via_torch_tensorrt(src, stage, opts, here, log, **expect)
+            meta, model = build_via_torch_tensorrt(src, stage, opts, here, **expect)
             reference: Any = TorchEngine(model, meta)
         else:
             from .export import export_onnx
@@ -315,8 +327,8 @@ def build_engines(
             onnx_dir = src
             if kind == "checkpoint":
                 onnx_dir = Path(tmp) / "onnx"
-                export_onnx(src, onnx_dir, log=log, **expect)
-            meta = build_from_onnx(onnx_dir, stage, opts, here, log)
+                export_onnx(src, onnx_dir, **expect)
+            meta = build_from_onnx(onnx_dir, stage, opts, here)
             reference = OnnxEngine.load(onnx_dir, precision="fp32", providers=["CPUExecutionProvider"])
         files = {g: file_entry(stage / f) for g, f in ENGINE_FILES.items()}
         manifest = {
@@ -331,10 +343,10 @@ def build_engines(
             manifest["check"] = {
                 "reference": f"{reference.backend} float32",
                 "metric": "max|a-b| / max|b|",
-                "errors": check_build(stage, reference, opts, log),
+                "errors": check_build(stage, reference, opts),
             }
             write_manifest(stage, manifest)
-    log(f"wrote {out_dir} ({', '.join(ENGINE_FILES.values())}, manifest.json)")
+    log.info(f"wrote {out_dir} ({', '.join(ENGINE_FILES.values())}, manifest.json)")
     return Path(out_dir)
 
 
@@ -344,7 +356,8 @@ def main(argv: List[str] | None = None) -> int:
     return run_command("clipmg-build", lambda: _main(argv))
 
 
-def _main(argv: List[str] | None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """``clipmg-build``'s command line: the two paths, then the flags of ``BuildOptions`` and ``Expect``."""
     ap = argparse.ArgumentParser(
         prog="clipmg-build",
         description="Build TensorRT engines (frame encoder + window "
@@ -352,50 +365,24 @@ def _main(argv: List[str] | None) -> int:
     )
     ap.add_argument("source", type=Path, help="ONNX export directory (clipmg-export) or checkpoint .safetensors")
     ap.add_argument("out_dir", type=Path, help="output directory (a previous build there is replaced)")
-    d = BuildOptions()
-    ap.add_argument(
-        "--precision", choices=PRECISIONS, default=d.precision, help="frame encoder precision (%(default)s)"
-    )
-    ap.add_argument(
-        "--head-precision", choices=PRECISIONS, default=d.head_precision, help="window head precision (%(default)s)"
-    )
-    ap.add_argument("--via", choices=ROUTES, default=d.via, help="build route (%(default)s)")
-    ap.add_argument("--max-batch", type=int, default=d.max_batch, help="largest frame batch (%(default)s)")
-    ap.add_argument("--opt-batch", type=int, default=d.opt_batch, help="frame batch to tune for (%(default)s)")
-    ap.add_argument("--max-windows", type=int, default=d.max_windows, help="largest window batch (%(default)s)")
-    ap.add_argument("--workspace-gib", type=float, default=d.workspace_gib, help="builder workspace (%(default)s GiB)")
-    ap.add_argument("--timing-cache", help="timing cache file (default: under ~/.cache/clipmg)")
-    ap.add_argument("--no-timing-cache", action="store_true", help="build without a timing cache")
-    ap.add_argument("--device", type=int, default=0, help="CUDA device index")
-    ap.add_argument("--tolerance", type=float, help="relative error limit of the post-build check")
-    ap.add_argument("--no-check", action="store_true", help="skip the post-build check against float32")
-    ap.add_argument("--num-classes", type=int, help="refuse a model with another class count")
-    ap.add_argument("--variant", help="refuse a model of another variant")
-    ap.add_argument("--preset", help="refuse a model of another preset")
-    args = ap.parse_args(argv)
-    check_flag("--num-classes", args.num_classes, 2, integer=True)
-    opts = BuildOptions(
-        precision=args.precision,
-        head_precision=args.head_precision,
-        via=args.via,
-        max_batch=args.max_batch,
-        opt_batch=args.opt_batch,
-        max_windows=args.max_windows,
-        workspace_gib=args.workspace_gib,
-        timing_cache="" if args.no_timing_cache else args.timing_cache,
-        device=args.device,
-        check=not args.no_check,
-        tolerance=args.tolerance,
-    )
-    expect = {
-        k: v
-        for k, v in (("num_classes", args.num_classes), ("variant", args.variant), ("preset", args.preset))
-        if v is not None
-    }
+    settings.add_arguments(ap, BuildOptions)
+    settings.add_arguments(ap, Expect)
+    return ap
+
+
+def options_from_args(args: argparse.Namespace) -> Tuple[BuildOptions, Expect]:
+    """The checked options of a parsed command line (``ConfigError``: one sentence naming the flag)."""
+    opts = BuildOptions.from_args(args)
     opts.validate()
+    return opts, Expect.from_args(args)
+
+
+def _main(argv: List[str] | None) -> int:
+    args = build_parser().parse_args(argv)
+    opts, expect = options_from_args(args)
     try:
         with file_errors():
-            build_engines(args.source, args.out_dir, opts, **expect)
+            build_engines(args.source, args.out_dir, opts, **expect.as_dict())
     except EnvironmentMissing as e:  # not the input's fault, nor a bug: exit 3 (docs/engines.md)
         print(f"clipmg-build: {one_line(e)}", file=sys.stderr)
         return 3

@@ -1,43 +1,55 @@
-"""What the engines' command-line tools share: the progress-message callable, one-line errors, and the
-checks of their numeric flags."""
+"""What the engines' command-line tools share: the expectation flags (``--num-classes``, ``--variant``,
+``--preset``), one-line errors, and ``clipmg-bench``'s progress callable.
+
+Each tool's flags are fields of a small frozen options dataclass declared with ``model/settings.py``'s
+``setting`` (``ExportOptions``, ``BuildOptions``): the parser and the range checks are generated from
+them and a bad value is the one ``ConfigError`` sentence (exit 2 through ``run_command``). Progress
+lines go to the module loggers (``model/logs.py`` shows them as ``[clipmg-export] ...``).
+"""
 
 from __future__ import annotations
 
+import argparse
 import contextlib
-import math
 import sys
-from typing import Any, Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Iterator, Optional
 
+from clipmg.model import settings
 from clipmg.model.errors import one_line  # noqa: F401 - one implementation (model/errors.py), importable from here
+from clipmg.model.settings import Range, setting
 
 from .base import EngineError
 
-Log = Callable[[str], None]  # where a long step says what it is doing
+EXPECT = "what the model must be (refused otherwise, before any work)"  # the argument group of Expect's flags
+
+Log = Callable[[str], None]  # engines/bench.py's progress lines (it moves to its own package; the tools log)
 
 
 def stderr(msg: str) -> None:
-    """The default ``Log``: one line on standard error, flushed."""
+    """engines/bench.py's ``Log``: one line on standard error, flushed."""
     print(msg, file=sys.stderr, flush=True)
 
 
-def check_flag(
-    flag: str, value: Any, lo: float, hi: float | None = None, *, above: bool = False, integer: bool = False
-) -> None:
-    """``EngineError`` naming ``flag`` and its allowed values when ``value`` (not None) lies outside
-    ``[lo, hi]`` (``(lo, hi]`` with ``above``), is NaN or infinite, or is not an integer where one is needed."""
-    if value is None:
-        return
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    ok = ok and (not integer or float(value).is_integer())
-    ok = ok and (value > lo if above else value >= lo) and (hi is None or value <= hi)
-    if not ok:
-        what = "an integer" if integer else "a number"
-        rng = (
-            f"{'above' if above else 'of at least'} {lo:g}"
-            if hi is None
-            else f"in {'(' if above else '['}{lo:g}, {hi:g}]"
-        )
-        raise EngineError(f"{flag} {value!r} is not allowed: give {what} {rng}")
+@dataclass(frozen=True)
+class Expect:
+    """What a checkpoint or export must be (``check_expectations``): the flags clipmg-export and
+    clipmg-build share; each one not given checks nothing."""
+
+    num_classes: Optional[int] = setting(None, "refuse a model with another class count", Range(2), group=EXPECT)
+    variant: Optional[str] = setting(None, "refuse a model of another variant", group=EXPECT)
+    preset: Optional[str] = setting(None, "refuse a model of another preset", group=EXPECT)
+
+    def __post_init__(self) -> None:
+        settings.check_fields(self, terse=True)
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> "Expect":
+        return cls(**settings.values_from_args(cls, args))
+
+    def as_dict(self) -> Dict[str, Any]:
+        """The keywords of ``check_expectations``: the expectations given."""
+        return {k: v for k, v in vars(self).items() if v is not None}
 
 
 @contextlib.contextmanager

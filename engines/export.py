@@ -25,20 +25,23 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import logging
 import sys
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from clipmg.model import settings
+from clipmg.model.config import ConfigError
 from clipmg.model.errors import run_command
+from clipmg.model.settings import Range, setting
 
 from .base import EngineError
-from .cli import Log, check_flag, file_errors, one_line  # noqa: F401 - one_line: callers import it from here too
-from .cli import stderr as _stderr
+from .cli import Expect, file_errors, one_line  # noqa: F401 - one_line: callers import it from here too
 from .graphs import (  # noqa: F401
     CACHED_HEAD,
     FE_INPUTS,
@@ -52,6 +55,8 @@ from .graphs import (  # noqa: F401
     rel_error,
 )
 from .metadata import attach_metadata
+
+log = logging.getLogger(__name__)
 
 DEFAULT_OPSET = 17
 # --opset: 14 is the first with the attention operator (scaled_dot_product_attention) the models use; 23 the
@@ -126,7 +131,6 @@ def export_graphs(
     meta: Dict[str, Any],
     opset: int = DEFAULT_OPSET,
     trace_batch: int = 2,
-    log: Log = _stderr,
     pose_cache: bool = True,
 ) -> Dict[str, Any]:
     """Write ``frame_encoder.onnx`` and ``window_head.onnx`` for ``model`` into ``out_dir``, and with
@@ -151,7 +155,7 @@ def export_graphs(
 
     io_desc: Dict[str, Any] = {}
     t0 = time.perf_counter()
-    log(f"exporting the frame encoder ({cfg.name}, opset {opset}) ...")
+    log.info(f"exporting the frame encoder ({cfg.name}, opset {opset}) ...")
     fe_proto = _to_onnx(
         fe,
         (torch.from_numpy(images[0, :trace_batch]),),
@@ -160,7 +164,7 @@ def export_graphs(
         {"images": "n", "tokens": "n", "frame_emb": "n"},
         opset,
     )
-    log(f"exporting the window head ({cfg.variant}) ...")
+    log.info(f"exporting the window head ({cfg.variant}) ...")
     wh_proto = _to_onnx(
         wh,
         (tokens, emb, torch.from_numpy(kp)),
@@ -172,7 +176,7 @@ def export_graphs(
     graphs = [("frame_encoder", fe_proto, FRAME_ENCODER), ("window_head", wh_proto, WINDOW_HEAD)]
     pose_cache = pose_cache and model.uses_pose
     if pose_cache:
-        graphs += _pose_cache_graphs(model, tokens, emb, torch.from_numpy(kp), opset, log)
+        graphs += _pose_cache_graphs(model, tokens, emb, torch.from_numpy(kp), opset)
     for graph, proto, _ in graphs:
         io_desc[graph] = {
             "inputs": {i.name: _dims(i) for i in proto.graph.input},
@@ -198,14 +202,14 @@ def export_graphs(
         onnx.checker.check_model(proto)
         onnx.save_model(proto, str(out_dir / fname))
     dropped = [n for n in HEAD_INPUTS if n not in io_desc["window_head"]["inputs"]]
-    log(
+    log.info(
         f"exported in {time.perf_counter() - t0:.1f} s"
         + (f" (the {cfg.variant} head does not use: {', '.join(dropped)})" if dropped else "")
     )
     return full_meta
 
 
-def _pose_cache_graphs(model: Any, tokens: Any, emb: Any, kp: Any, opset: int, log: Log) -> List[Tuple[str, Any, str]]:
+def _pose_cache_graphs(model: Any, tokens: Any, emb: Any, kp: Any, opset: int) -> List[Tuple[str, Any, str]]:
     """The pose-stage graphs and the cached head, traced on the example window's own pieces."""
     import torch
 
@@ -215,7 +219,7 @@ def _pose_cache_graphs(model: Any, tokens: Any, emb: Any, kp: Any, opset: int, l
     cfg = model.cfg
     b = kp.shape[0]
     stages = len(cfg.pose.skeleton_channels)
-    log(f"exporting the pose branch in pieces ({stages} stages) and the cached head ...")
+    log.info(f"exporting the pose branch in pieces ({stages} stages) and the cached head ...")
     examples: Dict[int, Any] = {}
 
     def partials(stage: int, x: np.ndarray) -> np.ndarray:  # records a trace input (batch 2) for each stage
@@ -319,7 +323,6 @@ def check_export(
     windows: int = 1,
     seed: int = 1,
     threads: int | None = None,
-    log: Log = _stderr,
 ) -> Dict[str, float]:
     """Run the exported graphs in ONNX Runtime (CPU, float32) against eager PyTorch.
 
@@ -363,7 +366,7 @@ def check_export(
         pre = np.stack([PoseBranchCache.for_config(engine.pose_partials, cfg).window(0, k) for k in kp])
         errors["window_head_cached.logits"] = rel_error(engine.head_cached(tokens, emb, kp, pre), ref_logits)
     worst = max(errors, key=lambda k: errors[k])
-    log(
+    log.info(
         "ONNX Runtime vs PyTorch, relative error: "
         + ", ".join(f"{k} {v:.1e}" for k, v in errors.items())
         + f" ({time.perf_counter() - t0:.1f} s)"
@@ -401,7 +404,6 @@ def export_onnx(
     int8_samples: int = 8,
     threads: int | None = None,
     pose_cache: bool = True,
-    log: Log = _stderr,
     **expect: Any,
 ) -> ExportResult:
     """Export a checkpoint to an ONNX directory (see module docstring); returns the manifest.
@@ -419,7 +421,9 @@ def export_onnx(
     from .metadata import artifact_metadata, check_expectations, tool_versions
 
     checkpoint, out_dir = Path(checkpoint), Path(out_dir)
-    check_opset_tolerance(opset, tolerance)
+    ExportOptions(  # the flags' checks (ConfigError: one sentence)
+        opset=opset, tolerance=tolerance, int8=int8, int8_samples=int8_samples, threads=threads, pose_cache=pose_cache
+    )
     if not checkpoint.is_file():
         raise EngineError(f"checkpoint {checkpoint} does not exist; give the .safetensors file written by clipmg-train")
     if val_samples is not None and not Path(val_samples).is_file():
@@ -432,14 +436,14 @@ def export_onnx(
     meta = artifact_metadata(ckpt_meta, sha, exporter={**tool_versions(), "opset": opset, "exporter": "torchscript"})
     check_expectations(meta, checkpoint, **expect)
     with staged_directory(out_dir) as stage:
-        meta = export_graphs(model, stage, meta, opset=opset, log=log, pose_cache=pose_cache)
-        errors = check_export(model, stage, tolerance, threads=threads, log=log) if check else {}
+        meta = export_graphs(model, stage, meta, opset=opset, pose_cache=pose_cache)
+        errors = check_export(model, stage, tolerance, threads=threads) if check else {}
         files = {graph: file_entry(stage / graph_file(graph)) for graph in meta["io"]}
         int8_report = None
         if int8:
             from .quantize import add_int8_frame_encoder
 
-            int8_report = add_int8_frame_encoder(stage, meta, val_samples, int8_samples, threads, log)
+            int8_report = add_int8_frame_encoder(stage, meta, val_samples, int8_samples, threads)
             files["frame_encoder_int8"] = file_entry(stage / FRAME_ENCODER_INT8)
         manifest = {
             "format": ONNX_EXPORT,
@@ -455,35 +459,47 @@ def export_onnx(
             "source": {"checkpoint": checkpoint.name, "sha256": sha},
         }
         write_manifest(stage, manifest)
-    log(f"wrote {out_dir} ({', '.join(e['file'] for e in files.values())}, manifest.json)")
+    log.info(f"wrote {out_dir} ({', '.join(e['file'] for e in files.values())}, manifest.json)")
     return ExportResult(out_dir, manifest)
 
 
-def main(argv: List[str] | None = None) -> int:
-    """``clipmg-export``: 0 exported and checked, 1 the check failed, 2 bad input (one line each)."""
-    return run_command("clipmg-export", lambda: _main(argv))
+@dataclass(frozen=True)
+class ExportOptions:
+    """``clipmg-export``'s flags, each declared once (``model/settings.py``): its parser and its checks
+    are generated from these fields; ``export_onnx`` checks its keywords through it as well."""
+
+    opset: int = setting(DEFAULT_OPSET, f"ONNX opset, {OPSETS[0]}-{OPSETS[-1]} (default %(default)s)")
+    tolerance: float = setting(
+        DEFAULT_TOLERANCE,
+        "largest relative error of the check against PyTorch, at least 0 (default %(default)s)",
+        Range(0.0),
+    )
+    int8: bool = setting(False, "also write a dynamically quantised int8 frame encoder")
+    val_samples: Optional[Path] = setting(
+        None, "validation windows (.npz) to measure the int8 accuracy change", type=Path
+    )
+    int8_samples: int = setting(8, "synthetic windows when no --val-samples", Range(1, 10_000))
+    threads: Optional[int] = setting(None, "ONNX Runtime intra-op threads for the check", Range(1, 1024))
+    pose_cache: bool = setting(
+        True,
+        "leave out the pose-stage graphs and the cached head (smaller export; the live "
+        "recognizer then recomputes the whole pose branch every window)",
+        flag="--no-pose-cache",
+        action="store_false",
+        dest="pose_cache",
+    )
+
+    def __post_init__(self) -> None:
+        if isinstance(self.opset, bool) or self.opset not in OPSETS:
+            raise ConfigError(
+                f"--opset {self.opset} is not supported: give an ONNX opset from {OPSETS[0]} to "
+                f"{OPSETS[-1]} (default {DEFAULT_OPSET})"
+            )
+        settings.check_fields(self, terse=True)
 
 
-def check_opset_tolerance(opset: int, tolerance: float) -> None:
-    """``EngineError`` for an opset the exporter cannot write for these models, or a tolerance that
-    is negative, NaN or infinite."""
-    if isinstance(opset, bool) or opset not in OPSETS:
-        raise EngineError(
-            f"--opset {opset} is not supported: give an ONNX opset from {OPSETS[0]} to "
-            f"{OPSETS[-1]} (default {DEFAULT_OPSET})"
-        )
-    check_flag("--tolerance", tolerance, 0.0)
-
-
-def check_export_args(args: argparse.Namespace) -> None:
-    """Refuse, in one sentence naming the allowed values, a flag value that cannot work."""
-    check_opset_tolerance(args.opset, args.tolerance)
-    check_flag("--int8-samples", args.int8_samples, 1, 10_000, integer=True)
-    check_flag("--threads", args.threads, 1, 1024, integer=True)
-    check_flag("--num-classes", args.num_classes, 2, integer=True)
-
-
-def _main(argv: List[str] | None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """``clipmg-export``'s command line: the two paths, then the flags of ``ExportOptions`` and ``Expect``."""
     ap = argparse.ArgumentParser(
         prog="clipmg-export",
         description="Export a clipmg checkpoint to ONNX "
@@ -491,49 +507,27 @@ def _main(argv: List[str] | None) -> int:
     )
     ap.add_argument("checkpoint", type=Path, help="checkpoint .safetensors written by clipmg-train")
     ap.add_argument("out_dir", type=Path, help="output directory (created; a previous export there is replaced)")
-    ap.add_argument(
-        "--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset, {OPSETS[0]}-{OPSETS[-1]} (default %(default)s)"
-    )
-    ap.add_argument(
-        "--tolerance",
-        type=float,
-        default=DEFAULT_TOLERANCE,
-        help="largest relative error of the check against PyTorch, at least 0 (default %(default)s)",
-    )
-    ap.add_argument("--int8", action="store_true", help="also write a dynamically quantised int8 frame encoder")
-    ap.add_argument("--val-samples", type=Path, help="validation windows (.npz) to measure the int8 accuracy change")
-    ap.add_argument("--int8-samples", type=int, default=8, help="synthetic windows when no --val-samples")
-    ap.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads for the check")
-    ap.add_argument(
-        "--no-pose-cache",
-        action="store_true",
-        help="leave out the pose-stage graphs and the cached head (smaller export; the live "
-        "recognizer then recomputes the whole pose branch every window)",
-    )
-    ap.add_argument("--num-classes", type=int, help="refuse a checkpoint with another class count")
-    ap.add_argument("--variant", help="refuse a checkpoint of another variant")
-    ap.add_argument("--preset", help="refuse a checkpoint of another preset")
-    args = ap.parse_args(argv)
-    check_export_args(args)
-    expect = {
-        k: v
-        for k, v in (("num_classes", args.num_classes), ("variant", args.variant), ("preset", args.preset))
-        if v is not None
-    }
+    settings.add_arguments(ap, ExportOptions)
+    settings.add_arguments(ap, Expect)
+    return ap
+
+
+def options_from_args(args: argparse.Namespace) -> Tuple[ExportOptions, Expect]:
+    """The checked options of a parsed command line (``ConfigError``: one sentence naming the flag)."""
+    return ExportOptions(**settings.values_from_args(ExportOptions, args)), Expect.from_args(args)
+
+
+def main(argv: List[str] | None = None) -> int:
+    """``clipmg-export``: 0 exported and checked, 1 the check failed, 2 bad input (one line each)."""
+    return run_command("clipmg-export", lambda: _main(argv))
+
+
+def _main(argv: List[str] | None) -> int:
+    args = build_parser().parse_args(argv)
+    opts, expect = options_from_args(args)
     try:
         with file_errors():
-            export_onnx(
-                args.checkpoint,
-                args.out_dir,
-                opset=args.opset,
-                tolerance=args.tolerance,
-                int8=args.int8,
-                val_samples=args.val_samples,
-                int8_samples=args.int8_samples,
-                threads=args.threads,
-                pose_cache=not args.no_pose_cache,
-                **expect,
-            )
+            export_onnx(args.checkpoint, args.out_dir, **asdict(opts), **expect.as_dict())
     except ExportCheckError as e:  # the export is wrong, not the input: exit 1 (docs/engines.md)
         print(f"clipmg-export: check failed: {one_line(e)}", file=sys.stderr)
         return 1

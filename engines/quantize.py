@@ -15,11 +15,13 @@ import logging
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, Tuple
+from typing import Any, Dict, Tuple
 
 import numpy as np
 
 from .base import Engine, EngineError
+
+log = logging.getLogger(__name__)
 
 INT8_MAX_LOSS_POINTS = 1.0
 
@@ -126,7 +128,6 @@ def add_int8_frame_encoder(
     val_samples: str | Path | None,
     n_synthetic: int,
     threads: int | None,
-    log: Callable[[str], None],
 ) -> Dict[str, Any]:
     """Write ``frame_encoder.int8.onnx`` into ``stage`` and measure it against the float32 export.
 
@@ -141,7 +142,7 @@ def add_int8_frame_encoder(
 
     cfg = ModelConfig.from_dict(meta["config"])
     t0 = time.perf_counter()
-    log("quantising the frame encoder to int8 (ONNX Runtime dynamic quantisation) ...")
+    log.info("quantising the frame encoder to int8 (ONNX Runtime dynamic quantisation) ...")
     quantize_frame_encoder(stage / FRAME_ENCODER, stage / FRAME_ENCODER_INT8, meta)
     opts: Dict[str, Any] = {"threads": threads, "providers": ["CPUExecutionProvider"]}
     fp32 = OnnxEngine.from_files(stage / FRAME_ENCODER, stage / WINDOW_HEAD, meta, "fp32", **opts)
@@ -154,7 +155,7 @@ def add_int8_frame_encoder(
         labels, source = None, "synthetic"
     cmp = compare_top1(fp32, int8, images, kp, labels)
     default = source != "synthetic" and cmp.loss_points < INT8_MAX_LOSS_POINTS
-    log(
+    log.info(
         f"int8 vs fp32 on {cmp.samples} {source} windows: top-1 agreement {100 * cmp.agreement:.1f} %, "
         f"loss {cmp.loss_points:.2f} points{'' if cmp.labelled else ' (upper bound, no labels)'}, "
         f"max relative logit error {cmp.max_rel_logit_error:.1e}; int8 is "

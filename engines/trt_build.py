@@ -9,6 +9,7 @@ functions, so importing this module needs neither TensorRT nor a GPU.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from pathlib import Path
@@ -17,8 +18,8 @@ from typing import Any, Dict, List, Tuple
 from clipmg.model.files import atomic_write_bytes
 
 from .base import EngineError
-from .cli import Log
-from .cli import stderr as _stderr
+
+log = logging.getLogger(__name__)
 
 Shapes = Dict[str, Tuple[Tuple[int, ...], Tuple[int, ...], Tuple[int, ...]]]  # input -> (min, opt, max)
 
@@ -38,7 +39,7 @@ def default_timing_cache(here: Any) -> Path:
     return root / f"trt-{here.tensorrt}-{gpu}-sm{''.join(map(str, here.compute_capability))}.timing-cache"
 
 
-def _progress_monitor(trt: Any, log: Log) -> Any:
+def _progress_monitor(trt: Any) -> Any:
     """A ``trt.IProgressMonitor`` that logs the builder's top two levels of phases with timings."""
 
     class Progress(trt.IProgressMonitor):  # type: ignore[misc, name-defined]
@@ -51,14 +52,14 @@ def _progress_monitor(trt: Any, log: Log) -> Any:
             d = self.depth.get(parent_phase, -1) + 1 if parent_phase else 0
             self.depth[phase_name], self.t0[phase_name] = d, time.perf_counter()
             if d < 2:
-                log(f"  {'  ' * d}{phase_name} ({num_steps} steps)")
+                log.info(f"  {'  ' * d}{phase_name} ({num_steps} steps)")
 
         def step_complete(self, phase_name: str, step: int) -> bool:
             return True  # never cancel
 
         def phase_finish(self, phase_name: str) -> None:
             if self.depth.get(phase_name, 9) < 2:
-                log(
+                log.info(
                     f"  {'  ' * self.depth[phase_name]}{phase_name}: done in "
                     f"{time.perf_counter() - self.t0[phase_name]:.1f} s"
                 )
@@ -91,15 +92,15 @@ def _load_cache(path: Path | None) -> bytes:
     return path.read_bytes() if path is not None and path.is_file() else b""
 
 
-def _save_cache(path: Path | None, data: bytes, log: Log) -> None:
+def _save_cache(path: Path | None, data: bytes) -> None:
     if path is None or not data:
         return
     atomic_write_bytes(path, data)
-    log(f"  timing cache saved to {path}")
+    log.info(f"  timing cache saved to {path}")
 
 
 def build_plan_from_onnx(
-    onnx_path: Path, precision: str, shapes: Shapes, workspace_gib: float, timing_cache: Path | None, log: Log = _stderr
+    onnx_path: Path, precision: str, shapes: Shapes, workspace_gib: float, timing_cache: Path | None
 ) -> bytes:
     """Parse ``onnx_path`` and build a serialized plan with one optimisation profile ``shapes``
     (``{input: (min, opt, max)}``; inputs the graph dropped are ignored)."""
@@ -123,9 +124,9 @@ def build_plan_from_onnx(
     config.add_optimization_profile(profile)
     cache = config.create_timing_cache(_load_cache(timing_cache))
     if not config.set_timing_cache(cache, ignore_mismatch=False):
-        log("  the timing cache does not fit this GPU/TensorRT; starting a fresh one")
+        log.info("  the timing cache does not fit this GPU/TensorRT; starting a fresh one")
         config.set_timing_cache(config.create_timing_cache(b""), ignore_mismatch=False)
-    monitor = _progress_monitor(trt, log) if hasattr(trt, "IProgressMonitor") else None
+    monitor = _progress_monitor(trt) if hasattr(trt, "IProgressMonitor") else None
     if monitor is not None:
         config.progress_monitor = monitor
     plan = builder.build_serialized_network(network, config)
@@ -134,7 +135,7 @@ def build_plan_from_onnx(
             f"TensorRT could not build an engine from {onnx_path} (see its log above); try a larger "
             f"--workspace-gib or --precision fp32"
         )
-    _save_cache(timing_cache, bytes(config.get_timing_cache().serialize()), log)
+    _save_cache(timing_cache, bytes(config.get_timing_cache().serialize()))
     return bytes(plan)
 
 

@@ -8,7 +8,8 @@
 - Ctrl-C exits 130, quietly.
 
 :func:`run_command` applies this around a command's body, so each ``main`` is written once:
-``return run_command("clipmg-export", lambda: _main(argv))``.
+``return run_command("clipmg-export", lambda: _main(argv))``; it also sets up the command's logging
+(``model/logs.py``), the one setup every command uses.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import tempfile
 import traceback
 from pathlib import Path
 from typing import Callable, TextIO
+
+from .logs import SPEAKING, LogStyle, command_logging
 
 EXIT_OK = 0
 EXIT_BUG = 1
@@ -77,12 +80,16 @@ def report_bug(prog: str, exc: BaseException, out: TextIO | None = None) -> int:
     return EXIT_BUG
 
 
-def run_command(prog: str, body: Callable[[], int | None], out: TextIO | None = None) -> int:
+def run_command(
+    prog: str, body: Callable[[], int | None], out: TextIO | None = None, style: LogStyle = SPEAKING
+) -> int:
     """Run a command's ``body`` under the convention above and return its exit status. ``out``
     (default: ``sys.stderr`` as it is when the error is reported, since a command may replace it
-    while it runs, stream/quiet.py) receives the one line."""
+    while it runs, stream/quiet.py) receives the one line, and while ``body`` runs the log records
+    (``model/logs.py``: ``[prog] message`` for what the command says, ``style`` for the rest)."""
     try:
-        code = body()
+        with command_logging(prog, out, style):
+            code = body()
     except ClipmgError as e:
         print(f"{prog}: {one_line(e)}", file=out or sys.stderr, flush=True)
         return EXIT_USER

@@ -1,6 +1,7 @@
 """Settings declared once: a dataclass field carries its default, help text, allowed values, flag and
 argument group, and everything else (the value check, the command-line flags, reading them back) is
-derived from that declaration. ``TrainConfig`` and ``StreamConfig`` both use it. No PyTorch here.
+derived from that declaration. ``TrainConfig`` and ``StreamConfig`` use it, and so do the options of
+the other tools (``clipmg-export``, ``clipmg-build``, ``clipmg-predict``, ``clipmg-listen``). No PyTorch here.
 
 A field declared with :func:`setting` gets a ``--flag`` (its name with dashes, unless it names its own
 or ``flag=NO_FLAG``); a field with a plain default has none. ``add_arguments`` makes one argparse
@@ -99,6 +100,12 @@ def setting(
             "argparse": argparse_options,
         },
     )
+
+
+def allowed_of(cls: type, name: str) -> Allowed:
+    """The allowed values declared on the field ``name`` of ``cls``: a tool that shares a setting with
+    another (``clipmg-predict --top-k`` and ``clipmg-live --top-k``) declares its field with these."""
+    return next(f for f in dataclasses.fields(cls) if f.name == name).metadata["allowed"]
 
 
 def _declared(f: dataclasses.Field) -> bool:

@@ -375,12 +375,6 @@ class StreamConfig:
         return self
 
 
-def check_setting(name: str, value: Any) -> None:
-    """Refuse ``value`` for the ``StreamConfig`` field ``name`` as ``validate()`` would (the commands that
-    share a live flag: ``clipmg-predict --top-k``...)."""
-    settings.check_value(next(f for f in dataclasses.fields(StreamConfig) if f.name == name), value, terse=True)
-
-
 def source_kind(source: str) -> str:
     """``synthetic``, ``webcam``, ``stream`` (a network URL), ``folder`` or ``file``: which options apply."""
     s = source.strip()

@@ -17,54 +17,66 @@ import json
 import signal
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
+from clipmg.model import settings
 from clipmg.model.errors import run_command
-from clipmg.model.settings import Range, check_number
+from clipmg.model.settings import Range, setting
 
 from .config import DEFAULT_ENDPOINT, ConfigError, check_endpoint
 from .messages import MessageError, StatusMessage, WindowMessage, decode, decode_plain, summary
 
 
-def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="clipmg-listen", description="Print messages from a clipmg publisher.")
-    ap.add_argument(
-        "--endpoint", default=DEFAULT_ENDPOINT, help=f"publisher to connect to (default {DEFAULT_ENDPOINT})"
+@dataclass(frozen=True)
+class ListenOptions:
+    """``clipmg-listen``'s flags, each declared once (``model/settings.py``): the parser and the checks
+    are generated from these fields."""
+
+    endpoint: str = setting(DEFAULT_ENDPOINT, f"publisher to connect to (default {DEFAULT_ENDPOINT})")
+    topic: Tuple[str, ...] = setting(
+        (), "topic prefix to subscribe to; repeatable (default: mg = everything)", action="append"
     )
-    ap.add_argument(
-        "--topic",
-        action="append",
-        default=None,
-        help="topic prefix to subscribe to; repeatable (default: mg = everything)",
+    raw: bool = setting(
+        False,
+        "print each payload as received (JSON text or msgpack as JSON)",
+        exclusive=True,  # --raw or --pretty
+        also=((("--pretty",), dict(action="store_true", help="print each payload as indented JSON")),),
     )
-    style = ap.add_mutually_exclusive_group()
-    style.add_argument(
-        "--raw", action="store_true", help="print each payload as received (JSON text or msgpack as JSON)"
+    pretty: bool = False  # --pretty, listed with --raw
+    count: Optional[int] = setting(None, "exit after this many messages", Range(1), flag=("-n", "--count"))
+    timeout: Optional[float] = setting(
+        None, "exit (status 1) if nothing arrives for this many seconds", Range(0, open="lo")
     )
-    style.add_argument("--pretty", action="store_true", help="print each payload as indented JSON")
-    ap.add_argument("-n", "--count", type=int, default=None, help="exit after this many messages")
-    ap.add_argument(
-        "--timeout", type=float, default=None, help="exit (status 1) if nothing arrives for this many seconds"
-    )
-    ap.add_argument(
-        "--until-stopped",
-        action="store_true",
-        help="exit when the publisher says it has stopped (its 'stopped' status: exit 0; 'failed': exit 1), "
+    until_stopped: bool = setting(
+        False,
+        "exit when the publisher says it has stopped (its 'stopped' status: exit 0; 'failed': exit 1), "
         "e.g. at the end of a file",
     )
-    ap.add_argument(
-        "--server-key",
-        default=None,
-        help="CURVE: the server's public key (40-char Z85 text or its .key certificate file)",
+    server_key: Optional[str] = setting(
+        None, "CURVE: the server's public key (40-char Z85 text or its .key certificate file)"
     )
-    ap.add_argument(
-        "--client-cert",
-        default=None,
-        help="CURVE: this client's secret certificate (needed when the server has an allow-list); "
-        "default: a fresh key pair",
+    client_cert: Optional[str] = setting(
+        None,
+        "CURVE: this client's secret certificate (needed when the server has an allow-list); default: a fresh key pair",
     )
+
+    def __post_init__(self) -> None:
+        check_endpoint(self.endpoint, allow_remote=True)  # connecting to another machine is the point of it
+        settings.check_fields(self, terse=True)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="clipmg-listen", description="Print messages from a clipmg publisher.")
+    settings.add_arguments(ap, ListenOptions)
     return ap
+
+
+def options_from_args(args: argparse.Namespace) -> ListenOptions:
+    """The checked options of a parsed command line (``ConfigError``: one sentence naming the flag)."""
+    values = settings.values_from_args(ListenOptions, args)
+    return ListenOptions(**{**values, "topic": tuple(values["topic"]), "pretty": args.pretty})
 
 
 def _curve_client(
@@ -221,31 +233,20 @@ def main(argv: Optional[List[str]] = None) -> int:
     return run_command("clipmg-listen", lambda: _main(argv))
 
 
-def check_listen_args(args: argparse.Namespace) -> None:
-    """Refuse flag values that cannot work, in one sentence naming the allowed values."""
-    check_endpoint(args.endpoint, allow_remote=True)  # connecting to another machine is the point of it
-    if args.count is not None:
-        check_number("--count", args.count, Range(1), integer=True)
-    if args.timeout is not None:
-        check_number("--timeout", args.timeout, Range(0, open="lo"))
-
-
 def _main(argv: Optional[List[str]]) -> int:
-    args = build_parser().parse_args(argv)
-    check_listen_args(args)
-    topics = args.topic or ["mg"]
+    opts = options_from_args(build_parser().parse_args(argv))
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         return listen(
-            args.endpoint,
-            topics,
-            raw=args.raw,
-            pretty=args.pretty,
-            count=args.count,
-            timeout=args.timeout,
-            server_key=args.server_key,
-            client_cert=args.client_cert,
-            until_stopped=args.until_stopped,
+            opts.endpoint,
+            list(opts.topic) or ["mg"],
+            raw=opts.raw,
+            pretty=opts.pretty,
+            count=opts.count,
+            timeout=opts.timeout,
+            server_key=opts.server_key,
+            client_cert=opts.client_cert,
+            until_stopped=opts.until_stopped,
         )
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM is how a listener is meant to stop
         return 0

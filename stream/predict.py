@@ -37,11 +37,15 @@ from typing import Any, Dict, List, Optional, Sequence, TextIO, Tuple
 
 import numpy as np
 
+from clipmg.model import settings
 from clipmg.model.errors import ClipmgError, run_command
+from clipmg.model.logs import LogStyle, set_verbose
+from clipmg.model.settings import allowed_of, setting
 
-from .config import POSE_BACKENDS, PRECISIONS, StreamConfig, _kv, check_setting
+from .config import POSE_BACKENDS, PRECISIONS, StreamConfig, _kv
 
-log = logging.getLogger("clipmg.predict")
+log = logging.getLogger(__name__)  # its INFO lines: "[clipmg-predict] ..." (model/logs.py)
+STYLE = LogStyle("%(name)s %(levelname)s %(message)s")  # warnings as before: no time stamp
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -282,147 +286,154 @@ def format_line(rec: Dict[str, Any]) -> str:
 
 
 # ------------------------------------------------------------------------------------ command line
+@dataclass(frozen=True)
+class PredictOptions:
+    """``clipmg-predict``'s flags, each declared once (``model/settings.py``); the ones it shares with
+    ``clipmg-live`` (``--pose-every``, ``--top-k``, ``--threshold``, ``--threads``) allow what the live
+    flags allow (``allowed_of(StreamConfig, ...)``). The parser and the checks are generated from them."""
+
+    engine: Optional[str] = setting(
+        None, "checkpoint (.safetensors) or exported engine directory (default: the synthetic demo model)"
+    )
+    pose: str = setting("mediapipe", "pose backend (default %(default)s)", POSE_BACKENDS)
+    pose_option: Tuple[Tuple[str, Any], ...] = setting(
+        (), "pose backend option (repeatable), e.g. model_complexity=2", type=_kv, action="append", metavar="KEY=VALUE"
+    )
+    segments: Optional[Path] = setting(
+        None,
+        "labelled segments: CSV with clip,start_frame,end_frame[,class_name|label]",
+        type=Path,
+        metavar="CSV",
+        exclusive=True,  # one of --segments, --whole-clip, --stride
+        also=(
+            (("--whole-clip",), dict(action="store_true", help="the whole video as one window (default)")),
+            (("--stride",), dict(type=int, default=None, help="sliding windows every S pose samples, as live")),
+        ),
+    )
+    stride: Optional[int] = None  # --stride, listed with --segments (one of the three)
+    pose_every: int = setting(1, "Δp for --stride (default %(default)s)", allowed_of(StreamConfig, "pose_every"))
+    top_k: int = setting(3, "labels per answer (default %(default)s)", allowed_of(StreamConfig, "top_k"))
+    threshold: float = setting(0.0, "decide a label only at this probability", allowed_of(StreamConfig, "threshold"))
+    json_out: Optional[str] = setting(
+        None,
+        "write JSON lines to OUT ('-': stdout, instead of the text lines)",
+        flag="--json",
+        dest="json_out",
+        metavar="OUT",
+    )
+    video_out: Optional[Path] = setting(None, "write the annotated video", type=Path, metavar="OUT.mp4")
+    threads: Optional[int] = setting(None, "CPU threads for the engine", allowed_of(StreamConfig, "threads"))
+    precision: str = setting("auto", "exported ONNX engines: auto, fp32, int8", PRECISIONS)
+    verbose: bool = setting(False, "show the pose library's own messages", flag=("-v", "--verbose"))
+
+    def __post_init__(self) -> None:
+        if self.stride is not None and (self.stride < 4 or self.stride % 4):
+            raise PredictError(
+                f"--stride {self.stride} must be a positive multiple of 4 (the pose samples per RGB frame)"
+            )
+        settings.check_fields(self, terse=True)
+        if self.pose == "synthetic":
+            raise PredictError(
+                "--pose synthetic needs the synthetic camera's keypoints, which a video file has not; "
+                "use mediapipe, openpose or replay"
+            )
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> "PredictOptions":
+        values = settings.values_from_args(cls, args)
+        return cls(**{**values, "pose_option": tuple(values["pose_option"]), "stride": args.stride})
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="clipmg-predict", description=__doc__.split("\n\n")[0], epilog="See docs/streaming.md (clipmg-predict)."
     )
     ap.add_argument("video", type=Path, help="video file, GIF or image folder")
-    ap.add_argument(
-        "--engine",
-        default=None,
-        help="checkpoint (.safetensors) or exported engine directory (default: the synthetic demo model)",
-    )
-    ap.add_argument("--pose", choices=POSE_BACKENDS, default="mediapipe", help="pose backend (default %(default)s)")
-    ap.add_argument(
-        "--pose-option",
-        type=_kv,
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="pose backend option (repeatable), e.g. model_complexity=2",
-    )
-    what = ap.add_mutually_exclusive_group()
-    what.add_argument(
-        "--segments",
-        type=Path,
-        default=None,
-        metavar="CSV",
-        help="labelled segments: CSV with clip,start_frame,end_frame[,class_name|label]",
-    )
-    what.add_argument("--whole-clip", action="store_true", help="the whole video as one window (default)")
-    what.add_argument("--stride", type=int, default=None, help="sliding windows every S pose samples, as live")
-    ap.add_argument("--pose-every", type=int, default=1, help="Δp for --stride (default %(default)s)")
-    ap.add_argument("--top-k", type=int, default=3, help="labels per answer (default %(default)s)")
-    ap.add_argument("--threshold", type=float, default=0.0, help="decide a label only at this probability")
-    ap.add_argument(
-        "--json",
-        dest="json_out",
-        default=None,
-        metavar="OUT",
-        help="write JSON lines to OUT ('-': stdout, instead of the text lines)",
-    )
-    ap.add_argument("--video-out", type=Path, default=None, metavar="OUT.mp4", help="write the annotated video")
-    ap.add_argument("--threads", type=int, default=None, help="CPU threads for the engine")
-    ap.add_argument("--precision", choices=PRECISIONS, default="auto", help="exported ONNX engines: auto, fp32, int8")
-    ap.add_argument("-v", "--verbose", action="store_true", help="show the pose library's own messages")
+    settings.add_arguments(ap, PredictOptions)
     return ap
 
 
-def _check(args: argparse.Namespace) -> None:
-    if not args.video.exists():
-        raise PredictError(f"{args.video}: no such video file or folder")
-    if args.stride is not None and (args.stride < 4 or args.stride % 4):
-        raise PredictError(f"--stride {args.stride} must be a positive multiple of 4 (the pose samples per RGB frame)")
-    for name, value in (
-        ("pose_every", args.pose_every),
-        ("top_k", args.top_k),
-        ("threshold", args.threshold),
-        ("threads", args.threads),
-    ):  # the live recognizer's ranges (stream/config.py)
-        if value is not None:
-            check_setting(name, value)
-    if args.segments is not None and not args.segments.is_file():
-        raise PredictError(f"--segments {args.segments}: no such file")
-    if args.engine is not None and not Path(args.engine).exists():
-        raise PredictError(f"--engine {args.engine}: no such file or directory")
+def _check(video: Path, opts: PredictOptions) -> None:
+    """The files named on the command line: each must exist (an output's folder must)."""
+    if not video.exists():
+        raise PredictError(f"{video}: no such video file or folder")
+    if opts.segments is not None and not opts.segments.is_file():
+        raise PredictError(f"--segments {opts.segments}: no such file")
+    if opts.engine is not None and not Path(opts.engine).exists():
+        raise PredictError(f"--engine {opts.engine}: no such file or directory")
     for flag, path in (
-        ("--json", None if args.json_out in (None, "-") else Path(args.json_out)),
-        ("--video-out", args.video_out),
+        ("--json", None if opts.json_out in (None, "-") else Path(opts.json_out)),
+        ("--video-out", opts.video_out),
     ):
         if path is not None and not path.expanduser().resolve().parent.is_dir():
             raise PredictError(
                 f"{flag} {path}: the folder {path.parent} does not exist; create it or choose another file"
             )
-    if args.pose == "synthetic":
-        raise PredictError(
-            "--pose synthetic needs the synthetic camera's keypoints, which a video file has not; "
-            "use mediapipe, openpose or replay"
-        )
 
 
 def main(argv: Optional[Sequence[str]] = None, out: TextIO = sys.stdout) -> int:
     """``clipmg-predict``: 0 answered, 2 bad input (one line), 1 an internal error (one line naming the log
-    file that holds its traceback)."""
-    return run_command("clipmg-predict", lambda: _main(argv, out))  # its line: sys.stderr as it is then
+    file that holds its traceback). What it says besides the answers: ``[clipmg-predict] ...`` on stderr."""
+    return run_command("clipmg-predict", lambda: _main(argv, out), style=STYLE)  # its line: sys.stderr as it is then
 
 
 def _main(argv: Optional[Sequence[str]], out: TextIO) -> int:
     args = build_parser().parse_args(None if argv is None else list(argv))
-    if not args.verbose:
+    opts = PredictOptions.from_args(args)
+    if not opts.verbose:
         from .quiet import native_stderr_off
 
         native_stderr_off()
-    logging.basicConfig(level=logging.WARNING, format="%(name)s %(levelname)s %(message)s")
-    say = lambda m: print(f"[clipmg-predict] {m}", file=sys.stderr, flush=True)  # noqa: E731
-    _check(args)
-    return _run(args, out, say)
+    set_verbose(opts.verbose)
+    _check(args.video, opts)
+    return _run(args.video, opts, out)
 
 
-def _run(args: argparse.Namespace, out: TextIO, say: Any) -> int:
+def _run(video: Path, opts: PredictOptions, out: TextIO) -> int:
     from .pose import create_pose_backend
     from .supervisor import demo_engine
     from .worker import load_worker_engine
 
-    engine_path, banner = args.engine, ""
+    engine_path, banner = opts.engine, ""
     if engine_path is None:
-        engine_path, banner = demo_engine(say), "synthetic demo model"
-    frames = count_frames(args.video)
-    if args.segments is not None:
-        segments = read_segments(args.segments, args.video.name, frames)
-    elif args.stride is not None:
-        segments = sliding_segments(frames, args.stride, args.pose_every)
+        engine_path, banner = demo_engine(), "synthetic demo model"
+    frames = count_frames(video)
+    if opts.segments is not None:
+        segments = read_segments(opts.segments, video.name, frames)
+    elif opts.stride is not None:
+        segments = sliding_segments(frames, opts.stride, opts.pose_every)
     else:
         segments = [Segment(0, frames - 1)]
-    cfg = StreamConfig(engine=str(engine_path), threads=args.threads, precision=args.precision)
+    cfg = StreamConfig(engine=str(engine_path), threads=opts.threads, precision=opts.precision)
     engine = load_worker_engine(cfg)  # FatalWorkerError, PoseBackendError: ClipmgErrors, one line, exit 2
-    pose = create_pose_backend(args.pose, **dict(args.pose_option))
+    pose = create_pose_backend(opts.pose, **dict(opts.pose_option))
     with pose:  # type: ignore[attr-defined]  # every backend create_pose_backend returns is a context manager
         records, keypoints = predict(
-            args.video,
+            video,
             engine,
             pose,
             segments,
-            top_k=args.top_k,
-            threshold=args.threshold,
+            top_k=opts.top_k,
+            threshold=opts.threshold,
             background=StreamConfig().background,
             progress=sys.stderr.isatty(),
         )
-    if args.json_out == "-":
+    if opts.json_out == "-":
         for r in records:
             print(json.dumps(r), file=out, flush=True)
     else:
         for r in records:
             print(format_line(r), file=out, flush=True)
-        if args.json_out:
-            Path(args.json_out).write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
-            say(f"JSON lines: {args.json_out}")
+        if opts.json_out:
+            Path(opts.json_out).write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+            log.info(f"JSON lines: {opts.json_out}")
     labelled = [r for r in records if "true_label" in r]
     if labelled:
         hits = sum(r["topk"][0]["label"] == r["true_label"] for r in labelled)
-        say(f"top-1 equals the labelled class in {hits} of {len(labelled)} segments")
-    if args.video_out:
-        n = write_video(args.video, args.video_out, records, keypoints, banner)
-        say(f"annotated video: {args.video_out} ({n} frames)")
+        log.info(f"top-1 equals the labelled class in {hits} of {len(labelled)} segments")
+    if opts.video_out:
+        n = write_video(video, opts.video_out, records, keypoints, banner)
+        log.info(f"annotated video: {opts.video_out} ({n} frames)")
     return EXIT_OK
 
 

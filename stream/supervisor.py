@@ -24,11 +24,12 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Sequence, TextIO, Tuple
 
 from clipmg.model.errors import EXIT_BUG, EXIT_OK, EXIT_USER, run_command
+from clipmg.model.logs import set_verbose
 
 from .backoff import Backoff
 from .config import ConfigError, StreamConfig, build_parser, check_ring_fits, check_source, config_from_args
 
-log = logging.getLogger("clipmg.live")
+log = logging.getLogger(__name__)  # its INFO lines are the supervisor speaking: "[clipmg-live] ..." (model/logs.py)
 
 STARTUP_TIMEOUT_S = 180.0  # the worker must be ready (engine loaded) within this long
 END_OF_SOURCE_TIMEOUT_S = 60.0  # after a file ends, the worker's last windows must be out within this long
@@ -39,20 +40,20 @@ EXIT_FAILED, EXIT_CONFIG = EXIT_BUG, EXIT_USER
 
 
 # ---------------------------------------------------------------------------------- engine
-def demo_engine(say: Callable[[str], None]) -> str:
+def demo_engine() -> str:
     """The shipped synthetic demo model (``stream/demo.py``): its ONNX export when ONNX Runtime is
-    installed, else its checkpoint for the PyTorch backend."""
+    installed, else its checkpoint for the PyTorch backend; says so (``[clipmg-live] DEMO: ...``)."""
     from .demo import DEMO_NOTICE, demo_model
 
     try:
         path = demo_model()
     except FileNotFoundError as e:
         raise ConfigError(str(e)) from e
-    say(f"DEMO: {DEMO_NOTICE}. Pass --engine PATH for a real model.")
+    log.info(f"DEMO: {DEMO_NOTICE}. Pass --engine PATH for a real model.")
     return str(path)
 
 
-def resolve_engine(cfg: StreamConfig, say: Callable[[str], None]) -> StreamConfig:
+def resolve_engine(cfg: StreamConfig) -> StreamConfig:
     if cfg.engine:
         if not Path(cfg.engine).exists():
             raise ConfigError(
@@ -72,7 +73,7 @@ def resolve_engine(cfg: StreamConfig, say: Callable[[str], None]) -> StreamConfi
                     f"clipmg-export --int8)"
                 )
         return cfg
-    return cfg.replace(engine=demo_engine(say), demo=True)
+    return cfg.replace(engine=demo_engine(), demo=True)
 
 
 # ---------------------------------------------------------------------------------- children
@@ -149,13 +150,12 @@ class Supervisor:
     def __init__(
         self,
         cfg: StreamConfig,
-        out: TextIO = sys.stderr,
         engine_factory: Optional[Callable[[StreamConfig], Any]] = None,
         quiet: bool = False,
     ) -> None:
         import multiprocessing as mp
 
-        self.cfg, self.out, self.engine_factory, self.quiet = cfg, out, engine_factory, quiet
+        self.cfg, self.engine_factory, self.quiet = cfg, engine_factory, quiet
         self.ctx = mp.get_context("spawn")
         self.tally = Tally()
         self.status_q = self.ctx.Queue(maxsize=1000)
@@ -178,9 +178,6 @@ class Supervisor:
         self._capture_started = 0.0
         self._state = "starting"
         self.config_error = ""  # why the run ended with EXIT_CONFIG (main reports it as one line)
-
-    def say(self, text: str) -> None:
-        print(f"[clipmg-live] {text}", file=self.out, flush=True)
 
     # ------------------------------------------------------------------ processes
     def start_capture(self, ring_name: str) -> None:
@@ -267,7 +264,7 @@ class Supervisor:
         if kind == "source_state":
             t.source_state, t.source_detail = str(ev.get("state")), str(ev.get("detail", ""))
             if t.source_state in ("reconnecting", "stalled"):  # 'failed'/'ended' end the run: said once, there
-                self.say(
+                log.info(
                     f"source {ev.get('source')}: {t.source_state}"
                     + (f" ({t.source_detail})" if t.source_detail else "")
                 )
@@ -288,12 +285,12 @@ class Supervisor:
                         if self.cfg.duration_s is None
                         else (f"; stops by itself after {self.cfg.duration_s:g} s (Ctrl-C stops it sooner)")
                     )
-                    self.say(
+                    log.info(
                         f"model ready: {t.model.get('preset')} ({t.model.get('backend')}, {t.model.get('precision')}, "
                         f"{cache}); publishing on {self.endpoint}{stops}"
                     )
                 else:
-                    self.say("worker restarted and ready")
+                    log.info("worker restarted and ready")
                 self._state = "running"
             elif t.worker_state == "failed" and ev.get("fatal"):
                 t.fatal = str(ev.get("message", "the worker cannot start"))
@@ -373,7 +370,7 @@ class Supervisor:
             return None
         if self.worker.is_alive():
             if t.ready_at is None and now - self._worker_started > STARTUP_TIMEOUT_S:
-                self.say(f"the worker did not become ready within {STARTUP_TIMEOUT_S:.0f} s")
+                log.info(f"the worker did not become ready within {STARTUP_TIMEOUT_S:.0f} s")
                 return EXIT_FAILED
             if now - self._worker_started > 30.0:  # it ran fine for a while: back-off starts over
                 self._backoff.reset()
@@ -389,7 +386,7 @@ class Supervisor:
             return EXIT_OK
         t.retire_worker()
         if t.restarts >= c.max_restarts:
-            self.say(f"the worker crashed {t.restarts + 1} times; giving up")
+            log.info(f"the worker crashed {t.restarts + 1} times; giving up")
             return EXIT_FAILED
         delay, msg = self._plan_restart(self._backoff, f"worker (pid {t.worker_pid}) {_how_it_ended(code)}")
         self._state = "restarting"
@@ -409,7 +406,7 @@ class Supervisor:
         delay = backoff.take()
         self.tally.restarts += 1
         msg = f"{what}; restarting in {delay:.1f} s (restart {self.tally.restarts})"
-        self.say(msg)
+        log.info(msg)
         return delay, msg
 
     def watch_capture(self, ring_name: str, link: Any) -> Optional[int]:
@@ -430,7 +427,7 @@ class Supervisor:
         self.drain()
         state, detail = t.source_state, t.source_detail
         if state == "failed":
-            self.say(f"cannot read the source: {detail or 'it failed to open'}")
+            log.info(f"cannot read the source: {detail or 'it failed to open'}")
             return EXIT_FAILED
         if state == "ended":
             # The file is over but the worker may still have windows to close (and, for a clip
@@ -438,19 +435,19 @@ class Supervisor:
             if self._ended_at is None:
                 self._ended_at = now
                 self.source_ended.set()
-                self.say("source ended" + (f": {detail}" if detail else "") + "; finishing the last windows")
+                log.info("source ended" + (f": {detail}" if detail else "") + "; finishing the last windows")
             if t.worker_done or self.worker is None:
                 return EXIT_OK
             if now - self._ended_at > END_OF_SOURCE_TIMEOUT_S:
-                self.say(f"the worker did not finish within {END_OF_SOURCE_TIMEOUT_S:.0f} s of the end of the source")
+                log.info(f"the worker did not finish within {END_OF_SOURCE_TIMEOUT_S:.0f} s of the end of the source")
                 return EXIT_OK
             return None
         if state == "stopped":
-            self.say(f"source {state}" + (f": {detail}" if detail else ""))
+            log.info(f"source {state}" + (f": {detail}" if detail else ""))
             return EXIT_OK
         how = _how_it_ended(self.capture.exitcode)
         if t.restarts >= c.max_restarts:
-            self.say(f"the capture process (pid {self.capture.pid}) {how}; {t.restarts} restarts so far: giving up")
+            log.info(f"the capture process (pid {self.capture.pid}) {how}; {t.restarts} restarts so far: giving up")
             return EXIT_FAILED
         delay, msg = self._plan_restart(self._capture_backoff, f"capture (pid {self.capture.pid}) {how}")
         t.source_state, t.source_detail = "reconnecting", msg
@@ -473,7 +470,7 @@ class Supervisor:
         for p in procs:
             if p.is_alive():
                 if not (p is self.worker and self.tally.worker_state == "loading"):  # loading: expected
-                    self.say(f"{p.name} (pid {p.pid}) did not stop in time: terminating it")
+                    log.info(f"{p.name} (pid {p.pid}) did not stop in time: terminating it")
                 p.terminate()
                 p.join(2.0)
             if p.is_alive():
@@ -536,9 +533,9 @@ class Supervisor:
                 # a configuration error, or a run that failed before publishing anything, is said in one
                 # line (above), not followed by a line of zero counters
                 if code == EXIT_OK or (code == EXIT_FAILED and self.counts()[0] > 0):
-                    self.say(f"{self.summary_line()}" + (f" ({self.signalled})" if self.signalled else ""))
+                    log.info(f"{self.summary_line()}" + (f" ({self.signalled})" if self.signalled else ""))
                 if c.record and Path(c.record).is_file():
-                    self.say(f"annotated video: {c.record}")
+                    log.info(f"annotated video: {c.record}")
                 return code
         finally:
             self.stop_all()
@@ -573,7 +570,7 @@ class Supervisor:
                 self.status(link)
             if now - last_line >= 5.0 and t.ready_at is not None and not self.quiet:
                 last_line = now
-                self.say(self.summary_line())
+                log.info(self.summary_line())
 
     def _install_signals(self) -> Callable[[], None]:
         previous = {}
@@ -605,7 +602,8 @@ def main(
     out: TextIO = sys.stderr,
     engine_factory: Optional[Callable[[StreamConfig], Any]] = None,
 ) -> int:
-    """``clipmg-live`` (and ``run_live.py``), under the convention of ``model/errors.py``. Returns
+    """``clipmg-live`` (and ``run_live.py``), under the convention of ``model/errors.py``; what the
+    supervisor says (``[clipmg-live] ...``) and the error line go to ``out``. Returns
 
     - 0: stopped normally (a signal, ``--duration``, ``--max-windows``, the end of a file);
     - 1: the run failed (the source cannot be read, the worker keeps crashing), said on the lines
@@ -613,17 +611,16 @@ def main(
     - 2: a bad configuration, found before any process starts or by the worker when it loads the
       engine and pose backend (a ``ClipmgError``): one line, ``clipmg-live: <what to change>``.
     """
-    return run_command("clipmg-live", lambda: _main(argv, out, engine_factory), out=out)
+    return run_command("clipmg-live", lambda: _main(argv, engine_factory), out=out)
 
 
-def _main(argv: Optional[Sequence[str]], out: TextIO, engine_factory: Optional[Callable[[StreamConfig], Any]]) -> int:
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+def _main(argv: Optional[Sequence[str]], engine_factory: Optional[Callable[[StreamConfig], Any]]) -> int:
     args = build_parser().parse_args(None if argv is None else list(argv))
-    say = lambda m: print(f"[clipmg-live] {m}", file=out, flush=True)  # noqa: E731
     cfg = config_from_args(args).validate()  # ConfigError: one line, exit 2
+    set_verbose(cfg.verbose)
     check_source(cfg)
-    cfg = resolve_engine(cfg, say)
-    sup = Supervisor(cfg, out, engine_factory, quiet=args.quiet)
+    cfg = resolve_engine(cfg)
+    sup = Supervisor(cfg, engine_factory, quiet=args.quiet)
     code = sup.run()
     if code == EXIT_CONFIG:
         raise ConfigError(sup.config_error or "the configuration cannot run")

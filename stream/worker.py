@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, List, Optional, Pr
 import msgspec.structs
 
 from clipmg.model.errors import ClipmgError
+from clipmg.model.logs import WORKER_STYLE, setup_logging
 
 from .config import StreamConfig
 from .display import Annotator, Overlay, rate
@@ -588,7 +589,7 @@ def worker_main(
         from .quiet import native_stderr_off
 
         native_stderr_off()
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(processName)s %(levelname)s %(message)s")
+    setup_logging("clipmg-live", style=WORKER_STYLE)  # its own process: warnings and errors, time-stamped
     report = _Report(status_queue)
     stop = {"flag": False}
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the supervisor decides

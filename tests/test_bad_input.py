@@ -550,7 +550,7 @@ def _make_artifacts(root: Path, with_engines: bool) -> Dict[str, str]:
     from clipmg.engines.artifacts import MANIFEST, TRT_EXPORT, file_entry, write_manifest
     from clipmg.engines.export import export_onnx
 
-    onnx = export_onnx(a["ckpt5"], root / "onnx", log=lambda m: None).out_dir
+    onnx = export_onnx(a["ckpt5"], root / "onnx").out_dir
     a["onnx_cut"] = shutil.copytree(onnx, root / "onnx_cut")
     enc = a["onnx_cut"] / "frame_encoder.onnx"
     enc.write_bytes(enc.read_bytes()[: enc.stat().st_size // 2])
@@ -669,11 +669,11 @@ def test_bad_input_to_heavy_tools_fails_with_one_line(case: Case, slow_results) 
 # stands for a bug in clipmg, which no user input triggers on purpose.
 BUG_PATHS = [
     ("clipmg-live", "clipmg.stream.supervisor", "config_from_args"),
-    ("clipmg-listen", "clipmg.stream.listen", "check_listen_args"),
+    ("clipmg-listen", "clipmg.stream.listen", "options_from_args"),
     ("clipmg-predict", "clipmg.stream.predict", "_check"),
-    ("clipmg-export", "clipmg.engines.export", "check_export_args"),
-    ("clipmg-build", "clipmg.engines.build", "check_flag"),
-    ("clipmg-bench", "clipmg.bench.engines", "check_flag"),
+    ("clipmg-export", "clipmg.engines.export", "options_from_args"),
+    ("clipmg-build", "clipmg.engines.build", "options_from_args"),
+    ("clipmg-bench", "clipmg.bench.engines", "check_number"),
 ]
 
 
@@ -753,6 +753,68 @@ def test_run_command_applies_the_convention(tmp_path: Path, monkeypatch) -> None
         (FatalWorkerError, RuntimeError),
     ):
         assert issubclass(cls, ClipmgError) and issubclass(cls, base), cls
+
+
+def test_run_command_sets_up_the_one_logging_and_leaves_nothing_behind() -> None:
+    """What a command says (an INFO record of a clipmg logger) is ``[prog] message``; warnings keep the
+    diagnostic format; other libraries' INFO and clipmg's DEBUG stay hidden (DEBUG shows with -v); and
+    the handler and levels are as they were afterwards (model/logs.py)."""
+    import io
+    import logging
+
+    from clipmg.model.errors import run_command
+    from clipmg.model.logs import set_verbose
+
+    root, own = logging.getLogger(), logging.getLogger("clipmg")
+    before = (list(root.handlers), root.level, own.level)
+    log = logging.getLogger("clipmg.stream.somewhere")
+
+    def body(verbose: bool) -> None:
+        set_verbose(verbose)
+        log.info("said %d thing", 1)
+        log.debug("a detail")
+        logging.getLogger("some.library").info("library chatter")
+        log.warning("careful")
+
+    out = io.StringIO()
+    assert run_command("clipmg-x", lambda: body(False), out=out) == 0
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 2 and lines[0] == "[clipmg-x] said 1 thing", lines
+    assert re.match(r"^\d{4}-\d\d-\d\d \S+ clipmg\.stream\.somewhere WARNING careful$", lines[1]), lines
+    out = io.StringIO()
+    assert run_command("clipmg-x", lambda: body(True), out=out) == 0
+    assert "clipmg.stream.somewhere DEBUG a detail" in out.getvalue() and "library chatter" not in out.getvalue()
+    assert (list(root.handlers), root.level, own.level) == before
+
+
+def test_tool_flags_are_generated_from_their_options() -> None:
+    """Each tool's parser is generated from its options dataclass: defaults equal the dataclass's, the
+    flags that feed a field (--no-timing-cache, --no-check, --no-pose-cache, --pretty) land in it, and
+    the exclusive groups stay exclusive."""
+    from clipmg.engines import build, export
+    from clipmg.stream import listen, predict
+
+    opts, expect = build.options_from_args(build.build_parser().parse_args(["s", "o"]))
+    assert opts == build.BuildOptions() and expect.as_dict() == {}
+    argv = ["s", "o", "--no-timing-cache", "--no-check", "--num-classes", "5", "--precision", "fp32"]
+    opts, expect = build.options_from_args(build.build_parser().parse_args(argv))
+    assert (opts.timing_cache, opts.check, opts.precision, expect.as_dict()) == ("", False, "fp32", {"num_classes": 5})
+    opts, expect = export.options_from_args(export.build_parser().parse_args(["c", "o"]))
+    assert opts == export.ExportOptions() and expect.as_dict() == {}
+    opts, _ = export.options_from_args(
+        export.build_parser().parse_args(["c", "o", "--no-pose-cache", "--variant", "full"])
+    )
+    assert opts.pose_cache is False and _.as_dict() == {"variant": "full"}
+    lo = listen.options_from_args(listen.build_parser().parse_args(["--pretty", "-n", "3", "--topic", "mg.event"]))
+    assert (lo.pretty, lo.raw, lo.count, lo.topic) == (True, False, 3, ("mg.event",))
+    po = predict.PredictOptions.from_args(predict.build_parser().parse_args(["v.mp4", "--stride", "8", "--json", "-"]))
+    assert (po.stride, po.json_out, po.top_k, po.pose) == (8, "-", 3, "mediapipe")
+    for parser, argv in (
+        (listen.build_parser(), ["--raw", "--pretty"]),
+        (predict.build_parser(), ["v.mp4", "--segments", "s.csv", "--stride", "8"]),
+    ):
+        with pytest.raises(SystemExit):
+            parser.parse_args(argv)
 
 
 # ------------------------------------------------------------------------------------ properties (in-process)

@@ -29,7 +29,6 @@ from clipmg.model.checkpoint import file_sha256, save_checkpoint
 CLASSES = ["nod", "shrug", "touch_face", "cross_arms", "scratch"]
 DURATIONS = {"mean_s": 1.9, "std_s": 0.6}
 TOL = 1e-4
-QUIET = lambda msg: None  # noqa: E731 - export progress is not part of what is tested
 
 
 def _checkpoint(path: Path, variant: str, seed: int = 0) -> Path:
@@ -48,7 +47,7 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, Path]:
     for variant in ("full", "no_pose"):
         ckpt = _checkpoint(root / f"{variant}.safetensors", variant)
         out[f"{variant}-ckpt"] = ckpt
-        out[variant] = export_onnx(ckpt, root / f"{variant}-onnx", log=QUIET).out_dir
+        out[variant] = export_onnx(ckpt, root / f"{variant}-onnx").out_dir
     out["root"] = root
     return out
 
@@ -126,7 +125,7 @@ def test_pose_branch_pieces_match_pytorch(work: Dict[str, Path], tmp_path: Path)
     with pytest.raises(ValueError, match="pose_pre: expected shape"):
         oe.head_cached(tokens, emb, kp, pre[:, :, :4])
 
-    plain = export_onnx(work["full-ckpt"], tmp_path / "plain", pose_cache=False, log=QUIET).out_dir
+    plain = export_onnx(work["full-ckpt"], tmp_path / "plain", pose_cache=False).out_dir
     assert sorted(json.loads((plain / MANIFEST).read_text())["files"]) == ["frame_encoder", "window_head"]
     pe = load_engine(plain, warmup=False)
     assert not pe.pose_cache and rel_error(pe.head(tokens, emb, kp), whole) <= TOL
@@ -255,9 +254,7 @@ def test_incomplete_or_mixed_exports_are_refused(work: Dict[str, Path], tmp_path
     with pytest.raises(EngineError, match="no pose_stage2 in its manifest"):
         load_engine(d, warmup=False)
 
-    other = export_onnx(
-        _checkpoint(tmp_path / "other.safetensors", "full", seed=1), tmp_path / "other", log=QUIET
-    ).out_dir
+    other = export_onnx(_checkpoint(tmp_path / "other.safetensors", "full", seed=1), tmp_path / "other").out_dir
     d = _copy(work["full"], tmp_path / "mixed-pose")  # one pose stage of another checkpoint's export
     shutil.copy(other / "pose_stage1.onnx", d / "pose_stage1.onnx")
     manifest = json.loads((d / MANIFEST).read_text())
@@ -280,20 +277,20 @@ def test_truncated_checkpoint_is_refused(work: Dict[str, Path], tmp_path: Path) 
 def test_failed_export_check_leaves_nothing(work: Dict[str, Path], tmp_path: Path) -> None:
     out = tmp_path / "never"
     with pytest.raises(ExportCheckError, match="above the tolerance"):
-        export_onnx(work["full-ckpt"], out, tolerance=0.0, log=QUIET)
+        export_onnx(work["full-ckpt"], out, tolerance=0.0)
     assert not out.exists() and list(tmp_path.iterdir()) == []
 
 
 def test_export_refuses_an_unrelated_non_empty_directory(work: Dict[str, Path], tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(EngineError, match="not empty and is not a clipmg artifact"):
-        export_onnx(work["full-ckpt"], tmp_path, log=QUIET)
+        export_onnx(work["full-ckpt"], tmp_path)
     assert (tmp_path / "notes.txt").read_text() == "mine"
 
 
 # ----------------------------------------------------------------------------- int8
 def test_int8_is_measured_and_off_by_default_without_validation(work: Dict[str, Path], tmp_path: Path) -> None:
-    res = export_onnx(work["full-ckpt"], tmp_path / "q", int8=True, int8_samples=4, log=QUIET)
+    res = export_onnx(work["full-ckpt"], tmp_path / "q", int8=True, int8_samples=4)
     report = res.manifest["int8"]
     assert report["validation"] == "synthetic" and report["default"] is False and report["samples"] == 4
     assert load_engine(tmp_path / "q", warmup=False).precision == "fp32"
@@ -311,7 +308,7 @@ def test_int8_is_measured_and_off_by_default_without_validation(work: Dict[str, 
     assert cmp.labelled and cmp.reference_accuracy == 1.0
     assert cmp.loss_points == pytest.approx(100 * (1 - cmp.agreement))
     np.savez(tmp_path / "val.npz", images=images, keypoints=kp, labels=labels)
-    res = export_onnx(work["full-ckpt"], tmp_path / "q2", int8=True, val_samples=tmp_path / "val.npz", log=QUIET)
+    res = export_onnx(work["full-ckpt"], tmp_path / "q2", int8=True, val_samples=tmp_path / "val.npz")
     report = res.manifest["int8"]
     assert report["validation"] == "val.npz" and report["labelled"]
     assert report["default"] == (report["loss_points"] < 1.0)

@@ -18,7 +18,6 @@ from clipmg.model import create_model
 from clipmg.model.checkpoint import save_checkpoint
 
 pytestmark = pytest.mark.gpu
-QUIET = lambda msg: None  # noqa: E731
 
 
 def _gpu_and_tensorrt() -> str | None:
@@ -49,8 +48,8 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, Path]:
     with torch.no_grad():  # trained classifiers have wider logit margins than a fresh init
         model.classifier[-1].weight.mul_(10.0)
     ckpt = save_checkpoint(root / "tiny.safetensors", model, [f"c{i}" for i in range(8)])
-    onnx_dir = export_onnx(ckpt, root / "onnx", log=QUIET).out_dir
-    build_engines(onnx_dir, root / "fp16", BuildOptions(precision="fp16", timing_cache=""), log=QUIET)
+    onnx_dir = export_onnx(ckpt, root / "onnx").out_dir
+    build_engines(onnx_dir, root / "fp16", BuildOptions(precision="fp16", timing_cache=""))
     return {"ckpt": ckpt, "onnx": onnx_dir, "fp16": root / "fp16", "root": root}
 
 
@@ -90,9 +89,7 @@ def test_header_records_this_gpu_and_metadata_round_trips(built: Dict[str, Path]
 
 def test_torch_tensorrt_route(built: Dict[str, Path]) -> None:
     pytest.importorskip("torch_tensorrt", reason="needs torch-tensorrt (pip install 'clipmg[gpu]')")
-    out = build_engines(
-        built["ckpt"], built["root"] / "tt", BuildOptions(via="torch-tensorrt", timing_cache=""), log=QUIET
-    )
+    out = build_engines(built["ckpt"], built["root"] / "tt", BuildOptions(via="torch-tensorrt", timing_cache=""))
     te, tt = load_engine(built["ckpt"], warmup=False), load_engine(out)
     images, kp = example_inputs(te.config, windows=4, seed=6)
     assert rel_error(tt(images, kp), te(images, kp)) <= 1e-2
@@ -111,7 +108,7 @@ def test_vitb32_fp16_speed_and_accuracy(tmp_path: Path) -> None:
     torch.manual_seed(0)
     model = create_model("clipmg-vitb32", num_classes=32)
     ckpt = save_checkpoint(tmp_path / "b32.safetensors", model, [f"c{i}" for i in range(32)])
-    build_engines(ckpt, tmp_path / "fp16", BuildOptions(timing_cache=""), log=QUIET)
+    build_engines(ckpt, tmp_path / "fp16", BuildOptions(timing_cache=""))
     eager, trt = load_engine(ckpt, device="cuda"), load_engine(tmp_path / "fp16")
     images, kp = example_inputs(eager.config, windows=8, seed=1)
     assert rel_error(trt(images, kp), eager(images, kp)) <= 1e-2

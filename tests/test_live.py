@@ -413,15 +413,15 @@ def test_precision_is_passed_to_an_onnx_engine_and_refused_for_a_checkpoint(chec
     assert main(["--engine", str(checkpoint), "--precision", "int8"], out=out) == 2
     lines = out.getvalue().strip().splitlines()
     assert len(lines) == 1 and "--precision int8 applies to an exported ONNX engine" in lines[0], lines
-    onnx_dir = export_onnx(checkpoint, tmp_path / "onnx", int8=True, int8_samples=2, log=lambda m: None).out_dir
+    onnx_dir = export_onnx(checkpoint, tmp_path / "onnx", int8=True, int8_samples=2).out_dir
     cfg = StreamConfig(
         engine=str(onnx_dir / "frame_encoder.onnx"), precision="int8"
     )  # a graph file stands for its export
-    assert resolve_engine(cfg, print) is cfg
+    assert resolve_engine(cfg) is cfg
     for precision, expect in (("fp32", "fp32"), ("int8", "int8"), ("auto", "fp32")):  # auto: int8 not validated
         engine = load_worker_engine(StreamConfig(engine=str(onnx_dir), precision=precision, threads=1))
         assert engine.precision == expect and engine.identity["precision"] == expect
-    plain = export_onnx(checkpoint, tmp_path / "plain", log=lambda m: None).out_dir
+    plain = export_onnx(checkpoint, tmp_path / "plain").out_dir
     with pytest.raises(FatalWorkerError, match="no int8 frame encoder"):
         load_worker_engine(StreamConfig(engine=str(plain), precision="int8"))
 

@@ -524,7 +524,7 @@ def test_eval_writes_report_confusion_and_validation_windows_for_int8(synth_root
         pred = model.eval()(torch.from_numpy(images), torch.from_numpy(kp)).argmax(-1).numpy()
     assert float((pred == labels).mean()) == pytest.approx(report["top1"])
     assert not list(tmp_path.glob(".val*"))  # written atomically: no temporary left
-    res = export_onnx(ckpt, tmp_path / "onnx", int8=True, val_samples=tmp_path / "val.npz", log=lambda m: None)
+    res = export_onnx(ckpt, tmp_path / "onnx", int8=True, val_samples=tmp_path / "val.npz")
     rep = res.manifest["int8"]
     assert rep["labelled"] and rep["samples"] == report["count"] and rep["validation"] == "val.npz"
     assert rep["reference_accuracy"] == pytest.approx(report["top1"], abs=1e-6)

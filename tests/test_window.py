@@ -102,7 +102,7 @@ def _engine(tmp_path_factory: Any, crop: str, backend: str = "torch") -> Any:
     path = Path(tmp_path_factory.mktemp("ckpt")) / f"tiny-{crop}.safetensors"
     save_checkpoint(path, model, CLASSES)
     if backend == "onnxruntime":
-        path = export_onnx(path, path.with_suffix(".onnx"), log=lambda m: None).out_dir
+        path = export_onnx(path, path.with_suffix(".onnx")).out_dir
     return load_engine(path, warmup=False)
 
 

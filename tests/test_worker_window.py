@@ -71,7 +71,7 @@ def engine(request: Any, tmp_path_factory: Any) -> Any:
     model = create_model("clipmg-tiny", num_classes=len(CLASSES), preprocess=PreprocessConfig(crop="person"))
     path = save_checkpoint(Path(tmp_path_factory.mktemp("worker")) / "tiny.safetensors", model, CLASSES)
     if request.param == "onnxruntime":
-        path = export_onnx(path, path.with_suffix(".onnx"), log=lambda m: None).out_dir
+        path = export_onnx(path, path.with_suffix(".onnx")).out_dir
     return load_engine(path, warmup=False)
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 import time
 from pathlib import Path
 from typing import Any, Dict, List
@@ -17,6 +16,7 @@ from clipmg.model import VARIANTS
 from clipmg.model.config import ConfigError
 from clipmg.model.errors import ClipmgError, run_command
 from clipmg.model.files import atomic_write_text
+from clipmg.model.logs import TRAINING
 
 from .config import TrainConfig, add_arguments, from_args
 
@@ -118,11 +118,10 @@ def run_ablation(base: TrainConfig, variants: List[str], reuse: bool = False) ->
 
 def main(argv: list[str] | None = None) -> int:
     """``clipmg-ablate``: exit 0, or 2 with one sentence for what the user can fix, 1 for a bug."""
-    return run_command("clipmg-ablate", lambda: _main(argv))
+    return run_command("clipmg-ablate", lambda: _main(argv), style=TRAINING)
 
 
 def _main(argv: list[str] | None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
     ap = argparse.ArgumentParser(prog="clipmg-ablate", description=__doc__)
     add_arguments(ap)
     ap.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset of the variants")

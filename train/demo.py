@@ -24,6 +24,7 @@ import shutil
 from pathlib import Path
 
 from clipmg.model.errors import ClipmgError, run_command
+from clipmg.model.logs import NAMED, LogStyle
 from clipmg.stream.demo import DEMO_CHECKPOINT, DEMO_EXPORT, demo_model
 
 log = logging.getLogger("clipmg.demo")
@@ -62,7 +63,7 @@ def export_asset() -> Path:
 
     if DEMO_EXPORT.exists():
         shutil.rmtree(DEMO_EXPORT)
-    export_onnx(DEMO_CHECKPOINT, DEMO_EXPORT, log=log.info)
+    export_onnx(DEMO_CHECKPOINT, DEMO_EXPORT)
     return DEMO_EXPORT
 
 
@@ -84,11 +85,10 @@ def retrain(workdir: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     """Exit 0, or 2 with one sentence for what the user can fix, 1 for a bug."""
-    return run_command("clipmg demo", lambda: _main(argv))
+    return run_command("clipmg demo", lambda: _main(argv), style=LogStyle(NAMED, speak=False, libraries=logging.INFO))
 
 
 def _main(argv: list[str] | None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--retrain", action="store_true", help="regenerate the synthetic set and retrain the demo model")
     ap.add_argument(

@@ -20,6 +20,7 @@ from clipmg.model.checkpoint import CheckpointError, load_checkpoint
 from clipmg.model.config import ConfigError
 from clipmg.model.errors import ClipmgError, run_command
 from clipmg.model.files import atomic_write, atomic_write_text
+from clipmg.model.logs import NAMED, LogStyle
 
 from .config import TrainConfig
 from .loop import DistInfo, classification_metrics, resolve_device
@@ -185,11 +186,10 @@ def write_windows(path: str | Path, batches: List[Dict[str, Any]]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """``clipmg-eval``: exit 0, or 2 with one sentence for a bad checkpoint, data or flag, 1 for a bug."""
-    return run_command("clipmg-eval", lambda: _main(argv))
+    return run_command("clipmg-eval", lambda: _main(argv), style=LogStyle(NAMED, speak=False, level=logging.WARNING))
 
 
 def _main(argv: list[str] | None) -> int:
-    logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
     ap = argparse.ArgumentParser(prog="clipmg-eval", description=__doc__)
     ap.add_argument("checkpoint", help="a .safetensors checkpoint written by clipmg-train")
     ap.add_argument("--data", required=True, help="dataset root")

@@ -14,6 +14,7 @@ import logging
 from typing import Any, Dict, List
 
 from clipmg.model.errors import run_command
+from clipmg.model.logs import PLAIN, LogStyle, set_level
 
 from .config import LAYOUT_NAMES
 from .index import ClipIndex, build_index, detect_layout
@@ -61,7 +62,7 @@ def format_summary(s: Dict[str, Any]) -> str:
 
 def main(argv: List[str] | None = None) -> int:
     """``clipmg-data``: exit 0, or 2 with one sentence for data that cannot be read, 1 for a bug."""
-    return run_command("clipmg-data", lambda: _main(argv))
+    return run_command("clipmg-data", lambda: _main(argv), style=LogStyle(PLAIN, speak=False, level=logging.WARNING))
 
 
 def _main(argv: List[str] | None) -> int:
@@ -85,7 +86,8 @@ def _main(argv: List[str] | None) -> int:
     sp.add_argument("--json", action="store_true", help="print the summary as JSON")
     sp.add_argument("--quiet", action="store_true", help="no per-file warnings, only the summary")
     args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.ERROR if args.quiet else logging.WARNING, format="%(message)s")
+    if args.quiet:
+        set_level(logging.ERROR)  # the per-file warnings off
     layout = detect_layout(args.root) if args.layout == "auto" else args.layout
     names = read_class_names(args.classes) if args.classes else None
     index = build_index(args.root, layout, class_names=names, background=args.background, strict=args.strict)

@@ -14,12 +14,11 @@ accuracy is reported and only ``last`` is written.
 
 from __future__ import annotations
 
-import logging
-import sys
 from typing import Any, Dict
 
 from clipmg.model.config import ConfigError
 from clipmg.model.errors import run_command
+from clipmg.model.logs import TRAINING
 
 from .config import TrainConfig, parse
 
@@ -64,11 +63,10 @@ def train(cfg: TrainConfig, dist: Any = None) -> Dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     """``clipmg-train``: exit 0 when done, 2 with one sentence for what the user can fix, 1 for a bug."""
-    return run_command("clipmg-train", lambda: _main(argv))
+    return run_command("clipmg-train", lambda: _main(argv), style=TRAINING)
 
 
 def _main(argv: list[str] | None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
     cfg = parse(argv, "Train CLIP-MG (single process, or many under torchrun).", prog="clipmg-train")
     if not cfg.data:
         raise ConfigError("--data is required (a dataset root; make one with clipmg-synth)")
