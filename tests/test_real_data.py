@@ -164,3 +164,26 @@ def test_real_data_report_refuses_a_folder_without_the_data(tmp_path):
     assert p.returncode == 2
     assert p.stderr.count("\n") == 1 and "does not hold the shared real data" in p.stderr
     assert "Traceback" not in p.stderr
+
+
+@pytest.mark.slow
+def test_pose_probe_trains_on_synthetic_and_scores_every_real_clip(tmp_path, shared_data):
+    """The probe's whole path, tiny (1 epoch, 2 subjects): the real clips are all scored, the page written."""
+    js, md = tmp_path / "probe.json", tmp_path / "probe.md"
+    cmd = [sys.executable, "-m", "clipmg.train.probe", "--data", str(shared_data), "--epochs", "1", "--videos", "2"]
+    p = subprocess.run(
+        cmd + ["--quiet", "--json", str(js), "--markdown", str(md)], capture_output=True, text=True, timeout=900
+    )
+    assert p.returncode == 0, p.stderr[-2000:]
+    r = json.loads(js.read_text())
+    assert r["synthetic"]["train_clips"] + r["synthetic"]["val_clips"] == 2 * 24
+    assert len(r["synthetic"]["class_names"]) == 24
+    real = r["real"]
+    assert real["scored"] == 33 and len(real["clips"]) == 33
+    assert set(real["per_class_recall"]) == set(CLASSES_298)  # every class of video 298 is a v2 class
+    assert real["majority_class"] == "illustrative" and real["majority_top1"] == pytest.approx(13 / 33)
+    assert all(len(c["top3"]) == 3 for c in real["clips"])
+    assert real["top1"] == sum(c["top3"][0] == c["label"] for c in real["clips"])
+    assert "| **real, video 298** (33 clips, 9 classes)" in md.read_text()
+    bad = subprocess.run(cmd[:5] + ["--epochs", "0"], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "--epochs must be at least 1" in bad.stderr

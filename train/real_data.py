@@ -313,6 +313,13 @@ def markdown(report: Dict[str, Any]) -> str:
         "observer's, and stay as they are until the motion scripts change. MediaPipe, the live path's "
         "estimator, sees differently again (confidences near 1, a hand lost in a quarter of the frames); "
         "no profile is fitted to it, since its only real footage here is the scored GIFs.",
+        "",
+        "## 4. The skeleton branch alone on real OpenPose",
+        "",
+        "`python -m clipmg.train.probe` trains the skeleton encoder and a linear layer on a pose-only synthetic "
+        "set v2 and scores video 298's 33 labelled clips (all 9 of its classes are v2 classes): "
+        "docs/pose-probe.md. It takes minutes of training, so CI runs it only on a tiny set "
+        "(`tests/test_real_data.py`) and the page holds the full run's figures.",
     ]
     lines.append("")
     return "\n".join(lines)
