@@ -535,7 +535,7 @@ class Supervisor:
                             open_web(
                                 c,
                                 _connectable(relay.endpoint),
-                                relay.pub.public_key if c.curve_secret_key else None,
+                                relay.pub.public_key if c.curve_secret_key and relay.pub else None,
                                 listener_keys,
                             )
                         )

@@ -45,7 +45,7 @@ function onWindow(t, m) {
   const ol = n.querySelector(".top");
   ol.replaceChildren(...top.slice(0, 3).map((e) => el("li", "", `${e.label} ${fmt(e.p, 2)}`)));
   if (!top.length) return;
-  const li = el("li", m.label ? "entry decided" : "entry");
+  const li = el("li", m.label ? "entry chosen" : "entry");
   li.dataset.window = m.window;
   const bar = el("span", "bar");
   bar.style.width = `${Math.round(100 * Math.max(0, Math.min(1, top[0].p)))}%`;
