@@ -69,6 +69,9 @@ PRECISIONS = ("auto", "fp32", "int8")  # --precision; int8 and fp32 apply to exp
 
 # The argument groups of clipmg-live --help, in order (each flagged field names its group).
 SOURCE, MODEL, DECISIONS, PUBLISHING, RUN = "source", "model and pose", "windows and decisions", "publishing", "run"
+WEB = "web view"
+WEB_FPS = Range(0.5, 30)  # --web-fps: annotated frames a second sent to browsers, at most
+MIN_TOKEN_CHARS = 16  # --web-token-env / --web-token-file: a shorter token is refused (guessable)
 
 
 def _kv(text: str) -> Tuple[str, Any]:
@@ -274,6 +277,42 @@ class StreamConfig:
         None, "CURVE: folder of allowed client public certificates", group=PUBLISHING, flag="--curve-allow"
     )
 
+    # --- web view (stream/web.py, docs/web.md) -------------------------------------------------------
+    web: Optional[str] = setting(
+        None,
+        "serve the live view to browsers on [HOST:]PORT (HOST: 127.0.0.1 unless given; another interface "
+        "needs --allow-remote and a token; PORT 0: any free port)",
+        group=WEB,
+        metavar="[HOST:]PORT",
+        also=(
+            (
+                ("--web-token-env",),
+                dict(
+                    default=None,
+                    metavar="VAR",
+                    help="require the token in this environment variable on every request (never on the command line)",
+                ),
+            ),
+            (
+                ("--web-token-file",),
+                dict(
+                    default=None,
+                    metavar="PATH",
+                    help="require the token on the first line of this file (keep it private: chmod 600)",
+                ),
+            ),
+        ),
+    )
+    web_fps: float = setting(
+        5.0,
+        "annotated frames per second sent to the browser, at most; a slow browser gets fewer (default: %(default)s)",
+        WEB_FPS,
+        group=WEB,
+        metavar="FPS",
+    )
+    # the secret browsers must present (from --web-token-env / --web-token-file); kept out of repr
+    web_token: Optional[str] = dataclasses.field(default=None, repr=False)
+
     # --- run control and supervision ----------------------------------------------------------------
     duration_s: Optional[float] = setting(
         None,
@@ -372,6 +411,8 @@ class StreamConfig:
             raise ConfigError("--curve-allow needs --curve-secret (the server's secret key file)")
         normalize_source_options(self.source, self.source_options)
         check_endpoint(self.endpoint, self.allow_remote)
+        if self.web is not None:
+            check_web(self.web, self.allow_remote, self.web_token, self.endpoint)
         return self
 
 
@@ -508,6 +549,86 @@ def check_endpoint(endpoint: str, allow_remote: bool) -> bool:
     return not loop
 
 
+def parse_web_address(text: str) -> Tuple[str, int]:
+    """``(host, port)`` of ``--web [HOST:]PORT`` (host 127.0.0.1 when only a port is given; ``[::1]:8080``
+    for IPv6); ``ConfigError`` naming what is wrong."""
+    text = str(text).strip()
+    form = "give PORT (e.g. 8080, served on 127.0.0.1) or HOST:PORT (e.g. 127.0.0.1:8080)"
+    if text.startswith("["):
+        host, _, tail = text[1:].partition("]")
+        port = tail[1:] if tail.startswith(":") else ""
+    elif ":" in text:
+        host, _, port = text.rpartition(":")
+    else:
+        host, port = "127.0.0.1", text
+    if not host or any(c in host for c in "/@ ?#"):
+        raise ConfigError(f"--web {text!r} is not [HOST:]PORT: {form}")
+    if not (port.isdigit() and 0 <= int(port) <= 65535):
+        raise ConfigError(f"--web {text!r}: the port must be a number between 0 and 65535 (0: any free port)")
+    return host, int(port)
+
+
+def web_is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # an interface or host name, 0.0.0.0 ...: other machines may reach it
+        return False
+
+
+def check_web(web: str, allow_remote: bool, token: Optional[str], endpoint: str) -> None:
+    """Refuse a ``--web`` address that is malformed, reachable from other machines without
+    ``--allow-remote`` and a token, or a ZeroMQ endpoint the web view cannot subscribe to."""
+    host, _ = parse_web_address(web)
+    if not web_is_loopback(host):
+        if not allow_remote:
+            raise ConfigError(
+                f"--web {web} is not a loopback address; other machines could watch. Pass --allow-remote "
+                f"to serve it on purpose (with --web-token-env or --web-token-file)"
+            )
+        if not token:
+            raise ConfigError(
+                f"--web {web} is reachable from other machines: give a token with --web-token-env VAR or "
+                f"--web-token-file PATH (at least {MIN_TOKEN_CHARS} characters)"
+            )
+    if token is not None and (len(token) < MIN_TOKEN_CHARS or not token.isprintable() or " " in token):
+        raise ConfigError(
+            f"the web token must be at least {MIN_TOKEN_CHARS} printable characters without spaces "
+            f"(e.g. python -c 'import secrets; print(secrets.token_urlsafe())')"
+        )
+    if parse_endpoint(endpoint)[0] == "inproc":
+        raise ConfigError(
+            f"--web needs a tcp:// or ipc:// --endpoint to subscribe to; {endpoint} is reachable only "
+            f"inside the supervisor's own ZeroMQ context"
+        )
+
+
+def secret_from(flag_env: str, env: Optional[str], flag_file: str, file: Optional[str], what: str) -> Optional[str]:
+    """A value kept out of the command line (``ps`` shows every local user a process's arguments, not
+    its environment or the files it reads): from the environment variable ``env`` or the first line
+    of ``file``; ``None`` when neither is given."""
+    if env and file:
+        raise ConfigError(f"give the {what} once: {flag_env} or {flag_file}, not both")
+    if env:
+        value = os.environ.get(env, "").strip()
+        if not value:
+            raise ConfigError(f"{flag_env} {env}: that environment variable is unset or empty")
+        return value
+    if file:
+        path = Path(file).expanduser()
+        try:
+            lines = [ln.strip() for ln in path.read_text().splitlines() if ln.strip()]
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(f"{flag_file} {path}: cannot read it ({e.__class__.__name__})") from None
+        if not lines:
+            raise ConfigError(f"{flag_file} {path}: the file is empty; put the {what} on its first line")
+        if path.stat().st_mode & 0o077:
+            log.warning("%s %s can be read by other users; chmod 600 it if it holds credentials", flag_file, path)
+        return lines[0]
+    return None
+
+
 # ---------------------------------------------------------------------------------- command line
 def build_parser() -> argparse.ArgumentParser:
     """``clipmg-live``'s command line: one flag per flagged ``StreamConfig`` field (and the flags that
@@ -527,25 +648,8 @@ def resolve_source(args: argparse.Namespace) -> str:
     """The source string: ``--source``, or the one kept out of the command line with ``--source-env``
     or ``--source-file`` (``ps`` shows every local user a process's arguments, not its environment
     or the files it reads)."""
-    if args.source_env and args.source_file:
-        raise ConfigError("give the source once: --source-env or --source-file, not both")
-    if args.source_env:
-        value = os.environ.get(args.source_env, "").strip()
-        if not value:
-            raise ConfigError(f"--source-env {args.source_env}: that environment variable is unset or empty")
-        return value
-    if args.source_file:
-        path = Path(args.source_file).expanduser()
-        try:
-            lines = [ln.strip() for ln in path.read_text().splitlines() if ln.strip()]
-        except (OSError, UnicodeDecodeError) as e:
-            raise ConfigError(f"--source-file {path}: cannot read it ({e.__class__.__name__})") from None
-        if not lines:
-            raise ConfigError(f"--source-file {path}: the file is empty; put the source on its first line")
-        if path.stat().st_mode & 0o077:
-            log.warning("--source-file %s can be read by other users; chmod 600 it if it holds credentials", path)
-        return lines[0]
-    return args.source
+    value = secret_from("--source-env", args.source_env, "--source-file", args.source_file, "source")
+    return args.source if value is None else value
 
 
 def config_from_args(args: argparse.Namespace) -> StreamConfig:
@@ -570,6 +674,9 @@ def config_from_args(args: argparse.Namespace) -> StreamConfig:
             "duration_s": duration or None,  # --duration 0: run until stopped
             "record": None if args.no_record else (args.record or (DEMO_RECORD if demo else None)),
             "listen": args.listen if args.listen is not None else demo,
+            "web_token": secret_from(
+                "--web-token-env", args.web_token_env, "--web-token-file", args.web_token_file, "token"
+            ),
         }
     )
 

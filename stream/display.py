@@ -1,8 +1,10 @@
-"""Annotated frames for ``--display`` and ``--record``: frame, skeleton, top-3, fps and latency.
+"""Annotated frames for ``--display``, ``--record`` and ``--web``: frame, skeleton, top-3, fps,
+latency and the gesture in progress.
 
 ``annotate`` is a pure drawing function. ``Annotator`` runs it in a thread beside the worker's
 loop, latest-frame-only (a busy annotator drops frames rather than slowing the worker), writes the
-video, and keeps the newest picture for ``show`` (OpenCV windows belong on the calling thread).
+video, keeps the newest picture for ``show`` (OpenCV windows belong on the calling thread) and hands
+frames to the web view's ``FrameSink`` at its capped rate.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ class Overlay:
     window: int = -1
     extra: List[str] = field(default_factory=list)
     live: bool = True  # draw the live rates and latency (False: a recorded clip's answers, clipmg-predict)
+    event: str = ""  # the debounced gesture in progress (drawn as a banner at the bottom)
 
 
 def annotate(
@@ -90,6 +93,10 @@ def annotate(
         cv2.putText(out, t, (8, y), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 3, cv2.LINE_AA)
         cv2.putText(out, t, (8, y), cv2.FONT_HERSHEY_SIMPLEX, 0.5, colour, 1, cv2.LINE_AA)
         y += 18
+    if ov.event:
+        bottom = out.shape[0]
+        cv2.rectangle(out, (0, bottom - 26), (out.shape[1], bottom), (40, 40, 200), -1)
+        cv2.putText(out, f"gesture: {ov.event}", (8, bottom - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (255, 255, 255), 1)
     return out
 
 
@@ -102,9 +109,16 @@ class Annotator:
     """Background drawing and recording; ``submit`` never blocks. Use as a context manager."""
 
     def __init__(
-        self, record: Optional[str] = None, display: bool = False, title: str = "clipmg", fps: float = 25.0
+        self,
+        record: Optional[str] = None,
+        display: bool = False,
+        title: str = "clipmg",
+        fps: float = 25.0,
+        sink: Optional[Any] = None,
     ) -> None:
+        """``sink``: the web view's ``FrameSink`` (``webhub.py``), sent at most its own rate of frames."""
         self.record = record
+        self.sink = sink
         self.display = display and can_display()
         if display and not self.display:
             log.warning("--display ignored: no display available (DISPLAY is not set)")
@@ -122,6 +136,8 @@ class Annotator:
         self._thread.start()
 
     def submit(self, image: np.ndarray, keypoints: Optional[np.ndarray], ov: Overlay) -> None:
+        if not (self.record or self.display) and (self.sink is None or not self.sink.due()):
+            return  # only the web view wants frames, and not this one: not drawn at all
         try:
             self._q.put_nowait((image, keypoints, ov))
         except queue.Full:
@@ -140,9 +156,11 @@ class Annotator:
                 if self.display:
                     with self._lock:
                         self._latest = out
+                if self.sink is not None and self.sink.due():
+                    self.sink.send(out)
             except Exception as e:  # noqa: BLE001 - drawing must never take the worker down
                 log.warning("annotation stopped: %s", e)
-                self.record, self.display = None, False
+                self.record, self.display, self.sink = None, False, None
 
     def _write(self, out: np.ndarray) -> None:
         import cv2
@@ -184,6 +202,8 @@ class Annotator:
     def close(self) -> None:
         self._stop.set()
         self._thread.join(timeout=5.0)
+        if self.sink is not None:
+            self.sink.close()
         if self._writer is not None:
             self._writer.release()
             self._writer = None

@@ -15,6 +15,7 @@ an annotated video, and it stops by itself after 20 s.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import sys
@@ -28,6 +29,7 @@ from clipmg.model.logs import set_verbose
 
 from .backoff import Backoff
 from .config import ConfigError, StreamConfig, build_parser, check_ring_fits, check_source, config_from_args
+from .redact import redact_url
 
 log = logging.getLogger(__name__)  # its INFO lines are the supervisor speaking: "[clipmg-live] ..." (model/logs.py)
 
@@ -178,6 +180,7 @@ class Supervisor:
         self._capture_started = 0.0
         self._state = "starting"
         self.config_error = ""  # why the run ended with EXIT_CONFIG (main reports it as one line)
+        self.web: Any = None  # the --web view (stream/web.py)
 
     # ------------------------------------------------------------------ processes
     def start_capture(self, ring_name: str) -> None:
@@ -226,6 +229,7 @@ class Supervisor:
                 engine_factory=self.engine_factory,
                 from_oldest=self.tally.restarts == 0 and not spec_is_live(c.source),
                 source_ended=self.source_ended,
+                frames_endpoint=self.web.frames_endpoint if self.web is not None else None,
             ),
         )
         self.worker.start()
@@ -489,7 +493,9 @@ class Supervisor:
 
         c = self.cfg
         listener_keys: Optional[Tuple[bytes, bytes]] = None
-        if c.listen and c.curve_secret_key and c.curve_allow_dir:  # our own listener must pass the allow-list
+        if (
+            (c.listen or c.web is not None) and c.curve_secret_key and c.curve_allow_dir
+        ):  # ours must pass the allow-list
             import zmq
 
             listener_keys = zmq.curve_keypair()
@@ -515,8 +521,23 @@ class Supervisor:
         ring_name = ""
         restore = self._install_signals()
         try:
-            with relay, ring, Link(relay.link_endpoint) as link:
+            with relay, ring, Link(relay.link_endpoint) as link, contextlib.ExitStack() as extras:
                 ring_name = ring.name
+                if c.web is not None:
+                    from .web import WebError, open_web
+
+                    try:
+                        self.web = extras.enter_context(
+                            open_web(
+                                c,
+                                _connectable(relay.endpoint),
+                                relay.pub.public_key if c.curve_secret_key and relay.pub else None,
+                                listener_keys,
+                            )
+                        )
+                    except WebError as e:
+                        return self._refuse(str(e))
+                    self.say(f"web view: {redact_url(self.web.url())}")
                 self.start_worker(ring.name, relay.link_endpoint)
                 self.start_capture(ring.name)
                 if c.listen:

@@ -45,6 +45,7 @@ from .display import Annotator, Overlay, rate
 from .events import Debouncer, GestureEvent
 from .messages import encode, event_message, topic, window_message
 from .pose_ahead import _PENDING, PoseAhead  # noqa: F401 - PoseAhead: importable from here as before
+from .webhub import FrameSink
 
 # .window imports clipmg.model (and with it torch): imported where the work happens, so that the
 # supervisor can name worker_main as a process target without loading torch itself. The types the
@@ -416,6 +417,7 @@ class Worker:
             latency_ms=msg.latency_ms.capture_to_publish,
             window=inputs.window,
             banner=self._overlay.banner,
+            event=self._overlay.event,
         )
 
     def end_of_source(self) -> None:
@@ -484,6 +486,7 @@ class Worker:
             reason=ev.reason,
         )
         self.sender.send(topic("event", cfg.stream_id), encode(msg, cfg.fmt))
+        self._overlay = dataclasses.replace(self._overlay, event=ev.label if ev.kind == "start" else "")
 
     def finish(self) -> None:
         """End a gesture in progress (the stream stops)."""
@@ -573,6 +576,7 @@ def worker_main(
     engine_factory: Optional[Callable[[StreamConfig], Engine]] = None,
     from_oldest: bool = False,
     source_ended: Optional[Flag] = None,
+    frames_endpoint: Optional[str] = None,
 ) -> None:
     """Run the worker until ``stop_event`` is set, SIGTERM, the parent dies or ``max_windows`` are published.
 
@@ -584,6 +588,8 @@ def worker_main(
     the newest. ``source_ended`` (an Event): set by the supervisor when a file has ended; the worker
     then runs every window that can still close (and, for a file too short for one window, one
     whole-clip window), reports ``worker_done`` with reason ``"source ended"`` and exits.
+    ``frames_endpoint``: the web view's frame channel (``web.py``); annotated JPEGs go there, at most
+    ``cfg.web_fps`` a second, never blocking.
     """
     if not cfg.verbose:  # the pose library's native start-up messages; clipmg's own lines still show
         from .quiet import native_stderr_off
@@ -609,6 +615,7 @@ def worker_main(
             engine_factory,
             from_oldest,
             source_ended,
+            frames_endpoint,
         )
     except FatalWorkerError as e:
         message = _scrub(str(e), cfg.source)
@@ -641,6 +648,7 @@ def _run(
     engine_factory: Optional[Callable[[StreamConfig], Engine]],
     from_oldest: bool = False,
     source_ended: Optional[Flag] = None,
+    frames_endpoint: Optional[str] = None,
 ) -> None:
     from .pose import PoseBackendError, create_pose_backend
     from .publisher import Link, Publisher, PublisherError
@@ -683,7 +691,12 @@ def _run(
         for p in poses:
             p.close()
         raise FatalWorkerError(str(e)) from None
-    annot = Annotator(cfg.record, cfg.display, title=f"clipmg {cfg.stream_id}") if (cfg.record or cfg.display) else None
+    sink = FrameSink(frames_endpoint, cfg.stream_id, cfg.web_fps) if frames_endpoint else None
+    annot = (
+        Annotator(cfg.record, cfg.display, title=f"clipmg {cfg.stream_id}", sink=sink)
+        if (cfg.record or cfg.display or sink)
+        else None
+    )
     with contextlib.ExitStack() as backends, ring, sender:
         for p in poses:
             backends.callback(p.close)  # what each backend's __exit__ does; the protocol promises close()

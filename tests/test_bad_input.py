@@ -155,6 +155,50 @@ FAST = [
         "--curve-allow needs --curve-secret",
     ),
     Case("live-port-in-use", live("--endpoint", "{busy}", "--engine", "{ckpt5}"), 2, "the address is already in use"),
+    # --web: the browser view's address, token and rate (stream/config.py check_web)
+    Case("live-web-port", live("--web", "70000"), 2, "--web '70000': the port must be a number between 0 and 65535"),
+    Case("live-web-text", live("--web", "localhost:http"), 2, "the port must be a number between 0 and 65535"),
+    Case("live-web-host", live("--web", "user@host:80"), 2, "is not [HOST:]PORT"),
+    Case("live-web-remote", live("--web", "0.0.0.0:8080"), 2, "is not a loopback address; other machines could watch"),
+    Case(
+        "live-web-no-token",
+        live("--web", "0.0.0.0:8080", "--allow-remote"),
+        2,
+        "reachable from other machines: give a token with --web-token-env VAR",
+    ),
+    Case(
+        "live-web-token-env",
+        live("--web", "0", "--web-token-env", "CLIPMG_NO_SUCH_TOKEN_VAR"),
+        2,
+        "--web-token-env CLIPMG_NO_SUCH_TOKEN_VAR: that environment variable is unset or empty",
+    ),
+    Case("live-web-token-file", live("--web", "0", "--web-token-file", "{tmp}/no-token"), 2, "cannot read it"),
+    Case(
+        "live-web-token-short",
+        live("--web", "0", "--web-token-file", "{short_token}"),
+        2,
+        "the web token must be at least 16 printable characters",
+        forbid=("tiny-tok",),
+    ),
+    Case(
+        "live-web-token-twice",
+        live("--web", "0", "--web-token-file", "{short_token}", "--web-token-env", "HOME"),
+        2,
+        "give the token once: --web-token-env or --web-token-file, not both",
+    ),
+    Case(
+        "live-web-fps",
+        live("--web", "0", "--web-fps", "0"),
+        2,
+        "--web-fps 0.0 is not allowed: give a number in [0.5, 30]",
+    ),
+    Case("live-web-inproc", live("--web", "0", "--endpoint", "inproc://x"), 2, "--web needs a tcp:// or ipc://"),
+    Case(
+        "live-web-in-use",
+        live("--web", "{busy_port}", "--engine", "{ckpt5}"),
+        2,
+        "the address is already in use; choose another --web port",
+    ),
     # --source-option values that were accepted silently (or failed only inside the capture process)
     Case("live-fps-zero", live("--source-option", "fps=0"), 2, f"fps=0 is not allowed: {SYNTH_FPS}"),
     Case("live-fps-negative", live("--source-option", "fps=-5"), 2, f"fps=-5 is not allowed: {SYNTH_FPS}"),
@@ -480,6 +524,9 @@ def _make_artifacts(root: Path, with_engines: bool) -> Dict[str, str]:
     import torch
 
     a: Dict[str, Path] = {"tmp": root}
+    (root / "short-token").write_text("tiny-tok\n")
+    (root / "short-token").chmod(0o600)
+    a["short_token"] = root / "short-token"
     a["ckpt5"] = tiny_checkpoint(root / "tiny5.safetensors", CLASSES)
     a["ckpt4"] = tiny_checkpoint(root / "tiny4.safetensors", TRAIN_CLASSES)
     data = a["ckpt5"].read_bytes()
@@ -621,6 +668,7 @@ def busy_endpoint():
 def fast_results(tmp_path_factory: pytest.TempPathFactory, busy_endpoint) -> Tuple[Dict[str, str], Dict]:
     arts = _make_artifacts(tmp_path_factory.mktemp("bad_fast"), with_engines=False)
     arts["busy"], arts["quiet"] = busy_endpoint
+    arts["busy_port"] = arts["busy"].rsplit(":", 1)[1]
     return arts, _run_all(FAST, arts)
 
 

@@ -56,7 +56,21 @@ def test_live_demo_runs_and_imports_no_pytorch(tmp_path: Path) -> None:
     ep = endpoint()
     # -v keeps file descriptor 2 open in the worker: -X importtime writes there (children inherit the flag)
     r = subprocess.run(
-        [PY, "-X", "importtime", str(RUN_LIVE), "--endpoint", ep, "--max-windows", "5", "--no-record", "-v"],
+        # --web 0: the web view (aiohttp, its frame channel in the worker) is part of the runtime too
+        [
+            PY,
+            "-X",
+            "importtime",
+            str(RUN_LIVE),
+            "--endpoint",
+            ep,
+            "--max-windows",
+            "5",
+            "--no-record",
+            "-v",
+            "--web",
+            "0",
+        ],
         capture_output=True,
         text=True,
         timeout=240,
@@ -68,6 +82,7 @@ def test_live_demo_runs_and_imports_no_pytorch(tmp_path: Path) -> None:
     heavy = _imported(r.stderr) & set(HEAVY)
     assert not heavy, f"the live runtime imported {heavy}"
     assert "onnxruntime" in _imported(r.stderr)  # the worker's imports are in the list too
+    assert "aiohttp" in _imported(r.stderr) and "web view: http://127.0.0.1:" in r.stderr
 
 
 def test_clipmg_predict_imports_no_pytorch(shared_data: Path) -> None:
