@@ -537,7 +537,7 @@ class Supervisor:
                         )
                     except WebError as e:
                         return self._refuse(str(e))
-                    self.say(f"web view: {redact_url(self.web.url())}")
+                    log.info(f"web view: {redact_url(self.web.url())}")
                 self.start_worker(ring.name, relay.link_endpoint)
                 self.start_capture(ring.name)
                 if c.listen:

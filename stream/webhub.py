@@ -19,7 +19,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Deque, Dict, List, Optional, Set, Tuple
 
-from .messages import STREAM_ID_PATTERN, MessageError, decode, encode
+from .messages import STREAM_ID_PATTERN, MessageError, decode, encode, to_dict
 
 TIMELINE = 120  # window messages kept per stream (the page's scrolling timeline; a new page gets them)
 EVENTS = 50  # event messages kept per stream
@@ -94,7 +94,7 @@ class Hub:
         try:
             if m is None:
                 raise MessageError("not a clipmg topic")
-            msg = decode(payload)
+            msg = to_dict(decode(payload))  # validated, kept as the plain map the page and the API serve
             body = payload.decode("utf-8") if payload[:1] == b"{" else encode(msg, "json").decode("utf-8")
         except (MessageError, UnicodeDecodeError):
             self.malformed += 1
