@@ -21,7 +21,15 @@ from live_harness import endpoint, wait_for
 pytest.importorskip("aiohttp")
 
 from clipmg.stream.display import Annotator, Overlay  # noqa: E402
-from clipmg.stream.messages import encode, event_message, status_message, topic, validate, window_message  # noqa: E402
+from clipmg.stream.messages import (  # noqa: E402
+    encode,
+    event_message,
+    status_message,
+    to_dict,
+    topic,
+    validate,
+    window_message,
+)
 from clipmg.stream.publisher import Publisher  # noqa: E402
 from clipmg.stream.web import WebServer  # noqa: E402
 from clipmg.stream.webhub import FrameSink, Hub  # noqa: E402
@@ -31,50 +39,56 @@ MODEL = {"preset": "clipmg-tiny", "backend": "onnxruntime", "precision": "fp32",
 
 
 def _window(stream: str, n: int, label: str = "fold arm", p: float = 0.8, logits: int = 0) -> Dict[str, Any]:
-    return window_message(
-        logits=[0.123456789 + i for i in range(logits)] if logits else None,
-        stream=stream,
-        window=n,
-        pose_seqs=list(range(n * 8, n * 8 + 32)),
-        rgb_seqs=list(range(n * 8, n * 8 + 32, 4)),
-        t_wall=[1000.0 + n + i / 25 for i in range(32)],
-        stride=8,
-        pose_every=1,
-        t_publish=time.time(),
-        latency_ms={"pose": 5.0, "encode": 3.0, "head": 2.0, "publish": 0.1, "capture_to_publish": 12.5},
-        computed={"pose_samples": 8, "rgb_encoded": 2},
-        person=True,
-        person_fraction=1.0,
-        topk=[(3, label, p), (0, "touch chin", 0.1), (1, "rub eyes", 0.05)],
-        label=label,
-        p=p,
-        model=MODEL,
-        skipped=0,
+    return to_dict(
+        window_message(
+            logits=[0.123456789 + i for i in range(logits)] if logits else None,
+            stream=stream,
+            window=n,
+            pose_seqs=list(range(n * 8, n * 8 + 32)),
+            rgb_seqs=list(range(n * 8, n * 8 + 32, 4)),
+            t_wall=[1000.0 + n + i / 25 for i in range(32)],
+            stride=8,
+            pose_every=1,
+            t_publish=time.time(),
+            latency_ms={"pose": 5.0, "encode": 3.0, "head": 2.0, "publish": 0.1, "capture_to_publish": 12.5},
+            computed={"pose_samples": 8, "rgb_encoded": 2},
+            person=True,
+            person_fraction=1.0,
+            topk=[(3, label, p), (0, "touch chin", 0.1), (1, "rub eyes", 0.05)],
+            label=label,
+            p=p,
+            model=MODEL,
+            skipped=0,
+        )
     )
 
 
 def _event(stream: str, n: int) -> Dict[str, Any]:
-    return event_message(
-        stream=stream,
-        kind="start",
-        label="fold arm",
-        window=n,
-        window_start=n,
-        t=1000.0 + n,
-        t_start=1000.0 + n,
-        confidence=0.8,
-        t_publish=time.time(),
+    return to_dict(
+        event_message(
+            stream=stream,
+            kind="start",
+            label="fold arm",
+            window=n,
+            window_start=n,
+            t=1000.0 + n,
+            t_start=1000.0 + n,
+            confidence=0.8,
+            t_publish=time.time(),
+        )
     )
 
 
 def _status(stream: str) -> Dict[str, Any]:
-    return status_message(
-        stream=stream,
-        state="running",
-        t_publish=time.time(),
-        source={"state": "streaming", "spec": "rtsp://***:***@cam/1"},
-        fps_in=25.0,
-        windows=3,
+    return to_dict(
+        status_message(
+            stream=stream,
+            state="running",
+            t_publish=time.time(),
+            source={"state": "streaming", "spec": "rtsp://***:***@cam/1"},
+            fps_in=25.0,
+            windows=3,
+        )
     )
 
 
