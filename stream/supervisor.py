@@ -315,6 +315,7 @@ class Supervisor:
             "pid": t.worker_pid,
             "alive": bool(self.worker is not None and self.worker.is_alive()),
             "state": t.worker_state,
+            "annotation_dropped": int(s.get("annotation_dropped", 0)),
         }
         windows, skipped = self.counts()
         msg = status_message(

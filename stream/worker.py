@@ -552,6 +552,8 @@ class Worker:
             "last_window": self.last,
             "torn_reads": int(getattr(self.ring, "torn_reads", 0)),
             "model": self.identity,
+            # frames the annotator (--display/--record/--web) dropped because it was busy: never the worker's
+            "annotation_dropped": int(self.annotator.dropped) if self.annotator is not None else 0,
         }
 
     def maybe_report(self, every_s: float) -> None:

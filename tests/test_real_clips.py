@@ -133,7 +133,10 @@ def test_two_pose_workers_on_a_real_gif_publish_the_same_windows_and_record_in_o
         f = cv2.resize(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), (150, 84)).astype(np.float32)
         order.append(int(((small - f) ** 2).mean(axis=(1, 2, 3)).argmin()))
     cap.release()
-    assert len(order) >= n - 12, f"{len(order)} recorded frames of {n}"  # the first 8 measure the frame rate
+    # the first 8 frames measure the frame rate; a busy annotator drops frames rather than slow the
+    # worker (on a loaded machine it does), and the status counts them
+    dropped = final["worker"]["annotation_dropped"]
+    assert len(order) >= 8 and len(order) + dropped >= n - 12, f"{len(order)} recorded + {dropped} dropped of {n}"
     assert order == sorted(order) and len(set(order)) == len(order), order
 
 
