@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 
 from .observation import ProfileObserver, list_profiles, load_profile
+from .synthetic_pixels import PIXEL_STYLES, apply_camera, draw_props, make_look, photo_background
 
 SYNTH_CLASSES: Tuple[str, ...] = (
     "touch chin",
@@ -145,6 +146,9 @@ class SynthConfig:
     # the person talks throughout, gesturing or not (small nods with phrases, a moving mouth: set v2);
     # False: a still face, as in set v1
     talking: bool = False
+    # "varied": a photograph behind, props in front, a camera that zooms, tilts, exposes, blurs and
+    # compresses, per video (model/synthetic_pixels.py); "v1": the drawing as set v1 made it
+    pixels: str = "v1"
 
     def __post_init__(self) -> None:
         if self.width % 2 or self.height % 2 or not (64 <= self.height <= 1080 and 64 <= self.width <= 1920):
@@ -162,6 +166,8 @@ class SynthConfig:
             raise ValueError(f"gap_frames must be (lo, hi) with 0 <= lo <= hi, got {self.gap_frames}")
         if self.observer != "v1" and self.observer not in list_profiles():
             raise ValueError(f"observer must be one of v1, {', '.join(list_profiles())}; got {self.observer!r}")
+        if self.pixels not in PIXEL_STYLES:
+            raise ValueError(f"pixels must be one of {', '.join(PIXEL_STYLES)}; got {self.pixels!r}")
         unknown = [c for c in self.classes if c not in SYNTH_CLASSES_V2]
         if unknown or len(self.classes) < 2:
             raise ValueError(f"classes must be at least two of {', '.join(SYNTH_CLASSES_V2)}; unknown: {unknown}")
@@ -756,6 +762,11 @@ class Take:
         self.cfg = cfg
         self.subject = make_subject(_rng(seed, index, 1), cfg)
         self.background = make_background(_rng(seed, index, 2), cfg.width, cfg.height)
+        self.look = make_look(_rng(seed, index, 7)) if cfg.pixels == "varied" else None
+        if self.look is not None:
+            photo = photo_background(self.look, cfg.width, cfg.height)
+            self.background = self.background if photo is None else photo
+            self.pixel_rng = _rng(seed, index, 8)
         self.observer: Observer | ProfileObserver = (
             Observer(_rng(seed, index, 3), self.subject.noise_px, self.subject.dropout)
             if cfg.observer == "v1"
@@ -768,7 +779,11 @@ class Take:
         """Frame ``f``: RGB image ``(H, W, 3)`` uint8 and exact keypoints ``(137, 3)`` float32."""
         joints, hands = episode_pose(self.body, ep, f, self.cfg.fps, self.phase)
         kp, arms = self.body.keypoints(joints, hands)
-        return draw_frame(self.background, self.subject, kp, arms, ep), kp.astype(np.float32)
+        img = draw_frame(self.background, self.subject, kp, arms, ep)
+        if self.look is not None:
+            draw_props(img, self.look, self.subject.cx, self.subject.desk_y, self.subject.torso)
+            img, kp = apply_camera(img, kp, self.look, self.pixel_rng)
+        return img, kp.astype(np.float32)
 
     def frames(self, episodes: Sequence[Episode]) -> Iterator[SynthFrame]:
         classes = self.cfg.classes

@@ -128,3 +128,52 @@ def test_synth_command_writes_a_v2_set_in_imigue_proportions(tmp_path):
             [sys.executable, "-m", "clipmg.train.synth", str(tmp_path / "b"), *bad], capture_output=True, text=True
         )
         assert p.returncode == 2 and p.stderr.count("\n") == 1 and msg in p.stderr
+
+
+def test_varied_pixels_move_the_keypoints_with_the_camera_and_repeat_for_a_seed():
+    from clipmg.model.synthetic_pixels import camera_matrix, rotation_deg
+
+    ep = make_episode(_rng(4, 1), "touch chin", 0, 30)
+    plain = Take(4, 2, SynthConfig(classes=SYNTH_CLASSES_V2))
+    a = Take(4, 2, SynthConfig(classes=SYNTH_CLASSES_V2, pixels="varied"))
+    b = Take(4, 2, SynthConfig(classes=SYNTH_CLASSES_V2, pixels="varied"))
+    assert plain.look is None and a.look == b.look and a.look is not None
+    m = camera_matrix(a.look, 160, 120)
+    assert abs(rotation_deg(m) - a.look.angle) < 1e-6
+    for f in (0, 15):
+        img0, kp0 = plain.render(f, ep)
+        img_a, kp_a = a.render(f, ep)
+        img_b, kp_b = b.render(f, ep)
+        assert np.array_equal(img_a, img_b) and np.array_equal(kp_a, kp_b)  # a seed means the same frames
+        drawn = kp0[:, 2] > 0
+        assert np.allclose(kp_a[drawn, :2], kp0[drawn, :2] @ m[:, :2].T + m[:, 2], atol=1e-3)
+        assert np.array_equal(kp_a[~drawn], kp0[~drawn])
+        assert not np.array_equal(img0, img_a)
+
+
+def test_varied_looks_differ_between_videos_and_use_photographs():
+    from clipmg.model.synthetic_pixels import PHOTOS, photographs
+
+    assert len(photographs()) == len(PHOTOS)
+    looks = [Take(0, v, SynthConfig(pixels="varied")).look for v in range(1, 13)]
+    assert sum(lk.photo >= 0 for lk in looks) >= 6  # three quarters of videos sit before a photograph
+    assert len({lk.jpeg for lk in looks}) > 6 and len({round(lk.angle, 3) for lk in looks}) == 12
+    assert any(lk.microphone for lk in looks) and any(lk.microphone is None for lk in looks)
+
+
+def test_varied_pixels_say_what_to_install_without_scikit_image(monkeypatch):
+    import importlib.util
+
+    from clipmg.model import synthetic_pixels
+    from clipmg.model.config import ConfigError
+
+    synthetic_pixels.photographs.cache_clear()
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    try:
+        with pytest.raises(ConfigError, match="scikit-image ships; install it"):
+            synthetic_pixels.photographs()
+    finally:
+        monkeypatch.undo()
+        synthetic_pixels.photographs.cache_clear()
+    with pytest.raises(ValueError, match="pixels must be one of v1, varied"):
+        SynthConfig(pixels="photo")

@@ -207,6 +207,12 @@ def _main(argv: List[str] | None) -> int:
         help="how the keypoints are observed: v1 (the first, guessed noise; the demo model's) or a profile fitted "
         "to a real estimator: " + ", ".join(list_profiles()) + " (see docs/data.md)",
     )
+    ap.add_argument(
+        "--pixels",
+        default=SynthConfig.pixels,
+        help="v1: the drawing as set v1 made it (the demo model's); varied: a photograph behind, a microphone and a "
+        "name card in front, a camera that zooms, tilts, exposes, blurs and compresses, per video (docs/data.md)",
+    )
     ap.add_argument("--no-video", action="store_true", help="skip the mp4 files (pose-only set)")
     ap.add_argument("--quiet", action="store_true", help="no progress lines")
     args = ap.parse_args(argv)
@@ -224,6 +230,7 @@ def _main(argv: List[str] | None) -> int:
             classes=classes,
             observer=args.observer,
             talking=args.class_set == "v2",
+            pixels=args.pixels,
         )
     except ValueError as e:
         raise ConfigError(str(e)) from e
