@@ -303,3 +303,15 @@ def test_a_proxy_in_process_forwards_and_stops_cleanly() -> None:
         px.stop()
         assert px.wait(0) and px.error is None
     wait_for(lambda: threading.active_count() <= before, 10, "the proxy's threads to end")
+
+
+def test_the_proxy_and_the_listener_import_no_pytorch() -> None:
+    """They run on machines with no PyTorch (the live path's rule, docs/architecture.md)."""
+    import subprocess
+
+    code = (
+        "import sys, clipmg.stream.proxy, clipmg.stream.listen; "
+        "print(sorted(m for m in sys.modules if m.startswith('torch')))"
+    )
+    out = subprocess.run([PY, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.strip() == "[]", out.stdout + out.stderr
