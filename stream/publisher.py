@@ -89,6 +89,39 @@ def make_keys(directory: str | os.PathLike, name: str = "server") -> tuple[Path,
     return Path(public), Path(secret)
 
 
+def start_allow_list(ctx: Any, allow_dir: str, extra_keys: Sequence[bytes] = ()) -> Any:
+    """A started ZAP authenticator (``ThreadAuthenticator``; the caller stops it) admitting exactly the
+    client public keys in ``allow_dir`` (``*.key`` certificates, ``--curve-allow``) and ``extra_keys``."""
+    import zmq.auth
+    from zmq.auth.thread import ThreadAuthenticator
+
+    d = Path(allow_dir)
+    if not d.is_dir() or not any(d.glob("*.key")):
+        raise PublisherError(f"--curve-allow {d} must be a folder of client public certificates (*.key)")
+    try:
+        keys = set(zmq.auth.load_certificates(str(d))) | {bytes(k) for k in extra_keys}
+    except Exception as e:  # noqa: BLE001 - zmq.auth raises several types for bad files
+        raise PublisherError(f"--curve-allow {d}: cannot read a certificate there ({e})") from e
+    auth = ThreadAuthenticator(ctx)
+    auth.start()
+    auth.configure_curve_callback(domain="*", credentials_provider=_AllowList(keys))
+    return auth
+
+
+def curve_server(
+    sock: Any, ctx: Any, secret_file: str, allow_dir: Optional[str] = None, extra_keys: Sequence[bytes] = ()
+) -> tuple[bytes, Any]:
+    """Make ``sock`` (a PUB or XPUB, before ``bind``) a CURVE server with the certificate ``secret_file``
+    (``--curve-secret``), admitting only ``allow_dir``'s clients when given (``--curve-allow``).
+    Returns ``(public key, authenticator or None)``; the caller stops the authenticator."""
+    public, secret = load_server_keys(secret_file)
+    auth = start_allow_list(ctx, allow_dir, extra_keys) if allow_dir else None
+    sock.curve_secretkey = secret
+    sock.curve_publickey = public
+    sock.curve_server = True
+    return public, auth
+
+
 class Publisher:
     """A bound PUB socket; ``send`` never blocks. Use as a context manager."""
 
@@ -121,12 +154,9 @@ class Publisher:
             self.sock.setsockopt(zmq.SNDHWM, sndhwm)
             self.sock.setsockopt(zmq.LINGER, linger_ms)
             if curve_secret_key:
-                self.public_key, secret = load_server_keys(curve_secret_key)
-                if curve_allow_dir:
-                    self._start_auth(curve_allow_dir, curve_allow_keys)
-                self.sock.curve_secretkey = secret
-                self.sock.curve_publickey = self.public_key
-                self.sock.curve_server = True
+                self.public_key, self.auth = curve_server(
+                    self.sock, self.ctx, curve_secret_key, curve_allow_dir, curve_allow_keys
+                )
             try:
                 self.sock.bind(endpoint)
             except zmq.ZMQError as e:
@@ -146,21 +176,6 @@ class Publisher:
                 self.endpoint,
                 "" if curve_secret_key else " without encryption (consider --curve-secret)",
             )
-
-    def _start_auth(self, allow_dir: str, extra_keys: Sequence[bytes] = ()) -> None:
-        import zmq.auth
-        from zmq.auth.thread import ThreadAuthenticator
-
-        d = Path(allow_dir)
-        if not d.is_dir() or not any(d.glob("*.key")):
-            raise PublisherError(f"--curve-allow {d} must be a folder of client public certificates (*.key)")
-        try:
-            keys = set(zmq.auth.load_certificates(str(d))) | {bytes(k) for k in extra_keys}
-        except Exception as e:  # noqa: BLE001 - zmq.auth raises several types for bad files
-            raise PublisherError(f"--curve-allow {d}: cannot read a certificate there ({e})") from e
-        self.auth = ThreadAuthenticator(self.ctx)
-        self.auth.start()
-        self.auth.configure_curve_callback(domain="*", credentials_provider=_AllowList(keys))
 
     def send(self, topic_: bytes, payload: bytes) -> bool:
         """Send ``[topic, payload]``; returns False (and counts a drop) instead of blocking."""

@@ -196,12 +196,12 @@ def window_gaps_are_reported(wins: List[Dict[str, Any]]) -> List[str]:
 
 
 # ------------------------------------------------------------------------------------ supervisor
-class Live:
-    """``run_live.py ARGS`` in a subprocess (its own session, so a test can signal it alone);
-    stdout and stderr are collected by threads."""
+class Command:
+    """``argv`` in a subprocess (its own session, so a test can signal it alone); stdout and stderr
+    are collected by threads."""
 
-    def __init__(self, args: Sequence[str], env: Optional[Dict[str, str]] = None, cwd: Optional[Path] = None) -> None:
-        self.args = [PY, str(RUN_LIVE), *args]
+    def __init__(self, argv: Sequence[str], env: Optional[Dict[str, str]] = None, cwd: Optional[Path] = None) -> None:
+        self.args = list(argv)
         self.proc = subprocess.Popen(
             self.args,
             stdout=subprocess.PIPE,
@@ -256,17 +256,12 @@ class Live:
         return self.wait(timeout)
 
     def kill_all(self) -> None:
-        """Last resort after a failed test: SIGKILL the supervisor's process group (its own session)."""
-        mine = segments_of(self.pid)
+        """Last resort after a failed test: SIGKILL the process group (its own session)."""
         try:
             os.killpg(self.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
         self.proc.wait(10)
-        # the group's resource tracker died too, so nobody else will unlink this run's ring: do it here
-        from clipmg.stream.ringbuffer import cleanup_segments
-
-        cleanup_segments(mine)
 
     @property
     def stdout(self) -> str:
@@ -276,7 +271,7 @@ class Live:
     def stderr(self) -> str:
         return "".join(self.err)
 
-    def __enter__(self) -> "Live":
+    def __enter__(self) -> "Command":
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -284,6 +279,25 @@ class Live:
             self.kill_all()
         for t in self._threads:
             t.join(5)
+
+
+class Live(Command):
+    """``run_live.py ARGS`` in a subprocess (its own session); a killed run's ring is unlinked here."""
+
+    def __init__(self, args: Sequence[str], env: Optional[Dict[str, str]] = None, cwd: Optional[Path] = None) -> None:
+        super().__init__([PY, str(RUN_LIVE), *args], env, cwd)
+
+    def kill_all(self) -> None:
+        """Last resort after a failed test: SIGKILL the supervisor's process group (its own session)."""
+        mine = segments_of(self.pid)
+        super().kill_all()
+        # the group's resource tracker died too, so nobody else will unlink this run's ring: do it here
+        from clipmg.stream.ringbuffer import cleanup_segments
+
+        cleanup_segments(mine)
+
+    def __enter__(self) -> "Live":
+        return self
 
 
 def worker_pid(sub: Subscriber) -> int:

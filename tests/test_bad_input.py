@@ -56,6 +56,7 @@ PREFIX = {
     "clipmg-data": "clipmg-data: ",
     "clipmg-synth": "clipmg-synth: ",
     "clipmg-listen": "clipmg-listen: ",
+    "clipmg-proxy": "clipmg-proxy: ",
     "clipmg-predict": "clipmg-predict: ",
     "clipmg-build": "clipmg-build: ",
     "clipmg-bench": "clipmg-bench: ",
@@ -69,6 +70,7 @@ NOISE = re.compile(
     r"\[[\w,]+ @ 0x[0-9a-f]+\] |W0000 |I0000 |WARNING: All log messages before absl|"
     r"INFO: Created TensorFlow)"
 )
+MODULES = {"clipmg-proxy": "clipmg.stream.proxy"}  # console scripts by module, where the install lacks one
 ONNX_ONLY = "an export directory made by clipmg-export"
 SYNTH_FPS = "give frames per second in [1, 120] for the synthetic source"
 FPS = "give frames per second in (0, 1000]"
@@ -293,6 +295,78 @@ FAST = [
     Case("listen-timeout-negative", ("clipmg-listen", "--timeout", "-1"), 2, "--timeout -1.0 is not allowed"),
     Case("listen-timeout-nan", ("clipmg-listen", "--timeout", "nan"), 2, "--timeout nan is not allowed"),
     Case("listen-timeout", ("clipmg-listen", "--endpoint", "{quiet}", "--timeout", "0.5"), 1, "nothing received"),
+    Case(
+        "listen-endpoint-twice",
+        ("clipmg-listen", "--endpoint", "tcp://127.0.0.1:5556,tcp://127.0.0.1:5556", "-n", "1"),
+        2,
+        "--endpoint tcp://127.0.0.1:5556 is given twice",
+    ),
+    Case(
+        "listen-endpoint-in-list",
+        ("clipmg-listen", "--endpoint", "tcp://127.0.0.1:5556,tcp://nowhere", "-n", "1"),
+        2,
+        "'tcp://nowhere' is not of the form tcp://HOST:PORT",
+    ),
+    Case(
+        "listen-server-key-count",
+        ("clipmg-listen", "--endpoint", "{quiet},{busy},tcp://127.0.0.1:1", "--server-key", "x" * 40 + ",none"),
+        2,
+        "--server-key is given 2 times for 3 --endpoint endpoints",
+    ),
+    Case(
+        "listen-server-key-in-list",
+        ("clipmg-listen", "--endpoint", "{quiet},{busy}", "--server-key", "none,short", "-n", "1"),
+        2,
+        "--server-key 'short' is neither a certificate file nor a 40-character Z85 key",
+    ),
+    # clipmg-proxy
+    Case("proxy-no-upstream", ("clipmg-proxy",), 2, "give at least one --upstream"),
+    Case("proxy-upstream", ("clipmg-proxy", "--upstream", "tcp://nowhere"), 2, "is not of the form tcp://HOST:PORT"),
+    Case(
+        "proxy-remote",
+        ("clipmg-proxy", "--upstream", "{quiet}", "--endpoint", "tcp://0.0.0.0:5599"),
+        2,
+        "is not a loopback address; other machines could subscribe. Pass --allow-remote",
+    ),
+    Case(
+        "proxy-busy",
+        ("clipmg-proxy", "--upstream", "{quiet}", "--endpoint", "{busy}"),
+        2,
+        "the address is already in use",
+    ),
+    Case(
+        "proxy-server-key-count",
+        ("clipmg-proxy", "--upstream", "{quiet},tcp://127.0.0.1:1", "--server-key", "x" * 40, "--server-key", "none")
+        + ("--server-key", "none"),
+        2,
+        "--server-key is given 3 times for 2 --upstream endpoints",
+    ),
+    Case(
+        "proxy-server-key",
+        ("clipmg-proxy", "--upstream", "{quiet}", "--server-key", "short"),
+        2,
+        "neither a certificate file nor a 40-character Z85 key",
+    ),
+    Case(
+        "proxy-client-cert",
+        ("clipmg-proxy", "--upstream", "{quiet}", "--server-key", "x" * 40, "--client-cert", "{tmp}/none.key_secret"),
+        2,
+        "none.key_secret: no such file",
+    ),
+    Case(
+        "proxy-curve-secret",
+        ("clipmg-proxy", "--upstream", "{quiet}", "--curve-secret", "{tmp}/none.key_secret"),
+        2,
+        "does not exist",
+    ),
+    Case(
+        "proxy-curve-allow",
+        ("clipmg-proxy", "--upstream", "{quiet}", "--curve-allow", "{tmp}"),
+        2,
+        "--curve-allow needs --curve-secret",
+    ),
+    Case("proxy-hwm", ("clipmg-proxy", "--upstream", "{quiet}", "--hwm", "0"), 2, "--hwm 0 is not allowed"),
+    Case("proxy-stats", ("clipmg-proxy", "--upstream", "{quiet}", "--stats", "nan"), 2, "--stats nan is not allowed"),
     # clipmg-predict
     Case("predict-missing", ("clipmg-predict", "{tmp}/none.mp4"), 2, "no such video file or folder"),
     Case("predict-top-k", ("clipmg-predict", "{imgs}", "--top-k", "0"), 2, "--top-k 0 is not allowed"),
@@ -620,6 +694,8 @@ def _command(case: Case, arts: Dict[str, str]) -> List[str]:
     if argv[0] == "live":  # its own port: the cases run concurrently, and 5556 may be in use here
         return [PY, str(RUN_LIVE), *argv[1:], *([] if "--endpoint" in argv else ["--endpoint", endpoint()])]
     exe = BIN / argv[0]
+    if not exe.exists() and argv[0] in MODULES:  # a new console script, not in this install yet
+        return [PY, "-m", MODULES[argv[0]], *argv[1:]]
     return [str(exe) if exe.exists() else argv[0], *argv[1:]]
 
 
@@ -718,6 +794,7 @@ def test_bad_input_to_heavy_tools_fails_with_one_line(case: Case, slow_results) 
 BUG_PATHS = [
     ("clipmg-live", "clipmg.stream.supervisor", "config_from_args"),
     ("clipmg-listen", "clipmg.stream.listen", "options_from_args"),
+    ("clipmg-proxy", "clipmg.stream.proxy", "options_from_args"),
     ("clipmg-predict", "clipmg.stream.predict", "_check"),
     ("clipmg-export", "clipmg.engines.export", "options_from_args"),
     ("clipmg-build", "clipmg.engines.build", "options_from_args"),
