@@ -142,7 +142,7 @@ def _p(p) -> Tuple[int, int]:
 
 def camera_matrix(look: Look, width: int, height: int) -> np.ndarray:
     """``(2, 3)`` affine map of the look's camera: roll and zoom about the frame centre, then pan."""
-    m = cv2.getRotationMatrix2D((width / 2.0, height / 2.0), look.angle, look.scale)
+    m = np.asarray(cv2.getRotationMatrix2D((width / 2.0, height / 2.0), look.angle, look.scale), np.float64)
     m[:, 2] += (look.shift[0] * width, look.shift[1] * height)
     return m
 
@@ -160,16 +160,16 @@ def apply_camera(
     s = h / 120.0
     x = out.astype(np.float32)
     x = (x - 128.0) * look.contrast + 128.0 + (look.gain - 1.0) * 100.0
-    x *= np.asarray(look.cast, np.float32)
+    x = x * np.asarray(look.cast, np.float32)
     if look.blur > 0.05:
-        x = cv2.GaussianBlur(x, (0, 0), look.blur * s)
+        x = np.asarray(cv2.GaussianBlur(x, (0, 0), look.blur * s), np.float32)
     if look.noise > 0:
-        x += rng.normal(0.0, look.noise, x.shape).astype(np.float32)
-    x = np.clip(x, 0, 255).astype(np.uint8)
-    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(x, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, look.jpeg])
+        x = x + rng.normal(0.0, look.noise, x.shape).astype(np.float32)
+    frame = np.clip(x, 0, 255).astype(np.uint8)
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, look.jpeg])
     if ok:
-        x = cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
-    return x, kp
+        frame = cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    return frame, kp
 
 
 def rotation_deg(m: np.ndarray) -> float:
