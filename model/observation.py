@@ -36,6 +36,7 @@ from typing import Dict, List, Sequence, Tuple
 import numpy as np
 
 from .config import ConfigError
+from .keypoint_stats import shoulder_width
 from .layouts import SOURCE_OFFSETS
 
 NUM_POINTS = 137
@@ -154,8 +155,6 @@ def fit_profile(
     differences use only runs of consecutive used frames. Lengths are in the sequence's median
     shoulder width (``keypoint_stats.shoulder_width``).
     """
-    from .keypoint_stats import shoulder_width
-
     conf: List[List[np.ndarray]] = [[] for _ in range(NUM_POINTS)]
     pairs: List[List[Tuple[np.ndarray, np.ndarray]]] = [[] for _ in range(NUM_POINTS)]
     flows: List[List[Tuple[np.ndarray, np.ndarray]]] = [[] for _ in range(NUM_POINTS)]
