@@ -51,6 +51,7 @@ from .artifacts import (
 )
 from .base import EngineError
 from .cli import Expect, file_errors, one_line
+from .export import example_inputs, expected_io, export_onnx, used_head_inputs
 from .graphs import FE_OUTPUTS, FRAME_ENCODER, HEAD_OUTPUTS, WINDOW_HEAD, rel_error
 from .metadata import artifact_metadata, check_checkpoint, check_expectations, tool_versions
 from .onnx_backend import OnnxEngine
@@ -214,8 +215,6 @@ def build_via_torch_tensorrt(
     version = torch_tensorrt_version()  # EnvironmentMissing without torch-tensorrt
     import torch
 
-    from .export import expected_io, used_head_inputs
-
     model, meta = _load_checkpoint(checkpoint, **expect)
     cfg = model.cfg
     dtypes = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -264,8 +263,6 @@ def _cache_path(opts: BuildOptions, here: Any) -> Path | None:
 
 def check_build(stage: Path, reference: Any, opts: BuildOptions, windows: int = 2) -> Dict[str, float]:
     """Run the staged engines against a float32 ``reference`` engine on random windows."""
-    from .export import example_inputs
-
     trt_engine = TensorRTEngine.load(stage, device=opts.device)
     images, kp = example_inputs(trt_engine.config, windows, seed=3)
     ref, got = reference(images, kp), trt_engine(images, kp)
@@ -321,8 +318,6 @@ def build_engines(source: str | Path, out_dir: str | Path, opts: BuildOptions = 
             meta, model = build_via_torch_tensorrt(src, stage, opts, here, **expect)
             reference: Any = TorchEngine(model, meta)
         else:
-            from .export import export_onnx
-
             onnx_dir = src
             if kind == "checkpoint":
                 onnx_dir = Path(tmp) / "onnx"

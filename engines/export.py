@@ -34,12 +34,8 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
-import onnx
-import torch
 
 from clipmg.model import settings
-from clipmg.model.checkpoint import CheckpointError, file_sha256, load_checkpoint
-from clipmg.model.clipmg import CachedPoseHead, PoseStage
 from clipmg.model.config import ConfigError
 from clipmg.model.errors import run_command
 from clipmg.model.pose_cache import PoseBranchCache, stage_shapes
@@ -62,7 +58,6 @@ from .graphs import (  # noqa: F401
 )
 from .metadata import artifact_metadata, attach_metadata, check_expectations, tool_versions
 from .onnx_backend import OnnxEngine
-from .quantize import add_int8_frame_encoder
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +76,8 @@ class ExportCheckError(EngineError):
 @contextlib.contextmanager
 def mha_fastpath_disabled() -> Iterator[None]:
     """open_clip's ``nn.MultiheadAttention`` eval fast path breaks the TorchScript exporter."""
+    import torch
+
     before = torch.backends.mha.get_fastpath_enabled()
     torch.backends.mha.set_fastpath_enabled(False)
     try:
@@ -110,6 +107,9 @@ def _to_onnx(
     opset: int,
 ) -> Any:
     """Trace ``module`` with the TorchScript exporter into an in-memory ``onnx.ModelProto``."""
+    import onnx
+    import torch
+
     buf = io.BytesIO()
     axes = {name: {0: batch_axis[name]} for name in (*inputs, *outputs)}
     with torch.no_grad(), mha_fastpath_disabled(), warnings.catch_warnings():
@@ -141,6 +141,9 @@ def export_graphs(
 
     Returns ``meta`` with ``io`` (names and shapes of each graph's inputs and outputs) added.
     """
+    import onnx
+    import torch
+
     if trace_batch < 2:
         raise ValueError("trace_batch must be at least 2 so no batch size is frozen into reshapes")
     model = model.eval()
@@ -211,6 +214,10 @@ def export_graphs(
 
 def _pose_cache_graphs(model: Any, tokens: Any, emb: Any, kp: Any, opset: int) -> List[Tuple[str, Any, str]]:
     """The pose-stage graphs and the cached head, traced on the example window's own pieces."""
+    import torch
+
+    from clipmg.model.clipmg import CachedPoseHead, PoseStage
+
     cfg = model.cfg
     b = kp.shape[0]
     stages = len(cfg.pose.skeleton_channels)
@@ -325,6 +332,8 @@ def check_export(
     PyTorch forward, and (when exported) of the pose-stage graphs + cached head; raises
     ``ExportCheckError`` when one exceeds ``tolerance``.
     """
+    import torch
+
     cfg = model.cfg
     images, kp = example_inputs(cfg, windows, seed)
     b, t = images.shape[:2]
@@ -402,6 +411,8 @@ def export_onnx(
     real validation samples. ``pose_cache`` (default on; ignored for no_pose) adds the pose-stage
     graphs and the cached head that let the live recognizer compute the pose branch once per group.
     """
+    from clipmg.model.checkpoint import CheckpointError, file_sha256, load_checkpoint
+
     checkpoint, out_dir = Path(checkpoint), Path(out_dir)
     ExportOptions(  # the flags' checks (ConfigError: one sentence)
         opset=opset, tolerance=tolerance, int8=int8, int8_samples=int8_samples, threads=threads, pose_cache=pose_cache
@@ -423,6 +434,8 @@ def export_onnx(
         files = {graph: file_entry(stage / graph_file(graph)) for graph in meta["io"]}
         int8_report = None
         if int8:
+            from .quantize import add_int8_frame_encoder
+
             int8_report = add_int8_frame_encoder(stage, meta, val_samples, int8_samples, threads)
             files["frame_encoder_int8"] = file_entry(stage / FRAME_ENCODER_INT8)
         manifest = {

@@ -23,6 +23,7 @@ import onnx
 from clipmg.model import ModelConfig
 
 from .base import Engine, EngineError
+from .export import example_inputs
 from .graphs import FRAME_ENCODER, FRAME_ENCODER_INT8, WINDOW_HEAD
 from .metadata import attach_metadata
 from .onnx_backend import OnnxEngine
@@ -137,8 +138,6 @@ def add_int8_frame_encoder(
     Returns the manifest's ``int8`` report; ``default`` is true only for a loss under
     ``INT8_MAX_LOSS_POINTS`` measured on real validation samples.
     """
-    from .export import example_inputs
-
     cfg = ModelConfig.from_dict(meta["config"])
     t0 = time.perf_counter()
     log.info("quantising the frame encoder to int8 (ONNX Runtime dynamic quantisation) ...")

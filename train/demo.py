@@ -23,6 +23,7 @@ import logging
 import shutil
 from pathlib import Path
 
+from clipmg.engines.export import export_onnx
 from clipmg.model.errors import ClipmgError, run_command
 from clipmg.model.logs import NAMED, LogStyle
 from clipmg.stream.demo import DEMO_CHECKPOINT, DEMO_EXPORT, demo_model
@@ -61,8 +62,6 @@ TRAIN_ARGS = [
 
 def export_asset() -> Path:
     """Re-make the shipped ONNX export of the shipped checkpoint (``stream/assets/demo-tiny-synth-onnx``)."""
-    from clipmg.engines.export import export_onnx
-
     if DEMO_EXPORT.exists():
         shutil.rmtree(DEMO_EXPORT)
     export_onnx(DEMO_CHECKPOINT, DEMO_EXPORT)
