@@ -29,12 +29,26 @@ import argparse
 import json
 import statistics
 import sys
+import tempfile
 import time
+from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import numpy as np
+import torch
 
+from clipmg.engines import load_engine
+from clipmg.engines.export import export_onnx
+from clipmg.engines.torch_backend import TorchEngine
+from clipmg.model import create_model
+from clipmg.model.checkpoint import save_checkpoint
+from clipmg.model.layouts import extract_layout
 from clipmg.model.machine import cpu_line
+from clipmg.stream.config import StreamConfig
+from clipmg.stream.messages import WindowMessage
+from clipmg.stream.window import Schedule, offline_logits
+
+from .drive import DrivenWorker
 
 
 def _engine(
@@ -42,24 +56,12 @@ def _engine(
 ) -> Any:
     """The same random weights behind the torch backend, or exported to ONNX and run by ONNX Runtime
     (``precision="int8"``: its dynamically quantised frame encoder, the deployed CPU default)."""
-    import torch
-
-    from clipmg.model import create_model
-
     torch.manual_seed(seed)
     model = create_model(preset, num_classes=32)
     names = [f"class {i}" for i in range(32)]
     if backend == "torch":
-        from clipmg.engines.torch_backend import TorchEngine
-
         meta = {"config": model.cfg.to_dict(), "class_names": names, "checkpoint_sha256": "random-weights"}
         return TorchEngine(model, meta, device)
-    from pathlib import Path
-
-    from clipmg.engines import load_engine
-    from clipmg.engines.export import export_onnx
-    from clipmg.model.checkpoint import save_checkpoint
-
     ckpt = save_checkpoint(Path(workdir) / "random.safetensors", model, names)
     export_onnx(ckpt, Path(workdir) / "onnx", int8=precision == "int8", int8_samples=2)
     return load_engine(Path(workdir) / "onnx", warmup=False, threads=threads, precision=precision)
@@ -89,10 +91,6 @@ def run(
     precision: str = "fp32",
 ) -> Dict[str, Any]:
     """Time both paths on ``warmup + windows`` consecutive windows; returns the numbers as a dict."""
-    import tempfile
-
-    import torch
-
     if threads:
         torch.set_num_threads(threads)
     with tempfile.TemporaryDirectory(prefix="clipmg-bench-") as workdir:
@@ -120,15 +118,6 @@ def _measure(
     seed: int,
     backend: str,
 ) -> Dict[str, Any]:
-    import torch
-
-    from clipmg.model.layouts import extract_layout
-    from clipmg.stream.config import StreamConfig
-    from clipmg.stream.messages import WindowMessage
-    from clipmg.stream.window import Schedule, offline_logits
-
-    from .drive import DrivenWorker
-
     cfg = engine.config
     sched = Schedule.from_config(cfg.clip, stride, 1)
     total = 1 + warmup + windows

@@ -26,8 +26,15 @@ from pathlib import Path
 from typing import Any, Dict, List
 
 import numpy as np
+import zmq
 
+from clipmg.engines.export import export_onnx
+from clipmg.model import create_model
+from clipmg.model.checkpoint import save_checkpoint
 from clipmg.model.machine import cpu_line
+from clipmg.model.synthetic import SYNTH_CLASSES, SynthConfig, synthetic_stream
+from clipmg.model.synthetic import write_video as _write
+from clipmg.stream.messages import StatusMessage, WindowMessage, decode, to_dict
 
 
 def _free_port() -> int:
@@ -37,9 +44,6 @@ def _free_port() -> int:
 
 
 def write_video(path: Path, seconds: float, fps: float = 30.0, width: int = 640, height: int = 480) -> None:
-    from clipmg.model.synthetic import SynthConfig, synthetic_stream
-    from clipmg.model.synthetic import write_video as _write
-
     cfg = SynthConfig(width=width, height=height, fps=fps)
     stream = synthetic_stream(seed=7, config=cfg)
     frames = (next(stream).image for _ in range(int(seconds * fps)))
@@ -47,16 +51,10 @@ def write_video(path: Path, seconds: float, fps: float = 30.0, width: int = 640,
 
 
 def make_engine(preset: str, workdir: Path, backend: str, int8: bool = False) -> Path:
-    from clipmg.model import create_model
-    from clipmg.model.checkpoint import save_checkpoint
-    from clipmg.model.synthetic import SYNTH_CLASSES
-
     ckpt = workdir / f"{preset}.safetensors"
     save_checkpoint(ckpt, create_model(preset, num_classes=len(SYNTH_CLASSES)).eval(), list(SYNTH_CLASSES))
     if backend == "torch":
         return ckpt
-    from clipmg.engines.export import export_onnx
-
     out = workdir / f"{preset}-onnx"
     export_onnx(ckpt, out, int8=int8, int8_samples=2)
     return out
@@ -75,10 +73,6 @@ def run(
     rgb_batch: str = "each",
     pose_workers: int = 1,
 ) -> Dict[str, Any]:
-    import zmq
-
-    from clipmg.stream.messages import StatusMessage, WindowMessage, decode, to_dict
-
     port = _free_port()
     endpoint = f"tcp://127.0.0.1:{port}"
     cmd = [

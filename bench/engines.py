@@ -24,12 +24,24 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Sequence, Tuple
 
 import numpy as np
+import torch
 
 from clipmg.engines.base import Engine, EngineError
+from clipmg.engines.build import BuildOptions, build_engines
 from clipmg.engines.cli import Log, file_errors
 from clipmg.engines.cli import stderr as _stderr
+from clipmg.engines.export import example_inputs, export_onnx
+from clipmg.engines.onnx_backend import OnnxEngine
+from clipmg.engines.tensorrt_backend import TensorRTEngine
+from clipmg.engines.torch_backend import TorchEngine
+from clipmg.engines.trt_format import current_runtime
+from clipmg.model import create_model, list_presets
+from clipmg.model.checkpoint import save_checkpoint
 from clipmg.model.errors import run_command
+from clipmg.model.profile import split_flops
 from clipmg.model.settings import Range, check_number
+
+from .flops import matmul_ceiling
 
 ORT_VARIANTS: Dict[str, Dict[str, Any]] = {  # session settings compared; "threads2-nospin" is clipmg's default
     "ort-defaults": {"threads": None, "allow_spinning": None},  # ORT's own: all graph optimisations,
@@ -76,19 +88,12 @@ def make_engines(
 ) -> Tuple[Dict[str, Engine], List[str], Any]:
     """Engines to compare for ``preset`` (label -> engine), notes on what was not measured, and the
     PyTorch model."""
-    from clipmg.engines.torch_backend import TorchEngine
-    from clipmg.model import create_model
-    from clipmg.model.checkpoint import save_checkpoint
-
     model = create_model(preset, num_classes=32).eval()
     ckpt = save_checkpoint(workdir / f"{preset}.safetensors", model, [f"class{i}" for i in range(32)])
     engines: Dict[str, Engine] = {}
     notes: List[str] = []
     engines[f"torch eager ({torch_device})"] = TorchEngine.load(ckpt, device=torch_device)
     if "onnxruntime" in backends:
-        from clipmg.engines.export import export_onnx
-        from clipmg.engines.onnx_backend import OnnxEngine
-
         onnx_dir = workdir / f"{preset}-onnx"
         export_onnx(ckpt, onnx_dir, int8=int8, int8_samples=2)  # speed only: accuracy is not measured here
         for v in ort_variants:
@@ -100,10 +105,6 @@ def make_engines(
                 onnx_dir, precision="int8", threads=2, providers=["CPUExecutionProvider"]
             )
     if "tensorrt" in backends:
-        from clipmg.engines.build import BuildOptions, build_engines
-        from clipmg.engines.tensorrt_backend import TensorRTEngine
-        from clipmg.engines.trt_format import current_runtime
-
         try:
             current_runtime()
         except EngineError as e:
@@ -126,9 +127,6 @@ def bench_preset(
     log: Log,
 ) -> Dict[str, Any]:
     """Measure one preset; returns FLOPs, per-backend timings and notes."""
-    from clipmg.engines.export import example_inputs
-    from clipmg.model.profile import split_flops
-
     engines, notes, model = make_engines(preset, workdir, backends, ort_variants, int8, torch_device, log)
     flops = split_flops(model)
     cfg = model.cfg
@@ -237,16 +235,10 @@ def _main(argv: List[str] | None) -> int:
             raise EngineError(
                 f"{flag} {path}: the folder {path.parent} does not exist; create it or choose another file"
             )
-    from clipmg.model import list_presets
-
     unknown = [p for p in args.presets if p not in list_presets()]
     if unknown:
         raise EngineError(f"unknown preset(s) {', '.join(unknown)}; choose from {', '.join(list_presets())}")
-    import torch
-
     torch.set_num_threads(args.threads)
-    from .flops import matmul_ceiling
-
     machine = f"{platform.machine()} {platform.processor() or ''}".strip()
     meta = {
         "date": dt.date.today().isoformat(),

@@ -7,13 +7,12 @@ import time
 from typing import Dict
 
 import numpy as np
+import torch
 
 
 def matmul_ceiling(n: int = 2048, repeats: int = 5) -> Dict[str, float]:
     """Best and median GFLOP/s of an ``n x n`` float32 matmul in PyTorch (2 n^3 FLOPs) with the
     current thread setting: the practical compute ceiling of this CPU."""
-    import torch
-
     a, b = torch.randn(n, n), torch.randn(n, n)
     torch.mm(a, b)  # warm-up
     times = []

@@ -23,10 +23,12 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List
 
+import cv2
 import numpy as np
 
 from clipmg.model.errors import ClipmgError, run_command
 from clipmg.model.machine import cpu_line
+from clipmg.stream.pose_mediapipe import MediaPipeBackend
 from clipmg.stream.quiet import native_stderr_off
 
 _SHARED_CLIPS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "imigue-clips"
@@ -34,8 +36,6 @@ _SHARED_CLIPS = Path(__file__).resolve().parents[1].parent / "shared" / "data" /
 
 def read_frames(paths: List[Path], size: tuple = (640, 480)) -> List[np.ndarray]:
     """Every frame of the videos/GIFs at ``paths`` as RGB ``uint8`` at ``size`` (width, height)."""
-    import cv2
-
     frames: List[np.ndarray] = []
     for path in paths:
         cap = cv2.VideoCapture(str(path))
@@ -75,8 +75,6 @@ def _round(process: Callable[[np.ndarray], Any], frames: List[np.ndarray]) -> tu
 
 def run(frames: List[np.ndarray], rounds: int) -> Dict[str, Any]:
     import mediapipe as mp
-
-    from clipmg.stream.pose_mediapipe import MediaPipeBackend
 
     shipped = MediaPipeBackend()
     stock = mp.solutions.holistic.Holistic(model_complexity=1, refine_face_landmarks=False)

@@ -25,6 +25,7 @@ import numpy as np
 
 from clipmg.model import ModelConfig
 from clipmg.model.errors import ClipmgError
+from clipmg.model.pose_cache import PoseBranchCache, stage_shapes
 
 
 class EngineError(ClipmgError, ValueError):
@@ -70,8 +71,6 @@ class Engine(ABC):
 
     def check_pose_input(self, stage: int, x: np.ndarray) -> np.ndarray:
         """``pose_partials``' input as contiguous float32, its shape checked."""
-        from clipmg.model.pose_cache import stage_shapes
-
         cfg = self.config
         shapes = stage_shapes(cfg)
         if not 0 <= stage < len(shapes):
@@ -86,8 +85,6 @@ class Engine(ABC):
 
     def check_pose_pre(self, pose_pre: np.ndarray, batch: int) -> np.ndarray:
         """``head_cached``'s ``pose_pre`` as contiguous float32 ``(B, C3, T_r, H', W')``, shape checked."""
-        from clipmg.model.pose_cache import stage_shapes
-
         _, c, h, w = stage_shapes(self.config)[-1]["taps"]
         want = (batch, c, self.config.clip.rgb_frames, h, w)
         a = np.ascontiguousarray(pose_pre, dtype=np.float32)
@@ -150,8 +147,6 @@ class Engine(ABC):
         for _ in range(runs):
             self(images, kp)
         if self.pose_cache:  # the pose-branch pieces the live recognizer runs instead of the whole head
-            from clipmg.model.pose_cache import PoseBranchCache
-
             cfg = self.config
             v, t = cfg.vision, cfg.clip.rgb_frames
             x = np.zeros((1, t, 1 + v.num_patches, v.width), np.float32)  # any tokens: only speed matters here

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import datetime as dt
 import logging
 import sys
 import tempfile
@@ -33,13 +34,28 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-from clipmg.model import settings
+from clipmg.model import ModelConfig, settings
 from clipmg.model.config import ConfigError
 from clipmg.model.errors import run_command
 from clipmg.model.settings import Range, setting
 
+from .artifacts import (
+    ONNX_EXPORT,
+    TRT_EXPORT,
+    detect_artifact,
+    file_entry,
+    read_manifest,
+    staged_directory,
+    verify_files,
+    write_manifest,
+)
 from .base import EngineError
 from .cli import Expect, file_errors, one_line
+from .export import example_inputs, expected_io, export_onnx, used_head_inputs
+from .graphs import FE_OUTPUTS, FRAME_ENCODER, HEAD_OUTPUTS, WINDOW_HEAD, rel_error
+from .metadata import artifact_metadata, check_checkpoint, check_expectations, tool_versions
+from .onnx_backend import OnnxEngine
+from .tensorrt_backend import TensorRTEngine
 from .trt_build import (
     BuildFailed,
     EnvironmentMissing,
@@ -50,6 +66,7 @@ from .trt_build import (
     plan_via_torch_tensorrt,
     torch_tensorrt_version,
 )
+from .trt_format import current_runtime, write_engine_file
 
 __all__ = [
     "BuildOptions",
@@ -128,8 +145,6 @@ def _profiles(cfg: Any, head_inputs: List[str], opts: BuildOptions) -> Tuple[Sha
 def _header(
     meta: Dict[str, Any], graph: str, precision: str, here: Any, route: str, shapes: Shapes, desc: Dict[str, Any]
 ) -> Dict[str, Any]:
-    import datetime as dt
-
     return {
         "metadata": meta,
         "graph": graph,
@@ -144,12 +159,6 @@ def _header(
 
 def build_from_onnx(onnx_dir: Path, stage: Path, opts: BuildOptions, here: Any) -> Dict[str, Any]:
     """ONNX export directory -> the two engine files in ``stage``; returns the metadata."""
-    from clipmg.model import ModelConfig
-
-    from .artifacts import ONNX_EXPORT, read_manifest, verify_files
-    from .export import FE_OUTPUTS, FRAME_ENCODER, HEAD_OUTPUTS, WINDOW_HEAD
-    from .trt_format import write_engine_file
-
     manifest = read_manifest(onnx_dir, ONNX_EXPORT)
     verify_files(onnx_dir, manifest)
     meta = manifest["metadata"]
@@ -206,9 +215,6 @@ def build_via_torch_tensorrt(
     version = torch_tensorrt_version()  # EnvironmentMissing without torch-tensorrt
     import torch
 
-    from .export import expected_io, used_head_inputs
-    from .trt_format import write_engine_file
-
     model, meta = _load_checkpoint(checkpoint, **expect)
     cfg = model.cfg
     dtypes = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -240,8 +246,6 @@ def build_via_torch_tensorrt(
 def _load_checkpoint(checkpoint: Path, **expect: Any) -> Tuple[Any, Dict[str, Any]]:
     from clipmg.model.checkpoint import CheckpointError, file_sha256, load_checkpoint
 
-    from .metadata import artifact_metadata, check_expectations, tool_versions
-
     try:
         model, ck = load_checkpoint(checkpoint)
     except CheckpointError as e:
@@ -259,9 +263,6 @@ def _cache_path(opts: BuildOptions, here: Any) -> Path | None:
 
 def check_build(stage: Path, reference: Any, opts: BuildOptions, windows: int = 2) -> Dict[str, float]:
     """Run the staged engines against a float32 ``reference`` engine on random windows."""
-    from .export import example_inputs, rel_error
-    from .tensorrt_backend import TensorRTEngine
-
     trt_engine = TensorRTEngine.load(stage, device=opts.device)
     images, kp = example_inputs(trt_engine.config, windows, seed=3)
     ref, got = reference(images, kp), trt_engine(images, kp)
@@ -290,10 +291,6 @@ def check_build(stage: Path, reference: Any, opts: BuildOptions, windows: int = 
 
 def build_engines(source: str | Path, out_dir: str | Path, opts: BuildOptions = BuildOptions(), **expect: Any) -> Path:
     """Build ``out_dir`` from an ONNX export directory or a checkpoint (see module docstring)."""
-    from .artifacts import TRT_EXPORT, detect_artifact, file_entry, read_manifest, staged_directory, write_manifest
-    from .metadata import check_checkpoint, check_expectations
-    from .trt_format import current_runtime
-
     opts.validate()
     kind, src = detect_artifact(Path(source))
     if kind == "tensorrt":
@@ -321,9 +318,6 @@ def build_engines(source: str | Path, out_dir: str | Path, opts: BuildOptions = 
             meta, model = build_via_torch_tensorrt(src, stage, opts, here, **expect)
             reference: Any = TorchEngine(model, meta)
         else:
-            from .export import export_onnx
-            from .onnx_backend import OnnxEngine
-
             onnx_dir = src
             if kind == "checkpoint":
                 onnx_dir = Path(tmp) / "onnx"

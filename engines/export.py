@@ -38,8 +38,10 @@ import numpy as np
 from clipmg.model import settings
 from clipmg.model.config import ConfigError
 from clipmg.model.errors import run_command
+from clipmg.model.pose_cache import PoseBranchCache, stage_shapes
 from clipmg.model.settings import Range, setting
 
+from .artifacts import ONNX_EXPORT, file_entry, staged_directory, write_manifest
 from .base import EngineError
 from .cli import Expect, file_errors, one_line  # noqa: F401 - one_line: callers import it from here too
 from .graphs import (  # noqa: F401
@@ -54,7 +56,8 @@ from .graphs import (  # noqa: F401
     graph_file,
     rel_error,
 )
-from .metadata import attach_metadata
+from .metadata import artifact_metadata, attach_metadata, check_expectations, tool_versions
+from .onnx_backend import OnnxEngine
 
 log = logging.getLogger(__name__)
 
@@ -214,7 +217,6 @@ def _pose_cache_graphs(model: Any, tokens: Any, emb: Any, kp: Any, opset: int) -
     import torch
 
     from clipmg.model.clipmg import CachedPoseHead, PoseStage
-    from clipmg.model.pose_cache import PoseBranchCache
 
     cfg = model.cfg
     b = kp.shape[0]
@@ -268,8 +270,6 @@ def used_cached_head_inputs(variant: str) -> List[str]:
 def expected_io(cfg: Any, pose_cache: bool = False) -> Dict[str, Any]:
     """Names and symbolic shapes of the graphs' inputs and outputs for ``cfg`` (with ``pose_cache``,
     also the pose-stage graphs and the cached head, for a variant with a pose branch)."""
-    from clipmg.model.pose_cache import stage_shapes
-
     v, c = cfg.vision, cfg.clip
     s, n = v.image_size, 1 + v.num_patches
     head_in = {
@@ -334,8 +334,6 @@ def check_export(
     """
     import torch
 
-    from .onnx_backend import OnnxEngine
-
     cfg = model.cfg
     images, kp = example_inputs(cfg, windows, seed)
     b, t = images.shape[:2]
@@ -361,8 +359,6 @@ def check_export(
         "composition.logits": rel_error(engine(images, kp), ref_logits),
     }
     if engine.pose_cache:  # every stage input of a window computed by the stage graphs, then the cached head
-        from clipmg.model.pose_cache import PoseBranchCache
-
         pre = np.stack([PoseBranchCache.for_config(engine.pose_partials, cfg).window(0, k) for k in kp])
         errors["window_head_cached.logits"] = rel_error(engine.head_cached(tokens, emb, kp, pre), ref_logits)
     worst = max(errors, key=lambda k: errors[k])
@@ -416,9 +412,6 @@ def export_onnx(
     graphs and the cached head that let the live recognizer compute the pose branch once per group.
     """
     from clipmg.model.checkpoint import CheckpointError, file_sha256, load_checkpoint
-
-    from .artifacts import ONNX_EXPORT, file_entry, staged_directory, write_manifest
-    from .metadata import artifact_metadata, check_expectations, tool_versions
 
     checkpoint, out_dir = Path(checkpoint), Path(out_dir)
     ExportOptions(  # the flags' checks (ConfigError: one sentence)

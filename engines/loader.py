@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable, Dict
 
+from .artifacts import detect_artifact
 from .base import Engine
 
 
@@ -44,8 +45,6 @@ def load_engine(path: str | Path, warmup: bool = True, **options: Any) -> Engine
     ``graph_optimization``, ``allow_spinning``, ``verify``; tensorrt: ``device``, ``cuda_graphs``,
     ``verify``). Every refusal is an ``EngineError`` whose message says what to do.
     """
-    from .artifacts import detect_artifact
-
     kind, p = detect_artifact(Path(path))
     engine = BACKENDS[kind](p, **options)  # an option a backend does not take is refused as unknown
     if warmup:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Dict, List
 
@@ -51,8 +52,6 @@ def preprocess_summary(cfg: ModelConfig) -> Dict[str, Any]:
 
 def tool_versions() -> Dict[str, str]:
     """Versions of the libraries that write an artifact (those importable here)."""
-    from importlib.metadata import PackageNotFoundError, version
-
     out = {"clipmg": code_version()}
     for dist in ("torch", "onnx", "onnxruntime", "tensorrt", "torch_tensorrt"):
         try:

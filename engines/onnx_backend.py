@@ -9,7 +9,10 @@ from typing import Any, Dict, List, Sequence, Tuple
 
 import numpy as np
 
+from .artifacts import ONNX_EXPORT, read_manifest, verify_files
 from .base import Engine, EngineError
+from .graphs import CACHED_HEAD, FRAME_ENCODER, FRAME_ENCODER_INT8, WINDOW_HEAD
+from .metadata import META_KEY, check_expectations, decode
 
 GRAPH_OPTIMIZATION = ("disable", "basic", "extended", "all")
 
@@ -84,8 +87,6 @@ def open_session(path: Path, providers: Sequence[str] | None = None, **options: 
 
 
 def session_metadata(session: Any, path: Path) -> Dict[str, Any]:
-    from .metadata import META_KEY, decode
-
     raw = session.get_modelmeta().custom_metadata_map.get(META_KEY)
     if raw is None:
         raise EngineError(
@@ -174,10 +175,6 @@ class OnnxEngine(Engine):
         ``verify``: check every file's sha256 against the manifest (a few hundred ms for ViT-B).
         ``expect``: expectations checked against the metadata (see ``metadata.check_expectations``).
         """
-        from .artifacts import ONNX_EXPORT, read_manifest, verify_files
-        from .graphs import CACHED_HEAD, FRAME_ENCODER, FRAME_ENCODER_INT8, WINDOW_HEAD
-        from .metadata import check_expectations, decode
-
         directory = Path(directory)
         manifest = read_manifest(directory, ONNX_EXPORT)
         meta = decode(json.dumps(manifest["metadata"]), directory / "manifest.json")

@@ -18,8 +18,15 @@ from pathlib import Path
 from typing import Any, Dict, Tuple
 
 import numpy as np
+import onnx
+
+from clipmg.model import ModelConfig
 
 from .base import Engine, EngineError
+from .export import example_inputs
+from .graphs import FRAME_ENCODER, FRAME_ENCODER_INT8, WINDOW_HEAD
+from .metadata import attach_metadata
+from .onnx_backend import OnnxEngine
 
 log = logging.getLogger(__name__)
 
@@ -97,10 +104,7 @@ def compare_top1(
 def quantize_frame_encoder(src: Path, dst: Path, meta: Dict[str, Any]) -> None:
     """Dynamic int8 quantisation (int8 weights, uint8 activations computed per call) of the MatMul
     and Gemm nodes of ``src`` into ``dst``; the metadata is carried over."""
-    import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    from .metadata import attach_metadata
 
     # reduce_range: 7-bit weights avoid the u8*s8 accumulation overflow of AVX2 CPUs without VNNI.
     logging.disable(logging.WARNING)  # the quantiser advises pre-processing on the root logger
@@ -134,12 +138,6 @@ def add_int8_frame_encoder(
     Returns the manifest's ``int8`` report; ``default`` is true only for a loss under
     ``INT8_MAX_LOSS_POINTS`` measured on real validation samples.
     """
-    from clipmg.model import ModelConfig
-
-    from .export import example_inputs
-    from .graphs import FRAME_ENCODER, FRAME_ENCODER_INT8, WINDOW_HEAD
-    from .onnx_backend import OnnxEngine
-
     cfg = ModelConfig.from_dict(meta["config"])
     t0 = time.perf_counter()
     log.info("quantising the frame encoder to int8 (ONNX Runtime dynamic quantisation) ...")

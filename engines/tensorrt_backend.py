@@ -17,7 +17,10 @@ from typing import Any, Dict, List, Tuple
 
 import numpy as np
 
+from .artifacts import TRT_EXPORT, read_manifest, verify_files
 from .base import Engine, EngineError
+from .metadata import check_expectations, decode
+from .trt_format import check_compatible, current_runtime, read_engine_file
 
 log = logging.getLogger(__name__)
 
@@ -193,10 +196,6 @@ class TensorRTEngine(Engine):
         version. ``device``: 0, ``"cuda"`` or ``"cuda:N"``.
         """
         import torch
-
-        from .artifacts import TRT_EXPORT, read_manifest, verify_files
-        from .metadata import check_expectations, decode
-        from .trt_format import check_compatible, current_runtime, read_engine_file
 
         directory = Path(directory)
         device = cuda_index(device)

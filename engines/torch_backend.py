@@ -8,7 +8,10 @@ from typing import Any, Tuple
 import numpy as np
 import torch
 
+from clipmg.model.checkpoint import CheckpointError, file_sha256, load_checkpoint
+
 from .base import Engine, EngineError
+from .metadata import check_checkpoint, preprocess_summary
 
 
 class TorchEngine(Engine):
@@ -22,10 +25,6 @@ class TorchEngine(Engine):
     @classmethod
     def load(cls, path: str | Path, device: str = "cpu", **expect: Any) -> "TorchEngine":
         """Load a checkpoint; ``expect`` is checked against its metadata before the weights are read."""
-        from clipmg.model.checkpoint import CheckpointError, file_sha256, load_checkpoint
-
-        from .metadata import check_checkpoint, preprocess_summary
-
         check_checkpoint(path, **expect)  # refuse before the weights are read
         try:
             model, meta = load_checkpoint(path)

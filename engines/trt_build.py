@@ -18,6 +18,7 @@ from typing import Any, Dict, List, Tuple
 from clipmg.model.files import atomic_write_bytes
 
 from .base import EngineError
+from .export import mha_fastpath_disabled
 
 log = logging.getLogger(__name__)
 
@@ -185,8 +186,6 @@ def plan_via_torch_tensorrt(module: Any, shapes: Shapes, dtype: Any, workspace_g
     optimisation profile ``shapes`` (its forward's arguments in order)."""
     import torch
     import torch_tensorrt
-
-    from .export import mha_fastpath_disabled
 
     inputs = [
         torch_tensorrt.Input(min_shape=lo, opt_shape=opt, max_shape=hi, dtype=dtype) for lo, opt, hi in shapes.values()

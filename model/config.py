@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Dict, Tuple
 
 from .errors import ClipmgError
+from .layouts import get_layout
 
 
 class ConfigError(ClipmgError, ValueError):
@@ -130,8 +131,6 @@ class ModelConfig:
             raise ValueError("pose_frames must be a multiple of rgb_frames")
         if self.preprocess.crop not in ("center", "person"):
             raise ValueError(f"unknown crop policy {self.preprocess.crop!r}; choose 'center' or 'person'")
-        from .layouts import get_layout
-
         if len(get_layout(self.pose.layout)) != self.pose.num_joints:
             raise ValueError(
                 f"layout {self.pose.layout!r} has {len(get_layout(self.pose.layout))} joints, "

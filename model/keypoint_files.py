@@ -14,6 +14,7 @@ import csv
 import json
 import logging
 import re
+import zipfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -268,8 +269,6 @@ def read_light_hand_csv(path: str | Path, issues: Issues | None = None) -> np.nd
 def read_openpose_xlsx(path: str | Path, issues: Issues | None = None) -> np.ndarray:
     """MiGA 2024/25 ``<id>_openpose.xlsx``: a row a frame, 137 keypoint triplets (body, face, left hand,
     right hand) -> ``(T, 137, 3)``. A header row and a leading frame-number column are tolerated."""
-    import zipfile
-
     import openpyxl
 
     path = Path(path)

@@ -6,10 +6,12 @@ import argparse
 from typing import Dict
 
 import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 from .config import list_presets
 from .factory import create_model
+from .pose_cache import stage_shapes
 
 
 def count_flops(fn, *args) -> int:
@@ -19,8 +21,6 @@ def count_flops(fn, *args) -> int:
     the counter, so both are switched to their plain forms while counting; element-wise ops
     (GELU, LayerNorm, softmax) are not counted, as usual.
     """
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-
     fast = torch.backends.mha.get_fastpath_enabled()
     torch.backends.mha.set_fastpath_enabled(False)
     try:
@@ -56,8 +56,6 @@ def pose_cached_head_flops(model, tokens, frame_emb, keypoints, new_groups: int)
     """FLOPs of a window's head in the live recognizer's steady state with the pose-branch cache
     (``model/pose_cache.py``): stage ``i`` computes ``new_groups + 2 i`` inputs (at most ``T``), then
     the head on the assembled pre-activations. ``new_groups`` is ``S / G`` (2 at ``S = 8``)."""
-    from .pose_cache import stage_shapes
-
     cfg = model.cfg
     t, g = cfg.clip.rgb_frames, cfg.clip.group
     total = 0

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, replace
+from fractions import Fraction
 from pathlib import Path
 from typing import Dict, Iterator, List, Sequence, Tuple
 
@@ -821,8 +822,6 @@ def synthetic_stream(seed: int = 0, config: SynthConfig | None = None) -> Iterat
 
 def write_video(path: Path, frames: Iterator[np.ndarray], width: int, height: int, fps: float) -> int:
     """Encode RGB frames to H.264 mp4 (yuv420p, crf 18, keyframe every second); returns the count."""
-    from fractions import Fraction
-
     import av
 
     n = 0

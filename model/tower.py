@@ -5,7 +5,10 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import open_clip
 import torch
+from open_clip.model import CLIPVisionCfg, _build_vision_tower
+from safetensors.torch import load_file
 from torch import nn
 
 from .config import VisionConfig
@@ -15,8 +18,6 @@ log = logging.getLogger(__name__)
 
 def build_visual(cfg: VisionConfig) -> nn.Module:
     """An open_clip ``VisionTransformer`` with random weights (no network access)."""
-    from open_clip.model import CLIPVisionCfg, _build_vision_tower
-
     if cfg.width % cfg.heads:
         raise ValueError(f"vision width {cfg.width} is not divisible by {cfg.heads} heads")
     vcfg = CLIPVisionCfg(
@@ -34,8 +35,6 @@ def _visual_state_from_file(path: Path) -> dict:
     """Visual-tower weights from a local file: safetensors, or a plain state-dict pickle loaded with
     ``weights_only=True`` (no code execution). Accepts full CLIP state dicts (``visual.*`` keys)."""
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
         sd = load_file(str(path))
     else:
         try:
@@ -66,8 +65,6 @@ def load_clip_weights(visual: nn.Module, cfg: VisionConfig, pretrained: str) -> 
         sd = _visual_state_from_file(path)
         source = str(path)
     else:
-        import open_clip
-
         tags = open_clip.list_pretrained_tags_by_model(cfg.clip_model) if cfg.clip_model != "tiny" else []
         if pretrained not in tags:
             raise ValueError(

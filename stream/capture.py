@@ -41,11 +41,13 @@ import time
 import traceback
 from typing import Any, Dict, Optional, Tuple
 
+import cv2
 import numpy as np
 
 from .backoff import Backoff
 from .redact import redact_text, redact_url, url_secrets
 from .ringbuffer import FrameRing
+from .sources import SourceOpenError, open_source, spec_is_live
 
 __all__ = ["capture_main", "CaptureError", "fit_frame", "STATES"]
 
@@ -70,8 +72,6 @@ def fit_frame(
     h, w = frame.shape[:2]
     if h <= max_height and w <= max_width:
         return frame, keypoints, False
-    import cv2
-
     scale = min(max_height / h, max_width / w)
     nw, nh = max(1, min(max_width, int(w * scale))), max(1, min(max_height, int(h * scale)))
     out = cv2.resize(frame, (nw, nh), interpolation=cv2.INTER_AREA)
@@ -192,8 +192,6 @@ def capture_main(
     Returns normally on stop/end; raises :class:`CaptureError` (redacted) on a fatal error after
     reporting ``failed``.
     """
-    from .sources import SourceOpenError, open_source, spec_is_live
-
     # OpenCV's own warnings ("backend is generally available but can't be used to capture by name"
     # on every failed open) say nothing the status events do not; FFmpeg's errors still show.
     # Set OPENCV_LOG_LEVEL yourself to see them. Read when cv2 is first imported (by the sources).

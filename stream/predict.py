@@ -35,14 +35,28 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, TextIO, Tuple
 
+import cv2
+import msgspec
 import numpy as np
+from tqdm import tqdm
 
 from clipmg.model import settings
 from clipmg.model.errors import ClipmgError, run_command
+from clipmg.model.layouts import extract_layout
 from clipmg.model.logs import LogStyle, set_verbose
+from clipmg.model.sampling import clip_samples
 from clipmg.model.settings import allowed_of, setting
 
 from .config import POSE_BACKENDS, PRECISIONS, StreamConfig, _kv
+from .display import Overlay, annotate
+from .messages import topk_entries
+from .pose import create_pose_backend
+from .quiet import native_stderr_off
+from .ringbuffer import Frame
+from .sources import IMAGE_EXTENSIONS, open_source
+from .supervisor import demo_engine
+from .window import Decision, clip_window
+from .worker import load_worker_engine
 
 log = logging.getLogger(__name__)  # its INFO lines: "[clipmg-predict] ..." (model/logs.py)
 STYLE = LogStyle("%(name)s %(levelname)s %(message)s")  # warnings as before: no time stamp
@@ -115,12 +129,8 @@ def sliding_segments(frames: int, stride: int, pose_every: int, pose_frames: int
 
 def count_frames(path: Path) -> int:
     """Frames in a video file or image folder (decoded count, not the container's guess)."""
-    from .sources import IMAGE_EXTENSIONS
-
     if path.is_dir():
         return sum(1 for p in path.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
-    import cv2
-
     cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
     if not cap.isOpened():
         raise PredictError(f"{path}: not a video file OpenCV/FFmpeg can open")
@@ -137,9 +147,6 @@ def count_frames(path: Path) -> int:
 
 def read_frames(path: Path, wanted: Sequence[int]) -> Dict[int, Any]:
     """The frames numbered ``wanted`` (RGB, as the live capture delivers them), read in one pass."""
-    from .ringbuffer import Frame
-    from .sources import open_source
-
     want = set(int(i) for i in wanted)
     out: Dict[int, Any] = {}
     src = open_source(str(path), loop=False)
@@ -172,14 +179,6 @@ def predict(
 ) -> Tuple[List[Dict[str, Any]], Dict[int, np.ndarray]]:
     """One answer per segment of ``video``: the JSON-line records (see the module docstring), and the
     keypoints ``(137, 3)`` of every frame the pose backend ran on, by frame number."""
-    import msgspec
-
-    from clipmg.model.layouts import extract_layout
-    from clipmg.model.sampling import clip_samples
-
-    from .messages import topk_entries
-    from .window import Decision, clip_window
-
     cfg = engine.config
     c = cfg.clip
     decision = Decision(tuple(engine.class_names), top_k, threshold, tuple(background), "answer")
@@ -193,8 +192,6 @@ def predict(
     poses: Dict[int, Any] = {}
     it: Any = needed
     if progress:
-        from tqdm import tqdm
-
         it = tqdm(needed, desc="pose", unit="frame", file=sys.stderr, leave=False)
     for i in it:  # in frame order: video-mode pose trackers expect time to move forward
         res = pose(frames[i])
@@ -231,11 +228,6 @@ def write_video(
     video: Path, out_path: Path, records: Sequence[Dict[str, Any]], poses: Dict[int, np.ndarray], banner: str = ""
 ) -> int:
     """``video`` with the skeleton (of the nearest posed frame) and the covering window's top-3 drawn."""
-    import cv2
-
-    from .display import Overlay, annotate
-    from .sources import open_source
-
     posed = np.array(sorted(poses), np.int64)
     src = open_source(str(video), loop=False)
     writer = None
@@ -381,8 +373,6 @@ def _main(argv: Optional[Sequence[str]], out: TextIO) -> int:
     args = build_parser().parse_args(None if argv is None else list(argv))
     opts = PredictOptions.from_args(args)
     if not opts.verbose:
-        from .quiet import native_stderr_off
-
         native_stderr_off()
     set_verbose(opts.verbose)
     _check(args.video, opts)
@@ -390,10 +380,6 @@ def _main(argv: Optional[Sequence[str]], out: TextIO) -> int:
 
 
 def _run(video: Path, opts: PredictOptions, out: TextIO) -> int:
-    from .pose import create_pose_backend
-    from .supervisor import demo_engine
-    from .worker import load_worker_engine
-
     engine_path, banner = opts.engine, ""
     if engine_path is None:
         engine_path, banner = demo_engine(), "synthetic demo model"

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
+import cv2
 import numpy as np
 
 from clipmg.model import settings
@@ -40,6 +41,9 @@ from clipmg.model.settings import Range, setting
 from .capture import fit_frame
 from .config import MAX_SIZE, _kv, normalize_source_options
 from .display import can_display
+from .pose import create_pose_backend
+from .pose_base import PoseBackendError
+from .quiet import native_stderr_off
 from .record_layout import (
     RecordError,
     RoundBuffer,
@@ -174,8 +178,6 @@ def parse_args(argv: Optional[List[str]]) -> RecordConfig:
     ap.add_argument("-v", "--verbose", action="store_true", help="show the pose library's own messages")
     args = ap.parse_args(argv)
     if not args.verbose:
-        from .quiet import native_stderr_off
-
         native_stderr_off()
     values = settings.values_from_args(RecordConfig, args)
     values.update(
@@ -251,8 +253,6 @@ class Prompter:
         """Draw ``text`` over the frame; ``q`` or Esc stops the recording (as Ctrl-C does)."""
         if not self.window:
             return
-        import cv2
-
         img = cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)
         scale = max(0.6, img.shape[1] / 800)
         cv2.putText(img, text, (16, int(48 * scale)), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 6, cv2.LINE_AA)
@@ -263,8 +263,6 @@ class Prompter:
 
     def close(self) -> None:
         if self.window:
-            import cv2
-
             cv2.destroyAllWindows()
 
 
@@ -311,8 +309,6 @@ class Session:
 
     def _poses(self, frames: List[Tuple[np.ndarray, Any]], size: Tuple[int, int]) -> Tuple[List[np.ndarray], List[Any]]:
         """Every frame resized to the round's size, and its keypoints (None: nobody found)."""
-        import cv2
-
         images, kps = [], []
         for img, src_kp in frames:
             if (img.shape[1], img.shape[0]) != size:  # an image folder may change size: the video cannot
@@ -400,9 +396,6 @@ def _main(argv: Optional[List[str]]) -> int:
         parse_schedule(cfg.schedule, classes)  # refused before the camera opens
     root = Path(cfg.out).expanduser()
     check_root(root, cfg.append)  # the cheap refusals first, before a camera opens
-    from .pose import create_pose_backend
-    from .pose_base import PoseBackendError
-
     camera = Camera(cfg.source, dict(cfg.source_options))
     try:
         try:

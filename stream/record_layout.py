@@ -34,6 +34,10 @@ from clipmg.model.files import atomic_write_text
 from clipmg.model.keypoint_files import miga_class_id
 from clipmg.model.layouts import SOURCE_OFFSETS, SOURCE_SIZES
 from clipmg.model.splits import split_by_video
+from clipmg.model.synthetic import (
+    openpose_json,
+    write_video,  # PyAV: clipmg[train], which recording data is for
+)
 
 RECORDING = "recording.json"
 CLASSES = "classes.txt"
@@ -152,8 +156,6 @@ def next_round_id(existing: Sequence[str]) -> str:
 
 def openpose_text(keypoints: Optional[np.ndarray]) -> str:
     """One frame's OpenPose 1.3 JSON (``model/synthetic.py`` writes the same format for its set)."""
-    from clipmg.model.synthetic import openpose_json
-
     return openpose_json(keypoints)
 
 
@@ -162,8 +164,6 @@ def write_round(root: Path, rnd: RoundBuffer, classes: Sequence[str], source: st
     its entry there. A round without a finished take writes nothing (returns ``{}``)."""
     if not rnd.takes:
         return {}
-    from clipmg.model.synthetic import write_video  # PyAV: clipmg[train], which recording data is for
-
     frames, kps = rnd.frames, rnd.keypoints  # an unfinished take's frames were never added
     folder = root / rnd.rid
     (folder / "openpose").mkdir(parents=True, exist_ok=True)

@@ -24,11 +24,14 @@ from __future__ import annotations
 import logging
 import os
 import re
+import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
+import cv2
 import numpy as np
 
+from clipmg.model import synthetic as synth
 from clipmg.model.errors import ClipmgError
 
 from .config import MAX_FPS
@@ -220,10 +223,6 @@ class CvSource(Source):
         self._open()
 
     def _open(self) -> None:
-        import time
-
-        import cv2
-
         t0 = time.monotonic()
         if isinstance(self.target, int) or str(self.target).startswith("/dev/video"):
             api = cv2.CAP_ANY if self._api is None else self._api
@@ -332,8 +331,6 @@ class ImageFolderSource(Source):
         self._i = 0
 
     def _read(self) -> Read:
-        import cv2
-
         while True:
             if self._i >= len(self.files):
                 if self.loop and self.frames_read > 0:
@@ -375,8 +372,6 @@ class SyntheticSource(Source):
         self.seed = seed
         self._which = keypoints
         if frames is None:
-            from clipmg.model import synthetic as synth  # the drawing code: only the synthetic source needs it
-
             fields = set(synth.SynthConfig.__dataclass_fields__)
             cfg_opts = {k: v for k, v in opts.items() if k in fields}
             try:

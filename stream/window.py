@@ -29,6 +29,7 @@ from clipmg.model.config import ClipConfig, ModelConfig
 from clipmg.model.crop import Box, PersonCropTracker, center_box
 from clipmg.model.pose_cache import PoseBranchCache
 from clipmg.model.preprocess import prepare_frame, prepare_keypoints, prepare_window
+from clipmg.model.sampling import clip_samples
 
 
 class FrameEncoderHead(Protocol):
@@ -292,8 +293,6 @@ def clip_window(
     This is what ``clipmg-predict`` runs per clip or segment and what the live recognizer publishes
     for a file shorter than one window.
     """
-    from clipmg.model.sampling import clip_samples
-
     c = cfg.clip
     seqs = list(seqs)
     if not seqs:

@@ -33,32 +33,32 @@ import threading
 import time
 import traceback
 from collections import deque
-from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, List, Optional, Protocol, Sequence, Tuple, Union
+from pathlib import Path
+from typing import Any, Callable, Deque, Dict, List, Optional, Protocol, Sequence, Tuple, Union
 
 import msgspec.structs
+import numpy as np
 
+from clipmg.engines import load_engine
+from clipmg.engines.artifacts import detect_artifact
+from clipmg.engines.base import Engine
 from clipmg.model.errors import ClipmgError
+from clipmg.model.layouts import extract_layout
 from clipmg.model.logs import WORKER_STYLE, setup_logging
 
 from .config import StreamConfig
 from .display import Annotator, Overlay, rate
 from .events import Debouncer, GestureEvent
 from .messages import encode, event_message, topic, window_message
+from .pose import PoseBackendError, create_pose_backend
 from .pose_ahead import _PENDING, PoseAhead  # noqa: F401 - PoseAhead: importable from here as before
+from .pose_base import PoseBackend, PoseResult
+from .publisher import Link, Publisher, PublisherError, Sender
+from .quiet import native_stderr_off
+from .redact import redact_text, url_secrets
+from .ringbuffer import Frame, FrameRing
 from .webhub import FrameSink
-
-# .window imports clipmg.model (and with it torch): imported where the work happens, so that the
-# supervisor can name worker_main as a process target without loading torch itself. The types the
-# signatures name are imported for the type checker only, for the same reason.
-if TYPE_CHECKING:
-    import numpy as np
-
-    from clipmg.engines.base import Engine
-
-    from .pose_base import PoseBackend, PoseResult
-    from .publisher import Sender
-    from .ringbuffer import Frame, FrameRing
-    from .window import Sample, WindowResult
+from .window import Decision, Sample, Schedule, StreamingWindows, WindowResult, clip_window
 
 log = logging.getLogger(__name__)
 
@@ -98,11 +98,6 @@ class _Report:
 
 def load_worker_engine(cfg: StreamConfig) -> Engine:
     """The engine ``cfg.engine`` names, warmed up; ``FatalWorkerError`` with one sentence otherwise."""
-    from pathlib import Path
-
-    from clipmg.engines import load_engine
-    from clipmg.engines.artifacts import detect_artifact
-
     if not cfg.engine:
         raise FatalWorkerError("no engine given: pass --engine PATH (a checkpoint or an exported engine directory)")
     try:
@@ -144,8 +139,6 @@ class Worker:
         max_windows: Optional[int] = None,
         from_oldest: bool = False,
     ) -> None:
-        from .window import Decision, Schedule, StreamingWindows
-
         mc = engine.config
         # one pose backend, or one a pose thread (--pose-workers); the first also serves end-of-file windows
         self.poses: List[PoseBackend] = list(pose) if isinstance(pose, (list, tuple)) else [pose]  # type: ignore[list-item]
@@ -297,10 +290,6 @@ class Worker:
     def _pose(self, k: int, backend: Optional[PoseBackend] = None) -> Optional[Sample]:
         """Read sample ``k``'s frame and run a pose backend on it (``None``: the frame is gone).
         Runs in a pose thread when there is one, with that thread's ``backend``."""
-        from clipmg.model.layouts import extract_layout
-
-        from .window import Sample
-
         seq = self.schedule.sample_seq(k)
         frame = self.ring.read(seq)
         if frame is None:
@@ -432,8 +421,6 @@ class Worker:
         if self.ahead is not None:  # pose backends are not thread-safe: the pose thread stops first
             self.ahead.close()
             self.ahead = None
-        from .window import clip_window
-
         frames: Dict[int, Frame] = {}
         for seq in range(first, latest + 1):
             f = self.ring.read(seq)
@@ -455,8 +442,6 @@ class Worker:
 
     def _clip_sample(self, frame: Frame) -> Tuple[np.ndarray, bool]:
         """Pose on one frame of a whole-clip window: ``(keypoints (J, 3) source pixels, person)``."""
-        from clipmg.model.layouts import extract_layout
-
         res = self._timed_pose(frame)
         return extract_layout(res.keypoints, self.engine.config.pose.layout), bool(res.person)
 
@@ -594,8 +579,6 @@ def worker_main(
     ``cfg.web_fps`` a second, never blocking.
     """
     if not cfg.verbose:  # the pose library's native start-up messages; clipmg's own lines still show
-        from .quiet import native_stderr_off
-
         native_stderr_off()
     setup_logging("clipmg-live", style=WORKER_STYLE)  # its own process: warnings and errors, time-stamped
     report = _Report(status_queue)
@@ -633,8 +616,6 @@ def worker_main(
 
 def _scrub(text: str, source: str) -> str:
     """``text`` with the source's credentials masked (an error message may quote the URL)."""
-    from .redact import redact_text, url_secrets
-
     return redact_text(text, url_secrets(source))
 
 
@@ -652,10 +633,6 @@ def _run(
     source_ended: Optional[Flag] = None,
     frames_endpoint: Optional[str] = None,
 ) -> None:
-    from .pose import PoseBackendError, create_pose_backend
-    from .publisher import Link, Publisher, PublisherError
-    from .ringbuffer import FrameRing
-
     _limit_threads(cfg.engine_threads)
     engine = (engine_factory or load_worker_engine)(cfg)
     _limit_threads(cfg.engine_threads)  # again: a PyTorch engine has imported torch only now

@@ -6,6 +6,7 @@ sentence, exit status 2."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import time
@@ -13,12 +14,14 @@ from pathlib import Path
 from typing import Any, Dict, List
 
 from clipmg.model import VARIANTS
+from clipmg.model.checkpoint_format import read_metadata
 from clipmg.model.config import ConfigError
 from clipmg.model.errors import ClipmgError, run_command
 from clipmg.model.files import atomic_write_text
 from clipmg.model.logs import TRAINING
 
 from .config import TrainConfig, add_arguments, from_args
+from .trainer import train
 
 PAPER_TOP1 = {
     "full": 61.82,
@@ -58,8 +61,6 @@ _RUN_ONLY = ("out", "workers", "threads", "device", "resume", "save_every", "ten
 
 def finished_run(cfg: TrainConfig) -> float | None:
     """Minutes a finished run of exactly ``cfg``'s recipe took, if ``cfg.out`` holds one; else ``None``."""
-    from clipmg.model.checkpoint import read_metadata
-
     last = Path(cfg.out) / "last.safetensors"
     if not (last.is_file() and (Path(cfg.out) / "best.safetensors").is_file()):
         return None
@@ -78,10 +79,7 @@ def finished_run(cfg: TrainConfig) -> float | None:
 
 
 def run_ablation(base: TrainConfig, variants: List[str], reuse: bool = False) -> List[Dict[str, Any]]:
-    import dataclasses
-
     from .evaluate import evaluate_checkpoint
-    from .trainer import train
 
     rows = []
     for v in variants:

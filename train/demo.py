@@ -23,9 +23,12 @@ import logging
 import shutil
 from pathlib import Path
 
+from clipmg.engines.export import export_onnx
 from clipmg.model.errors import ClipmgError, run_command
 from clipmg.model.logs import NAMED, LogStyle
 from clipmg.stream.demo import DEMO_CHECKPOINT, DEMO_EXPORT, demo_model
+from clipmg.train.synth import write_dataset
+from clipmg.train.trainer import main as train_main
 
 log = logging.getLogger("clipmg.demo")
 
@@ -59,8 +62,6 @@ TRAIN_ARGS = [
 
 def export_asset() -> Path:
     """Re-make the shipped ONNX export of the shipped checkpoint (``stream/assets/demo-tiny-synth-onnx``)."""
-    from clipmg.engines.export import export_onnx
-
     if DEMO_EXPORT.exists():
         shutil.rmtree(DEMO_EXPORT)
     export_onnx(DEMO_CHECKPOINT, DEMO_EXPORT)
@@ -69,9 +70,6 @@ def export_asset() -> Path:
 
 def retrain(workdir: Path) -> Path:
     """Regenerate the synthetic set and retrain the demo checkpoint (CPU: ~15 minutes)."""
-    from clipmg.train.synth import write_dataset
-    from clipmg.train.trainer import main as train_main
-
     data = workdir / "synth-default"
     if not (data / "classes.txt").is_file():
         write_dataset(data, seed=0, progress=True)

@@ -23,6 +23,7 @@ from clipmg.model.files import atomic_write, atomic_write_text
 from clipmg.model.logs import NAMED, LogStyle
 
 from .config import TrainConfig
+from .data import build_data
 from .loop import DistInfo, classification_metrics, resolve_device
 from .run import Indexed, collate, evaluate_logits
 
@@ -82,8 +83,6 @@ def evaluate_checkpoint(
     ``save_windows``: also write the evaluated windows as an ``.npz`` (``images``, ``keypoints``,
     ``labels``: exactly the model's inputs), the validation samples ``clipmg-export --int8
     --val-samples`` measures the int8 accuracy change on."""
-    from .data import build_data
-
     if split not in ("val", "train", "all"):
         raise ConfigError(f"--split must be one of val, train, all; got {split!r}")
     if batch_size < 1:

@@ -21,6 +21,7 @@ import torch
 from clipmg.model import CLIPMG
 from clipmg.model.checkpoint import CheckpointError, config_differences, load_checkpoint, read_metadata
 from clipmg.model.config import ConfigError, ModelConfig
+from clipmg.stream.demo import DEMO_CHECKPOINT
 
 from .config import FREEZE_CHOICES
 
@@ -30,8 +31,6 @@ DEMO = "demo"  # --init demo: the demo model's checkpoint (stream/assets)
 def resolve_init(spec: str) -> Path:
     """The checkpoint ``--init`` names: ``demo`` or a path; refused in one sentence when it is not there."""
     if spec == DEMO:
-        from clipmg.stream.demo import DEMO_CHECKPOINT
-
         if not DEMO_CHECKPOINT.is_file():
             raise ConfigError(f"--init demo: the demo checkpoint {DEMO_CHECKPOINT} is missing from this installation")
         return DEMO_CHECKPOINT

@@ -37,7 +37,16 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 
 from clipmg.model.errors import ClipmgError, run_command
+from clipmg.model.files import atomic_write_text
 from clipmg.model.keypoint_stats import keypoint_statistics, labels_from_segments
+from clipmg.model.machine import cpu_line
+from clipmg.model.synthetic import SynthConfig, synthetic_stream
+from clipmg.stream.config import StreamConfig
+from clipmg.stream.demo import demo_model
+from clipmg.stream.pose import create_pose_backend
+from clipmg.stream.predict import count_frames, predict, read_frames, read_segments
+from clipmg.stream.quiet import native_stderr_off
+from clipmg.stream.worker import load_worker_engine
 
 from .readers import IMIGUE_CLASSES, Issues, read_label_csv, read_openpose_folder
 
@@ -88,12 +97,6 @@ def real_segments(
     data: Path, engine_path: Optional[str], pose_name: str = "mediapipe", threads: Optional[int] = None
 ) -> Dict[str, Any]:
     """``predict`` on every labelled segment of the real GIFs; one record a segment."""
-    from clipmg.stream.config import StreamConfig
-    from clipmg.stream.demo import demo_model
-    from clipmg.stream.pose import create_pose_backend
-    from clipmg.stream.predict import count_frames, predict, read_segments
-    from clipmg.stream.worker import load_worker_engine
-
     labels = data / CLIPS / "labels.csv"
     with open(labels, newline="", encoding="utf-8") as f:
         clips = sorted({row["clip"] for row in csv.DictReader(f) if row.get("clip")})
@@ -143,8 +146,6 @@ def _combine(stats: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
 def synthetic_keypoints(observer: str = "v1") -> Dict[str, Any]:
     """The synthetic set's observed keypoints (what its OpenPose JSON files hold), one subject a seed,
     seen by ``observer`` (``SynthConfig.observer``)."""
-    from clipmg.model.synthetic import SynthConfig, synthetic_stream
-
     cfg = SynthConfig(observer=observer)
     stats = []
     for seed in SYNTH_SEEDS:
@@ -157,9 +158,6 @@ def synthetic_keypoints(observer: str = "v1") -> Dict[str, Any]:
 
 def mediapipe_on_clips(data: Path) -> Dict[str, Any]:
     """The shipped MediaPipe backend on every frame of the real GIFs, labels from labels.csv."""
-    from clipmg.stream.pose import create_pose_backend
-    from clipmg.stream.predict import count_frames, read_frames, read_segments
-
     labels = data / CLIPS / "labels.csv"
     stats = []
     for gif in sorted((data / CLIPS).glob("*.gif")):
@@ -245,8 +243,6 @@ def _fmt(v: Any) -> str:
 
 
 def machine_line() -> str:
-    from clipmg.model.machine import cpu_line
-
     return f"{cpu_line()}, Python {platform.python_version()}"
 
 
@@ -380,15 +376,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(None if argv is None else list(argv))
 
     def body() -> int:
-        from clipmg.model.files import atomic_write_text
-
         if args.threads is not None and args.threads < 1:
             raise ClipmgError(f"--threads must be at least 1, got {args.threads}")
         if args.engine is not None and not Path(args.engine).exists():
             raise ClipmgError(f"--engine {args.engine}: no such file or folder")
         if not args.verbose:
-            from clipmg.stream.quiet import native_stderr_off
-
             native_stderr_off()
         data = args.data or default_data_dir()
         shown = ["python -m clipmg.train.real_data"] + (["--engine", args.engine] if args.engine else [])

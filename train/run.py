@@ -18,8 +18,10 @@ from typing import Any, Dict, List
 import numpy as np
 import torch
 import torch.distributed as dist_
+from safetensors import SafetensorError, safe_open
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
+from tqdm import tqdm
 
 from clipmg.model import CLIPMG, create_model
 from clipmg.model.checkpoint import (
@@ -32,6 +34,7 @@ from clipmg.model.checkpoint import (
 from clipmg.model.config import ConfigError
 from clipmg.model.errors import ClipmgError, one_line
 from clipmg.model.files import atomic_write, atomic_write_text
+from clipmg.model.tower import load_clip_weights
 
 from .config import TrainConfig
 from .finetune import apply_freeze, init_from_checkpoint
@@ -57,8 +60,6 @@ def check_weights_file(path: Path) -> None:
     """Refuse, with one sentence, a ``--pretrained`` file that cannot hold CLIP weights: a folder, an
     unreadable file, a truncated or corrupt safetensors file, or a file that is neither safetensors
     nor a PyTorch ``torch.save`` file (a zip archive or a pickle)."""
-    from safetensors import SafetensorError, safe_open
-
     if not path.is_file():
         raise ConfigError(
             f"--pretrained {path} is not a file; give a .safetensors file, a torch.save state dict or an open_clip tag"
@@ -90,8 +91,6 @@ def load_pretrained(model: CLIPMG, spec: str) -> None:
     """Load the CLIP visual weights ``--pretrained`` names (a local file or an open_clip tag) into
     ``model``; what is wrong with them (unreadable, pickled code, another tower's shapes, an unknown
     tag) is the user's to fix and is said in one sentence."""
-    from clipmg.model.tower import load_clip_weights
-
     path = Path(spec).expanduser()
     if path.exists():
         check_weights_file(path)
@@ -151,8 +150,6 @@ def evaluate_logits(
     model: CLIPMG, loader: DataLoader, device: torch.device, amp: torch.dtype | None = None, progress: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
     """Logits ``(N, C)`` and labels ``(N,)`` of a whole loader, in eval mode."""
-    from tqdm import tqdm
-
     model.eval()
     logits, labels = [], []
     with torch.no_grad():
@@ -424,8 +421,6 @@ class Trainer:
             atomic_write_text(self.out / "config.json", json.dumps(cfg, indent=2))
 
     def run(self) -> Dict[str, Any]:
-        from tqdm import tqdm
-
         cfg = self.cfg
         if self.dist.main:
             self._prepare_out()

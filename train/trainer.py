@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Any, Dict
 
+from clipmg.model import load_config
 from clipmg.model.config import ConfigError
 from clipmg.model.errors import run_command
 from clipmg.model.logs import TRAINING
@@ -47,8 +48,6 @@ def __getattr__(name: str) -> Any:
 def train(cfg: TrainConfig, dist: Any = None) -> Dict[str, Any]:
     """Build the data and the model from ``cfg`` and train (``dist``: a ``loop.DistInfo``, default one
     process); returns a summary dict."""
-    from clipmg.model import load_config
-
     from .data import build_data
     from .run import Trainer
 
