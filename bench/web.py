@@ -35,6 +35,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import numpy as np
 
 from clipmg.model.machine import cpu_line
+from clipmg.stream.messages import decode
 
 RUN_LIVE = Path(__file__).resolve().parents[1] / "run_live.py"
 
@@ -63,8 +64,6 @@ class Windows:
 
     def _run(self) -> None:
         import zmq
-
-        from clipmg.stream.messages import decode
 
         while not self._stop.is_set():
             try:

@@ -18,15 +18,18 @@ import logging
 import math
 import os
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
 from clipmg.model import settings
+from clipmg.model import synthetic as synth
 from clipmg.model.config import BACKGROUND_LABELS, ConfigError
 from clipmg.model.settings import INF, NO_FLAG, Range, check_number, setting
 
 from .messages import STREAM_ID_PATTERN
+from .redact import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -363,7 +366,6 @@ class StreamConfig:
         """CPU threads the engine may use. Half the cores by default: on a small shared CPU a
         multi-threaded kernel waits for every thread to be scheduled, which costs far more latency
         than it saves, and the capture and pose need a core too."""
-        import os
 
         return self.threads or max(1, min(8, (os.cpu_count() or 2) // 2))
 
@@ -491,7 +493,6 @@ def normalize_source_options(source: str, options: Any) -> Tuple[Tuple[str, Any]
 
 def _check_synthetic_options(opts: Dict[str, Any]) -> None:
     """The synthetic generator's own check of its options (frame size, clip lengths, classes)."""
-    from clipmg.model import synthetic as synth
 
     fields = {
         k: tuple(v) if isinstance(v, list) else v
@@ -683,7 +684,6 @@ def config_from_args(args: argparse.Namespace) -> StreamConfig:
 
 def check_source(cfg: StreamConfig) -> None:
     """Fail fast on a source that is obviously wrong (a missing file); cameras and URLs are tried live."""
-    from .redact import redact_url
 
     s = cfg.source
     if "://" in s and not s.startswith("file://"):
@@ -705,7 +705,6 @@ def check_source_url(url: str) -> None:
     """Refuse a stream URL that cannot be opened whatever the network does (no scheme, no host, a
     port that is not a number in 1-65535), with the credentials masked. A well-formed URL whose
     camera is unreachable is not an error: the capture keeps retrying it (streaming.md)."""
-    from .redact import redact_url
 
     scheme, _, rest = url.partition("://")
     shown = redact_url(url)
@@ -728,7 +727,6 @@ def check_source_url(url: str) -> None:
 def check_ring_fits(cfg: StreamConfig) -> None:
     """Refuse a ring bigger than the free shared memory: tmpfs allocates lazily, so an oversized
     ring would only fail later, with SIGBUS in the middle of a write."""
-    import shutil
 
     need = cfg.ring_slots * (cfg.max_height * cfg.max_width * 3 + 2048)
     try:

@@ -17,6 +17,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, List, Optional, Sequence, Tuple
 
+import cv2
 import numpy as np
 
 log = logging.getLogger(__name__)
@@ -66,7 +67,6 @@ def annotate(
 
     Small frames are enlarged to at least ``min_width`` pixels wide so the text stays readable.
     """
-    import cv2
 
     h, w = image.shape[:2]
     s = max(1.0, min_width / w)
@@ -163,7 +163,6 @@ class Annotator:
                 self.record, self.display, self.sink = None, False, None
 
     def _write(self, out: np.ndarray) -> None:
-        import cv2
 
         if self._writer is None:
             path = str(self.record)
@@ -188,7 +187,6 @@ class Annotator:
             img = self._latest
         if img is None:
             return True
-        import cv2
 
         try:
             cv2.imshow(self.title, img)
@@ -208,8 +206,6 @@ class Annotator:
             self._writer.release()
             self._writer = None
         if self.display:
-            import cv2
-
             try:
                 cv2.destroyWindow(self.title)
             except cv2.error:

@@ -34,6 +34,7 @@ from clipmg.model.settings import Range, setting
 
 from .config import DEFAULT_ENDPOINT, ConfigError, check_endpoint
 from .messages import MessageError, StatusMessage, WindowMessage, decode, decode_plain, summary
+from .publisher import load_public_key
 
 NO_KEY = "none"  # --server-key none: that endpoint is not encrypted (a fleet of mixed hosts)
 
@@ -174,8 +175,6 @@ def connect_all(
     (libzmq takes a connection's security options from the socket when it connects). The client key
     pair is ``client_keys``, else ``client_cert``'s, else a fresh one."""
     import zmq
-
-    from .publisher import load_public_key
 
     # every key read first: a bad one is one sentence before any connection is made
     curve = [(ep, load_public_key(k)) for ep, k in pairs if k]

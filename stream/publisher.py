@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -27,7 +28,7 @@ from typing import Any, Mapping, Optional, Protocol, Sequence, Union
 from clipmg.model.errors import ClipmgError
 
 from .config import ConfigError, check_endpoint
-from .messages import Message, encode, topic
+from .messages import Message, MessageError, WindowMessage, decode, encode, topic
 
 log = logging.getLogger(__name__)
 
@@ -359,7 +360,6 @@ class Relay:
                         self._count(payload)
 
     def _count(self, payload: bytes) -> None:
-        from .messages import MessageError, WindowMessage, decode
 
         try:
             msg = decode(payload)
@@ -397,7 +397,6 @@ class Relay:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """``python -m clipmg.stream.publisher keys DIR [NAME]``: create a CURVE key pair."""
-    import sys
 
     args = list(sys.argv[1:] if argv is None else argv)
     if len(args) not in (2, 3) or args[0] != "keys":

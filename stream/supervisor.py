@@ -16,7 +16,10 @@ an annotated video, and it stops by itself after 20 s.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
+import multiprocessing as mp
+import queue
 import signal
 import sys
 import time
@@ -24,12 +27,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Sequence, TextIO, Tuple
 
+from clipmg.engines.artifacts import detect_artifact
 from clipmg.model.errors import EXIT_BUG, EXIT_OK, EXIT_USER, run_command
 from clipmg.model.logs import set_verbose
 
 from .backoff import Backoff
+from .capture import capture_main
 from .config import ConfigError, StreamConfig, build_parser, check_ring_fits, check_source, config_from_args
+from .demo import DEMO_NOTICE, demo_model
+from .listen import listen_main
+from .messages import SOURCE_STATES, status_message
+from .publisher import Link, PublisherError, Relay
 from .redact import redact_url
+from .ringbuffer import FrameRing, cleanup_segments
+from .sources import spec_is_live
+from .web import WebError, open_web
+from .worker import EXIT_FATAL, worker_main
 
 log = logging.getLogger(__name__)  # its INFO lines are the supervisor speaking: "[clipmg-live] ..." (model/logs.py)
 
@@ -45,7 +58,6 @@ EXIT_FAILED, EXIT_CONFIG = EXIT_BUG, EXIT_USER
 def demo_engine() -> str:
     """The shipped synthetic demo model (``stream/demo.py``): its ONNX export when ONNX Runtime is
     installed, else its checkpoint for the PyTorch backend; says so (``[clipmg-live] DEMO: ...``)."""
-    from .demo import DEMO_NOTICE, demo_model
 
     try:
         path = demo_model()
@@ -62,7 +74,6 @@ def resolve_engine(cfg: StreamConfig) -> StreamConfig:
                 f"--engine {cfg.engine}: no such file or directory (give a .safetensors checkpoint or "
                 f"a directory written by clipmg-export / clipmg-build)"
             )
-        from clipmg.engines.artifacts import detect_artifact
 
         kind, _ = detect_artifact(
             Path(cfg.engine)
@@ -85,8 +96,6 @@ def die_with_parent() -> None:
     if not sys.platform.startswith("linux"):
         return
     try:
-        import ctypes
-
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
@@ -155,7 +164,6 @@ class Supervisor:
         engine_factory: Optional[Callable[[StreamConfig], Any]] = None,
         quiet: bool = False,
     ) -> None:
-        import multiprocessing as mp
 
         self.cfg, self.engine_factory, self.quiet = cfg, engine_factory, quiet
         self.ctx = mp.get_context("spawn")
@@ -184,7 +192,6 @@ class Supervisor:
 
     # ------------------------------------------------------------------ processes
     def start_capture(self, ring_name: str) -> None:
-        from .capture import capture_main
 
         c = self.cfg
         # --source-option values override the defaults (e.g. read_timeout_s=2 for a camera that may stall)
@@ -207,8 +214,6 @@ class Supervisor:
         self._capture_started = time.monotonic()
 
     def start_worker(self, ring_name: str, link_endpoint: str) -> None:
-        from .sources import spec_is_live
-        from .worker import worker_main
 
         c = self.cfg
         if self.tally.restarts and c.record:  # a restarted worker must not overwrite the first video
@@ -240,7 +245,6 @@ class Supervisor:
     def start_listener(
         self, endpoint: str, server_key: Optional[str], client_keys: Optional[Tuple[bytes, bytes]] = None
     ) -> None:
-        from .listen import listen_main
 
         self.listener = self.ctx.Process(
             target=_child,
@@ -253,7 +257,6 @@ class Supervisor:
 
     # ------------------------------------------------------------------ events
     def drain(self) -> None:
-        import queue
 
         while True:
             try:
@@ -307,8 +310,6 @@ class Supervisor:
 
     # ------------------------------------------------------------------ status
     def status(self, link: Any, state: Optional[str] = None, message: str = "") -> None:
-        from .messages import SOURCE_STATES, status_message
-        from .redact import redact_url
 
         t, s = self.tally, self.tally.stats
         worker = {
@@ -383,7 +384,6 @@ class Supervisor:
         self.worker.join(0.1)
         code = self.worker.exitcode
         self.drain()
-        from .worker import EXIT_FATAL
 
         if t.fatal or code == EXIT_FATAL:
             return self._refuse(f"cannot run: {t.fatal or 'the worker reported a configuration error'}")
@@ -489,8 +489,6 @@ class Supervisor:
 
     # ------------------------------------------------------------------ main loop
     def run(self) -> int:
-        from .publisher import Link, PublisherError, Relay
-        from .ringbuffer import FrameRing, cleanup_segments
 
         c = self.cfg
         listener_keys: Optional[Tuple[bytes, bytes]] = None
@@ -525,8 +523,6 @@ class Supervisor:
             with relay, ring, Link(relay.link_endpoint) as link, contextlib.ExitStack() as extras:
                 ring_name = ring.name
                 if c.web is not None:
-                    from .web import WebError, open_web
-
                     try:
                         self.web = extras.enter_context(
                             open_web(

@@ -45,6 +45,7 @@ from urllib.parse import urlsplit
 from clipmg.model.errors import ClipmgError
 
 from .config import parse_web_address, web_is_loopback
+from .messages import schema_json
 from .webhub import Hub
 
 log = logging.getLogger(__name__)
@@ -295,8 +296,6 @@ class WebServer:
 
     async def _schema(self, request: Any) -> Any:
         from aiohttp import web
-
-        from .messages import schema_json
 
         return web.Response(text=schema_json(), content_type="application/json")
 

@@ -19,6 +19,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Deque, Dict, List, Optional, Set, Tuple
 
+import cv2
+
 from .messages import STREAM_ID_PATTERN, MessageError, decode, encode, to_dict
 
 TIMELINE = 120  # window messages kept per stream (the page's scrolling timeline; a new page gets them)
@@ -175,7 +177,6 @@ class FrameSink:
         return time.monotonic() >= self._next
 
     def send(self, bgr: Any) -> bool:
-        import cv2
         import zmq
 
         self._next = time.monotonic() + self.interval
