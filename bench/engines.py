@@ -15,21 +15,22 @@ import argparse
 import datetime as dt
 import functools
 import json
+import logging
 import os
 import platform
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
 from clipmg.engines.base import Engine, EngineError
 from clipmg.engines.build import BuildOptions, build_engines
-from clipmg.engines.cli import Log, file_errors
-from clipmg.engines.cli import stderr as _stderr
+from clipmg.engines.cli import file_errors
 from clipmg.engines.export import example_inputs, export_onnx
 from clipmg.engines.onnx_backend import OnnxEngine
 from clipmg.engines.tensorrt_backend import TensorRTEngine
@@ -39,9 +40,12 @@ from clipmg.model import create_model, list_presets
 from clipmg.model.checkpoint import save_checkpoint
 from clipmg.model.errors import run_command
 from clipmg.model.profile import split_flops
-from clipmg.model.settings import Range, check_number
+from clipmg.model.settings import Range, add_arguments, check_fields, check_number, setting, values_from_args
 
 from .flops import matmul_ceiling
+
+log = logging.getLogger(__name__)
+BACKEND_NAMES = ("torch", "onnxruntime", "tensorrt")
 
 ORT_VARIANTS: Dict[str, Dict[str, Any]] = {  # session settings compared; "threads2-nospin" is clipmg's default
     "ort-defaults": {"threads": None, "allow_spinning": None},  # ORT's own: all graph optimisations,
@@ -84,7 +88,6 @@ def make_engines(
     ort_variants: Sequence[str],
     int8: bool,
     torch_device: str,
-    log: Log,
 ) -> Tuple[Dict[str, Engine], List[str], Any]:
     """Engines to compare for ``preset`` (label -> engine), notes on what was not measured, and the
     PyTorch model."""
@@ -124,10 +127,9 @@ def bench_preset(
     repeats: int,
     int8: bool,
     torch_device: str,
-    log: Log,
 ) -> Dict[str, Any]:
     """Measure one preset; returns FLOPs, per-backend timings and notes."""
-    engines, notes, model = make_engines(preset, workdir, backends, ort_variants, int8, torch_device, log)
+    engines, notes, model = make_engines(preset, workdir, backends, ort_variants, int8, torch_device)
     flops = split_flops(model)
     cfg = model.cfg
     images, kp = example_inputs(cfg, 1)
@@ -137,12 +139,12 @@ def bench_preset(
     tokens, emb = tokens[None], emb[None]
     result: Dict[str, Any] = {"preset": preset, "flops": flops, "notes": notes, "encoder": {}, "head": {}}
     for b in batches:
-        log(f"{preset}: frame encoder, batch {b} ...")
+        log.info(f"{preset}: frame encoder, batch {b} ...")
         batch = np.ascontiguousarray(np.resize(frames, (b, *frames.shape[1:])))
         reps, settle = (repeats, 0) if b > 1 else (3 * repeats, 1)
         t = round_robin({k: functools.partial(e.encode_frames, batch) for k, e in engines.items()}, reps, settle)
         result["encoder"][b] = {k: {"median_s": _median(v), "min_s": min(v), "runs": len(v)} for k, v in t.items()}
-    log(f"{preset}: window head ...")
+    log.info(f"{preset}: window head ...")
     t = round_robin({k: functools.partial(e.head, tokens, emb, kp) for k, e in engines.items()}, 3 * repeats, 1)
     result["head"] = {k: {"median_s": _median(v), "min_s": min(v), "runs": len(v)} for k, v in t.items()}
     return result
@@ -198,49 +200,63 @@ def main(argv: List[str] | None = None) -> int:
     return run_command("clipmg-bench", lambda: _main(argv))
 
 
-def _main(argv: List[str] | None) -> int:
+@dataclass(frozen=True)
+class BenchOptions:
+    """``clipmg-bench``'s settings: each declared once; its flags and checks are generated."""
+
+    presets: Tuple[str, ...] = setting(
+        ("clipmg-vitb32", "clipmg-vitb16"), "model presets to measure", nargs="+", type=str
+    )
+    backends: Tuple[str, ...] = setting(
+        ("torch", "onnxruntime", "tensorrt"),
+        "backends to compare; eager torch is always measured",
+        nargs="+",
+        type=str,
+        choices=BACKEND_NAMES,
+    )
+    ort_variants: Tuple[str, ...] = setting(
+        tuple(ORT_VARIANTS), "ONNX Runtime session settings to compare", nargs="+", type=str, choices=list(ORT_VARIANTS)
+    )
+    batches: Tuple[int, ...] = setting((1, 8), "frame-encoder batch sizes (1-1024)", nargs="+", type=int)
+    repeats: int = setting(3, "rounds at the largest batch (3x for batch 1 and the head)", Range(1, 10_000))
+    threads: int = setting(2, "PyTorch intra-op threads", Range(1, 1024))
+    torch_device: str = setting("cpu", "device of the eager PyTorch baseline: cpu, cuda or cuda:N")
+    int8: bool = setting(False, "also measure the ONNX Runtime int8 frame encoder")
+    workdir: Optional[Path] = setting(
+        None, "where checkpoints and exports go (default: a temporary directory)", type=Path
+    )
+    markdown: Optional[Path] = setting(None, "also write the tables to this file", type=Path)
+    json: Optional[Path] = setting(None, "also write the raw results to this file", type=Path)
+
+    def __post_init__(self) -> None:
+        check_fields(self, terse=True)
+        for b in self.batches:
+            check_number("--batches", b, Range(1, 1024), integer=True)
+        if self.torch_device != "cpu" and not self.torch_device.startswith("cuda"):
+            raise EngineError(f"--torch-device {self.torch_device!r} is not allowed: give cpu, cuda or cuda:N")
+        for flag, path in (("--markdown", self.markdown), ("--json", self.json)):
+            if path is not None and not path.expanduser().resolve().parent.is_dir():
+                raise EngineError(
+                    f"{flag} {path}: the folder {path.parent} does not exist; create it or choose another file"
+                )
+        unknown = [p for p in self.presets if p not in list_presets()]
+        if unknown:
+            raise EngineError(f"unknown preset(s) {', '.join(unknown)}; choose from {', '.join(list_presets())}")
+
+
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="clipmg-bench", description="Benchmark clipmg engines against eager PyTorch.")
-    ap.add_argument("--presets", nargs="+", default=["clipmg-vitb32", "clipmg-vitb16"])
-    ap.add_argument(
-        "--backends",
-        nargs="+",
-        default=["torch", "onnxruntime", "tensorrt"],
-        choices=["torch", "onnxruntime", "tensorrt"],
-        help="eager torch is always measured",
-    )
-    ap.add_argument(
-        "--ort-variants",
-        nargs="+",
-        default=list(ORT_VARIANTS),
-        choices=list(ORT_VARIANTS),
-        help="ONNX Runtime session settings to compare",
-    )
-    ap.add_argument("--batches", nargs="+", type=int, default=[1, 8], help="frame-encoder batch sizes")
-    ap.add_argument("--repeats", type=int, default=3, help="rounds at the largest batch (3x for batch 1 and the head)")
-    ap.add_argument("--threads", type=int, default=2, help="PyTorch intra-op threads (default %(default)s)")
-    ap.add_argument("--torch-device", default="cpu", help="device of the eager PyTorch baseline (cpu or cuda)")
-    ap.add_argument("--int8", action="store_true", help="also measure the ONNX Runtime int8 frame encoder")
-    ap.add_argument("--workdir", type=Path, help="where checkpoints and exports go (default: a temporary directory)")
-    ap.add_argument("--markdown", type=Path, help="also write the tables to this file")
-    ap.add_argument("--json", type=Path, help="also write the raw results to this file")
-    args = ap.parse_args(argv)
-    check_number("--repeats", args.repeats, Range(1, 10_000), integer=True)
-    check_number("--threads", args.threads, Range(1, 1024), integer=True)
-    for b in args.batches:
-        check_number("--batches", b, Range(1, 1024), integer=True)
-    if args.torch_device != "cpu" and not args.torch_device.startswith("cuda"):
-        raise EngineError(f"--torch-device {args.torch_device!r} is not allowed: give cpu, cuda or cuda:N")
-    for flag, path in (("--markdown", args.markdown), ("--json", args.json)):
-        if path is not None and not path.expanduser().resolve().parent.is_dir():
-            raise EngineError(
-                f"{flag} {path}: the folder {path.parent} does not exist; create it or choose another file"
-            )
-    unknown = [p for p in args.presets if p not in list_presets()]
-    if unknown:
-        raise EngineError(f"unknown preset(s) {', '.join(unknown)}; choose from {', '.join(list_presets())}")
+    add_arguments(ap, BenchOptions)
+    return ap
+
+
+def _main(argv: List[str] | None) -> int:
+    values = values_from_args(BenchOptions, build_parser().parse_args(argv))
+    kw: Dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    args = BenchOptions(**kw)
     torch.set_num_threads(args.threads)
     machine = f"{platform.machine()} {platform.processor() or ''}".strip()
-    meta = {
+    meta: Dict[str, Any] = {
         "date": dt.date.today().isoformat(),
         "machine": machine,
         "cpus": os.cpu_count(),
@@ -263,7 +279,6 @@ def _main(argv: List[str] | None) -> int:
                     args.repeats,
                     args.int8,
                     args.torch_device,
-                    _stderr,
                 )
             )
             ceilings.append(matmul_ceiling())

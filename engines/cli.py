@@ -1,5 +1,5 @@
 """What the engines' command-line tools share: the expectation flags (``--num-classes``, ``--variant``,
-``--preset``), one-line errors, and ``clipmg-bench``'s progress callable.
+``--preset``) and one-line errors.
 
 Each tool's flags are fields of a small frozen options dataclass declared with ``model/settings.py``'s
 ``setting`` (``ExportOptions``, ``BuildOptions``): the parser and the range checks are generated from
@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import sys
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterator, Optional
+from typing import Any, Dict, Iterator, Optional
 
 from clipmg.model import settings
 from clipmg.model.errors import one_line  # noqa: F401 - one implementation (model/errors.py), importable from here
@@ -22,14 +21,6 @@ from clipmg.model.settings import Range, setting
 from .base import EngineError
 
 EXPECT = "what the model must be (refused otherwise, before any work)"  # the argument group of Expect's flags
-
-Log = Callable[[str], None]  # engines/bench.py's progress lines (it moves to its own package; the tools log)
-
-
-def stderr(msg: str) -> None:
-    """engines/bench.py's ``Log``: one line on standard error, flushed."""
-    print(msg, file=sys.stderr, flush=True)
-
 
 @dataclass(frozen=True)
 class Expect:
