@@ -22,6 +22,7 @@ from .base import EngineError
 
 EXPECT = "what the model must be (refused otherwise, before any work)"  # the argument group of Expect's flags
 
+
 @dataclass(frozen=True)
 class Expect:
     """What a checkpoint or export must be (``check_expectations``): the flags clipmg-export and
