@@ -35,7 +35,7 @@ from clipmg.model.settings import Range, setting
 from .config import ConfigError, check_endpoint
 from .listen import GapCounter, connect_all, pair_keys, split_list
 from .messages import MessageError, WindowMessage, decode
-from .publisher import curve_server
+from .publisher import bind, curve_server
 
 log = logging.getLogger(__name__)  # INFO lines are the proxy speaking: "[clipmg-proxy] ..." (model/logs.py)
 
@@ -213,15 +213,7 @@ class Proxy:
         self.xpub.setsockopt(zmq.SNDHWM, o.hwm)
         if o.curve_secret_key:
             self.public_key, self.auth = curve_server(self.xpub, self.ctx, o.curve_secret_key, o.curve_allow_dir)
-        try:
-            self.xpub.bind(o.endpoint)
-        except zmq.ZMQError as e:
-            if e.errno == zmq.EADDRINUSE:
-                raise ProxyError(
-                    f"cannot serve consumers on {o.endpoint}: the address is already in use (is another "
-                    f"clipmg-proxy or clipmg-live running?); stop it or choose another --endpoint"
-                ) from None
-            raise ProxyError(f"cannot bind {o.endpoint}: {e.strerror}") from None
+        bind(self.xpub, o.endpoint, ProxyError, "serve consumers", "clipmg-proxy or clipmg-live")
         self.endpoint: str = self.xpub.getsockopt_string(zmq.LAST_ENDPOINT) or o.endpoint
         self.xsub = self._socket(zmq.XSUB)
         self.xsub.setsockopt(zmq.RCVHWM, o.hwm)

@@ -123,6 +123,21 @@ def curve_server(
     return public, auth
 
 
+def bind(sock: Any, endpoint: str, error: type, serves: str, others: str) -> None:
+    """Bind ``sock`` to ``endpoint`` or raise ``error`` with one sentence; an address in use says what
+    may hold it (``others``) and that ``--endpoint`` chooses another."""
+    zmq = _zmq()
+    try:
+        sock.bind(endpoint)
+    except zmq.ZMQError as e:
+        if e.errno == zmq.EADDRINUSE:
+            raise error(
+                f"cannot {serves} on {endpoint}: the address is already in use (is another {others} running?); "
+                "stop it or choose another --endpoint"
+            ) from None
+        raise error(f"cannot bind {endpoint}: {e.strerror}") from None
+
+
 class Publisher:
     """A bound PUB socket; ``send`` never blocks. Use as a context manager."""
 
@@ -158,15 +173,7 @@ class Publisher:
                 self.public_key, self.auth = curve_server(
                     self.sock, self.ctx, curve_secret_key, curve_allow_dir, curve_allow_keys
                 )
-            try:
-                self.sock.bind(endpoint)
-            except zmq.ZMQError as e:
-                if e.errno == zmq.EADDRINUSE:
-                    raise PublisherError(
-                        f"cannot publish on {endpoint}: the address is already in use (is another "
-                        f"clipmg-live running?); stop it or choose another --endpoint"
-                    ) from None
-                raise PublisherError(f"cannot bind {endpoint}: {e.strerror}") from None
+            bind(self.sock, endpoint, PublisherError, "publish", "clipmg-live")
         except BaseException:
             self.close()
             raise
