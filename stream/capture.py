@@ -194,8 +194,10 @@ def capture_main(
     """
     # OpenCV's own warnings ("backend is generally available but can't be used to capture by name"
     # on every failed open) say nothing the status events do not; FFmpeg's errors still show.
-    # Set OPENCV_LOG_LEVEL yourself to see them. Read when cv2 is first imported (by the sources).
-    os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+    # Set OPENCV_LOG_LEVEL yourself to see them (OpenCV reads it when cv2 is imported; this module
+    # imports cv2 at its top, so the level is set through the API instead).
+    if "OPENCV_LOG_LEVEL" not in os.environ:
+        cv2.setLogLevel(2)  # 2: errors only
     rep = _Reporter(status_queue, source_spec)
     stop = _Stop(stop_event)
     restore = _install_signal_handlers(stop)

@@ -39,16 +39,25 @@ def _report(name: str, data: Dict[str, Any]) -> None:
 # ------------------------------------------------------------------------------------ 16 subscribers
 _PUSHER = textwrap.dedent("""
     import json, sys, time
+    import msgspec.structs
+    from clipmg.stream.messages import encode, window_message
     from clipmg.stream.publisher import Link
     link_ep, mode, seconds, rate = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4])
-    pad = "x" * 1500  # about the size of a real window message
+    model = {"preset": "clipmg-vitb32", "backend": "onnxruntime", "precision": "fp32", "checkpoint_sha256": "0" * 64}
+    base = window_message(  # a real window message, as the worker builds it (32 logits: about its real size)
+        stream="cam0", window=0, pose_seqs=list(range(32)), rgb_seqs=list(range(0, 32, 4)),
+        t_wall=[1000.0 + i / 25 for i in range(32)], stride=8, pose_every=1, t_publish=0.0,
+        latency_ms={"pose": 5.0, "encode": 3.0, "head": 2.0, "publish": 0.1, "capture_to_publish": 12.5},
+        computed={"pose_samples": 8, "rgb_encoded": 2}, person=True, person_fraction=1.0,
+        topk=[(3, "fold arm", 0.8), (0, "touch chin", 0.1), (1, "rub eyes", 0.05)], label="fold arm", p=0.8,
+        model=model, skipped=0, logits=[0.123456789 + i for i in range(32)],
+    )
     with Link(link_ep) as link:
         time.sleep(0.5)  # connected
         t0, n = time.monotonic(), 0
         while time.monotonic() - t0 < seconds:
-            payload = json.dumps({"schema": "clipmg.window/1", "stream": "cam0", "window": n, "skipped": 0,
-                                  "t_send": time.time(), "pad": pad}).encode()
-            link.send(b"mg.window.cam0", payload)
+            msg = msgspec.structs.replace(base, window=n, t_publish=time.time())
+            link.send(b"mg.window.cam0", encode(msg))
             n += 1
             if rate > 0:
                 time.sleep(max(0.0, t0 + n / rate - time.monotonic()))
@@ -87,7 +96,7 @@ def _measure(relay: Any, link_ep: str, sub: Subscriber, mode: str, seconds: floa
     time.sleep(1.0)  # let the relay and the subscriber drain
     forwarded = relay.forwarded - f0
     msgs = sub.snapshot()[n0:]
-    lat = np.array([(tr - m["t_send"]) * 1e3 for _, m, tr in msgs if "t_send" in m])
+    lat = np.array([(tr - m["t_publish"]) * 1e3 for _, m, tr in msgs])
     return {
         "pushed": pushed["sent"],
         "link_dropped": pushed["dropped"],
