@@ -499,7 +499,7 @@ def episode_pose(
     elif ep.cls == "move torso":  # the upper body shifts and leans to one side and back
         sway = sway + e * np.array([ep.side * 0.1 * s.torso + osc, 0.03 * s.torso * (1 + ep.jitter[1])])
     j = body.joints(sway, shrug)
-    if ep.talking and ep.cls not in ("bite lip",):
+    if ep.talking and ep.cls != "bite lip":  # biting the lips holds the mouth still
         j["face"] = _talking(s, f, fps, phase)
     head, r, t = j["head"], s.head_r, s.torso
     jx, jy = ep.jitter

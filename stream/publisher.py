@@ -367,7 +367,6 @@ class Relay:
                         self._count(payload)
 
     def _count(self, payload: bytes) -> None:
-
         try:
             msg = decode(payload)
         except MessageError:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from dataclasses import replace
@@ -177,3 +178,22 @@ def test_varied_pixels_say_what_to_install_without_scikit_image(monkeypatch):
         synthetic_pixels.photographs.cache_clear()
     with pytest.raises(ValueError, match="pixels must be one of v1, varied"):
         SynthConfig(pixels="photo")
+
+
+def test_synth_command_writes_varied_pixels(tmp_path):
+    """--pixels varied through clipmg-synth: the video differs from v1's, the keypoints move with the camera."""
+    from clipmg.train.readers import read_openpose_folder
+    from clipmg.train.readers_video import VideoReader
+
+    out = {}
+    for style in ("v1", "varied"):
+        root = tmp_path / style
+        cmd = [sys.executable, "-m", "clipmg.train.synth", str(root), "--videos", "1", "--clips-per-video", "2"]
+        p = subprocess.run(cmd + ["--pixels", style, "--quiet"], capture_output=True, text=True, timeout=300)
+        assert p.returncode == 0, p.stderr
+        assert json.loads((root / "synth.json").read_text())["config"]["pixels"] == style
+        frame = VideoReader(root / "001" / "001.mp4").read([0])[0]
+        out[style] = (frame, read_openpose_folder(root / "001" / "openpose", "001"))
+    (f1, k1), (f2, k2) = out["v1"], out["varied"]
+    assert f1.shape == f2.shape and np.abs(f1.astype(int) - f2.astype(int)).mean() > 10
+    assert k1.shape == k2.shape and not np.allclose(k1[:, 1, :2], k2[:, 1, :2])
