@@ -217,8 +217,8 @@ def argument(f: dataclasses.Field, layered: bool) -> Dict[str, Any]:
         if isinstance(allowed, tuple) and not isinstance(allowed, Range):
             kw["choices"] = allowed
     kw.update(f.metadata["argparse"])
-    if kw.get("action") == "append":  # argparse appends to a copy of a list default, never to a tuple
-        kw["default"] = list(kw["default"])
+    if kw.get("action") == "append" and kw["default"] is not None:  # argparse appends to a copy of a list
+        kw["default"] = list(kw["default"])  # default, never to a tuple (None: nothing given, a list then)
     return {k: v for k, v in kw.items() if v is not None or k == "default"}
 
 

@@ -21,7 +21,7 @@ import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from clipmg.model import settings
 from clipmg.model import synthetic as synth
@@ -73,6 +73,7 @@ PRECISIONS = ("auto", "fp32", "int8")  # --precision; int8 and fp32 apply to exp
 # The argument groups of clipmg-live --help, in order (each flagged field names its group).
 SOURCE, MODEL, DECISIONS, PUBLISHING, RUN = "source", "model and pose", "windows and decisions", "publishing", "run"
 WEB = "web view"
+STREAMS = "many streams"
 WEB_FPS = Range(0.5, 30)  # --web-fps: annotated frames a second sent to browsers, at most
 MIN_TOKEN_CHARS = 16  # --web-token-env / --web-token-file: a shorter token is refused (guessable)
 
@@ -106,8 +107,11 @@ class StreamConfig:
     # --- source (capture) -------------------------------------------------------------------------
     source: str = setting(
         "synthetic",
-        "webcam index, RTSP/HTTP URL, video file, image folder or 'synthetic[:SEED]' (default: %(default)s)",
+        "webcam index, RTSP/HTTP URL, video file, image folder or 'synthetic[:SEED]' (default: synthetic); "
+        "repeat it for several streams, named cam0, cam1, ... (one worker serves them all: docs/streams.md)",
         group=SOURCE,
+        action="append",
+        flag_default=None,
         also=(
             (
                 ("--source-env",),
@@ -232,6 +236,38 @@ class StreamConfig:
         metavar="N",
     )
     demo: bool = False  # True when the engine is the synthetic demo model (said plainly on start)
+
+    # --- many streams (docs/streams.md) -------------------------------------------------------------
+    streams_file: Optional[str] = setting(
+        None,
+        "a TOML file of streams ([[stream]] tables: id, source, pose, pose_every, stride, ...), served by "
+        "one worker; the other flags apply to every stream",
+        group=STREAMS,
+        flag="--streams",
+        metavar="FILE.toml",
+    )
+    batch_budget_ms: float = setting(
+        4.0,
+        "several streams: the longest an engine call waits for other streams' calls to join its batch "
+        "(0: batch only what is already waiting; default: %(default)s)",
+        Range(0, 1000),
+        group=STREAMS,
+        metavar="MS",
+    )
+    max_batch: int = setting(
+        32,
+        "several streams: the most frames or windows in one engine call (default: %(default)s)",
+        Range(1, 1024),
+        group=STREAMS,
+        metavar="N",
+    )
+    pose_pool: Optional[int] = setting(
+        None,
+        "pose estimations running at once, across all streams (default: the CPU cores)",
+        Range(1, 256),
+        group=STREAMS,
+        metavar="N",
+    )
 
     # --- windows and decisions (streaming.md "Frame clock and windows") ----------------------------
     stride: int = setting(
@@ -645,12 +681,25 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def resolve_source(args: argparse.Namespace) -> str:
-    """The source string: ``--source``, or the one kept out of the command line with ``--source-env``
-    or ``--source-file`` (``ps`` shows every local user a process's arguments, not its environment
-    or the files it reads)."""
+def resolve_sources(args: argparse.Namespace) -> List[str]:
+    """The source strings: each ``--source``, or the one kept out of the command line with
+    ``--source-env`` or ``--source-file`` (``ps`` shows every local user a process's arguments, not
+    its environment or the files it reads); ``synthetic`` when none is given."""
     value = secret_from("--source-env", args.source_env, "--source-file", args.source_file, "source")
-    return args.source if value is None else value
+    given = list(args.source or [])
+    if value is not None:
+        if given:
+            raise ConfigError(
+                "give the source once: --source, or --source-env / --source-file (several streams with "
+                "credentials: a --streams file, whose streams may each have source_env or source_file)"
+            )
+        return [value]
+    return given or ["synthetic"]
+
+
+def resolve_source(args: argparse.Namespace) -> str:
+    """The first (or only) source of ``resolve_sources``."""
+    return resolve_sources(args)[0]
 
 
 def config_from_args(args: argparse.Namespace) -> StreamConfig:
@@ -660,6 +709,10 @@ def config_from_args(args: argparse.Namespace) -> StreamConfig:
     duration = args.duration
     if duration is None and demo and args.max_windows is None:
         duration = DEMO_DURATION_S
+    if args.streams and args.source_option:
+        raise ConfigError(
+            "--source-option applies to --source; in a --streams file give each stream its own source_options"
+        )
     source = resolve_source(args)
     width, height = args.max_size
     return StreamConfig(
@@ -724,17 +777,19 @@ def check_source_url(url: str) -> None:
         raise ConfigError(f"--source {shown}: port {port!r} is not a number between 1 and 65535")
 
 
-def check_ring_fits(cfg: StreamConfig) -> None:
-    """Refuse a ring bigger than the free shared memory: tmpfs allocates lazily, so an oversized
-    ring would only fail later, with SIGBUS in the middle of a write."""
+def check_rings_fit(cfgs: Sequence[StreamConfig]) -> None:
+    """Refuse rings (one a stream) bigger than the free shared memory: tmpfs allocates lazily, so an
+    oversized ring would only fail later, with SIGBUS in the middle of a write."""
 
-    need = cfg.ring_slots * (cfg.max_height * cfg.max_width * 3 + 2048)
+    need = sum(c.ring_slots * (c.max_height * c.max_width * 3 + 2048) for c in cfgs)
     try:
         free = shutil.disk_usage("/dev/shm").free
     except OSError:  # no /dev/shm (not Linux): let the operating system decide
         return
     if need > 0.8 * free:
+        c = cfgs[0]
+        many = f"{len(cfgs)} rings of " if len(cfgs) > 1 else ""
         raise ConfigError(
-            f"{cfg.ring_slots} slots of {cfg.max_width}x{cfg.max_height} need {need / 2**20:.0f} MiB but "
+            f"{many}{c.ring_slots} slots of {c.max_width}x{c.max_height} need {need / 2**20:.0f} MiB but "
             f"/dev/shm has {free / 2**20:.0f} MiB free; lower --ring-slots or --max-size"
         )

@@ -23,7 +23,7 @@ import sys
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any, Mapping, Optional, Protocol, Sequence, Union
+from typing import Any, Dict, Mapping, Optional, Protocol, Sequence, Union
 
 from clipmg.model.errors import ClipmgError
 
@@ -302,8 +302,8 @@ class WindowTally:
 class Relay:
     """Binds the public ``Publisher`` and a private PULL endpoint; forwards in a thread.
 
-    ``link_endpoint`` is what workers connect their ``Link`` to. Counters: ``forwarded``, and
-    ``tally`` (a ``WindowTally`` of the window messages forwarded).
+    ``link_endpoint`` is what workers connect their ``Link`` to. Counters: ``forwarded``, and a
+    ``WindowTally`` of the window messages forwarded for each stream (``tally_of(stream)``).
     """
 
     def __init__(
@@ -323,7 +323,8 @@ class Relay:
         self.pull = None
         self.pub: Optional[Publisher] = None
         self.forwarded = 0
-        self.tally = WindowTally()
+        self.tallies: Dict[str, WindowTally] = {}
+        self._tally_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
         try:
@@ -372,7 +373,15 @@ class Relay:
         except MessageError:
             return  # not a message this version understands: forwarded, not counted
         if isinstance(msg, WindowMessage):
-            self.tally.update(msg.window, msg.skipped)
+            self.tally_of(msg.stream).update(msg.window, msg.skipped)
+
+    def tally_of(self, stream: str) -> WindowTally:
+        """The window messages forwarded for ``stream`` (an empty tally before its first)."""
+        with self._tally_lock:
+            t = self.tallies.get(stream)
+            if t is None:
+                t = self.tallies[stream] = WindowTally()
+            return t
 
     @property
     def dropped(self) -> int:

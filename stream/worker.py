@@ -1,7 +1,9 @@
 """The worker process: newest frames -> pose -> cached frame encodings -> window head -> ZeroMQ.
 
-``worker_main`` is a process entry point (Pupil-launchable style). It attaches to the frame ring
-the supervisor created, loads the engine and the pose backend, and then loops:
+``worker_main`` is a process entry point (Pupil-launchable style). It loads the engine once and
+serves one stream or many (``StreamJob``: a stream's settings and the frame ring the supervisor
+created for it). Each stream has a ``StreamRunner``: its pose backends, ring, sender and ``Worker``,
+whose loop runs in a thread of its own:
 
 1. ``k_now``: the newest pose sample whose frame is in the ring (``ring.latest_seq() // Δp``);
 2. if a window has closed (``Schedule.plan``), it runs the newest closed one, skipping (and
@@ -11,13 +13,19 @@ the supervisor created, loads the engine and the pose backend, and then loops:
    the upcoming window, so that a closing window needs only its last samples and the head.
 
 Pose runs in its own thread (``PoseAhead``, on by default): it estimates the samples of the upcoming
-window in order as their frames arrive, while the main thread runs the frame encoder and the head.
-Pose backends and engines spend their time in native code that releases the GIL, so on two cores the
-two halves overlap instead of taking turns (docs/benchmarks.md measures both).
+window in order as their frames arrive, while the stream's thread runs the frame encoder and the
+head. Pose backends and engines spend their time in native code that releases the GIL, so on two
+cores the two halves overlap instead of taking turns (docs/benchmarks.md measures both). With
+several streams, their engine calls go through one ``EngineBatcher`` (``batcher.py``: calls of
+streams that are due together become one batched call) and their pose estimations share a pool of
+``--pose-pool`` slots (``PoseSlots``); a stream that fails is reopened alone, with back-off, while
+the others go on (docs/streams.md). The process's main thread watches the streams, shows the
+display and reports their counters.
 
 Each window is published as ``mg.window.<stream>``; debounced gesture starts/ends as
 ``mg.event.<stream>``. Lifecycle and counters go to the supervisor through ``status_queue`` as
-dicts ``{"event": "worker_state" | "worker_stats" | "worker_done", ...}``.
+dicts ``{"event": "worker_state" | "worker_stats" | "stream_state" | "stream_done" | "worker_done",
+...}``; a stream's events carry its id (``"stream"``).
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ import threading
 import time
 import traceback
 from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Deque, Dict, List, Optional, Protocol, Sequence, Tuple, Union
 
@@ -46,6 +55,8 @@ from clipmg.model.errors import ClipmgError
 from clipmg.model.layouts import extract_layout
 from clipmg.model.logs import WORKER_STYLE, setup_logging
 
+from .backoff import Backoff
+from .batcher import EngineBatcher
 from .config import StreamConfig
 from .display import Annotator, Overlay, rate
 from .events import Debouncer, GestureEvent
@@ -84,14 +95,14 @@ class Flag(Protocol):
 class _Report:
     """Non-blocking status events to the supervisor (dropped if the queue is full or gone)."""
 
-    def __init__(self, status_queue: Optional[StatusQueue]) -> None:
-        self.queue = status_queue
+    def __init__(self, status_queue: Optional[StatusQueue], **tags: Any) -> None:
+        self.queue, self.tags = status_queue, tags  # tags: e.g. stream=<id> on every event of one stream
 
     def __call__(self, event: str, **fields: Any) -> None:
         if self.queue is None:
             return
         try:
-            self.queue.put_nowait({"event": event, "pid": os.getpid(), "t_wall": time.time(), **fields})
+            self.queue.put_nowait({"event": event, "pid": os.getpid(), "t_wall": time.time(), **self.tags, **fields})
         except Exception:  # noqa: BLE001 - a full or closed queue must not stop the worker
             pass
 
@@ -169,7 +180,6 @@ class Worker:
         self._window_times: Deque[float] = deque(maxlen=16)
         self.last: Dict[str, Any] = {}
         self._overlay = Overlay(banner="synthetic demo model" if cfg.demo else "")
-        self._stats_t = time.monotonic()
         self._lock = threading.Lock()  # the counters the pose thread updates
         self._wanted = -1  # the window start last passed to the pose thread
         self._annot_lock = threading.Lock()  # pose threads hand annotated frames over in sample order
@@ -541,43 +551,282 @@ class Worker:
             "annotation_dropped": int(self.annotator.dropped) if self.annotator is not None else 0,
         }
 
-    def maybe_report(self, every_s: float) -> None:
-        now = time.monotonic()
-        if now - self._stats_t >= every_s:
-            self._stats_t = now
-            self.report("worker_stats", **self.stats())
-
     def done(self) -> bool:
         return self.max_windows is not None and self.windows >= self.max_windows
 
 
+# ---------------------------------------------------------------------------------- the streams of one worker
+@dataclass(frozen=True)
+class StreamJob:
+    """One stream a worker process serves: its settings and its frame ring (what the supervisor hands
+    over; it pickles across ``spawn``). ``from_oldest``: a file played from its start begins at the
+    oldest frame in the ring (a live source at the newest); ``source_ended``: set by the supervisor
+    when the file has ended; ``max_windows``: this stream stops after publishing that many."""
+
+    cfg: StreamConfig
+    ring_name: str
+    from_oldest: bool = False
+    source_ended: Optional[Flag] = None
+    max_windows: Optional[int] = None
+
+
+class PoseSlots:
+    """The pose pool of a worker: at most ``size`` pose estimations run at once, whichever streams they
+    serve (each stream keeps pose backends of its own: a tracking backend such as MediaPipe carries
+    one video's state from frame to frame, and a replay backend reads one stream's file)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._sem = threading.BoundedSemaphore(size)
+        self._lock = threading.Lock()
+        self.running = self.peak = 0  # estimations running now, and the most ever at once
+
+    def wrap(self, backend: PoseBackend) -> "PooledPose":
+        return PooledPose(backend, self)
+
+    def __enter__(self) -> None:
+        self._sem.acquire()
+        with self._lock:
+            self.running += 1
+            self.peak = max(self.peak, self.running)
+
+    def __exit__(self, *exc: object) -> None:
+        with self._lock:
+            self.running -= 1
+        self._sem.release()
+
+
+class PooledPose:
+    """A stream's pose backend, run in one of the pool's slots."""
+
+    def __init__(self, backend: PoseBackend, slots: PoseSlots) -> None:
+        self.backend, self.slots = backend, slots
+        self.name = backend.name
+
+    def __call__(self, frame: Frame) -> PoseResult:
+        with self.slots:
+            return self.backend(frame)
+
+    def close(self) -> None:
+        self.backend.close()
+
+
+def pose_pool_size(cfg: StreamConfig) -> int:
+    """``--pose-pool``, or the CPU cores (at least the pose threads one stream asks for)."""
+    return cfg.pose_pool or max(os.cpu_count() or 2, cfg.pose_workers if cfg.pose_thread else 1)
+
+
+class StreamRunner:
+    """One stream inside the worker process: its pose backends, ring, sender, annotator and ``Worker``,
+    its windows run in a thread of its own. A stream that fails (its pose backend raises, its frames
+    cannot be read) is reopened with back-off, fresh, on the same ring, while the other streams go on;
+    after ``max_restarts`` it is given up (``stream_state`` ``failed``)."""
+
+    def __init__(
+        self,
+        job: StreamJob,
+        engine: Callable[[], Engine],
+        slots: PoseSlots,
+        status_queue: Optional[StatusQueue],
+        link_endpoint: Optional[str],
+        frames_endpoint: Optional[str],
+        single: bool,
+    ) -> None:
+        self.job, self.cfg, self._engine, self.slots = job, job.cfg, engine, slots
+        self.link_endpoint, self.frames_endpoint, self.single = link_endpoint, frames_endpoint, single
+        self.report = _Report(status_queue, stream=job.cfg.stream_id)
+        c = job.cfg
+        self.backoff = Backoff(c.restart_backoff_s, max(c.restart_backoff_s, c.restart_backoff_max_s))
+        self.worker: Optional[Worker] = None
+        self.annot: Optional[Annotator] = None
+        self.thread: Optional[threading.Thread] = None
+        self.stop_flag = threading.Event()
+        self.reason = ""  # why the stream's loop ended: done, source ended, display closed, stopped
+        self.error = ""  # why it failed (one line), when it did
+        self.finished = False  # for good: ended, gave up, or stopped
+        self.restarts = 0
+        self.restart_at: Optional[float] = None
+        self.windows_before = 0  # windows published by the earlier runs of this stream
+        self._stack: Optional[contextlib.ExitStack] = None
+        self._close_lock = threading.Lock()
+        self._client: Any = None
+        self._started_at = 0.0
+
+    # ------------------------------------------------------------------ pieces
+    def open(self, from_oldest: bool) -> None:
+        """Create the stream's pose backends, attach its ring, connect its sender, build its ``Worker``;
+        ``FatalWorkerError`` (one sentence) for what no restart can mend."""
+        cfg, job = self.cfg, self.job
+        stack = contextlib.ExitStack()
+        try:
+            poses: List[PoseBackend] = []
+            try:
+                for _ in range(cfg.pose_workers if cfg.pose_thread else 1):  # one backend a pose thread
+                    backend = create_pose_backend(cfg.pose_backend, **dict(cfg.pose_options))
+                    stack.callback(backend.close)  # what each backend's __exit__ does; the protocol promises close()
+                    poses.append(self.slots.wrap(backend))
+            except PoseBackendError as e:
+                raise FatalWorkerError(self._named(str(e))) from None
+            try:
+                ring = stack.enter_context(FrameRing.attach(job.ring_name))
+            except (FileNotFoundError, ValueError) as e:
+                raise FatalWorkerError(self._named(f"cannot attach frame ring {job.ring_name!r}: {e}")) from None
+            try:
+                sender: Sender = (
+                    Link(self.link_endpoint)
+                    if self.link_endpoint
+                    else Publisher(
+                        cfg.endpoint,
+                        sndhwm=cfg.sndhwm,
+                        allow_remote=cfg.allow_remote,
+                        curve_secret_key=cfg.curve_secret_key,
+                        curve_allow_dir=cfg.curve_allow_dir,
+                    )
+                )
+            except PublisherError as e:
+                raise FatalWorkerError(str(e)) from None
+            stack.enter_context(sender)  # type: ignore[arg-type]
+            sink = FrameSink(self.frames_endpoint, cfg.stream_id, cfg.web_fps) if self.frames_endpoint else None
+            if cfg.record or cfg.display or sink:
+                self.annot = Annotator(cfg.record, cfg.display, title=f"clipmg {cfg.stream_id}", sink=sink)
+            self._client = self._engine()
+            remaining = None if job.max_windows is None else max(1, job.max_windows - self.windows_before)
+            self.worker = Worker(
+                cfg, self._client, poses, ring, sender, self.report, self.annot, remaining, from_oldest=from_oldest
+            )
+        except BaseException:
+            self._stack = stack
+            self.close()
+            raise
+        self._stack = stack
+
+    def _named(self, message: str) -> str:
+        return message if self.single else f"stream {self.cfg.stream_id}: {message}"
+
+    def close(self) -> None:
+        """Stop the pose threads, then close the annotator, the backends, the ring and the sender (once)."""
+        with self._close_lock:
+            w, annot, stack, client = self.worker, self.annot, self._stack, self._client
+            self.worker = self.annot = self._stack = self._client = None
+        try:
+            if w is not None:
+                w.close()  # the pose threads stop before the pose backends close
+        finally:
+            if annot is not None:
+                annot.close()
+            if stack is not None:
+                stack.close()
+            if client is not None and hasattr(client, "release"):
+                client.release()  # the batcher waits for this stream no more
+
+    # ------------------------------------------------------------------ running
+    def start(self) -> None:
+        self.stop_flag = threading.Event()
+        self.reason = self.error = ""
+        self._started_at = time.monotonic()
+        self.thread = threading.Thread(target=self._serve, name=f"clipmg-stream-{self.cfg.stream_id}", daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        w = self.worker
+        assert w is not None
+        try:
+            why = _loop(w, self.stop_flag, self.job.source_ended)
+            self.reason = self.reason or why  # stop("display closed") said why before the loop saw the flag
+            w.finish()
+            self.report("worker_stats", **w.stats())
+        except Exception as e:  # noqa: BLE001 - this stream fails alone; the main thread decides what next
+            self.error = _scrub(f"{type(e).__name__}: {e}", self.cfg.source)
+            log.error("stream %s failed:\n%s", self.cfg.stream_id, _scrub(traceback.format_exc(), self.cfg.source))
+        finally:
+            self.windows_before += w.windows
+            self.close()
+
+    def alive(self) -> bool:
+        return self.thread is not None and self.thread.is_alive()
+
+    def stop(self, reason: str = "stopped") -> None:
+        if not self.reason:
+            self.reason = reason
+        self.stop_flag.set()
+
+    def join(self, timeout: float = 10.0) -> None:
+        if self.thread is not None:
+            self.thread.join(timeout)
+
+    def tick(self, now: float, restart: bool = True) -> None:
+        """Called by the main thread: notice a stream that ended or failed; restart a failed one (plan
+        it with ``restart``; the worker is stopping without)."""
+        if self.finished:
+            return
+        if self.restart_at is not None:
+            if now >= self.restart_at:
+                self.restart_at = None
+                try:
+                    self.open(from_oldest=False)
+                except FatalWorkerError as e:
+                    self._give_up(str(e))
+                    return
+                self.start()
+            return
+        if self.alive() or self.thread is None:
+            if self.alive() and now - self._started_at > 30.0:  # it ran fine for a while: back-off starts over
+                self.backoff.reset()
+            return
+        if not self.error:  # its loop ended: max windows, the end of the file, the display closed
+            self.finished = True
+            if self.reason != "stopped":
+                self.report("stream_done", windows=self.windows_before, reason=self.reason)
+            return
+        if not restart:
+            return
+        if self.restarts >= self.cfg.max_restarts:
+            self._give_up(f"failed {self.restarts + 1} times; the last time: {self.error}")
+            return
+        self.restarts += 1
+        delay = self.backoff.take()
+        message = f"stream {self.cfg.stream_id} failed ({self.error}); restarting it in {delay:.1f} s"
+        log.warning("%s", message)
+        self.report("stream_state", state="restarting", message=message, restarts=self.restarts)
+        self.restart_at = now + delay
+
+    def _give_up(self, why: str) -> None:
+        self.finished, self.reason = True, "failed"
+        self.report("stream_state", state="failed", message=why, restarts=self.restarts)
+
+    def stats(self) -> Optional[Dict[str, Any]]:
+        w = self.worker
+        return None if w is None else w.stats()
+
+
 # ---------------------------------------------------------------------------------- entry point
 def worker_main(
-    cfg: StreamConfig,
-    ring_name: str,
+    jobs: Union[StreamJob, Sequence[StreamJob]],
     status_queue: Optional[StatusQueue],
     stop_event: Optional[Flag],
     *,
     link_endpoint: Optional[str] = None,
-    max_windows: Optional[int] = None,
     engine_factory: Optional[Callable[[StreamConfig], Engine]] = None,
-    from_oldest: bool = False,
-    source_ended: Optional[Flag] = None,
     frames_endpoint: Optional[str] = None,
 ) -> None:
-    """Run the worker until ``stop_event`` is set, SIGTERM, the parent dies or ``max_windows`` are published.
+    """Serve ``jobs`` (one stream or many) until ``stop_event`` is set, SIGTERM, the parent dies or
+    every stream has finished (its ``max_windows`` published, its file ended).
 
-    ``link_endpoint``: the supervisor's relay (``Relay.link_endpoint``); ``None`` binds a PUB socket at
-    ``cfg.endpoint`` itself (standalone use). ``engine_factory(cfg)``: build the engine another way
-    (e.g. a wrapper); default ``load_engine(cfg.engine)``. Exits with status ``EXIT_FATAL`` (3) on a
-    configuration error, after reporting it: restarting would not help.
-    ``from_oldest``: start at the oldest frame in the ring (a file played from its start) instead of
-    the newest. ``source_ended`` (an Event): set by the supervisor when a file has ended; the worker
-    then runs every window that can still close (and, for a file too short for one window, one
-    whole-clip window), reports ``worker_done`` with reason ``"source ended"`` and exits.
+    One engine serves every stream: with several, their frame-encoder calls and window heads are
+    gathered into batches (``batcher.py``, at most ``--batch-budget-ms`` of waiting); each stream's
+    windows run in a thread of their own, with pose backends of their own whose work shares a pool of
+    ``--pose-pool`` slots. ``link_endpoint``: the supervisor's relay (``Relay.link_endpoint``); ``None``
+    binds a PUB socket at the stream's endpoint itself (standalone use, one stream).
+    ``engine_factory(cfg)``: build the engine another way (e.g. a wrapper); default
+    ``load_engine(cfg.engine)``. Exits with status ``EXIT_FATAL`` (3) on a configuration error, after
+    reporting it: restarting would not help. A stream whose file ended reports ``stream_done`` with
+    reason ``"source ended"`` once its last windows (for a file too short for one window, one
+    whole-clip window) are out; when every stream is done the worker reports ``worker_done``.
     ``frames_endpoint``: the web view's frame channel (``web.py``); annotated JPEGs go there, at most
-    ``cfg.web_fps`` a second, never blocking.
+    ``cfg.web_fps`` a second per stream, never blocking.
     """
+    jobs = [jobs] if isinstance(jobs, StreamJob) else list(jobs)
+    cfg = jobs[0].cfg
     if not cfg.verbose:  # the pose library's native start-up messages; clipmg's own lines still show
         native_stderr_off()
     setup_logging("clipmg-live", style=WORKER_STYLE)  # its own process: warnings and errors, time-stamped
@@ -587,119 +836,128 @@ def worker_main(
     signal.signal(signal.SIGTERM, lambda *_: stop.update(flag=True))
     parent = os.getppid()
     report("worker_state", state="loading")
+    sources = [j.cfg.source for j in jobs]  # what an error message must not quote
     try:
-        _run(
-            cfg,
-            ring_name,
-            report,
-            stop_event,
-            stop,
-            parent,
-            link_endpoint,
-            max_windows,
-            engine_factory,
-            from_oldest,
-            source_ended,
-            frames_endpoint,
-        )
+        _run(jobs, report, status_queue, stop_event, stop, parent, link_endpoint, engine_factory, frames_endpoint)
     except FatalWorkerError as e:
-        message = _scrub(str(e), cfg.source)
+        message = _scrub(str(e), *sources)
         report("worker_state", state="failed", fatal=True, message=message)
         if status_queue is None:  # standalone; under a supervisor it prints this line itself, once
             log.error("%s", message)
         sys.exit(EXIT_FATAL)
     except Exception as e:
-        report("worker_state", state="failed", fatal=False, message=_scrub(f"{type(e).__name__}: {e}", cfg.source))
-        log.error("worker crashed:\n%s", _scrub(traceback.format_exc(), cfg.source))
+        report("worker_state", state="failed", fatal=False, message=_scrub(f"{type(e).__name__}: {e}", *sources))
+        log.error("worker crashed:\n%s", _scrub(traceback.format_exc(), *sources))
         sys.exit(1)  # not re-raised: multiprocessing would print the traceback again, unscrubbed
 
 
-def _scrub(text: str, source: str) -> str:
-    """``text`` with the source's credentials masked (an error message may quote the URL)."""
-    return redact_text(text, url_secrets(source))
+def _scrub(text: str, *sources: str) -> str:
+    """``text`` with the sources' credentials masked (an error message may quote a URL)."""
+    return redact_text(text, [secret for source in sources for secret in url_secrets(source)])
 
 
 def _run(
-    cfg: StreamConfig,
-    ring_name: str,
+    jobs: List[StreamJob],
     report: _Report,
+    status_queue: Optional[StatusQueue],
     stop_event: Optional[Flag],
     stop: Dict[str, bool],
     parent: int,
     link_endpoint: Optional[str],
-    max_windows: Optional[int],
     engine_factory: Optional[Callable[[StreamConfig], Engine]],
-    from_oldest: bool = False,
-    source_ended: Optional[Flag] = None,
     frames_endpoint: Optional[str] = None,
 ) -> None:
+    cfg = jobs[0].cfg  # the engine's settings are the same for every stream (stream/streams.py)
+    single = len(jobs) == 1
+    if not single and not link_endpoint:
+        raise FatalWorkerError("a worker without the supervisor's relay serves one stream")
     _limit_threads(cfg.engine_threads)
     engine = (engine_factory or load_worker_engine)(cfg)
     _limit_threads(cfg.engine_threads)  # again: a PyTorch engine has imported torch only now
     group = engine.config.clip.group
-    if cfg.stride % group or cfg.stride < group:
-        raise FatalWorkerError(f"--stride {cfg.stride} must be a multiple of {group} for this model")
-    poses: List[PoseBackend] = []
-    try:
-        for _ in range(cfg.pose_workers if cfg.pose_thread else 1):  # one backend a pose thread
-            poses.append(create_pose_backend(cfg.pose_backend, **dict(cfg.pose_options)))
-    except PoseBackendError as e:
-        for p in poses:
-            p.close()
-        raise FatalWorkerError(str(e)) from None
-    try:
-        ring = FrameRing.attach(ring_name)
-    except (FileNotFoundError, ValueError) as e:
-        for p in poses:
-            p.close()
-        raise FatalWorkerError(f"cannot attach frame ring {ring_name!r}: {e}") from None
-    try:
-        sender = (
-            Link(link_endpoint)
-            if link_endpoint
-            else Publisher(
-                cfg.endpoint,
-                sndhwm=cfg.sndhwm,
-                allow_remote=cfg.allow_remote,
-                curve_secret_key=cfg.curve_secret_key,
-                curve_allow_dir=cfg.curve_allow_dir,
-            )
+    for job in jobs:
+        if job.cfg.stride % group or job.cfg.stride < group:
+            name = "" if single else f"stream {job.cfg.stream_id}: "
+            raise FatalWorkerError(f"{name}--stride {job.cfg.stride} must be a multiple of {group} for this model")
+    batcher = None if single else EngineBatcher(engine, cfg.batch_budget_ms / 1e3, cfg.max_batch)
+    slots = PoseSlots(pose_pool_size(cfg))
+    runners = [
+        StreamRunner(
+            job,
+            (lambda: engine) if batcher is None else batcher.client,
+            slots,
+            status_queue,
+            link_endpoint,
+            frames_endpoint,
+            single,
         )
-    except PublisherError as e:
-        ring.close()
-        for p in poses:
-            p.close()
-        raise FatalWorkerError(str(e)) from None
-    sink = FrameSink(frames_endpoint, cfg.stream_id, cfg.web_fps) if frames_endpoint else None
-    annot = (
-        Annotator(cfg.record, cfg.display, title=f"clipmg {cfg.stream_id}", sink=sink)
-        if (cfg.record or cfg.display or sink)
-        else None
-    )
-    with contextlib.ExitStack() as backends, ring, sender:
-        for p in poses:
-            backends.callback(p.close)  # what each backend's __exit__ does; the protocol promises close()
-        w: Optional[Worker] = None
-        try:
-            w = Worker(cfg, engine, poses, ring, sender, report, annot, max_windows, from_oldest=from_oldest)
-            report(
-                "worker_state",
-                state="ready",
-                model=w.identity,
-                classes=len(w.names),
-                pose_cache=w.sw.pose_cache is not None,
-            )
-            why = _loop(w, stop_event, stop, parent, annot, source_ended)
-            w.finish()
-            report("worker_stats", **w.stats())
-            if why != "stopped":  # max_windows reached or the display window closed: the run is over
-                report("worker_done", windows=w.windows, reason=why)
-        finally:
-            if w is not None:
-                w.close()  # the pose thread stops before the pose backend closes
-            if annot is not None:
-                annot.close()
+        for job in jobs
+    ]
+    try:
+        for r in runners:
+            r.open(r.job.from_oldest)
+        first = runners[0].worker
+        assert first is not None
+        report(
+            "worker_state",
+            state="ready",
+            model=first.identity,
+            classes=len(first.names),
+            pose_cache=first.sw.pose_cache is not None,
+            streams=[r.cfg.stream_id for r in runners],
+            pose_pool=slots.size,
+        )
+        for r in runners:
+            r.start()
+        why = _supervise(runners, stop_event, stop, parent, report, batcher)
+        for r in runners:
+            r.stop()
+        for r in runners:
+            r.join()
+            r.tick(time.monotonic(), restart=False)  # a stream that ended just now reports it
+        if why != "stopped":  # every stream finished (max windows, files ended, the display closed)
+            report("worker_done", windows=sum(r.windows_before for r in runners), reason=why)
+    finally:
+        for r in runners:
+            r.stop()
+        for r in runners:
+            r.join()
+            r.close()
+        if batcher is not None:
+            batcher.close()
     report("worker_state", state="stopped")
+
+
+def _supervise(
+    runners: List[StreamRunner],
+    stop_event: Optional[Flag],
+    stop: Dict[str, bool],
+    parent: int,
+    report: _Report,
+    batcher: Optional[EngineBatcher],
+) -> str:
+    """The worker's main thread: watch the streams (restart a failed one, notice one that ended), show
+    the display, report each stream's counters once a second. Returns 'stopped' when asked to stop,
+    else why the streams finished ('done': ``max_windows`` reached, 'source ended', 'display closed')."""
+    last_stats = time.monotonic()
+    while True:
+        if stop["flag"] or (stop_event is not None and stop_event.is_set()) or os.getppid() != parent:
+            return "stopped"
+        now = time.monotonic()
+        for r in runners:
+            r.tick(now)
+            if r.annot is not None and not r.finished and not r.annot.show():  # OpenCV windows: main thread
+                r.stop("display closed")
+        if all(r.finished for r in runners):
+            reasons = {r.reason for r in runners}
+            return reasons.pop() if len(reasons) == 1 else "every stream finished"
+        if now - last_stats >= 1.0:
+            last_stats = now
+            for r in runners:
+                s = r.stats()
+                if s is not None:
+                    r.report("worker_stats", **s, **({"batcher": batcher.stats()} if batcher is not None else {}))
+        time.sleep(0.02)
 
 
 def _limit_threads(n: int) -> None:
@@ -711,33 +969,16 @@ def _limit_threads(n: int) -> None:
         torch.set_num_threads(n)
 
 
-def _loop(
-    w: Worker,
-    stop_event: Optional[Flag],
-    stop: Dict[str, bool],
-    parent: int,
-    annot: Optional[Annotator],
-    source_ended: Optional[Flag] = None,
-) -> str:
-    """Run until asked to stop ('stopped'), ``max_windows`` are published ('done'), the user
-    closes the display window ('display closed') or the file has ended and its last window ran
-    ('source ended')."""
-    last_check = 0.0
-    while not stop["flag"]:
+def _loop(w: Worker, stop: threading.Event, source_ended: Optional[Flag] = None) -> str:
+    """One stream's windows, until asked to stop ('stopped'), ``max_windows`` are published ('done')
+    or the file has ended and its last window ran ('source ended')."""
+    while not stop.is_set():
         if w.done():
             return "done"
         busy = w.step()
-        if not busy and source_ended is not None and source_ended.is_set() and w.drained():
-            w.end_of_source()
-            return "source ended"
-        now = time.monotonic()
-        if now - last_check > 0.05:  # cheap checks, at most 20 times a second
-            last_check = now
-            if (stop_event is not None and stop_event.is_set()) or os.getppid() != parent:
-                break
-            w.maybe_report(1.0)
-            if annot is not None and not annot.show():
-                return "display closed"
         if not busy:
+            if source_ended is not None and source_ended.is_set() and w.drained():
+                w.end_of_source()
+                return "source ended"
             time.sleep(0.002)
     return "stopped"

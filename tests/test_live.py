@@ -121,13 +121,13 @@ def run_worker(
 ) -> None:
     """Start ``worker_main`` in a spawned process on a ring this test writes ``frames`` frames into."""
     from clipmg.stream.ringbuffer import FrameRing
-    from clipmg.stream.worker import worker_main
+    from clipmg.stream.worker import StreamJob, worker_main
 
     ctx = mp.get_context("spawn")
     q, stop = ctx.Queue(), ctx.Event()
     with FrameRing.create(64, H, W) as ring:
         proc = ctx.Process(
-            target=worker_main, args=(cfg, ring.name, q, stop), kwargs=dict(engine_factory=engine_factory)
+            target=worker_main, args=(StreamJob(cfg, ring.name), q, stop), kwargs=dict(engine_factory=engine_factory)
         )
         proc.start()
         try:

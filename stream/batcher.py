@@ -1,0 +1,217 @@
+"""One engine, many streams: the live worker's engine calls gathered into batches (``EngineBatcher``).
+
+A worker serving several streams runs each stream's windows in a thread of its own (``worker.py``);
+every engine call of those threads goes through a ``BatchedEngine`` (the ``Engine`` methods the
+windows use: ``encode_frames``, ``head``, ``head_cached``, ``pose_partials``). The batcher's thread
+takes the oldest waiting call and the waiting calls of the same kind (the same method, and for
+``pose_partials`` the same stage), stacks their inputs along the batch axis, runs the engine once and
+hands each caller its rows. It waits for more callers only while some stream that could still call
+is not waiting yet, and never longer than the latency budget after the oldest call arrived: a lone
+stream's call runs at once when every other stream is busy elsewhere (posing, publishing) past the
+budget, and streams that close windows together share one call (NVIDIA Triton's dynamic batcher,
+``max_queue_delay_microseconds``, works the same way). Each caller has at most one call in flight
+(its thread waits for the answer), so "every stream is waiting" is exact, not a guess.
+
+Pure threading and NumPy: no PyTorch, no process, no socket.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+# the engine methods a stream's windows call, and whether their result is one array or a tuple of them
+BATCHED_METHODS = ("encode_frames", "head", "head_cached", "pose_partials")
+
+
+@dataclass
+class _Call:
+    """One stream's engine call, waiting for its batch."""
+
+    key: Tuple[Any, ...]  # (method,) or ("pose_partials", stage): calls with the same key share a batch
+    arrays: Tuple[np.ndarray, ...]  # inputs, each with the batch on axis 0
+    t_arrival: float
+    done: threading.Event = field(default_factory=threading.Event)
+    result: Any = None
+    error: Optional[BaseException] = None
+
+    @property
+    def rows(self) -> int:
+        return int(self.arrays[0].shape[0])
+
+
+class BatcherClosed(RuntimeError):
+    """The batcher was closed while a call waited (the worker is stopping)."""
+
+
+class EngineBatcher:
+    """Runs ``engine`` for many streams, one batched call at a time, in a thread of its own.
+
+    ``budget_s``: the longest a call waits for other streams' calls to join it. ``max_rows``: the most
+    rows (frames, windows or pose groups) one engine call takes; a call bigger than that runs alone.
+    ``clients()`` gives each stream its ``BatchedEngine``; a client that stops calling (its stream
+    ended or is restarting) is ``release``d so that nobody waits for it.
+    """
+
+    def __init__(self, engine: Any, budget_s: float = 0.004, max_rows: int = 32) -> None:
+        if budget_s < 0 or max_rows < 1:
+            raise ValueError(f"budget_s must be >= 0 and max_rows >= 1, got {budget_s}, {max_rows}")
+        self.engine, self.budget_s, self.max_rows = engine, budget_s, max_rows
+        self._cv = threading.Condition()
+        self._queue: List[_Call] = []
+        self._active = 0  # clients that may still call
+        self._closed = False
+        self.engine_calls: Counter = Counter()  # method -> engine calls run
+        self.requests: Counter = Counter()  # method -> stream calls served
+        self.batch_rows: Counter = Counter()  # rows in one engine call -> how many such calls
+        self._thread = threading.Thread(target=self._run, name="clipmg-batcher", daemon=True)
+        self._thread.start()
+
+    # ---------------------------------------------------------------- clients
+    def client(self) -> "BatchedEngine":
+        """A stream's view of the engine (counted as a possible caller until ``release``d)."""
+        with self._cv:
+            self._active += 1
+            self._cv.notify_all()
+        return BatchedEngine(self)
+
+    def release(self, client: "BatchedEngine") -> None:
+        with self._cv:
+            if not client.released:
+                client.released = True
+                self._active -= 1
+                self._cv.notify_all()
+
+    def call(self, key: Tuple[Any, ...], *arrays: np.ndarray) -> Any:
+        """Queue one call and wait for its rows of the batched result."""
+        c = _Call(key, tuple(np.ascontiguousarray(a, np.float32) for a in arrays), time.monotonic())
+        with self._cv:
+            if self._closed:
+                raise BatcherClosed("the engine batcher is closed")
+            self._queue.append(c)
+            self._cv.notify_all()
+        while not c.done.wait(0.5):
+            if self._closed:
+                raise BatcherClosed("the engine batcher is closed")
+        if c.error is not None:
+            raise c.error
+        return c.result
+
+    def close(self) -> None:
+        with self._cv:
+            self._closed = True
+            waiting, self._queue = self._queue, []
+            self._cv.notify_all()
+        for c in waiting:
+            c.error = BatcherClosed("the engine batcher is closed")
+            c.done.set()
+        self._thread.join(timeout=10)
+
+    def stats(self) -> Dict[str, Any]:
+        """Engine calls and stream calls by method, and how many rows the engine calls had."""
+        with self._cv:
+            return {
+                "engine_calls": dict(self.engine_calls),
+                "requests": dict(self.requests),
+                "batch_rows": {str(k): v for k, v in sorted(self.batch_rows.items())},
+            }
+
+    # ---------------------------------------------------------------- the batcher's thread
+    def _take(self) -> Optional[List[_Call]]:
+        """The next batch (waiting as the budget allows), or None once closed."""
+        with self._cv:
+            while not self._queue:
+                if self._closed:
+                    return None
+                self._cv.wait(0.1)
+            deadline = self._queue[0].t_arrival + self.budget_s
+            while not self._closed and len(self._queue) < self._active:
+                left = deadline - time.monotonic()
+                if left <= 0 or self._rows_of(self._queue[0].key) >= self.max_rows:
+                    break
+                self._cv.wait(left)
+            if self._closed:
+                return None
+            key = self._queue[0].key
+            batch: List[_Call] = []
+            rows = 0
+            for c in list(self._queue):
+                if c.key != key:
+                    continue
+                if batch and rows + c.rows > self.max_rows:
+                    break
+                batch.append(c)
+                rows += c.rows
+                self._queue.remove(c)
+            return batch
+
+    def _rows_of(self, key: Tuple[Any, ...]) -> int:
+        return sum(c.rows for c in self._queue if c.key == key)
+
+    def _run(self) -> None:
+        while True:
+            batch = self._take()
+            if batch is None:
+                return
+            try:
+                results = self._compute(batch)
+                for c, r in zip(batch, results):
+                    c.result = r
+            except BaseException as e:  # noqa: BLE001 - every caller of the batch gets the engine's error
+                for c in batch:
+                    c.error = e
+            for c in batch:
+                c.done.set()
+
+    def _compute(self, batch: Sequence[_Call]) -> List[Any]:
+        key = batch[0].key
+        method = key[0]
+        stacked = [np.concatenate(parts) if len(batch) > 1 else parts[0] for parts in zip(*(c.arrays for c in batch))]
+        fn = getattr(self.engine, method)
+        out = fn(key[1], *stacked) if method == "pose_partials" else fn(*stacked)
+        with self._cv:
+            self.engine_calls[method] += 1
+            self.requests[method] += len(batch)
+            self.batch_rows[sum(c.rows for c in batch)] += 1
+        bounds = np.cumsum([c.rows for c in batch])[:-1]
+        if isinstance(out, tuple):  # encode_frames: (tokens, embeddings)
+            return list(zip(*(np.split(o, bounds) for o in out)))
+        return list(np.split(out, bounds))
+
+
+class BatchedEngine:
+    """What one stream's windows see of the shared engine: the same attributes, every call batched."""
+
+    def __init__(self, batcher: EngineBatcher) -> None:
+        self.batcher = batcher
+        engine = batcher.engine
+        self.inner = engine
+        self.config, self.class_names = engine.config, engine.class_names
+        self.released = False
+
+    def __getattr__(self, name: str) -> Any:  # identity, metadata, backend, precision, pose_cache, ...
+        return getattr(self.inner, name)
+
+    def encode_frames(self, images: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        tokens, emb = self.batcher.call(("encode_frames",), images)
+        return tokens, emb
+
+    def head(self, tokens: np.ndarray, frame_emb: np.ndarray, keypoints: np.ndarray) -> np.ndarray:
+        return self.batcher.call(("head",), tokens, frame_emb, keypoints)  # type: ignore[no-any-return]
+
+    def head_cached(
+        self, tokens: np.ndarray, frame_emb: np.ndarray, keypoints: np.ndarray, pose_pre: np.ndarray
+    ) -> np.ndarray:
+        return self.batcher.call(("head_cached",), tokens, frame_emb, keypoints, pose_pre)  # type: ignore[no-any-return]
+
+    def pose_partials(self, stage: int, x: np.ndarray) -> np.ndarray:
+        return self.batcher.call(("pose_partials", int(stage)), x)  # type: ignore[no-any-return]
+
+    def release(self) -> None:
+        """This stream will not call again (it ended, failed or is restarting)."""
+        self.batcher.release(self)
