@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,6 +27,7 @@ from typing import Any, Dict, List
 import numpy as np
 import zmq
 
+from clipmg.bench.procs import RUN_LIVE, free_port
 from clipmg.engines.export import export_onnx
 from clipmg.model import create_model
 from clipmg.model.checkpoint import save_checkpoint
@@ -35,12 +35,6 @@ from clipmg.model.machine import cpu_line
 from clipmg.model.synthetic import SYNTH_CLASSES, SynthConfig, synthetic_stream
 from clipmg.model.synthetic import write_video as _write
 from clipmg.stream.messages import StatusMessage, WindowMessage, decode, to_dict
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def write_video(path: Path, seconds: float, fps: float = 30.0, width: int = 640, height: int = 480) -> None:
@@ -73,11 +67,11 @@ def run(
     rgb_batch: str = "each",
     pose_workers: int = 1,
 ) -> Dict[str, Any]:
-    port = _free_port()
+    port = free_port()
     endpoint = f"tcp://127.0.0.1:{port}"
     cmd = [
         sys.executable,
-        str(Path(__file__).resolve().parents[1] / "run_live.py"),
+        str(RUN_LIVE),
         "--source",
         str(video),
         "--pose",

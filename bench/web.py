@@ -34,16 +34,9 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from clipmg.bench.procs import RUN_LIVE, free_port
 from clipmg.model.machine import cpu_line
 from clipmg.stream.messages import decode
-
-RUN_LIVE = Path(__file__).resolve().parents[1] / "run_live.py"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Windows:
@@ -182,7 +175,7 @@ def _wait(pred: Callable[[], Any], timeout: float, what: str) -> Any:
 
 
 def run(seconds: float, chromium: Optional[str], web_fps: float) -> Dict[str, Any]:
-    endpoint = f"tcp://127.0.0.1:{_free_port()}"
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
     cmd = [sys.executable, str(RUN_LIVE), "--endpoint", endpoint, "--web", "0", "--web-fps", f"{web_fps:g}"]
     cmd += ["--no-record", "--no-listen", "--duration", "0", "-q"]
     live = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
