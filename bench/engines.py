@@ -31,6 +31,7 @@ import torch
 from clipmg.engines.base import Engine, EngineError
 from clipmg.engines.build import BuildOptions, build_engines
 from clipmg.engines.cli import file_errors
+from clipmg.engines.cuda_backend import CudaEngine
 from clipmg.engines.export import example_inputs, export_onnx
 from clipmg.engines.onnx_backend import OnnxEngine
 from clipmg.engines.tensorrt_backend import TensorRTEngine
@@ -45,7 +46,7 @@ from clipmg.model.settings import Range, add_arguments, check_fields, check_numb
 from .flops import matmul_ceiling
 
 log = logging.getLogger(__name__)
-BACKEND_NAMES = ("torch", "onnxruntime", "tensorrt")
+BACKEND_NAMES = ("torch", "onnxruntime", "tensorrt", "cuda")
 
 ORT_VARIANTS: Dict[str, Dict[str, Any]] = {  # session settings compared; "threads2-nospin" is clipmg's default
     "ort-defaults": {"threads": None, "allow_spinning": None},  # ORT's own: all graph optimisations,
@@ -115,6 +116,12 @@ def make_engines(
         else:
             build_engines(ckpt, workdir / f"{preset}-trt", BuildOptions())
             engines["tensorrt fp16"] = TensorRTEngine.load(workdir / f"{preset}-trt")
+    if "cuda" in backends:  # autocast + CUDA graphs (bench/cuda.py measures it in more detail)
+        if torch_device.startswith("cuda"):
+            cuda = CudaEngine.load(ckpt, device=torch_device)
+            engines[f"cuda {cuda.precision} graphs"] = cuda
+        else:
+            notes.append("cuda: not measured: the cuda engine needs --torch-device cuda")
     return engines, notes, model
 
 

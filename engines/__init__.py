@@ -1,4 +1,4 @@
-"""Engines: export to ONNX, TensorRT builds, and one runtime interface over three backends.
+"""Engines: export to ONNX, TensorRT builds, and one runtime interface over four backends.
 
 Loaded lazily (PEP 562): the ONNX Runtime path (``load_engine`` on an export) imports no PyTorch.
 """

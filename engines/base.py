@@ -1,4 +1,4 @@
-"""The one runtime interface every backend implements (torch, onnxruntime, tensorrt).
+"""The one runtime interface every backend implements (torch, cuda, onnxruntime, tensorrt).
 
 An engine runs the two halves of CLIP-MG on NumPy arrays:
 
@@ -7,7 +7,7 @@ An engine runs the two halves of CLIP-MG on NumPy arrays:
 - ``head(tokens, frame_emb, keypoints)``: ``(B, T_r, 1+N_p, D)``, ``(B, T_r, E)``,
   ``(B, T_p, J, 3)`` (model-input pixels) -> logits ``(B, C)`` float32; once per window.
 
-Optionally (``pose_cache`` true: the torch backend, ONNX exports with the pose-branch graphs) it
+Optionally (``pose_cache`` true: the torch and cuda backends, ONNX exports with the pose-branch graphs) it
 also runs the skeleton encoder one time step at a time, ``pose_partials(stage, x)``, and the head
 on the assembled pre-activations, ``head_cached(...)``; the live recognizer then computes each
 group's share of the pose branch once (``clipmg.model.pose_cache``).
@@ -34,7 +34,7 @@ class EngineError(ClipmgError, ValueError):
 
 
 class Engine(ABC):
-    backend: str = "?"  # torch | onnxruntime | tensorrt
+    backend: str = "?"  # torch | cuda | onnxruntime | tensorrt
     precision: str = "fp32"
 
     def __init__(self, metadata: Dict[str, Any]) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Tuple
+from typing import Any, Dict, Tuple
 
 import numpy as np
 import torch
@@ -14,10 +14,47 @@ from .base import Engine, EngineError
 from .metadata import check_checkpoint, preprocess_summary
 
 
+def torch_device(device: str | torch.device, engine: str = "torch") -> torch.device:
+    """``"cpu"``, ``"cuda"``, ``"cuda:N"`` (any device PyTorch names) -> ``torch.device``; a CUDA device
+    PyTorch cannot see is refused with one sentence, before any weights are read."""
+    try:
+        d = torch.device(device)
+    except (RuntimeError, TypeError, ValueError) as e:
+        raise EngineError(
+            f"the {engine} engine cannot run on device {str(device)!r} ({e}); give cpu, cuda or cuda:N"
+        ) from None
+    if d.type != "cuda":
+        return d
+    if not torch.cuda.is_available():
+        build = f"built for CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
+        raise EngineError(
+            f"the {engine} engine needs a GPU PyTorch can see: torch.cuda.is_available() is false here "
+            f"(PyTorch {torch.__version__}, {build}); run it on a machine with an NVIDIA GPU and its driver, "
+            f"or give --device cpu"
+        )
+    count = torch.cuda.device_count()
+    if d.index is not None and d.index >= count:
+        raise EngineError(
+            f"the {engine} engine was asked for {d} but PyTorch sees {count} GPU(s); give cuda:0 to cuda:{count - 1}"
+        )
+    return torch.device("cuda", torch.cuda.current_device() if d.index is None else d.index)
+
+
+def load_model(path: str | Path, **expect: Any) -> Tuple[Any, Dict[str, Any]]:
+    """A checkpoint's model (on the CPU, float32) and the metadata an engine carries; ``expect`` is
+    checked against the checkpoint's metadata before the weights are read."""
+    check_checkpoint(path, **expect)  # refuse before the weights are read
+    try:
+        model, meta = load_checkpoint(path)
+    except CheckpointError as e:
+        raise EngineError(str(e)) from e
+    return model, {**meta, "checkpoint_sha256": file_sha256(path), "preprocess": preprocess_summary(model.cfg)}
+
+
 class TorchEngine(Engine):
     backend = "torch"
 
-    def __init__(self, model: Any, metadata: dict, device: str = "cpu") -> None:
+    def __init__(self, model: Any, metadata: dict, device: str | torch.device = "cpu") -> None:
         super().__init__(metadata)
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
@@ -25,13 +62,9 @@ class TorchEngine(Engine):
     @classmethod
     def load(cls, path: str | Path, device: str = "cpu", **expect: Any) -> "TorchEngine":
         """Load a checkpoint; ``expect`` is checked against its metadata before the weights are read."""
-        check_checkpoint(path, **expect)  # refuse before the weights are read
-        try:
-            model, meta = load_checkpoint(path)
-        except CheckpointError as e:
-            raise EngineError(str(e)) from e
-        meta = {**meta, "checkpoint_sha256": file_sha256(path), "preprocess": preprocess_summary(model.cfg)}
-        return cls(model, meta, device)
+        dev = torch_device(device)
+        model, meta = load_model(path, **expect)
+        return cls(model, meta, dev)
 
     @torch.inference_mode()
     def encode_frames(self, images: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:

@@ -109,7 +109,7 @@ def test_vitb32_fp16_speed_and_accuracy(tmp_path: Path) -> None:
     model = create_model("clipmg-vitb32", num_classes=32)
     ckpt = save_checkpoint(tmp_path / "b32.safetensors", model, [f"c{i}" for i in range(32)])
     build_engines(ckpt, tmp_path / "fp16", BuildOptions(timing_cache=""))
-    eager, trt = load_engine(ckpt, device="cuda"), load_engine(tmp_path / "fp16")
+    eager, trt = load_engine(ckpt, device="cuda:eager"), load_engine(tmp_path / "fp16")
     images, kp = example_inputs(eager.config, windows=8, seed=1)
     assert rel_error(trt(images, kp), eager(images, kp)) <= 1e-2
     frames = images[0]

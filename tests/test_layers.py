@@ -113,6 +113,7 @@ PYTORCH_LATER = {
 # A registry's dispatch loads the one backend it picks (the house style's dict dispatch).
 REGISTRIES = {
     ("engines/loader.py", "clipmg.engines.torch_backend"),
+    ("engines/loader.py", "clipmg.engines.cuda_backend"),
     ("engines/loader.py", "clipmg.engines.onnx_backend"),
     ("engines/loader.py", "clipmg.engines.tensorrt_backend"),
     ("stream/pose.py", "clipmg.stream.pose_mediapipe"),
