@@ -2,15 +2,16 @@
 
 A worker serving several streams runs each stream's windows in a thread of its own (``worker.py``);
 every engine call of those threads goes through a ``BatchedEngine`` (the ``Engine`` methods the
-windows use: ``encode_frames``, ``head``, ``head_cached``, ``pose_partials``). The batcher's thread
-takes the oldest waiting call and the waiting calls of the same kind (the same method, and for
-``pose_partials`` the same stage), stacks their inputs along the batch axis, runs the engine once and
-hands each caller its rows. It waits for more callers only while some stream that could still call
-is not waiting yet, and never longer than the latency budget after the oldest call arrived: a lone
-stream's call runs at once when every other stream is busy elsewhere (posing, publishing) past the
-budget, and streams that close windows together share one call (NVIDIA Triton's dynamic batcher,
-``max_queue_delay_microseconds``, works the same way). Each caller has at most one call in flight
-(its thread waits for the answer), so "every stream is waiting" is exact, not a guess.
+windows use: ``encode_frames``, ``head``, ``head_cached``, ``pose_partials``). A call joins a queue;
+the first waiting caller that finds the engine free takes the oldest call and the waiting calls of
+the same kind (the same method, and for ``pose_partials`` the same stage), stacks their inputs along
+the batch axis, runs the engine once in its own thread and hands each caller its rows (flat
+combining: no batcher thread, no hand-over for a call that runs alone). It waits for more callers
+only while some stream that could still call is not waiting yet, and never longer than the latency
+budget after the oldest call arrived. Each caller has at most one call in flight (its thread waits
+for the answer), so "every stream is waiting" is exact, not a guess; calls that arrive while the
+engine runs another batch wait, and so form the next batch by themselves (NVIDIA Triton's dynamic
+batcher, ``max_queue_delay_microseconds``, works the same way).
 
 Pure threading and NumPy: no PyTorch, no process, no socket.
 """
@@ -37,6 +38,7 @@ class _Call:
     arrays: Tuple[np.ndarray, ...]  # inputs, each with the batch on axis 0
     t_arrival: float
     done: threading.Event = field(default_factory=threading.Event)
+    wake: threading.Event = field(default_factory=threading.Event)  # done, or this call leads now
     result: Any = None
     error: Optional[BaseException] = None
 
@@ -50,27 +52,32 @@ class BatcherClosed(RuntimeError):
 
 
 class EngineBatcher:
-    """Runs ``engine`` for many streams, one batched call at a time, in a thread of its own.
+    """Runs ``engine`` for many streams, one batched call at a time.
+
+    There is no batcher thread: the first waiting caller that finds the engine free leads (flat
+    combining): it gathers the calls of the oldest call's kind, waits for more while the budget allows,
+    runs the engine in its own thread and hands every caller its rows; the others sleep until their
+    answer is there or the engine is free again. A lone stream's call thus runs in its own thread at
+    once when the engine is free and nobody else could join it, with no thread hand-over at all.
 
     ``budget_s``: the longest a call waits for other streams' calls to join it. ``max_rows``: the most
     rows (frames, windows or pose groups) one engine call takes; a call bigger than that runs alone.
-    ``clients()`` gives each stream its ``BatchedEngine``; a client that stops calling (its stream
+    ``client()`` gives each stream its ``BatchedEngine``; a client that stops calling (its stream
     ended or is restarting) is ``release``d so that nobody waits for it.
     """
 
-    def __init__(self, engine: Any, budget_s: float = 0.004, max_rows: int = 32) -> None:
+    def __init__(self, engine: Any, budget_s: float = 0.0, max_rows: int = 32) -> None:
         if budget_s < 0 or max_rows < 1:
             raise ValueError(f"budget_s must be >= 0 and max_rows >= 1, got {budget_s}, {max_rows}")
         self.engine, self.budget_s, self.max_rows = engine, budget_s, max_rows
         self._cv = threading.Condition()
         self._queue: List[_Call] = []
         self._active = 0  # clients that may still call
+        self._leading = False  # a caller is gathering or running a batch
         self._closed = False
         self.engine_calls: Counter = Counter()  # method -> engine calls run
         self.requests: Counter = Counter()  # method -> stream calls served
         self.batch_rows: Counter = Counter()  # rows in one engine call -> how many such calls
-        self._thread = threading.Thread(target=self._run, name="clipmg-batcher", daemon=True)
-        self._thread.start()
 
     # ---------------------------------------------------------------- clients
     def client(self) -> "BatchedEngine":
@@ -88,16 +95,31 @@ class EngineBatcher:
                 self._cv.notify_all()
 
     def call(self, key: Tuple[Any, ...], *arrays: np.ndarray) -> Any:
-        """Queue one call and wait for its rows of the batched result."""
+        """Queue one call and return its rows of the batched result (leading batches while it waits)."""
         c = _Call(key, tuple(np.ascontiguousarray(a, np.float32) for a in arrays), time.monotonic())
         with self._cv:
             if self._closed:
                 raise BatcherClosed("the engine batcher is closed")
             self._queue.append(c)
-            self._cv.notify_all()
-        while not c.done.wait(0.5):
-            if self._closed:
-                raise BatcherClosed("the engine batcher is closed")
+            lead = not self._leading  # the engine is free: this call leads
+            self._leading = True
+            self._cv.notify_all()  # a leader waiting for more calls
+        while True:
+            if not lead:
+                c.wake.wait()  # its answer is there, or the leader handed the engine over
+                if c.done.is_set():
+                    break
+            with self._cv:
+                batch = self._gather()
+            self._run(batch)
+            with self._cv:
+                if c.done.is_set():  # hand the engine to the oldest waiting call, or free it
+                    if self._queue:
+                        self._queue[0].wake.set()
+                    else:
+                        self._leading = False
+                    break
+                lead = True
         if c.error is not None:
             raise c.error
         return c.result
@@ -110,7 +132,7 @@ class EngineBatcher:
         for c in waiting:
             c.error = BatcherClosed("the engine batcher is closed")
             c.done.set()
-        self._thread.join(timeout=10)
+            c.wake.set()
 
     def stats(self) -> Dict[str, Any]:
         """Engine calls and stream calls by method, and how many rows the engine calls had."""
@@ -121,52 +143,48 @@ class EngineBatcher:
                 "batch_rows": {str(k): v for k, v in sorted(self.batch_rows.items())},
             }
 
-    # ---------------------------------------------------------------- the batcher's thread
-    def _take(self) -> Optional[List[_Call]]:
-        """The next batch (waiting as the budget allows), or None once closed."""
-        with self._cv:
-            while not self._queue:
-                if self._closed:
-                    return None
-                self._cv.wait(0.1)
-            deadline = self._queue[0].t_arrival + self.budget_s
-            while not self._closed and len(self._queue) < self._active:
-                left = deadline - time.monotonic()
-                if left <= 0 or self._rows_of(self._queue[0].key) >= self.max_rows:
-                    break
-                self._cv.wait(left)
-            if self._closed:
-                return None
-            key = self._queue[0].key
-            batch: List[_Call] = []
-            rows = 0
-            for c in list(self._queue):
-                if c.key != key:
-                    continue
-                if batch and rows + c.rows > self.max_rows:
-                    break
-                batch.append(c)
-                rows += c.rows
-                self._queue.remove(c)
-            return batch
+    # ---------------------------------------------------------------- the leader's work
+    def _gather(self) -> List[_Call]:
+        """The next batch (called with the lock held, by the leader): the oldest call and the waiting
+        calls of its kind, after waiting as the budget allows for the streams not waiting yet."""
+        if not self._queue:  # closed meanwhile: every call was answered with the error
+            return []
+        deadline = self._queue[0].t_arrival + self.budget_s
+        while not self._closed and len(self._queue) < self._active:
+            left = deadline - time.monotonic()
+            if left <= 0 or self._rows_of(self._queue[0].key) >= self.max_rows:
+                break
+            self._cv.wait(left)
+        key = self._queue[0].key
+        batch: List[_Call] = []
+        rows = 0
+        for c in list(self._queue):
+            if c.key != key:
+                continue
+            if batch and rows + c.rows > self.max_rows:
+                break
+            batch.append(c)
+            rows += c.rows
+            self._queue.remove(c)
+        return batch
 
     def _rows_of(self, key: Tuple[Any, ...]) -> int:
         return sum(c.rows for c in self._queue if c.key == key)
 
-    def _run(self) -> None:
-        while True:
-            batch = self._take()
-            if batch is None:
-                return
-            try:
-                results = self._compute(batch)
-                for c, r in zip(batch, results):
-                    c.result = r
-            except BaseException as e:  # noqa: BLE001 - every caller of the batch gets the engine's error
-                for c in batch:
-                    c.error = e
+    def _run(self, batch: List[_Call]) -> None:
+        """Run one batch (without the lock) and hand out the rows, or the engine's error to every caller."""
+        if not batch:
+            return
+        try:
+            results = self._compute(batch)
+            for c, r in zip(batch, results):
+                c.result = r
+        except Exception as e:  # noqa: BLE001 - every caller of the batch gets the engine's error
             for c in batch:
-                c.done.set()
+                c.error = e
+        for c in batch:
+            c.done.set()
+            c.wake.set()
 
     def _compute(self, batch: Sequence[_Call]) -> List[Any]:
         key = batch[0].key

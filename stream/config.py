@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from clipmg.engines.loader import checkpoint_route
 from clipmg.model import settings
 from clipmg.model import synthetic as synth
 from clipmg.model.config import BACKGROUND_LABELS, ConfigError
@@ -67,7 +68,9 @@ SOURCE_OPTIONS: Dict[str, Tuple[str, ...]] = {
 }
 
 
-PRECISIONS = ("auto", "fp32", "int8")  # --precision; int8 and fp32 apply to exported ONNX engines
+ONNX_PRECISIONS = ("auto", "fp32", "int8")  # --precision of an exported ONNX engine
+CUDA_PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # --precision of a checkpoint on the CUDA engine (--device cuda)
+PRECISIONS = ("auto", "fp32", "int8", "bf16", "fp16")
 
 
 # The argument groups of clipmg-live --help, in order (each flagged field names its group).
@@ -178,14 +181,20 @@ class StreamConfig:
     engine: Optional[str] = setting(
         None, "checkpoint (.safetensors) or exported engine directory; default: the synthetic demo model", group=MODEL
     )
-    device: str = setting("cpu", "torch device for a checkpoint (default: %(default)s)", group=MODEL)
+    device: str = setting(
+        "cpu",
+        "where a checkpoint runs: cpu, cuda[:N] (the CUDA engine: autocast and CUDA graphs) or "
+        "cuda[:N]:eager (plain PyTorch on that GPU) (default: %(default)s)",
+        group=MODEL,
+    )
     threads: Optional[int] = setting(
         None, "CPU threads for the engine (default: half the cores)", Range(1, 1024), group=MODEL
     )
     precision: str = setting(
         "auto",
-        "frame encoder precision of an exported ONNX engine: auto uses its int8 encoder "
-        "only where the export measured it safe (default: %(default)s)",
+        "frame encoder precision: an exported ONNX engine runs fp32 or int8 (auto: its int8 encoder only "
+        "where the export measured it safe); a checkpoint on the CUDA engine fp32, bf16 or fp16 (auto: bf16 "
+        "where the GPU has it) (default: %(default)s)",
         PRECISIONS,
         group=MODEL,
     )
@@ -247,9 +256,10 @@ class StreamConfig:
         metavar="FILE.toml",
     )
     batch_budget_ms: float = setting(
-        4.0,
+        0.0,
         "several streams: the longest an engine call waits for other streams' calls to join its batch "
-        "(0: batch only what is already waiting; default: %(default)s)",
+        "(0: no waiting; calls that arrive while the engine runs a batch form the next one; a GPU, where "
+        "a bigger batch costs little more, may gain from a few ms; default: %(default)s)",
         Range(0, 1000),
         group=STREAMS,
         metavar="MS",
@@ -793,3 +803,23 @@ def check_rings_fit(cfgs: Sequence[StreamConfig]) -> None:
             f"{many}{c.ring_slots} slots of {c.max_width}x{c.max_height} need {need / 2**20:.0f} MiB but "
             f"/dev/shm has {free / 2**20:.0f} MiB free; lower --ring-slots or --max-size"
         )
+
+
+def check_precision(kind: str, cfg: StreamConfig) -> None:
+    """Refuse a ``--precision`` the engine cannot run: ``kind`` is what ``--engine`` is (``onnx``,
+    ``checkpoint``, ``tensorrt``; ``engines/artifacts.py``)."""
+    p = cfg.precision
+    if p == "auto":
+        return
+    if kind == "onnx" and p in ONNX_PRECISIONS:
+        return
+    if kind == "checkpoint" and checkpoint_route(cfg.device)[0] == "cuda" and p in CUDA_PRECISIONS:
+        return
+    raise ConfigError(
+        f"--precision {p} applies to an exported ONNX engine ({', '.join(ONNX_PRECISIONS[1:])}) or to a "
+        f"checkpoint on the CUDA engine (--device cuda: {', '.join(CUDA_PRECISIONS[1:])}); {cfg.engine} is a "
+        f"{kind}"
+        + ("" if kind == "onnx" else f" on --device {cfg.device}")
+        + ", which cannot run it"
+        + (" (export a checkpoint with clipmg-export --int8)" if p == "int8" else "")
+    )

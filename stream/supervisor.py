@@ -33,7 +33,15 @@ from clipmg.model.logs import set_verbose
 
 from .backoff import Backoff
 from .capture import capture_main
-from .config import ConfigError, StreamConfig, build_parser, check_rings_fit, check_source, config_from_args
+from .config import (
+    ConfigError,
+    StreamConfig,
+    build_parser,
+    check_precision,
+    check_rings_fit,
+    check_source,
+    config_from_args,
+)
 from .demo import DEMO_NOTICE, demo_model
 from .listen import listen_main
 from .messages import SOURCE_STATES, status_message
@@ -79,13 +87,7 @@ def resolve_engine(cfg: StreamConfig) -> StreamConfig:
         kind, _ = detect_artifact(
             Path(cfg.engine)
         )  # EngineError: not something clipmg runs (exit 2, before any process)
-        if cfg.precision != "auto":
-            if kind != "onnx":
-                raise ConfigError(
-                    f"--precision {cfg.precision} applies to an exported ONNX engine; {cfg.engine} is "
-                    f"a {kind}, which runs at its own precision (export a checkpoint with "
-                    f"clipmg-export --int8)"
-                )
+        check_precision(kind, cfg)
         return cfg
     return cfg.replace(engine=demo_engine(), demo=True)
 

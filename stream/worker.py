@@ -57,7 +57,7 @@ from clipmg.model.logs import WORKER_STYLE, setup_logging
 
 from .backoff import Backoff
 from .batcher import EngineBatcher
-from .config import StreamConfig
+from .config import StreamConfig, check_precision
 from .display import Annotator, Overlay, rate
 from .events import Debouncer, GestureEvent
 from .messages import encode, event_message, topic, window_message
@@ -114,14 +114,12 @@ def load_worker_engine(cfg: StreamConfig) -> Engine:
     try:
         kind, _ = detect_artifact(Path(cfg.engine))
         opts: Dict[str, Any] = {}
+        check_precision(kind, cfg)  # ConfigError: one sentence
         if kind == "onnx":
             opts["threads"] = cfg.engine_threads
             opts["precision"] = cfg.precision
-        elif cfg.precision != "auto":
-            raise FatalWorkerError(
-                f"--precision {cfg.precision} applies to exported ONNX engines; a {kind} engine "
-                f"keeps the precision it was built with"
-            )
+        elif cfg.precision != "auto":  # a checkpoint on the CUDA engine: its autocast type
+            opts["precision"] = cfg.precision
         if kind != "onnx" and cfg.device != "cpu":
             opts["device"] = cfg.device
         return load_engine(cfg.engine, **opts)

@@ -380,3 +380,28 @@ def test_a_stream_that_fails_inside_the_worker_is_restarted_alone(engine: Any) -
     a = subs[0].windows()
     assert len(a) >= 4 and not window_gaps_are_reported(a) and all(w["skipped"] == 0 for w in a)
     assert not runners[0].restarts
+
+
+@pytest.mark.parametrize(
+    "extra,words",
+    [
+        (["--precision", "bf16"], "--precision bf16 applies to an exported ONNX engine (fp32, int8) or to a checkpoint"),
+        (["--device", "cuda", "--precision", "int8"], "on --device cuda, which cannot run it"),
+        (["--device", "cuda", "--precision", "fp16"], "the cuda engine needs a GPU PyTorch can see"),
+    ],
+)
+def test_the_cuda_engines_precision_is_checked_and_a_missing_gpu_is_one_sentence(
+    checkpoint: Path, extra: List[str], words: str
+) -> None:
+    """``--precision`` names what the engine can run (ONNX: fp32/int8; the CUDA engine: fp32/bf16/fp16);
+    on a machine without a GPU the CUDA engine is one sentence from the worker, not a traceback."""
+    import torch
+
+    from clipmg.stream.supervisor import main
+
+    if torch.cuda.is_available() and "needs a GPU" in words:
+        pytest.skip("this machine has a GPU")
+    out = io.StringIO()
+    assert main(["--engine", str(checkpoint), "--max-windows", "1", "--no-listen", "-q", *extra], out=out) == 2
+    lines = out.getvalue().strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("clipmg-live: ") and words in lines[0], lines
