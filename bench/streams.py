@@ -213,10 +213,18 @@ def stream_ids(n: int) -> List[str]:
     return [f"cam{i}" for i in range(n)]
 
 
-def _common(engine: Path, size: Tuple[int, int], duration: float, threads: Optional[int]) -> List[str]:
+def _common(
+    engine: Path,
+    size: Tuple[int, int],
+    duration: float,
+    threads: Optional[int],
+    device: str = "cpu",
+    pose: str = "synthetic",
+) -> List[str]:
     w, h = size
-    args = ["--engine", str(engine), "--pose", "synthetic", "--pose-every", str(POSE_EVERY), "--stride", str(STRIDE)]
+    args = ["--engine", str(engine), "--pose", pose, "--pose-every", str(POSE_EVERY), "--stride", str(STRIDE)]
     args += ["--max-size", f"{w}x{h}", "--no-record", "--no-listen", "--duration", f"{duration:g}", "-q"]
+    args += [] if device == "cpu" else ["--device", device]  # a checkpoint on the CUDA engine
     return args + (["--threads", str(threads)] if threads else [])
 
 
@@ -252,6 +260,8 @@ def batched_command(
     threads: Optional[int] = None,
     budget_ms: Optional[float] = None,
     streams_file: Optional[Path] = None,
+    device: str = "cpu",
+    pose: str = "synthetic",
 ) -> List[str]:
     """One ``run_live.py`` for ``n`` cameras: ``--source synthetic:I`` repeated (ids cam0, cam1, ...),
     the source options given once for all, or ``--streams streams_file`` (written by the caller from
@@ -263,17 +273,24 @@ def batched_command(
         for i in range(n):
             cmd += ["--source", f"synthetic:{i}"]
         cmd += _source_options(size)
-    cmd += ["--endpoint", f"tcp://127.0.0.1:{port}", *_common(engine, size, duration, threads)]
+    cmd += ["--endpoint", f"tcp://127.0.0.1:{port}", *_common(engine, size, duration, threads, device, pose)]
     return cmd + (["--batch-budget-ms", f"{budget_ms:g}"] if budget_ms is not None else [])
 
 
 def process_commands(
-    n: int, engine: Path, ports: Sequence[int], size: Tuple[int, int], duration: float, threads: Optional[int] = None
+    n: int,
+    engine: Path,
+    ports: Sequence[int],
+    size: Tuple[int, int],
+    duration: float,
+    threads: Optional[int] = None,
+    device: str = "cpu",
+    pose: str = "synthetic",
 ) -> List[List[str]]:
     """``n`` independent ``run_live.py``, camera I on ``ports[I]`` as stream camI."""
     return [
         [sys.executable, str(RUN_LIVE), "--source", f"synthetic:{i}", *_source_options(size), "--stream-id", sid]
-        + ["--endpoint", f"tcp://127.0.0.1:{ports[i]}", *_common(engine, size, duration, threads)]
+        + ["--endpoint", f"tcp://127.0.0.1:{ports[i]}", *_common(engine, size, duration, threads, device, pose)]
         for i, sid in enumerate(stream_ids(n))
     ]
 
@@ -396,11 +413,15 @@ def run(
         if opts.batched_form == "file":
             file = logs / f"{tag}.toml"
             file.write_text(streams_toml(n, size))
-        cmds = [batched_command(n, engine, port, size, timing.duration_s, opts.threads, opts.budget_ms, file)]
+        cmds = [
+            batched_command(
+                n, engine, port, size, timing.duration_s, opts.threads, opts.budget_ms, file, opts.device, opts.pose
+            )
+        ]
         endpoints = [f"tcp://127.0.0.1:{port}"]
     else:
         ports = free_ports(n)
-        cmds = process_commands(n, engine, ports, size, timing.duration_s, opts.threads)
+        cmds = process_commands(n, engine, ports, size, timing.duration_s, opts.threads, opts.device, opts.pose)
         endpoints = [f"tcp://127.0.0.1:{p}" for p in ports]
     row["command"] = " ".join(cmds[0][1:])
     rec = Recorder(endpoints)
@@ -440,6 +461,10 @@ def _row_line(row: Dict[str, Any]) -> str:
 
 
 # ------------------------------------------------------------------------------------ report
+def engine_words(device: str) -> str:
+    return "ONNX Runtime float32 on the CPU" if device == "cpu" else f"the CUDA engine on {device}"
+
+
 def _ms(x: Optional[float]) -> str:
     return "—" if x is None else f"{x:.0f}"
 
@@ -452,8 +477,9 @@ def markdown(result: Dict[str, Any]) -> str:
         f"## Streams sustained on {result['cpu']}",
         "",
         f"{result['date']}; load average {result['loadavg_before']:.1f} before. Synthetic cameras "
-        f"{s['size']} at {FPS:g} fps, Δp = {POSE_EVERY}, S = {STRIDE} ({due:.2f} windows/s a stream), ONNX Runtime "
-        f"float32 with random weights, engine threads {s['threads'] or 'default'}, batched mode's budget "
+        f"{s['size']} at {FPS:g} fps, Δp = {POSE_EVERY}, S = {STRIDE} ({due:.2f} windows/s a stream), "
+        f"{engine_words(s.get('device', 'cpu'))} with random weights, pose {s.get('pose', 'synthetic')}, "
+        f"engine threads {s['threads'] or 'default'}, batched mode's budget "
         f"{'default' if s['budget_ms'] is None else str(s['budget_ms']) + ' ms'}; {s['seconds']:g} s measured after "
         f"{s['warmup']:g} s of warm-up. Sustained: p99 capture→publish ≤ {P99_LIMIT_MS:g} ms, 0 skipped, every "
         f"stream ≥ {MIN_SHARE:.0%} of the windows due.",
@@ -518,6 +544,15 @@ class StreamsOptions:
     workdir: Optional[Path] = setting(
         None, "where the engines and the recognizers' logs go (default: a temporary folder, removed)", type=Path
     )
+    device: str = setting(
+        "cpu",
+        "cpu: the preset exported to ONNX Runtime on the CPU; cuda (or cuda:N): its checkpoint on the CUDA engine",
+    )
+    pose: str = setting(
+        "synthetic",
+        "pose backend of every camera: synthetic (keypoints come with the frame: free) or mediapipe (on the CPU)",
+        ("synthetic", "mediapipe"),
+    )
     markdown: Optional[Path] = setting(None, "also write the tables to this file", type=Path)
     json: Optional[Path] = setting(None, "also write every figure to this file", type=Path)
 
@@ -532,6 +567,8 @@ class StreamsOptions:
         if unknown:
             raise ConfigError(f"unknown preset(s) {', '.join(unknown)}; choose from {', '.join(list_presets())}")
         _ = self.frame_size
+        if self.device != "cpu" and not re.fullmatch(r"cuda(:\d+)?", self.device):
+            raise ConfigError(f"--device {self.device!r} is not allowed: give cpu, cuda or cuda:N")
         for flag, path in (("--markdown", self.markdown), ("--json", self.json)):
             if path is not None and not path.expanduser().resolve().parent.is_dir():
                 raise ConfigError(
@@ -591,6 +628,8 @@ def _main(argv: List[str] | None) -> int:
             "pose_every": POSE_EVERY,
             "stride": STRIDE,
             "batched_form": opts.batched_form,
+            "device": opts.device,
+            "pose": opts.pose,
             "p99_limit_ms": P99_LIMIT_MS,
             "min_share": MIN_SHARE,
         },
@@ -604,8 +643,8 @@ def _main(argv: List[str] | None) -> int:
             logs = work / "logs"
             logs.mkdir(parents=True, exist_ok=True)
             for preset in opts.presets:
-                log.info(f"exporting {preset} (random weights) to ONNX ...")
-                engine = make_engine(preset, work, "onnxruntime")
+                log.info(f"making {preset} (random weights) for {engine_words(opts.device)} ...")
+                engine = make_engine(preset, work, "onnxruntime" if opts.device == "cpu" else "torch")
                 for mode in opts.modes:
                     result["runs"] += list(sweep(preset, mode, engine, opts, timing, logs))
                 result["summary"][preset] = preset_summary(result["runs"], preset, opts.modes)
