@@ -35,11 +35,12 @@ class PoseAhead:
         estimate: Callable[[int], Any] | Sequence[Callable[[int], Any]],
         newest: Callable[[], int],
         limit: int = 32,
+        poll_s: float = 0.002,
     ) -> None:
         estimates = [estimate] if callable(estimate) else list(estimate)
         if not estimates:
             raise ValueError("PoseAhead needs at least one estimate callable")
-        self._newest, self._limit = newest, limit
+        self._newest, self._limit, self._poll_s = newest, limit, poll_s
         self._cv = threading.Condition()
         self._done: Dict[int, Any] = {}
         self._start = 0  # results below this are no longer wanted
@@ -118,7 +119,7 @@ class PoseAhead:
                         or len(self._done) + len(self._busy) >= self._limit
                         or self._next > self._newest()
                     ):
-                        self._cv.wait(0.002)
+                        self._cv.wait(self._poll_s)  # new frames in the ring are not signalled: look again
                     if self._closed or self._next is None:
                         return
                     claimed = self._next

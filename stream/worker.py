@@ -74,6 +74,10 @@ from .window import Decision, Sample, Schedule, StreamingWindows, WindowResult, 
 log = logging.getLogger(__name__)
 
 EXIT_FATAL = 3  # the worker cannot run with this configuration: the supervisor must not restart it
+# How often an idle stream thread and its pose thread look at the ring for a new frame (the capture does
+# not signal one). Alone, every 2 ms; with several streams, every 8 ms: their threads share one GIL,
+# and 2 threads a stream waking 500 times a second hold back the threads with work (docs/streams.md).
+POLL_S, POLL_MANY_S = 0.002, 0.008
 
 
 class FatalWorkerError(ClipmgError, RuntimeError):
@@ -147,8 +151,10 @@ class Worker:
         annotator: Optional[Annotator] = None,
         max_windows: Optional[int] = None,
         from_oldest: bool = False,
+        poll_s: float = 0.002,
     ) -> None:
         mc = engine.config
+        self.poll_s = poll_s  # how often an idle loop looks for new frames (the ring does not signal them)
         # one pose backend, or one a pose thread (--pose-workers); the first also serves end-of-file windows
         self.poses: List[PoseBackend] = list(pose) if isinstance(pose, (list, tuple)) else [pose]  # type: ignore[list-item]
         self.cfg, self.engine, self.pose, self.ring, self.sender = cfg, engine, self.poses[0], ring, sender
@@ -186,7 +192,10 @@ class Worker:
         estimates = [functools.partial(self._pose, backend=b) for b in self.poses]
         self.ahead = (
             PoseAhead(
-                estimates, lambda: self.schedule.newest_sample(self.ring.latest_seq()), limit=self.schedule.pose_frames
+                estimates,
+                lambda: self.schedule.newest_sample(self.ring.latest_seq()),
+                limit=self.schedule.pose_frames,
+                poll_s=poll_s,
             )
             if cfg.pose_thread
             else None
@@ -690,7 +699,16 @@ class StreamRunner:
             self._client = self._engine()
             remaining = None if job.max_windows is None else max(1, job.max_windows - self.windows_before)
             self.worker = Worker(
-                cfg, self._client, poses, ring, sender, self.report, self.annot, remaining, from_oldest=from_oldest
+                cfg,
+                self._client,
+                poses,
+                ring,
+                sender,
+                self.report,
+                self.annot,
+                remaining,
+                from_oldest=from_oldest,
+                poll_s=POLL_S if self.single else POLL_MANY_S,
             )
         except BaseException:
             self._stack = stack
@@ -978,5 +996,5 @@ def _loop(w: Worker, stop: threading.Event, source_ended: Optional[Flag] = None)
             if source_ended is not None and source_ended.is_set() and w.drained():
                 w.end_of_source()
                 return "source ended"
-            time.sleep(0.002)
+            time.sleep(w.poll_s)
     return "stopped"
