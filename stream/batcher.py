@@ -3,15 +3,19 @@
 A worker serving several streams runs each stream's windows in a thread of its own (``worker.py``);
 every engine call of those threads goes through a ``BatchedEngine`` (the ``Engine`` methods the
 windows use: ``encode_frames``, ``head``, ``head_cached``, ``pose_partials``). A call joins a queue;
-the first waiting caller that finds the engine free takes the oldest call and the waiting calls of
-the same kind (the same method, and for ``pose_partials`` the same stage), stacks their inputs along
-the batch axis, runs the engine once in its own thread and hands each caller its rows (flat
-combining: no batcher thread, no hand-over for a call that runs alone). It waits for more callers
-only while some stream that could still call is not waiting yet, and never longer than the latency
-budget after the oldest call arrived. Each caller has at most one call in flight (its thread waits
-for the answer), so "every stream is waiting" is exact, not a guess; calls that arrive while the
-engine runs another batch wait, and so form the next batch by themselves (NVIDIA Triton's dynamic
-batcher, ``max_queue_delay_microseconds``, works the same way).
+the first waiting caller of a kind (the same method, and for ``pose_partials`` the same stage) that
+finds no batch of that kind running leads: it takes the waiting calls of that kind, stacks their
+inputs along the batch axis, runs the engine once in its own thread and hands each caller its rows,
+then passes the kind on to the oldest call of it still waiting (flat combining: no batcher thread,
+no hand-over for a call that runs alone). Calls of different kinds run side by side, so one stream's
+window head never waits behind another stream's frame encoding (every engine allows it: ONNX Runtime
+sessions are thread-safe and each graph has its own, the TensorRT backend keeps a context per graph,
+the CUDA engine serialises its replays itself). A leader waits for more callers only while some
+stream that could still call is not waiting yet, and never longer than the latency budget after the
+oldest call of its kind arrived. Each caller has at most one call in flight (its thread waits for
+the answer), so "every stream is waiting" is exact, not a guess; calls that arrive while a batch of
+their kind runs wait, and so form the next batch by themselves (NVIDIA Triton's dynamic batcher,
+``max_queue_delay_microseconds``, works the same way).
 
 Pure threading and NumPy: no PyTorch, no process, no socket.
 """
@@ -22,7 +26,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 import numpy as np
 
@@ -52,13 +56,13 @@ class BatcherClosed(RuntimeError):
 
 
 class EngineBatcher:
-    """Runs ``engine`` for many streams, one batched call at a time.
+    """Runs ``engine`` for many streams: one batched call at a time of each kind, kinds side by side.
 
-    There is no batcher thread: the first waiting caller that finds the engine free leads (flat
-    combining): it gathers the calls of the oldest call's kind, waits for more while the budget allows,
+    There is no batcher thread: the first waiting caller of a kind that finds no batch of it running
+    leads (flat combining): it gathers the calls of its kind, waits for more while the budget allows,
     runs the engine in its own thread and hands every caller its rows; the others sleep until their
-    answer is there or the engine is free again. A lone stream's call thus runs in its own thread at
-    once when the engine is free and nobody else could join it, with no thread hand-over at all.
+    answer is there or their kind is handed to them. A lone stream's call thus runs in its own thread
+    at once, with no thread hand-over at all.
 
     ``budget_s``: the longest a call waits for other streams' calls to join it. ``max_rows``: the most
     rows (frames, windows or pose groups) one engine call takes; a call bigger than that runs alone.
@@ -73,7 +77,7 @@ class EngineBatcher:
         self._cv = threading.Condition()
         self._queue: List[_Call] = []
         self._active = 0  # clients that may still call
-        self._leading = False  # a caller is gathering or running a batch
+        self._leading: Set[Tuple[Any, ...]] = set()  # kinds of call a caller is gathering or running a batch of
         self._closed = False
         self.engine_calls: Counter = Counter()  # method -> engine calls run
         self.requests: Counter = Counter()  # method -> stream calls served
@@ -101,8 +105,8 @@ class EngineBatcher:
             if self._closed:
                 raise BatcherClosed("the engine batcher is closed")
             self._queue.append(c)
-            lead = not self._leading  # the engine is free: this call leads
-            self._leading = True
+            lead = key not in self._leading  # no batch of this kind is on: this call leads one
+            self._leading.add(key)
             self._cv.notify_all()  # a leader waiting for more calls
         while True:
             if not lead:
@@ -110,14 +114,15 @@ class EngineBatcher:
                 if c.done.is_set():
                     break
             with self._cv:
-                batch = self._gather()
+                batch = self._gather(key)
             self._run(batch)
             with self._cv:
-                if c.done.is_set():  # hand the engine to the oldest waiting call, or free it
-                    if self._queue:
-                        self._queue[0].wake.set()
+                if c.done.is_set():  # hand this kind to its oldest waiting call, or free it
+                    nxt = next((q for q in self._queue if q.key == key), None)
+                    if nxt is not None:
+                        nxt.wake.set()
                     else:
-                        self._leading = False
+                        self._leading.discard(key)
                     break
                 lead = True
         if c.error is not None:
@@ -144,18 +149,18 @@ class EngineBatcher:
             }
 
     # ---------------------------------------------------------------- the leader's work
-    def _gather(self) -> List[_Call]:
-        """The next batch (called with the lock held, by the leader): the oldest call and the waiting
-        calls of its kind, after waiting as the budget allows for the streams not waiting yet."""
-        if not self._queue:  # closed meanwhile: every call was answered with the error
+    def _gather(self, key: Tuple[Any, ...]) -> List[_Call]:
+        """The next batch of ``key``'s kind (called with the lock held, by its leader): the waiting calls
+        of that kind, oldest first, after waiting as the budget allows for the streams not waiting yet."""
+        first = next((q for q in self._queue if q.key == key), None)
+        if first is None:  # closed meanwhile: every call was answered with the error
             return []
-        deadline = self._queue[0].t_arrival + self.budget_s
+        deadline = first.t_arrival + self.budget_s
         while not self._closed and len(self._queue) < self._active:
             left = deadline - time.monotonic()
-            if left <= 0 or self._rows_of(self._queue[0].key) >= self.max_rows:
+            if left <= 0 or self._rows_of(key) >= self.max_rows:
                 break
             self._cv.wait(left)
-        key = self._queue[0].key
         batch: List[_Call] = []
         rows = 0
         for c in list(self._queue):

@@ -188,7 +188,10 @@ class StreamConfig:
         group=MODEL,
     )
     threads: Optional[int] = setting(
-        None, "CPU threads for the engine (default: half the cores)", Range(1, 1024), group=MODEL
+        None,
+        "CPU threads for the engine (default: half the cores; all of them, at most 8, for several streams)",
+        Range(1, 1024),
+        group=MODEL,
     )
     precision: str = setting(
         "auto",

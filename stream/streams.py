@@ -21,6 +21,7 @@ all. A streams file is TOML (docs/streams.md)::
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any, Dict, List, Sequence, Tuple
@@ -79,6 +80,14 @@ def stream_configs(base: StreamConfig, args: argparse.Namespace) -> List[StreamC
         for i, src in enumerate(sources)
     ]
     return _finish(base, cfgs)
+
+
+def many_stream_threads() -> int:
+    """The engine's CPU threads when one worker serves several streams (``--threads`` unset): every core
+    (at most 8). One engine does the work N one-camera processes would do on all the cores between them;
+    its calls of different kinds (a stream's frame encoding, another's window head) run side by side
+    (docs/streams.md)."""
+    return max(1, min(8, os.cpu_count() or 2))
 
 
 def load_streams_file(path: str) -> List[Dict[str, Any]]:
@@ -155,6 +164,8 @@ def _finish(base: StreamConfig, cfgs: Sequence[StreamConfig]) -> List[StreamConf
         raise ConfigError("--display shows one stream; with several streams watch them with --web [HOST:]PORT")
     out = []
     for c in cfgs:
+        if len(cfgs) > 1 and base.threads is None:  # the one engine of the machine: it gets every core
+            c = c.replace(threads=many_stream_threads())
         if base.record and c.record == base.record and len(cfgs) > 1:  # one video per stream
             p = Path(base.record)
             c = c.replace(record=str(p.with_name(f"{p.stem}.{c.stream_id}{p.suffix}")))

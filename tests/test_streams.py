@@ -405,3 +405,81 @@ def test_the_cuda_engines_precision_is_checked_and_a_missing_gpu_is_one_sentence
     assert main(["--engine", str(checkpoint), "--max-windows", "1", "--no-listen", "-q", *extra], out=out) == 2
     lines = out.getvalue().strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("clipmg-live: ") and words in lines[0], lines
+
+
+def test_the_pose_pool_runs_at_most_its_size_at_once_across_streams() -> None:
+    """Six streams' pose threads call their own backends through one pool of two slots: never more than
+    two estimations run at once, and every call is answered."""
+    from clipmg.stream.pose import create_pose_backend
+    from clipmg.stream.ringbuffer import Frame
+    from clipmg.stream.worker import PoseSlots
+
+    slots = PoseSlots(2)
+    inside = {"now": 0, "most": 0}
+    lock = threading.Lock()
+
+    class Timed:  # the real synthetic backend, held for 20 ms so that the calls overlap
+        def __init__(self) -> None:
+            self.inner = create_pose_backend("synthetic")
+            self.name = self.inner.name
+
+        def __call__(self, frame: Any) -> Any:
+            with lock:
+                inside["now"] += 1
+                inside["most"] = max(inside["most"], inside["now"])
+            time.sleep(0.02)
+            with lock:
+                inside["now"] -= 1
+            return self.inner(frame)
+
+        def close(self) -> None:
+            self.inner.close()
+
+    kp = np.zeros((137, 3), np.float32)
+    kp[:, :2], kp[:, 2] = 40.0, 0.9
+    frame = Frame(np.zeros((72, 96, 3), np.uint8), 0, 0.0, 0.0, kp)
+    backends = [slots.wrap(Timed()) for _ in range(6)]  # type: ignore[arg-type]
+    results = _together(6, lambda i: [backends[i](frame) for _ in range(5)])
+    assert all(len(r) == 5 and all(x.person for x in r) for r in results), results
+    assert inside["most"] <= 2 and slots.peak == 2, (inside, slots.peak)
+    for b in backends:
+        b.close()
+
+
+def test_a_window_head_does_not_wait_behind_another_streams_frame_encoding(engine: Any) -> None:
+    """Calls of different kinds run side by side (each kind has its own batch): while stream a's frame
+    encoding is held inside the engine, stream b's window head runs and returns."""
+    cfg = engine.config
+    s = cfg.vision.image_size
+    release, inside = threading.Event(), threading.Event()
+
+    class Held:  # the real engine; its encoder waits for the test's word (the planted slow call)
+        def __init__(self) -> None:
+            self.config, self.class_names = engine.config, engine.class_names
+
+        def encode_frames(self, images: np.ndarray) -> Any:
+            inside.set()
+            assert release.wait(60)
+            return engine.encode_frames(images)
+
+        def head(self, *a: np.ndarray) -> np.ndarray:
+            return engine.head(*a)  # type: ignore[no-any-return]
+
+    batcher = EngineBatcher(Held())
+    try:
+        a, b = batcher.client(), batcher.client()
+        got: Dict[str, Any] = {}
+        t = threading.Thread(target=lambda: got.update(a=a.encode_frames(np.zeros((1, 3, s, s), np.float32))))
+        t.start()
+        assert inside.wait(60)
+        rng = np.random.default_rng(1)
+        x, e = engine.encode_frames(rng.standard_normal((cfg.clip.rgb_frames, 3, s, s)).astype(np.float32))
+        kp = rng.uniform(0, s, (1, cfg.clip.pose_frames, cfg.pose.num_joints, 3)).astype(np.float32)
+        logits = b.head(x[None], e[None], kp)  # returns although a's encoding is still held
+        assert logits.shape == (1, len(engine.class_names)) and "a" not in got
+        release.set()
+        t.join(60)
+        assert got["a"][0].shape[0] == 1
+    finally:
+        release.set()
+        batcher.close()
