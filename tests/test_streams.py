@@ -147,7 +147,7 @@ def test_a_streams_file_sets_each_streams_own_settings(tmp_path: Path, monkeypat
     f = tmp_path / "cams.toml"
     f.write_text(
         '[[stream]]\nid = "lobby"\nsource_env = "LOBBY_URL"\npose = "mediapipe"\npose_every = 2\n'
-        'source_options = { read_timeout_s = 2 }\n\n'
+        "source_options = { read_timeout_s = 2 }\n\n"
         '[[stream]]\nid = "desk"\nsource = "synthetic:3"\nstride = 16\nmax_windows = 5\n'
     )
     lobby, desk = _configs(["--streams", str(f), "--threshold", "0.4"])
@@ -385,7 +385,7 @@ def test_a_stream_that_fails_inside_the_worker_is_restarted_alone(engine: Any) -
 @pytest.mark.parametrize(
     "extra,words",
     [
-        (["--precision", "bf16"], "--precision bf16 applies to an exported ONNX engine (fp32, int8) or to a checkpoint"),
+        (["--precision", "bf16"], "--precision bf16 applies to an exported ONNX engine (fp32, int8) or to a"),
         (["--device", "cuda", "--precision", "int8"], "on --device cuda, which cannot run it"),
         (["--device", "cuda", "--precision", "fp16"], "the cuda engine needs a GPU PyTorch can see"),
     ],
