@@ -40,7 +40,15 @@ from clipmg.model.checkpoint import save_checkpoint
 from clipmg.model.errors import run_command
 from clipmg.model.machine import cpu_line
 from clipmg.model.pose_cache import PoseBranchCache
-from clipmg.model.settings import Range, add_arguments, check_fields, check_number, setting, values_from_args
+from clipmg.model.settings import (
+    Range,
+    add_arguments,
+    check_fields,
+    check_number,
+    check_output_files,
+    setting,
+    values_from_args,
+)
 
 from .engines import round_robin
 
@@ -69,11 +77,7 @@ class CudaBenchOptions:
         unknown = [p for p in self.presets if p not in list_presets()]
         if unknown:
             raise EngineError(f"unknown preset(s) {', '.join(unknown)}; choose from {', '.join(list_presets())}")
-        for flag, path in (("--markdown", self.markdown), ("--json", self.json)):
-            if path is not None and not path.expanduser().resolve().parent.is_dir():
-                raise EngineError(
-                    f"{flag} {path}: the folder {path.parent} does not exist; create it or choose another file"
-                )
+        check_output_files(("--markdown", self.markdown), ("--json", self.json))
 
 
 def _times(t: List[float]) -> Dict[str, Any]:

@@ -41,7 +41,15 @@ from clipmg.model import create_model, list_presets
 from clipmg.model.checkpoint import save_checkpoint
 from clipmg.model.errors import run_command
 from clipmg.model.profile import split_flops
-from clipmg.model.settings import Range, add_arguments, check_fields, check_number, setting, values_from_args
+from clipmg.model.settings import (
+    Range,
+    add_arguments,
+    check_fields,
+    check_number,
+    check_output_files,
+    setting,
+    values_from_args,
+)
 
 from .flops import matmul_ceiling
 
@@ -241,11 +249,7 @@ class BenchOptions:
             check_number("--batches", b, Range(1, 1024), integer=True)
         if self.torch_device != "cpu" and not self.torch_device.startswith("cuda"):
             raise EngineError(f"--torch-device {self.torch_device!r} is not allowed: give cpu, cuda or cuda:N")
-        for flag, path in (("--markdown", self.markdown), ("--json", self.json)):
-            if path is not None and not path.expanduser().resolve().parent.is_dir():
-                raise EngineError(
-                    f"{flag} {path}: the folder {path.parent} does not exist; create it or choose another file"
-                )
+        check_output_files(("--markdown", self.markdown), ("--json", self.json))
         unknown = [p for p in self.presets if p not in list_presets()]
         if unknown:
             raise EngineError(f"unknown preset(s) {', '.join(unknown)}; choose from {', '.join(list_presets())}")

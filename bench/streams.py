@@ -47,7 +47,15 @@ from clipmg.bench.procs import RUN_LIVE, Processes, free_ports
 from clipmg.model.config import ConfigError, list_presets
 from clipmg.model.errors import run_command
 from clipmg.model.machine import cpu_line
-from clipmg.model.settings import Range, add_arguments, check_fields, check_number, setting, values_from_args
+from clipmg.model.settings import (
+    Range,
+    add_arguments,
+    check_fields,
+    check_number,
+    check_output_files,
+    setting,
+    values_from_args,
+)
 from clipmg.stream.messages import MessageError, StatusMessage, WindowMessage, decode
 
 log = logging.getLogger(__name__)
@@ -569,11 +577,7 @@ class StreamsOptions:
         _ = self.frame_size
         if self.device != "cpu" and not re.fullmatch(r"cuda(:\d+)?", self.device):
             raise ConfigError(f"--device {self.device!r} is not allowed: give cpu, cuda or cuda:N")
-        for flag, path in (("--markdown", self.markdown), ("--json", self.json)):
-            if path is not None and not path.expanduser().resolve().parent.is_dir():
-                raise ConfigError(
-                    f"{flag} {path}: the folder {path.parent} does not exist; create it or choose another"
-                )
+        check_output_files(("--markdown", self.markdown), ("--json", self.json))
 
     @property
     def frame_size(self) -> Tuple[int, int]:

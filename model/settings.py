@@ -20,7 +20,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
-from typing import Any, Dict, Iterator, NamedTuple, Tuple
+from pathlib import Path
+from typing import Any, Dict, Iterator, NamedTuple, Optional, Tuple
 
 from .config import ConfigError
 
@@ -253,3 +254,13 @@ def values_from_args(cls: type, args: argparse.Namespace, given_only: bool = Fal
         if hasattr(args, dest_of(f)) and not (given_only and v is None):
             out[f.name] = v
     return out
+
+
+def check_output_files(*flags: Tuple[str, Optional[Path]]) -> None:
+    """Refuse an output file (``--json PATH``, ``--markdown PATH``) whose folder does not exist, in one
+    sentence, before any work is done."""
+    for flag, path in flags:
+        if path is not None and not Path(path).expanduser().resolve().parent.is_dir():
+            raise ConfigError(
+                f"{flag} {path}: the folder {Path(path).parent} does not exist; create it or choose another file"
+            )
