@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The GPU checks of this project in one script, for a lent NVIDIA machine (see docs/engines.md,
 # "On a GPU"). It runs from the repository root with wheels of what the machine lacks in .whl/
-# (open_clip_torch, ftfy, wcwidth, av, openpyxl, et_xmlfile, pyzmq) and writes everything to
-# $OUT/results.tar.gz plus $OUT/log. Each step has its own time limit so one hang cannot eat the rest.
+# (open_clip_torch, ftfy, wcwidth, av, openpyxl, et_xmlfile, pyzmq, msgspec; tomli where Python is 3.10)
+# and writes everything to $OUT/results.tar.gz plus $OUT/log. Each step has its own time limit so one hang cannot eat the rest.
 set -u
 OUT=${OUT:-/tmp/device-out}; mkdir -p "$OUT"; R=$OUT/r; mkdir -p "$R"
 exec > >(tee "$OUT/log") 2>&1
