@@ -30,9 +30,6 @@ from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 import numpy as np
 
-# the engine methods a stream's windows call, and whether their result is one array or a tuple of them
-BATCHED_METHODS = ("encode_frames", "head", "head_cached", "pose_partials")
-
 
 @dataclass
 class _Call:

@@ -138,7 +138,6 @@ class Tally:
     restarts: int = 0  # worker process restarts
     fatal: str = ""
     worker_done: bool = False
-    done_reason: str = ""
     ready_at: Optional[float] = None
     batcher: Dict[str, Any] = field(default_factory=dict)  # the engine batcher's counters (several streams)
 
@@ -395,7 +394,7 @@ class Supervisor:
                 self._finish(slot)  # its --max-windows are out: its capture stops
         elif kind == "worker_done":
             t.worker_done = True
-            why = t.done_reason = str(ev.get("reason") or "")
+            why = str(ev.get("reason") or "")
             self.signalled = f"--max-windows {self.cfg.max_windows} reached" if why == "done" else why
 
     # ------------------------------------------------------------------ status

@@ -9,6 +9,7 @@ down, an RTSP address on loopback where nothing listens.
 from __future__ import annotations
 
 import io
+import os
 import signal
 import threading
 import time
@@ -22,7 +23,7 @@ from live_harness import Live, Subscriber, endpoint, free_port, wait_for, window
 
 from clipmg.stream.batcher import EngineBatcher
 from clipmg.stream.config import build_parser, config_from_args
-from clipmg.stream.streams import stream_configs
+from clipmg.stream.streams import many_stream_threads, stream_configs
 
 
 @pytest.fixture(scope="module")
@@ -139,7 +140,11 @@ def test_repeated_sources_become_streams_cam0_cam1_each_with_its_own_video(tmp_p
     assert [c.stream_id for c in cfgs] == ["cam0", "cam1"]
     assert [c.source for c in cfgs] == ["synthetic:1", "synthetic:2"]
     assert [Path(c.record).name for c in cfgs] == ["out.cam0.mp4", "out.cam1.mp4"]
-    assert len(_configs(["--source", "synthetic:1"])) == 1
+    # the one engine of several streams gets every core (at most 8); one stream keeps half (threads unset)
+    assert {c.threads for c in cfgs} == {many_stream_threads()} and many_stream_threads() == min(8, os.cpu_count() or 2)
+    assert _configs(["--source", "synthetic:1", "--source", "synthetic:2", "--threads", "1"])[1].threads == 1
+    (one,) = _configs(["--source", "synthetic:1"])
+    assert one.threads is None and one.engine_threads == max(1, min(8, (os.cpu_count() or 2) // 2))
 
 
 def test_a_streams_file_sets_each_streams_own_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
