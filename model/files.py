@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import tempfile
+from importlib import resources
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any, List, Sequence
+from typing import Any, Dict, List, Sequence, Tuple
+
+from .config import ConfigError
 
 
 def code_version() -> str:
@@ -95,3 +99,18 @@ def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
         for block in iter(lambda: f.read(chunk), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def shipped_json_names(package: str) -> Tuple[str, ...]:
+    """The names (without ``.json``) of the JSON files shipped in ``package``, sorted."""
+    files = resources.files(package).iterdir()
+    return tuple(sorted(p.name[: -len(".json")] for p in files if p.name.endswith(".json")))
+
+
+def load_shipped_json(package: str, name: str, what: str) -> Dict[str, Any]:
+    """The JSON file ``name`` shipped in ``package``; a ``ConfigError`` naming the shipped ones otherwise
+    (``what``: how the message calls them, e.g. "observer profile")."""
+    names = shipped_json_names(package)
+    if name not in names:
+        raise ConfigError(f"unknown {what} {name!r}; choose one of {', '.join(names)}")
+    return json.loads(resources.files(package).joinpath(f"{name}.json").read_text())

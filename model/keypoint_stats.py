@@ -22,6 +22,10 @@ The statistics (``keypoint_statistics``):
 - ``wrist_speed_p50`` / ``_p90``: wrist speed during gestures, shoulder widths a second.
 - ``hand_face_gesture`` / ``hand_face_idle``: the nearer wrist's distance to the nose, median over
   gesture / idle frames, shoulder widths.
+- ``upper_arm`` / ``forearm`` (95th percentile of the 2D length), ``neck_nose`` (median), and the
+  resting posture ``rest_wrist`` / ``rest_elbow`` (median ``out`` / ``down`` from the neck) over idle
+  frames (at least ``POSTURE_MIN_FRAMES``), shoulder widths: ``model/posture.py``'s statistics,
+  what ``--posture`` fits.
 """
 
 from __future__ import annotations
@@ -30,7 +34,9 @@ from typing import Dict, Optional
 
 import numpy as np
 
+from .config import ConfigError
 from .layouts import SOURCE_OFFSETS
+from .posture import fit_posture
 
 NOSE, NECK, RSHO, RELB, RWRI, LSHO, LELB, LWRI, REYE, LEYE, REAR, LEAR = 0, 1, 2, 3, 4, 5, 6, 7, 15, 16, 17, 18
 UPPER_BODY: Dict[str, int] = {
@@ -49,6 +55,7 @@ UPPER_BODY: Dict[str, int] = {
 }
 HANDS = {"left": SOURCE_OFFSETS["lhand"], "right": SOURCE_OFFSETS["rhand"]}
 SWAY_WINDOW_S = 1.0  # the synthetic set's idle gaps last 0.24-1.44 s
+POSTURE_MIN_FRAMES = 10  # fewer idle frames than this give no resting-posture statistics (NaN)
 
 
 def shoulder_width(kp: np.ndarray) -> float:
@@ -152,6 +159,26 @@ def keypoint_statistics(kp: np.ndarray, fps: float, labels: Optional[np.ndarray]
     d = nearer_wrist_to_nose(kp, frame_scale(kp))  # within a frame: the frame's own scale
     stats["hand_face_gesture"] = _median(d[gesture & np.isfinite(d)])
     stats["hand_face_idle"] = _median(d[idle & np.isfinite(d)])
+    nan = float("nan")
+    try:
+        if idle.sum() < POSTURE_MIN_FRAMES:
+            raise ConfigError("too few idle frames")
+        seat = fit_posture(kp, idle, "", "")
+        stats.update(
+            upper_arm=seat.upper_arm[1],
+            forearm=seat.forearm[1],
+            neck_nose=seat.neck_nose[1],
+            rest_wrist={"out": seat.rest_wrist_x[1], "down": seat.rest_wrist_y[1]},
+            rest_elbow={"out": seat.rest_elbow_x[1], "down": seat.rest_elbow_y[1]},
+        )
+    except ConfigError:  # too few idle frames, or too few that show the arms
+        stats.update(
+            upper_arm=nan,
+            forearm=nan,
+            neck_nose=nan,
+            rest_wrist={"out": nan, "down": nan},
+            rest_elbow={"out": nan, "down": nan},
+        )
     return stats
 
 

@@ -26,16 +26,15 @@ writes them from real keypoints and says what they were fitted on.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
-from importlib import resources
 from statistics import NormalDist
 from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
 from .config import ConfigError
+from .files import load_shipped_json, shipped_json_names
 from .keypoint_stats import shoulder_width
 from .layouts import SOURCE_OFFSETS
 
@@ -116,22 +115,14 @@ class ObserverProfile:
 
 
 # ------------------------------------------------------------------------------------ profiles
-def _profile_files() -> Dict[str, object]:
-    root = resources.files("clipmg.model.observers")
-    return {p.name[: -len(".json")]: p for p in root.iterdir() if p.name.endswith(".json")}
-
-
 def list_profiles() -> Tuple[str, ...]:
     """Names of the shipped observer profiles, sorted."""
-    return tuple(sorted(_profile_files()))
+    return shipped_json_names("clipmg.model.observers")
 
 
 def load_profile(name: str) -> ObserverProfile:
     """A shipped profile by name; a ``ConfigError`` naming the known ones otherwise."""
-    files = _profile_files()
-    if name not in files:
-        raise ConfigError(f"unknown observer profile {name!r}; choose one of {', '.join(sorted(files))}")
-    return ObserverProfile.from_dict(json.loads(files[name].read_text()))  # type: ignore[attr-defined]
+    return ObserverProfile.from_dict(load_shipped_json("clipmg.model.observers", name, "observer profile"))
 
 
 # ------------------------------------------------------------------------------------ fitting

@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 
 from .observation import ProfileObserver, list_profiles, load_profile
+from .posture import PostureProfile, list_postures, load_posture
 from .synthetic_pixels import PIXEL_STYLES, apply_camera, draw_props, make_look, photo_background
 
 SYNTH_CLASSES: Tuple[str, ...] = (
@@ -55,6 +56,12 @@ V2_ADDED: Tuple[str, ...] = (
 )
 SYNTH_CLASSES_V2: Tuple[str, ...] = SYNTH_CLASSES[:-1] + V2_ADDED + ("no gesture",)
 CLASS_SETS: Dict[str, Tuple[str, ...]] = {"v1": SYNTH_CLASSES, "v2": SYNTH_CLASSES_V2}
+# What a class set brings unless told otherwise (clipmg-synth): v1 as it was made; v2 the set made for
+# real people: keypoints as real OpenPose sees them, people built and seated as real ones, varied pixels.
+SET_DEFAULTS: Dict[str, Dict[str, object]] = {
+    "v1": {"observer": "v1", "posture": "v1", "pixels": "v1", "talking": False},
+    "v2": {"observer": "openpose", "posture": "seated", "pixels": "varied", "talking": True},
+}
 # Share of iMiGUE's 18 498 clips by class (%), from its full label file: the 15 most frequent
 # classes exactly; arm akimbo (8 clips), cover face (32) and rub eyes (90) by count; the other
 # scripted classes are among the 17 with 0.8 % or less each, so 0.8 is their upper bound.
@@ -150,6 +157,9 @@ class SynthConfig:
     # "varied": a photograph behind, props in front, a camera that zooms, tilts, exposes, blurs and
     # compresses, per video (model/synthetic_pixels.py); "v1": the drawing as set v1 made it
     pixels: str = "v1"
+    # the people's proportions and resting posture: "v1" (set v1's drawn body: short arms, hands on the lap)
+    # or a profile fitted to real people (model/postures/, e.g. "seated": long arms, elbows out on the table)
+    posture: str = "v1"
 
     def __post_init__(self) -> None:
         if self.width % 2 or self.height % 2 or not (64 <= self.height <= 1080 and 64 <= self.width <= 1920):
@@ -167,6 +177,8 @@ class SynthConfig:
             raise ValueError(f"gap_frames must be (lo, hi) with 0 <= lo <= hi, got {self.gap_frames}")
         if self.observer != "v1" and self.observer not in list_profiles():
             raise ValueError(f"observer must be one of v1, {', '.join(list_profiles())}; got {self.observer!r}")
+        if self.posture != "v1" and self.posture not in list_postures():
+            raise ValueError(f"posture must be one of v1, {', '.join(list_postures())}; got {self.posture!r}")
         if self.pixels not in PIXEL_STYLES:
             raise ValueError(f"pixels must be one of {', '.join(PIXEL_STYLES)}; got {self.pixels!r}")
         unknown = [c for c in self.classes if c not in SYNTH_CLASSES_V2]
@@ -193,14 +205,20 @@ class Subject:
     breath_period: float  # frames
     noise_px: float  # keypoint noise sigma of the observations (px)
     dropout: float  # per-keypoint miss probability of the observations
+    # A posture profile's subject (``seat_subject``); None: set v1's drawn body.
+    upper_arm_px: float | None = None
+    forearm_px: float | None = None
+    neck_gap: float | None = None  # neck to the bottom of the head (px); None: 0.19 torso
+    rest_y: float | None = None  # resting wrist height below the neck (px); None: the hand on the desk's edge
+    rest_elbow: Tuple[float, float] | None = None  # resting elbow (outward, down) from the shoulder, torso units
 
     @property
     def upper_arm(self) -> float:
-        return 0.5 * self.torso
+        return 0.5 * self.torso if self.upper_arm_px is None else self.upper_arm_px
 
     @property
     def forearm(self) -> float:
-        return 0.47 * self.torso
+        return 0.47 * self.torso if self.forearm_px is None else self.forearm_px
 
     @property
     def hand(self) -> float:
@@ -276,6 +294,27 @@ def make_subject(rng: np.random.Generator, cfg: SynthConfig) -> Subject:
         breath_period=float(rng.uniform(3.0, 5.0) * cfg.fps),
         noise_px=float(rng.uniform(*cfg.noise_px) * s),
         dropout=float(rng.uniform(*cfg.dropout)),
+    )
+
+
+def seat_subject(s: Subject, profile: PostureProfile, rng: np.random.Generator) -> Subject:
+    """``s`` with the proportions and resting posture of a real person (``model/posture.py``): arm
+    lengths, the nose's height above the neck, where the resting wrists and elbows are, and the
+    table top just under the resting wrists. Lengths in the profile are shoulder widths."""
+    sw, t = 2.0 * s.shoulder, s.torso
+    upper, fore, nose = (profile.draw(rng, k) * sw for k in ("upper_arm", "forearm", "neck_nose"))
+    wx = tuple(profile.draw(rng, "rest_wrist_x") * sw / t for _ in range(2))
+    wy = profile.draw(rng, "rest_wrist_y") * sw
+    ex, ey = profile.draw(rng, "rest_elbow_x") * sw, profile.draw(rng, "rest_elbow_y") * sw
+    return replace(
+        s,
+        upper_arm_px=upper,
+        forearm_px=fore,
+        neck_gap=max(0.0, nose - 0.8 * s.head_r),  # the nose sits 0.2 head radii below the head's centre
+        rest_y=wy,
+        rest_dx=(float(wx[0]), float(wx[1])),
+        rest_elbow=((ex - s.shoulder) / t, (ey - 0.06 * t) / t),
+        desk_y=s.neck_y + wy + 0.04 * t,
     )
 
 
@@ -414,7 +453,8 @@ class Body:
     def joints(self, sway: np.ndarray, shrug: Tuple[float, float]) -> Dict[str, np.ndarray]:
         s = self.s
         neck = np.array([s.cx, s.neck_y]) + sway
-        head = neck + np.array([0.0, -0.19 * s.torso - s.head_r])
+        gap = 0.19 * s.torso if s.neck_gap is None else s.neck_gap
+        head = neck + np.array([0.0, -gap - s.head_r])
         return {
             "neck": neck,
             "head": head,
@@ -426,12 +466,17 @@ class Body:
         s = self.s
         dx = s.rest_dx[0 if side < 0 else 1] * s.torso
         drift = 0.03 * s.torso * np.array([math.sin(t / 37.0 + phase), math.sin(t / 23.0 + 2 * phase)])
-        return (
-            np.array([s.cx + side * dx, s.desk_y + 0.02 * s.torso]) + drift,
-            _toward_mid(side, -15.0),
-            0.35,
-            (0.12, 0.5),
-        )
+        if s.rest_y is None or s.rest_elbow is None:  # set v1: fingers on the desk's edge, elbows down
+            return (
+                np.array([s.cx + side * dx, s.desk_y + 0.02 * s.torso]) + drift,
+                _toward_mid(side, -15.0),
+                0.35,
+                (0.12, 0.5),
+            )
+        # a posture profile's: the wrist where real resting wrists are, the fingers on toward the midline
+        phi = _toward_mid(side, -15.0)
+        wrist = np.array([s.cx + side * dx, s.neck_y + s.rest_y])
+        return wrist + 0.75 * s.hand * np.array([math.cos(phi), math.sin(phi)]) + drift, phi, 0.35, s.rest_elbow
 
     def keypoints(
         self, j: Dict[str, np.ndarray], hands: Dict[int, HandPose]
@@ -762,6 +807,8 @@ class Take:
     def __init__(self, seed: int, index: int, cfg: SynthConfig) -> None:
         self.cfg = cfg
         self.subject = make_subject(_rng(seed, index, 1), cfg)
+        if cfg.posture != "v1":  # drawn after set v1's subject, from a stream of its own: v1 stays as it was
+            self.subject = seat_subject(self.subject, load_posture(cfg.posture), _rng(seed, index, 9))
         self.background = make_background(_rng(seed, index, 2), cfg.width, cfg.height)
         self.look = make_look(_rng(seed, index, 7)) if cfg.pixels == "varied" else None
         if self.look is not None:

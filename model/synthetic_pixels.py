@@ -51,11 +51,15 @@ def photographs() -> Tuple[np.ndarray, ...]:
             "install it (pip install 'clipmg[train]') or use pixels='v1'"
         )
     folder = Path(list(spec.submodule_search_locations)[0]) / "data"
+    from PIL import Image  # scikit-image's own reader, so there where the photographs are
+
     out = []
-    for name in PHOTOS:
-        img = cv2.imread(str(folder / name), cv2.IMREAD_COLOR)
-        if img is not None:
-            out.append(cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
+    for name in PHOTOS:  # the same pixels as OpenCV's reader (tested), without libpng's warnings on stderr
+        try:
+            with Image.open(folder / name) as img:
+                out.append(np.asarray(img.convert("RGB")))
+        except (OSError, ValueError):
+            continue
     if len(out) < 4:
         raise ConfigError(f"found only {len(out)} of scikit-image's photographs in {folder}; reinstall scikit-image")
     return tuple(out)

@@ -77,7 +77,8 @@ BACKENDS = {
     "tensorboard": "TensorBoard: only when --tensorboard is given",
     "zmq": "ZeroMQ: only the code that opens a socket",
     "openpyxl": "MiGA's .xlsx keypoint files only (slow to import, the `runtime` extra)",
-    "PIL": "Pillow (not a declared dependency; it comes with matplotlib): a GIF's frame rate in the real-data report",
+    "PIL": "Pillow (not a declared dependency; it comes with matplotlib and scikit-image): a GIF's frame rate in the "
+    "real-data report, scikit-image's photographs for the synthetic set's backgrounds",
     "aiohttp": "the web view's server: only with --web",
     "playwright": "the browser that bench/web.py drives (the `test` extra)",
     "playwright.sync_api": "the browser that bench/web.py drives (the `test` extra)",
@@ -90,7 +91,7 @@ PYTORCH_FREE = {
         f"model/{m}.py"
         for m in (
             "config settings logs layouts sampling splits preprocess crop pose_cache files checkpoint_format "
-            "keypoint_files synthetic observation machine keypoint_stats errors __init__"
+            "keypoint_files synthetic observation posture machine keypoint_stats errors __init__"
         ).split()
     ),
     *(f"engines/{m}.py" for m in "base artifacts graphs metadata loader onnx_backend cli __init__".split()),

@@ -131,7 +131,7 @@ def test_real_data_report(shared_data, tmp_path):
     assert r["segments"]["demo"] is True and r["segments"]["model"]["preset"] == "clipmg-tiny"
     assert r["segments"]["top1"] == sum(s["top1_hit"] for s in seg)
     k = r["keypoints"]
-    assert set(k) == {"synthetic", "synthetic_fitted", "openpose_298", "mediapipe_gifs"}
+    assert set(k) == {"synthetic", "synthetic_fitted", "synthetic_seated", "openpose_298", "mediapipe_gifs"}
     for name, s in k.items():
         assert 0.9 <= s["person"] <= 1.0, name
         assert s["jitter"] is not None and s["jitter"] > 0, name
@@ -148,8 +148,25 @@ def test_real_data_report(shared_data, tmp_path):
     ):
         assert abs(get(fitted) - get(real)) < abs(get(v1) - get(real))
     assert fitted["jitter"] == pytest.approx(real["jitter"], rel=0.35)
+    # the posture fitted to real people is closer to them than set v1's body, statistic by statistic; the
+    # resting hand-to-nose distance, which it does not fit, follows
+    seated = k["synthetic_seated"]
+    for get in (
+        lambda s: s["upper_arm"],
+        lambda s: s["forearm"],
+        lambda s: s["neck_nose"],
+        lambda s: s["rest_wrist"]["out"],
+        lambda s: s["rest_wrist"]["down"],
+        lambda s: s["rest_elbow"]["out"],
+        lambda s: s["hand_face_idle"],
+    ):
+        assert abs(get(seated) - get(real)) < abs(get(fitted) - get(real))
+    assert seated["hand_face_idle"] == pytest.approx(real["hand_face_idle"], rel=0.15)
     text = md.read_text()
-    assert "| statistic | synthetic, v1 observer | synthetic, fitted observer | real OpenPose (298) | MediaPipe" in text
+    assert (
+        "| statistic | synthetic, v1 observer | synthetic, fitted observer | synthetic, fitted observer and "
+        "posture | real OpenPose (298) | MediaPipe" in text
+    )
     assert f"**Top-1 {r['segments']['top1']} of 4" in text
     assert p.stdout.strip() == text.strip()
 

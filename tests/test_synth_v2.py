@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -197,3 +198,22 @@ def test_synth_command_writes_varied_pixels(tmp_path):
     (f1, k1), (f2, k2) = out["v1"], out["varied"]
     assert f1.shape == f2.shape and np.abs(f1.astype(int) - f2.astype(int)).mean() > 10
     assert k1.shape == k2.shape and not np.allclose(k1[:, 1, :2], k2[:, 1, :2])
+
+
+def test_photographs_are_read_as_opencv_reads_them_without_warnings(capfd):
+    """Pillow reads scikit-image's photographs pixel for pixel as OpenCV does, and libpng says nothing."""
+    import importlib.util
+
+    import cv2
+
+    from clipmg.model.synthetic_pixels import PHOTOS, photographs
+
+    photographs.cache_clear()
+    photos = photographs()
+    assert "libpng" not in capfd.readouterr().err
+    spec = importlib.util.find_spec("skimage")
+    assert spec is not None and spec.submodule_search_locations
+    folder = Path(list(spec.submodule_search_locations)[0]) / "data"
+    for name, photo in zip(PHOTOS, photos):
+        ref = cv2.cvtColor(cv2.imread(str(folder / name), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+        assert photo.dtype == np.uint8 and np.array_equal(photo, ref), name

@@ -17,6 +17,7 @@ from live_harness import EvilPickle
 
 from clipmg.model import create_model, load_config
 from clipmg.model.checkpoint import CheckpointError, add_digest, load_checkpoint, read_metadata, save_checkpoint
+from clipmg.model.config import ConfigError
 from clipmg.train.config import TrainConfig, parse
 from clipmg.train.data import build_data
 from clipmg.train.synth import SynthConfig, write_dataset
@@ -588,3 +589,58 @@ def test_ablation_table_and_reuse_of_finished_runs(synth_root, tmp_path, capsys)
     capsys.readouterr()
     assert ablate_main([*common, "--variants", "full", "--reuse", "--lr-new", "5e-3"]) == 2
     assert "holds a run with other settings (lr_new)" in capsys.readouterr().err
+
+
+def test_rgb_dropout_blanks_whole_clips_and_resumes_exactly(synth_root, tmp_path, monkeypatch):
+    """--rgb-dropout: the shipped train step hands the model grey (0) frames for about p of the clips,
+    the others untouched; without it nothing is drawn (runs stay as they were); a resume is exact."""
+    cfg = _cfg(synth_root, tmp_path / "r", rgb_dropout=0.5)
+    data = build_data(cfg, load_config(cfg.preset))
+    tr = Trainer(cfg, data)
+    seen: list[torch.Tensor] = []
+    forward = tr.model.forward
+    monkeypatch.setattr(tr.model, "forward", lambda images, kp, **kw: seen.append(images) or forward(images, kp, **kw))
+    batch = collate([data.train[i] for i in range(8)])
+    for _ in range(6):
+        tr.train_step({**batch, "index": torch.arange(8)})
+    blank = torch.cat([(x.flatten(1) == 0).all(dim=1) for x in seen])
+    kept = torch.tensor([torch.equal(x[i], batch["images"][i]) for x in seen for i in range(8)])
+    assert bool((blank ^ kept).all())  # a clip is either wholly grey or wholly its own frames
+    assert 12 <= int(blank.sum()) <= 36 and tr.rgb_blanked == int(blank.sum())  # 48 clips at p = 0.5
+    plain = Trainer(_cfg(synth_root, tmp_path / "p"), data)
+    state = torch.get_rng_state()
+    assert plain._blank_rgb(batch["images"]) is batch["images"] and torch.equal(torch.get_rng_state(), state)
+    # a run stopped mid-way and resumed equals the uninterrupted one with dropout on too
+    a, b = tmp_path / "a", tmp_path / "b"
+    Trainer(_cfg(synth_root, a, rgb_dropout=0.5), data).run()
+    Trainer(_cfg(synth_root, b, rgb_dropout=0.5, max_steps=6), data).run()
+    Trainer(_cfg(synth_root, b, rgb_dropout=0.5, resume=True), data).run()
+    np.testing.assert_allclose(_losses(b), _losses(a), rtol=0, atol=1e-5)
+    with pytest.raises(ConfigError, match="--rgb-dropout needs the frames themselves"):
+        _cfg(synth_root, tmp_path, rgb_dropout=0.3, cache_frozen=True, augment=False)
+    with pytest.raises(ConfigError, match="rgb.dropout"):
+        _cfg(synth_root, tmp_path, rgb_dropout=1.0)
+
+
+def test_eval_withholds_a_modality(synth_root, tmp_path, capsys):
+    """clipmg-eval --withhold rgb|pose scores the same clips with grey frames or no keypoints."""
+    from clipmg.train.evaluate import evaluate_checkpoint
+    from clipmg.train.evaluate import main as eval_main
+
+    run = tmp_path / "run"
+    args = ["--data", str(synth_root), "--out", str(run), "--epochs", "1", "--batch-size", "8", "--device", "cpu"]
+    assert train_main(args) == 0
+    ckpt = run / "best.safetensors"
+    full = evaluate_checkpoint(ckpt, str(synth_root))
+    runs = {w: evaluate_checkpoint(ckpt, str(synth_root), withhold=w) for w in ("rgb", "pose")}
+    for w, r in runs.items():
+        assert r["withheld"] == w and r["count"] == full["count"]
+    assert runs["rgb"]["confusion"] != full["confusion"] or runs["pose"]["confusion"] != full["confusion"]
+    assert eval_main([str(ckpt), "--data", str(synth_root), "--withhold", "rgb"]) == 0
+    assert "RGB withheld: grey frames" in capsys.readouterr().out
+    p = subprocess.run(
+        [sys.executable, "-m", "clipmg.train.evaluate", str(ckpt), "--data", str(synth_root), "--withhold", "x"],
+        capture_output=True,
+        text=True,
+    )
+    assert p.returncode == 2 and "--withhold" in p.stderr

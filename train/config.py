@@ -83,6 +83,12 @@ class TrainConfig:
     colour_jitter: float = setting(
         0.0, "with --augment: brightness/contrast/saturation factors in [1 - c, 1 + c]", Range(0.0, 1.0, "hi")
     )
+    rgb_dropout: float = setting(
+        0.0,
+        "probability that a training clip's RGB frames are blanked (the normalised mean: grey), so that the "
+        "model learns to decide from the pose alone when the pixels say nothing; 0 = off",
+        Range(0.0, 1.0, "hi"),
+    )
     ema: float = setting(
         0.0,
         "decay of an exponential moving average of the weights, which is validated and "
@@ -121,6 +127,8 @@ class TrainConfig:
             raise ConfigError(
                 "give --init or --pretrained, not both: the --init checkpoint's weights include its visual tower"
             )
+        if self.cache_frozen and self.rgb_dropout:
+            raise ConfigError("--rgb-dropout needs the frames themselves; it cannot be used with --cache-frozen")
         if self.cache_frozen and self.augment:
             raise ConfigError(
                 "--cache-frozen needs --no-augment: cached ViT outputs are only valid when every "

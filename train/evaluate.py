@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List, cast
 
 import numpy as np
+import torch
 from torch.utils.data import DataLoader
 
 from clipmg.model.checkpoint import CheckpointError, load_checkpoint
@@ -26,6 +27,10 @@ from .config import TrainConfig
 from .data import build_data
 from .loop import DistInfo, classification_metrics, resolve_device
 from .run import Indexed, collate, evaluate_logits
+
+# What a modality test withholds (--withhold): the RGB frames become the normalised mean (grey, what
+# clipmg-train --rgb-dropout trains with), the keypoints confidence 0 (empty heatmaps: no person seen).
+WITHHOLD = {"none": "", "rgb": "RGB withheld: grey frames", "pose": "pose withheld: no keypoints"}
 
 
 def plot_confusion(confusion: List[List[int]], class_names: List[str], path: Path, title: str) -> None:
@@ -76,13 +81,19 @@ def evaluate_checkpoint(
     device: str = "auto",
     strict: bool = False,
     save_windows: str | Path | None = None,
+    withhold: str = "none",
 ) -> Dict[str, Any]:
     """Evaluate a checkpoint on a dataset; the split (seed, validation fraction, background class)
     is the one recorded in the checkpoint, so ``split='val'`` is the held-out set it was chosen on.
 
     ``save_windows``: also write the evaluated windows as an ``.npz`` (``images``, ``keypoints``,
     ``labels``: exactly the model's inputs), the validation samples ``clipmg-export --int8
-    --val-samples`` measures the int8 accuracy change on."""
+    --val-samples`` measures the int8 accuracy change on.
+
+    ``withhold``: ``rgb`` or ``pose`` scores the model with that modality blanked (``WITHHOLD``): how
+    much it relies on the other."""
+    if withhold not in WITHHOLD:
+        raise ConfigError(f"--withhold must be one of {', '.join(WITHHOLD)}; got {withhold!r}")
     if split not in ("val", "train", "all"):
         raise ConfigError(f"--split must be one of val, train, all; got {split!r}")
     if batch_size < 1:
@@ -122,6 +133,8 @@ def evaluate_checkpoint(
     for sub in subsets[split]:
         loader = DataLoader(Indexed(sub, cfg.seed), batch_size=batch_size, shuffle=False, collate_fn=collate)
         batches: Any = _keep(loader, windows) if save_windows else loader  # a DataLoader, or one that keeps the windows
+        if withhold != "none":
+            batches = _withheld(batches, withhold)
         lg, lb = evaluate_logits(model, batches, dev, progress=True)
         logits.append(lg)
         labels.append(lb)
@@ -135,6 +148,7 @@ def evaluate_checkpoint(
         "split": split,
         "preset": model.cfg.name,
         "variant": model.cfg.variant,
+        "withheld": withhold,
         "class_names": list(ds.class_names),
         **metrics,
     }
@@ -152,6 +166,13 @@ def evaluate_checkpoint(
             f"{model.cfg.name} / {model.cfg.variant} on {split}: top-1 {metrics['top1']:.3f}",
         )
     return report
+
+
+def _withheld(loader: Any, what: str) -> Iterator[Dict[str, Any]]:
+    """The loader's batches with the ``what`` modality blanked (``WITHHOLD``)."""
+    key = {"rgb": "images", "pose": "keypoints"}[what]
+    for batch in loader:
+        yield {**batch, key: torch.zeros_like(batch[key])}
 
 
 def _keep(loader: Any, sink: List[Dict[str, Any]]) -> Iterator[Dict[str, Any]]:
@@ -209,6 +230,13 @@ def _main(argv: list[str] | None) -> int:
         help="also write the evaluated windows (model inputs and "
         "labels) as an .npz: the validation samples of clipmg-export --int8 --val-samples",
     )
+    ap.add_argument(
+        "--withhold",
+        default="none",
+        choices=tuple(WITHHOLD),
+        help="score with one modality blanked: rgb (grey frames) or pose (no keypoints), to see how much the "
+        "model relies on the other (default: none)",
+    )
     args = ap.parse_args(argv)
     if args.device != "auto" and not args.device.startswith(("cpu", "cuda")):
         raise ConfigError(f"--device must be auto, cpu, cuda or cuda:N, got {args.device!r}")
@@ -222,11 +250,13 @@ def _main(argv: list[str] | None) -> int:
         args.device,
         args.strict,
         args.save_windows,
+        args.withhold,
     )
     top5 = f"  top-5 {r['top5']:.4f}" if r["top5"] is not None else ""
     print(
-        f"{r['preset']} / {r['variant']} on {r['split']} ({r['count']} clips): top-1 {r['top1']:.4f}{top5}  "
-        f"macro {r['macro']:.4f}"
+        f"{r['preset']} / {r['variant']} on {r['split']} ({r['count']} clips"
+        + (f"; {WITHHOLD[args.withhold]}" if args.withhold != "none" else "")
+        + f"): top-1 {r['top1']:.4f}{top5}  macro {r['macro']:.4f}"
     )
     for name, acc in sorted(r["per_class"].items(), key=lambda kv: kv[1]):
         print(f"  {acc:6.3f}  {name}")

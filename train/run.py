@@ -244,6 +244,7 @@ class Trainer:
         self.prior = class_prior(data.train_labels, n_cls).to(self.device)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp == torch.float16)
         self.cache = FrozenCache() if cfg.cache_frozen else None
+        self.rgb_blanked = 0  # clips whose frames --rgb-dropout blanked (counted for the log and the tests)
         # --ema: PyTorch's own weight averaging; the average (buffers too) is what is validated and saved
         self.ema = (
             AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
@@ -343,6 +344,16 @@ class Trainer:
             g["lr"] = g["base_lr"] * f
         return f
 
+    def _blank_rgb(self, images: torch.Tensor) -> torch.Tensor:
+        """``--rgb-dropout``: each clip's frames ``(B, T, 3, S, S)`` are the normalised mean (0) with
+        probability p. The draw uses PyTorch's generator, whose state checkpoints keep (resumes are
+        exact), and only when p > 0, so runs without it draw exactly what they drew before."""
+        p = self.cfg.rgb_dropout
+        if p <= 0:
+            return images
+        self.rgb_blanked += int((keep := torch.rand(images.shape[0]) >= p).logical_not().sum())
+        return images * keep.to(images.device, images.dtype).reshape(-1, 1, 1, 1, 1)
+
     def train_step(self, batch: Dict[str, Any]) -> float:
         model = self.ddp or self.model
         kp = batch["keypoints"].to(self.device, non_blocking=True)
@@ -352,7 +363,7 @@ class Trainer:
             if self.cache is not None:
                 logits = model(None, kp, frozen_tokens=self.cache.tokens(self.model, batch, self.device))
             else:
-                logits = model(batch["images"].to(self.device, non_blocking=True), kp)
+                logits = model(self._blank_rgb(batch["images"].to(self.device, non_blocking=True)), kp)
             loss = loss_fn(
                 logits, target, self.prior, self.cfg.class_balance, self.cfg.label_smoothing, self.cfg.logit_adjust
             )
@@ -539,6 +550,8 @@ class Trainer:
         if self.dist.main:
             metrics = {"epoch": self.epoch + 1, "train_loss": float(np.mean(losses)) if losses else float("nan")}
             text = f"epoch {metrics['epoch']}: loss {metrics['train_loss']:.4f}"
+            if self.cfg.rgb_dropout:
+                text += f"  ({self.rgb_blanked} clips' frames blanked so far)"
             if self.has_val:
                 m = self.validate()
                 metrics.update({"val_top1": m["top1"], "val_top5": m["top5"], "val_macro": m["macro"]})

@@ -39,9 +39,11 @@ from clipmg.model.config import ConfigError
 from clipmg.model.errors import ClipmgError, run_command
 from clipmg.model.keypoint_files import miga_class_id
 from clipmg.model.observation import list_profiles
+from clipmg.model.posture import list_postures
 from clipmg.model.synthetic import (  # noqa: F401
     CLASS_SETS,
     IMIGUE_SHARE,
+    SET_DEFAULTS,
     SYNTH_CLASSES,
     SYNTH_CLASSES_V2,
     SynthConfig,
@@ -169,6 +171,10 @@ def write_dataset(
     return meta
 
 
+def _set_defaults(key: str) -> str:
+    return "(" + ", ".join(f"{name}: {d[key]}" for name, d in SET_DEFAULTS.items()) + ")"
+
+
 def main(argv: List[str] | None = None) -> int:
     """``clipmg-synth``: exit 0, or 2 with one sentence for a bad setting or folder, 1 for a bug."""
     return run_command("clipmg-synth", lambda: _main(argv))
@@ -203,15 +209,28 @@ def _main(argv: List[str] | None) -> int:
     ap.add_argument("--classes", default="", help="comma-separated subset of: " + ", ".join(SYNTH_CLASSES_V2))
     ap.add_argument(
         "--observer",
-        default=SynthConfig.observer,
-        help="how the keypoints are observed: v1 (the first, guessed noise; the demo model's) or a profile fitted "
-        "to a real estimator: " + ", ".join(list_profiles()) + " (see docs/data.md)",
+        default=None,
+        help="how the keypoints are observed: v1 (the first, guessed noise) or a profile fitted to a real "
+        "estimator: "
+        + ", ".join(list_profiles())
+        + " (see docs/data.md); default: the class set's "
+        + _set_defaults("observer"),
+    )
+    ap.add_argument(
+        "--posture",
+        default=None,
+        help="how the people are built and sit: v1 (short arms, hands on the lap) or a profile fitted to real "
+        "people: "
+        + ", ".join(list_postures())
+        + " (see docs/data.md); default: the class set's "
+        + _set_defaults("posture"),
     )
     ap.add_argument(
         "--pixels",
-        default=SynthConfig.pixels,
-        help="v1: the drawing as set v1 made it (the demo model's); varied: a photograph behind, a microphone and a "
-        "name card in front, a camera that zooms, tilts, exposes, blurs and compresses, per video (docs/data.md)",
+        default=None,
+        help="v1: the drawing as set v1 made it; varied: a photograph behind, a microphone and a name card in "
+        "front, a camera that zooms, tilts, exposes, blurs and compresses, per video (docs/data.md); default: "
+        "the class set's " + _set_defaults("pixels"),
     )
     ap.add_argument("--no-video", action="store_true", help="skip the mp4 files (pose-only set)")
     ap.add_argument("--quiet", action="store_true", help="no progress lines")
@@ -221,6 +240,7 @@ def _main(argv: List[str] | None) -> int:
     if args.class_mix not in CLASS_MIXES:
         raise ConfigError(f"--class-mix must be one of {', '.join(CLASS_MIXES)}, got {args.class_mix!r}")
     classes = tuple(c.strip() for c in args.classes.split(",") if c.strip()) or CLASS_SETS[args.class_set]
+    defaults = SET_DEFAULTS[args.class_set]
     try:  # SynthConfig checks the flags' values; its ValueErrors are about them
         cfg = SynthConfig(
             width=args.width,
@@ -228,9 +248,10 @@ def _main(argv: List[str] | None) -> int:
             fps=args.fps,
             clip_frames=(args.min_clip, args.max_clip),
             classes=classes,
-            observer=args.observer,
-            talking=args.class_set == "v2",
-            pixels=args.pixels,
+            observer=args.observer or defaults["observer"],
+            posture=args.posture or defaults["posture"],
+            talking=bool(defaults["talking"]),
+            pixels=args.pixels or defaults["pixels"],
         )
     except ValueError as e:
         raise ConfigError(str(e)) from e

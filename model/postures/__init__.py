@@ -1,0 +1,1 @@
+"""Posture profiles: how real people sit, fitted to real keypoints (see ``model/posture.py``)."""
