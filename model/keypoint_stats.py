@@ -159,26 +159,23 @@ def keypoint_statistics(kp: np.ndarray, fps: float, labels: Optional[np.ndarray]
     d = nearer_wrist_to_nose(kp, frame_scale(kp))  # within a frame: the frame's own scale
     stats["hand_face_gesture"] = _median(d[gesture & np.isfinite(d)])
     stats["hand_face_idle"] = _median(d[idle & np.isfinite(d)])
-    nan = float("nan")
-    try:
-        if idle.sum() < POSTURE_MIN_FRAMES:
-            raise ConfigError("too few idle frames")
-        seat = fit_posture(kp, idle, "", "")
-        stats.update(
-            upper_arm=seat.upper_arm[1],
-            forearm=seat.forearm[1],
-            neck_nose=seat.neck_nose[1],
-            rest_wrist={"out": seat.rest_wrist_x[1], "down": seat.rest_wrist_y[1]},
-            rest_elbow={"out": seat.rest_elbow_x[1], "down": seat.rest_elbow_y[1]},
-        )
-    except ConfigError:  # too few idle frames, or too few that show the arms
-        stats.update(
-            upper_arm=nan,
-            forearm=nan,
-            neck_nose=nan,
-            rest_wrist={"out": nan, "down": nan},
-            rest_elbow={"out": nan, "down": nan},
-        )
+    seat = None
+    if idle.sum() >= POSTURE_MIN_FRAMES:
+        try:
+            seat = fit_posture(kp, idle, "", "")
+        except ConfigError:  # no idle frame shows the arms
+            pass
+
+    def mid(key: str) -> float:  # the fit's middle value (for the arms: the 95th percentile), NaN without one
+        return float(getattr(seat, key)[1]) if seat is not None else float("nan")
+
+    stats.update(
+        upper_arm=mid("upper_arm"),
+        forearm=mid("forearm"),
+        neck_nose=mid("neck_nose"),
+        rest_wrist={"out": mid("rest_wrist_x"), "down": mid("rest_wrist_y")},
+        rest_elbow={"out": mid("rest_elbow_x"), "down": mid("rest_elbow_y")},
+    )
     return stats
 
 

@@ -47,7 +47,8 @@ Quantiles = Tuple[float, float, float]
 
 @dataclass(frozen=True)
 class PostureProfile:
-    """Body proportions and resting posture of real people, in shoulder widths (10th/50th/90th percentiles)."""
+    """Body proportions and resting posture of real people, in shoulder widths: 10th/50th/90th
+    percentiles, except the arm lengths (see ``upper_arm``)."""
 
     name: str
     source: str
@@ -114,13 +115,19 @@ def fit_posture(kp: np.ndarray, use: np.ndarray, name: str, source: str) -> Post
         )
 
     neck_ok = (kp[:, NECK, 2] > 0) & np.isfinite(sw)
-    rel: Dict[str, list] = {"wx": [], "wy": [], "ex": [], "ey": []}
-    for wrist, elbow, outward in ((RWRI, RELB, -1.0), (LWRI, LELB, 1.0)):
-        for j, kx, ky in ((wrist, "wx", "wy"), (elbow, "ex", "ey")):
+
+    def from_neck(right: int, left: int) -> Tuple[np.ndarray, np.ndarray]:
+        """Both sides' joint (out toward its own side, down) from the neck, shoulder widths."""
+        outs, downs = [], []
+        for j, outward in ((right, -1.0), (left, 1.0)):  # the person's right is on the image's left
             ok = neck_ok & (kp[:, j, 2] > 0)
             d = (kp[ok, j, :2] - kp[ok, NECK, :2]) / sw[ok, None]
-            rel[kx].append(outward * d[:, 0])
-            rel[ky].append(d[:, 1])
+            outs.append(outward * d[:, 0])
+            downs.append(d[:, 1])
+        return np.concatenate(outs), np.concatenate(downs)
+
+    wrist_out, wrist_down = from_neck(RWRI, LWRI)
+    elbow_out, elbow_down = from_neck(RELB, LELB)
     nose_ok = neck_ok & (kp[:, NOSE, 2] > 0)
     return PostureProfile(
         name=name,
@@ -129,10 +136,10 @@ def fit_posture(kp: np.ndarray, use: np.ndarray, name: str, source: str) -> Post
         upper_arm=arm(((RSHO, RELB), (LSHO, LELB))),
         forearm=arm(((RELB, RWRI), (LELB, LWRI))),
         neck_nose=q((kp[nose_ok, NECK, 1] - kp[nose_ok, NOSE, 1]) / sw[nose_ok]),
-        rest_wrist_x=q(np.concatenate(rel["wx"])),
-        rest_wrist_y=q(np.concatenate(rel["wy"])),
-        rest_elbow_x=q(np.concatenate(rel["ex"])),
-        rest_elbow_y=q(np.concatenate(rel["ey"])),
+        rest_wrist_x=q(wrist_out),
+        rest_wrist_y=q(wrist_down),
+        rest_elbow_x=q(elbow_out),
+        rest_elbow_y=q(elbow_down),
     )
 
 

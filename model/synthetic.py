@@ -297,6 +297,14 @@ def make_subject(rng: np.random.Generator, cfg: SynthConfig) -> Subject:
     )
 
 
+def set_config(class_set: str, **changes: object) -> SynthConfig:
+    """The ``SynthConfig`` of a class set: its classes and ``SET_DEFAULTS``, then ``changes`` (a change of
+    None keeps the set's value). ``ValueError`` for a bad value, ``KeyError`` for an unknown set."""
+    fields = {"classes": CLASS_SETS[class_set], **SET_DEFAULTS[class_set]}
+    fields.update({k: v for k, v in changes.items() if v is not None})
+    return SynthConfig(**fields)  # type: ignore[arg-type]
+
+
 def seat_subject(s: Subject, profile: PostureProfile, rng: np.random.Generator) -> Subject:
     """``s`` with the proportions and resting posture of a real person (``model/posture.py``): arm
     lengths, the nose's height above the neck, where the resting wrists and elbows are, and the

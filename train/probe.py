@@ -4,8 +4,9 @@
 
 CLIP-MG's skeleton encoder (the ``clipmg-tiny`` preset's, from scratch) and one linear layer are
 trained on a pose-only synthetic set v2 (``clipmg-synth --class-set v2 --no-video``: 23 gesture
-scripts and *no gesture*, keypoints observed as real OpenPose sees them, people built and seated as
-the real ones: ``model/posture.py``),
+scripts and *no gesture*, with v2's defaults: keypoints observed as real OpenPose sees them, people
+built and seated as the real ones (``model/posture.py``), seen through a camera that zooms, rolls and
+pans per video (``--pixels varied``'s camera, which moves the keypoints too)),
 then scored on the labelled clips of real iMiGUE video 298 (raw OpenPose, never trained or tuned
 on): top-1 and top-3 among the set's classes, per-class recall, against chance and against always
 answering the most frequent real class. Every setting is fixed here, before any real clip is
@@ -34,7 +35,7 @@ from tqdm import tqdm
 from clipmg.model.errors import ClipmgError, run_command
 from clipmg.model.factory import create_model
 from clipmg.model.machine import cpu_line
-from clipmg.model.synthetic import SET_DEFAULTS, SYNTH_CLASSES_V2, SynthConfig
+from clipmg.model.synthetic import SynthConfig, set_config
 
 from .dataset import MicroGestureDataset
 from .index import build_index
@@ -184,7 +185,8 @@ def markdown(r: Dict[str, Any]) -> str:
         f"{s['train_minutes']:.1f} minutes. The `{r['settings']['preset']}` skeleton encoder and a linear layer, "
         f"trained from scratch on a pose-only synthetic set v2 ({r['settings']['videos']} subjects, "
         f"{s['train_clips'] + s['val_clips']} clips of {len(s['class_names'])} classes, keypoints by the observer "
-        "fitted to real OpenPose, people by the posture fitted to real ones; see docs/data.md), person crop, "
+        "fitted to real OpenPose, people by the posture fitted to real ones, a camera that zooms, rolls and pans "
+        "per video; see docs/data.md), person crop, "
         "every setting fixed in `train/probe.py` before a real clip was scored. Real: the labelled clips of "
         "iMiGUE video 298 (raw OpenPose JSON), never trained or tuned on.",
         "",
@@ -241,7 +243,7 @@ def run(data: Path, s: ProbeSettings, synth_dir: Optional[Path] = None, progress
     with tempfile.TemporaryDirectory(prefix="clipmg-probe-") as tmp:
         root = synth_dir or Path(tmp) / "synth-v2"
         if not (root / "classes.txt").is_file():
-            cfg = SynthConfig(classes=SYNTH_CLASSES_V2, **SET_DEFAULTS["v2"])  # type: ignore[arg-type]
+            cfg = set_config("v2")
             write_dataset(root, s.seed, s.videos, s.clips_per_video, cfg, video=False)
         probe, synthetic = train_probe(root, s, progress)
         real = score_real(probe, data, synthetic["class_names"], s.batch)

@@ -54,6 +54,7 @@ from clipmg.model.synthetic import (  # noqa: F401
     make_episode,
     openpose_json,
     plan_video,
+    set_config,
     synthetic_stream,
     write_video,
 )
@@ -239,19 +240,18 @@ def _main(argv: List[str] | None) -> int:
         raise ConfigError(f"--class-set must be one of {', '.join(CLASS_SETS)}, got {args.class_set!r}")
     if args.class_mix not in CLASS_MIXES:
         raise ConfigError(f"--class-mix must be one of {', '.join(CLASS_MIXES)}, got {args.class_mix!r}")
-    classes = tuple(c.strip() for c in args.classes.split(",") if c.strip()) or CLASS_SETS[args.class_set]
-    defaults = SET_DEFAULTS[args.class_set]
+    classes = tuple(c.strip() for c in args.classes.split(",") if c.strip()) or None
     try:  # SynthConfig checks the flags' values; its ValueErrors are about them
-        cfg = SynthConfig(
+        cfg = set_config(
+            args.class_set,
             width=args.width,
             height=args.height,
             fps=args.fps,
             clip_frames=(args.min_clip, args.max_clip),
             classes=classes,
-            observer=args.observer or defaults["observer"],
-            posture=args.posture or defaults["posture"],
-            talking=bool(defaults["talking"]),
-            pixels=args.pixels or defaults["pixels"],
+            observer=args.observer,
+            posture=args.posture,
+            pixels=args.pixels,
         )
     except ValueError as e:
         raise ConfigError(str(e)) from e
