@@ -25,7 +25,11 @@ The statistics (``keypoint_statistics``):
 - ``upper_arm`` / ``forearm`` (95th percentile of the 2D length), ``neck_nose`` (median), and the
   resting posture ``rest_wrist`` / ``rest_elbow`` (median ``out`` / ``down`` from the neck) over idle
   frames (at least ``POSTURE_MIN_FRAMES``), shoulder widths: ``model/posture.py``'s statistics,
-  what ``--posture`` fits.
+  what ``--posture`` fits, with ``rest_hands`` (the wrists' midpoint beside the neck, ``p10`` and
+  ``p90``), ``shoulder_drop`` (shoulders' midpoint below the neck) and ``ear_rise``
+  (ears above the eyes), medians; with them, over 1-second windows of idle frames, ``head_turn`` (the nose
+  beside the neck, median), ``head_motion`` and ``hand_motion`` (RMS of the nose / a wrist from the
+  neck, ``p50`` and ``p90`` over windows; NaN where no window is idle throughout).
 """
 
 from __future__ import annotations
@@ -162,12 +166,12 @@ def keypoint_statistics(kp: np.ndarray, fps: float, labels: Optional[np.ndarray]
     seat = None
     if idle.sum() >= POSTURE_MIN_FRAMES:
         try:
-            seat = fit_posture(kp, idle, "", "")
+            seat = fit_posture(kp, idle, "", "", fps=fps, require_motion=False)
         except ConfigError:  # no idle frame shows the arms
             pass
 
-    def mid(key: str) -> float:  # the fit's middle value (for the arms: the 95th percentile), NaN without one
-        return float(getattr(seat, key)[1]) if seat is not None else float("nan")
+    def mid(key: str, at: int = 1) -> float:  # the fit's middle value (the arms: the 95th percentile); NaN: none
+        return float(getattr(seat, key)[at]) if seat is not None else float("nan")
 
     stats.update(
         upper_arm=mid("upper_arm"),
@@ -175,6 +179,12 @@ def keypoint_statistics(kp: np.ndarray, fps: float, labels: Optional[np.ndarray]
         neck_nose=mid("neck_nose"),
         rest_wrist={"out": mid("rest_wrist_x"), "down": mid("rest_wrist_y")},
         rest_elbow={"out": mid("rest_elbow_x"), "down": mid("rest_elbow_y")},
+        rest_hands={"p10": mid("rest_hands_x", 0), "p90": mid("rest_hands_x", 2)},
+        shoulder_drop=mid("shoulder_drop"),
+        ear_rise=mid("ear_rise"),
+        head_turn=mid("head_turn"),
+        head_motion={"p50": mid("head_motion"), "p90": mid("head_motion", 2)},
+        hand_motion={"p50": mid("hand_motion"), "p90": mid("hand_motion", 2)},
     )
     return stats
 

@@ -12,7 +12,20 @@ as quantiles in shoulder widths (BODY_25's shoulder-to-shoulder distance, the fr
 - ``neck_nose``: the nose's height above BODY_25's neck (a camera above the eyes, a head held
   forward: short);
 - ``rest_wrist_x`` / ``rest_wrist_y`` and ``rest_elbow_x`` / ``rest_elbow_y``: where a resting
-  wrist and elbow are, from the neck, x toward the person's own side, y down.
+  wrist and elbow are, from the neck, x toward the person's own side, y down;
+- ``rest_hands_x``: where the two wrists' midpoint lies beside the neck (x, image right positive): a
+  person at rest does not hold one pose but moves both hands to one side, back, to the other
+  (measured and reported; ``seat_subject`` does not draw it, see docs/data.md);
+- ``shoulder_drop``: how far the shoulders' midpoint lies below the neck (OpenPose's neck is about
+  the shoulders' midpoint, so near 0; set v1 drew the shoulders 0.07 shoulder widths lower, which is
+  what a pose-only model learnt as a drawn person's shoulders *at rest*);
+- ``ear_rise``: how far the ears sit above the eyes (a camera a little below the eyes, a head held up);
+- ``head_turn``: how far the nose sits beside the neck (``|x|``, mean over ``MOTION_WINDOW_S``): a
+  speaker looks at someone off camera, so the face is seen turned;
+- ``head_motion`` and ``hand_motion``: how much the head (the nose, from the neck) and a wrist (from
+  the neck) move while the person is not gesturing: the RMS distance from their own mean over
+  ``MOTION_WINDOW_S`` windows whose frames the fit may all read. A talking person turns and nods;
+  the quantiles are over windows, so they say how often the head is still and how often it moves.
 
 Each is kept as its 10th, 50th and 90th percentile; the synthetic set (``--posture seated``) draws
 each subject's value uniformly between the 10th and 90th. Only frames a fit is allowed to read are
@@ -22,7 +35,7 @@ used (``clipmg.train.fit_observer``: outside the labelled clips), and no class i
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, Tuple
+from typing import Dict, List, Tuple
 
 import numpy as np
 
@@ -30,7 +43,7 @@ from .config import ConfigError
 from .files import load_shipped_json, shipped_json_names
 
 PACKAGE = "clipmg.model.postures"
-NOSE, NECK, RSHO, RELB, RWRI, LSHO, LELB, LWRI = 0, 1, 2, 3, 4, 5, 6, 7
+NOSE, NECK, RSHO, RELB, RWRI, LSHO, LELB, LWRI, REYE, LEYE, REAR, LEAR = 0, 1, 2, 3, 4, 5, 6, 7, 15, 16, 17, 18
 PERCENTILES = (10.0, 50.0, 90.0)
 ARM_QUANTILE = 95.0  # a limb's length: the 95th percentile of its 2D length (foreshortening only shortens)
 FIELDS = (
@@ -41,8 +54,16 @@ FIELDS = (
     "rest_wrist_y",
     "rest_elbow_x",
     "rest_elbow_y",
+    "rest_hands_x",
+    "shoulder_drop",
+    "ear_rise",
+    "head_turn",
+    "head_motion",
+    "hand_motion",
 )
+MOTION_WINDOW_S = 1.0  # the window of the motion statistics, seconds
 Quantiles = Tuple[float, float, float]
+NAN3: Quantiles = (float("nan"), float("nan"), float("nan"))
 
 
 @dataclass(frozen=True)
@@ -60,6 +81,12 @@ class PostureProfile:
     rest_wrist_y: Quantiles
     rest_elbow_x: Quantiles
     rest_elbow_y: Quantiles
+    rest_hands_x: Quantiles
+    shoulder_drop: Quantiles
+    ear_rise: Quantiles
+    head_turn: Quantiles
+    head_motion: Quantiles
+    hand_motion: Quantiles
 
     def to_dict(self) -> Dict[str, object]:
         out: Dict[str, object] = {"name": self.name, "source": self.source, "frames": self.frames}
@@ -71,7 +98,8 @@ class PostureProfile:
         values = {}
         for k in FIELDS:
             v = d.get(k)
-            if not isinstance(v, list) or len(v) != 3 or not all(isinstance(x, (int, float)) for x in v):
+            numbers = isinstance(v, list) and all(isinstance(x, (int, float)) and np.isfinite(x) for x in v)
+            if not isinstance(v, list) or len(v) != 3 or not numbers:
                 raise ConfigError(f"posture profile {d.get('name')!r}: {k} must be three numbers, got {v!r}")
             values[k] = (float(v[0]), float(v[1]), float(v[2]))
         return cls(name=str(d["name"]), source=str(d["source"]), frames=int(d["frames"]), **values)  # type: ignore[call-overload]
@@ -90,8 +118,57 @@ def _lengths(kp: np.ndarray, a: int, b: int, sw: np.ndarray) -> np.ndarray:
     return np.linalg.norm(kp[ok, a, :2] - kp[ok, b, :2], axis=1) / sw[ok]
 
 
-def fit_posture(kp: np.ndarray, use: np.ndarray, name: str, source: str) -> PostureProfile:
-    """Fit a profile to real keypoints ``(T, 137, 3)``, reading only the frames ``use`` marks."""
+def window_starts(use: np.ndarray, n: int) -> List[int]:
+    """Starts of back-to-back ``n``-frame windows inside each run of frames ``use`` marks."""
+    starts, run = [], 0
+    for t, u in enumerate(np.asarray(use, bool)):
+        run = run + 1 if u else 0
+        if run == n:
+            starts.append(t - n + 1)
+            run = 0
+    return starts
+
+
+def motion_windows(kp: np.ndarray, use: np.ndarray, fps: float) -> Dict[str, np.ndarray]:
+    """Per ``MOTION_WINDOW_S`` window of ``(T, 137, 3)`` keypoints whose frames ``use`` all marks, in
+    shoulder widths (the sequence's median): ``head_turn`` (``|nose x - neck x|``, the window's mean),
+    ``head_motion`` (RMS of the nose from the neck about its window mean) and ``hand_motion`` (the
+    same for each wrist). Windows lie back to back inside each run of frames ``use`` marks; a window
+    counts only where its frames show every point it reads."""
+    kp = np.where(np.isfinite(kp), kp, 0.0)
+    use = np.asarray(use, bool)
+    n = max(2, int(round(MOTION_WINDOW_S * fps)))
+    both = (kp[:, RSHO, 2] > 0) & (kp[:, LSHO, 2] > 0)
+    widths = np.linalg.norm(kp[both, RSHO, :2] - kp[both, LSHO, :2], axis=1)
+    widths = widths[widths > 0]
+    out: Dict[str, List[float]] = {"head_turn": [], "head_motion": [], "hand_motion": []}
+    if widths.size == 0:
+        return {k: np.zeros(0) for k in out}
+    sw = float(np.median(widths))
+
+    def rms(p: np.ndarray) -> float:
+        return float(np.sqrt(((p - p.mean(axis=0)) ** 2).sum(axis=1).mean()))
+
+    for s in window_starts(use, n):
+        w = kp[s : s + n]
+        if (w[:, [NOSE, NECK], 2] > 0).all():
+            p = (w[:, NOSE, :2] - w[:, NECK, :2]) / sw
+            out["head_turn"].append(abs(float(p[:, 0].mean())))
+            out["head_motion"].append(rms(p))
+        for j in (RWRI, LWRI):
+            if (w[:, [j, NECK], 2] > 0).all():
+                out["hand_motion"].append(rms((w[:, j, :2] - w[:, NECK, :2]) / sw))
+    return {k: np.array(v) for k, v in out.items()}
+
+
+def fit_posture(
+    kp: np.ndarray, use: np.ndarray, name: str, source: str, *, fps: float, require_motion: bool = True
+) -> PostureProfile:
+    """Fit a profile to real keypoints ``(T, 137, 3)`` at ``fps``, reading only the frames ``use`` marks.
+
+    ``require_motion=False`` gives NaN motion quantiles where no window can be read (statistics of
+    short sequences); a profile to ship needs them."""
+    moving = motion_windows(kp, use, fps)
     kp = np.where(np.isfinite(kp), kp, 0.0)[np.asarray(use, bool)]
     both = (kp[:, RSHO, 2] > 0) & (kp[:, LSHO, 2] > 0)
     sw = np.where(both, np.linalg.norm(kp[:, RSHO, :2] - kp[:, LSHO, :2], axis=1), np.nan)
@@ -99,7 +176,10 @@ def fit_posture(kp: np.ndarray, use: np.ndarray, name: str, source: str) -> Post
 
     def q(x: np.ndarray) -> Quantiles:
         if x.size == 0:
-            raise ConfigError(f"cannot fit the posture profile {name!r}: no frame shows the points it needs")
+            raise ConfigError(
+                f"cannot fit the posture profile {name!r}: no frame (or {MOTION_WINDOW_S:g}-second window) "
+                "shows the points it needs"
+            )
         p = np.percentile(x, PERCENTILES)
         return float(p[0]), float(p[1]), float(p[2])
 
@@ -126,9 +206,20 @@ def fit_posture(kp: np.ndarray, use: np.ndarray, name: str, source: str) -> Post
             downs.append(d[:, 1])
         return np.concatenate(outs), np.concatenate(downs)
 
+    def window_q(key: str) -> Quantiles:
+        return q(moving[key]) if moving[key].size or require_motion else NAN3
+
     wrist_out, wrist_down = from_neck(RWRI, LWRI)
     elbow_out, elbow_down = from_neck(RELB, LELB)
     nose_ok = neck_ok & (kp[:, NOSE, 2] > 0)
+    hands = neck_ok & (kp[:, RWRI, 2] > 0) & (kp[:, LWRI, 2] > 0)
+    hands_x = (0.5 * (kp[hands, RWRI, 0] + kp[hands, LWRI, 0]) - kp[hands, NECK, 0]) / sw[hands]
+    shoulders = (kp[:, NECK, 2] > 0) & both & np.isfinite(sw)
+    drop = (0.5 * (kp[shoulders, RSHO, 1] + kp[shoulders, LSHO, 1]) - kp[shoulders, NECK, 1]) / sw[shoulders]
+    rise = []
+    for ear, eye in ((REAR, REYE), (LEAR, LEYE)):
+        ok = (kp[:, ear, 2] > 0) & (kp[:, eye, 2] > 0) & np.isfinite(sw)
+        rise.append((kp[ok, eye, 1] - kp[ok, ear, 1]) / sw[ok])
     return PostureProfile(
         name=name,
         source=source,
@@ -140,6 +231,12 @@ def fit_posture(kp: np.ndarray, use: np.ndarray, name: str, source: str) -> Post
         rest_wrist_y=q(wrist_down),
         rest_elbow_x=q(elbow_out),
         rest_elbow_y=q(elbow_down),
+        rest_hands_x=q(hands_x),
+        shoulder_drop=q(drop),
+        ear_rise=q(np.concatenate(rise)),
+        head_turn=window_q("head_turn"),
+        head_motion=window_q("head_motion"),
+        hand_motion=window_q("hand_motion"),
     )
 
 

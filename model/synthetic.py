@@ -187,6 +187,39 @@ class SynthConfig:
 
 
 @dataclass(frozen=True)
+class Wander:
+    """Small smooth motion whose RMS over about a second swings between ``lo`` and ``hi`` px.
+
+    A talking person's head (or a resting hand) is still for a while, then moves: the amplitude
+    follows a slow wave (``period`` s) from ``lo`` to ``hi`` on a log scale, and the motion itself is
+    two sinusoids near 1 Hz (x and y; RMS ``0.8 a`` and ``0.6 a``, so ``a`` in all)."""
+
+    lo: float
+    hi: float
+    freq: Tuple[float, float]  # Hz, x and y
+    period: float  # seconds of the amplitude's wave
+    phase: Tuple[float, float, float]  # x, y, amplitude
+
+    @staticmethod
+    def draw(rng: np.random.Generator, lo: float, hi: float) -> "Wander":
+        f, period, ph = rng.uniform(0.7, 1.4, 2), rng.uniform(5.0, 11.0), rng.uniform(0, 2 * math.pi, 3)
+        return Wander(lo, hi, (float(f[0]), float(f[1])), float(period), (float(ph[0]), float(ph[1]), float(ph[2])))
+
+    def offset(self, f: int, fps: float) -> np.ndarray:
+        """The ``(dx, dy)`` px of frame ``f``."""
+        tt = f / fps
+        u = 0.5 + 0.5 * math.sin(2 * math.pi * tt / self.period + self.phase[2])
+        lo = max(self.lo, 1e-6)
+        a = lo * (max(self.hi, lo) / lo) ** u * math.sqrt(2.0)
+        return a * np.array(
+            [
+                0.8 * math.sin(2 * math.pi * self.freq[0] * tt + self.phase[0]),
+                0.6 * math.sin(2 * math.pi * self.freq[1] * tt + self.phase[1]),
+            ]
+        )
+
+
+@dataclass(frozen=True)
 class Subject:
     """One person, one background: everything about a video that does not move."""
 
@@ -211,6 +244,11 @@ class Subject:
     neck_gap: float | None = None  # neck to the bottom of the head (px); None: 0.19 torso
     rest_y: float | None = None  # resting wrist height below the neck (px); None: the hand on the desk's edge
     rest_elbow: Tuple[float, float] | None = None  # resting elbow (outward, down) from the shoulder, torso units
+    shoulder_drop_px: float | None = None  # shoulders below the neck (px); None: 0.06 torso
+    ear_rise_px: float | None = None  # ears above the eyes (px); None: 0.15 head radii below them
+    head_turn_px: float | None = None  # the face's features this far beside the head's centre (px, + image right)
+    head_wander: Wander | None = None  # the head's motion while talking or resting
+    hand_wander: Tuple[Wander, Wander] | None = None  # each resting hand's (right, left); None: set v1's drift
 
     @property
     def upper_arm(self) -> float:
@@ -308,20 +346,33 @@ def set_config(class_set: str, **changes: object) -> SynthConfig:
 def seat_subject(s: Subject, profile: PostureProfile, rng: np.random.Generator) -> Subject:
     """``s`` with the proportions and resting posture of a real person (``model/posture.py``): arm
     lengths, the nose's height above the neck, where the resting wrists and elbows are, and the
-    table top just under the resting wrists. Lengths in the profile are shoulder widths."""
+    table top just under the resting wrists; the shoulders level with the neck and the ears as high
+    as real ones; the head turned aside and moving, the resting hands moving, as much as the
+    profile's (``Wander``). Lengths in the profile are shoulder widths. The profile's
+    ``rest_hands_x`` is measured, not drawn (docs/data.md says why)."""
     sw, t = 2.0 * s.shoulder, s.torso
     upper, fore, nose = (profile.draw(rng, k) * sw for k in ("upper_arm", "forearm", "neck_nose"))
     wx = tuple(profile.draw(rng, "rest_wrist_x") * sw / t for _ in range(2))
     wy = profile.draw(rng, "rest_wrist_y") * sw
     ex, ey = profile.draw(rng, "rest_elbow_x") * sw, profile.draw(rng, "rest_elbow_y") * sw
+    drop, rise = profile.draw(rng, "shoulder_drop") * sw, profile.draw(rng, "ear_rise") * sw
+    turn = profile.draw(rng, "head_turn") * sw * (1.0 if rng.random() < 0.5 else -1.0)  # either way
+    head = Wander.draw(rng, profile.head_motion[0] * sw, profile.head_motion[2] * sw)
+    lo, hi = profile.hand_motion[0] * sw, profile.hand_motion[2] * sw
+    hands = (Wander.draw(rng, lo, hi), Wander.draw(rng, lo, hi))
     return replace(
         s,
+        shoulder_drop_px=drop,
+        ear_rise_px=rise,
+        head_turn_px=turn,
+        head_wander=head,
+        hand_wander=hands,
         upper_arm_px=upper,
         forearm_px=fore,
         neck_gap=max(0.0, nose - 0.8 * s.head_r),  # the nose sits 0.2 head radii below the head's centre
         rest_y=wy,
         rest_dx=(float(wx[0]), float(wx[1])),
-        rest_elbow=((ex - s.shoulder) / t, (ey - 0.06 * t) / t),
+        rest_elbow=((ex - s.shoulder) / t, (ey - drop) / t),
         desk_y=s.neck_y + wy + 0.04 * t,
     )
 
@@ -463,17 +514,21 @@ class Body:
         neck = np.array([s.cx, s.neck_y]) + sway
         gap = 0.19 * s.torso if s.neck_gap is None else s.neck_gap
         head = neck + np.array([0.0, -gap - s.head_r])
+        drop = 0.06 * s.torso if s.shoulder_drop_px is None else s.shoulder_drop_px
         return {
             "neck": neck,
             "head": head,
-            "sh-1": neck + np.array([-s.shoulder, 0.06 * s.torso + shrug[0]]),
-            "sh1": neck + np.array([s.shoulder, 0.06 * s.torso + shrug[1]]),
+            "sh-1": neck + np.array([-s.shoulder, drop + shrug[0]]),
+            "sh1": neck + np.array([s.shoulder, drop + shrug[1]]),
         }
 
-    def rest_pose(self, side: int, t: float, phase: float) -> HandPose:
+    def rest_pose(self, side: int, t: int, phase: float, fps: float) -> HandPose:
         s = self.s
         dx = s.rest_dx[0 if side < 0 else 1] * s.torso
-        drift = 0.03 * s.torso * np.array([math.sin(t / 37.0 + phase), math.sin(t / 23.0 + 2 * phase)])
+        if s.hand_wander is None:
+            drift = 0.03 * s.torso * np.array([math.sin(t / 37.0 + phase), math.sin(t / 23.0 + 2 * phase)])
+        else:
+            drift = s.hand_wander[0 if side < 0 else 1].offset(t, fps)
         if s.rest_y is None or s.rest_elbow is None:  # set v1: fingers on the desk's edge, elbows down
             return (
                 np.array([s.cx + side * dx, s.desk_y + 0.02 * s.torso]) + drift,
@@ -503,6 +558,9 @@ class Body:
             17: head + np.array([-r, -0.05 * r]),
             18: head + np.array([r, -0.05 * r]),
         }
+        if s.ear_rise_px is not None:  # a posture profile's: the ears this far above the eyes
+            for i in (17, 18):
+                body[i] = np.array([body[i][0], head[1] - 0.2 * r - s.ear_rise_px])
         arms: Dict[int, np.ndarray] = {}
         for side, (si, ei, wi, hoff) in ((-1, (2, 3, 4, 116)), (1, (5, 6, 7, 95))):
             sh = j[f"sh{side}"]
@@ -519,7 +577,18 @@ class Body:
             kp[i] = (p[0], p[1], 1.0)
         kp[25:95, :2] = head + _face(j.get("face")) * r
         kp[25:95, 2] = 1.0
+        if s.head_turn_px is not None:  # the face turned aside: its features move, the ears stay
+            for i in (0, 15, 16):
+                kp[i, 0] += s.head_turn_px
+            kp[25:95, 0] += s.head_turn_px
         return kp, arms
+
+
+def _move_head(j: Dict[str, np.ndarray], s: "Subject", f: int, fps: float) -> Dict[str, np.ndarray]:
+    """``j`` with the head moved by the subject's ``head_wander`` (none for set v1's body)."""
+    if s.head_wander is not None:
+        j["head"] = j["head"] + s.head_wander.offset(f, fps)
+    return j
 
 
 def episode_pose(
@@ -529,9 +598,9 @@ def episode_pose(
     s = body.s
     breath = 0.012 * s.torso * math.sin(2 * math.pi * f / s.breath_period + phase)
     sway = np.array([0.01 * s.torso * math.sin(f / 41.0 + phase), breath])
-    rest = {side: body.rest_pose(side, f, phase + side) for side in (-1, 1)}
+    rest = {side: body.rest_pose(side, f, phase + side, fps) for side in (-1, 1)}
     if ep is None or ep.cls is None or ep.cls == "no gesture":
-        j = body.joints(sway, (0.0, 0.0))
+        j = _move_head(body.joints(sway, (0.0, 0.0)), s, f, fps)
         if ep is not None and ep.talking:
             j["face"] = _talking(s, f, fps, phase)
         return j, rest
@@ -551,7 +620,7 @@ def episode_pose(
         shrug = (-0.02 * s.torso * e, -0.02 * s.torso * e)
     elif ep.cls == "move torso":  # the upper body shifts and leans to one side and back
         sway = sway + e * np.array([ep.side * 0.1 * s.torso + osc, 0.03 * s.torso * (1 + ep.jitter[1])])
-    j = body.joints(sway, shrug)
+    j = _move_head(body.joints(sway, shrug), s, f, fps)
     if ep.talking and ep.cls != "bite lip":  # biting the lips holds the mouth still
         j["face"] = _talking(s, f, fps, phase)
     head, r, t = j["head"], s.head_r, s.torso
@@ -648,7 +717,8 @@ def draw_frame(
     img = background.copy()
     s, t, sh = subj, subj.torso, 4  # sub-pixel drawing with 4 fractional bits
     aa = cv2.LINE_AA
-    neck, head, r = kp[1, :2], kp[0, :2] - np.array([0.0, 0.2 * s.head_r]), s.head_r
+    turn = 0.0 if s.head_turn_px is None else s.head_turn_px  # the head's centre is not turned
+    neck, head, r = kp[1, :2], kp[0, :2] - np.array([turn, 0.2 * s.head_r]), s.head_r
     hip_y = neck[1] + t
     torso_poly = np.array([kp[2, :2], kp[5, :2], [s.cx + 0.8 * s.shoulder, hip_y], [s.cx - 0.8 * s.shoulder, hip_y]])
     cv2.fillConvexPoly(img, np.round(torso_poly * 16).astype(np.int32), s.shirt, aa, sh)

@@ -12,8 +12,16 @@ import pytest
 
 from clipmg.model.config import ConfigError
 from clipmg.model.keypoint_stats import keypoint_statistics
-from clipmg.model.posture import FIELDS, PostureProfile, fit_posture, list_postures, load_posture
-from clipmg.model.synthetic import SYNTH_CLASSES_V2, SynthConfig, Take, _rng, make_episode
+from clipmg.model.posture import (
+    FIELDS,
+    PostureProfile,
+    fit_posture,
+    list_postures,
+    load_posture,
+    motion_windows,
+    window_starts,
+)
+from clipmg.model.synthetic import SYNTH_CLASSES_V2, SynthConfig, Take, Wander, _rng, make_episode
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 HAS_298 = (SHARED / "imigue-298-skeleton" / "298").is_dir()
@@ -47,24 +55,60 @@ def test_the_seated_profile_ships_and_says_what_it_was_fitted_on():
 
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
 def test_seated_people_sit_as_the_profile_says_and_v1_people_do_not(seed):
-    """A seated subject's arms are as long as the profile's, and its resting statistics fall in the
-    profile's 10th-90th percentile ranges (the draws' ranges) within a small margin; set v1's body
-    falls outside them."""
+    """A seated subject's arms are as long as the profile's, and its resting statistics (the shoulders'
+    and the ears' height included) fall in the profile's 10th-90th percentile ranges (the draws'
+    ranges) within a small margin; set v1's body falls outside them."""
     p = load_posture("seated")
     for posture, inside in (("seated", True), ("v1", False)):
         subject = Take(seed, 1, SynthConfig(classes=SYNTH_CLASSES_V2, posture=posture)).subject
         sw = 2 * subject.shoulder
-        fit = fit_posture(_idle(posture, seed), np.ones(120, bool), "x", "x")
+        fit = fit_posture(_idle(posture, seed), np.ones(120, bool), "x", "x", fps=25.0)
         checks = {
             "upper arm": (subject.upper_arm / sw, (p.upper_arm[1], 0, p.upper_arm[2])),
             "forearm": (subject.forearm / sw, (p.forearm[1], 0, p.forearm[2])),
             "neck_nose": (fit.neck_nose[1], p.neck_nose),
             "rest_wrist_x": (fit.rest_wrist_x[1], p.rest_wrist_x),
             "rest_elbow_x": (fit.rest_elbow_x[1], p.rest_elbow_x),
+            "shoulder_drop": (fit.shoulder_drop[1], p.shoulder_drop),
         }
         for name, (value, (lo, _, hi)) in checks.items():
-            ok = lo - 0.08 <= value <= hi + 0.08
+            margin = 0.02 if name == "shoulder_drop" else 0.08  # the shoulders' range is 0.014 wide
+            ok = lo - margin <= value <= hi + margin
             assert ok == inside, (posture, name, value, (lo, hi))
+        ears = fit.ear_rise[1]
+        assert (p.ear_rise[0] - 0.02 <= ears <= p.ear_rise[2] + 0.02) == inside, (posture, ears)
+
+
+def test_seated_heads_turn_and_move_as_the_profile_says():
+    """Over many seated subjects idling, the head's turn and its motion in 1-second windows span the
+    profile's 10th-90th percentiles (what ``Wander`` and the turn draw from); set v1's heads are still
+    and face the camera."""
+    p = load_posture("seated")
+    stats: dict = {"seated": {}, "v1": {}}
+    for posture in stats:
+        for seed in range(12):
+            for k, v in motion_windows(_idle(posture, seed, 250), np.ones(250, bool), 25.0).items():
+                stats[posture].setdefault(k, []).append(v)
+    seated = {k: np.percentile(np.concatenate(v), [10, 50, 90]) for k, v in stats["seated"].items()}
+    v1 = {k: np.percentile(np.concatenate(v), [10, 50, 90]) for k, v in stats["v1"].items()}
+    lo, mid, hi = p.head_motion
+    assert lo * 0.7 < seated["head_motion"][0] and seated["head_motion"][2] < hi * 1.3
+    assert mid * 0.6 < seated["head_motion"][1] < mid * 1.6
+    assert p.head_turn[0] * 0.7 < seated["head_turn"][1] < p.head_turn[2] * 1.1
+    assert v1["head_motion"][2] < lo and v1["head_turn"][2] < 0.01  # exact keypoints: no noise, no turn
+
+
+def test_wander_spans_its_range_and_windows_stay_inside_runs():
+    rng = np.random.default_rng(0)
+    rms = []
+    for _ in range(40):
+        w = Wander.draw(rng, 0.5, 4.0)
+        off = np.array([w.offset(f, 25.0) for f in range(500)])
+        rms += [float(np.sqrt(((b - b.mean(0)) ** 2).sum(1).mean())) for b in off.reshape(20, 25, 2)]
+    q10, q50, q90 = np.percentile(rms, [10, 50, 90])
+    assert 0.4 < q10 < 0.8 and 1.0 < q50 < 2.0 and 3.0 < q90 < 4.2  # log-midway: sqrt(0.5 * 4) = 1.41
+    use = np.array([1] * 30 + [0] + [1] * 50 + [0] * 3 + [1] * 24, bool)
+    assert window_starts(use, 25) == [0, 31, 56]  # back to back inside each run; a 24-frame run gives none
 
 
 def test_the_posture_leaves_v1_alone_and_differs_in_seated():
@@ -82,7 +126,7 @@ def test_the_posture_leaves_v1_alone_and_differs_in_seated():
 
 def test_a_fit_needs_the_points_it_reads():
     with pytest.raises(ConfigError, match="cannot fit the posture profile 'x'"):
-        fit_posture(np.zeros((10, 137, 3), np.float32), np.ones(10, bool), "x", "x")
+        fit_posture(np.zeros((10, 137, 3), np.float32), np.ones(10, bool), "x", "x", fps=25.0)
     stats = keypoint_statistics(np.zeros((10, 137, 3), np.float32), 25.0)
     assert np.isnan(stats["upper_arm"]) and np.isnan(stats["rest_wrist"]["out"])  # type: ignore[index]
 

@@ -159,6 +159,11 @@ def test_real_data_report(shared_data, tmp_path):
         lambda s: s["rest_wrist"]["down"],
         lambda s: s["rest_elbow"]["out"],
         lambda s: s["hand_face_idle"],
+        lambda s: s["shoulder_drop"],
+        lambda s: s["ear_rise"],
+        lambda s: s["head_turn"],
+        lambda s: s["head_motion"]["p50"],
+        lambda s: s["head_motion"]["p90"],
     ):
         assert abs(get(seated) - get(real)) < abs(get(fitted) - get(real))
     assert seated["hand_face_idle"] == pytest.approx(real["hand_face_idle"], rel=0.15)
@@ -202,5 +207,9 @@ def test_pose_probe_trains_on_synthetic_and_scores_every_real_clip(tmp_path, sha
     assert all(len(c["top3"]) == 3 for c in real["clips"])
     assert real["top1"] == sum(c["top3"][0] == c["label"] for c in real["clips"])
     assert "| **real, video 298** (33 clips, 9 classes)" in md.read_text()
+    idle = r["unlabelled"]  # every window mined outside the labelled clips, each answered once
+    assert idle["windows"] > 50 and sum(idle["answers"].values()) == idle["windows"]
+    assert idle["no_gesture"] == idle["answers"].get("no gesture", 0)
+    assert "answered *no gesture***" in md.read_text()
     bad = subprocess.run(cmd[:5] + ["--epochs", "0"], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "--epochs must be at least 1" in bad.stderr

@@ -61,7 +61,7 @@ def fit_298(data: Path) -> Tuple[ObserverProfile, PostureProfile]:
         f"OpenPose 1.7 (BODY_25 + face + hands) on iMiGUE video 298, {what}; `{COMMAND}`",
     )
     posture = fit_posture(
-        kp, use, POSTURE, f"the seated speaker of iMiGUE video 298 (OpenPose 1.7), {what}; `{COMMAND}`"
+        kp, use, POSTURE, f"the seated speaker of iMiGUE video 298 (OpenPose 1.7), {what}; `{COMMAND}`", fps=FPS_298
     )
     return observer, posture
 

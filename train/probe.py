@@ -175,6 +175,37 @@ def score_real(probe: PoseProbe, data: Path, class_names: Sequence[str], batch: 
     }
 
 
+IDLE_WINDOWS = 1000.0  # background_ratio high enough to keep every window mined from the unlabelled spans
+
+
+def score_unlabelled(probe: PoseProbe, data: Path, class_names: Sequence[str], batch: int) -> Dict[str, Any]:
+    """What the probe answers on windows of video 298 outside its labelled clips (clip-long, mined as
+    ``--background`` mines them): no label is read, only where the labelled clips are. A person
+    between gestures should mostly get *no gesture*; the answers it gets instead name what still
+    makes a real person at rest look unlike a drawn one."""
+    root = data / VIDEO_298[0]
+    index = build_index(
+        root, "openpose_json", class_names=IMIGUE_CLASSES, background=True, background_ratio=IDLE_WINDOWS
+    )
+    index.clips = [c for c in index.clips if c.background]
+    ds = MicroGestureDataset(
+        index,
+        replace(probe.cfg, num_classes=index.num_classes),
+        require_rgb=False,
+        frame_size=(1280, 720),
+        cache_frames=False,
+    )
+    logits, _ = _logits(probe, ds, batch)
+    answers: Dict[str, int] = {}
+    for k in logits.argmax(1):
+        answers[class_names[k]] = answers.get(class_names[k], 0) + 1
+    return {
+        "windows": len(ds),
+        "no_gesture": answers.get("no gesture", 0),
+        "answers": dict(sorted(answers.items(), key=lambda kv: (-kv[1], kv[0]))),
+    }
+
+
 def markdown(r: Dict[str, Any]) -> str:
     s, real = r["synthetic"], r["real"]
     n = real["scored"]
@@ -212,6 +243,19 @@ def markdown(r: Dict[str, Any]) -> str:
         "The clip-by-clip answers are in the run's `--json` output only: video 298's label rows are test "
         "data and are not copied into the project.",
     ]
+    idle = r.get("unlabelled")
+    if idle:
+        top = ", ".join(f"*{c}* {n}" for c, n in list(idle["answers"].items())[:4])
+        lines += [
+            "",
+            "## Between gestures (no label read)",
+            "",
+            f"The same probe on {idle['windows']} clip-long windows of video 298 outside its labelled clips "
+            "(mined as `clipmg-train --background` mines them; only where the labelled clips lie is read): "
+            f"**{idle['no_gesture']} of {idle['windows']} answered *no gesture***; most answers: {top}. "
+            "A person between gestures answered as a gesture is a gap between drawn and real people "
+            "that can be studied without the test labels.",
+        ]
     lines.append("")
     return "\n".join(lines)
 
@@ -247,6 +291,7 @@ def run(data: Path, s: ProbeSettings, synth_dir: Optional[Path] = None, progress
             write_dataset(root, s.seed, s.videos, s.clips_per_video, cfg, video=False)
         probe, synthetic = train_probe(root, s, progress)
         real = score_real(probe, data, synthetic["class_names"], s.batch)
+        idle = score_unlabelled(probe, data, synthetic["class_names"], s.batch)
     return {
         "command": COMMAND,
         "date": _dt.date.today().isoformat(),
@@ -254,6 +299,7 @@ def run(data: Path, s: ProbeSettings, synth_dir: Optional[Path] = None, progress
         "settings": s.__dict__,
         "synthetic": synthetic,
         "real": real,
+        "unlabelled": idle,
     }
 
 
