@@ -25,11 +25,11 @@ The statistics (``keypoint_statistics``):
 - ``upper_arm`` / ``forearm`` (95th percentile of the 2D length), ``neck_nose`` (median), and the
   resting posture ``rest_wrist`` / ``rest_elbow`` (median ``out`` / ``down`` from the neck) over idle
   frames (at least ``POSTURE_MIN_FRAMES``), shoulder widths: ``model/posture.py``'s statistics,
-  what ``--posture`` fits, with ``rest_hands`` (the wrists' midpoint beside the neck, ``p10`` and
-  ``p90``), ``shoulder_drop`` (shoulders' midpoint below the neck) and ``ear_rise``
-  (ears above the eyes), medians; with them, over 1-second windows of idle frames, ``head_turn`` (the nose
-  beside the neck, median), ``head_motion`` and ``hand_motion`` (RMS of the nose / a wrist from the
-  neck, ``p50`` and ``p90`` over windows; NaN where no window is idle throughout).
+  what ``--posture`` fits. Also from it: ``shoulder_drop`` (the shoulders' midpoint below the neck)
+  and ``ear_rise`` (ears above the eyes), medians; ``rest_hands`` (the wrists' midpoint beside the
+  neck, ``p10`` / ``p90``); over 1-second windows of idle frames ``head_turn`` (the nose beside the
+  neck, median), ``head_motion`` and ``hand_motion`` (RMS of the nose / a wrist about its mean from
+  the neck, ``p50`` / ``p90``; NaN where no window is idle throughout).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ import numpy as np
 
 from .config import ConfigError
 from .layouts import SOURCE_OFFSETS
-from .posture import fit_posture
+from .posture import fit_posture, rms_about_mean, shoulder_width
 
 NOSE, NECK, RSHO, RELB, RWRI, LSHO, LELB, LWRI, REYE, LEYE, REAR, LEAR = 0, 1, 2, 3, 4, 5, 6, 7, 15, 16, 17, 18
 UPPER_BODY: Dict[str, int] = {
@@ -60,14 +60,6 @@ UPPER_BODY: Dict[str, int] = {
 HANDS = {"left": SOURCE_OFFSETS["lhand"], "right": SOURCE_OFFSETS["rhand"]}
 SWAY_WINDOW_S = 1.0  # the synthetic set's idle gaps last 0.24-1.44 s
 POSTURE_MIN_FRAMES = 10  # fewer idle frames than this give no resting-posture statistics (NaN)
-
-
-def shoulder_width(kp: np.ndarray) -> float:
-    """Median shoulder width in pixels over frames with both shoulders (NaN when none has)."""
-    both = (kp[:, RSHO, 2] > 0) & (kp[:, LSHO, 2] > 0)
-    if not both.any():
-        return float("nan")
-    return float(np.median(np.linalg.norm(kp[both, RSHO, :2] - kp[both, LSHO, :2], axis=1)))
 
 
 def frame_scale(kp: np.ndarray) -> np.ndarray:
@@ -148,7 +140,7 @@ def keypoint_statistics(kp: np.ndarray, fps: float, labels: Optional[np.ndarray]
     for s in range(0, t - n + 1, n):
         if neck_ok[s : s + n].all():
             p = kp[s : s + n, NECK, :2] / unit[s : s + n, None]
-            sway.append(np.sqrt(((p - p.mean(axis=0)) ** 2).sum(axis=1).mean()))
+            sway.append(rms_about_mean(p))
     stats["sway"] = _median(np.array(sway))
     stats["sway_windows"] = len(sway)
 

@@ -118,6 +118,19 @@ def _lengths(kp: np.ndarray, a: int, b: int, sw: np.ndarray) -> np.ndarray:
     return np.linalg.norm(kp[ok, a, :2] - kp[ok, b, :2], axis=1) / sw[ok]
 
 
+def shoulder_width(kp: np.ndarray) -> float:
+    """Median shoulder width in pixels over frames with both shoulders (NaN when none has)."""
+    both = (kp[:, RSHO, 2] > 0) & (kp[:, LSHO, 2] > 0)
+    if not both.any():
+        return float("nan")
+    return float(np.median(np.linalg.norm(kp[both, RSHO, :2] - kp[both, LSHO, :2], axis=1)))
+
+
+def rms_about_mean(p: np.ndarray) -> float:
+    """RMS distance of points ``(T, 2)`` from their own mean."""
+    return float(np.sqrt(((p - p.mean(axis=0)) ** 2).sum(axis=1).mean()))
+
+
 def window_starts(use: np.ndarray, n: int) -> List[int]:
     """Starts of back-to-back ``n``-frame windows inside each run of frames ``use`` marks."""
     starts, run = [], 0
@@ -138,26 +151,19 @@ def motion_windows(kp: np.ndarray, use: np.ndarray, fps: float) -> Dict[str, np.
     kp = np.where(np.isfinite(kp), kp, 0.0)
     use = np.asarray(use, bool)
     n = max(2, int(round(MOTION_WINDOW_S * fps)))
-    both = (kp[:, RSHO, 2] > 0) & (kp[:, LSHO, 2] > 0)
-    widths = np.linalg.norm(kp[both, RSHO, :2] - kp[both, LSHO, :2], axis=1)
-    widths = widths[widths > 0]
+    sw = shoulder_width(kp)
     out: Dict[str, List[float]] = {"head_turn": [], "head_motion": [], "hand_motion": []}
-    if widths.size == 0:
+    if not sw > 0:  # NaN: no frame shows both shoulders
         return {k: np.zeros(0) for k in out}
-    sw = float(np.median(widths))
-
-    def rms(p: np.ndarray) -> float:
-        return float(np.sqrt(((p - p.mean(axis=0)) ** 2).sum(axis=1).mean()))
-
     for s in window_starts(use, n):
         w = kp[s : s + n]
         if (w[:, [NOSE, NECK], 2] > 0).all():
             p = (w[:, NOSE, :2] - w[:, NECK, :2]) / sw
             out["head_turn"].append(abs(float(p[:, 0].mean())))
-            out["head_motion"].append(rms(p))
+            out["head_motion"].append(rms_about_mean(p))
         for j in (RWRI, LWRI):
             if (w[:, [j, NECK], 2] > 0).all():
-                out["hand_motion"].append(rms((w[:, j, :2] - w[:, NECK, :2]) / sw))
+                out["hand_motion"].append(rms_about_mean((w[:, j, :2] - w[:, NECK, :2]) / sw))
     return {k: np.array(v) for k, v in out.items()}
 
 
