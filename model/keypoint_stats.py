@@ -22,6 +22,9 @@ The statistics (``keypoint_statistics``):
 - ``wrist_speed_p50`` / ``_p90``: wrist speed during gestures, shoulder widths a second.
 - ``hand_face_gesture`` / ``hand_face_idle``: the nearer wrist's distance to the nose, median over
   gesture / idle frames, shoulder widths.
+- ``elbows_off_centre``: how far the neck lies beside the resting elbows' midpoint, the median of
+  its absolute value over idle frames, shoulder widths (the person crop is set by the elbows: this is
+  how far off the crop's centre the body sits).
 - ``upper_arm`` / ``forearm`` (95th percentile of the 2D length), ``neck_nose`` (median), and the
   resting posture ``rest_wrist`` / ``rest_elbow`` (median ``out`` / ``down`` from the neck) over idle
   frames (at least ``POSTURE_MIN_FRAMES``), shoulder widths: ``model/posture.py``'s statistics,
@@ -40,7 +43,7 @@ import numpy as np
 
 from .config import ConfigError
 from .layouts import SOURCE_OFFSETS
-from .posture import fit_posture, rms_about_mean, shoulder_width
+from .posture import beside_neck, fit_posture, rms_about_mean, shoulder_width
 
 NOSE, NECK, RSHO, RELB, RWRI, LSHO, LELB, LWRI, REYE, LEYE, REAR, LEAR = 0, 1, 2, 3, 4, 5, 6, 7, 15, 16, 17, 18
 UPPER_BODY: Dict[str, int] = {
@@ -155,6 +158,8 @@ def keypoint_statistics(kp: np.ndarray, fps: float, labels: Optional[np.ndarray]
     d = nearer_wrist_to_nose(kp, frame_scale(kp))  # within a frame: the frame's own scale
     stats["hand_face_gesture"] = _median(d[gesture & np.isfinite(d)])
     stats["hand_face_idle"] = _median(d[idle & np.isfinite(d)])
+    elbows_off = beside_neck(kp[idle], RELB, LELB, frame_scale(kp)[idle])
+    stats["elbows_off_centre"] = _median(np.abs(elbows_off))
     seat = None
     if idle.sum() >= POSTURE_MIN_FRAMES:
         try:

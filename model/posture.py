@@ -16,6 +16,11 @@ as quantiles in shoulder widths (BODY_25's shoulder-to-shoulder distance, the fr
 - ``rest_hands_x``: where the two wrists' midpoint lies beside the neck (x, image right positive): a
   person at rest does not hold one pose but moves both hands to one side, back, to the other
   (measured and reported; ``seat_subject`` does not draw it, see docs/data.md);
+- ``rest_elbows_x``: where the two elbows' midpoint lies beside the neck (x, image right positive):
+  a person leaning on the table does not hold the body centred between the elbows. The person crop
+  is set by the elbows, so this is where the neck sits in the model's input: a drawn body always
+  centred there read as *move torso* (the upper body shifted between the arms) whenever a real one
+  was not;
 - ``shoulder_drop``: how far the shoulders' midpoint lies below the neck (OpenPose's neck is about
   the shoulders' midpoint, so near 0; set v1 drew the shoulders 0.07 shoulder widths lower, which is
   what a pose-only model learnt as a drawn person's shoulders *at rest*);
@@ -55,6 +60,7 @@ FIELDS = (
     "rest_elbow_x",
     "rest_elbow_y",
     "rest_hands_x",
+    "rest_elbows_x",
     "shoulder_drop",
     "ear_rise",
     "head_turn",
@@ -82,6 +88,7 @@ class PostureProfile:
     rest_elbow_x: Quantiles
     rest_elbow_y: Quantiles
     rest_hands_x: Quantiles
+    rest_elbows_x: Quantiles
     shoulder_drop: Quantiles
     ear_rise: Quantiles
     head_turn: Quantiles
@@ -129,6 +136,13 @@ def shoulder_width(kp: np.ndarray) -> float:
 def rms_about_mean(p: np.ndarray) -> float:
     """RMS distance of points ``(T, 2)`` from their own mean."""
     return float(np.sqrt(((p - p.mean(axis=0)) ** 2).sum(axis=1).mean()))
+
+
+def beside_neck(kp: np.ndarray, right: int, left: int, sw: np.ndarray) -> np.ndarray:
+    """How far the midpoint of joints ``right`` and ``left`` lies beside the neck (x, image right
+    positive), in the shoulder widths ``sw`` ``(T,)``, over the frames showing all three (and a width)."""
+    ok = (kp[:, NECK, 2] > 0) & (kp[:, right, 2] > 0) & (kp[:, left, 2] > 0) & np.isfinite(sw) & (sw > 0)
+    return (0.5 * (kp[ok, right, 0] + kp[ok, left, 0]) - kp[ok, NECK, 0]) / sw[ok]
 
 
 def window_starts(use: np.ndarray, n: int) -> List[int]:
@@ -218,8 +232,8 @@ def fit_posture(
     wrist_out, wrist_down = from_neck(RWRI, LWRI)
     elbow_out, elbow_down = from_neck(RELB, LELB)
     nose_ok = neck_ok & (kp[:, NOSE, 2] > 0)
-    hands = neck_ok & (kp[:, RWRI, 2] > 0) & (kp[:, LWRI, 2] > 0)
-    hands_x = (0.5 * (kp[hands, RWRI, 0] + kp[hands, LWRI, 0]) - kp[hands, NECK, 0]) / sw[hands]
+    hands_x = beside_neck(kp, RWRI, LWRI, sw)
+    elbows_x = beside_neck(kp, RELB, LELB, sw)
     shoulders = (kp[:, NECK, 2] > 0) & both & np.isfinite(sw)
     drop = (0.5 * (kp[shoulders, RSHO, 1] + kp[shoulders, LSHO, 1]) - kp[shoulders, NECK, 1]) / sw[shoulders]
     rise = []
@@ -238,6 +252,7 @@ def fit_posture(
         rest_elbow_x=q(elbow_out),
         rest_elbow_y=q(elbow_down),
         rest_hands_x=q(hands_x),
+        rest_elbows_x=q(elbows_x),
         shoulder_drop=q(drop),
         ear_rise=q(np.concatenate(rise)),
         head_turn=window_q("head_turn"),

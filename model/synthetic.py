@@ -249,6 +249,7 @@ class Subject:
     head_turn_px: float | None = None  # the face's features this far beside the head's centre (px, + image right)
     head_wander: Wander | None = None  # the head's motion while talking or resting
     hand_wander: Tuple[Wander, Wander] | None = None  # each resting hand's (right, left); None: set v1's drift
+    elbows_shift_px: float | None = None  # both resting elbows this far aside of the neck (px, + image right)
 
     @property
     def upper_arm(self) -> float:
@@ -348,8 +349,9 @@ def seat_subject(s: Subject, profile: PostureProfile, rng: np.random.Generator) 
     lengths, the nose's height above the neck, where the resting wrists and elbows are, and the
     table top just under the resting wrists; the shoulders level with the neck and the ears as high
     as real ones; the head turned aside and moving, the resting hands moving, as much as the
-    profile's (``Wander``). Lengths in the profile are shoulder widths. The profile's
-    ``rest_hands_x`` is measured, not drawn (docs/data.md says why)."""
+    profile's (``Wander``); the body not centred between the resting elbows (``rest_elbows_x``).
+    Lengths in the profile are shoulder widths. The profile's ``rest_hands_x`` is measured, not drawn
+    (docs/data.md says why)."""
     sw, t = 2.0 * s.shoulder, s.torso
     upper, fore, nose = (profile.draw(rng, k) * sw for k in ("upper_arm", "forearm", "neck_nose"))
     wx = tuple(profile.draw(rng, "rest_wrist_x") * sw / t for _ in range(2))
@@ -360,8 +362,16 @@ def seat_subject(s: Subject, profile: PostureProfile, rng: np.random.Generator) 
     head = Wander.draw(rng, profile.head_motion[0] * sw, profile.head_motion[2] * sw)
     lo, hi = profile.hand_motion[0] * sw, profile.hand_motion[2] * sw
     hands = (Wander.draw(rng, lo, hi), Wander.draw(rng, lo, hi))
+    # both elbows moved the same way, each kept inside the real elbows' range (a lean on the table):
+    # the further elbow stays where a real one reaches
+    lo_x, _, hi_x = profile.rest_elbow_x
+    room = max(0.0, 0.5 * (hi_x - lo_x)) * sw
+    elbows = float(np.clip(profile.draw(rng, "rest_elbows_x") * sw, -room, room))
+    if room > 0:
+        ex = lo_x * sw + abs(elbows) + (ex - lo_x * sw) * (1.0 - abs(elbows) / room)
     return replace(
         s,
+        elbows_shift_px=elbows,
         shoulder_drop_px=drop,
         ear_rise_px=rise,
         head_turn_px=turn,
@@ -539,7 +549,10 @@ class Body:
         # a posture profile's: the wrist where real resting wrists are, the fingers on toward the midline
         phi = _toward_mid(side, -15.0)
         wrist = np.array([s.cx + side * dx, s.neck_y + s.rest_y])
-        return wrist + 0.75 * s.hand * np.array([math.cos(phi), math.sin(phi)]) + drift, phi, 0.35, s.rest_elbow
+        out, down = s.rest_elbow
+        if s.elbows_shift_px is not None:  # both elbows moved the same way: the body not centred between them
+            out += side * s.elbows_shift_px / s.torso
+        return wrist + 0.75 * s.hand * np.array([math.cos(phi), math.sin(phi)]) + drift, phi, 0.35, (out, down)
 
     def keypoints(
         self, j: Dict[str, np.ndarray], hands: Dict[int, HandPose]

@@ -98,6 +98,27 @@ def test_seated_heads_turn_and_move_as_the_profile_says():
     assert v1["head_motion"][2] < lo and v1["head_turn"][2] < 0.01  # exact keypoints: no noise, no turn
 
 
+def test_seated_bodies_sit_off_centre_between_their_elbows_as_real_ones_do():
+    """Each seated subject's resting elbows lie to one side of its neck, drawn between the profile's
+    10th and 90th percentiles, both ways over subjects (the person crop is set by the elbows, so this
+    is where the body sits in the model's input); the further elbow stays inside the real elbows'
+    range; set v1's bodies are centred between their elbows."""
+    p = load_posture("seated")
+    lo, _, hi = p.rest_elbows_x
+    off: dict = {"seated": [], "v1": []}
+    for posture in off:
+        for seed in range(12):
+            fit = fit_posture(_idle(posture, seed), np.ones(120, bool), "x", "x", fps=25.0)
+            off[posture].append(fit.rest_elbows_x[1])
+            if posture == "seated":
+                assert (
+                    p.rest_elbow_x[0] - 0.02 <= fit.rest_elbow_x[0] <= fit.rest_elbow_x[2] <= p.rest_elbow_x[2] + 0.02
+                )
+    seated = np.array(off["seated"])
+    assert lo - 0.01 <= seated.min() < 0.5 * lo and 0.5 * hi < seated.max() <= hi + 0.01, seated
+    assert np.abs(off["v1"]).max() < 0.005
+
+
 def test_wander_spans_its_range_and_windows_stay_inside_runs():
     rng = np.random.default_rng(0)
     rms = []

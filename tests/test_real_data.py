@@ -162,6 +162,7 @@ def test_real_data_report(shared_data, tmp_path):
         lambda s: s["shoulder_drop"],
         lambda s: s["ear_rise"],
         lambda s: s["head_turn"],
+        lambda s: s["elbows_off_centre"],
         lambda s: s["head_motion"]["p50"],
         lambda s: s["head_motion"]["p90"],
     ):

@@ -229,6 +229,10 @@ ROWS = (  # (label, getter)
         "resting wrists' midpoint beside the neck: p10 / p90 (shoulder widths, idle)",
         lambda s: (s["rest_hands"]["p10"], s["rest_hands"]["p90"]),
     ),
+    (
+        "body off centre between the elbows: the neck beside their midpoint, median size (shoulder widths, idle)",
+        lambda s: s["elbows_off_centre"],
+    ),
     ("shoulders below the neck, median (shoulder widths, idle)", lambda s: s["shoulder_drop"]),
     ("ears above the eyes, median (shoulder widths, idle)", lambda s: s["ear_rise"]),
     ("head turned aside: nose beside the neck, median (shoulder widths, idle)", lambda s: s["head_turn"]),
@@ -321,8 +325,8 @@ def markdown(report: Dict[str, Any]) -> str:
         f"real OpenPose (`--observer {FITTED_OBSERVER}`, `python -m clipmg.train.fit_observer`: video 298's "
         "frames outside its labelled clips; see docs/data.md), the latter also with people built by the posture "
         f"profile fitted to the same frames (`--posture {FITTED_POSTURE}`: arm lengths, the head's height, "
-        "where resting wrists and elbows are, how far the head is turned aside and how much the head and the "
-        "resting hands move); OpenPose: video 298 (25 fps); "
+        "where resting wrists and elbows are, how far the body sits off centre between the elbows, how far the "
+        "head is turned aside and how much the head and the resting hands move); OpenPose: video 298 (25 fps); "
         "MediaPipe: the shipped backend on the two real GIFs (10 fps).",
         "",
         "| statistic | synthetic, v1 observer | synthetic, fitted observer | synthetic, fitted observer and "
@@ -345,7 +349,10 @@ def markdown(report: Dict[str, Any]) -> str:
         "percentiles (this sample of 8 subjects reaches less of the tail). The resting hands' motion stays "
         "where the observer's wrist noise puts it: above the real median, below its tail; where the resting "
         "hands are held together (their midpoint beside the neck) is measured but not drawn (docs/data.md "
-        "says why). Shoulders level with the neck are what OpenPose and MediaPipe report; set v1 drew them "
+        "says why). A real speaker also sits off centre between the resting elbows, either way; the person "
+        "crop is set by the elbows, so a drawn body always centred between them sat in the model's input where "
+        "only a drawn *move torso* put it off centre (docs/data.md); the fitted posture draws the offset. "
+        "Shoulders level with the neck are what OpenPose and MediaPipe report; set v1 drew them "
         "lower, which a drawn shrug also does. MediaPipe, the "
         "live path's "
         "estimator, sees differently again (confidences near 1, a hand lost in a quarter of the frames); "
