@@ -199,7 +199,16 @@ def test_pose_probe_trains_on_synthetic_and_scores_every_real_clip(tmp_path, sha
     )
     assert p.returncode == 0, p.stderr[-2000:]
     r = json.loads(js.read_text())
-    assert r["synthetic"]["train_clips"] + r["synthetic"]["val_clips"] == 2 * 24
+    syn = r["synthetic"]
+    assert syn["train_clips"] + syn["val_clips"] == 2 * 24
+    assert 0.0 <= syn["train_top1"] <= 1.0  # its own training subjects, read without augmentation
+    per_class = syn["val_per_class"]  # right / clips of every class the held-out subject has, weakest first
+    assert sum(n for _, n in per_class.values()) == syn["val_clips"]
+    assert sum(k for k, _ in per_class.values()) == round(syn["val_top1"] * syn["val_clips"])
+    recalls = [k / n for k, n in per_class.values()]
+    assert recalls == sorted(recalls)
+    assert f"| synthetic training subjects ({syn['train_clips']} clips, the probe's own) |" in md.read_text()
+    assert "## On drawn people" in md.read_text()
     assert len(r["synthetic"]["class_names"]) == 24
     real = r["real"]
     assert real["scored"] == 33 and len(real["clips"]) == 33
