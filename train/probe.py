@@ -39,6 +39,7 @@ from clipmg.model.synthetic import SynthConfig, set_config
 
 from .dataset import MicroGestureDataset
 from .index import build_index
+from .loop import classification_metrics
 from .readers import IMIGUE_CLASSES
 from .real_data import VIDEO_298, default_data_dir
 from .synth import write_dataset
@@ -133,13 +134,14 @@ def train_probe(root: Path, s: ProbeSettings, progress: bool = True) -> tuple[Po
     rest = labels == names.index(NO_GESTURE) if NO_GESTURE in names else np.zeros(len(labels), bool)
     # its own training subjects' clips, as validation reads them (centre window, no augmentation): the
     # gap to the held-out subjects is what the probe learnt about particular drawn people
-    seen_logits, seen_labels = _logits(probe, MicroGestureDataset(train_ix, probe.cfg, **kw), s.batch)  # type: ignore[arg-type]
+    seen = classification_metrics(*_logits(probe, MicroGestureDataset(train_ix, probe.cfg, **kw), s.batch), names)  # type: ignore[arg-type]
+    val = classification_metrics(logits, labels, names)
     return probe, {
         "train_clips": len(train_ds),
         "val_clips": len(val_ds),
-        "train_top1": float((seen_logits.argmax(1) == seen_labels).mean()),
-        "val_top1": float((logits.argmax(1) == labels).mean()),
-        "val_per_class": _per_class(logits.argmax(1), labels, names),
+        "train_top1": seen["top1"],
+        "val_top1": val["top1"],
+        "val_per_class": _right_of(val, names),
         "val_at_rest": {"clips": int(rest.sum()), "answers": _count(logits[rest].argmax(1), names)},
         "train_minutes": (time.perf_counter() - t0) / 60,
         "class_names": list(index.class_names),
@@ -209,14 +211,12 @@ def score_unlabelled(probe: PoseProbe, data: Path, class_names: Sequence[str], b
     return {"windows": len(ds), "no_gesture": answers.get(NO_GESTURE, 0), "answers": answers}
 
 
-def _per_class(predicted: np.ndarray, labels: np.ndarray, class_names: Sequence[str]) -> Dict[str, List[int]]:
-    """``{class: [right, clips]}`` for each class with clips, weakest recall first."""
-    out = {
-        class_names[c]: [int(((predicted == c) & (labels == c)).sum()), int((labels == c).sum())]
-        for c in range(len(class_names))
-        if (labels == c).any()
-    }
-    return dict(sorted(out.items(), key=lambda kv: (kv[1][0] / kv[1][1], kv[0])))
+def _right_of(metrics: Dict[str, Any], class_names: Sequence[str]) -> Dict[str, List[int]]:
+    """``classification_metrics``' per-class accuracy as ``{class: [right, clips]}``, weakest first."""
+    conf = np.asarray(metrics["confusion"])
+    recall = metrics["per_class"]  # only the classes with clips
+    out = {c: [int(conf[i, i]), int(conf[i].sum())] for i, c in enumerate(class_names) if c in recall}
+    return dict(sorted(out.items(), key=lambda kv: (recall[kv[0]], kv[0])))
 
 
 def _count(predicted: np.ndarray, class_names: Sequence[str]) -> Dict[str, int]:
