@@ -9,12 +9,21 @@ STAMP := $(VENV)/.clipmg-installed
 
 RUNTIME_VENV ?= .venv-runtime
 RUNTIME_STAMP := $(RUNTIME_VENV)/.clipmg-installed
+RUNTIME_REQS := -e '.[runtime]' 'pytest>=8' 'pytest-timeout>=2.3' 'jsonschema>=4.20'
+
+# pip install, tried once more without pip's cache when it fails: a wheel can arrive corrupted (a CI
+# run on 2026-12-03 stopped on jaxlib's hash mismatch, and the same install passed a minute later).
+# $(call pip_install,PYTHON,REQUIREMENTS)
+pip_install = $(1) $(PIP) $(2) || (echo "pip install failed; trying once more without the download cache" >&2 \
+	&& sleep 5 && $(1) $(PIP) --no-cache-dir $(2))
+PIP := -m pip install -q --disable-pip-version-check
+LIVE_REQS := -e '.[live,test]'
 
 env: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check -e '.[live,test]'
+	$(call pip_install,$(PY),$(LIVE_REQS))
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -33,7 +42,7 @@ lint: $(STAMP)
 # The live runtime alone (no PyTorch): what a deployment installs; CI runs the live tests in it.
 $(RUNTIME_STAMP): pyproject.toml
 	test -x $(RUNTIME_VENV)/bin/python || $(PYTHON) -m venv $(RUNTIME_VENV)
-	$(RUNTIME_VENV)/bin/python -m pip install -q --disable-pip-version-check -e '.[runtime]' 'pytest>=8' 'pytest-timeout>=2.3' 'jsonschema>=4.20'
+	$(call pip_install,$(RUNTIME_VENV)/bin/python,$(RUNTIME_REQS))
 	touch $(RUNTIME_STAMP)
 
 runtime-env: $(RUNTIME_STAMP)
