@@ -59,9 +59,10 @@ CLASS_SETS: Dict[str, Tuple[str, ...]] = {"v1": SYNTH_CLASSES, "v2": SYNTH_CLASS
 # What a class set brings unless told otherwise (clipmg-synth): v1 as it was made; v2 the set made for
 # real people: keypoints as real OpenPose sees them, people built and seated as real ones, varied pixels.
 SET_DEFAULTS: Dict[str, Dict[str, object]] = {
-    "v1": {"observer": "v1", "posture": "v1", "pixels": "v1", "talking": False},
-    "v2": {"observer": "openpose", "posture": "seated", "pixels": "varied", "talking": True},
+    "v1": {"observer": "v1", "posture": "v1", "pixels": "v1", "talking": False, "scripts": "v1"},
+    "v2": {"observer": "openpose", "posture": "seated", "pixels": "varied", "talking": True, "scripts": "v2"},
 }
+SCRIPT_STYLES = ("v1", "v2")  # SynthConfig.scripts
 # Share of iMiGUE's 18 498 clips by class (%), from its full label file: the 15 most frequent
 # classes exactly; arm akimbo (8 clips), cover face (32) and rub eyes (90) by count; the other
 # scripted classes are among the 17 with 0.8 % or less each, so 0.8 is their upper bound.
@@ -160,6 +161,11 @@ class SynthConfig:
     # the people's proportions and resting posture: "v1" (set v1's drawn body: short arms, hands on the lap)
     # or a profile fitted to real people (model/postures/, e.g. "seated": long arms, elbows out on the table)
     posture: str = "v1"
+    # where set v1's look-alike pairs put the hands: "v1" as set v1 drew them (touch face where rub eyes
+    # rubs, minaret hand where play things holds its object, touch chest where adjust tie tugs: told apart
+    # by motion or pixels only); "v2": each with a place and a hand of its own (a palm on the cheek;
+    # fingertips steepled in front of the chest; a flat palm on the breastbone, fingers pinching the knot)
+    scripts: str = "v1"
 
     def __post_init__(self) -> None:
         if self.width % 2 or self.height % 2 or not (64 <= self.height <= 1080 and 64 <= self.width <= 1920):
@@ -179,6 +185,8 @@ class SynthConfig:
             raise ValueError(f"observer must be one of v1, {', '.join(list_profiles())}; got {self.observer!r}")
         if self.posture != "v1" and self.posture not in list_postures():
             raise ValueError(f"posture must be one of v1, {', '.join(list_postures())}; got {self.posture!r}")
+        if self.scripts not in SCRIPT_STYLES:
+            raise ValueError(f"scripts must be one of {', '.join(SCRIPT_STYLES)}; got {self.scripts!r}")
         if self.pixels not in PIXEL_STYLES:
             raise ValueError(f"pixels must be one of {', '.join(PIXEL_STYLES)}; got {self.pixels!r}")
         unknown = [c for c in self.classes if c not in SYNTH_CLASSES_V2]
@@ -278,6 +286,7 @@ class Episode:
     ramp: Tuple[float, float] = (0.3, 0.3)  # reach and return fractions of the episode
     jitter: Tuple[float, float] = (0.0, 0.0)  # target offset (head / torso units)
     talking: bool = False  # the person talks meanwhile (nods, a moving mouth)
+    scripts: str = "v1"  # SynthConfig.scripts
     obj: Tuple[int, int, int] | None = None  # colour of the object that tells the class (play things, adjust tie)
     obj_kind: int = 0  # 0 pen, 1 phone, 2 tie
     obj_angle: float = 0.0  # radians
@@ -646,6 +655,9 @@ def episode_pose(
         targets[sd] = (head + np.array([0.3 * jx * r, (-0.6 + 0.1 * jy) * r]), math.radians(-90 - sd * 65), 0.2, RAISED)
     elif ep.cls == "touch ears":
         targets[sd] = (head + np.array([sd * 1.1 * r, (0.1 * jy) * r]), math.radians(-90 + sd * 10), 0.3, (0.3, 0.25))
+    elif ep.cls == "touch face" and ep.scripts == "v2":  # the palm on the cheek, below the eye, still
+        a = head + np.array([sd * (0.6 + 0.1 * jx) * r, (0.35 + 0.1 * jy) * r])
+        targets[sd] = (a, math.radians(-90 - sd * 15), 0.25, RAISED)
     elif ep.cls in ("touch face", "rub eyes"):
         a = head + np.array([sd * (0.4 + 0.1 * jx) * r, (-0.1 + 0.1 * jy) * r])
         if ep.cls == "rub eyes":
@@ -680,9 +692,19 @@ def episode_pose(
         fore = arms[other][2] - arms[other][1]
         along = fore / (float(np.hypot(*fore)) or 1.0)
         targets[sd] = (arms[other][1] + 0.5 * fore + osc * e * along, math.radians(90 + sd * 30), 0.6, (0.15, 0.45))
+    elif ep.cls == "touch chest" and ep.scripts == "v2":  # the palm laid flat on the breastbone, still
+        anchor = j["neck"] + np.array([(sd * 0.04 + 0.05 * jx) * t, (0.4 + 0.05 * jy) * t])
+        targets[sd] = (anchor, _toward_mid(sd, 60.0), 0.1, (0.15, 0.4))
+    elif ep.cls == "adjust tie" and ep.scripts == "v2":  # fingers pinch the knot at the collar and tug it
+        anchor = j["neck"] + np.array([(0.02 * jx) * t + 0.5 * e * osc, (0.14 + 0.03 * jy) * t])
+        targets[sd] = (anchor, _toward_mid(sd, 80.0), 0.6, (0.15, 0.4))
     elif ep.cls in ("touch chest", "adjust tie"):
         anchor = j["neck"] + np.array([(sd * 0.04 + 0.05 * jx) * t, (0.3 + 0.05 * jy) * t + 0.5 * e * osc])
         targets[sd] = (anchor, _toward_mid(sd, 70.0), 0.4, (0.15, 0.4))
+    elif ep.cls == "minaret hand" and ep.scripts == "v2":  # fingertips steepled in front of the chest, tapping
+        for side in (-1, 1):
+            anchor = j["neck"] + np.array([side * 0.03 * t, (0.42 + 0.05 * jy) * t + 0.3 * e * osc])
+            targets[side] = (anchor, _toward_mid(side, 70.0), 0.1, (0.12, 0.45))
     elif ep.cls in ("minaret hand", "play things"):
         for side in (-1, 1):
             anchor = np.array([s.cx + side * 0.06 * t, s.desk_y - (0.25 + 0.05 * jy) * t + 0.3 * osc])
@@ -872,7 +894,7 @@ def make_episode(rng: np.random.Generator, cls: str | None, start: int, length: 
 
 
 def _as_configured(ep: Episode, cfg: SynthConfig) -> Episode:
-    return replace(ep, talking=True) if cfg.talking else ep
+    return replace(ep, talking=cfg.talking or ep.talking, scripts=cfg.scripts)
 
 
 def plan_video(rng: np.random.Generator, clip_classes: Sequence[str], cfg: SynthConfig) -> List[Episode]:

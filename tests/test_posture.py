@@ -160,12 +160,13 @@ def test_the_v2_set_brings_the_fitted_observer_posture_and_pixels_unless_told(tm
         assert p.returncode == 0, p.stderr
         return json.loads((out / "synth.json").read_text())["config"]
 
-    cfg = write("v2", "--class-set", "v2")
-    assert (cfg["observer"], cfg["posture"], cfg["pixels"], cfg["talking"]) == ("openpose", "seated", "varied", True)
-    cfg = write("v1", "--class-set", "v1")
-    assert (cfg["observer"], cfg["posture"], cfg["pixels"], cfg["talking"]) == ("v1", "v1", "v1", False)
-    cfg = write("mixed", "--class-set", "v2", "--posture", "v1", "--observer", "v1")
-    assert (cfg["observer"], cfg["posture"], cfg["pixels"]) == ("v1", "v1", "varied")
+    def kinds(cfg: dict) -> tuple:
+        return cfg["observer"], cfg["posture"], cfg["pixels"], cfg["talking"], cfg["scripts"]
+
+    assert kinds(write("v2", "--class-set", "v2")) == ("openpose", "seated", "varied", True, "v2")
+    assert kinds(write("v1", "--class-set", "v1")) == ("v1", "v1", "v1", False, "v1")
+    cfg = write("mixed", "--class-set", "v2", "--posture", "v1", "--observer", "v1", "--scripts", "v1")
+    assert kinds(cfg) == ("v1", "v1", "varied", True, "v1")
     p = subprocess.run(
         [sys.executable, "-m", "clipmg.train.synth", str(tmp_path / "bad"), "--posture", "slouched"],
         capture_output=True,
@@ -173,6 +174,12 @@ def test_the_v2_set_brings_the_fitted_observer_posture_and_pixels_unless_told(tm
     )
     assert p.returncode == 2 and p.stderr.count("\n") == 1 and "posture must be one of v1, seated" in p.stderr
     assert not (tmp_path / "bad").exists() or not any((tmp_path / "bad").iterdir())
+    p = subprocess.run(
+        [sys.executable, "-m", "clipmg.train.synth", str(tmp_path / "bad"), "--scripts", "v9"],
+        capture_output=True,
+        text=True,
+    )
+    assert p.returncode == 2 and p.stderr.count("\n") == 1 and "scripts must be one of v1, v2" in p.stderr
 
 
 @pytest.mark.skipif(not HAS_298, reason="the shared real samples (../shared/data) are not there")

@@ -29,10 +29,10 @@ NOSE, NECK, RSHO, LSHO, RWRI, LWRI = 0, 1, 2, 5, 4, 7
 MOUTH_TOP, MOUTH_BOTTOM = 25 + 51, 25 + 57  # the outer lip's middle points
 
 
-def _clip(cls: str | None, seed: int = 2, frames: int = 40, talking: bool = True) -> np.ndarray:
+def _clip(cls: str | None, seed: int = 2, frames: int = 40, talking: bool = True, scripts: str = "v1") -> np.ndarray:
     """Exact keypoints ``(frames, 137, 3)`` of one clip of ``cls`` (None: idle) by one subject."""
-    take = Take(seed, 1, SynthConfig(classes=SYNTH_CLASSES_V2, talking=talking))
-    ep = replace(make_episode(_rng(seed, 7), cls, 0, frames), talking=talking)
+    take = Take(seed, 1, SynthConfig(classes=SYNTH_CLASSES_V2, talking=talking, scripts=scripts))
+    ep = replace(make_episode(_rng(seed, 7), cls, 0, frames), talking=talking, scripts=scripts)
     return np.stack([take.render(f, ep)[1] for f in range(frames)])
 
 
@@ -82,6 +82,22 @@ def test_every_v2_script_moves_what_its_class_names(cls):
     elif cls == "deep breath":
         shoulders = kp[mid, [RSHO, LSHO], 1].mean() - rest[mid, [RSHO, LSHO], 1].mean()
         assert -shoulders / sw > 0.05  # the shoulders rise (y up)
+
+
+@pytest.mark.parametrize(
+    "pair", [("touch face", "rub eyes"), ("minaret hand", "play things"), ("touch chest", "adjust tie")]
+)
+def test_v2_scripts_give_set_v1_look_alikes_places_of_their_own(pair):
+    """Set v1 drew each pair's hands in one place (told apart by a rub or by pixels only); v2's scripts
+    move them apart: the held wrists lie a tenth of a shoulder width or more from the other class's."""
+    for seed in (2, 3, 4):
+        gap = {}
+        for scripts in ("v1", "v2"):
+            a, b = (_clip(c, seed=seed, scripts=scripts) for c in pair)
+            mid = slice(15, 25)
+            wrists = [k[mid][:, [RWRI, LWRI], :2].mean(0) for k in (a, b)]
+            gap[scripts] = float(np.linalg.norm(wrists[0] - wrists[1], axis=-1).max()) / _sw(a)
+        assert gap["v1"] < 0.03 < 0.1 < gap["v2"], (pair, seed, gap)
 
 
 def test_a_talking_person_moves_mouth_and_head_but_v1_stays_still():

@@ -6,7 +6,8 @@ CLIP-MG's skeleton encoder (the ``clipmg-tiny`` preset's, from scratch) and one 
 trained on a pose-only synthetic set v2 (``clipmg-synth --class-set v2 --no-video``: 23 gesture
 scripts and *no gesture*, with v2's defaults: keypoints observed as real OpenPose sees them, people
 built and seated as the real ones (``model/posture.py``), seen through a camera that zooms, rolls and
-pans per video (``--pixels varied``'s camera, which moves the keypoints too)),
+pans per video (``--pixels varied``'s camera, which moves the keypoints too), set v1's look-alike
+pairs given hand places of their own (``--scripts v2``)),
 then scored on the labelled clips of real iMiGUE video 298 (raw OpenPose, never trained or tuned
 on): top-1 and top-3 among the set's classes, per-class recall, against chance and against always
 answering the most frequent real class. Every setting is fixed here, before any real clip is
@@ -238,7 +239,7 @@ def markdown(r: Dict[str, Any]) -> str:
         f"trained from scratch on a pose-only synthetic set v2 ({r['settings']['videos']} subjects, "
         f"{s['train_clips'] + s['val_clips']} clips of {len(s['class_names'])} classes, keypoints by the observer "
         "fitted to real OpenPose, people by the posture fitted to real ones, a camera that zooms, rolls and pans "
-        "per video; see docs/data.md), person crop, "
+        "per video, set v1's look-alike pairs given hand places of their own; see docs/data.md), person crop, "
         "every setting fixed in `train/probe.py` before a real clip was scored. Real: the labelled clips of "
         "iMiGUE video 298 (raw OpenPose JSON), never trained or tuned on.",
         "",

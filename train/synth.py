@@ -233,6 +233,13 @@ def _main(argv: List[str] | None) -> int:
         "front, a camera that zooms, tilts, exposes, blurs and compresses, per video (docs/data.md); default: "
         "the class set's " + _set_defaults("pixels"),
     )
+    ap.add_argument(
+        "--scripts",
+        default=None,
+        help="v1: set v1's hand places (touch face where rub eyes rubs, minaret hand where play things holds "
+        "its object); v2: each of those with a place of its own (docs/data.md); default: the class set's "
+        + _set_defaults("scripts"),
+    )
     ap.add_argument("--no-video", action="store_true", help="skip the mp4 files (pose-only set)")
     ap.add_argument("--quiet", action="store_true", help="no progress lines")
     args = ap.parse_args(argv)
@@ -252,6 +259,7 @@ def _main(argv: List[str] | None) -> int:
             observer=args.observer,
             posture=args.posture,
             pixels=args.pixels,
+            scripts=args.scripts,
         )
     except ValueError as e:
         raise ConfigError(str(e)) from e
