@@ -20,6 +20,7 @@ from clipmg.model.checkpoint import CheckpointError, add_digest, load_checkpoint
 from clipmg.model.config import ConfigError
 from clipmg.train.config import TrainConfig, parse
 from clipmg.train.data import build_data
+from clipmg.train.run import EMA_BN_BATCHES
 from clipmg.train.synth import SynthConfig, write_dataset
 from clipmg.train.trainer import Trainer, collate
 from clipmg.train.trainer import main as train_main
@@ -380,6 +381,21 @@ def test_ema_weights_are_validated_saved_and_resumed_exactly(synth_root, tmp_pat
     l_avg, _ = evaluate_logits(saved, tr.val_loader, torch.device("cpu"))
     l_raw, _ = evaluate_logits(tr.model, tr.val_loader, torch.device("cpu"))
     assert not np.allclose(l_raw, l_avg, atol=1e-4)
+    # the average's BatchNorm statistics are those of its own activations on the training windows, not
+    # an average of the live model's (which do not fit averaged weights once weight decay shrinks them)
+    bn = tr.ema.module.skeleton.stages[1]
+    seen: list = []
+    hook = bn.register_forward_hook(lambda m, inp, out: seen.append(inp[0].detach()))
+    tr.ema.module.eval()
+    with torch.no_grad():
+        for i, batch in enumerate(tr.bn_loader):
+            if i < EMA_BN_BATCHES:
+                tr.ema.module(batch["images"], batch["keypoints"])
+    hook.remove()
+    x = torch.cat(seen).transpose(0, 1).flatten(1)  # (C, N*T*H*W)
+    torch.testing.assert_close(bn.running_mean, x.mean(1), rtol=1e-3, atol=1e-5)
+    torch.testing.assert_close(bn.running_var, x.var(1), rtol=0.2, atol=1e-6)
+    assert not torch.allclose(bn.running_mean, tr.model.skeleton.stages[1].running_mean, rtol=1e-3)
     cb = _cfg(synth_root, b, ema=0.8, max_steps=6)
     Trainer(cb, build_data(cb, load_config("clipmg-tiny"))).run()
     cr = _cfg(synth_root, b, ema=0.8, resume=True)
