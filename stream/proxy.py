@@ -35,7 +35,7 @@ from clipmg.model.settings import Range, setting
 from .config import ConfigError, check_endpoint
 from .listen import GapCounter, connect_all, pair_keys, split_list
 from .messages import MessageError, WindowMessage, decode
-from .publisher import bind, curve_server
+from .publisher import bind, curve_server, load_public_key
 
 log = logging.getLogger(__name__)  # INFO lines are the proxy speaking: "[clipmg-proxy] ..." (model/logs.py)
 
@@ -99,7 +99,9 @@ class ProxyOptions:
         for ep in self.upstream:
             check_endpoint(ep, allow_remote=True)  # connecting to other machines is the point of it
         settings.check_fields(self, terse=True)
-        pair_keys(self.upstream, self.server_key, flag="--upstream")
+        for _, key in pair_keys(self.upstream, self.server_key, flag="--upstream"):
+            if key:
+                load_public_key(key)  # a bad key is one sentence before anything binds (a busy port included)
         if self.curve_allow_dir and not self.curve_secret_key:
             raise ConfigError("--curve-allow needs --curve-secret (the proxy's secret key file)")
         check_endpoint(self.endpoint, self.allow_remote)

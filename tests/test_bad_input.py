@@ -1043,3 +1043,23 @@ def test_a_source_option_is_either_typed_or_refused_in_one_sentence(source: str,
         assert math.isfinite(v) and 0 < v <= MAX_FPS
     if k in ("width", "max_frames"):
         assert isinstance(v, int) and v >= 1
+
+
+def test_proxy_bad_server_key_is_told_before_a_busy_port():
+    """A bad --server-key is one sentence even while the consumers' port is taken: keys are read
+    before anything binds (a CI run once got the busy-port sentence instead)."""
+    import zmq
+
+    ctx = zmq.Context()
+    busy = ctx.socket(zmq.PUB)
+    try:
+        port = busy.bind_to_random_port("tcp://127.0.0.1")
+        argv = ["--upstream", "tcp://127.0.0.1:1", "--server-key", "short", "--endpoint", f"tcp://127.0.0.1:{port}"]
+        p = subprocess.run(
+            [sys.executable, "-m", "clipmg.stream.proxy", *argv], capture_output=True, text=True, timeout=120
+        )
+    finally:
+        busy.close(0)
+        ctx.term()
+    assert p.returncode == 2 and p.stderr.count("\n") == 1, p.stderr
+    assert "neither a certificate file nor a 40-character Z85 key" in p.stderr
