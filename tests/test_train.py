@@ -56,6 +56,7 @@ def test_a_few_steps_reduce_the_loss(synth_root, tmp_path):
     cfg = _cfg(synth_root, tmp_path, augment=False, lr_new=2e-3, warmup_epochs=0, epochs=20)
     data = build_data(cfg, load_config(cfg.preset))
     tr = Trainer(cfg, data)
+    assert tr.ema is None and tr.bn_loader is None  # the average's BatchNorm batches only with --ema
     batch = collate([data.train[i] for i in range(8)])
 
     def loss() -> float:

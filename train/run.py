@@ -294,8 +294,16 @@ class Trainer:
         )
         self.ema_bn_step = -1  # the step at which the average's BatchNorm statistics were last measured
         # the first training windows of epoch 0's draw, the same at every refresh and on every process
-        self.bn_loader = DataLoader(
-            Indexed(data.train, cfg.seed), batch_size=cfg.batch_size, shuffle=False, num_workers=0, collate_fn=collate
+        self.bn_loader = (
+            DataLoader(
+                Indexed(data.train, cfg.seed),
+                batch_size=cfg.batch_size,
+                shuffle=False,
+                num_workers=0,
+                collate_fn=collate,
+            )
+            if self.ema is not None
+            else None
         )
         self.step, self.epoch, self.epoch_pos = 0, 0, 0
         self.best = -1.0
@@ -319,6 +327,7 @@ class Trainer:
         if self.ema is None:
             return self.model
         if self.ema_bn_step != self.step:
+            assert self.bn_loader is not None  # made with self.ema
             refresh_batchnorm(self.ema.module, self.bn_loader, self.device, self.amp)  # type: ignore[arg-type]
             self.ema_bn_step = self.step
         return self.ema.module  # type: ignore[return-value]
