@@ -85,15 +85,30 @@ _SUBSCRIBERS = textwrap.dedent("""
 """)
 
 
+def _drain(relay: Any, sub: Subscriber, quiet_s: float = 0.5, limit_s: float = 30.0) -> None:
+    """Wait until the relay forwards and the subscriber receives nothing more for ``quiet_s``: a
+    flat-out run leaves a backlog that, on a loaded machine, the subscriber is still reading seconds
+    later, and the next run's first messages would meet its full queue."""
+    deadline = time.monotonic() + limit_s
+    seen = (relay.forwarded, len(sub.snapshot()))
+    while time.monotonic() < deadline:
+        time.sleep(quiet_s)
+        now = (relay.forwarded, len(sub.snapshot()))
+        if now == seen:
+            return
+        seen = now
+
+
 def _measure(relay: Any, link_ep: str, sub: Subscriber, mode: str, seconds: float, rate: float) -> Dict[str, float]:
-    n0, f0 = len(sub.raw), relay.forwarded
+    _drain(relay, sub)  # the previous run's backlog is read before this one starts
+    n0, f0 = len(sub.snapshot()), relay.forwarded
     t0 = time.monotonic()
     r = subprocess.run(
         [PY, "-c", _PUSHER, link_ep, mode, str(seconds), str(rate)], capture_output=True, text=True, timeout=120
     )
     assert r.returncode == 0, r.stderr
     pushed = json.loads(r.stdout)
-    time.sleep(1.0)  # let the relay and the subscriber drain
+    _drain(relay, sub)  # everything this run forwarded has reached the subscriber
     forwarded = relay.forwarded - f0
     msgs = sub.snapshot()[n0:]
     lat = np.array([(tr - m["t_publish"]) * 1e3 for _, m, tr in msgs])
