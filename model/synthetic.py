@@ -631,6 +631,7 @@ def episode_pose(
     w = 2 * math.pi * ep.freq / fps * (f - ep.start) + ep.phase
     osc = ep.amp * s.torso * math.sin(w)
     shrug = (0.0, 0.0)
+    lean_sin = 0.0  # a lean of the whole upper body, pivoting at the hips (move torso, scripts v2)
     if ep.cls == "shake shoulder":
         shrug = (-e * abs(osc), -e * abs(ep.amp * s.torso * math.sin(w + ep.jitter[0] * 3)))
     elif ep.cls == "deep breath":  # one slow breath: the chest and shoulders rise and fall
@@ -640,9 +641,17 @@ def episode_pose(
     elif ep.cls == "sit straight":  # the torso rises and the shoulders square, held
         sway = sway + np.array([0.0, -(0.12 + 0.03 * ep.jitter[1]) * s.torso * e])
         shrug = (-0.02 * s.torso * e, -0.02 * s.torso * e)
+    elif ep.cls == "move torso" and ep.scripts == "v2":  # the upper body leans to one side and back
+        lean = e * (0.17 + 0.05 * ep.jitter[0])  # held at 7-13 degrees
+        lean_sin = ep.side * lean
+        drop = (1.0 - math.sqrt(1.0 - lean * lean)) * s.torso
+        sway = sway + np.array([lean_sin * s.torso + e * osc, drop + 0.02 * s.torso * e * (1 + ep.jitter[1])])
+        shrug = (-lean_sin * s.shoulder, lean_sin * s.shoulder)  # the shoulder line turns with the torso
     elif ep.cls == "move torso":  # the upper body shifts and leans to one side and back
         sway = sway + e * np.array([ep.side * 0.1 * s.torso + osc, 0.03 * s.torso * (1 + ep.jitter[1])])
     j = _move_head(body.joints(sway, shrug), s, f, fps)
+    if lean_sin:  # the head stays on the leaning spine's line
+        j["head"] = j["head"] + np.array([lean_sin * (j["neck"][1] - j["head"][1]), 0.0])
     if ep.talking and ep.cls != "bite lip":  # biting the lips holds the mouth still
         j["face"] = _talking(s, f, fps, phase)
     head, r, t = j["head"], s.head_r, s.torso

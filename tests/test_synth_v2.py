@@ -100,6 +100,25 @@ def test_v2_scripts_give_set_v1_look_alikes_places_of_their_own(pair):
         assert gap["v1"] < 0.03 < 0.1 < gap["v2"], (pair, seed, gap)
 
 
+def test_v2_move_torso_leans_the_shoulder_line_and_head_with_the_neck():
+    """Set v1's *move torso* slid the upper body sideways with the shoulders level; v2's leans it
+    (pivoting at the hips): the shoulder on the leaning side drops and the head goes further than the neck."""
+    mid = slice(15, 25)
+    for seed in (2, 3, 4):
+        for scripts in ("v1", "v2"):
+            rest, kp = _clip(None, seed=seed, scripts=scripts), _clip("move torso", seed=seed, scripts=scripts)
+            sw = _sw(rest)
+            neck_dx = (kp[mid, NECK, 0] - rest[mid, NECK, 0]).mean() / sw
+            tilt = ((kp[mid, LSHO, 1] - kp[mid, RSHO, 1]) - (rest[mid, LSHO, 1] - rest[mid, RSHO, 1])).mean() / sw
+            nose_dx = (kp[mid, NOSE, 0] - rest[mid, NOSE, 0]).mean() / sw
+            assert abs(neck_dx) > (0.03 if scripts == "v1" else 0.1), (seed, scripts, neck_dx)
+            if scripts == "v1":
+                assert abs(tilt) < 0.01, (seed, tilt)
+            else:  # sine of the lean 0.12-0.22: the shoulders' heights differ by that many shoulder widths
+                assert 0.1 < abs(tilt) < 0.25 and np.sign(tilt) == np.sign(neck_dx), (seed, tilt, neck_dx)
+                assert abs(nose_dx) > abs(neck_dx) * 1.1 and np.sign(nose_dx) == np.sign(neck_dx), (seed, nose_dx)
+
+
 def test_a_talking_person_moves_mouth_and_head_but_v1_stays_still():
     talk, still = _clip(None, talking=True, frames=75), _clip(None, talking=False, frames=75)
     opening = np.abs(talk[:, MOUTH_BOTTOM, 1] - talk[:, MOUTH_TOP, 1])
