@@ -263,6 +263,51 @@ def test_keypoints_land_on_the_drawn_hands(root: Path, index) -> None:
     aug = MicroGestureDataset(index, cfg, train=True, augment=AugmentConfig(flip=0.5, scale=(0.85, 1.15), shift=0.08))
     torch.manual_seed(1)
     assert _palm_hits(aug, root) > 0.85  # flips and crop jitter move pixels and keypoints together
+    rolled = MicroGestureDataset(index, cfg, train=True, augment=AugmentConfig(roll=15.0))
+    torch.manual_seed(2)
+    assert _palm_hits(rolled, root) > 0.85  # so does the camera roll
+
+
+def test_roll_turns_pixels_and_keypoints_together() -> None:
+    import cv2
+
+    from clipmg.train.dataset import affine_jitter
+
+    frames = np.zeros((2, 61, 81, 3), np.uint8)
+    kp = np.zeros((3, 3, 3))
+    kp[:, 0], kp[:, 1] = (20.0, 30.0, 0.9), (60.0, 30.0, 0.8)  # a level shoulder line; joint 2 missing
+    for f in frames:
+        for x, y in kp[0, :2, :2]:
+            cv2.circle(f, (int(x), int(y)), 2, (255, 255, 255), -1)
+    out, k = affine_jitter(frames, kp, 1.0, 0.0, 0.0, 10.0)
+    rise = -(k[0, 1, 1] - k[0, 0, 1])  # screen y points down
+    assert np.degrees(np.arctan2(rise, k[0, 1, 0] - k[0, 0, 0])) == pytest.approx(10.0)  # counter-clockwise
+    assert (k[:, 2, :] == 0).all() and (k[:, :2, 2] == kp[:, :2, 2]).all()  # missing stays 0, scores kept
+    assert np.allclose(k[:, :2, :2].mean(1), (40.0, 30.0))  # turned about the frame centre
+    for x, y in k[0, :2, :2]:  # each drawn dot went where its keypoint went
+        xi, yi = int(round(x)), int(round(y))
+        assert out[0, yi - 1 : yi + 2, xi - 1 : xi + 2].max() > 200
+    assert out[0, 30, 60].max() < 50 and out[0, 30, 20].max() < 50  # and left its old place
+    # without a roll it is the crop-box jitter it always was: a zoom about the centre, then a shift
+    _, z = affine_jitter(frames, kp, 1.1, 3.0, -2.0)
+    np.testing.assert_allclose(z[0, :2, 0], kp[0, :2, 0] * 1.1 + 40.0 * (1 - 1.1) + 3.0)
+    np.testing.assert_allclose(z[0, :2, 1], kp[0, :2, 1] * 1.1 + 30.0 * (1 - 1.1) - 2.0)
+
+
+def test_no_roll_draws_nothing_so_a_run_without_it_is_unchanged() -> None:
+    from clipmg.train.dataset import augment_window
+
+    frames = np.zeros((2, 20, 30, 3), np.uint8)
+    kp = np.random.default_rng(0).uniform(1, 19, (4, 5, 3))
+    perm = np.arange(5)
+    a, b = np.random.default_rng(7), np.random.default_rng(7)
+    augment_window(frames, kp, perm, AugmentConfig(), a)
+    augment_window(frames, kp, perm, AugmentConfig(roll=0.0), b)
+    after = a.random()
+    assert b.random() == after  # roll 0: the same draws as before the roll existed
+    c = np.random.default_rng(7)
+    augment_window(frames, kp, perm, AugmentConfig(roll=5.0), c)
+    assert c.random() != after  # a roll is one more draw
 
 
 def test_colour_jitter_changes_pixels_only_and_identity_is_exact() -> None:

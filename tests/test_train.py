@@ -449,6 +449,14 @@ def test_config_file_and_overrides(tmp_path):
         parse(["--cache-frozen"], "x")
     with pytest.raises(ValueError, match="--class-balance must be one of"):
         parse(["--class-balance", "focal"], "x")
+    assert parse(["--roll-jitter", "6"], "x").roll_jitter == 6.0
+    for bad in ("50", "-1", "nan"):
+        with pytest.raises(ValueError, match="--roll-jitter"):
+            parse(["--roll-jitter", bad], "x")
+    with pytest.raises(ValueError, match="--roll-jitter is an augmentation: it needs --augment"):
+        parse(["--roll-jitter", "6", "--no-augment"], "x")
+    with pytest.raises(ValueError, match="--colour-jitter is an augmentation"):
+        parse(["--colour-jitter", "0.3", "--no-augment"], "x")
 
 
 def test_cli_errors_are_one_line(tmp_path, capsys):

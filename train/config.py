@@ -83,6 +83,12 @@ class TrainConfig:
     colour_jitter: float = setting(
         0.0, "with --augment: brightness/contrast/saturation factors in [1 - c, 1 + c]", Range(0.0, 1.0, "hi")
     )
+    roll_jitter: float = setting(
+        0.0,
+        "with --augment: largest camera roll in degrees; each training window is turned by an angle "
+        "drawn from [-r, r] about the frame centre, pixels and keypoints together; 0 = off",
+        Range(0.0, 45.0),
+    )
     rgb_dropout: float = setting(
         0.0,
         "probability that a training clip's RGB frames are blanked (the normalised mean: grey), so that the "
@@ -129,6 +135,9 @@ class TrainConfig:
             )
         if self.cache_frozen and self.rgb_dropout:
             raise ConfigError("--rgb-dropout needs the frames themselves; it cannot be used with --cache-frozen")
+        if not self.augment and (self.roll_jitter or self.colour_jitter):
+            flag = "--roll-jitter" if self.roll_jitter else "--colour-jitter"
+            raise ConfigError(f"{flag} is an augmentation: it needs --augment (it is off with --no-augment)")
         if self.cache_frozen and self.augment:
             raise ConfigError(
                 "--cache-frozen needs --no-augment: cached ViT outputs are only valid when every "

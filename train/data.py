@@ -49,7 +49,7 @@ def build_data(cfg: TrainConfig, model_cfg: ModelConfig) -> TrainData:
     cache = True if cfg.cache_frames else False
     # augment=False means the same frames every epoch (centre sampling, no flips or jitter), which is
     # also what makes caching the frozen ViT outputs valid
-    augment = AugmentConfig(colour=cfg.colour_jitter) if cfg.augment else False
+    augment = AugmentConfig(colour=cfg.colour_jitter, roll=cfg.roll_jitter) if cfg.augment else False
     train = MicroGestureDataset(tr_idx, model_cfg, train=cfg.augment, augment=augment, cache_frames=cache)
     val = MicroGestureDataset(va_idx, model_cfg, train=False, cache_frames=cache)
     if len(train) == 0:

@@ -103,20 +103,24 @@ def hflip(frames: np.ndarray, keypoints: np.ndarray, perm: np.ndarray) -> Tuple[
 
 
 def affine_jitter(
-    frames: np.ndarray, keypoints: np.ndarray, scale: float, dx: float, dy: float
+    frames: np.ndarray, keypoints: np.ndarray, scale: float, dx: float, dy: float, angle: float = 0.0
 ) -> Tuple[np.ndarray, np.ndarray]:
-    """Zoom frames ``(T_r, H, W, 3)`` by ``scale`` about their centre and shift by ``(dx, dy)`` pixels;
-    keypoints ``(T_p, J, 3)`` move with the pixels. Equivalent to jittering the crop box."""
+    """Roll frames ``(T_r, H, W, 3)`` by ``angle`` degrees (counter-clockwise on screen, as
+    ``cv2.getRotationMatrix2D``) and zoom them by ``scale``, both about the frame centre, then shift by
+    ``(dx, dy)`` pixels; keypoints ``(T_p, J, 3)`` move with the pixels. Without the roll this is the
+    same as jittering the crop box; with it, a camera turned about its optical axis."""
     h, w = frames.shape[1:3]
     cx, cy = (w - 1) / 2.0, (h - 1) / 2.0
-    m = np.array([[scale, 0.0, cx - scale * cx + dx], [0.0, scale, cy - scale * cy + dy]])
+    m = np.asarray(cv2.getRotationMatrix2D((cx, cy), angle, scale), np.float64)
+    m[:, 2] += (dx, dy)
     out = np.stack(
         [cv2.warpAffine(f, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT) for f in frames]
     )
     kp = keypoints.copy()
     seen = kp[..., 2] > 0
-    kp[..., 0] = np.where(seen, kp[..., 0] * scale + m[0, 2], 0.0)
-    kp[..., 1] = np.where(seen, kp[..., 1] * scale + m[1, 2], 0.0)
+    x, y = keypoints[..., 0], keypoints[..., 1]
+    kp[..., 0] = np.where(seen, m[0, 0] * x + m[0, 1] * y + m[0, 2], 0.0)
+    kp[..., 1] = np.where(seen, m[1, 0] * x + m[1, 1] * y + m[1, 2], 0.0)
     return out, kp
 
 
@@ -130,6 +134,9 @@ class AugmentConfig:
     # colour jitter strength: brightness, contrast and saturation each scaled by a factor drawn from
     # [1 - c, 1 + c] (one draw per window; hue is left alone, colour can be what tells a class)
     colour: float = 0.0
+    # largest camera roll in degrees: each window turned by an angle drawn from [-roll, roll] about the
+    # frame centre, pixels and keypoints together (0: no roll, and no random draw for it)
+    roll: float = 0.0
 
 
 def augment_window(
@@ -141,8 +148,9 @@ def augment_window(
     s = float(rng.uniform(*aug.scale))
     short = min(frames.shape[1:3])
     dx, dy = rng.uniform(-aug.shift, aug.shift, 2) * short
-    if s != 1.0 or dx or dy:
-        frames, keypoints = affine_jitter(frames, keypoints, s, float(dx), float(dy))
+    angle = float(rng.uniform(-aug.roll, aug.roll)) if aug.roll > 0 else 0.0
+    if s != 1.0 or dx or dy or angle:
+        frames, keypoints = affine_jitter(frames, keypoints, s, float(dx), float(dy), angle)
     return frames, keypoints
 
 
