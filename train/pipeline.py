@@ -117,10 +117,8 @@ def affine_jitter(
         [cv2.warpAffine(f, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT) for f in frames]
     )
     kp = keypoints.copy()
-    seen = kp[..., 2] > 0
-    x, y = keypoints[..., 0], keypoints[..., 1]
-    kp[..., 0] = np.where(seen, m[0, 0] * x + m[0, 1] * y + m[0, 2], 0.0)
-    kp[..., 1] = np.where(seen, m[1, 0] * x + m[1, 1] * y + m[1, 2], 0.0)
+    seen = kp[..., 2:] > 0
+    kp[..., :2] = np.where(seen, keypoints[..., :2] @ m[:, :2].T + m[:, 2], 0.0)
     return out, kp
 
 
