@@ -22,17 +22,24 @@ The statistics (``keypoint_statistics``):
 - ``wrist_speed_p50`` / ``_p90``: wrist speed during gestures, shoulder widths a second.
 - ``hand_face_gesture`` / ``hand_face_idle``: the nearer wrist's distance to the nose, median over
   gesture / idle frames, shoulder widths.
+- ``near_face`` / ``near_face_above``: hands near the face, read from every frame (no label): the
+  share of frames-and-hands (a hand with at least 3 points) whose hand centre (the mean of its
+  points) lies within ``NEAR_FACE`` shoulder widths of the nose, and how far above the nose that
+  centre is, median over them (negative: below), shoulder widths of the frame. Where a hand is when
+  it is at the face, whatever it is doing there.
 - ``elbows_off_centre``: how far the neck lies beside the resting elbows' midpoint, the median of
   its absolute value over idle frames, shoulder widths (the person crop is set by the elbows: this is
   how far off the crop's centre the body sits).
 - ``upper_arm`` / ``forearm`` (95th percentile of the 2D length), ``neck_nose`` (median), and the
   resting posture ``rest_wrist`` / ``rest_elbow`` (median ``out`` / ``down`` from the neck) over idle
   frames (at least ``POSTURE_MIN_FRAMES``), shoulder widths: ``model/posture.py``'s statistics,
-  what ``--posture`` fits. Also from it: ``shoulder_drop`` (the shoulders' midpoint below the neck)
-  and ``ear_rise`` (ears above the eyes), medians; ``rest_hands`` (the wrists' midpoint beside the
-  neck, ``p10`` / ``p90``); over 1-second windows of idle frames ``head_turn`` (the nose beside the
-  neck, median), ``head_motion`` and ``hand_motion`` (RMS of the nose / a wrist about its mean from
-  the neck, ``p50`` / ``p90``; NaN where no window is idle throughout).
+  what ``--posture`` fits, ``hand`` (wrist to middle fingertip, 95th percentile) and ``rest_fingers``
+  (degrees below the horizontal of the resting fingertips seen from the wrist). Also from it:
+  ``shoulder_drop`` (the shoulders' midpoint below the neck) and ``ear_rise`` (ears above the
+  eyes), medians; ``rest_hands`` (the wrists' midpoint beside the neck, ``p10`` / ``p90``); over
+  1-second windows of idle frames ``head_turn`` (the nose beside the neck, median), ``head_motion``
+  and ``hand_motion`` (RMS of the nose / a wrist about its mean from the neck, ``p50`` / ``p90``;
+  NaN where no window is idle throughout).
 """
 
 from __future__ import annotations
@@ -62,6 +69,7 @@ UPPER_BODY: Dict[str, int] = {
 }
 HANDS = {"left": SOURCE_OFFSETS["lhand"], "right": SOURCE_OFFSETS["rhand"]}
 SWAY_WINDOW_S = 1.0  # the synthetic set's idle gaps last 0.24-1.44 s
+NEAR_FACE = 0.6  # a hand centre this near the nose (shoulder widths) is at the face
 POSTURE_MIN_FRAMES = 10  # fewer idle frames than this give no resting-posture statistics (NaN)
 
 
@@ -90,6 +98,25 @@ def nearer_wrist_to_nose(kp: np.ndarray, unit) -> np.ndarray:
         d = np.linalg.norm(kp[:, w, :2] - nose[:, :2], axis=1) / unit
         out = np.where(ok & ~(out <= d), d, out)  # keeps the smaller; NaN counts as larger
     return out
+
+
+def hands_near_face(kp: np.ndarray, unit) -> np.ndarray:
+    """Height above the nose (``unit`` pixels; negative: below) of every hand centre within
+    ``NEAR_FACE`` units of the nose, and ``NaN`` for every other frame-and-hand with at least 3 hand
+    points: a ``(frames × 2,)`` array whose finite share is how often a hand is at the face."""
+    unit = np.broadcast_to(np.asarray(unit, np.float64), (len(kp),))
+    nose_ok = kp[:, NOSE, 2] > 0
+    out = []
+    for off in HANDS.values():
+        h = kp[:, off : off + 21]
+        seen = h[..., 2] > 0
+        n = seen.sum(axis=1)
+        centre = (h[..., :2] * seen[..., None]).sum(axis=1) / np.maximum(n, 1)[:, None]
+        rel = (centre - kp[:, NOSE, :2]) / unit[:, None]
+        near = np.hypot(rel[:, 0], rel[:, 1]) < NEAR_FACE
+        above = np.where(near & nose_ok, -rel[:, 1], np.nan)
+        out.append(above[(n >= 3) & nose_ok])
+    return np.concatenate(out)
 
 
 def keypoint_statistics(kp: np.ndarray, fps: float, labels: Optional[np.ndarray] = None) -> Dict[str, object]:
@@ -158,6 +185,9 @@ def keypoint_statistics(kp: np.ndarray, fps: float, labels: Optional[np.ndarray]
     d = nearer_wrist_to_nose(kp, frame_scale(kp))  # within a frame: the frame's own scale
     stats["hand_face_gesture"] = _median(d[gesture & np.isfinite(d)])
     stats["hand_face_idle"] = _median(d[idle & np.isfinite(d)])
+    at_face = hands_near_face(kp[person], frame_scale(kp)[person])
+    stats["near_face"] = float(np.isfinite(at_face).mean()) if at_face.size else float("nan")
+    stats["near_face_above"] = _median(at_face[np.isfinite(at_face)])
     elbows_off = beside_neck(kp[idle], RELB, LELB, frame_scale(kp)[idle])
     stats["elbows_off_centre"] = _median(np.abs(elbows_off))
     seat = None
@@ -173,6 +203,8 @@ def keypoint_statistics(kp: np.ndarray, fps: float, labels: Optional[np.ndarray]
     stats.update(
         upper_arm=mid("upper_arm"),
         forearm=mid("forearm"),
+        hand=mid("hand"),
+        rest_fingers=mid("rest_fingers"),
         neck_nose=mid("neck_nose"),
         rest_wrist={"out": mid("rest_wrist_x"), "down": mid("rest_wrist_y")},
         rest_elbow={"out": mid("rest_elbow_x"), "down": mid("rest_elbow_y")},

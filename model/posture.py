@@ -9,10 +9,19 @@ as quantiles in shoulder widths (BODY_25's shoulder-to-shoulder distance, the fr
 
 - ``upper_arm`` / ``forearm``: 2D shoulder-elbow and elbow-wrist lengths; a limb seen in 2D is never
   longer than it is, so a high quantile is its length (``ARM_QUANTILE``);
+- ``hand``: the hand's length, wrist to the middle fingertip (OpenPose hand points 0 and 12), a high
+  quantile as for the arms. Set v1 drew hands two thirds of a real one's size (0.34 shoulder widths
+  against 0.51 on video 298; anatomy says about 0.54: a hand is near 0.108 of a person's height, the
+  shoulder points about 0.2), so a drawn hand near the face covered less of it and sat lower than a
+  real one;
 - ``neck_nose``: the nose's height above BODY_25's neck (a camera above the eyes, a head held
   forward: short);
 - ``rest_wrist_x`` / ``rest_wrist_y`` and ``rest_elbow_x`` / ``rest_elbow_y``: where a resting
   wrist and elbow are, from the neck, x toward the person's own side, y down;
+- ``rest_fingers``: which way a resting hand points: the angle (degrees) below the horizontal,
+  toward the midline, of its fingertips' centroid (OpenPose hand points 4, 8, 12, 16, 20) seen from
+  its wrist. Drawn at the fitted length, set v1's resting hand (22° down) reached 0.15 shoulder
+  widths below the real ones' lowest point and stretched the person box down with it;
 - ``rest_hands_x``: where the two wrists' midpoint lies beside the neck (x, image right positive): a
   person at rest does not hold one pose but moves both hands to one side, back, to the other
   (measured and reported; ``seat_subject`` does not draw it, see docs/data.md);
@@ -49,16 +58,20 @@ from .files import load_shipped_json, shipped_json_names
 
 PACKAGE = "clipmg.model.postures"
 NOSE, NECK, RSHO, RELB, RWRI, LSHO, LELB, LWRI, REYE, LEYE, REAR, LEAR = 0, 1, 2, 3, 4, 5, 6, 7, 15, 16, 17, 18
+LHAND, RHAND, MIDDLE_TIP = 95, 116, 12  # OpenPose's hand blocks (the person's left / right) and a hand's point
+FINGERTIPS = (4, 8, 12, 16, 20)
 PERCENTILES = (10.0, 50.0, 90.0)
 ARM_QUANTILE = 95.0  # a limb's length: the 95th percentile of its 2D length (foreshortening only shortens)
 FIELDS = (
     "upper_arm",
     "forearm",
+    "hand",
     "neck_nose",
     "rest_wrist_x",
     "rest_wrist_y",
     "rest_elbow_x",
     "rest_elbow_y",
+    "rest_fingers",
     "rest_hands_x",
     "rest_elbows_x",
     "shoulder_drop",
@@ -82,11 +95,13 @@ class PostureProfile:
     frames: int
     upper_arm: Quantiles  # for the arm lengths: (p50, ARM_QUANTILE, max of the two sides' ARM_QUANTILE)
     forearm: Quantiles
+    hand: Quantiles  # as the arm lengths
     neck_nose: Quantiles
     rest_wrist_x: Quantiles
     rest_wrist_y: Quantiles
     rest_elbow_x: Quantiles
     rest_elbow_y: Quantiles
+    rest_fingers: Quantiles  # degrees
     rest_hands_x: Quantiles
     rest_elbows_x: Quantiles
     shoulder_drop: Quantiles
@@ -115,7 +130,7 @@ class PostureProfile:
         """One subject's value of ``key``: uniform between its 10th and 90th percentile (for the arm
         lengths, between the length and the longer side's)."""
         lo, mid, hi = getattr(self, key)
-        if key in ("upper_arm", "forearm"):
+        if key in ("upper_arm", "forearm", "hand"):
             lo, hi = mid, hi
         return float(rng.uniform(min(lo, hi), max(lo, hi)))
 
@@ -203,10 +218,10 @@ def fit_posture(
         p = np.percentile(x, PERCENTILES)
         return float(p[0]), float(p[1]), float(p[2])
 
-    def arm(pairs: Tuple[Tuple[int, int], Tuple[int, int]]) -> Quantiles:
+    def arm(pairs: Tuple[Tuple[int, int], Tuple[int, int]], what: str = "an arm") -> Quantiles:
         sides = [_lengths(kp, a, b, sw) for a, b in pairs]
         if any(s.size == 0 for s in sides):
-            raise ConfigError(f"cannot fit the posture profile {name!r}: an arm is never seen")
+            raise ConfigError(f"cannot fit the posture profile {name!r}: {what} is never seen")
         both_sides = np.concatenate(sides)
         return (
             float(np.percentile(both_sides, 50)),
@@ -229,6 +244,14 @@ def fit_posture(
     def window_q(key: str) -> Quantiles:
         return q(moving[key]) if moving[key].size or require_motion else NAN3
 
+    fingers = []
+    for wrist, hand, inward in ((RWRI, RHAND, 1.0), (LWRI, LHAND, -1.0)):  # the midline: image right of the right hand
+        tips = kp[:, [hand + i for i in FINGERTIPS]]
+        seen = tips[..., 2] > 0
+        ok = (seen.sum(axis=1) >= 3) & (kp[:, wrist, 2] > 0)
+        centre = (tips[ok, :, :2] * seen[ok, :, None]).sum(axis=1) / seen[ok].sum(axis=1)[:, None]
+        d = centre - kp[ok, wrist, :2]
+        fingers.append(np.degrees(np.arctan2(d[:, 1], inward * d[:, 0])))
     wrist_out, wrist_down = from_neck(RWRI, LWRI)
     elbow_out, elbow_down = from_neck(RELB, LELB)
     nose_ok = neck_ok & (kp[:, NOSE, 2] > 0)
@@ -246,11 +269,13 @@ def fit_posture(
         frames=int(len(kp)),
         upper_arm=arm(((RSHO, RELB), (LSHO, LELB))),
         forearm=arm(((RELB, RWRI), (LELB, LWRI))),
+        hand=arm(((RHAND, RHAND + MIDDLE_TIP), (LHAND, LHAND + MIDDLE_TIP)), "a hand"),
         neck_nose=q((kp[nose_ok, NECK, 1] - kp[nose_ok, NOSE, 1]) / sw[nose_ok]),
         rest_wrist_x=q(wrist_out),
         rest_wrist_y=q(wrist_down),
         rest_elbow_x=q(elbow_out),
         rest_elbow_y=q(elbow_down),
+        rest_fingers=q(np.concatenate(fingers)),
         rest_hands_x=q(hands_x),
         rest_elbows_x=q(elbows_x),
         shoulder_drop=q(drop),

@@ -59,10 +59,18 @@ CLASS_SETS: Dict[str, Tuple[str, ...]] = {"v1": SYNTH_CLASSES, "v2": SYNTH_CLASS
 # What a class set brings unless told otherwise (clipmg-synth): v1 as it was made; v2 the set made for
 # real people: keypoints as real OpenPose sees them, people built and seated as real ones, varied pixels.
 SET_DEFAULTS: Dict[str, Dict[str, object]] = {
-    "v1": {"observer": "v1", "posture": "v1", "pixels": "v1", "talking": False, "scripts": "v1"},
-    "v2": {"observer": "openpose", "posture": "seated", "pixels": "varied", "talking": True, "scripts": "v2"},
+    "v1": {"observer": "v1", "posture": "v1", "pixels": "v1", "talking": False, "scripts": "v1", "hands": "v1"},
+    "v2": {
+        "observer": "openpose",
+        "posture": "seated",
+        "pixels": "varied",
+        "talking": True,
+        "scripts": "v2",
+        "hands": "v1",
+    },
 }
 SCRIPT_STYLES = ("v1", "v2")  # SynthConfig.scripts
+HAND_STYLES = ("v1", "fitted")  # SynthConfig.hands
 # Share of iMiGUE's 18 498 clips by class (%), from its full label file: the 15 most frequent
 # classes exactly; arm akimbo (8 clips), cover face (32) and rub eyes (90) by count; the other
 # scripted classes are among the 17 with 0.8 % or less each, so 0.8 is their upper bound.
@@ -163,9 +171,13 @@ class SynthConfig:
     posture: str = "v1"
     # where set v1's look-alike pairs put the hands: "v1" as set v1 drew them (touch face where rub eyes
     # rubs, minaret hand where play things holds its object, touch chest where adjust tie tugs: told apart
-    # by motion or pixels only); "v2": each with a place and a hand of its own (a palm on the cheek;
+    # by motion or pixels only); "v2": each with a place and a hand of its own (fingers on the cheek;
     # fingertips steepled in front of the chest; a flat palm on the breastbone, fingers pinching the knot)
     scripts: str = "v1"
+    # the people's hands: "v1" (set v1's, 0.3 torso long: two thirds of a real hand; resting fingers 22
+    # degrees down) or "fitted": the posture profile's hand length and resting fingers' angle, and the
+    # scripts whose contact is the palm put the palm there (docs/data.md); needs a fitted posture
+    hands: str = "v1"
 
     def __post_init__(self) -> None:
         if self.width % 2 or self.height % 2 or not (64 <= self.height <= 1080 and 64 <= self.width <= 1920):
@@ -187,6 +199,10 @@ class SynthConfig:
             raise ValueError(f"posture must be one of v1, {', '.join(list_postures())}; got {self.posture!r}")
         if self.scripts not in SCRIPT_STYLES:
             raise ValueError(f"scripts must be one of {', '.join(SCRIPT_STYLES)}; got {self.scripts!r}")
+        if self.hands not in HAND_STYLES:
+            raise ValueError(f"hands must be one of {', '.join(HAND_STYLES)}; got {self.hands!r}")
+        if self.hands != "v1" and self.posture == "v1":
+            raise ValueError("hands 'fitted' come from a fitted posture profile; choose one with --posture")
         if self.pixels not in PIXEL_STYLES:
             raise ValueError(f"pixels must be one of {', '.join(PIXEL_STYLES)}; got {self.pixels!r}")
         unknown = [c for c in self.classes if c not in SYNTH_CLASSES_V2]
@@ -249,6 +265,8 @@ class Subject:
     # A posture profile's subject (``seat_subject``); None: set v1's drawn body.
     upper_arm_px: float | None = None
     forearm_px: float | None = None
+    hand_px: float | None = None  # wrist to the middle fingertip (px); None: set v1's 0.3 torso
+    rest_fingers: float | None = None  # a resting hand's fingertips this many degrees below the horizontal
     neck_gap: float | None = None  # neck to the bottom of the head (px); None: 0.19 torso
     rest_y: float | None = None  # resting wrist height below the neck (px); None: the hand on the desk's edge
     rest_elbow: Tuple[float, float] | None = None  # resting elbow (outward, down) from the shoulder, torso units
@@ -269,7 +287,7 @@ class Subject:
 
     @property
     def hand(self) -> float:
-        return 0.3 * self.torso
+        return 0.3 * self.torso if self.hand_px is None else self.hand_px
 
 
 @dataclass(frozen=True)
@@ -353,14 +371,15 @@ def set_config(class_set: str, **changes: object) -> SynthConfig:
     return SynthConfig(**fields)  # type: ignore[arg-type]
 
 
-def seat_subject(s: Subject, profile: PostureProfile, rng: np.random.Generator) -> Subject:
+def seat_subject(s: Subject, profile: PostureProfile, rng: np.random.Generator, fitted_hands: bool = False) -> Subject:
     """``s`` with the proportions and resting posture of a real person (``model/posture.py``): arm
-    lengths, the nose's height above the neck, where the resting wrists and elbows are, and the
+    and hand lengths, the nose's height above the neck, where the resting wrists and elbows are, and the
     table top just under the resting wrists; the shoulders level with the neck and the ears as high
     as real ones; the head turned aside and moving, the resting hands moving, as much as the
     profile's (``Wander``); the body not centred between the resting elbows (``rest_elbows_x``).
     Lengths in the profile are shoulder widths. The profile's ``rest_hands_x`` is measured, not drawn
-    (docs/data.md says why)."""
+    (docs/data.md says why). ``fitted_hands``: also the hand's length and the resting fingers' angle (drawn
+    either way, so a subject is the same person with or without them)."""
     sw, t = 2.0 * s.shoulder, s.torso
     upper, fore, nose = (profile.draw(rng, k) * sw for k in ("upper_arm", "forearm", "neck_nose"))
     wx = tuple(profile.draw(rng, "rest_wrist_x") * sw / t for _ in range(2))
@@ -378,8 +397,12 @@ def seat_subject(s: Subject, profile: PostureProfile, rng: np.random.Generator) 
     elbows = float(np.clip(profile.draw(rng, "rest_elbows_x") * sw, -room, room))
     if room > 0:
         ex = lo_x * sw + abs(elbows) + (ex - lo_x * sw) * (1.0 - abs(elbows) / room)
+    # drawn last: every earlier draw is what it was before the hand was fitted
+    hand, fingers = profile.draw(rng, "hand") * sw, profile.draw(rng, "rest_fingers")
     return replace(
         s,
+        hand_px=hand if fitted_hands else None,
+        rest_fingers=fingers if fitted_hands else None,
         elbows_shift_px=elbows,
         shoulder_drop_px=drop,
         ear_rise_px=rise,
@@ -447,6 +470,16 @@ HandPose = Tuple[np.ndarray, float, float, Tuple[float, float]]
 RAISED = (0.2, 0.3)  # elbow preference when a hand goes up to the head
 
 
+FINGERS_AT = 0.75  # a HandPose's anchor: this far along the hand from the wrist (hand lengths)
+PALM_AT = 0.3  # the palm's centre (the middle of its points 0, 1, 5, 9, 13, 17), the same way
+
+
+def _palm_on(point: np.ndarray, phi: float, hand: float) -> np.ndarray:
+    """The anchor of a hand pointing along ``phi`` (radians) whose palm's centre is on ``point``: for the
+    scripts whose contact is the palm (palms over the face), not the fingers."""
+    return point + (FINGERS_AT - PALM_AT) * hand * np.array([math.cos(phi), math.sin(phi)])
+
+
 def _arm(
     shoulder: np.ndarray, wrist: np.ndarray, elbow: np.ndarray, a: float, b: float
 ) -> Tuple[np.ndarray, np.ndarray]:
@@ -504,6 +537,19 @@ def _hand_points(wrist: np.ndarray, phi: float, curl: float, length: float, side
     return np.array(pts)
 
 
+REST_CURL = 0.35  # a resting hand's curl
+
+
+def _tips_below_direction(curl: float) -> float:
+    """Degrees by which a drawn hand's fingertips' centroid (points 4, 8, 12, 16, 20) seen from its wrist
+    lies below the hand's direction, toward the midline (the thumb's side: the same for both hands)."""
+    h = _hand_points(np.zeros(2), _toward_mid(-1, 0.0), curl, 1.0, -1)
+    c = h[[4, 8, 12, 16, 20]].mean(axis=0)
+    return math.degrees(math.atan2(float(c[1]), float(c[0])))
+
+
+_REST_TIPS_DEG = _tips_below_direction(REST_CURL)
+
 _MOUTH = slice(48, 68)  # the mouth's outer (48-59) and inner (60-67) points in the face template
 _MOUTH_Y = 0.55  # the mouth's centre line (head units)
 
@@ -555,13 +601,20 @@ class Body:
                 0.35,
                 (0.12, 0.5),
             )
-        # a posture profile's: the wrist where real resting wrists are, the fingers on toward the midline
-        phi = _toward_mid(side, -15.0)
+        # a posture profile's: the wrist where real resting wrists are, the fingers on toward the midline,
+        # pointing as far down as real resting fingertips do (set v1's 15-degree drop without a fitted angle)
+        elev = -15.0 if s.rest_fingers is None else _REST_TIPS_DEG - s.rest_fingers
+        phi = _toward_mid(side, elev)
         wrist = np.array([s.cx + side * dx, s.neck_y + s.rest_y])
         out, down = s.rest_elbow
         if s.elbows_shift_px is not None:  # both elbows moved the same way: the body not centred between them
             out += side * s.elbows_shift_px / s.torso
-        return wrist + 0.75 * s.hand * np.array([math.cos(phi), math.sin(phi)]) + drift, phi, 0.35, (out, down)
+        return (
+            wrist + FINGERS_AT * s.hand * np.array([math.cos(phi), math.sin(phi)]) + drift,
+            phi,
+            REST_CURL,
+            (out, down),
+        )
 
     def keypoints(
         self, j: Dict[str, np.ndarray], hands: Dict[int, HandPose]
@@ -588,7 +641,7 @@ class Body:
             sh = j[f"sh{side}"]
             anchor, phi, curl, (out, down) = hands[side]
             d = np.array([math.cos(phi), math.sin(phi)])
-            wrist = anchor - 0.75 * s.hand * d
+            wrist = anchor - FINGERS_AT * s.hand * d
             pref = sh + s.torso * np.array([side * out, down])
             elbow, wrist = _arm(sh, wrist, pref, s.upper_arm, s.forearm)
             body.update({si: sh, ei: elbow, wi: wrist})
@@ -664,7 +717,8 @@ def episode_pose(
         targets[sd] = (head + np.array([0.3 * jx * r, (-0.6 + 0.1 * jy) * r]), math.radians(-90 - sd * 65), 0.2, RAISED)
     elif ep.cls == "touch ears":
         targets[sd] = (head + np.array([sd * 1.1 * r, (0.1 * jy) * r]), math.radians(-90 + sd * 10), 0.3, (0.3, 0.25))
-    elif ep.cls == "touch face" and ep.scripts == "v2":  # the palm on the cheek, below the eye, still
+    elif ep.cls == "touch face" and ep.scripts == "v2":  # fingers laid on the cheek below the eye, still
+        # (the fingers, not the palm: a palm there puts the wrist where rub eyes' is, set v1's look-alike)
         a = head + np.array([sd * (0.6 + 0.1 * jx) * r, (0.35 + 0.1 * jy) * r])
         targets[sd] = (a, math.radians(-90 - sd * 15), 0.25, RAISED)
     elif ep.cls in ("touch face", "rub eyes"):
@@ -672,6 +726,12 @@ def episode_pose(
         if ep.cls == "rub eyes":
             a = a + e * np.array([osc, 0.4 * ep.amp * t * math.cos(w)])
         targets[sd] = (a, math.radians(-90 - sd * 25), 0.6, RAISED)
+    elif ep.cls == "cover face" and ep.scripts == "v2" and s.hand_px is not None:
+        # fitted hands: the palms over the face, fingers up to the brow (set v1's hand: the fingers there)
+        for side in (-1, 1):
+            phi = math.radians(-90 - side * 15)
+            a = head + np.array([side * 0.35 * r, (0.05 + 0.1 * jy) * r])
+            targets[side] = (_palm_on(a, phi, s.hand), phi, 0.1, RAISED)
     elif ep.cls == "cover face":
         for side in (-1, 1):
             targets[side] = (
@@ -930,7 +990,9 @@ class Take:
         self.cfg = cfg
         self.subject = make_subject(_rng(seed, index, 1), cfg)
         if cfg.posture != "v1":  # drawn after set v1's subject, from a stream of its own: v1 stays as it was
-            self.subject = seat_subject(self.subject, load_posture(cfg.posture), _rng(seed, index, 9))
+            self.subject = seat_subject(
+                self.subject, load_posture(cfg.posture), _rng(seed, index, 9), fitted_hands=cfg.hands == "fitted"
+            )
         self.background = make_background(_rng(seed, index, 2), cfg.width, cfg.height)
         self.look = make_look(_rng(seed, index, 7)) if cfg.pixels == "varied" else None
         if self.look is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -27,9 +28,9 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 HAS_298 = (SHARED / "imigue-298-skeleton" / "298").is_dir()
 
 
-def _idle(posture: str, seed: int, frames: int = 120) -> np.ndarray:
+def _idle(posture: str, seed: int, frames: int = 120, hands: str = "v1") -> np.ndarray:
     """Exact keypoints ``(T, 137, 3)`` of one synthetic subject idling, people built by ``posture``."""
-    take = Take(seed, 1, SynthConfig(classes=SYNTH_CLASSES_V2, posture=posture))
+    take = Take(seed, 1, SynthConfig(classes=SYNTH_CLASSES_V2, posture=posture, hands=hands))
     ep = make_episode(_rng(seed, 9), None, 0, frames)
     return np.stack([take.render(f, ep)[1] for f in range(frames)])
 
@@ -42,6 +43,8 @@ def test_the_seated_profile_ships_and_says_what_it_was_fitted_on():
         lo, mid, hi = getattr(p, k)
         assert lo <= mid <= hi, k
     assert 0.8 < p.upper_arm[1] < 1.1 and 0.7 < p.forearm[1] < 1.0  # a real arm, in shoulder widths
+    # a real hand: about 0.108 of a person's height, the shoulder points about 0.2 apart: 0.54
+    assert 0.45 < p.hand[1] < 0.65
     assert p.rest_elbow_x[1] > 0.5 + 0.3  # the resting elbows stand out beyond the shoulders (0.5)
     assert p.rest_wrist_x[1] < 0.5  # the resting hands lie inside them, in front of the chest
     with pytest.raises(ConfigError, match="unknown posture profile 'nope'; choose one of seated"):
@@ -77,6 +80,33 @@ def test_seated_people_sit_as_the_profile_says_and_v1_people_do_not(seed):
             assert ok == inside, (posture, name, value, (lo, hi))
         ears = fit.ear_rise[1]
         assert (p.ear_rise[0] - 0.02 <= ears <= p.ear_rise[2] + 0.02) == inside, (posture, ears)
+
+
+@pytest.mark.parametrize("seed", [0, 5])
+def test_seated_resting_hands_point_as_the_profile_says(seed):
+    """With fitted hands a seated subject's resting fingertips (their centroid seen from the wrist) lie
+    the subject's drawn angle below the horizontal, toward the midline, inside the profile's 10th-90th
+    percentiles, and the hand is as long as the profile's; without them the person is the same but for
+    set v1's hands."""
+    p = load_posture("seated")
+    subject = Take(seed, 1, SynthConfig(classes=SYNTH_CLASSES_V2, posture="seated", hands="fitted")).subject
+    assert subject.rest_fingers is not None and p.rest_fingers[0] <= subject.rest_fingers <= p.rest_fingers[2]
+    assert p.hand[1] <= subject.hand / (2 * subject.shoulder) <= p.hand[2]
+    same = Take(seed, 1, SynthConfig(classes=SYNTH_CLASSES_V2, posture="seated")).subject  # set v1's hands
+    assert same.hand_px is None and same.rest_fingers is None
+    assert replace(subject, hand_px=None, rest_fingers=None) == same  # the same person otherwise
+    with pytest.raises(ValueError, match="hands 'fitted' come from a fitted posture profile"):
+        SynthConfig(hands="fitted")
+    with pytest.raises(ValueError, match="hands must be one of v1, fitted"):
+        SynthConfig(posture="seated", hands="big")
+    kp = _idle("seated", seed, frames=20, hands="fitted")
+    for wrist, hand, inward in ((4, 116, 1.0), (7, 95, -1.0)):
+        tips = kp[:, [hand + i for i in (4, 8, 12, 16, 20)], :2].mean(axis=1)
+        d = tips - kp[:, wrist, :2]
+        angle = np.degrees(np.arctan2(d[:, 1], inward * d[:, 0]))
+        assert np.allclose(angle, subject.rest_fingers, atol=0.5), (angle, subject.rest_fingers)
+        length = np.linalg.norm(kp[:, hand + 12, :2] - kp[:, hand, :2], axis=1) / (2 * subject.shoulder)
+        assert (length <= p.hand[2] + 1e-6).all() and (length > 0.8 * p.hand[1]).all()  # curled a little
 
 
 def test_seated_heads_turn_and_move_as_the_profile_says():
@@ -161,12 +191,21 @@ def test_the_v2_set_brings_the_fitted_observer_posture_and_pixels_unless_told(tm
         return json.loads((out / "synth.json").read_text())["config"]
 
     def kinds(cfg: dict) -> tuple:
-        return cfg["observer"], cfg["posture"], cfg["pixels"], cfg["talking"], cfg["scripts"]
+        return cfg["observer"], cfg["posture"], cfg["pixels"], cfg["talking"], cfg["scripts"], cfg["hands"]
 
-    assert kinds(write("v2", "--class-set", "v2")) == ("openpose", "seated", "varied", True, "v2")
-    assert kinds(write("v1", "--class-set", "v1")) == ("v1", "v1", "v1", False, "v1")
+    assert kinds(write("v2", "--class-set", "v2")) == ("openpose", "seated", "varied", True, "v2", "v1")
+    assert kinds(write("v1", "--class-set", "v1")) == ("v1", "v1", "v1", False, "v1", "v1")
     cfg = write("mixed", "--class-set", "v2", "--posture", "v1", "--observer", "v1", "--scripts", "v1")
-    assert kinds(cfg) == ("v1", "v1", "varied", True, "v1")
+    assert kinds(cfg) == ("v1", "v1", "varied", True, "v1", "v1")
+    assert kinds(write("hands", "--class-set", "v2", "--hands", "fitted"))[-1] == "fitted"
+    for bad, msg in (
+        (["--hands", "big"], "hands must be one of v1, fitted"),
+        (["--class-set", "v1", "--hands", "fitted"], "hands 'fitted' come from a fitted posture profile"),
+    ):
+        p = subprocess.run(
+            [sys.executable, "-m", "clipmg.train.synth", str(tmp_path / "bad"), *bad], capture_output=True, text=True
+        )
+        assert p.returncode == 2 and p.stderr.count("\n") == 1 and msg in p.stderr, p.stderr
     p = subprocess.run(
         [sys.executable, "-m", "clipmg.train.synth", str(tmp_path / "bad"), "--posture", "slouched"],
         capture_output=True,

@@ -17,6 +17,7 @@ from clipmg.model.keypoint_stats import (
     RSHO,
     RWRI,
     frame_scale,
+    hands_near_face,
     keypoint_statistics,
     labels_from_segments,
     nearer_wrist_to_nose,
@@ -62,6 +63,20 @@ def test_statistics_by_hand():
     # nearer wrist to the nose at frame 0: (150, 500) vs (200, 200) -> hypot(50, 300) px = 3.04 widths
     d = nearer_wrist_to_nose(kp, frame_scale(kp))
     assert d[0] == pytest.approx(math.hypot(50, 300) / 100, rel=1e-5)
+
+
+def test_hands_at_the_face_by_hand():
+    """A hand centre 0.3 shoulder widths above the nose is at the face; one at the lap is not; a hand
+    of two points is not a hand; every frame counts, labelled or not."""
+    kp = _person(4)
+    for off, (x, y) in ((95, (210, 170)), (116, (150, 500))):  # left hand at the brow, right on the lap
+        kp[:, off : off + 21] = (x, y, 0.5)
+    kp[3, 116 + 2 :, 2] = 0  # frame 3: the right hand keeps two points
+    above = hands_near_face(kp, frame_scale(kp))
+    assert above.shape == (4 + 3,)  # the left hand in 4 frames, the right in 3
+    assert np.count_nonzero(np.isfinite(above)) == 4 and np.nanmedian(above) == pytest.approx(0.3)
+    s = keypoint_statistics(kp, 25.0, labels_from_segments(4, [(3, 0, 1)]))
+    assert s["near_face"] == pytest.approx(4 / 7) and s["near_face_above"] == pytest.approx(0.3)
 
 
 def test_statistics_see_noise_and_misses():
@@ -154,6 +169,8 @@ def test_real_data_report(shared_data, tmp_path):
     for get in (
         lambda s: s["upper_arm"],
         lambda s: s["forearm"],
+        lambda s: s["hand"],
+        lambda s: s["rest_fingers"],
         lambda s: s["neck_nose"],
         lambda s: s["rest_wrist"]["out"],
         lambda s: s["rest_wrist"]["down"],
@@ -168,6 +185,10 @@ def test_real_data_report(shared_data, tmp_path):
     ):
         assert abs(get(seated) - get(real)) < abs(get(fitted) - get(real))
     assert seated["hand_face_idle"] == pytest.approx(real["hand_face_idle"], rel=0.15)
+    assert seated["hand"] == pytest.approx(real["hand"], rel=0.15)  # v1's hand was two thirds of a real one
+    # the real speaker's hand at the face (read from every frame, no label) is at the brow, not the nose
+    assert real["near_face"] == pytest.approx(0.044, abs=0.005)
+    assert real["near_face_above"] == pytest.approx(0.35, abs=0.03)
     text = md.read_text()
     assert (
         "| statistic | synthetic, v1 observer | synthetic, fitted observer | synthetic, fitted observer and "
@@ -192,12 +213,18 @@ def test_real_data_report_refuses_a_folder_without_the_data(tmp_path):
 @pytest.mark.slow
 def test_pose_probe_trains_on_synthetic_and_scores_every_real_clip(tmp_path, shared_data):
     """The probe's whole path, tiny (1 epoch, 2 subjects): the real clips are all scored, the page written."""
-    js, md = tmp_path / "probe.json", tmp_path / "probe.md"
+    js, md, synth = tmp_path / "probe.json", tmp_path / "probe.md", tmp_path / "synth"
     cmd = [sys.executable, "-m", "clipmg.train.probe", "--data", str(shared_data), "--epochs", "1", "--videos", "2"]
+    cmd += ["--synth", str(synth), "--hands", "fitted"]  # real-sized hands: the variant's whole path
     p = subprocess.run(
         cmd + ["--quiet", "--json", str(js), "--markdown", str(md)], capture_output=True, text=True, timeout=900
     )
     assert p.returncode == 0, p.stderr[-2000:]
+    assert json.loads((synth / "synth.json").read_text())["config"]["hands"] == "fitted"
+    assert "real-sized hands, `--hands fitted`" in md.read_text()
+    # the kept set is not reused for another kind of hands
+    again = subprocess.run(cmd[:-1] + ["v1", "--quiet"], capture_output=True, text=True, timeout=120)
+    assert again.returncode == 2 and "was written with --hands fitted, not v1" in again.stderr
     r = json.loads(js.read_text())
     syn = r["synthetic"]
     assert syn["train_clips"] + syn["val_clips"] == 2 * 24

@@ -100,6 +100,25 @@ def test_v2_scripts_give_set_v1_look_alikes_places_of_their_own(pair):
         assert gap["v1"] < 0.03 < 0.1 < gap["v2"], (pair, seed, gap)
 
 
+@pytest.mark.parametrize("seed", [2, 3, 4])
+def test_v2_cover_face_puts_the_palms_over_the_face(seed):
+    """A hand's anchor is on its fingers; set v1's *cover face* put the fingers on the face, so with a
+    real-sized hand (``hands="fitted"``) the palms sat below the mouth. v2 puts the palms' centres
+    (the middle of hand points 0, 1, 5, 9, 13, 17) between the brow and the mouth."""
+    palm = np.array([0, 1, 5, 9, 13, 17])
+    height = {}
+    for scripts in ("v1", "v2"):
+        cfg = SynthConfig(classes=SYNTH_CLASSES_V2, talking=True, scripts=scripts, posture="seated", hands="fitted")
+        take = Take(seed, 1, cfg)
+        ep = replace(make_episode(_rng(seed, 7), "cover face", 0, 40), talking=True, scripts=scripts)
+        kp = np.stack([take.render(f, ep)[1] for f in range(40)])[15:25]  # the held part
+        centres = np.stack([kp[:, off + palm, 1].mean(1) for off in (95, 116)])  # (2, frames)
+        brow, mouth = kp[:, 25 + 19, 1], kp[:, MOUTH_BOTTOM, 1]
+        height[scripts] = ((centres - brow) / (mouth - brow)).mean(axis=1)  # 0 at the brow, 1 at the mouth
+    assert ((0 < height["v2"]) & (height["v2"] < 1)).all(), height
+    assert (height["v1"] > 1).all(), height
+
+
 def test_v2_move_torso_leans_the_shoulder_line_and_head_with_the_neck():
     """Set v1's *move torso* slid the upper body sideways with the shoulders level; v2's leans it
     (pivoting at the hips): the shoulder on the leaning side drops and the head goes further than the neck."""

@@ -63,6 +63,7 @@ class ProbeSettings:
     weight_decay: float = 1e-4
     val_fraction: float = 0.2  # synthetic videos held out to show the probe learnt the synthetic task
     threads: int = 2
+    hands: str = "v1"  # SynthConfig.hands: set v2's default, or "fitted" (real-sized hands; docs/data.md)
 
 
 PROBE = ProbeSettings()
@@ -239,7 +240,9 @@ def markdown(r: Dict[str, Any]) -> str:
         f"trained from scratch on a pose-only synthetic set v2 ({r['settings']['videos']} subjects, "
         f"{s['train_clips'] + s['val_clips']} clips of {len(s['class_names'])} classes, keypoints by the observer "
         "fitted to real OpenPose, people by the posture fitted to real ones, a camera that zooms, rolls and pans "
-        "per video, set v1's look-alike pairs given hand places of their own; see docs/data.md), person crop, "
+        "per video, set v1's look-alike pairs given hand places of their own"
+        + ("; real-sized hands, `--hands fitted`" if r["settings"].get("hands", "v1") != "v1" else "")
+        + "; see docs/data.md), person crop, "
         "every setting fixed in `train/probe.py` before a real clip was scored. Real: the labelled clips of "
         "iMiGUE video 298 (raw OpenPose JSON), never trained or tuned on.",
         "",
@@ -334,8 +337,17 @@ def run(data: Path, s: ProbeSettings, synth_dir: Optional[Path] = None, progress
     torch.set_num_threads(s.threads)
     with tempfile.TemporaryDirectory(prefix="clipmg-probe-") as tmp:
         root = synth_dir or Path(tmp) / "synth-v2"
-        if not (root / "classes.txt").is_file():
-            cfg = set_config("v2")
+        if (root / "classes.txt").is_file():
+            try:
+                made = json.loads((root / "synth.json").read_text()).get("config", {}).get("hands", "v1")
+            except (OSError, ValueError) as e:
+                raise ClipmgError(f"cannot read {root / 'synth.json'}: {e}") from e
+            if made != s.hands:
+                raise ClipmgError(
+                    f"the set in {root} was written with --hands {made}, not {s.hands}; pick another --synth"
+                )
+        else:
+            cfg = set_config("v2", hands=s.hands)
             write_dataset(root, s.seed, s.videos, s.clips_per_video, cfg, video=False)
         probe, synthetic = train_probe(root, s, progress)
         real = score_real(probe, data, synthetic["class_names"], s.batch)
@@ -358,6 +370,12 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--videos", type=int, default=PROBE.videos, help="synthetic subjects")
     ap.add_argument("--clips-per-video", type=int, default=PROBE.clips_per_video, help="clips a subject")
     ap.add_argument("--synth", type=Path, default=None, help="reuse (or keep) the synthetic set in this folder")
+    ap.add_argument(
+        "--hands",
+        choices=("v1", "fitted"),
+        default=PROBE.hands,
+        help="the drawn people's hands (clipmg-synth --hands): set v2's default v1, or fitted (real-sized)",
+    )
     ap.add_argument("--markdown", type=Path, default=None, help="write the report page here")
     ap.add_argument("--json", type=Path, default=None, help="write the results as JSON here")
     ap.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -372,7 +390,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         for name in ("epochs", "videos", "clips_per_video"):
             if getattr(args, name) < 1:
                 raise ClipmgError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
-        s = replace(PROBE, epochs=args.epochs, videos=args.videos, clips_per_video=args.clips_per_video)
+        s = replace(
+            PROBE, epochs=args.epochs, videos=args.videos, clips_per_video=args.clips_per_video, hands=args.hands
+        )
         if args.render:
             try:
                 r = json.loads(args.render.read_text())

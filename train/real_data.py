@@ -144,10 +144,10 @@ def _combine(stats: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
     return out
 
 
-def synthetic_keypoints(observer: str = "v1", posture: str = "v1") -> Dict[str, Any]:
+def synthetic_keypoints(observer: str = "v1", posture: str = "v1", hands: str = "v1") -> Dict[str, Any]:
     """The synthetic set's observed keypoints (what its OpenPose JSON files hold), one subject a seed,
-    seen by ``observer`` (``SynthConfig.observer``), people built by ``posture``."""
-    cfg = SynthConfig(observer=observer, posture=posture)
+    seen by ``observer`` (``SynthConfig.observer``), people built by ``posture`` with ``hands``."""
+    cfg = SynthConfig(observer=observer, posture=posture, hands=hands)
     stats = []
     for seed in SYNTH_SEEDS:
         it = synthetic_stream(seed, cfg)
@@ -187,7 +187,7 @@ def keypoint_table(data: Path, video: Dict[str, Any]) -> Dict[str, Any]:
     return {
         "synthetic": synthetic_keypoints("v1"),
         "synthetic_fitted": synthetic_keypoints(FITTED_OBSERVER),
-        "synthetic_seated": synthetic_keypoints(FITTED_OBSERVER, FITTED_POSTURE),
+        "synthetic_seated": synthetic_keypoints(FITTED_OBSERVER, FITTED_POSTURE, "fitted"),
         "openpose_298": real,
         "mediapipe_gifs": mediapipe_on_clips(data),
     }
@@ -216,6 +216,15 @@ ROWS = (  # (label, getter)
         lambda s: (s["hand_face_gesture"], s["hand_face_idle"]),
     ),
     ("upper arm / forearm, 95th percentile (shoulder widths, idle)", lambda s: (s["upper_arm"], s["forearm"])),
+    ("hand, wrist to middle fingertip, 95th percentile (shoulder widths, idle)", lambda s: s["hand"]),
+    (
+        "resting fingertips seen from the wrist: degrees below the horizontal, toward the midline (median, idle)",
+        lambda s: _fmt(s["rest_fingers"], ".1f"),
+    ),
+    (
+        "hands at the face, every frame: share of hands / the hand's centre above the nose, median (shoulder widths)",
+        lambda s: (s["near_face"], s["near_face_above"]),
+    ),
     ("nose above the neck, median (shoulder widths, idle)", lambda s: s["neck_nose"]),
     (
         "resting wrist from the neck: out / down (shoulder widths)",
@@ -263,14 +272,15 @@ def _mean(d: Dict[str, float], *keys: str) -> float:
     return float(np.mean(vals)) if vals else float("nan")
 
 
-def _fmt(v: Any) -> str:
+def _fmt(v: Any, spec: str = "") -> str:
+    """A table cell: numbers to 3 decimals (1 from 10 on) or as ``spec`` says, "–" for none."""
     if isinstance(v, str):
         return v
     if isinstance(v, tuple):
-        return " / ".join(_fmt(x) for x in v)
+        return " / ".join(_fmt(x, spec) for x in v)
     if v is None or math.isnan(v):
         return "–"
-    return f"{v:.3f}" if abs(v) < 10 else f"{v:.1f}"
+    return format(v, spec) if spec else f"{v:.3f}" if abs(v) < 10 else f"{v:.1f}"
 
 
 def machine_line() -> str:
@@ -324,7 +334,8 @@ def markdown(report: Dict[str, Any]) -> str:
         f"(`--observer v1`, what the shipped demo model was trained on) and by the observer profile fitted to "
         f"real OpenPose (`--observer {FITTED_OBSERVER}`, `python -m clipmg.train.fit_observer`: video 298's "
         "frames outside its labelled clips; see docs/data.md), the latter also with people built by the posture "
-        f"profile fitted to the same frames (`--posture {FITTED_POSTURE}`: arm lengths, the head's height, "
+        f"profile fitted to the same frames (`--posture {FITTED_POSTURE} --hands fitted`: arm and hand lengths, "
+        "the resting fingers' angle, the head's height, "
         "where resting wrists and elbows are, how far the body sits off centre between the elbows, how far the "
         "head is turned aside and how much the head and the resting hands move); OpenPose: video 298 (25 fps); "
         "MediaPipe: the shipped backend on the two real GIFs (10 fps).",
@@ -353,7 +364,15 @@ def markdown(report: Dict[str, Any]) -> str:
         "crop is set by the elbows, so a drawn body always centred between them sat in the model's input where "
         "only a drawn *move torso* put it off centre (docs/data.md); the fitted posture draws the offset. "
         "Shoulders level with the neck are what OpenPose and MediaPipe report; set v1 drew them "
-        "lower, which a drawn shrug also does. MediaPipe, the "
+        "lower, which a drawn shrug also does. Set v1's hands were two thirds of a real one's length (and as "
+        "narrow), and rested pointing further down; the fitted column draws them at the real length (a resting "
+        "hand, its fingers curled, measures a little shorter) and at the real resting angle's 10th-90th "
+        "percentile range (`--hands fitted`; set v2 keeps set v1's hands by default, docs/data.md says why). "
+        "Where a hand is when it is at the face, read from every frame with no label: the real speaker's "
+        "hand centre sits well above the nose, at the brow, while the drawn people's "
+        "sits at or below it; the probe's *touch forehead* answers on real face-touching clips point the same "
+        "way (docs/pose-probe.md). The synthetic columns draw set v1's classes, so their share of hands at the "
+        "face is set by v1's class list, not by how often a person touches the face. MediaPipe, the "
         "live path's "
         "estimator, sees differently again (confidences near 1, a hand lost in a quarter of the frames); "
         "no profile is fitted to it, since its only real footage here is the scored GIFs.",

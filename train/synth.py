@@ -240,6 +240,13 @@ def _main(argv: List[str] | None) -> int:
         "its object); v2: each of those with a place of its own (docs/data.md); default: the class set's "
         + _set_defaults("scripts"),
     )
+    ap.add_argument(
+        "--hands",
+        default=None,
+        help="v1: set v1's hands (two thirds of a real hand's length); fitted: the posture profile's hand "
+        "length and resting fingers, palms placed where a script's contact is the palm (needs a fitted "
+        "--posture; docs/data.md); default: the class set's " + _set_defaults("hands"),
+    )
     ap.add_argument("--no-video", action="store_true", help="skip the mp4 files (pose-only set)")
     ap.add_argument("--quiet", action="store_true", help="no progress lines")
     args = ap.parse_args(argv)
@@ -260,6 +267,7 @@ def _main(argv: List[str] | None) -> int:
             posture=args.posture,
             pixels=args.pixels,
             scripts=args.scripts,
+            hands=args.hands,
         )
     except ValueError as e:
         raise ConfigError(str(e)) from e
