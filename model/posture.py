@@ -11,7 +11,7 @@ as quantiles in shoulder widths (BODY_25's shoulder-to-shoulder distance, the fr
   longer than it is, so a high quantile is its length (``ARM_QUANTILE``);
 - ``hand``: the hand's length, wrist to the middle fingertip (OpenPose hand points 0 and 12), a high
   quantile as for the arms. Set v1 drew hands two thirds of a real one's size (0.34 shoulder widths
-  against 0.51 on video 298; anatomy says about 0.54: a hand is near 0.108 of a person's height, the
+  against 0.52 on video 298; anatomy says about 0.54: a hand is near 0.108 of a person's height, the
   shoulder points about 0.2), so a drawn hand near the face covered less of it and sat lower than a
   real one;
 - ``neck_nose``: the nose's height above BODY_25's neck (a camera above the eyes, a head held
