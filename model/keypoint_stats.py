@@ -50,7 +50,7 @@ import numpy as np
 
 from .config import ConfigError
 from .layouts import SOURCE_OFFSETS
-from .posture import beside_neck, fit_posture, rms_about_mean, shoulder_width
+from .posture import beside_neck, fit_posture, rms_about_mean, seen_centre, shoulder_width
 
 NOSE, NECK, RSHO, RELB, RWRI, LSHO, LELB, LWRI, REYE, LEYE, REAR, LEAR = 0, 1, 2, 3, 4, 5, 6, 7, 15, 16, 17, 18
 UPPER_BODY: Dict[str, int] = {
@@ -108,10 +108,7 @@ def hands_near_face(kp: np.ndarray, unit) -> np.ndarray:
     nose_ok = kp[:, NOSE, 2] > 0
     out = []
     for off in HANDS.values():
-        h = kp[:, off : off + 21]
-        seen = h[..., 2] > 0
-        n = seen.sum(axis=1)
-        centre = (h[..., :2] * seen[..., None]).sum(axis=1) / np.maximum(n, 1)[:, None]
+        centre, n = seen_centre(kp[:, off : off + 21])
         rel = (centre - kp[:, NOSE, :2]) / unit[:, None]
         near = np.hypot(rel[:, 0], rel[:, 1]) < NEAR_FACE
         above = np.where(near & nose_ok, -rel[:, 1], np.nan)
@@ -182,13 +179,14 @@ def keypoint_statistics(kp: np.ndarray, fps: float, labels: Optional[np.ndarray]
     sp = np.concatenate(speeds) if speeds else np.zeros(0)
     stats["wrist_speed_p50"], stats["wrist_speed_p90"] = _median(sp), _pct(sp, 90)
 
-    d = nearer_wrist_to_nose(kp, frame_scale(kp))  # within a frame: the frame's own scale
+    scale = frame_scale(kp)  # within a frame: the frame's own scale
+    d = nearer_wrist_to_nose(kp, scale)
     stats["hand_face_gesture"] = _median(d[gesture & np.isfinite(d)])
     stats["hand_face_idle"] = _median(d[idle & np.isfinite(d)])
-    at_face = hands_near_face(kp[person], frame_scale(kp)[person])
+    at_face = hands_near_face(kp[person], scale[person])
     stats["near_face"] = float(np.isfinite(at_face).mean()) if at_face.size else float("nan")
     stats["near_face_above"] = _median(at_face[np.isfinite(at_face)])
-    elbows_off = beside_neck(kp[idle], RELB, LELB, frame_scale(kp)[idle])
+    elbows_off = beside_neck(kp[idle], RELB, LELB, scale[idle])
     stats["elbows_off_centre"] = _median(np.abs(elbows_off))
     seat = None
     if idle.sum() >= POSTURE_MIN_FRAMES:

@@ -55,11 +55,12 @@ import numpy as np
 
 from .config import ConfigError
 from .files import load_shipped_json, shipped_json_names
+from .layouts import HAND_FINGERTIPS, SOURCE_OFFSETS
 
 PACKAGE = "clipmg.model.postures"
 NOSE, NECK, RSHO, RELB, RWRI, LSHO, LELB, LWRI, REYE, LEYE, REAR, LEAR = 0, 1, 2, 3, 4, 5, 6, 7, 15, 16, 17, 18
-LHAND, RHAND, MIDDLE_TIP = 95, 116, 12  # OpenPose's hand blocks (the person's left / right) and a hand's point
-FINGERTIPS = (4, 8, 12, 16, 20)
+LHAND, RHAND = SOURCE_OFFSETS["lhand"], SOURCE_OFFSETS["rhand"]  # OpenPose's hand blocks (the person's)
+MIDDLE_TIP = HAND_FINGERTIPS[2]  # a hand's point: the middle fingertip
 PERCENTILES = (10.0, 50.0, 90.0)
 ARM_QUANTILE = 95.0  # a limb's length: the 95th percentile of its 2D length (foreshortening only shortens)
 FIELDS = (
@@ -151,6 +152,14 @@ def shoulder_width(kp: np.ndarray) -> float:
 def rms_about_mean(p: np.ndarray) -> float:
     """RMS distance of points ``(T, 2)`` from their own mean."""
     return float(np.sqrt(((p - p.mean(axis=0)) ** 2).sum(axis=1).mean()))
+
+
+def seen_centre(points: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """The centre ``(T, 2)`` of each frame's present points ``(T, P, 3)`` (confidence > 0; 0 where none)
+    and how many there are ``(T,)``."""
+    seen = points[..., 2] > 0
+    n = seen.sum(axis=1)
+    return (points[..., :2] * seen[..., None]).sum(axis=1) / np.maximum(n, 1)[:, None], n
 
 
 def beside_neck(kp: np.ndarray, right: int, left: int, sw: np.ndarray) -> np.ndarray:
@@ -246,11 +255,9 @@ def fit_posture(
 
     fingers = []
     for wrist, hand, inward in ((RWRI, RHAND, 1.0), (LWRI, LHAND, -1.0)):  # the midline: image right of the right hand
-        tips = kp[:, [hand + i for i in FINGERTIPS]]
-        seen = tips[..., 2] > 0
-        ok = (seen.sum(axis=1) >= 3) & (kp[:, wrist, 2] > 0)
-        centre = (tips[ok, :, :2] * seen[ok, :, None]).sum(axis=1) / seen[ok].sum(axis=1)[:, None]
-        d = centre - kp[ok, wrist, :2]
+        centre, n = seen_centre(kp[:, [hand + i for i in HAND_FINGERTIPS]])
+        ok = (n >= 3) & (kp[:, wrist, 2] > 0)
+        d = centre[ok] - kp[ok, wrist, :2]
         fingers.append(np.degrees(np.arctan2(d[:, 1], inward * d[:, 0])))
     wrist_out, wrist_down = from_neck(RWRI, LWRI)
     elbow_out, elbow_down = from_neck(RELB, LELB)

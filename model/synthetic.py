@@ -21,6 +21,7 @@ from typing import Dict, Iterator, List, Sequence, Tuple
 import cv2
 import numpy as np
 
+from .layouts import HAND_FINGERTIPS
 from .observation import ProfileObserver, list_profiles, load_profile
 from .posture import PostureProfile, list_postures, load_posture
 from .synthetic_pixels import PIXEL_STYLES, apply_camera, draw_props, make_look, photo_background
@@ -544,7 +545,7 @@ def _tips_below_direction(curl: float) -> float:
     """Degrees by which a drawn hand's fingertips' centroid (points 4, 8, 12, 16, 20) seen from its wrist
     lies below the hand's direction, toward the midline (the thumb's side: the same for both hands)."""
     h = _hand_points(np.zeros(2), _toward_mid(-1, 0.0), curl, 1.0, -1)
-    c = h[[4, 8, 12, 16, 20]].mean(axis=0)
+    c = h[list(HAND_FINGERTIPS)].mean(axis=0)
     return math.degrees(math.atan2(float(c[1]), float(c[0])))
 
 
