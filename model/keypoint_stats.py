@@ -27,6 +27,8 @@ The statistics (``keypoint_statistics``):
   points) lies within ``NEAR_FACE`` shoulder widths of the nose, and how far above the nose that
   centre is, median over them (negative: below), shoulder widths of the frame. Where a hand is when
   it is at the face, whatever it is doing there.
+- ``rest_lowest``: the lowest of the ``upper22`` points (the skeleton the model reads, which sets the
+  person crop's bottom) below the neck, median over idle frames, shoulder widths of the frame.
 - ``elbows_off_centre``: how far the neck lies beside the resting elbows' midpoint, the median of
   its absolute value over idle frames, shoulder widths (the person crop is set by the elbows: this is
   how far off the crop's centre the body sits).
@@ -34,7 +36,10 @@ The statistics (``keypoint_statistics``):
   resting posture ``rest_wrist`` / ``rest_elbow`` (median ``out`` / ``down`` from the neck) over idle
   frames (at least ``POSTURE_MIN_FRAMES``), shoulder widths: ``model/posture.py``'s statistics,
   what ``--posture`` fits, ``hand`` (wrist to middle fingertip, 95th percentile) and ``rest_fingers``
-  (degrees below the horizontal of the resting fingertips seen from the wrist). Also from it:
+  (degrees below the horizontal of the resting fingertips seen from the wrist), ``rest_palm`` (the
+  resting palm's signed width, negative: turned over, ``posture.palm_across``) ``rest_hand`` (the
+  resting hand's length as seen, median) and ``rest_thumb`` (the resting thumb tip's angle off the
+  hand's line, degrees, median). Also from it:
   ``shoulder_drop`` (the shoulders' midpoint below the neck) and ``ear_rise`` (ears above the
   eyes), medians; ``rest_hands`` (the wrists' midpoint beside the neck, ``p10`` / ``p90``); over
   1-second windows of idle frames ``head_turn`` (the nose beside the neck, median), ``head_motion``
@@ -49,7 +54,7 @@ from typing import Dict, Optional
 import numpy as np
 
 from .config import ConfigError
-from .layouts import SOURCE_OFFSETS
+from .layouts import LAYOUTS, SOURCE_OFFSETS
 from .posture import beside_neck, fit_posture, rms_about_mean, seen_centre, shoulder_width
 
 NOSE, NECK, RSHO, RELB, RWRI, LSHO, LELB, LWRI, REYE, LEYE, REAR, LEAR = 0, 1, 2, 3, 4, 5, 6, 7, 15, 16, 17, 18
@@ -68,6 +73,7 @@ UPPER_BODY: Dict[str, int] = {
     "l_ear": LEAR,
 }
 HANDS = {"left": SOURCE_OFFSETS["lhand"], "right": SOURCE_OFFSETS["rhand"]}
+UPPER22 = [SOURCE_OFFSETS[src] + i for src, i in LAYOUTS["upper22"]]  # as indices of the 137 points
 SWAY_WINDOW_S = 1.0  # the synthetic set's idle gaps last 0.24-1.44 s
 NEAR_FACE = 0.6  # a hand centre this near the nose (shoulder widths) is at the face
 POSTURE_MIN_FRAMES = 10  # fewer idle frames than this give no resting-posture statistics (NaN)
@@ -114,6 +120,15 @@ def hands_near_face(kp: np.ndarray, unit) -> np.ndarray:
         above = np.where(near & nose_ok, -rel[:, 1], np.nan)
         out.append(above[(n >= 3) & nose_ok])
     return np.concatenate(out)
+
+
+def lowest_below_neck(kp: np.ndarray, unit) -> np.ndarray:
+    """Per frame, how far the lowest present ``upper22`` point lies below the neck in ``unit`` pixels
+    (NaN where the neck is missing)."""
+    unit = np.broadcast_to(np.asarray(unit, np.float64), (len(kp),))
+    pts = kp[:, UPPER22]
+    lowest = np.where(pts[..., 2] > 0, pts[..., 1], -np.inf).max(axis=1)
+    return np.where(kp[:, NECK, 2] > 0, (lowest - kp[:, NECK, 1]) / unit, np.nan)
 
 
 def keypoint_statistics(kp: np.ndarray, fps: float, labels: Optional[np.ndarray] = None) -> Dict[str, object]:
@@ -188,6 +203,8 @@ def keypoint_statistics(kp: np.ndarray, fps: float, labels: Optional[np.ndarray]
     stats["near_face_above"] = _median(at_face[np.isfinite(at_face)])
     elbows_off = beside_neck(kp[idle], RELB, LELB, scale[idle])
     stats["elbows_off_centre"] = _median(np.abs(elbows_off))
+    low = lowest_below_neck(kp[idle], scale[idle])
+    stats["rest_lowest"] = _median(low[np.isfinite(low)])
     seat = None
     if idle.sum() >= POSTURE_MIN_FRAMES:
         try:
@@ -203,6 +220,9 @@ def keypoint_statistics(kp: np.ndarray, fps: float, labels: Optional[np.ndarray]
         forearm=mid("forearm"),
         hand=mid("hand"),
         rest_fingers=mid("rest_fingers"),
+        rest_palm=mid("rest_palm"),
+        rest_hand=mid("rest_hand"),
+        rest_thumb=mid("rest_thumb"),
         neck_nose=mid("neck_nose"),
         rest_wrist={"out": mid("rest_wrist_x"), "down": mid("rest_wrist_y")},
         rest_elbow={"out": mid("rest_elbow_x"), "down": mid("rest_elbow_y")},

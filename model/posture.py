@@ -22,6 +22,20 @@ as quantiles in shoulder widths (BODY_25's shoulder-to-shoulder distance, the fr
   toward the midline, of its fingertips' centroid (OpenPose hand points 4, 8, 12, 16, 20) seen from
   its wrist. Drawn at the fitted length, set v1's resting hand (22° down) reached 0.15 shoulder
   widths below the real ones' lowest point and stretched the person box down with it;
+- ``rest_hand``: a resting hand's length as seen (wrist to middle fingertip, 10th/50th/90th
+  percentiles): a hand lying on the table points partly toward the camera, so it is seen shorter than
+  ``hand`` (video 298: a median 0.33 against 0.52), and a resting person's hands are seen at
+  lengths all through that range. Drawn at full length, fitted resting hands reached past the midline
+  and crossed, where real ones meet there;
+- ``rest_thumb``: how far a resting thumb stands off the hand: its tip's angle (degrees, either way)
+  off the line from the wrist to the middle knuckle (``thumb_angle``). A real resting thumb lies
+  along the hand (median 13°, its tip near the index fingertip); set v1's stood out at 33°;
+- ``rest_palm``: which way a resting hand is turned about its own axis: its signed palm width, index
+  knuckle to little knuckle (hand points 5 and 17) across the wrist-to-middle-knuckle line (0 to 9),
+  positive where the hand shows its palm as ``model/synthetic.py`` draws one (the thumb toward the
+  midline when the fingers point up), negative where it is turned over (``palm_across``). A real
+  resting hand lies on the table with its thumb up: turned over, seen from the front. Set v1's
+  resting hand showed its palm, so its thumb hung below the wrist, the drawn person's lowest point;
 - ``rest_hands_x``: where the two wrists' midpoint lies beside the neck (x, image right positive): a
   person at rest does not hold one pose but moves both hands to one side, back, to the other
   (measured and reported; ``seat_subject`` does not draw it, see docs/data.md);
@@ -73,6 +87,9 @@ FIELDS = (
     "rest_elbow_x",
     "rest_elbow_y",
     "rest_fingers",
+    "rest_palm",
+    "rest_hand",
+    "rest_thumb",
     "rest_hands_x",
     "rest_elbows_x",
     "shoulder_drop",
@@ -103,6 +120,9 @@ class PostureProfile:
     rest_elbow_x: Quantiles
     rest_elbow_y: Quantiles
     rest_fingers: Quantiles  # degrees
+    rest_palm: Quantiles
+    rest_hand: Quantiles
+    rest_thumb: Quantiles  # degrees
     rest_hands_x: Quantiles
     rest_elbows_x: Quantiles
     shoulder_drop: Quantiles
@@ -127,10 +147,19 @@ class PostureProfile:
             values[k] = (float(v[0]), float(v[1]), float(v[2]))
         return cls(name=str(d["name"]), source=str(d["source"]), frames=int(d["frames"]), **values)  # type: ignore[call-overload]
 
+    def at_quantile(self, key: str, u: float) -> float:
+        """``key``'s value at quantile ``u`` (0.1-0.9), read off the line through its three quantiles."""
+        return float(np.interp(u, (0.1, 0.5, 0.9), getattr(self, key)))
+
     def draw(self, rng: np.random.Generator, key: str) -> float:
         """One subject's value of ``key``: uniform between its 10th and 90th percentile (for the arm
-        lengths, between the length and the longer side's)."""
+        lengths, between the length and the longer side's). ``rest_palm`` and ``rest_thumb`` follow
+        their three quantiles instead (``at_quantile`` of a uniform quantile between the 10th and 90th):
+        most real resting hands are turned over and a few show the palm, most thumbs lie along the hand
+        and a few stand out, so the middle of their ranges is not where their people are."""
         lo, mid, hi = getattr(self, key)
+        if key in ("rest_palm", "rest_thumb"):
+            return self.at_quantile(key, float(rng.uniform(0.1, 0.9)))
         if key in ("upper_arm", "forearm", "hand"):
             lo, hi = mid, hi
         return float(rng.uniform(min(lo, hi), max(lo, hi)))
@@ -160,6 +189,32 @@ def seen_centre(points: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     seen = points[..., 2] > 0
     n = seen.sum(axis=1)
     return (points[..., :2] * seen[..., None]).sum(axis=1) / np.maximum(n, 1)[:, None], n
+
+
+def palm_across(hand: np.ndarray, side: int) -> np.ndarray:
+    """Signed palm width ``(T,)`` of hand points ``(T, 21, 3)`` (OpenPose's order; pixels, NaN where
+    point 0, 5, 9 or 17 is missing): the index knuckle (5) from the little knuckle (17) across the line
+    from the wrist (0) to the middle knuckle (9), positive toward the side the thumb is on when the palm
+    faces the camera (``side``: -1 the person's right hand, on the image's left; 1 the left hand)."""
+    seen = (hand[:, [0, 5, 9, 17], 2] > 0).all(axis=1)
+    d = hand[:, 9, :2] - hand[:, 0, :2]
+    n = np.stack([d[:, 1] * side, -d[:, 0] * side], axis=1)  # the palm-up thumb's side, as drawn
+    length = np.linalg.norm(d, axis=1)
+    seen &= length > 0
+    across = ((hand[:, 5, :2] - hand[:, 17, :2]) * n).sum(axis=1) / np.where(seen, length, 1.0)
+    return np.where(seen, across, np.nan)
+
+
+def thumb_angle(hand: np.ndarray, side: int) -> np.ndarray:
+    """Signed angle ``(T,)`` (degrees; NaN where point 0, 4 or 9 is missing) of the thumb tip (4) of hand
+    points ``(T, 21, 3)``, seen from the wrist (0), off the line to the middle knuckle (9): positive
+    toward the side a showing palm's thumb is on (``palm_across``'s sign)."""
+    seen = (hand[:, [0, 4, 9], 2] > 0).all(axis=1)
+    d = hand[:, 9, :2] - hand[:, 0, :2]
+    n = np.stack([d[:, 1] * side, -d[:, 0] * side], axis=1)
+    t = hand[:, 4, :2] - hand[:, 0, :2]
+    angle = np.degrees(np.arctan2((t * n).sum(axis=1), (t * d).sum(axis=1)))
+    return np.where(seen & (np.abs(d).sum(axis=1) > 0), angle, np.nan)
 
 
 def beside_neck(kp: np.ndarray, right: int, left: int, sw: np.ndarray) -> np.ndarray:
@@ -259,6 +314,12 @@ def fit_posture(
         ok = (n >= 3) & (kp[:, wrist, 2] > 0)
         d = centre[ok] - kp[ok, wrist, :2]
         fingers.append(np.degrees(np.arctan2(d[:, 1], inward * d[:, 0])))
+    palms, thumbs = [], []
+    for hand, side in ((RHAND, -1), (LHAND, 1)):
+        across = palm_across(kp[:, hand : hand + 21], side) / sw
+        palms.append(across[np.isfinite(across)])
+        thumb = np.abs(thumb_angle(kp[:, hand : hand + 21], side))
+        thumbs.append(thumb[np.isfinite(thumb)])
     wrist_out, wrist_down = from_neck(RWRI, LWRI)
     elbow_out, elbow_down = from_neck(RELB, LELB)
     nose_ok = neck_ok & (kp[:, NOSE, 2] > 0)
@@ -283,6 +344,9 @@ def fit_posture(
         rest_elbow_x=q(elbow_out),
         rest_elbow_y=q(elbow_down),
         rest_fingers=q(np.concatenate(fingers)),
+        rest_palm=q(np.concatenate(palms)),
+        rest_thumb=q(np.concatenate(thumbs)),
+        rest_hand=q(np.concatenate([_lengths(kp, h, h + MIDDLE_TIP, sw) for h in (RHAND, LHAND)])),
         rest_hands_x=q(hands_x),
         rest_elbows_x=q(elbows_x),
         shoulder_drop=q(drop),

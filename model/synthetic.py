@@ -16,7 +16,7 @@ import math
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
-from typing import Dict, Iterator, List, Sequence, Tuple
+from typing import Dict, Iterator, List, NamedTuple, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -176,8 +176,9 @@ class SynthConfig:
     # fingertips steepled in front of the chest; a flat palm on the breastbone, fingers pinching the knot)
     scripts: str = "v1"
     # the people's hands: "v1" (set v1's, 0.3 torso long: two thirds of a real hand; resting fingers 22
-    # degrees down) or "fitted": the posture profile's hand length and resting fingers' angle, and the
-    # scripts whose contact is the palm put the palm there (docs/data.md); needs a fitted posture
+    # degrees down, showing the palm, the thumb standing out) or "fitted": the posture profile's hand length
+    # and, at rest, its fingers' angle, turn, foreshortening and thumb, and the scripts whose contact is
+    # the palm put the palm there (docs/data.md); needs a fitted posture
     hands: str = "v1"
 
     def __post_init__(self) -> None:
@@ -245,6 +246,25 @@ class Wander:
 
 
 @dataclass(frozen=True)
+class Foreshortening:
+    """How long a person's resting hands are seen, over time: a hand lying on the table points partly at
+    the camera and is seen shorter than it is, by an amount that changes as the person shifts. Each hand
+    goes through the posture profile's ``rest_hand`` quantiles (10th to 90th, read off the line through
+    them) on a slow wave of its own phase, so a person's frames span the real spread; a curled resting hand
+    is seen at most as long as it is square to the camera (``_reach_for``), a little short of the 90th."""
+
+    quantiles: Tuple[float, float, float]  # the 10th/50th/90th percentile seen length, in hand lengths
+    period_s: float  # one wave through them
+    phases: Tuple[float, float]  # the right and the left hand's
+    PERIOD_S = (4.0, 12.0)  # the range of ``period_s`` drawn
+
+    def seen(self, side: int, t: int, fps: float) -> float:
+        """Hand ``side``'s (-1 the right, on the image's left) length as seen at frame ``t``, hand lengths."""
+        u = 0.5 + 0.4 * math.sin(2 * math.pi * t / (fps * self.period_s) + self.phases[0 if side < 0 else 1])
+        return float(np.interp(u, (0.1, 0.5, 0.9), self.quantiles))
+
+
+@dataclass(frozen=True)
 class Subject:
     """One person, one background: everything about a video that does not move."""
 
@@ -268,6 +288,9 @@ class Subject:
     forearm_px: float | None = None
     hand_px: float | None = None  # wrist to the middle fingertip (px); None: set v1's 0.3 torso
     rest_fingers: float | None = None  # a resting hand's fingertips this many degrees below the horizontal
+    rest_across: float = 1.0  # a resting hand turned about its own axis (``HandPose.across``); 1: set v1's
+    rest_seen: Foreshortening | None = None  # how long the resting hands are seen; None: as long as they are
+    rest_thumb: float = 0.0  # a resting thumb's spread moved by this many degrees (``HandPose.thumb``)
     neck_gap: float | None = None  # neck to the bottom of the head (px); None: 0.19 torso
     rest_y: float | None = None  # resting wrist height below the neck (px); None: the hand on the desk's edge
     rest_elbow: Tuple[float, float] | None = None  # resting elbow (outward, down) from the shoulder, torso units
@@ -379,8 +402,10 @@ def seat_subject(s: Subject, profile: PostureProfile, rng: np.random.Generator, 
     as real ones; the head turned aside and moving, the resting hands moving, as much as the
     profile's (``Wander``); the body not centred between the resting elbows (``rest_elbows_x``).
     Lengths in the profile are shoulder widths. The profile's ``rest_hands_x`` is measured, not drawn
-    (docs/data.md says why). ``fitted_hands``: also the hand's length and the resting fingers' angle (drawn
-    either way, so a subject is the same person with or without them)."""
+    (docs/data.md says why). ``fitted_hands``: also the hand's length and, at rest, the fingers' angle, the
+    hand's turn about its own axis (``rest_palm``), how foreshortened it is seen (``rest_hand``,
+    ``Foreshortening``) and how far its thumb stands off (``rest_thumb``); drawn either way, so a subject is
+    the same person with or without them."""
     sw, t = 2.0 * s.shoulder, s.torso
     upper, fore, nose = (profile.draw(rng, k) * sw for k in ("upper_arm", "forearm", "neck_nose"))
     wx = tuple(profile.draw(rng, "rest_wrist_x") * sw / t for _ in range(2))
@@ -400,10 +425,23 @@ def seat_subject(s: Subject, profile: PostureProfile, rng: np.random.Generator, 
         ex = lo_x * sw + abs(elbows) + (ex - lo_x * sw) * (1.0 - abs(elbows) / room)
     # drawn last: every earlier draw is what it was before the hand was fitted
     hand, fingers = profile.draw(rng, "hand") * sw, profile.draw(rng, "rest_fingers")
+    palm = profile.draw(rng, "rest_palm") * sw  # the signed palm width, as drawn: PALM_SPAN hands at most
+    seen = Foreshortening(
+        tuple(v * sw / hand for v in profile.rest_hand),  # type: ignore[arg-type]
+        float(rng.uniform(*Foreshortening.PERIOD_S)),
+        (float(rng.uniform(0.0, 2 * math.pi)), float(rng.uniform(0.0, 2 * math.pi))),
+    )
+    across = float(np.clip(palm / (PALM_SPAN * hand), -1.0, 1.0))
+    thumb = _thumb_for(
+        profile.draw(rng, "rest_thumb"), REST_CURL, across, _reach_for(seen.quantiles[1], REST_CURL, across)
+    )
     return replace(
         s,
         hand_px=hand if fitted_hands else None,
         rest_fingers=fingers if fitted_hands else None,
+        rest_across=across if fitted_hands else 1.0,
+        rest_seen=seen if fitted_hands else None,
+        rest_thumb=thumb if fitted_hands else 0.0,
         elbows_shift_px=elbows,
         shoulder_drop_px=drop,
         ear_rise_px=rise,
@@ -465,9 +503,22 @@ def _talking(s: "Subject", f: int, fps: float, phase: float) -> np.ndarray:
     return np.array([0.0, phrase * syllable, nod])
 
 
-# A hand pose: anchor (x, y) on the fingers, direction (rad, image coordinates), curl 0..1, and the
-# preferred elbow as (outward, down) offsets from the shoulder in torso units.
-HandPose = Tuple[np.ndarray, float, float, Tuple[float, float]]
+class HandPose(NamedTuple):
+    """Where a hand is and how it is held."""
+
+    anchor: np.ndarray  # (x, y) on the fingers, ``FINGERS_AT`` along the hand from the wrist
+    phi: float  # the fingers' direction (radians, image coordinates, y down)
+    curl: float  # 0 open .. 1 a fist
+    elbow: Tuple[float, float]  # the preferred elbow: (outward, down) from the shoulder, torso units
+    # the hand turned about its own axis, as the cosine of the turn: 1 shows the palm (the thumb toward the
+    # midline when the fingers point up), -1 the back (the thumb on the other side), 0 edge on
+    across: float = 1.0
+    # the hand foreshortened: the share of its length seen along its direction (1: square to the camera; a
+    # hand lying on the table and pointing partly at the camera is seen shorter)
+    reach: float = 1.0
+    thumb: float = 0.0  # degrees added to the thumb's spread from the fingers (negative: along the hand)
+
+
 RAISED = (0.2, 0.3)  # elbow preference when a hand goes up to the head
 
 
@@ -509,22 +560,38 @@ def _arm(
 
 # index, middle, ring, pinky: MCP offset across the palm (palm widths), length (hand lengths), spread (deg)
 _FINGERS = ((0.45, 0.5, 8.0), (0.15, 0.55, 2.0), (-0.15, 0.5, -4.0), (-0.42, 0.4, -10.0))
+_PALM_WIDTH = 0.5  # the palm's width (hand lengths)
+PALM_SPAN = (_FINGERS[0][0] - _FINGERS[-1][0]) * _PALM_WIDTH  # index to little knuckle (hand lengths)
 _JOINT_AT = (0.0, 0.45, 0.75, 1.0)  # MCP, PIP, DIP, tip along a finger
 _THUMB_AT = (0.0, 0.35, 0.68, 1.0)  # CMC, MCP, IP, tip along the thumb
 _FINGER_CHAINS = ([0, 1, 2, 3, 4], [5, 6, 7, 8], [9, 10, 11, 12], [13, 14, 15, 16], [17, 18, 19, 20])
 
 
-def _hand_points(wrist: np.ndarray, phi: float, curl: float, length: float, side: int) -> np.ndarray:
+def _hand_points(
+    wrist: np.ndarray,
+    phi: float,
+    curl: float,
+    length: float,
+    side: int,
+    across: float = 1.0,
+    reach: float = 1.0,
+    thumb: float = 0.0,
+) -> np.ndarray:
     """OpenPose hand ``(21, 2)``: wrist 0, thumb 1-4, index 5-8, middle 9-12, ring 13-16, pinky 17-20.
+    ``across``: the hand turned about its own axis (``HandPose.across``): everything across it scales;
+    ``reach``: the hand foreshortened (``HandPose.reach``): everything along it scales; ``thumb``:
+    degrees added to the thumb's spread (``HandPose.thumb``).
 
     Plain floats, not small numpy arrays: this runs twice a frame and numpy's per-call cost dominates.
     """
-    dx, dy = math.cos(phi), math.sin(phi)  # along the fingers
-    nx, ny = dy * side, -dx * side  # across the palm, toward the thumb (the midline when fingers point up)
-    palm, width = 0.45 * length, 0.5 * length
+    dx, dy = math.cos(phi), math.sin(phi)
+    # across the palm, toward the thumb (the midline when fingers point up and the palm shows)
+    nx, ny = dy * side * across, -dx * side * across
+    dx, dy = dx * reach, dy * reach  # along the fingers
+    palm, width = 0.45 * length, _PALM_WIDTH * length
     wx, wy = float(wrist[0]), float(wrist[1])
     pts = [(wx, wy)]
-    a = math.radians(55 - 25 * curl)
+    a = math.radians(55 - 25 * curl + thumb)
     tx, ty = math.cos(a) * dx + math.sin(a) * nx, math.cos(a) * dy + math.sin(a) * ny
     cx, cy = wx + 0.15 * palm * dx + 0.35 * width * nx, wy + 0.15 * palm * dy + 0.35 * width * ny
     seg = 0.45 * length * (1 - 0.3 * curl)
@@ -541,15 +608,46 @@ def _hand_points(wrist: np.ndarray, phi: float, curl: float, length: float, side
 REST_CURL = 0.35  # a resting hand's curl
 
 
-def _tips_below_direction(curl: float) -> float:
+def _tips_below_direction(curl: float, across: float = 1.0, reach: float = 1.0, thumb: float = 0.0) -> float:
     """Degrees by which a drawn hand's fingertips' centroid (points 4, 8, 12, 16, 20) seen from its wrist
-    lies below the hand's direction, toward the midline (the thumb's side: the same for both hands)."""
-    h = _hand_points(np.zeros(2), _toward_mid(-1, 0.0), curl, 1.0, -1)
+    lies below the hand's direction, pointing toward the midline (the side a showing palm's thumb is on:
+    the same for both hands; turned over, ``across`` < 0, it lies above)."""
+    h = _hand_points(np.zeros(2), _toward_mid(-1, 0.0), curl, 1.0, -1, across, reach, thumb)
     c = h[list(HAND_FINGERTIPS)].mean(axis=0)
     return math.degrees(math.atan2(float(c[1]), float(c[0])))
 
 
-_REST_TIPS_DEG = _tips_below_direction(REST_CURL)
+def _thumb_off_line(curl: float, across: float, reach: float, thumb: float) -> float:
+    """Degrees by which a drawn thumb tip (point 4) seen from the wrist lies off the line to the middle
+    knuckle (9), toward the thumb's own side (``posture.thumb_angle``, its sign taken out)."""
+    h = _hand_points(np.zeros(2), 0.0, curl, 1.0, -1, across, reach, thumb)
+    d, t = h[9], h[4]
+    n = np.array([-d[1], d[0]]) * (1.0 if across >= 0 else -1.0)  # the thumb's side of the line
+    return math.degrees(math.atan2(float(t @ n), float(t @ d)))
+
+
+def _thumb_for(angle: float, curl: float, across: float, reach: float) -> float:
+    """The ``thumb`` (degrees added to the spread) that puts a drawn thumb tip ``angle`` degrees off the
+    hand's line (``_thumb_off_line``), by bisection: the spread only narrows, down to along the hand."""
+    lo, hi = -(55.0 - 25.0 * curl) - 30.0, 0.0
+    if _thumb_off_line(curl, across, reach, hi) <= angle:
+        return hi
+    for _ in range(30):
+        mid = 0.5 * (lo + hi)
+        if _thumb_off_line(curl, across, reach, mid) > angle:
+            hi = mid
+        else:
+            lo = mid
+    return 0.5 * (lo + hi)
+
+
+def _reach_for(seen: float, curl: float, across: float) -> float:
+    """The ``reach`` at which a hand of length 1, curled and turned so, is seen ``seen`` long from the wrist
+    to the middle fingertip (at most 1: a hand is not seen longer than it is drawn square to the camera)."""
+    h = _hand_points(np.zeros(2), 0.0, curl, 1.0, -1, across)
+    along, off = float(h[12, 0]), float(h[12, 1])  # the fingertip along and across the hand
+    return float(min(1.0, math.sqrt(max(seen * seen - off * off, 0.0)) / along))
+
 
 _MOUTH = slice(48, 68)  # the mouth's outer (48-59) and inner (60-67) points in the face template
 _MOUTH_Y = 0.55  # the mouth's centre line (head units)
@@ -596,25 +694,33 @@ class Body:
         else:
             drift = s.hand_wander[0 if side < 0 else 1].offset(t, fps)
         if s.rest_y is None or s.rest_elbow is None:  # set v1: fingers on the desk's edge, elbows down
-            return (
+            return HandPose(
                 np.array([s.cx + side * dx, s.desk_y + 0.02 * s.torso]) + drift,
                 _toward_mid(side, -15.0),
-                0.35,
+                REST_CURL,
                 (0.12, 0.5),
             )
         # a posture profile's: the wrist where real resting wrists are, the fingers on toward the midline,
-        # pointing as far down as real resting fingertips do (set v1's 15-degree drop without a fitted angle)
-        elev = -15.0 if s.rest_fingers is None else _REST_TIPS_DEG - s.rest_fingers
+        # pointing as far down as real resting fingertips do (set v1's 15-degree drop without a fitted angle),
+        # the hand turned about its axis as far as real resting ones are
+        reach = 1.0 if s.rest_seen is None else _reach_for(s.rest_seen.seen(side, t, fps), REST_CURL, s.rest_across)
+        if s.rest_fingers is None:
+            elev = -15.0
+        else:
+            elev = _tips_below_direction(REST_CURL, s.rest_across, reach, s.rest_thumb) - s.rest_fingers
         phi = _toward_mid(side, elev)
         wrist = np.array([s.cx + side * dx, s.neck_y + s.rest_y])
         out, down = s.rest_elbow
         if s.elbows_shift_px is not None:  # both elbows moved the same way: the body not centred between them
             out += side * s.elbows_shift_px / s.torso
-        return (
-            wrist + FINGERS_AT * s.hand * np.array([math.cos(phi), math.sin(phi)]) + drift,
+        return HandPose(
+            wrist + FINGERS_AT * s.hand * reach * np.array([math.cos(phi), math.sin(phi)]) + drift,
             phi,
             REST_CURL,
             (out, down),
+            s.rest_across,
+            reach,
+            s.rest_thumb,
         )
 
     def keypoints(
@@ -640,13 +746,13 @@ class Body:
         arms: Dict[int, np.ndarray] = {}
         for side, (si, ei, wi, hoff) in ((-1, (2, 3, 4, 116)), (1, (5, 6, 7, 95))):
             sh = j[f"sh{side}"]
-            anchor, phi, curl, (out, down) = hands[side]
-            d = np.array([math.cos(phi), math.sin(phi)])
+            anchor, phi, curl, (out, down), across, reach, thumb = hands[side]
+            d = reach * np.array([math.cos(phi), math.sin(phi)])
             wrist = anchor - FINGERS_AT * s.hand * d
             pref = sh + s.torso * np.array([side * out, down])
             elbow, wrist = _arm(sh, wrist, pref, s.upper_arm, s.forearm)
             body.update({si: sh, ei: elbow, wi: wrist})
-            hand = _hand_points(wrist, phi, curl, s.hand, side)
+            hand = _hand_points(wrist, phi, curl, s.hand, side, across, reach, thumb)
             kp[hoff : hoff + 21, :2], kp[hoff : hoff + 21, 2] = hand, 1.0
             arms[side] = np.stack([sh, elbow, wrist])
         for i, p in body.items():
@@ -713,29 +819,35 @@ def episode_pose(
     targets: Dict[int, HandPose] = {}
     sd = ep.side
     if ep.cls == "touch chin":
-        targets[sd] = (head + np.array([0.2 * jx * r, (1.05 + 0.1 * jy) * r]), math.radians(-90 - sd * 20), 0.5, RAISED)
+        targets[sd] = HandPose(
+            head + np.array([0.2 * jx * r, (1.05 + 0.1 * jy) * r]), math.radians(-90 - sd * 20), 0.5, RAISED
+        )
     elif ep.cls == "touch forehead":
-        targets[sd] = (head + np.array([0.3 * jx * r, (-0.6 + 0.1 * jy) * r]), math.radians(-90 - sd * 65), 0.2, RAISED)
+        targets[sd] = HandPose(
+            head + np.array([0.3 * jx * r, (-0.6 + 0.1 * jy) * r]), math.radians(-90 - sd * 65), 0.2, RAISED
+        )
     elif ep.cls == "touch ears":
-        targets[sd] = (head + np.array([sd * 1.1 * r, (0.1 * jy) * r]), math.radians(-90 + sd * 10), 0.3, (0.3, 0.25))
+        targets[sd] = HandPose(
+            head + np.array([sd * 1.1 * r, (0.1 * jy) * r]), math.radians(-90 + sd * 10), 0.3, (0.3, 0.25)
+        )
     elif ep.cls == "touch face" and ep.scripts == "v2":  # fingers laid on the cheek below the eye, still
         # (the fingers, not the palm: a palm there puts the wrist where rub eyes' is, set v1's look-alike)
         a = head + np.array([sd * (0.6 + 0.1 * jx) * r, (0.35 + 0.1 * jy) * r])
-        targets[sd] = (a, math.radians(-90 - sd * 15), 0.25, RAISED)
+        targets[sd] = HandPose(a, math.radians(-90 - sd * 15), 0.25, RAISED)
     elif ep.cls in ("touch face", "rub eyes"):
         a = head + np.array([sd * (0.4 + 0.1 * jx) * r, (-0.1 + 0.1 * jy) * r])
         if ep.cls == "rub eyes":
             a = a + e * np.array([osc, 0.4 * ep.amp * t * math.cos(w)])
-        targets[sd] = (a, math.radians(-90 - sd * 25), 0.6, RAISED)
+        targets[sd] = HandPose(a, math.radians(-90 - sd * 25), 0.6, RAISED)
     elif ep.cls == "cover face" and ep.scripts == "v2" and s.hand_px is not None:
         # fitted hands: the palms over the face, fingers up to the brow (set v1's hand: the fingers there)
         for side in (-1, 1):
             phi = math.radians(-90 - side * 15)
             a = head + np.array([side * 0.35 * r, (0.05 + 0.1 * jy) * r])
-            targets[side] = (_palm_on(a, phi, s.hand), phi, 0.1, RAISED)
+            targets[side] = HandPose(_palm_on(a, phi, s.hand), phi, 0.1, RAISED)
     elif ep.cls == "cover face":
         for side in (-1, 1):
-            targets[side] = (
+            targets[side] = HandPose(
                 head + np.array([side * 0.35 * r, (0.05 + 0.1 * jy) * r]),
                 math.radians(-90 - side * 15),
                 0.1,
@@ -744,55 +856,59 @@ def episode_pose(
     elif ep.cls == "fold arm":
         for side, dy in ((-1, 0.55), (1, 0.45)):
             anchor = j["neck"] + np.array([-side * (s.shoulder - 0.05 * t), (dy + 0.05 * jy) * t])
-            targets[side] = (anchor, _toward_mid(side, 20.0), 0.4, (0.1, 0.45))
+            targets[side] = HandPose(anchor, _toward_mid(side, 20.0), 0.4, (0.1, 0.45))
     elif ep.cls == "arm akimbo":
         for side in (-1, 1):
             anchor = j["neck"] + np.array([side * (s.shoulder + 0.05 * t), (0.72 + 0.05 * jy) * t])
-            targets[side] = (anchor, math.radians(90 + side * 40), 0.2, (0.45, 0.3))
+            targets[side] = HandPose(anchor, math.radians(90 + side * 40), 0.2, (0.45, 0.3))
     elif ep.cls == "rub hand":
         for side in (-1, 1):
             anchor = j["neck"] + np.array([side * 0.08 * t, (0.62 + 0.05 * jy) * t - side * e * osc])
-            targets[side] = (anchor, _toward_mid(side, 30.0), 0.3, (0.1, 0.45))
+            targets[side] = HandPose(anchor, _toward_mid(side, 30.0), 0.3, (0.1, 0.45))
     elif ep.cls == "scratch arm":
         other = -sd
         passive = j["neck"] + np.array([other * 0.25 * t, 0.72 * t])
-        targets[other] = (passive, _toward_mid(other, -5.0), 0.3, (0.1, 0.45))
+        targets[other] = HandPose(passive, _toward_mid(other, -5.0), 0.3, (0.1, 0.45))
         # the passive forearm, posed without scratching, is where the active hand goes
         _, arms = body.keypoints(j, {**rest, other: _blend(rest[other], targets[other], e)})
         fore = arms[other][2] - arms[other][1]
         along = fore / (float(np.hypot(*fore)) or 1.0)
-        targets[sd] = (arms[other][1] + 0.5 * fore + osc * e * along, math.radians(90 + sd * 30), 0.6, (0.15, 0.45))
+        targets[sd] = HandPose(
+            arms[other][1] + 0.5 * fore + osc * e * along, math.radians(90 + sd * 30), 0.6, (0.15, 0.45)
+        )
     elif ep.cls == "touch chest" and ep.scripts == "v2":  # the palm laid flat on the breastbone, still
         anchor = j["neck"] + np.array([(sd * 0.04 + 0.05 * jx) * t, (0.4 + 0.05 * jy) * t])
-        targets[sd] = (anchor, _toward_mid(sd, 60.0), 0.1, (0.15, 0.4))
+        targets[sd] = HandPose(anchor, _toward_mid(sd, 60.0), 0.1, (0.15, 0.4))
     elif ep.cls == "adjust tie" and ep.scripts == "v2":  # fingers pinch the knot at the collar and tug it
         anchor = j["neck"] + np.array([(0.02 * jx) * t + 0.5 * e * osc, (0.14 + 0.03 * jy) * t])
-        targets[sd] = (anchor, _toward_mid(sd, 80.0), 0.6, (0.15, 0.4))
+        targets[sd] = HandPose(anchor, _toward_mid(sd, 80.0), 0.6, (0.15, 0.4))
     elif ep.cls in ("touch chest", "adjust tie"):
         anchor = j["neck"] + np.array([(sd * 0.04 + 0.05 * jx) * t, (0.3 + 0.05 * jy) * t + 0.5 * e * osc])
-        targets[sd] = (anchor, _toward_mid(sd, 70.0), 0.4, (0.15, 0.4))
+        targets[sd] = HandPose(anchor, _toward_mid(sd, 70.0), 0.4, (0.15, 0.4))
     elif ep.cls == "minaret hand" and ep.scripts == "v2":  # fingertips steepled in front of the chest, tapping
         for side in (-1, 1):
             anchor = j["neck"] + np.array([side * 0.03 * t, (0.42 + 0.05 * jy) * t + 0.3 * e * osc])
-            targets[side] = (anchor, _toward_mid(side, 70.0), 0.1, (0.12, 0.45))
+            targets[side] = HandPose(anchor, _toward_mid(side, 70.0), 0.1, (0.12, 0.45))
     elif ep.cls in ("minaret hand", "play things"):
         for side in (-1, 1):
             anchor = np.array([s.cx + side * 0.06 * t, s.desk_y - (0.25 + 0.05 * jy) * t + 0.3 * osc])
-            targets[side] = (anchor, _toward_mid(side, 60.0), 0.1 + 0.1 * (1 + math.sin(w)) * e, (0.12, 0.45))
+            targets[side] = HandPose(anchor, _toward_mid(side, 60.0), 0.1 + 0.1 * (1 + math.sin(w)) * e, (0.12, 0.45))
     elif ep.cls == "touch other face part":  # nose, lips, cheek below the eye: the face's lower middle
-        targets[sd] = (head + np.array([sd * (0.12 + 0.1 * jx) * r, (0.45 + 0.1 * jy) * r]), -math.pi / 2, 0.55, RAISED)
+        targets[sd] = HandPose(
+            head + np.array([sd * (0.12 + 0.1 * jx) * r, (0.45 + 0.1 * jy) * r]), -math.pi / 2, 0.55, RAISED
+        )
     elif ep.cls == "touch neck":  # a hand on the side or front of the neck, below the jaw
         anchor = j["neck"] + np.array([sd * (0.06 + 0.03 * jx) * t, (-0.1 + 0.03 * jy) * t])
-        targets[sd] = (anchor, _toward_mid(sd, 75.0), 0.3, (0.2, 0.4))
+        targets[sd] = HandPose(anchor, _toward_mid(sd, 75.0), 0.3, (0.2, 0.4))
     elif ep.cls == "cross finger":  # both hands together at the midline, fingers interlaced
         for side in (-1, 1):
             anchor = np.array([s.cx - side * 0.04 * t, s.desk_y - (0.18 + 0.05 * jy) * t])
-            targets[side] = (anchor, _toward_mid(side, 10.0), 0.55, (0.12, 0.45))
+            targets[side] = HandPose(anchor, _toward_mid(side, 10.0), 0.55, (0.12, 0.45))
     elif ep.cls == "illustrative":  # talking with the hands: beats in front of the torso, one or both
         for side in (-1, 1) if jx > 0 else (sd,):
             beat = np.array([0.6 * osc * side, osc * math.cos(0.7 * w + side)])
             anchor = j["neck"] + np.array([side * (0.28 + 0.05 * jy) * t, 0.62 * t]) + beat
-            targets[side] = (anchor, math.radians(-90 - side * 50), 0.25, (0.25, 0.45))
+            targets[side] = HandPose(anchor, math.radians(-90 - side * 50), 0.25, (0.25, 0.45))
     elif ep.cls == "bite lip":  # the lips drawn in and held, a little chewing; the hands stay down
         j["face"] = np.array([e * (0.75 + 0.25 * abs(math.sin(w))), 0.0, 0.0])
     elif ep.cls not in ("shake shoulder", "deep breath", "sit straight", "move torso"):
@@ -806,7 +922,15 @@ def _blend(a: HandPose, b: HandPose, e: float) -> HandPose:
     """Hand pose ``e`` of the way from ``a`` to ``b`` (direction along the shorter arc)."""
     dphi = (b[1] - a[1] + math.pi) % (2 * math.pi) - math.pi
     elbow = (a[3][0] + e * (b[3][0] - a[3][0]), a[3][1] + e * (b[3][1] - a[3][1]))
-    return a[0] + e * (b[0] - a[0]), a[1] + e * dphi, a[2] + e * (b[2] - a[2]), elbow
+    return HandPose(
+        a[0] + e * (b[0] - a[0]),
+        a[1] + e * dphi,
+        a[2] + e * (b[2] - a[2]),
+        elbow,
+        a[4] + e * (b[4] - a[4]),
+        a[5] + e * (b[5] - a[5]),
+        a[6] + e * (b[6] - a[6]),
+    )
 
 
 # ---------------------------------------------------------------------------------------- drawing

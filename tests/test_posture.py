@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from dataclasses import replace
@@ -20,9 +21,22 @@ from clipmg.model.posture import (
     list_postures,
     load_posture,
     motion_windows,
+    palm_across,
+    thumb_angle,
     window_starts,
 )
-from clipmg.model.synthetic import SYNTH_CLASSES_V2, SynthConfig, Take, Wander, _rng, make_episode
+from clipmg.model.synthetic import (
+    PALM_SPAN,
+    REST_CURL,
+    SYNTH_CLASSES_V2,
+    SynthConfig,
+    Take,
+    Wander,
+    _hand_points,
+    _rng,
+    _toward_mid,
+    make_episode,
+)
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 HAS_298 = (SHARED / "imigue-298-skeleton" / "298").is_dir()
@@ -93,8 +107,10 @@ def test_seated_resting_hands_point_as_the_profile_says(seed):
     assert subject.rest_fingers is not None and p.rest_fingers[0] <= subject.rest_fingers <= p.rest_fingers[2]
     assert p.hand[1] <= subject.hand / (2 * subject.shoulder) <= p.hand[2]
     same = Take(seed, 1, SynthConfig(classes=SYNTH_CLASSES_V2, posture="seated")).subject  # set v1's hands
-    assert same.hand_px is None and same.rest_fingers is None
-    assert replace(subject, hand_px=None, rest_fingers=None) == same  # the same person otherwise
+    assert same.hand_px is None and same.rest_fingers is None and same.rest_across == 1.0
+    assert same.rest_seen is None
+    v1_hands = replace(subject, hand_px=None, rest_fingers=None, rest_across=1.0, rest_seen=None, rest_thumb=0.0)
+    assert v1_hands == same  # the same person otherwise
     with pytest.raises(ValueError, match="hands 'fitted' come from a fitted posture profile"):
         SynthConfig(hands="fitted")
     with pytest.raises(ValueError, match="hands must be one of v1, fitted"):
@@ -105,8 +121,76 @@ def test_seated_resting_hands_point_as_the_profile_says(seed):
         d = tips - kp[:, wrist, :2]
         angle = np.degrees(np.arctan2(d[:, 1], inward * d[:, 0]))
         assert np.allclose(angle, subject.rest_fingers, atol=0.5), (angle, subject.rest_fingers)
+        # seen foreshortened, as long as real resting hands are seen, frame by frame
         length = np.linalg.norm(kp[:, hand + 12, :2] - kp[:, hand, :2], axis=1) / (2 * subject.shoulder)
-        assert (length <= p.hand[2] + 1e-6).all() and (length > 0.8 * p.hand[1]).all()  # curled a little
+        assert (p.rest_hand[0] - 1e-6 <= length).all() and (length <= p.rest_hand[2] + 1e-6).all()
+        side = -1 if hand == 116 else 1
+        square = _hand_points(np.zeros(2), 0.0, REST_CURL, 1.0, side, subject.rest_across)[12]  # reach 1
+        want = [min(subject.rest_seen.seen(side, f, 25.0), np.hypot(*square)) for f in range(20)]
+        assert np.allclose(length, np.array(want) * subject.hand / (2 * subject.shoulder), atol=2e-3)
+    # turned about its axis as the subject's draw says: the palm's signed width, read as real ones are
+    for hand, side in ((116, -1), (95, 1)):
+        palm = palm_across(kp[:, hand : hand + 21], side)
+        assert np.allclose(palm, subject.rest_across * PALM_SPAN * subject.hand, rtol=0.03, atol=0.02), side
+
+
+@pytest.mark.parametrize("across", [1.0, 0.3, -0.6])
+def test_palm_across_reads_how_far_a_drawn_hand_is_turned(across):
+    """``palm_across`` reads a drawn hand's turn back, whichever way it points, for either hand: the
+    width between the index and little knuckles times the turn's cosine (positive: the palm shows);
+    a missing knuckle gives NaN."""
+    for side in (-1, 1):
+        for phi in (_toward_mid(side, 10.0), _toward_mid(side, -40.0), -math.pi / 2):
+            h = _hand_points(np.array([50.0, 60.0]), phi, REST_CURL, 40.0, side, across)
+            pts = np.concatenate([h, np.ones((21, 1))], axis=1)[None]
+            assert palm_across(pts, side)[0] == pytest.approx(across * PALM_SPAN * 40.0, rel=0.02), (side, phi)
+            pts[0, 17, 2] = 0.0
+            assert np.isnan(palm_across(pts, side)[0])
+
+
+def test_seated_resting_hands_turn_as_the_profile_says():
+    """Most real resting hands lie turned over (thumb up) and a few show the palm, and they are seen
+    foreshortened by amounts that change: over many seated subjects with fitted hands the drawn palms'
+    widths follow the profile's three quantiles (their median, not their range's middle), over a
+    subject's frames the hands' lengths as seen span the profile's, a turned-over hand holds its
+    thumb above the wrist, and the thumbs lie along the hands as the profile's do."""
+    p = load_posture("seated")
+    palms = []
+    for seed in range(60):
+        s = Take(seed, 1, SynthConfig(classes=SYNTH_CLASSES_V2, posture="seated", hands="fitted")).subject
+        assert -1.0 <= s.rest_across <= 1.0
+        palms.append(s.rest_across * PALM_SPAN * s.hand / (2 * s.shoulder))
+    lo, mid, hi = p.rest_palm
+    assert lo < 0 < hi and mid < 0  # the real fit: mostly turned over
+    assert np.median(palms) == pytest.approx(mid, abs=0.04)
+    assert 0.55 < np.mean(np.array(palms) < 0) < 0.9
+    assert p.rest_hand[1] < 0.75 * p.hand[1]  # the real fit: resting hands are seen shorter than they are
+    # the thumbs lie along the hand as real resting ones do; set v1's stood out
+    thumbs, v1_thumbs = [], []
+    for seed in range(20):
+        for hands, out in (("fitted", thumbs), ("v1", v1_thumbs)):
+            kp = _idle("seated", seed, frames=30, hands=hands)
+            out += [np.abs(thumb_angle(kp[:, h : h + 21], side)) for h, side in ((116, -1), (95, 1))]
+    assert np.median(np.concatenate(thumbs)) == pytest.approx(p.rest_thumb[1], abs=4.0)
+    assert np.median(np.concatenate(v1_thumbs)) > p.rest_thumb[2] - 5.0
+    s = Take(0, 1, SynthConfig(classes=SYNTH_CLASSES_V2, posture="seated", hands="fitted")).subject
+    kp = _idle("seated", 0, frames=int(25 * s.rest_seen.period_s) + 1, hands="fitted")  # one wave
+    seen = np.linalg.norm(kp[:, 116 + 12, :2] - kp[:, 116, :2], axis=1) / (2 * s.shoulder)
+    # the shortest and the median as real ones; the longest is the curled resting hand square to the camera
+    assert np.percentile(seen, [5, 50]) == pytest.approx(p.rest_hand[:2], abs=0.04)
+    assert 0.8 * p.rest_hand[2] < seen.max() <= p.rest_hand[2]
+    turned = next(
+        seed
+        for seed in range(60)
+        if Take(seed, 1, SynthConfig(classes=SYNTH_CLASSES_V2, posture="seated", hands="fitted")).subject.rest_across
+        < -0.3
+    )
+    kp = _idle("seated", turned, frames=10, hands="fitted")
+    for wrist, hand in ((4, 116), (7, 95)):
+        assert (kp[:, hand + 4, 1] < kp[:, wrist, 1]).all()  # the thumb tip above the wrist
+    v1 = _idle("seated", turned, frames=10)
+    for wrist, hand in ((4, 116), (7, 95)):
+        assert (v1[:, hand + 4, 1] > v1[:, wrist, 1]).all()  # set v1's hand shows its palm: the thumb hangs
 
 
 def test_seated_heads_turn_and_move_as_the_profile_says():

@@ -171,6 +171,10 @@ def test_real_data_report(shared_data, tmp_path):
         lambda s: s["forearm"],
         lambda s: s["hand"],
         lambda s: s["rest_fingers"],
+        lambda s: s["rest_hand"],
+        lambda s: s["rest_palm"],
+        lambda s: s["rest_thumb"],
+        lambda s: s["rest_lowest"],
         lambda s: s["neck_nose"],
         lambda s: s["rest_wrist"]["out"],
         lambda s: s["rest_wrist"]["down"],
@@ -211,6 +215,27 @@ def test_real_data_report_refuses_a_folder_without_the_data(tmp_path):
 
 
 @pytest.mark.slow
+def test_the_probe_page_names_the_joints_that_sit_off_the_real_ones_at_rest():
+    """``_inputs_at_rest`` names each joint whose drawn median lies more than ``OFF_PX`` from the real one."""
+    from clipmg.train.probe import OFF_PX, _inputs_at_rest
+
+    real = np.full((22, 2), 40.0)
+    drawn = real.copy()
+    drawn[0] += (OFF_PX + 1.0, 0.0)  # the nose, off
+    drawn[12] += (0.0, OFF_PX - 1.0)  # the right thumb tip, within
+    r = {
+        "unlabelled": {"windows": 117, "inputs_median": real.tolist()},
+        "synthetic": {"inputs_at_rest": {"clips": 9, "median": drawn.tolist(), "layout": "upper22", "image_size": 96}},
+    }
+    text = "\n".join(_inputs_at_rest(r))
+    assert f"More than {OFF_PX:g} pixels off: Nose (+{OFF_PX + 1:.1f}, +0.0)." in text
+    assert "| RHand4 | 40.0, 40.0 | +0.0, +2.0 |" in text and "96×96" in text
+    drawn[0] = real[0]
+    r["synthetic"]["inputs_at_rest"]["median"] = drawn.tolist()
+    assert f"Every joint lies within {OFF_PX:g} pixels" in "\n".join(_inputs_at_rest(r))
+    assert _inputs_at_rest({"unlabelled": {}, "synthetic": {}}) == []
+
+
 def test_pose_probe_trains_on_synthetic_and_scores_every_real_clip(tmp_path, shared_data):
     """The probe's whole path, tiny (1 epoch, 2 subjects): the real clips are all scored, the page written."""
     js, md, synth = tmp_path / "probe.json", tmp_path / "probe.md", tmp_path / "synth"
@@ -249,5 +274,12 @@ def test_pose_probe_trains_on_synthetic_and_scores_every_real_clip(tmp_path, sha
     assert idle["windows"] > 50 and sum(idle["answers"].values()) == idle["windows"]
     assert idle["no_gesture"] == idle["answers"].get("no gesture", 0)
     assert "answered *no gesture***" in md.read_text()
+    # what the skeleton branch reads at rest, joint by joint, for the real person and the drawn people
+    rest = syn["inputs_at_rest"]
+    assert rest["clips"] > 0 and rest["layout"] == "upper22" and rest["image_size"] == 96
+    assert np.array(rest["median"]).shape == np.array(idle["inputs_median"]).shape == (22, 2)
+    assert np.isfinite(idle["inputs_median"]).all() and (0 < np.array(idle["inputs_median"])).all()
+    assert "## What the skeleton branch reads at rest (no label read)" in md.read_text()
+    assert md.read_text().count("\n| RHand4 | ") == 1
     bad = subprocess.run(cmd[:5] + ["--epochs", "0"], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "--epochs must be at least 1" in bad.stderr

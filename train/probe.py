@@ -35,6 +35,7 @@ from tqdm import tqdm
 
 from clipmg.model.errors import ClipmgError, run_command
 from clipmg.model.factory import create_model
+from clipmg.model.layouts import joint_names
 from clipmg.model.machine import cpu_line
 from clipmg.model.synthetic import SynthConfig, set_config
 
@@ -102,6 +103,19 @@ def _logits(probe: PoseProbe, ds: MicroGestureDataset, batch: int) -> tuple[np.n
     return np.concatenate(out), np.concatenate(labels)
 
 
+def joint_medians(ds: MicroGestureDataset, batch: int) -> np.ndarray:
+    """Per joint, the median position ``(J, 2)`` (model-input pixels; NaN where never seen) of the
+    keypoints the skeleton branch reads from ``ds``: person-cropped, as validation reads them."""
+    k = np.concatenate([b["keypoints"].numpy() for b in _loader(ds, batch, False, 0)])
+    k = k.reshape(-1, k.shape[-2], k.shape[-1])
+    out = np.full((k.shape[1], 2), np.nan)
+    for j in range(k.shape[1]):
+        seen = k[:, j, 2] > 0
+        if seen.any():
+            out[j] = np.median(k[seen, j, :2], axis=0)
+    return out
+
+
 def train_probe(root: Path, s: ProbeSettings, progress: bool = True) -> tuple[PoseProbe, Dict[str, Any]]:
     """Train on the synthetic set at ``root``; returns the probe and its synthetic scores."""
     torch.manual_seed(s.seed)
@@ -138,6 +152,10 @@ def train_probe(root: Path, s: ProbeSettings, progress: bool = True) -> tuple[Po
     # gap to the held-out subjects is what the probe learnt about particular drawn people
     seen = classification_metrics(*_logits(probe, MicroGestureDataset(train_ix, probe.cfg, **kw), s.batch), names)  # type: ignore[arg-type]
     val = classification_metrics(logits, labels, names)
+    # every drawn person at rest (the no-gesture clips of every subject): what the skeleton branch reads
+    at_rest = build_index(root, "openpose_json")
+    at_rest.clips = [c for c in at_rest.clips if names[c.label] == NO_GESTURE]
+    drawn = joint_medians(MicroGestureDataset(at_rest, probe.cfg, **kw), s.batch) if at_rest.clips else None  # type: ignore[arg-type]
     return probe, {
         "train_clips": len(train_ds),
         "val_clips": len(val_ds),
@@ -145,6 +163,14 @@ def train_probe(root: Path, s: ProbeSettings, progress: bool = True) -> tuple[Po
         "val_top1": val["top1"],
         "val_per_class": _right_of(val, names),
         "val_at_rest": {"clips": int(rest.sum()), "answers": _count(logits[rest].argmax(1), names)},
+        "inputs_at_rest": None
+        if drawn is None
+        else {
+            "clips": len(at_rest.clips),
+            "median": drawn.round(2).tolist(),
+            "layout": probe.cfg.pose.layout,
+            "image_size": probe.cfg.vision.image_size,
+        },
         "train_minutes": (time.perf_counter() - t0) / 60,
         "class_names": list(index.class_names),
     }
@@ -210,7 +236,12 @@ def score_unlabelled(probe: PoseProbe, data: Path, class_names: Sequence[str], b
     )
     logits, _ = _logits(probe, ds, batch)
     answers = _count(logits.argmax(1), class_names)
-    return {"windows": len(ds), "no_gesture": answers.get(NO_GESTURE, 0), "answers": answers}
+    return {
+        "windows": len(ds),
+        "no_gesture": answers.get(NO_GESTURE, 0),
+        "answers": answers,
+        "inputs_median": joint_medians(ds, batch).round(2).tolist(),
+    }
 
 
 def _right_of(metrics: Dict[str, Any], class_names: Sequence[str]) -> Dict[str, List[int]]:
@@ -307,8 +338,44 @@ def markdown(r: Dict[str, Any]) -> str:
                 "joints), so it can tell *bite lip* from *no gesture* only by how the head moves: even drawn "
                 "people at rest are answered *no gesture* only part of the time.",
             ]
+    lines += _inputs_at_rest(r)
     lines.append("")
     return "\n".join(lines)
+
+
+OFF_PX = 3.0  # a joint this far (model-input pixels) from where the real one is, at rest, is named
+
+
+def _inputs_at_rest(r: Dict[str, Any]) -> List[str]:
+    """The section comparing, joint by joint, what the skeleton branch reads from a real person between
+    gestures and from the drawn people at rest."""
+    idle, drawn = r.get("unlabelled") or {}, r["synthetic"].get("inputs_at_rest")
+    if "inputs_median" not in idle or not drawn:
+        return []
+    names = joint_names(drawn["layout"])
+    real, ours = np.array(idle["inputs_median"], float), np.array(drawn["median"], float)
+    off = ours - real
+    far = [f"{n} ({dx:+.1f}, {dy:+.1f})" for n, (dx, dy) in zip(names, off) if np.hypot(dx, dy) > OFF_PX]
+    size = drawn["image_size"]
+    lines = [
+        "",
+        "## What the skeleton branch reads at rest (no label read)",
+        "",
+        f"Each joint's median position in the person crop, in model-input pixels ({size}×{size}): the real "
+        f"person over the {idle['windows']} windows between the labelled clips, and the drawn "
+        f"people over the {drawn['clips']} *no gesture* clips of every synthetic subject. "
+        + (
+            f"More than {OFF_PX:g} pixels off: " + ", ".join(far) + "."
+            if far
+            else f"Every joint lies within {OFF_PX:g} pixels of the real one."
+        ),
+        "",
+        "| joint | real x, y | drawn − real |",
+        "|---|---|---|",
+    ]
+    for n, (x, y), (dx, dy) in zip(names, real, off):
+        lines.append(f"| {n} | {x:.1f}, {y:.1f} | {dx:+.1f}, {dy:+.1f} |")
+    return lines
 
 
 def _reading(real: Dict[str, Any], n: int) -> str:

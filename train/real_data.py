@@ -221,6 +221,19 @@ ROWS = (  # (label, getter)
         "resting fingertips seen from the wrist: degrees below the horizontal, toward the midline (median, idle)",
         lambda s: _fmt(s["rest_fingers"], ".1f"),
     ),
+    ("resting hand as seen, wrist to middle fingertip, median (shoulder widths, idle)", lambda s: s["rest_hand"]),
+    (
+        "resting thumb tip off the wrist-to-middle-knuckle line, degrees either way (median, idle)",
+        lambda s: _fmt(s["rest_thumb"], ".1f"),
+    ),
+    (
+        "resting palm's signed width, index to little knuckle (shoulder widths; negative: turned over, thumb up)",
+        lambda s: s["rest_palm"],
+    ),
+    (
+        "resting person's lowest point below the neck, upper22 (shoulder widths, idle; the crop's bottom)",
+        lambda s: s["rest_lowest"],
+    ),
     (
         "hands at the face, every frame: share of hands / the hand's centre above the nose, median (shoulder widths)",
         lambda s: (s["near_face"], s["near_face_above"]),

@@ -244,8 +244,9 @@ def _main(argv: List[str] | None) -> int:
         "--hands",
         default=None,
         help="v1: set v1's hands (two thirds of a real hand's length); fitted: the posture profile's hand "
-        "length and resting fingers, palms placed where a script's contact is the palm (needs a fitted "
-        "--posture; docs/data.md); default: the class set's " + _set_defaults("hands"),
+        "length and resting hands (fingers' angle, turned over, foreshortened, thumb along the hand), palms "
+        "placed where a script's contact is the palm (needs a fitted --posture; docs/data.md); default: the "
+        "class set's " + _set_defaults("hands"),
     )
     ap.add_argument("--no-video", action="store_true", help="skip the mp4 files (pose-only set)")
     ap.add_argument("--quiet", action="store_true", help="no progress lines")
