@@ -54,7 +54,7 @@ from typing import Dict, Optional
 import numpy as np
 
 from .config import ConfigError
-from .layouts import LAYOUTS, SOURCE_OFFSETS
+from .layouts import SOURCE_OFFSETS, layout_indices
 from .posture import beside_neck, fit_posture, rms_about_mean, seen_centre, shoulder_width
 
 NOSE, NECK, RSHO, RELB, RWRI, LSHO, LELB, LWRI, REYE, LEYE, REAR, LEAR = 0, 1, 2, 3, 4, 5, 6, 7, 15, 16, 17, 18
@@ -73,7 +73,7 @@ UPPER_BODY: Dict[str, int] = {
     "l_ear": LEAR,
 }
 HANDS = {"left": SOURCE_OFFSETS["lhand"], "right": SOURCE_OFFSETS["rhand"]}
-UPPER22 = [SOURCE_OFFSETS[src] + i for src, i in LAYOUTS["upper22"]]  # as indices of the 137 points
+UPPER22 = layout_indices("upper22")  # the skeleton the model reads, as indices of the 137 points
 SWAY_WINDOW_S = 1.0  # the synthetic set's idle gaps last 0.24-1.44 s
 NEAR_FACE = 0.6  # a hand centre this near the nose (shoulder widths) is at the face
 POSTURE_MIN_FRAMES = 10  # fewer idle frames than this give no resting-posture statistics (NaN)

@@ -920,16 +920,16 @@ def episode_pose(
 
 def _blend(a: HandPose, b: HandPose, e: float) -> HandPose:
     """Hand pose ``e`` of the way from ``a`` to ``b`` (direction along the shorter arc)."""
-    dphi = (b[1] - a[1] + math.pi) % (2 * math.pi) - math.pi
-    elbow = (a[3][0] + e * (b[3][0] - a[3][0]), a[3][1] + e * (b[3][1] - a[3][1]))
+    dphi = (b.phi - a.phi + math.pi) % (2 * math.pi) - math.pi
+    elbow = (a.elbow[0] + e * (b.elbow[0] - a.elbow[0]), a.elbow[1] + e * (b.elbow[1] - a.elbow[1]))
     return HandPose(
-        a[0] + e * (b[0] - a[0]),
-        a[1] + e * dphi,
-        a[2] + e * (b[2] - a[2]),
+        a.anchor + e * (b.anchor - a.anchor),
+        a.phi + e * dphi,
+        a.curl + e * (b.curl - a.curl),
         elbow,
-        a[4] + e * (b[4] - a[4]),
-        a[5] + e * (b[5] - a[5]),
-        a[6] + e * (b[6] - a[6]),
+        a.across + e * (b.across - a.across),
+        a.reach + e * (b.reach - a.reach),
+        a.thumb + e * (b.thumb - a.thumb),
     )
 
 
