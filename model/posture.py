@@ -191,14 +191,21 @@ def seen_centre(points: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     return (points[..., :2] * seen[..., None]).sum(axis=1) / np.maximum(n, 1)[:, None], n
 
 
+def _hand_axes(hand: np.ndarray, side: int) -> Tuple[np.ndarray, np.ndarray]:
+    """A hand's axes ``(T, 2)`` each, unnormalised: along it, wrist (0) to middle knuckle (9), and across
+    it, the same length, toward the side a showing palm's thumb is on (``side``: -1 the person's right
+    hand, on the image's left; 1 the left hand): ``model/synthetic.py``'s drawing convention."""
+    d = hand[:, 9, :2] - hand[:, 0, :2]
+    return d, np.stack([d[:, 1] * side, -d[:, 0] * side], axis=1)
+
+
 def palm_across(hand: np.ndarray, side: int) -> np.ndarray:
     """Signed palm width ``(T,)`` of hand points ``(T, 21, 3)`` (OpenPose's order; pixels, NaN where
     point 0, 5, 9 or 17 is missing): the index knuckle (5) from the little knuckle (17) across the line
     from the wrist (0) to the middle knuckle (9), positive toward the side the thumb is on when the palm
     faces the camera (``side``: -1 the person's right hand, on the image's left; 1 the left hand)."""
     seen = (hand[:, [0, 5, 9, 17], 2] > 0).all(axis=1)
-    d = hand[:, 9, :2] - hand[:, 0, :2]
-    n = np.stack([d[:, 1] * side, -d[:, 0] * side], axis=1)  # the palm-up thumb's side, as drawn
+    d, n = _hand_axes(hand, side)
     length = np.linalg.norm(d, axis=1)
     seen &= length > 0
     across = ((hand[:, 5, :2] - hand[:, 17, :2]) * n).sum(axis=1) / np.where(seen, length, 1.0)
@@ -210,8 +217,7 @@ def thumb_angle(hand: np.ndarray, side: int) -> np.ndarray:
     points ``(T, 21, 3)``, seen from the wrist (0), off the line to the middle knuckle (9): positive
     toward the side a showing palm's thumb is on (``palm_across``'s sign)."""
     seen = (hand[:, [0, 4, 9], 2] > 0).all(axis=1)
-    d = hand[:, 9, :2] - hand[:, 0, :2]
-    n = np.stack([d[:, 1] * side, -d[:, 0] * side], axis=1)
+    d, n = _hand_axes(hand, side)
     t = hand[:, 4, :2] - hand[:, 0, :2]
     angle = np.degrees(np.arctan2((t * n).sum(axis=1), (t * d).sum(axis=1)))
     return np.where(seen & (np.abs(d).sum(axis=1) > 0), angle, np.nan)

@@ -23,7 +23,7 @@ import numpy as np
 
 from .layouts import HAND_FINGERTIPS
 from .observation import ProfileObserver, list_profiles, load_profile
-from .posture import PostureProfile, list_postures, load_posture
+from .posture import PostureProfile, list_postures, load_posture, thumb_angle
 from .synthetic_pixels import PIXEL_STYLES, apply_camera, draw_props, make_look, photo_background
 
 SYNTH_CLASSES: Tuple[str, ...] = (
@@ -431,10 +431,10 @@ def seat_subject(s: Subject, profile: PostureProfile, rng: np.random.Generator, 
         float(rng.uniform(*Foreshortening.PERIOD_S)),
         (float(rng.uniform(0.0, 2 * math.pi)), float(rng.uniform(0.0, 2 * math.pi))),
     )
+    thumb = profile.draw(rng, "rest_thumb")  # degrees off the hand's line
     across = float(np.clip(palm / (PALM_SPAN * hand), -1.0, 1.0))
-    thumb = _thumb_for(
-        profile.draw(rng, "rest_thumb"), REST_CURL, across, _reach_for(seen.quantiles[1], REST_CURL, across)
-    )
+    if fitted_hands:  # the thumb's spread that puts it there, at the median foreshortening
+        thumb = _thumb_for(thumb, REST_CURL, across, _reach_for(seen.quantiles[1], REST_CURL, across))
     return replace(
         s,
         hand_px=hand if fitted_hands else None,
@@ -619,11 +619,11 @@ def _tips_below_direction(curl: float, across: float = 1.0, reach: float = 1.0, 
 
 def _thumb_off_line(curl: float, across: float, reach: float, thumb: float) -> float:
     """Degrees by which a drawn thumb tip (point 4) seen from the wrist lies off the line to the middle
-    knuckle (9), toward the thumb's own side (``posture.thumb_angle``, its sign taken out)."""
+    knuckle (9), toward the thumb's own side: ``posture.thumb_angle``, as real hands are read, with the
+    turn's sign taken out (a turned-over hand's thumb is on the other side)."""
     h = _hand_points(np.zeros(2), 0.0, curl, 1.0, -1, across, reach, thumb)
-    d, t = h[9], h[4]
-    n = np.array([-d[1], d[0]]) * (1.0 if across >= 0 else -1.0)  # the thumb's side of the line
-    return math.degrees(math.atan2(float(t @ n), float(t @ d)))
+    angle = float(thumb_angle(np.concatenate([h, np.ones((21, 1))], axis=1)[None], -1)[0])
+    return angle if across >= 0 else -angle
 
 
 def _thumb_for(angle: float, curl: float, across: float, reach: float) -> float:

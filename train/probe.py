@@ -153,8 +153,7 @@ def train_probe(root: Path, s: ProbeSettings, progress: bool = True) -> tuple[Po
     seen = classification_metrics(*_logits(probe, MicroGestureDataset(train_ix, probe.cfg, **kw), s.batch), names)  # type: ignore[arg-type]
     val = classification_metrics(logits, labels, names)
     # every drawn person at rest (the no-gesture clips of every subject): what the skeleton branch reads
-    at_rest = build_index(root, "openpose_json")
-    at_rest.clips = [c for c in at_rest.clips if names[c.label] == NO_GESTURE]
+    at_rest = replace(index, clips=[c for c in index.clips if names[c.label] == NO_GESTURE])
     drawn = joint_medians(MicroGestureDataset(at_rest, probe.cfg, **kw), s.batch) if at_rest.clips else None  # type: ignore[arg-type]
     return probe, {
         "train_clips": len(train_ds),
