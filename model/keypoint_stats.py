@@ -27,6 +27,11 @@ The statistics (``keypoint_statistics``):
   points) lies within ``NEAR_FACE`` shoulder widths of the nose, and how far above the nose that
   centre is, median over them (negative: below), shoulder widths of the frame. Where a hand is when
   it is at the face, whatever it is doing there.
+- ``move_at_start`` / ``move_at_end``: where a labelled clip's ends lie on the hands' movement: for
+  each run of one label, the time from its first (last) frame to the fastest frame-to-frame movement of
+  a hand centre within ``ENDS_WINDOW_S`` either side, median over the runs whose fastest movement there
+  reaches ``ENDS_MIN_SPEED``, seconds (negative: before the label's frame). A label that holds a
+  whole reach puts it after the start; one that begins mid-reach, near 0.
 - ``rest_lowest``: the lowest of the ``upper22`` points (the skeleton the model reads, which sets the
   person crop's bottom) below the neck, median over idle frames, shoulder widths of the frame.
 - ``elbows_off_centre``: how far the neck lies beside the resting elbows' midpoint, the median of
@@ -49,7 +54,7 @@ The statistics (``keypoint_statistics``):
 
 from __future__ import annotations
 
-from typing import Dict, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -76,6 +81,8 @@ HANDS = {"left": SOURCE_OFFSETS["lhand"], "right": SOURCE_OFFSETS["rhand"]}
 UPPER22 = layout_indices("upper22")  # the skeleton the model reads, as indices of the 137 points
 SWAY_WINDOW_S = 1.0  # the synthetic set's idle gaps last 0.24-1.44 s
 NEAR_FACE = 0.6  # a hand centre this near the nose (shoulder widths) is at the face
+ENDS_WINDOW_S = 0.6  # move_at_start / _end look for the fastest movement this far either side of an end
+ENDS_MIN_SPEED = 0.6  # shoulder widths a second: a clip end with no faster movement near it is not placed
 POSTURE_MIN_FRAMES = 10  # fewer idle frames than this give no resting-posture statistics (NaN)
 
 
@@ -129,6 +136,47 @@ def lowest_below_neck(kp: np.ndarray, unit) -> np.ndarray:
     pts = kp[:, UPPER22]
     lowest = np.where(pts[..., 2] > 0, pts[..., 1], -np.inf).max(axis=1)
     return np.where(kp[:, NECK, 2] > 0, (lowest - kp[:, NECK, 1]) / unit, np.nan)
+
+
+def hand_speed(kp: np.ndarray, fps: float) -> np.ndarray:
+    """``(T,)`` the faster hand centre's speed from frame t to t + 1 (a hand: the mean of its present
+    points, at least 3), shoulder widths (the sequence's) a second; NaN where no hand is seen in both
+    frames, and for the last frame."""
+    unit = shoulder_width(kp)
+    speeds = []
+    for off in HANDS.values():
+        h = kp[:, off : off + 21]
+        centre, n = seen_centre(h)
+        centre = np.where((n >= 3)[:, None], centre, np.nan)
+        speeds.append(np.linalg.norm(np.diff(centre, axis=0), axis=1) / unit * fps)
+    return np.concatenate([np.fmax(*speeds), [np.nan]])  # fmax: the other hand's where one is NaN
+
+
+def label_runs(labels: np.ndarray) -> List[Tuple[int, int]]:
+    """``[(first, last), ...]``: the runs of one label (>= 0), inclusive."""
+    runs: List[Tuple[int, int]] = []
+    start = 0
+    for i, lab in enumerate(labels):
+        if lab >= 0 and (i == 0 or labels[i - 1] != lab):
+            start = i
+        if lab >= 0 and (i == len(labels) - 1 or labels[i + 1] != lab):
+            runs.append((start, i))
+    return runs
+
+
+def movement_at_ends(kp: np.ndarray, labels: np.ndarray, fps: float) -> Tuple[np.ndarray, np.ndarray]:
+    """Seconds from each labelled run's first frame and from its last to the fastest hand movement
+    within ``ENDS_WINDOW_S`` of it (two arrays; runs without a movement of ``ENDS_MIN_SPEED`` there are
+    left out)."""
+    speed, reach = hand_speed(kp, fps), max(1, int(round(ENDS_WINDOW_S * fps)))
+    out: Tuple[List[float], List[float]] = ([], [])
+    for first, last in label_runs(labels):
+        for k, ref in enumerate((first, last)):
+            lo, hi = max(0, ref - reach), min(len(kp) - 1, ref + reach)
+            w = speed[lo : hi + 1]
+            if np.isfinite(w).any() and np.nanmax(w) >= ENDS_MIN_SPEED:
+                out[k].append((lo + int(np.nanargmax(w)) - ref) / fps)
+    return np.array(out[0]), np.array(out[1])
 
 
 def keypoint_statistics(kp: np.ndarray, fps: float, labels: Optional[np.ndarray] = None) -> Dict[str, object]:
@@ -203,6 +251,8 @@ def keypoint_statistics(kp: np.ndarray, fps: float, labels: Optional[np.ndarray]
     stats["near_face_above"] = _median(at_face[np.isfinite(at_face)])
     elbows_off = beside_neck(kp[idle], RELB, LELB, scale[idle])
     stats["elbows_off_centre"] = _median(np.abs(elbows_off))
+    at_start, at_end = movement_at_ends(kp, labels, fps)
+    stats["move_at_start"], stats["move_at_end"] = _median(at_start), _median(at_end)
     low = lowest_below_neck(kp[idle], scale[idle])
     stats["rest_lowest"] = _median(low[np.isfinite(low)])
     seat = None

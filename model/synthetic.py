@@ -60,7 +60,15 @@ CLASS_SETS: Dict[str, Tuple[str, ...]] = {"v1": SYNTH_CLASSES, "v2": SYNTH_CLASS
 # What a class set brings unless told otherwise (clipmg-synth): v1 as it was made; v2 the set made for
 # real people: keypoints as real OpenPose sees them, people built and seated as real ones, varied pixels.
 SET_DEFAULTS: Dict[str, Dict[str, object]] = {
-    "v1": {"observer": "v1", "posture": "v1", "pixels": "v1", "talking": False, "scripts": "v1", "hands": "v1"},
+    "v1": {
+        "observer": "v1",
+        "posture": "v1",
+        "pixels": "v1",
+        "talking": False,
+        "scripts": "v1",
+        "hands": "v1",
+        "timing": "v1",
+    },
     "v2": {
         "observer": "openpose",
         "posture": "seated",
@@ -68,10 +76,12 @@ SET_DEFAULTS: Dict[str, Dict[str, object]] = {
         "talking": True,
         "scripts": "v2",
         "hands": "v1",
+        "timing": "straddle",
     },
 }
 SCRIPT_STYLES = ("v1", "v2")  # SynthConfig.scripts
 HAND_STYLES = ("v1", "fitted")  # SynthConfig.hands
+TIMING_STYLES = ("v1", "straddle")  # SynthConfig.timing
 # Share of iMiGUE's 18 498 clips by class (%), from its full label file: the 15 most frequent
 # classes exactly; arm akimbo (8 clips), cover face (32) and rub eyes (90) by count; the other
 # scripted classes are among the 17 with 0.8 % or less each, so 0.8 is their upper bound.
@@ -180,6 +190,12 @@ class SynthConfig:
     # and, at rest, its fingers' angle, turn, foreshortening and thumb, and the scripts whose contact is
     # the palm put the palm there (docs/data.md); needs a fitted posture
     hands: str = "v1"
+    # where a clip's label lies on its movement: "v1" (the label holds the whole movement: the reach
+    # after its first frame, the return before its last, still hands in the gaps) or "straddle" (the
+    # label starts half-way through the reach and ends half-way through the return, the rest of them
+    # in the gaps around it, as video 298's labelled clips lie on its speaker's movements; set v2's
+    # default; docs/data.md)
+    timing: str = "v1"
 
     def __post_init__(self) -> None:
         if self.width % 2 or self.height % 2 or not (64 <= self.height <= 1080 and 64 <= self.width <= 1920):
@@ -203,6 +219,8 @@ class SynthConfig:
             raise ValueError(f"scripts must be one of {', '.join(SCRIPT_STYLES)}; got {self.scripts!r}")
         if self.hands not in HAND_STYLES:
             raise ValueError(f"hands must be one of {', '.join(HAND_STYLES)}; got {self.hands!r}")
+        if self.timing not in TIMING_STYLES:
+            raise ValueError(f"timing must be one of {', '.join(TIMING_STYLES)}; got {self.timing!r}")
         if self.hands != "v1" and self.posture == "v1":
             raise ValueError("hands 'fitted' come from a fitted posture profile; choose one with --posture")
         if self.pixels not in PIXEL_STYLES:
@@ -332,6 +350,8 @@ class Episode:
     obj: Tuple[int, int, int] | None = None  # colour of the object that tells the class (play things, adjust tie)
     obj_kind: int = 0  # 0 pen, 1 phone, 2 tie
     obj_angle: float = 0.0  # radians
+    lead: int = 0  # frames the movement starts before ``start`` (timing "straddle"), in the gap before
+    tail: int = 0  # frames it ends after ``end``, in the gap after
 
 
 @dataclass(frozen=True)
@@ -786,9 +806,10 @@ def episode_pose(
         if ep is not None and ep.talking:
             j["face"] = _talking(s, f, fps, phase)
         return j, rest
-    u = (f - ep.start) / max(1, ep.end - ep.start)
+    first = ep.start - ep.lead  # the movement's first frame (the label's, unless it straddles)
+    u = (f - first) / max(1, ep.end + ep.tail - first)
     e = _envelope(u, ep.ramp)
-    w = 2 * math.pi * ep.freq / fps * (f - ep.start) + ep.phase
+    w = 2 * math.pi * ep.freq / fps * (f - first) + ep.phase
     osc = ep.amp * s.torso * math.sin(w)
     shrug = (0.0, 0.0)
     lean_sin = 0.0  # a lean of the whole upper body, pivoting at the hips (move torso, scripts v2)
@@ -1091,8 +1112,66 @@ def _as_configured(ep: Episode, cfg: SynthConfig) -> Episode:
     return replace(ep, talking=cfg.talking or ep.talking, scripts=cfg.scripts)
 
 
+def _moves(ep: Episode) -> bool:
+    return ep.cls is not None and ep.cls != "no gesture"
+
+
+def straddle(episodes: Sequence[Episode]) -> List[Episode]:
+    """Consecutive ``episodes`` with each gesture's movement moved out across its label's ends (timing
+    "straddle"): the reach begins ``lead`` frames before the label so that its midpoint falls on the
+    label's first frame, the return ends ``tail`` frames after it with its midpoint on the last; the
+    reach and return keep their length in frames (``ramp`` of the label) and ``ramp`` becomes their
+    share of the longer movement. A gap shared by a return and the next reach is split between them
+    in proportion (a gesture with no gap beside it, or a ``no gesture`` clip, keeps its ends). Takes
+    the episodes as planned (``lead`` and ``tail`` 0), so a window of them gives the same answer
+    wherever it is cut, as long as it holds each gesture's neighbours."""
+    want = []
+    for ep in episodes:
+        span = ep.end - ep.start
+        want.append((int(round(ep.ramp[0] * span / 2)), int(round(ep.ramp[1] * span / 2))) if _moves(ep) else (0, 0))
+    lead = [w[0] for w in want]
+    tail = [w[1] for w in want]
+    for i, ep in enumerate(episodes):
+        if ep.cls is not None:
+            continue
+        room = ep.end - ep.start + 1
+        before = tail[i - 1] if i > 0 and episodes[i - 1].cls is not None else 0
+        after = lead[i + 1] if i + 1 < len(episodes) and episodes[i + 1].cls is not None else 0
+        if before + after > room:
+            if i > 0:
+                tail[i - 1] = before * room // (before + after)
+            if i + 1 < len(episodes):
+                lead[i + 1] = after * room // (before + after)
+    out = []
+    for i, ep in enumerate(episodes):
+        gap_before = i > 0 and episodes[i - 1].cls is None
+        gap_after = i + 1 < len(episodes) and episodes[i + 1].cls is None
+        lo, hi = (lead[i] if gap_before else 0), (tail[i] if gap_after else 0)
+        if not _moves(ep) or lo + hi == 0:
+            out.append(ep)
+            continue
+        span = ep.end - ep.start
+        whole = max(1, span + lo + hi)
+        ramp = (ep.ramp[0] * span / whole, ep.ramp[1] * span / whole)
+        out.append(replace(ep, lead=lo, tail=hi, ramp=ramp))
+    return out
+
+
+def motion_episode(episodes: Sequence[Episode], i: int, f: int) -> Episode:
+    """The episode that moves the person in frame ``f`` of ``episodes[i]``: its own, or in a gap the
+    neighbouring gesture whose reach or return reaches into it (timing "straddle")."""
+    ep = episodes[i]
+    if ep.cls is None:
+        if i > 0 and f <= episodes[i - 1].end + episodes[i - 1].tail:
+            return episodes[i - 1]
+        if i + 1 < len(episodes) and f >= episodes[i + 1].start - episodes[i + 1].lead:
+            return episodes[i + 1]
+    return ep
+
+
 def plan_video(rng: np.random.Generator, clip_classes: Sequence[str], cfg: SynthConfig) -> List[Episode]:
-    """Lead-in idle span, then each clip followed by an idle gap: a list of consecutive episodes."""
+    """Lead-in idle span, then each clip followed by an idle gap: a list of consecutive episodes
+    (with timing "straddle", each gesture's movement reaching into the gaps beside it)."""
     eps, f = [], 0
     lead = int(rng.integers(cfg.gap_frames[0], cfg.gap_frames[1] + 1))
     eps.append(make_episode(rng, None, 0, max(1, lead)))
@@ -1105,7 +1184,8 @@ def plan_video(rng: np.random.Generator, clip_classes: Sequence[str], cfg: Synth
         if gap:
             eps.append(make_episode(rng, None, f, gap))
             f = eps[-1].end + 1
-    return [_as_configured(e, cfg) for e in eps]
+    eps = [_as_configured(e, cfg) for e in eps]
+    return straddle(eps) if cfg.timing == "straddle" else eps
 
 
 class Take:
@@ -1142,12 +1222,15 @@ class Take:
             img, kp = apply_camera(img, kp, self.look, self.pixel_rng)
         return img, kp.astype(np.float32)
 
-    def frames(self, episodes: Sequence[Episode]) -> Iterator[SynthFrame]:
+    def frames(self, episodes: Sequence[Episode], first: int = 0, stop: int | None = None) -> Iterator[SynthFrame]:
+        """The frames of ``episodes[first:stop]``; the others are there as neighbours whose movement
+        may reach into a gap (``motion_episode``)."""
         classes = self.cfg.classes
-        for ep in episodes:
+        for i in range(first, len(episodes) if stop is None else stop):
+            ep = episodes[i]
             label = classes.index(ep.cls) if ep.cls is not None else -1
             for f in range(ep.start, ep.end + 1):
-                img, kp = self.render(f, ep)
+                img, kp = self.render(f, motion_episode(episodes, i, f))
                 yield SynthFrame(f, img, kp, self._observe(kp), label, ep.cls)
 
     def _observe(self, kp: np.ndarray) -> np.ndarray:
@@ -1165,15 +1248,29 @@ def synthetic_stream(seed: int = 0, config: SynthConfig | None = None) -> Iterat
     cfg = config or SynthConfig()
     take = Take(seed, 0, cfg)
     rng = _rng(seed, 0, 5)
-    f = 0
-    while True:
+    start = 0
+
+    def chunk() -> List[Episode]:  # an idle gap (unless drawn empty), then one clip
+        nonlocal start
         gap = int(rng.integers(cfg.gap_frames[0], cfg.gap_frames[1] + 1))
         cls = cfg.classes[int(rng.integers(len(cfg.classes)))]
         n = int(rng.integers(cfg.clip_frames[0], cfg.clip_frames[1] + 1))
-        episodes = ([make_episode(rng, None, f, gap)] if gap else []) + [make_episode(rng, cls, f + gap, n)]
-        episodes = [_as_configured(e, cfg) for e in episodes]
-        yield from take.frames(episodes)
-        f += gap + n
+        eps = ([make_episode(rng, None, start, gap)] if gap else []) + [make_episode(rng, cls, start + gap, n)]
+        start += gap + n
+        return [_as_configured(e, cfg) for e in eps]
+
+    if cfg.timing == "v1":
+        while True:
+            yield from take.frames(chunk())
+    # "straddle": a clip's movement reaches into the gaps either side, so each chunk is rendered with
+    # the clip before it and the chunk after it planned (the draws come in the same order as above)
+    before: List[Episode] = []
+    now = chunk()
+    while True:
+        after = chunk()
+        window = straddle(before + now + after)
+        yield from take.frames(window, len(before), len(before) + len(now))
+        before, now = now[-1:], after
 
 
 def write_video(path: Path, frames: Iterator[np.ndarray], width: int, height: int, fps: float) -> int:

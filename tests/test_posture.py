@@ -275,15 +275,18 @@ def test_the_v2_set_brings_the_fitted_observer_posture_and_pixels_unless_told(tm
         return json.loads((out / "synth.json").read_text())["config"]
 
     def kinds(cfg: dict) -> tuple:
-        return cfg["observer"], cfg["posture"], cfg["pixels"], cfg["talking"], cfg["scripts"], cfg["hands"]
+        keys = ("observer", "posture", "pixels", "talking", "scripts", "hands", "timing")
+        return tuple(cfg[k] for k in keys)
 
-    assert kinds(write("v2", "--class-set", "v2")) == ("openpose", "seated", "varied", True, "v2", "v1")
-    assert kinds(write("v1", "--class-set", "v1")) == ("v1", "v1", "v1", False, "v1", "v1")
+    assert kinds(write("v2", "--class-set", "v2")) == ("openpose", "seated", "varied", True, "v2", "v1", "straddle")
+    assert kinds(write("v1", "--class-set", "v1")) == ("v1", "v1", "v1", False, "v1", "v1", "v1")
     cfg = write("mixed", "--class-set", "v2", "--posture", "v1", "--observer", "v1", "--scripts", "v1")
-    assert kinds(cfg) == ("v1", "v1", "varied", True, "v1", "v1")
-    assert kinds(write("hands", "--class-set", "v2", "--hands", "fitted"))[-1] == "fitted"
+    assert kinds(cfg) == ("v1", "v1", "varied", True, "v1", "v1", "straddle")
+    assert kinds(write("hands", "--class-set", "v2", "--hands", "fitted", "--timing", "v1"))[-2:] == ("fitted", "v1")
+    assert kinds(write("timing", "--class-set", "v1", "--timing", "straddle"))[-1] == "straddle"
     for bad, msg in (
         (["--hands", "big"], "hands must be one of v1, fitted"),
+        (["--timing", "late"], "timing must be one of v1, straddle"),
         (["--class-set", "v1", "--hands", "fitted"], "hands 'fitted' come from a fitted posture profile"),
     ):
         p = subprocess.run(

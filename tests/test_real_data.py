@@ -146,7 +146,14 @@ def test_real_data_report(shared_data, tmp_path):
     assert r["segments"]["demo"] is True and r["segments"]["model"]["preset"] == "clipmg-tiny"
     assert r["segments"]["top1"] == sum(s["top1_hit"] for s in seg)
     k = r["keypoints"]
-    assert set(k) == {"synthetic", "synthetic_fitted", "synthetic_seated", "openpose_298", "mediapipe_gifs"}
+    assert set(k) == {
+        "synthetic",
+        "synthetic_fitted",
+        "synthetic_seated",
+        "synthetic_straddle",
+        "openpose_298",
+        "mediapipe_gifs",
+    }
     for name, s in k.items():
         assert 0.9 <= s["person"] <= 1.0, name
         assert s["jitter"] is not None and s["jitter"] > 0, name
@@ -189,6 +196,13 @@ def test_real_data_report(shared_data, tmp_path):
     ):
         assert abs(get(seated) - get(real)) < abs(get(fitted) - get(real))
     assert seated["hand_face_idle"] == pytest.approx(real["hand_face_idle"], rel=0.15)
+    # a real labelled clip starts and ends mid-movement, in video 298 and in the GIFs; set v1's timing
+    # puts the fastest movement a quarter of a second inside, --timing straddle within a few hundredths
+    straddled, gifs = k["synthetic_straddle"], k["mediapipe_gifs"]
+    assert abs(real["move_at_start"]) <= 0.08 and abs(gifs["move_at_start"]) <= 0.08
+    assert seated["move_at_start"] >= 0.16 and seated["move_at_end"] <= -0.16
+    for end in ("move_at_start", "move_at_end"):
+        assert abs(straddled[end] - real[end]) < abs(seated[end] - real[end])
     assert seated["hand"] == pytest.approx(real["hand"], rel=0.15)  # v1's hand was two thirds of a real one
     # the real speaker's hand at the face (read from every frame, no label) is at the brow, not the nose
     assert real["near_face"] == pytest.approx(0.044, abs=0.005)
@@ -196,7 +210,8 @@ def test_real_data_report(shared_data, tmp_path):
     text = md.read_text()
     assert (
         "| statistic | synthetic, v1 observer | synthetic, fitted observer | synthetic, fitted observer and "
-        "posture | real OpenPose (298) | MediaPipe" in text
+        "posture | the same, clip ends straddling the movements (`--timing straddle`) | real OpenPose (298) | "
+        "MediaPipe" in text
     )
     assert f"**Top-1 {r['segments']['top1']} of 4" in text
     assert p.stdout.strip() == text.strip()
@@ -240,16 +255,21 @@ def test_pose_probe_trains_on_synthetic_and_scores_every_real_clip(tmp_path, sha
     """The probe's whole path, tiny (1 epoch, 2 subjects): the real clips are all scored, the page written."""
     js, md, synth = tmp_path / "probe.json", tmp_path / "probe.md", tmp_path / "synth"
     cmd = [sys.executable, "-m", "clipmg.train.probe", "--data", str(shared_data), "--epochs", "1", "--videos", "2"]
-    cmd += ["--synth", str(synth), "--hands", "fitted"]  # real-sized hands: the variant's whole path
+    # real-sized hands and clip ends straddling the movements: the variants' whole path
+    cmd += ["--synth", str(synth), "--timing", "straddle", "--hands", "fitted"]
     p = subprocess.run(
         cmd + ["--quiet", "--json", str(js), "--markdown", str(md)], capture_output=True, text=True, timeout=900
     )
     assert p.returncode == 0, p.stderr[-2000:]
-    assert json.loads((synth / "synth.json").read_text())["config"]["hands"] == "fitted"
-    assert "real-sized hands, `--hands fitted`" in md.read_text()
-    # the kept set is not reused for another kind of hands
-    again = subprocess.run(cmd[:-1] + ["v1", "--quiet"], capture_output=True, text=True, timeout=120)
+    made = json.loads((synth / "synth.json").read_text())["config"]
+    assert (made["hands"], made["timing"]) == ("fitted", "straddle")
+    assert "real-sized hands, `--hands fitted`; clip ends straddling the movements" in md.read_text()
+    # the kept set is not reused for another kind of hands or timing
+    quick = dict(capture_output=True, text=True, timeout=120)
+    again = subprocess.run(cmd[:-1] + ["v1", "--quiet"], **quick)
     assert again.returncode == 2 and "was written with --hands fitted, not v1" in again.stderr
+    again = subprocess.run(cmd[:-4] + ["--timing", "v1", "--hands", "fitted", "--quiet"], **quick)
+    assert again.returncode == 2 and "was written with --timing straddle, not v1" in again.stderr
     r = json.loads(js.read_text())
     syn = r["synthetic"]
     assert syn["train_clips"] + syn["val_clips"] == 2 * 24

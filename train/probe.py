@@ -65,6 +65,7 @@ class ProbeSettings:
     val_fraction: float = 0.2  # synthetic videos held out to show the probe learnt the synthetic task
     threads: int = 2
     hands: str = "v1"  # SynthConfig.hands: set v2's default, or "fitted" (real-sized hands; docs/data.md)
+    timing: str = "straddle"  # SynthConfig.timing: set v2's default (clip ends mid-movement; docs/data.md), or "v1"
 
 
 PROBE = ProbeSettings()
@@ -272,6 +273,11 @@ def markdown(r: Dict[str, Any]) -> str:
         "fitted to real OpenPose, people by the posture fitted to real ones, a camera that zooms, rolls and pans "
         "per video, set v1's look-alike pairs given hand places of their own"
         + ("; real-sized hands, `--hands fitted`" if r["settings"].get("hands", "v1") != "v1" else "")
+        + (
+            "; clip ends straddling the movements (`--timing straddle`)"
+            if r["settings"].get("timing", "v1") != "v1"
+            else "; the whole movement inside each clip's label, `--timing v1`"
+        )
         + "; see docs/data.md), person crop, "
         "every setting fixed in `train/probe.py` before a real clip was scored. Real: the labelled clips of "
         "iMiGUE video 298 (raw OpenPose JSON), never trained or tuned on.",
@@ -405,15 +411,17 @@ def run(data: Path, s: ProbeSettings, synth_dir: Optional[Path] = None, progress
         root = synth_dir or Path(tmp) / "synth-v2"
         if (root / "classes.txt").is_file():
             try:
-                made = json.loads((root / "synth.json").read_text()).get("config", {}).get("hands", "v1")
+                made = json.loads((root / "synth.json").read_text()).get("config", {})
             except (OSError, ValueError) as e:
                 raise ClipmgError(f"cannot read {root / 'synth.json'}: {e}") from e
-            if made != s.hands:
-                raise ClipmgError(
-                    f"the set in {root} was written with --hands {made}, not {s.hands}; pick another --synth"
-                )
+            for key in ("hands", "timing"):
+                if made.get(key, "v1") != getattr(s, key):
+                    raise ClipmgError(
+                        f"the set in {root} was written with --{key} {made.get(key, 'v1')}, not "
+                        f"{getattr(s, key)}; pick another --synth"
+                    )
         else:
-            cfg = set_config("v2", hands=s.hands)
+            cfg = set_config("v2", hands=s.hands, timing=s.timing)
             write_dataset(root, s.seed, s.videos, s.clips_per_video, cfg, video=False)
         probe, synthetic = train_probe(root, s, progress)
         real = score_real(probe, data, synthetic["class_names"], s.batch)
@@ -442,6 +450,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=PROBE.hands,
         help="the drawn people's hands (clipmg-synth --hands): set v2's default v1, or fitted (real-sized)",
     )
+    ap.add_argument(
+        "--timing",
+        choices=("v1", "straddle"),
+        default=PROBE.timing,
+        help="where the drawn clips' labels lie on their movements (clipmg-synth --timing): set v2's default "
+        "straddle (clip ends mid-movement, as real labelled clips), or v1 (the whole movement inside the label)",
+    )
     ap.add_argument("--markdown", type=Path, default=None, help="write the report page here")
     ap.add_argument("--json", type=Path, default=None, help="write the results as JSON here")
     ap.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -457,7 +472,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             if getattr(args, name) < 1:
                 raise ClipmgError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
         s = replace(
-            PROBE, epochs=args.epochs, videos=args.videos, clips_per_video=args.clips_per_video, hands=args.hands
+            PROBE,
+            epochs=args.epochs,
+            videos=args.videos,
+            clips_per_video=args.clips_per_video,
+            hands=args.hands,
+            timing=args.timing,
         )
         if args.render:
             try:

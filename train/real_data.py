@@ -57,7 +57,14 @@ SYNTH_SEEDS = tuple(range(8))
 SYNTH_FRAMES = 750  # per seed: 30 s at 25 fps
 FITTED_OBSERVER = "openpose"  # the observer profile fitted to video 298 (python -m clipmg.train.fit_observer)
 FITTED_POSTURE = "seated"  # the posture profile fitted to the same frames
-COLUMNS = ("synthetic", "synthetic_fitted", "synthetic_seated", "openpose_298", "mediapipe_gifs")
+COLUMNS = (
+    "synthetic",
+    "synthetic_fitted",
+    "synthetic_seated",
+    "synthetic_straddle",
+    "openpose_298",
+    "mediapipe_gifs",
+)
 
 
 def default_data_dir() -> Path:
@@ -144,10 +151,13 @@ def _combine(stats: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
     return out
 
 
-def synthetic_keypoints(observer: str = "v1", posture: str = "v1", hands: str = "v1") -> Dict[str, Any]:
+def synthetic_keypoints(
+    observer: str = "v1", posture: str = "v1", hands: str = "v1", timing: str = "v1"
+) -> Dict[str, Any]:
     """The synthetic set's observed keypoints (what its OpenPose JSON files hold), one subject a seed,
-    seen by ``observer`` (``SynthConfig.observer``), people built by ``posture`` with ``hands``."""
-    cfg = SynthConfig(observer=observer, posture=posture, hands=hands)
+    seen by ``observer`` (``SynthConfig.observer``), people built by ``posture`` with ``hands``, labels
+    placed on the movements by ``timing``."""
+    cfg = SynthConfig(observer=observer, posture=posture, hands=hands, timing=timing)
     stats = []
     for seed in SYNTH_SEEDS:
         it = synthetic_stream(seed, cfg)
@@ -188,6 +198,7 @@ def keypoint_table(data: Path, video: Dict[str, Any]) -> Dict[str, Any]:
         "synthetic": synthetic_keypoints("v1"),
         "synthetic_fitted": synthetic_keypoints(FITTED_OBSERVER),
         "synthetic_seated": synthetic_keypoints(FITTED_OBSERVER, FITTED_POSTURE, "fitted"),
+        "synthetic_straddle": synthetic_keypoints(FITTED_OBSERVER, FITTED_POSTURE, "fitted", "straddle"),
         "openpose_298": real,
         "mediapipe_gifs": mediapipe_on_clips(data),
     }
@@ -211,6 +222,11 @@ ROWS = (  # (label, getter)
     ("jitter (shoulder widths, 2nd difference a frame)", lambda s: s["jitter"]),
     ("idle sway (shoulder widths, RMS over 1 s)", lambda s: s["sway"]),
     ("wrist speed in gestures, p50 / p90 (shoulder widths/s)", lambda s: (s["wrist_speed_p50"], s["wrist_speed_p90"])),
+    (
+        "fastest hand movement near a clip's first / last frame: seconds from it (median over clips; "
+        "negative: before it)",
+        lambda s: (_fmt(s["move_at_start"], "+.2f"), _fmt(s["move_at_end"], "+.2f")),
+    ),
     (
         "nearer wrist to nose: gestures / idle (shoulder widths)",
         lambda s: (s["hand_face_gesture"], s["hand_face_idle"]),
@@ -350,12 +366,15 @@ def markdown(report: Dict[str, Any]) -> str:
         f"profile fitted to the same frames (`--posture {FITTED_POSTURE} --hands fitted`: arm and hand lengths, "
         "the resting fingers' angle, the head's height, "
         "where resting wrists and elbows are, how far the body sits off centre between the elbows, how far the "
-        "head is turned aside and how much the head and the resting hands move); OpenPose: video 298 (25 fps); "
+        "head is turned aside and how much the head and the resting hands move), and the same people with the "
+        "clip ends straddling the movements (`--timing straddle`: a clip's label starts half-way through the "
+        "reach and ends half-way through the return); OpenPose: video 298 (25 fps); "
         "MediaPipe: the shipped backend on the two real GIFs (10 fps).",
         "",
         "| statistic | synthetic, v1 observer | synthetic, fitted observer | synthetic, fitted observer and "
-        "posture | real OpenPose (298) | MediaPipe on real GIFs |",
-        "|---|---|---|---|---|---|",
+        "posture | the same, clip ends straddling the movements (`--timing straddle`) | real OpenPose (298) | "
+        "MediaPipe on real GIFs |",
+        "|---|---|---|---|---|---|---|",
     ]
     for label, get in ROWS:
         lines.append(f"| {label} | " + " | ".join(_fmt(get(k[s])) for s in COLUMNS if s in k) + " |")
@@ -363,7 +382,12 @@ def markdown(report: Dict[str, Any]) -> str:
         "",
         "The fitted observer brings the confidences, the misses and the frame-to-frame noise to real "
         "OpenPose's; the v1 observer's noise was also most of its idle sway and median wrist speed. The fast "
-        "part of gestures (p90 wrist speed) is the drawn motion's, not the observer's. Set v1's people "
+        "part of gestures (p90 wrist speed) is the drawn motion's, not the observer's. Where a labelled "
+        "clip's ends lie on the movement (its label's boundaries read, never its class): a real clip, in "
+        "video 298 and in the GIFs alike, starts while the hands are on their way and ends as they leave, "
+        "its fastest movement within a few hundredths of a second of its first frame; a drawn clip held "
+        "the whole reach and return inside, a quarter of a second in, until `--timing straddle` (set v2's "
+        "default since 2026-12-04: docs/data.md). Set v1's people "
         "had short arms and a long neck and rested their hands on their lap beside the hips; real OpenPose "
         "shows a speaker leaning on the table, elbows out beyond the shoulders, hands together in front "
         "of the chest. The fitted posture builds the people that way, which also brings the hands "

@@ -248,6 +248,13 @@ def _main(argv: List[str] | None) -> int:
         "placed where a script's contact is the palm (needs a fitted --posture; docs/data.md); default: the "
         "class set's " + _set_defaults("hands"),
     )
+    ap.add_argument(
+        "--timing",
+        default=None,
+        help="where a clip's label lies on its movement: v1 (the whole reach, hold and return inside the "
+        "label) or straddle (the label starts half-way through the reach and ends half-way through the "
+        "return, as real labelled clips do; docs/data.md); default: the class set's " + _set_defaults("timing"),
+    )
     ap.add_argument("--no-video", action="store_true", help="skip the mp4 files (pose-only set)")
     ap.add_argument("--quiet", action="store_true", help="no progress lines")
     args = ap.parse_args(argv)
@@ -269,6 +276,7 @@ def _main(argv: List[str] | None) -> int:
             pixels=args.pixels,
             scripts=args.scripts,
             hands=args.hands,
+            timing=args.timing,
         )
     except ValueError as e:
         raise ConfigError(str(e)) from e
