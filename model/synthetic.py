@@ -1125,12 +1125,11 @@ def straddle(episodes: Sequence[Episode]) -> List[Episode]:
     in proportion (a gesture with no gap beside it, or a ``no gesture`` clip, keeps its ends). Takes
     the episodes as planned (``lead`` and ``tail`` 0), so a window of them gives the same answer
     wherever it is cut, as long as it holds each gesture's neighbours."""
-    want = []
-    for ep in episodes:
-        span = ep.end - ep.start
-        want.append((int(round(ep.ramp[0] * span / 2)), int(round(ep.ramp[1] * span / 2))) if _moves(ep) else (0, 0))
-    lead = [w[0] for w in want]
-    tail = [w[1] for w in want]
+
+    def half(ep: Episode, k: int) -> int:  # half the reach's (k = 0) or return's (1) frames
+        return int(round(ep.ramp[k] * (ep.end - ep.start) / 2)) if _moves(ep) else 0
+
+    lead, tail = [half(ep, 0) for ep in episodes], [half(ep, 1) for ep in episodes]
     for i, ep in enumerate(episodes):
         if ep.cls is not None:
             continue
@@ -1262,14 +1261,22 @@ def synthetic_stream(seed: int = 0, config: SynthConfig | None = None) -> Iterat
     if cfg.timing == "v1":
         while True:
             yield from take.frames(chunk())
-    # "straddle": a clip's movement reaches into the gaps either side, so each chunk is rendered with
-    # the clip before it and the chunk after it planned (the draws come in the same order as above)
+    for window, first, stop in straddled_windows(iter(chunk, None)):
+        yield from take.frames(window, first, stop)
+
+
+def straddled_windows(chunks: Iterator[List[Episode]]) -> Iterator[Tuple[List[Episode], int, int]]:
+    """For a stream planned a chunk at a time (planned episodes, ``lead`` and ``tail`` 0): each chunk
+    straddled (``straddle``) with the clip before it and the chunk after it as neighbours, as
+    ``(window, first, stop)``: render ``window[first:stop]``. A clip's movement reaches into the gaps
+    either side, so a chunk is rendered once the next one is planned; every episode comes out as
+    ``straddle`` of the whole plan would make it."""
     before: List[Episode] = []
-    now = chunk()
-    while True:
-        after = chunk()
-        window = straddle(before + now + after)
-        yield from take.frames(window, len(before), len(before) + len(now))
+    now = next(chunks, None)
+    while now is not None:
+        after = next(chunks, None)
+        window = straddle(before + now + (after or []))
+        yield window, len(before), len(before) + len(now)
         before, now = now[-1:], after
 
 

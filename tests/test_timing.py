@@ -19,6 +19,7 @@ from clipmg.model.synthetic import (
     plan_video,
     set_config,
     straddle,
+    straddled_windows,
     synthetic_stream,
 )
 
@@ -79,8 +80,20 @@ def test_v1_timing_plans_no_straddle_and_straddle_changes_no_label():
     assert make_episode(np.random.default_rng(0), "touch chin", 0, 30).lead == 0
 
 
-def test_the_written_set_and_the_stream_move_alike():
-    """The stream plans a clip at a time; the written set a video at once. Both straddle the same way."""
+def test_the_stream_straddles_a_chunk_at_a_time_as_the_written_set_does_at_once():
+    """The stream plans a gap and a clip at a time (``straddled_windows``); the written set a video at
+    once (``plan_video``). Every episode comes out the same either way."""
+    classes = ["touch chin", "rub eyes", "no gesture", "fold arm", "touch forehead", "scratch arm"] * 2
+    planned = plan_video(np.random.default_rng(8), classes, set_config("v2", timing="v1"))
+    whole = straddle(planned)
+    assert whole == plan_video(np.random.default_rng(8), classes, set_config("v2", timing="straddle"))
+    ends = [i + 1 for i, e in enumerate(planned) if e.cls is not None]  # the stream's chunks end on a clip
+    chunks = [planned[a:b] for a, b in zip([0] + ends, ends + [len(planned)]) if b > a]
+    rendered = [e for window, first, stop in straddled_windows(iter(chunks)) for e in window[first:stop]]
+    assert rendered == whole and any(e.lead for e in whole) and any(e.tail for e in whole)
+
+
+def test_the_hands_move_in_the_gaps_beside_a_straddled_clip():
     cfg = set_config("v1", timing="straddle")
     eps = plan_video(np.random.default_rng(3), ["touch chin", "rub eyes", "touch forehead"], cfg)
     frames = list(Take(4, 1, cfg).frames(eps))
